@@ -1,0 +1,7 @@
+//! The only atoll crate with `unsafe`: one safe function per raw syscall that no crate wraps well.
+//!
+//! Each wrapper keeps the syscall's name (for grep) and says, in a SAFETY note, which invariant makes
+//! the call sound: pointer lifetimes, fd ownership, or the single-threaded state it relies on.
+
+pub mod bpf;
+pub mod seccomp;
