@@ -4,4 +4,6 @@
 //! the call sound: pointer lifetimes, fd ownership, or the single-threaded state it relies on.
 
 pub mod bpf;
+pub mod mount;
+pub mod process;
 pub mod seccomp;
