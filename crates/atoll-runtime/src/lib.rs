@@ -1,1 +1,18 @@
+//! The OCI container lifecycle: the state store, process spawn and init, the root filesystem,
+//! identities and capabilities, hooks and the console socket.
 #![forbid(unsafe_code)]
+
+pub mod container;
+pub mod error;
+pub mod hooks;
+pub mod identity;
+pub mod process;
+pub mod rootfs;
+pub mod spec;
+pub mod state;
+pub mod time;
+pub mod tty;
+
+pub use error::{Result, RuntimeError};
+pub use process::spawn::CreateOpts;
+pub use state::{Saved, Status, Store};

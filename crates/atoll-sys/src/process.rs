@@ -76,3 +76,17 @@ pub fn close_range_cloexec(first: u32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Set every catchable signal back to SIG_DFL (what execve would keep as "ignored" otherwise).
+pub fn reset_signal_dispositions() {
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL runs no code of ours in signal context and passes no memory;
+        // invalid numbers (32, 33 reserved by glibc) just fail with EINVAL, which we ignore.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+}

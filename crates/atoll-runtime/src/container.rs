@@ -1,0 +1,321 @@
+//! The lifecycle verbs on a created container: start, state, kill, delete, pause, resume, ps,
+//! update, stats, and `run` (create + start + wait). Each takes the container's lock.
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use atoll_cgroups::Cgroup;
+use nix::sys::signal::Signal;
+
+use crate::error::{errno, nix_errno, Result, RuntimeError};
+use crate::process::spawn::{self, CreateOpts};
+use crate::state::{Saved, Status, Store};
+
+pub fn create(store: &Store, opts: &CreateOpts) -> Result<()> {
+    spawn::create(store, opts).map(drop)
+}
+
+/// Release a created container: write one byte to exec.fifo, then run poststart hooks.
+pub fn start(store: &Store, id: &str) -> Result<()> {
+    let _lock = store.lock(id)?;
+    let mut saved = store.load(id)?;
+    let status = saved.status();
+    if status != Status::Created {
+        return Err(RuntimeError::BadState { id: id.into(), status: status.as_str(), wanted: "only a created container can be started" });
+    }
+    let fifo = store.dir(id).join("exec.fifo");
+    // O_NONBLOCK: if init died there is no reader and open fails with ENXIO instead of hanging.
+    let f = rustix::fs::open(&fifo, rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+        .map_err(errno(format!("open {} (is the container's init alive?)", fifo.display())))?;
+    rustix::io::write(&f, b"0").map_err(errno(format!("write {}", fifo.display())))?;
+    drop(f);
+    let _ = std::fs::remove_file(&fifo);
+    saved.started = true;
+    store.save(&saved)?;
+    poststart(&saved);
+    Ok(())
+}
+
+fn poststart(saved: &Saved) {
+    if let Some(h) = saved.config.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
+        let state = saved.state_json(Status::Running).to_string();
+        if let Err(e) = crate::hooks::run_all("poststart", h, &state) {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+pub fn state(store: &Store, id: &str) -> Result<serde_json::Value> {
+    let saved = store.load(id)?;
+    Ok(saved.state_json(saved.status()))
+}
+
+/// Parse "KILL", "SIGKILL", "9" (runc accepts all three).
+pub fn parse_signal(s: &str) -> Result<Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| RuntimeError::Other(format!("unknown signal {s:?}")));
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    name.parse::<Signal>().map_err(|_| RuntimeError::Other(format!("unknown signal {s:?}")))
+}
+
+pub fn kill(store: &Store, id: &str, sig: Signal, all: bool) -> Result<()> {
+    let _lock = store.lock(id)?;
+    let saved = store.load(id)?;
+    let status = saved.status();
+    if matches!(status, Status::Stopped | Status::Creating) && !all {
+        return Err(RuntimeError::BadState { id: id.into(), status: status.as_str(), wanted: "container not running" });
+    }
+    if all {
+        if let Some(cg) = cgroup_of(&saved)? {
+            for pid in cg.pids()? {
+                let _gone_is_fine = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+            }
+            if status == Status::Paused && sig == Signal::SIGKILL {
+                cg.thaw()?;
+            }
+            return Ok(());
+        }
+    }
+    signal_init(&saved, sig)?;
+    if status == Status::Paused && sig == Signal::SIGKILL {
+        if let Some(cg) = cgroup_of(&saved)? {
+            cg.thaw()?;
+        }
+    }
+    Ok(())
+}
+
+/// Signal the init through a pidfd opened after checking its start time: a recycled pid can
+/// never receive our signal.
+fn signal_init(saved: &Saved, sig: Signal) -> Result<()> {
+    let pid = rustix::process::Pid::from_raw(saved.pid).ok_or_else(|| RuntimeError::Other("no init pid".into()))?;
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).map_err(errno(format!("pidfd_open {}", saved.pid)))?;
+    if crate::state::pid_start_time(saved.pid) != Some(saved.pid_start) {
+        return Err(RuntimeError::BadState { id: saved.id.clone(), status: "stopped", wanted: "container not running" });
+    }
+    let rsig = rustix::process::Signal::from_named_raw(sig as i32).ok_or_else(|| RuntimeError::Other(format!("signal {sig}")))?;
+    rustix::process::pidfd_send_signal(&pidfd, rsig).map_err(errno(format!("pidfd_send_signal {sig} to {}", saved.pid)))
+}
+
+fn cgroup_of(saved: &Saved) -> Result<Option<Cgroup>> {
+    match &saved.cgroup {
+        Some(p) => Ok(Some(Cgroup::from_saved(p)?)),
+        None => Ok(None),
+    }
+}
+
+/// Remove a container. Without force it must be stopped (or only created, as runc allows).
+/// With force, kill whatever is left first. Cleans up after crashed creates too: missing
+/// pieces are not errors, and every step runs even if an earlier one failed.
+pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
+    if !store.exists(id) {
+        return Err(RuntimeError::NotFound(id.into()));
+    }
+    let _lock = store.lock(id)?;
+    let saved = match store.load(id) {
+        Ok(s) => s,
+        Err(RuntimeError::NotFound(_)) | Err(RuntimeError::State { .. }) if force => {
+            // A create killed before it saved anything: only the directory is there.
+            return store.remove(id);
+        }
+        Err(e) => return Err(e),
+    };
+    let status = saved.status();
+    match status {
+        Status::Stopped | Status::Creating => {}
+        Status::Created => {}
+        _ if force => {}
+        _ => return Err(RuntimeError::BadState { id: id.into(), status: status.as_str(), wanted: "cannot delete a running container without --force" }),
+    }
+    let mut errors = Vec::new();
+    let cg = cgroup_of(&saved).unwrap_or(None);
+    if saved.init_alive() {
+        if let Err(e) = kill_and_wait(&saved, cg.as_ref()) {
+            errors.push(e.to_string());
+        }
+    } else if let Some(cg) = &cg {
+        // Init is gone but exec'd processes may be left in the cgroup (its pid namespace died
+        // with init only if it had one).
+        let _ = cg.thaw();
+        for pid in cg.pids().unwrap_or_default() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    if status != Status::Creating {
+        if let Some(h) = saved.config.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
+            let state = saved.state_json(Status::Stopped).to_string();
+            if let Err(e) = crate::hooks::run_all("poststop", h, &state) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+    if let Some(cg) = &cg {
+        if let Err(e) = cg.destroy() {
+            errors.push(e.to_string());
+        }
+    }
+    if let Err(e) = store.remove(id) {
+        errors.push(e.to_string());
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(RuntimeError::Other(format!("delete {id}: {}", errors.join("; "))))
+    }
+}
+
+fn kill_and_wait(saved: &Saved, cg: Option<&Cgroup>) -> Result<()> {
+    let pid = rustix::process::Pid::from_raw(saved.pid).ok_or_else(|| RuntimeError::Other("no pid".into()))?;
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).map_err(errno(format!("pidfd_open {}", saved.pid)))?;
+    if crate::state::pid_start_time(saved.pid) != Some(saved.pid_start) {
+        return Ok(());
+    }
+    if let Some(cg) = cg {
+        for p in cg.pids().unwrap_or_default() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);
+        }
+        let _ = cg.thaw();
+    }
+    rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL).map_err(errno(format!("kill {}", saved.pid)))?;
+    // The pidfd polls readable once the process has exited.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut fds = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ts = rustix::event::Timespec { tv_sec: left.as_secs() as i64, tv_nsec: left.subsec_nanos() as i64 };
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(n) if n > 0 => break,
+            Ok(_) => return Err(RuntimeError::Other(format!("init {} did not exit within 10s of SIGKILL", saved.pid))),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(errno("poll pidfd")(e)),
+        }
+    }
+    // If it is our child (run), reap it; otherwise its parent (or init) does.
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(saved.pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    Ok(())
+}
+
+pub fn pause(store: &Store, id: &str) -> Result<()> {
+    let _lock = store.lock(id)?;
+    let saved = store.load(id)?;
+    let status = saved.status();
+    if !matches!(status, Status::Running | Status::Created) {
+        return Err(RuntimeError::BadState { id: id.into(), status: status.as_str(), wanted: "container not running" });
+    }
+    cgroup_of(&saved)?.ok_or_else(|| RuntimeError::Other("container has no cgroup".into()))?.freeze()?;
+    Ok(())
+}
+
+pub fn resume(store: &Store, id: &str) -> Result<()> {
+    let _lock = store.lock(id)?;
+    let saved = store.load(id)?;
+    let status = saved.status();
+    if status != Status::Paused {
+        return Err(RuntimeError::BadState { id: id.into(), status: status.as_str(), wanted: "container not paused" });
+    }
+    cgroup_of(&saved)?.ok_or_else(|| RuntimeError::Other("container has no cgroup".into()))?.thaw()?;
+    Ok(())
+}
+
+pub fn pids(store: &Store, id: &str) -> Result<Vec<i32>> {
+    let saved = store.load(id)?;
+    match cgroup_of(&saved)? {
+        Some(cg) => Ok(cg.pids()?),
+        None => Ok(vec![]),
+    }
+}
+
+pub fn update(store: &Store, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    let _lock = store.lock(id)?;
+    let mut saved = store.load(id)?;
+    if saved.status() == Status::Stopped {
+        return Err(RuntimeError::BadState { id: id.into(), status: "stopped", wanted: "container not running" });
+    }
+    let cg = cgroup_of(&saved)?.ok_or_else(|| RuntimeError::Other("container has no cgroup".into()))?;
+    cg.update(resources)?;
+    if let Some(linux) = saved.config.linux_mut() {
+        linux.set_resources(Some(resources.clone()));
+    }
+    store.save(&saved)
+}
+
+pub fn stats(store: &Store, id: &str) -> Result<serde_json::Value> {
+    let saved = store.load(id)?;
+    let cg = cgroup_of(&saved)?.ok_or_else(|| RuntimeError::Other("container has no cgroup".into()))?;
+    let s = cg.stats()?;
+    Ok(serde_json::json!({"type": "stats", "id": id, "data": s}))
+}
+
+/// `run`: create, start, and (unless detached) wait for the init, forwarding signals, then
+/// delete it and return its exit status the way a shell reports it (128+signal when killed).
+pub fn run(store: &Store, opts: &CreateOpts, detach: bool) -> Result<i32> {
+    if !detach {
+        // Orphans of the two-stage path (and of exec) are re-parented to us, so we can wait.
+        nix::sys::prctl::set_child_subreaper(true).map_err(nix_errno("prctl(PR_SET_CHILD_SUBREAPER)"))?;
+    }
+    let created = spawn::create(store, opts)?;
+    let mut saved = created.saved;
+    let forward = forwarded_signals();
+    if !detach {
+        forward.thread_block().map_err(nix_errno("sigprocmask(SIG_BLOCK)"))?;
+    }
+    rustix::io::write(&created.fifo, b"0").map_err(errno("write exec.fifo"))?;
+    saved.started = true;
+    store.save(&saved)?;
+    drop(created.fifo);
+    let _ = std::fs::remove_file(store.dir(&opts.id).join("exec.fifo"));
+    poststart(&saved);
+    if detach {
+        return Ok(0);
+    }
+    let code = wait_forwarding(saved.pid, &forward)?;
+    delete(store, &opts.id, true)?;
+    Ok(code)
+}
+
+fn forwarded_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::SigSet;
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGCHLD, Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH, Signal::SIGCONT] {
+        set.add(s);
+    }
+    set
+}
+
+/// Wait for `pid` with signals blocked, forwarding each one but SIGCHLD to it; reap every child
+/// (we are a subreaper). Returns the shell-style exit status.
+pub fn wait_forwarding(pid: i32, set: &nix::sys::signal::SigSet) -> Result<i32> {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let sfd = nix::sys::signalfd::SignalFd::with_flags(set, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC)
+        .map_err(nix_errno("signalfd"))?;
+    loop {
+        // Reap everything that has exited; stop when our process is among them.
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, c)) if p.as_raw() == pid => return Ok(c),
+                Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == pid => return Ok(128 + s as i32),
+                Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(nix_errno("waitpid")(e)),
+            }
+        }
+        match sfd.read_signal() {
+            Ok(Some(info)) => {
+                let sig = info.ssi_signo as i32;
+                if sig != Signal::SIGCHLD as i32 {
+                    if let Ok(s) = Signal::try_from(sig) {
+                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), s);
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(nix_errno("read signalfd")(e)),
+        }
+        let _ = sfd.as_fd();
+    }
+}
+

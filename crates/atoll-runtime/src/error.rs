@@ -1,0 +1,80 @@
+//! One error type for the container lifecycle. Every variant names what failed and where: the file
+//! and field for bad input, the syscall and its operands for kernel refusals.
+
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{path}: {msg}")]
+    Config { path: PathBuf, msg: String },
+    #[error("config.json: {field}: {msg}")]
+    Field { field: String, msg: String },
+    #[error("{op}: {source}")]
+    Sys {
+        op: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("container \"{0}\" does not exist")]
+    NotFound(String),
+    #[error("container \"{0}\" already exists")]
+    Exists(String),
+    #[error("invalid container id {0:?}: use 1-1024 characters from [A-Za-z0-9_+.-], not starting with '.'")]
+    BadId(String),
+    #[error("container \"{id}\" is {status}: {wanted}")]
+    BadState {
+        id: String,
+        status: &'static str,
+        wanted: &'static str,
+    },
+    #[error("container init: {0}")]
+    Init(String),
+    #[error("{kind} hook #{index} ({path}): {msg}")]
+    Hook {
+        kind: &'static str,
+        index: usize,
+        path: PathBuf,
+        msg: String,
+    },
+    #[error("state file {path}: {msg}")]
+    State { path: PathBuf, msg: String },
+    #[error(transparent)]
+    Cgroup(#[from] atoll_cgroups::CgroupError),
+    #[error(transparent)]
+    Seccomp(#[from] atoll_seccomp::SeccompError),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// Wrap an `io::Error` from syscall `op` (which should name the operands) into [`RuntimeError::Sys`].
+pub(crate) fn sys(op: impl Into<String>) -> impl FnOnce(io::Error) -> RuntimeError {
+    let op = op.into();
+    move |source| RuntimeError::Sys { op, source }
+}
+
+/// Same for rustix/nix errno values.
+pub(crate) fn errno(op: impl Into<String>) -> impl FnOnce(rustix::io::Errno) -> RuntimeError {
+    let op = op.into();
+    move |e| RuntimeError::Sys {
+        op,
+        source: io::Error::from_raw_os_error(e.raw_os_error()),
+    }
+}
+
+pub(crate) fn nix_errno(op: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> RuntimeError {
+    let op = op.into();
+    move |e| RuntimeError::Sys {
+        op,
+        source: io::Error::from_raw_os_error(e as i32),
+    }
+}
+
+pub(crate) fn field(field: impl Into<String>, msg: impl Into<String>) -> RuntimeError {
+    RuntimeError::Field {
+        field: field.into(),
+        msg: msg.into(),
+    }
+}

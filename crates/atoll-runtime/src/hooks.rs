@@ -1,0 +1,68 @@
+//! OCI hooks: each runs with the container state on stdin, its own args and env, and an optional
+//! timeout after which it is killed. What a failure means depends on the hook kind (runtime-spec
+//! config.md "POSIX-platform Hooks"): the caller decides.
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::Hook;
+
+use crate::error::{Result, RuntimeError};
+
+pub fn run_all(kind: &'static str, hooks: &[Hook], state: &str) -> Result<()> {
+    for (i, h) in hooks.iter().enumerate() {
+        run_one(kind, i, h, state)?;
+    }
+    Ok(())
+}
+
+fn run_one(kind: &'static str, index: usize, h: &Hook, state: &str) -> Result<()> {
+    let err = |msg: String| RuntimeError::Hook {
+        kind,
+        index,
+        path: h.path().clone(),
+        msg,
+    };
+    let mut cmd = Command::new(h.path());
+    if let Some(args) = h.args() {
+        if let Some((first, rest)) = args.split_first() {
+            cmd.arg0(first).args(rest);
+        }
+    }
+    cmd.env_clear();
+    for kv in h.env().as_deref().unwrap_or(&[]) {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| err(format!("cannot start: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook that does not read its stdin is fine: ignore EPIPE.
+        let _hook_may_ignore_stdin = stdin.write_all(state.as_bytes());
+    }
+    let deadline = h
+        .timeout()
+        .filter(|t| *t > 0)
+        .map(|t| Instant::now() + Duration::from_secs(t as u64));
+    if deadline.is_none() {
+        let status = child.wait().map_err(|e| err(format!("wait: {e}")))?;
+        return if status.success() { Ok(()) } else { Err(err(format!("failed: {status}"))) };
+    }
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(err(format!("failed: {status}"))),
+            Ok(None) => {}
+            Err(e) => return Err(err(format!("wait: {e}"))),
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            let _already_dead_is_fine = child.kill();
+            let _reap = child.wait();
+            return Err(err(format!("timed out after {}s", h.timeout().unwrap_or(0))));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

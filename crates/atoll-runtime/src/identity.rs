@@ -1,0 +1,188 @@
+//! Who the container process is: uid/gid/groups, the five capability sets, rlimits, and the id
+//! maps the parent writes for a new user namespace.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+
+use caps::{CapSet, Capability};
+use oci_spec::runtime::{LinuxCapabilities, LinuxIdMapping, PosixRlimit, Process};
+
+use crate::error::{field, nix_errno, Result, RuntimeError};
+
+/// "0 100000 65536\n..." as /proc/<pid>/uid_map wants it.
+pub fn id_map_text(maps: &[LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+/// Write uid_map and gid_map of `pid` (the parent does this, from the host).
+pub fn write_id_maps(pid: i32, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<()> {
+    for (name, maps) in [("uid_map", uid), ("gid_map", gid)] {
+        let path = format!("/proc/{pid}/{name}");
+        std::fs::write(&path, id_map_text(maps)).map_err(crate::error::sys(format!("write {path}")))?;
+    }
+    Ok(())
+}
+
+/// Resolved capability sets, checked against what this kernel knows, before clone.
+#[derive(Debug, Default, Clone)]
+pub struct CapSets {
+    pub bounding: HashSet<Capability>,
+    pub effective: HashSet<Capability>,
+    pub permitted: HashSet<Capability>,
+    pub inheritable: HashSet<Capability>,
+    pub ambient: HashSet<Capability>,
+}
+
+fn to_caps(list: &Option<oci_spec::runtime::Capabilities>, name: &str) -> Result<HashSet<Capability>> {
+    let mut out = HashSet::new();
+    if let Some(list) = list {
+        for c in list {
+            let text = serde_json::to_value(c)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let cap = Capability::from_str(&text)
+                .map_err(|_| field(format!("process.capabilities.{name}"), format!("unknown capability {text:?}")))?;
+            out.insert(cap);
+        }
+    }
+    Ok(out)
+}
+
+impl CapSets {
+    pub fn from_spec(c: Option<&LinuxCapabilities>) -> Result<CapSets> {
+        let Some(c) = c else { return Ok(CapSets::default()) };
+        Ok(CapSets {
+            bounding: to_caps(c.bounding(), "bounding")?,
+            effective: to_caps(c.effective(), "effective")?,
+            permitted: to_caps(c.permitted(), "permitted")?,
+            inheritable: to_caps(c.inheritable(), "inheritable")?,
+            ambient: to_caps(c.ambient(), "ambient")?,
+        })
+    }
+
+    /// Drop everything not in the bounding set. Needs CAP_SETPCAP: call before changing uid.
+    pub fn apply_bounding(&self) -> Result<()> {
+        let last = caps::runtime::thread_all_supported();
+        for cap in last {
+            if !self.bounding.contains(&cap) {
+                caps::drop(None, CapSet::Bounding, cap).map_err(|e| RuntimeError::Other(format!("prctl(PR_CAPBSET_DROP, {cap}): {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Set inheritable, permitted, effective, then raise ambient. Called after the uid change
+    /// (with PR_SET_KEEPCAPS the permitted set survived it). Inheritable stays exactly as asked:
+    /// empty unless the config names caps (CVE-2022-29162).
+    pub fn apply_sets(&self) -> Result<()> {
+        let set = |which: CapSet, v: &HashSet<Capability>, n: &str| {
+            caps::set(None, which, v).map_err(|e| RuntimeError::Other(format!("capset {n} {:?}: {e}", names(v))))
+        };
+        set(CapSet::Inheritable, &self.inheritable, "inheritable")?;
+        set(CapSet::Permitted, &self.permitted, "permitted")?;
+        set(CapSet::Effective, &self.effective, "effective")?;
+        caps::clear(None, CapSet::Ambient).map_err(|e| RuntimeError::Other(format!("clear ambient caps: {e}")))?;
+        for cap in &self.ambient {
+            caps::raise(None, CapSet::Ambient, *cap)
+                .map_err(|e| RuntimeError::Other(format!("raise ambient {cap} (it must be in permitted and inheritable): {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+fn names(v: &HashSet<Capability>) -> Vec<String> {
+    let mut n: Vec<String> = v.iter().map(|c| c.to_string()).collect();
+    n.sort();
+    n
+}
+
+/// setgroups, setresgid, setresuid, keeping the permitted caps across the switch.
+pub fn switch_user(process: &Process, setgroups_allowed: bool) -> Result<()> {
+    let user = process.user();
+    let uid = nix::unistd::Uid::from_raw(user.uid());
+    let gid = nix::unistd::Gid::from_raw(user.gid());
+    nix::sys::prctl::set_keepcaps(true).map_err(nix_errno("prctl(PR_SET_KEEPCAPS, 1)"))?;
+    if setgroups_allowed {
+        let groups: Vec<nix::unistd::Gid> = user
+            .additional_gids()
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .map(|g| nix::unistd::Gid::from_raw(*g))
+            .collect();
+        nix::unistd::setgroups(&groups).map_err(nix_errno(format!("setgroups {groups:?}")))?;
+    } else if user.additional_gids().as_ref().is_some_and(|g| !g.is_empty()) {
+        return Err(field("process.user.additionalGids", "setgroups is denied in this user namespace"));
+    }
+    nix::unistd::setresgid(gid, gid, gid).map_err(nix_errno(format!("setresgid {gid}")))?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(nix_errno(format!("setresuid {uid}")))?;
+    nix::sys::prctl::set_keepcaps(false).map_err(nix_errno("prctl(PR_SET_KEEPCAPS, 0)"))?;
+    Ok(())
+}
+
+/// Map an OCI rlimit type name to nix's resource.
+pub fn rlimit_resource(name: &str) -> Option<nix::sys::resource::Resource> {
+    use nix::sys::resource::Resource as R;
+    Some(match name {
+        "RLIMIT_AS" => R::RLIMIT_AS,
+        "RLIMIT_CORE" => R::RLIMIT_CORE,
+        "RLIMIT_CPU" => R::RLIMIT_CPU,
+        "RLIMIT_DATA" => R::RLIMIT_DATA,
+        "RLIMIT_FSIZE" => R::RLIMIT_FSIZE,
+        "RLIMIT_LOCKS" => R::RLIMIT_LOCKS,
+        "RLIMIT_MEMLOCK" => R::RLIMIT_MEMLOCK,
+        "RLIMIT_MSGQUEUE" => R::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => R::RLIMIT_NICE,
+        "RLIMIT_NOFILE" => R::RLIMIT_NOFILE,
+        "RLIMIT_NPROC" => R::RLIMIT_NPROC,
+        "RLIMIT_RSS" => R::RLIMIT_RSS,
+        "RLIMIT_RTPRIO" => R::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => R::RLIMIT_RTTIME,
+        "RLIMIT_SIGPENDING" => R::RLIMIT_SIGPENDING,
+        "RLIMIT_STACK" => R::RLIMIT_STACK,
+        _ => return None,
+    })
+}
+
+pub fn rlimit_name(r: &PosixRlimit) -> String {
+    serde_json::to_value(r.typ())
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+pub fn apply_rlimits(limits: &[PosixRlimit]) -> Result<()> {
+    for (i, r) in limits.iter().enumerate() {
+        let name = rlimit_name(r);
+        let res = rlimit_resource(&name)
+            .ok_or_else(|| field(format!("process.rlimits[{i}].type"), format!("unknown rlimit {name:?}")))?;
+        nix::sys::resource::setrlimit(res, r.soft(), r.hard())
+            .map_err(nix_errno(format!("setrlimit {name} soft {} hard {}", r.soft(), r.hard())))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_from_spec() {
+        let c: LinuxCapabilities = serde_json::from_str(
+            r#"{"bounding":["CAP_NET_BIND_SERVICE"],"effective":["CAP_NET_BIND_SERVICE"],"ambient":["CAP_NET_BIND_SERVICE"]}"#,
+        )
+        .unwrap();
+        let s = CapSets::from_spec(Some(&c)).unwrap();
+        assert!(s.ambient.contains(&Capability::CAP_NET_BIND_SERVICE));
+        assert!(s.inheritable.is_empty(), "inheritable must stay empty unless asked");
+    }
+
+    #[test]
+    fn map_text() {
+        let m: Vec<LinuxIdMapping> = serde_json::from_str(r#"[{"containerID":0,"hostID":100000,"size":65536}]"#).unwrap();
+        assert_eq!(id_map_text(&m), "0 100000 65536\n");
+    }
+}

@@ -1,0 +1,404 @@
+//! The container's init, from clone3 to execve. It runs in a fresh copy of the single-threaded
+//! parent, starts no threads, and reports the first error to the parent before exiting, so the
+//! parent can remove everything it made.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use atoll_cgroups::Hierarchy;
+use atoll_seccomp::Filter;
+use nix::mount::MsFlags;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::protocol::{self, FdKind, Msg};
+use crate::error::{errno, field, nix_errno, Result, RuntimeError};
+use crate::identity::{self, CapSets};
+use crate::rootfs::{self, MountCtx, Rootfs};
+use crate::spec::Namespaces;
+
+/// Everything init needs, prepared by the parent before clone so the child only acts.
+pub struct InitCtx<'a> {
+    pub spec: &'a Spec,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub ns: &'a Namespaces,
+    pub caps: CapSets,
+    pub seccomp: Option<&'a Filter>,
+    pub hierarchies: Vec<Hierarchy>,
+    pub no_pivot: bool,
+    pub terminal: bool,
+    pub preserve_fds: u32,
+    pub fifo: BorrowedFd<'a>,
+    pub has_hooks: bool,
+}
+
+/// Run init; never returns. Any error goes to the parent as `Msg::Error`, then exit(1).
+pub fn run(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> ! {
+    let err = match init(ctx, sock) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _parent_may_be_gone = protocol::send(sock, &Msg::Error(err.to_string()), None);
+    // Before Ready the parent reports the error; after it (start), stderr is all we have.
+    eprintln!("atoll init: {err}");
+    std::process::exit(127)
+}
+
+fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
+    // If the parent dies before we are done, die too: nothing half-made must run on.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(nix_errno("prctl(PR_SET_PDEATHSIG)"))?;
+    protocol::expect(sock, &Msg::Go)?;
+    let spec = ctx.spec;
+    let process = spec.process().as_ref().ok_or_else(|| field("process", "missing"))?;
+    let linux = spec.linux().as_ref();
+    let new_user = ctx.ns.creates(LinuxNamespaceType::User);
+
+    if new_user {
+        become_ns_root(spec)?;
+    }
+    if ctx.ns.creates(LinuxNamespaceType::Cgroup) {
+        // Now that the parent has put us in our cgroup, a new cgroup namespace is rooted there.
+        rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP)
+            .map_err(errno("unshare(CLONE_NEWCGROUP)"))?;
+    }
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        rustix::system::sethostname(h.as_bytes()).map_err(errno(format!("sethostname {h:?}")))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+        rustix::system::setdomainname(d.as_bytes()).map_err(errno(format!("setdomainname {d:?}")))?;
+    }
+
+    let mut state_json = String::new();
+    if !ctx.ns.has(LinuxNamespaceType::Mount) {
+        return Err(field("linux.namespaces", "a mount namespace is required"));
+    }
+    let rootfs = prepare_root(ctx)?;
+    let userns_fd = if ctx.ns.has(LinuxNamespaceType::User) {
+        Some(open_self_ns("user")?)
+    } else {
+        None
+    };
+    let make_userns = |m: &oci_spec::runtime::Mount| make_idmap_userns(m);
+    let mctx = MountCtx {
+        bundle: ctx.bundle,
+        cgroup_hierarchies: &ctx.hierarchies,
+        cgroupns: ctx.ns.has(LinuxNamespaceType::Cgroup),
+        userns: userns_fd.as_ref().map(|f| f.as_fd()),
+        make_userns: &make_userns,
+    };
+    let mounts = spec.mounts().as_deref().unwrap_or(&[]);
+    for (i, m) in mounts.iter().enumerate() {
+        rootfs.mount(i, m, &mctx)?;
+    }
+    let dev_is_bind = mounts.iter().any(|m| {
+        m.destination() == Path::new("/dev")
+            && (m.typ().as_deref() == Some("bind")
+                || m.options().as_ref().is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind")))
+    });
+    if !dev_is_bind {
+        rootfs.devices(&rootfs::all_devices(spec), new_user || ctx.ns.join.iter().any(|(t, _)| *t == LinuxNamespaceType::User))?;
+        rootfs.dev_symlinks()?;
+    }
+    let console = if ctx.terminal { Some(open_console_in(&rootfs, sock)?) } else { None };
+
+    if ctx.has_hooks {
+        protocol::send(sock, &Msg::Hooks, None)?;
+        match protocol::recv(sock)? {
+            Some((Msg::State(s), _)) => state_json = s,
+            other => return Err(RuntimeError::Other(format!("init sync: expected State, got {other:?}"))),
+        }
+        if let Some(h) = spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()) {
+            crate::hooks::run_all("createContainer", h, &state_json)?;
+        }
+    }
+
+    if let Some(l) = linux {
+        if let Some(sysctl) = l.sysctl() {
+            write_sysctls(sysctl)?;
+        }
+        rootfs.mask(l.masked_paths().as_deref().unwrap_or(&[]))?;
+        rootfs.readonly(l.readonly_paths().as_deref().unwrap_or(&[]))?;
+    }
+    enter_root(ctx, &rootfs)?;
+    drop(rootfs);
+    if spec.root().as_ref().is_some_and(|r| r.readonly() == Some(true)) {
+        let root = rustix::fs::open("/", rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+            .map_err(errno("open / after pivot_root"))?;
+        atoll_sys::mount::mount_setattr(root.as_fd(), false, &atoll_sys::mount::MountAttr { set: atoll_sys::mount::MOUNT_ATTR_RDONLY, ..Default::default() })
+            .map_err(|e| RuntimeError::Sys { op: "mount_setattr ro on / (root.readonly)".into(), source: e })?;
+    }
+
+    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
+        let persona = match p.domain() {
+            oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => nix::sys::personality::Persona::from_bits_retain(0x0008),
+            _ => nix::sys::personality::Persona::empty(),
+        };
+        nix::sys::personality::set(persona).map_err(nix_errno("personality"))?;
+    }
+    let ready = finalize(process, &ctx.caps, ctx.seccomp, ctx.preserve_fds, console, sock)?;
+    protocol::send(sock, &Msg::Ready, None)?;
+
+    // Wait for `start`: it writes one byte to exec.fifo.
+    let mut b = [0u8; 1];
+    loop {
+        match rustix::io::read(ctx.fifo, &mut b) {
+            Ok(1) => break,
+            Ok(_) => return Err(RuntimeError::Other("exec.fifo closed before start".into())),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(errno("read exec.fifo")(e)),
+        }
+    }
+    if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()) {
+        crate::hooks::run_all("startContainer", h, &state_json)?;
+    }
+    Err(ready.exec())
+}
+
+/// The process, ready for execve: everything checked, nothing left but the call.
+pub struct Prepared {
+    exe: PathBuf,
+    exe_c: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+impl Prepared {
+    pub fn exec(&self) -> RuntimeError {
+        let e = nix::unistd::execve(&self.exe_c, &self.argv, &self.envp).unwrap_err();
+        nix_errno(format!("execve {}", self.exe.display()))(e)
+    }
+}
+
+/// The steps init and exec share, in the order the kernel needs: rlimits and umask, seccomp (early
+/// if it needs CAP_SYS_ADMIN), bounding set, uid/gid, capability sets, no_new_privs + seccomp,
+/// cwd, executable lookup, terminal, and every fd but stdio and the preserved ones CLOEXEC.
+pub fn finalize(
+    process: &oci_spec::runtime::Process,
+    caps: &CapSets,
+    seccomp: Option<&Filter>,
+    preserve_fds: u32,
+    console: Option<OwnedFd>,
+    sock: BorrowedFd<'_>,
+) -> Result<Prepared> {
+    identity::apply_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
+    if let Some(umask) = process.user().umask() {
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(umask));
+    }
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if !nnp {
+        // Without no_new_privs the kernel wants CAP_SYS_ADMIN to install a filter: do it while
+        // we still hold it.
+        install_seccomp(seccomp, sock)?;
+    }
+    caps.apply_bounding()?;
+    let setgroups_ok = std::fs::read_to_string("/proc/self/setgroups").map(|s| s.trim() != "deny").unwrap_or(true);
+    identity::switch_user(process, setgroups_ok)?;
+    caps.apply_sets()?;
+    if nnp {
+        nix::sys::prctl::set_no_new_privs().map_err(nix_errno("prctl(PR_SET_NO_NEW_PRIVS)"))?;
+        install_seccomp(seccomp, sock)?;
+    }
+    let cwd = process.cwd();
+    std::env::set_current_dir(cwd).map_err(crate::error::sys(format!("chdir {} (process.cwd)", cwd.display())))?;
+    let env = process.env().clone().unwrap_or_default();
+    let args = process.args().clone().unwrap_or_default();
+    let first = args.first().ok_or_else(|| field("process.args", "empty"))?;
+    let exe = find_executable(first, &env)?;
+    let argv = cstrings(&args, "process.args")?;
+    let envp = cstrings(&env, "process.env")?;
+    let exe_c = CString::new(exe.as_os_str().as_bytes()).map_err(|_| field("process.args[0]", "contains NUL"))?;
+    if let Some(slave) = &console {
+        set_controlling_terminal(slave.as_fd())?;
+    }
+    drop(console);
+    // Nothing but stdio and the preserved fds may cross exec (CVE-2024-21626).
+    atoll_sys::process::close_range_cloexec(3 + preserve_fds)
+        .map_err(|e| RuntimeError::Sys { op: "close_range(CLOSE_RANGE_CLOEXEC)".into(), source: e })?;
+    reset_signals()?;
+    Ok(Prepared { exe, exe_c, argv, envp })
+}
+
+/// In a new user namespace: become uid/gid 0 there (if mapped) so files we create are root's.
+fn become_ns_root(spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let maps_root = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        m.as_ref().is_some_and(|v| v.iter().any(|x| x.container_id() == 0))
+    };
+    if linux.is_some_and(|l| maps_root(l.uid_mappings()) && maps_root(l.gid_mappings())) {
+        let z = nix::unistd::Uid::from_raw(0);
+        let g = nix::unistd::Gid::from_raw(0);
+        nix::unistd::setresgid(g, g, g).map_err(nix_errno("setresgid 0 in the user namespace"))?;
+        nix::unistd::setresuid(z, z, z).map_err(nix_errno("setresuid 0 in the user namespace"))?;
+    }
+    Ok(())
+}
+
+/// Make our mount tree private to us, bind the rootfs onto itself (pivot_root needs a mount point)
+/// and open it.
+fn prepare_root(ctx: &InitCtx<'_>) -> Result<Rootfs> {
+    let prop = ctx
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone())
+        .unwrap_or_else(|| "rslave".into());
+    let flags = match prop.as_str() {
+        "shared" | "rshared" => MsFlags::MS_SHARED,
+        "private" | "rprivate" => MsFlags::MS_PRIVATE,
+        "unbindable" | "runbindable" => MsFlags::MS_UNBINDABLE,
+        "slave" | "rslave" => MsFlags::MS_SLAVE,
+        other => return Err(field("linux.rootfsPropagation", format!("unknown value {other:?}"))),
+    };
+    // Our own mounts must never propagate back to the host: slave (at least) first.
+    let first = if flags == MsFlags::MS_SHARED { MsFlags::MS_SLAVE } else { flags };
+    nix::mount::mount(None::<&str>, "/", None::<&str>, first | MsFlags::MS_REC, None::<&str>)
+        .map_err(nix_errno("mount --make-rslave /"))?;
+    nix::mount::mount(Some(ctx.rootfs), ctx.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(nix_errno(format!("bind mount rootfs {} onto itself", ctx.rootfs.display())))?;
+    if flags == MsFlags::MS_SHARED {
+        nix::mount::mount(None::<&str>, ctx.rootfs, None::<&str>, MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>)
+            .map_err(nix_errno("mount --make-rshared rootfs"))?;
+    }
+    Rootfs::open(ctx.rootfs)
+}
+
+/// pivot_root(".", ".") then detach the old root (no directory needed), or with --no-pivot move
+/// the rootfs onto / and chroot.
+fn enter_root(ctx: &InitCtx<'_>, rootfs: &Rootfs) -> Result<()> {
+    let dir: OwnedFd = rootfs.root.try_clone().map_err(|e| RuntimeError::Other(format!("dup rootfs fd: {e}")))?.into();
+    rustix::process::fchdir(&dir).map_err(errno(format!("fchdir {}", ctx.rootfs.display())))?;
+    if ctx.no_pivot {
+        nix::mount::mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .map_err(nix_errno("mount --move rootfs / (--no-pivot)"))?;
+        nix::unistd::chroot(".").map_err(nix_errno("chroot . (--no-pivot)"))?;
+    } else {
+        rustix::process::pivot_root(".", ".").map_err(errno(format!("pivot_root {}", ctx.rootfs.display())))?;
+        // The old root is now stacked under "."; make it a slave so the detach does not
+        // propagate an unmount to the host, then detach it.
+        nix::mount::mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
+            .map_err(nix_errno("mount --make-rslave old root"))?;
+        nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH).map_err(nix_errno("umount2 old root (MNT_DETACH)"))?;
+    }
+    std::env::set_current_dir("/").map_err(crate::error::sys("chdir / after pivot_root"))?;
+    Ok(())
+}
+
+fn open_self_ns(name: &str) -> Result<OwnedFd> {
+    let p = format!("/proc/self/ns/{name}");
+    rustix::fs::open(p.as_str(), rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+        .map_err(errno(format!("open {p}")))
+}
+
+/// A user namespace carrying a mount's own uidMappings/gidMappings, for MOUNT_ATTR_IDMAP: a child
+/// unshares it and waits; we take its ns fd, then let it exit.
+fn make_idmap_userns(m: &oci_spec::runtime::Mount) -> Result<OwnedFd> {
+    let (uid, gid) = match (m.uid_mappings(), m.gid_mappings()) {
+        (Some(u), Some(g)) => (u.clone(), g.clone()),
+        _ => return Err(field(format!("mounts ({}).uidMappings", m.destination().display()), "uidMappings and gidMappings must both be set")),
+    };
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(errno("pipe"))?;
+    match atoll_sys::process::clone3(libc::CLONE_NEWUSER as u64, None).map_err(|e| RuntimeError::Sys { op: "clone3(CLONE_NEWUSER) for an idmap".into(), source: e })? {
+        atoll_sys::process::Forked::Child => {
+            drop(w);
+            let mut b = [0u8; 1];
+            let _wait_for_parent = rustix::io::read(&r, &mut b);
+            std::process::exit(0);
+        }
+        atoll_sys::process::Forked::Parent(pid) => {
+            drop(r);
+            let res = identity::write_id_maps(pid, &uid, &gid).and_then(|()| {
+                let p = format!("/proc/{pid}/ns/user");
+                rustix::fs::open(p.as_str(), rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+                    .map_err(errno(format!("open {p}")))
+            });
+            drop(w);
+            let _reap = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            res
+        }
+    }
+}
+
+/// Open a pty in the container's devpts, bind the slave at /dev/console, send the master to the
+/// parent (for --console-socket) and return the slave for stdio.
+pub fn open_console_in(rootfs: &Rootfs, sock: BorrowedFd<'_>) -> Result<OwnedFd> {
+    let master: OwnedFd = rootfs
+        .open_in("/dev/pts/ptmx", pathrs::flags::OpenFlags::O_RDWR | pathrs::flags::OpenFlags::O_NOCTTY | pathrs::flags::OpenFlags::O_CLOEXEC)?
+        .into();
+    rustix::pty::unlockpt(&master).map_err(errno("unlockpt"))?;
+    let slave = rustix::pty::ioctl_tiocgptpeer(&master, rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY)
+        .map_err(errno("ioctl(TIOCGPTPEER)"))?;
+    rootfs.console(slave.as_fd())?;
+    protocol::send(sock, &Msg::Fd(FdKind::Console), Some(master.as_fd()))?;
+    Ok(slave)
+}
+
+fn set_controlling_terminal(slave: BorrowedFd<'_>) -> Result<()> {
+    nix::unistd::setsid().map_err(nix_errno("setsid"))?;
+    rustix::process::ioctl_tiocsctty(slave).map_err(errno("ioctl(TIOCSCTTY)"))?;
+    nix::unistd::dup2_stdin(slave).map_err(nix_errno("dup2 tty to stdin"))?;
+    nix::unistd::dup2_stdout(slave).map_err(nix_errno("dup2 tty to stdout"))?;
+    nix::unistd::dup2_stderr(slave).map_err(nix_errno("dup2 tty to stderr"))?;
+    Ok(())
+}
+
+fn install_seccomp(seccomp: Option<&Filter>, sock: BorrowedFd<'_>) -> Result<()> {
+    let Some(filter) = seccomp else { return Ok(()) };
+    if let Some(fd) = filter.install()? {
+        protocol::send(sock, &Msg::Fd(FdKind::Seccomp), Some(fd.as_fd()))?;
+    }
+    Ok(())
+}
+
+/// Write linux.sysctl through a procfs we mounted ourselves (pathrs), never through a /proc the
+/// image could have shaped (CVE-2025-52881).
+fn write_sysctls(sysctl: &std::collections::HashMap<String, String>) -> Result<()> {
+    let proc = pathrs::procfs::ProcfsHandle::new().map_err(|e| RuntimeError::Other(format!("open a private procfs: {e}")))?;
+    for (k, v) in sysctl {
+        let sub = format!("sys/{}", k.replace('.', "/"));
+        let mut f = proc
+            .open(pathrs::procfs::ProcfsBase::ProcRoot, &sub, pathrs::flags::OpenFlags::O_WRONLY)
+            .map_err(|e| field(format!("linux.sysctl[{k:?}]"), format!("open /proc/{sub}: {e}")))?;
+        std::io::Write::write_all(&mut f, v.as_bytes()).map_err(|e| field(format!("linux.sysctl[{k:?}]"), format!("write {v:?}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// execvp's lookup, done before `start` so a missing binary fails `create` with a clear error.
+fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
+    let check = |p: &Path| -> bool {
+        rustix::fs::access(p, rustix::fs::Access::EXEC_OK).is_ok() && p.is_file()
+    };
+    if arg0.contains('/') {
+        let p = PathBuf::from(arg0);
+        return if check(&p) { Ok(p) } else { Err(field("process.args[0]", format!("{arg0}: no such executable in the container"))) };
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let p = Path::new(dir).join(arg0);
+        if check(&p) {
+            return Ok(p);
+        }
+    }
+    Err(field("process.args[0]", format!("{arg0:?}: executable file not found in $PATH ({path})")))
+}
+
+fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>> {
+    v.iter()
+        .map(|s| CString::new(s.as_bytes()).map_err(|_| field(what, format!("{s:?} contains NUL"))))
+        .collect()
+}
+
+/// The user's process starts with default signal dispositions and an empty mask.
+fn reset_signals() -> Result<()> {
+    atoll_sys::process::reset_signal_dispositions();
+    nix::sys::signal::SigSet::empty()
+        .thread_set_mask()
+        .map_err(nix_errno("sigprocmask(SIG_SETMASK, {})"))
+}

@@ -1,0 +1,81 @@
+//! The parent <-> container-init conversation, over one SOCK_SEQPACKET socketpair (one message per
+//! packet, fds riding along in SCM_RIGHTS). Every step is one message; the parent drives.
+//!
+//! ```text
+//!   parent (atoll create)                          init (cloned, in the new namespaces)
+//!   clone3(CLONE_NEW*) ───────────────────────────▶ waits for Go
+//!   write uid_map/gid_map, join cgroup, oom adj
+//!   Go ───────────────────────────────────────────▶ cgroupns, hostname, mounts ...
+//!                    ◀──────────────────── Hooks    (only if createRuntime/prestart hooks exist)
+//!   run them in the host namespaces
+//!   State(json) ────────────────────────────────────▶ createContainer hooks, pivot_root, masks,
+//!                    ◀──────────────────── Fd(Console) + pty master (if terminal)
+//!                    ◀──────────────────── Fd(Seccomp) + notify fd (if SCMP_ACT_NOTIFY)
+//!                    ◀──────────────────── Ready    (or Error(msg) at any point, then exit)
+//!   save state, exit                                blocks reading exec.fifo until `start`
+//! ```
+//! The two-stage path (joining existing namespaces) adds `Stage2(pid)` before Go.
+//! If the parent dies, init reads EOF (and has PDEATHSIG) and exits: nothing half-made survives.
+
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{sys, Result, RuntimeError};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Msg {
+    Go,
+    /// Two-stage path: the pid (in the parent's pid namespace) of the real init.
+    Stage2(i32),
+    /// Two-stage path: a new user namespace exists in this pid; write its id maps.
+    NeedMaps(i32),
+    MapsDone,
+    /// Init reached the hook point (before pivot_root); the parent runs prestart and
+    /// createRuntime hooks and answers with `State` (the JSON the container hooks get).
+    Hooks,
+    State(String),
+    Fd(FdKind),
+    Ready,
+    Error(String),
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub enum FdKind {
+    Console,
+    Seccomp,
+}
+
+pub fn send(sock: BorrowedFd<'_>, msg: &Msg, fd: Option<BorrowedFd<'_>>) -> Result<()> {
+    let buf = serde_json::to_vec(msg).expect("protocol messages always serialize");
+    atoll_sys::socket::send_with_fd(sock, &buf, fd).map_err(sys("sendmsg on the init sync socket"))?;
+    Ok(())
+}
+
+/// Receive one message; `Ok(None)` when the other side closed (died or exec'd).
+pub fn recv(sock: BorrowedFd<'_>) -> Result<Option<(Msg, Option<OwnedFd>)>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let (len, fd) = atoll_sys::socket::recv_with_fd(sock, &mut buf)
+        .map_err(sys("recvmsg on the init sync socket"))?;
+    if len == 0 {
+        return Ok(None);
+    }
+    let msg = serde_json::from_slice(&buf[..len])
+        .map_err(|e| RuntimeError::Other(format!("bad message on the init sync socket: {e}")))?;
+    Ok(Some((msg, fd)))
+}
+
+/// Expect a specific message; anything else (or EOF) is an error naming what came instead.
+pub fn expect(sock: BorrowedFd<'_>, want: &Msg) -> Result<()> {
+    match recv(sock)? {
+        Some((ref m, _)) if m == want => Ok(()),
+        Some((Msg::Error(e), _)) => Err(RuntimeError::Init(e)),
+        Some((m, _)) => Err(RuntimeError::Other(format!(
+            "init sync: expected {want:?}, got {m:?}"
+        ))),
+        None => Err(RuntimeError::Other(format!(
+            "init sync: expected {want:?}, the other side exited"
+        ))),
+    }
+}
+

@@ -1,0 +1,314 @@
+//! The parent side of `create`: check the config, make the cgroup and state, clone the init into
+//! its namespaces, drive the sync protocol, and on any failure remove everything made so far.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use atoll_cgroups::Cgroup;
+use atoll_sys::process::{clone3, Forked};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::init::{self, InitCtx};
+use super::protocol::{self, FdKind, Msg};
+use crate::error::{errno, field, nix_errno, sys, Result, RuntimeError};
+use crate::identity::{self, CapSets};
+use crate::spec::{self, Namespaces};
+use crate::state::{Saved, Store};
+
+/// `atoll create` options (runc's flags).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOpts {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// A created container: its saved state and, for `run`, the open exec.fifo to release it.
+pub struct Created {
+    pub saved: Saved,
+    pub fifo: OwnedFd,
+}
+
+pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
+    let bundle = std::fs::canonicalize(&opts.bundle)
+        .map_err(|e| RuntimeError::Config { path: opts.bundle.clone(), msg: format!("bundle: {e}") })?;
+    let spec = spec::load(&bundle)?;
+    let rootfs = spec::rootfs(&bundle, &spec)?;
+    let ns = spec::namespaces(&spec)?;
+    spec::validate(&spec, &ns)?;
+    let process = spec.process().as_ref().ok_or_else(|| field("process", "missing"))?;
+    let caps = CapSets::from_spec(process.capabilities().as_ref())?;
+    let terminal = process.terminal().unwrap_or(false);
+    if terminal && opts.console_socket.is_none() {
+        return Err(field("process.terminal", "true, but no --console-socket was given"));
+    }
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(atoll_seccomp::Filter::compile_cached(s, &store.root().join(".cache/seccomp"))?),
+        None => None,
+    };
+
+    let lock = store.create_dir(&opts.id)?;
+    let mut guard = Cleanup { store, id: &opts.id, cgroup: None, child: None, armed: true };
+    let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
+    let cgroup = Cgroup::open(cgroups_path.as_deref(), &opts.id)?;
+    let mut saved = Saved {
+        id: opts.id.clone(),
+        bundle: bundle.clone(),
+        rootfs: rootfs.clone(),
+        pid: 0,
+        pid_start: 0,
+        created: crate::time::now_rfc3339(),
+        started: false,
+        owner: String::new(),
+        cgroup: Some(cgroup.path().to_string()),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        ns_flags: ns.all_flags(),
+        config: spec.clone(),
+    };
+    // Saved before anything is made in the kernel, so `delete --force` after a crash finds the cgroup.
+    store.save(&saved)?;
+    cgroup.create(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))?;
+    guard.cgroup = Some(cgroup);
+
+    let fifo_path = store.dir(&opts.id).join("exec.fifo");
+    nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(nix_errno(format!("mkfifo {}", fifo_path.display())))?;
+    // O_RDWR: the open never blocks and init's read blocks until `start` writes (Linux fifo rule).
+    let fifo = rustix::fs::open(&fifo_path, rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+        .map_err(errno(format!("open {}", fifo_path.display())))?;
+    let (parent_sock, child_sock) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(errno("socketpair(AF_UNIX, SOCK_SEQPACKET)"))?;
+
+    let hierarchies = guard.cgroup.as_ref().map(|c| c.hierarchies()).unwrap_or_default();
+    let hooks = spec.hooks().as_ref();
+    let has_hooks = hooks.is_some_and(|h| {
+        [h.prestart(), h.create_runtime(), h.create_container(), h.start_container()]
+            .iter()
+            .any(|x| x.as_ref().is_some_and(|v| !v.is_empty()))
+    });
+    let ctx = InitCtx {
+        spec: &spec,
+        bundle: &bundle,
+        rootfs: &rootfs,
+        ns: &ns,
+        caps,
+        seccomp: seccomp.as_ref(),
+        hierarchies,
+        no_pivot: opts.no_pivot,
+        terminal,
+        preserve_fds: opts.preserve_fds,
+        fifo: fifo.as_fd(),
+        has_hooks,
+    };
+    // Non-dumpable until exec: a container process can't open /proc/<init>/exe or ptrace us
+    // while init still runs atoll's code (CVE-2019-5736). execve resets it.
+    nix::sys::prctl::set_dumpable(false).map_err(nix_errno("prctl(PR_SET_DUMPABLE, 0)"))?;
+    let pid = spawn_init(&ctx, parent_sock.as_fd(), child_sock, &spec, &ns)?;
+    guard.child = Some(pid);
+    let _ = nix::sys::prctl::set_dumpable(true);
+
+    let gcg = guard.cgroup.as_ref().expect("set above");
+    gcg.add_task(pid)?;
+    if let Some(adj) = process.oom_score_adj() {
+        let p = format!("/proc/{pid}/oom_score_adj");
+        std::fs::write(&p, adj.to_string()).map_err(sys(format!("write {p} (process.oomScoreAdj)")))?;
+    }
+    saved.pid = pid;
+    saved.pid_start = crate::state::pid_start_time(pid).unwrap_or(0);
+    protocol::send(parent_sock.as_fd(), &Msg::Go, None)?;
+    drive(parent_sock.as_fd(), &saved, &spec, opts)?;
+
+    store.save(&saved)?;
+    if let Some(pf) = &opts.pid_file {
+        write_pid_file(pf, pid)?;
+    }
+    guard.armed = false;
+    drop(lock);
+    Ok(Created { saved, fifo })
+}
+
+/// Clone the init. Direct path: one clone3 with every CLONE_NEW* flag (the common case, and the
+/// fast one). Two-stage path, when namespaces must be joined or a time namespace made: a first
+/// child joins (setns), unshares, and forks the real init into the new pid/time namespaces.
+fn spawn_init(ctx: &InitCtx<'_>, psock: BorrowedFd<'_>, csock: OwnedFd, spec: &Spec, ns: &Namespaces) -> Result<i32> {
+    let cgroupns = spec::ns_flag(LinuxNamespaceType::Cgroup);
+    let direct = ns.join.is_empty() && !ns.creates(LinuxNamespaceType::Time);
+    let flags = if direct { ns.new & !cgroupns } else { 0 };
+    let linux = spec.linux().as_ref();
+    match clone3(flags, None).map_err(|e| RuntimeError::Sys { op: format!("clone3(flags {flags:#x})"), source: e })? {
+        Forked::Child => {
+            if direct {
+                init::run(ctx, csock.as_fd());
+            }
+            stage1(ctx, csock.as_fd(), ns, spec)
+        }
+        Forked::Parent(pid) => {
+            drop(csock);
+            if direct {
+                if ns.creates(LinuxNamespaceType::User) {
+                    write_maps(pid, spec)?;
+                }
+                return Ok(pid);
+            }
+            // Two-stage: answer NeedMaps, learn the real init's pid, reap the first child.
+            let mut init_pid = None;
+            while init_pid.is_none() {
+                match protocol::recv(psock)? {
+                    Some((Msg::NeedMaps(p), _)) => {
+                        write_maps(p, spec)?;
+                        protocol::send(psock, &Msg::MapsDone, None)?;
+                    }
+                    Some((Msg::Stage2(p), _)) => init_pid = Some(p),
+                    Some((Msg::Error(e), _)) => {
+                        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                        return Err(RuntimeError::Init(e));
+                    }
+                    other => return Err(RuntimeError::Other(format!("stage-1 sync: unexpected {other:?}"))),
+                }
+            }
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            let _ = linux;
+            Ok(init_pid.expect("loop ends with a pid"))
+        }
+    }
+}
+
+/// The two-stage path's first child: join, unshare, fork the init, report its pid, exit.
+fn stage1(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>, ns: &Namespaces, spec: &Spec) -> ! {
+    let res = (|| -> Result<i32> {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(nix_errno("prctl(PR_SET_PDEATHSIG)"))?;
+        for (t, path) in &ns.join {
+            let f = std::fs::File::open(path).map_err(sys(format!("open {} (linux.namespaces {})", path.display(), spec::ns_name(*t))))?;
+            nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::from_bits_retain(spec::ns_flag(*t) as i32))
+                .map_err(nix_errno(format!("setns {} ({})", path.display(), spec::ns_name(*t))))?;
+        }
+        let cgroupns = spec::ns_flag(LinuxNamespaceType::Cgroup);
+        let flags = ns.new & !cgroupns;
+        if flags != 0 {
+            nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(flags as i32))
+                .map_err(nix_errno(format!("unshare(flags {flags:#x})")))?;
+        }
+        if ns.creates(LinuxNamespaceType::User) {
+            protocol::send(sock, &Msg::NeedMaps(std::process::id() as i32), None)?;
+            protocol::expect(sock, &Msg::MapsDone)?;
+        }
+        if ns.creates(LinuxNamespaceType::Time) {
+            write_time_offsets(spec)?;
+        }
+        match clone3(0, None).map_err(|e| RuntimeError::Sys { op: "clone3 (stage 2)".into(), source: e })? {
+            Forked::Child => init::run(ctx, sock),
+            Forked::Parent(p) => Ok(p),
+        }
+    })();
+    match res {
+        Ok(pid) => {
+            let _ = protocol::send(sock, &Msg::Stage2(pid), None);
+            std::process::exit(0)
+        }
+        Err(e) => {
+            let _ = protocol::send(sock, &Msg::Error(e.to_string()), None);
+            std::process::exit(1)
+        }
+    }
+}
+
+fn write_time_offsets(spec: &Spec) -> Result<()> {
+    let Some(offs) = spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref()) else { return Ok(()) };
+    let mut text = String::new();
+    for (clock, o) in offs {
+        let id = match clock.as_str() {
+            "monotonic" => "monotonic",
+            "boottime" => "boottime",
+            other => return Err(field(format!("linux.timeOffsets[{other:?}]"), "only monotonic and boottime exist")),
+        };
+        text.push_str(&format!("{id} {} {}\n", o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0)));
+    }
+    std::fs::write("/proc/self/timens_offsets", text).map_err(sys("write /proc/self/timens_offsets"))
+}
+
+fn write_maps(pid: i32, spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let uid = linux.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
+    let gid = linux.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
+    identity::write_id_maps(pid, &uid, &gid)
+}
+
+/// After Go: serve init until Ready (hooks, console fd, seccomp fd).
+fn drive(sock: BorrowedFd<'_>, saved: &Saved, spec: &Spec, opts: &CreateOpts) -> Result<()> {
+    loop {
+        match protocol::recv(sock)? {
+            Some((Msg::Ready, _)) => return Ok(()),
+            Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
+            Some((Msg::Hooks, _)) => {
+                let state = saved.state_json(crate::state::Status::Creating).to_string();
+                if let Some(h) = spec.hooks() {
+                    if let Some(p) = h.prestart() {
+                        crate::hooks::run_all("prestart", p, &state)?;
+                    }
+                    if let Some(c) = h.create_runtime() {
+                        crate::hooks::run_all("createRuntime", c, &state)?;
+                    }
+                }
+                protocol::send(sock, &Msg::State(state), None)?;
+            }
+            Some((Msg::Fd(FdKind::Console), Some(fd))) => {
+                let path = opts.console_socket.as_ref().ok_or_else(|| RuntimeError::Other("console fd without --console-socket".into()))?;
+                crate::tty::send_console(path, fd.as_fd())?;
+            }
+            Some((Msg::Fd(FdKind::Seccomp), Some(fd))) => {
+                let filter_spec = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+                let path = filter_spec.and_then(|s| s.listener_path().clone()).ok_or_else(|| field("linux.seccomp.listenerPath", "missing"))?;
+                let meta = filter_spec.and_then(|s| s.listener_metadata().clone());
+                let state = saved.state_json(crate::state::Status::Creating);
+                atoll_seccomp::send_to_listener(&path, fd.as_fd(), saved.pid, meta.as_deref(), &state)?;
+            }
+            Some((m, _)) => return Err(RuntimeError::Other(format!("init sync: unexpected {m:?}"))),
+            None => return Err(RuntimeError::Init("init exited before it was ready".into())),
+        }
+    }
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_extension("atoll-tmp");
+    std::fs::write(&tmp, pid.to_string()).map_err(sys(format!("write {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(sys(format!("rename {} to {}", tmp.display(), path.display())))
+}
+
+/// Removes what a failed `create` made: kill the init, remove the cgroup and the state dir.
+struct Cleanup<'a> {
+    store: &'a Store,
+    id: &'a str,
+    cgroup: Option<Cgroup>,
+    child: Option<i32>,
+    armed: bool,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(pid) = self.child {
+            let p = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(p, None);
+        }
+        if let Some(cg) = &self.cgroup {
+            if let Err(e) = cg.destroy() {
+                tracing::warn!("cleanup after failed create: {e}");
+            }
+        }
+        if let Err(e) = self.store.remove(self.id) {
+            tracing::warn!("cleanup after failed create: {e}");
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Loading and checking a bundle's config.json before anything is created: every refusal names the
+//! file and the field, so a bad config never leaves half a container behind.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Spec};
+
+use crate::error::{field, Result, RuntimeError};
+
+/// Parse `bundle/config.json`. serde's message carries the line and column of the bad field.
+pub fn load(bundle: &Path) -> Result<Spec> {
+    let path = bundle.join("config.json");
+    let data = std::fs::read(&path).map_err(|e| RuntimeError::Config {
+        path: path.clone(),
+        msg: format!("cannot read: {e}"),
+    })?;
+    let spec: Spec = serde_json::from_slice(&data).map_err(|e| RuntimeError::Config {
+        path: path.clone(),
+        msg: e.to_string(),
+    })?;
+    Ok(spec)
+}
+
+/// The root filesystem path, resolved against the bundle, which must be a directory.
+pub fn rootfs(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| field("root", "missing: a container needs a root filesystem"))?;
+    let p = root.path();
+    let p = if p.is_absolute() {
+        p.clone()
+    } else {
+        bundle.join(p)
+    };
+    match std::fs::metadata(&p) {
+        Ok(m) if m.is_dir() => Ok(p),
+        Ok(_) => Err(field(
+            "root.path",
+            format!("{} is not a directory", p.display()),
+        )),
+        Err(e) => Err(field("root.path", format!("{}: {e}", p.display()))),
+    }
+}
+
+pub fn ns_flag(t: LinuxNamespaceType) -> u64 {
+    (match t {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Time => libc::CLONE_NEWTIME,
+    }) as u64
+}
+
+pub fn ns_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// The namespaces of the config, split into ones to create and ones to join (by path).
+#[derive(Debug, Default, Clone)]
+pub struct Namespaces {
+    /// CLONE_NEW* bits of namespaces to create.
+    pub new: u64,
+    /// Namespaces to join, in the order they must be joined (user first).
+    pub join: Vec<(LinuxNamespaceType, PathBuf)>,
+}
+
+impl Namespaces {
+    pub fn has(&self, t: LinuxNamespaceType) -> bool {
+        self.new & ns_flag(t) != 0 || self.join.iter().any(|(j, _)| *j == t)
+    }
+    pub fn creates(&self, t: LinuxNamespaceType) -> bool {
+        self.new & ns_flag(t) != 0
+    }
+    /// Every namespace the container will be in that is not the host's.
+    pub fn all_flags(&self) -> u64 {
+        self.join.iter().fold(self.new, |acc, (t, _)| acc | ns_flag(*t))
+    }
+}
+
+pub fn namespaces(spec: &Spec) -> Result<Namespaces> {
+    let list: &[LinuxNamespace] = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_deref())
+        .unwrap_or(&[]);
+    let mut ns = Namespaces::default();
+    let mut seen = 0u64;
+    for (i, n) in list.iter().enumerate() {
+        let bit = ns_flag(n.typ());
+        if seen & bit != 0 {
+            return Err(field(
+                format!("linux.namespaces[{i}]"),
+                format!("namespace {:?} listed twice", ns_name(n.typ())),
+            ));
+        }
+        seen |= bit;
+        match n.path() {
+            Some(p) if !p.as_os_str().is_empty() => {
+                if !p.exists() {
+                    return Err(field(
+                        format!("linux.namespaces[{i}].path"),
+                        format!("{}: no such file", p.display()),
+                    ));
+                }
+                ns.join.push((n.typ(), p.clone()));
+            }
+            _ => ns.new |= bit,
+        }
+    }
+    ns.join.sort_by_key(|(t, _)| *t != LinuxNamespaceType::User);
+    Ok(ns)
+}
+
+/// Checks that need the whole config: things the kernel would refuse later, refused now by name.
+pub fn validate(spec: &Spec, ns: &Namespaces) -> Result<()> {
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| field("process", "missing"))?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(field("process.args", "missing: nothing to run"));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(field(
+            "process.cwd",
+            format!("{:?} is not an absolute path", process.cwd()),
+        ));
+    }
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
+        && !ns.has(LinuxNamespaceType::Uts)
+    {
+        return Err(field(
+            "hostname",
+            "setting a hostname needs a new uts namespace (linux.namespaces)",
+        ));
+    }
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty())
+        && !ns.has(LinuxNamespaceType::Uts)
+    {
+        return Err(field(
+            "domainname",
+            "setting a domainname needs a new uts namespace (linux.namespaces)",
+        ));
+    }
+    if let Some(linux) = spec.linux() {
+        let user = ns.creates(LinuxNamespaceType::User);
+        let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+        if user && !has_maps {
+            return Err(field(
+                "linux.uidMappings",
+                "a new user namespace needs uid and gid mappings",
+            ));
+        }
+        if !ns.has(LinuxNamespaceType::User) && has_maps {
+            return Err(field(
+                "linux.uidMappings",
+                "mappings given but no user namespace in linux.namespaces",
+            ));
+        }
+        if let Some(sysctl) = linux.sysctl() {
+            for key in sysctl.keys() {
+                check_sysctl(key, ns)?;
+            }
+        }
+        if let Some(mounts) = spec.mounts() {
+            for (i, m) in mounts.iter().enumerate() {
+                if !m.destination().is_absolute() {
+                    return Err(field(
+                        format!("mounts[{i}].destination"),
+                        format!("{:?} is not an absolute path", m.destination()),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(rl) = process.rlimits() {
+        for (i, r) in rl.iter().enumerate() {
+            if r.soft() > r.hard() {
+                return Err(field(
+                    format!("process.rlimits[{i}]"),
+                    format!("soft limit {} is above hard limit {}", r.soft(), r.hard()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Only namespaced sysctls may be set, and only when the container has that namespace: anything
+/// else would change the host.
+fn check_sysctl(key: &str, ns: &Namespaces) -> Result<()> {
+    let f = format!("linux.sysctl[{key:?}]");
+    let ipc = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
+        if ns.has(LinuxNamespaceType::Ipc) {
+            return Ok(());
+        }
+        return Err(field(f, "needs an ipc namespace"));
+    }
+    if key.starts_with("net.") {
+        if ns.has(LinuxNamespaceType::Network) {
+            return Ok(());
+        }
+        return Err(field(f, "needs a network namespace"));
+    }
+    if key == "kernel.hostname" || key == "kernel.domainname" {
+        if ns.has(LinuxNamespaceType::Uts) {
+            return Ok(());
+        }
+        return Err(field(f, "needs a uts namespace"));
+    }
+    Err(field(f, "is not a namespaced sysctl: it would change the host"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Spec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn sysctl_rules() {
+        let ns = Namespaces {
+            new: (libc::CLONE_NEWNET | libc::CLONE_NEWIPC) as u64,
+            join: vec![],
+        };
+        assert!(check_sysctl("net.ipv4.ip_forward", &ns).is_ok());
+        assert!(check_sysctl("kernel.shmmax", &ns).is_ok());
+        assert!(check_sysctl("kernel.hostname", &ns).is_err());
+        assert!(check_sysctl("vm.swappiness", &ns)
+            .unwrap_err()
+            .to_string()
+            .contains("not a namespaced sysctl"));
+    }
+
+    #[test]
+    fn duplicate_namespace_named() {
+        let spec = parse(
+            r#"{"ociVersion":"1.2.0","linux":{"namespaces":[{"type":"pid"},{"type":"pid"}]}}"#,
+        );
+        let e = namespaces(&spec).unwrap_err().to_string();
+        assert!(e.contains("linux.namespaces[1]"), "{e}");
+    }
+
+    #[test]
+    fn unknown_namespace_names_line() {
+        let e = serde_json::from_str::<Spec>(
+            r#"{"ociVersion":"1.2.0","linux":{"namespaces":[{"type":"bogus"}]}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("bogus") && e.contains("line"), "{e}");
+    }
+}

@@ -1,0 +1,143 @@
+//! Shared pieces of the root integration tests: a busybox-static bundle per test, an atoll
+//! invocation with a private --root, and cleanup that runs also when a test fails.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub const ATOLL: &str = env!("CARGO_BIN_EXE_atoll");
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Tests need root and busybox-static. In CI (ATOLL_TESTS_MUST_RUN=1) a missing requirement is a
+/// failure; locally the test says why it did not run and returns.
+pub fn can_run() -> bool {
+    let why = if !nix::unistd::geteuid().is_root() {
+        Some("not running as root")
+    } else if busybox().is_none() {
+        Some("busybox-static is not installed (apt-get install busybox-static)")
+    } else {
+        None
+    };
+    match why {
+        None => true,
+        Some(w) if std::env::var("ATOLL_TESTS_MUST_RUN").as_deref() == Ok("1") => {
+            panic!("required for this test: {w}")
+        }
+        Some(w) => {
+            eprintln!("SKIPPED (not counted as a pass by intent): {w}");
+            false
+        }
+    }
+}
+
+pub fn busybox() -> Option<PathBuf> {
+    ["/bin/busybox", "/usr/bin/busybox"].iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+/// A bundle with a busybox rootfs and a config.json from `atoll spec`, adjusted for tests
+/// (no terminal, writable root), and its own state root. Dropping it deletes the containers and
+/// the directories.
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub root: PathBuf,
+    pub ids: Vec<String>,
+    pub config: serde_json::Value,
+}
+
+impl Bundle {
+    pub fn new(name: &str) -> Bundle {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let base = PathBuf::from(format!("/tmp/atoll-tests/{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let dir = base.join("bundle");
+        let rootfs = dir.join("rootfs");
+        for d in ["bin", "proc", "dev", "sys", "tmp", "etc", "root", "data"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy(busybox().expect("busybox"), rootfs.join("bin/busybox")).unwrap();
+        let out = Command::new(rootfs.join("bin/busybox")).arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
+        }
+        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/tmp:/bin/sh\n").unwrap();
+        std::fs::write(rootfs.join("etc/group"), "root:x:0:\nuser:x:1000:\n").unwrap();
+        let out = Command::new(ATOLL).args(["spec", "--bundle"]).arg(&dir).output().unwrap();
+        assert!(out.status.success(), "atoll spec: {}", String::from_utf8_lossy(&out.stderr));
+        let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+        config["process"]["terminal"] = false.into();
+        config["root"]["readonly"] = false.into();
+        let b = Bundle { dir, root: base.join("state"), ids: vec![], config };
+        b.save();
+        b
+    }
+
+    pub fn save(&self) {
+        std::fs::write(self.dir.join("config.json"), serde_json::to_vec_pretty(&self.config).unwrap()).unwrap();
+    }
+
+    pub fn set_args(&mut self, args: &[&str]) {
+        self.config["process"]["args"] = args.iter().map(|s| s.to_string()).collect::<Vec<_>>().into();
+        self.save();
+    }
+
+    pub fn id(&mut self, name: &str) -> String {
+        let id = format!("{name}-{}", COUNTER.fetch_add(1, Ordering::SeqCst));
+        self.ids.push(id.clone());
+        id
+    }
+
+    pub fn atoll(&self) -> Command {
+        let mut c = Command::new(ATOLL);
+        c.arg("--root").arg(&self.root);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// `atoll run` in the foreground; returns (exit code, stdout, stderr).
+    pub fn run(&mut self, name: &str) -> (i32, String, String) {
+        let id = self.id(name);
+        let out = self.atoll().args(["run", "--bundle"]).arg(&self.dir).arg(&id).output().unwrap();
+        decode(out)
+    }
+
+    /// Run `args` as the container's process; return stdout after asserting exit 0.
+    pub fn sh(&mut self, script: &str) -> String {
+        self.set_args(&["sh", "-c", script]);
+        let (code, out, err) = self.run("sh");
+        assert_eq!(code, 0, "container script failed: {script}\nstdout: {out}\nstderr: {err}");
+        out
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> (i32, String, String) {
+        decode(self.atoll().args(args).output().unwrap())
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+}
+
+pub fn decode(out: Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            let _ = self.atoll().args(["delete", "--force", id]).output();
+        }
+        let base = self.dir.parent().unwrap().to_path_buf();
+        // Unmount anything a failed test may have left under the bundle before removing it.
+        let _ = Command::new("umount").arg("-R").arg(self.rootfs()).stderr(Stdio::null()).status();
+        let _ = std::fs::remove_dir_all(&base);
+    }
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}

@@ -1,0 +1,146 @@
+//! The runc verbs on real containers: run, create/start/state/kill/delete, exec, pause/resume,
+//! ps, list, update, events, and cleanup after a crash.
+
+mod common;
+use common::*;
+
+#[test]
+fn run_passes_exit_code_through() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("exitcode");
+    b.set_args(&["sh", "-c", "echo hello; exit 7"]);
+    let (code, out, err) = b.run("exit");
+    assert_eq!(code, 7, "stderr: {err}");
+    assert_eq!(out.trim(), "hello");
+    // run deletes the container afterwards.
+    let (_, list, _) = b.cmd(&["list", "-q"]);
+    assert!(list.trim().is_empty(), "left behind: {list}");
+}
+
+#[test]
+fn create_start_state_kill_delete() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("lifecycle");
+    b.set_args(&["sleep", "1000"]);
+    let id = b.id("life");
+    let pidfile = b.dir.join("pid");
+    let (code, _, err) = decode(
+        b.atoll().args(["create", "--bundle"]).arg(&b.dir).arg("--pid-file").arg(&pidfile).arg(&id).output().unwrap(),
+    );
+    assert_eq!(code, 0, "create: {err}");
+    let state: serde_json::Value = serde_json::from_str(&b.cmd(&["state", &id]).1).unwrap();
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["id"], id.as_str());
+    let pid: i64 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    assert_eq!(state["pid"], pid);
+    // Not started yet: the process is still atoll's init, not sleep.
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_ne!(comm.trim(), "sleep");
+
+    assert_eq!(b.cmd(&["start", &id]).0, 0);
+    let state: serde_json::Value = serde_json::from_str(&b.cmd(&["state", &id]).1).unwrap();
+    assert_eq!(state["status"], "running");
+    for _ in 0..100 {
+        if std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim() == "sleep" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim(), "sleep");
+
+    // A second start is refused.
+    let (code, _, err) = b.cmd(&["start", &id]);
+    assert_ne!(code, 0);
+    assert!(err.contains("running"), "{err}");
+    // Deleting a running container needs --force.
+    let (code, _, err) = b.cmd(&["delete", &id]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--force"), "{err}");
+
+    let (list_code, list, _) = b.cmd(&["list", "--format", "json"]);
+    assert_eq!(list_code, 0);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list[0]["id"], id.as_str());
+
+    assert_eq!(b.cmd(&["kill", &id, "KILL"]).0, 0);
+    let mut status = String::new();
+    for _ in 0..200 {
+        let state: serde_json::Value = serde_json::from_str(&b.cmd(&["state", &id]).1).unwrap();
+        status = state["status"].as_str().unwrap().to_string();
+        if status == "stopped" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(status, "stopped");
+    assert_eq!(b.cmd(&["delete", &id]).0, 0);
+    let (code, _, err) = b.cmd(&["state", &id]);
+    assert_ne!(code, 0);
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(!b.root.join(&id).exists());
+}
+
+#[test]
+fn exec_pause_resume_ps() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("exec");
+    b.set_args(&["sleep", "1000"]);
+    let id = b.id("exec");
+    let (code, _, err) = decode(b.atoll().args(["run", "-d", "--bundle"]).arg(&b.dir).arg(&id).output().unwrap());
+    assert_eq!(code, 0, "run -d: {err}");
+    let (code, out, err) = b.cmd(&["exec", &id, "sh", "-c", "echo $$; cat /proc/1/comm; exit 3"]);
+    assert_eq!(code, 3, "exec: {err}");
+    let mut lines = out.lines();
+    assert_ne!(lines.next().unwrap().trim(), "1", "exec'd process must not be pid 1");
+    assert_eq!(lines.next().unwrap().trim(), "sleep", "exec must see the container's pid namespace");
+
+    let (code, out, _) = b.cmd(&["ps", "--format", "json", &id]);
+    assert_eq!(code, 0);
+    let pids: Vec<i64> = serde_json::from_str(&out).unwrap();
+    assert!(!pids.is_empty());
+
+    assert_eq!(b.cmd(&["pause", &id]).0, 0);
+    let state: serde_json::Value = serde_json::from_str(&b.cmd(&["state", &id]).1).unwrap();
+    assert_eq!(state["status"], "paused");
+    assert_eq!(b.cmd(&["resume", &id]).0, 0);
+    let state: serde_json::Value = serde_json::from_str(&b.cmd(&["state", &id]).1).unwrap();
+    assert_eq!(state["status"], "running");
+
+    let (code, out, err) = b.cmd(&["events", "--stats", &id]);
+    assert_eq!(code, 0, "events: {err}");
+    let ev: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(ev["type"], "stats");
+    assert!(ev["data"]["pids"]["current"].as_u64().unwrap() >= 1, "{ev}");
+
+    assert_eq!(b.cmd(&["delete", "--force", &id]).0, 0);
+    assert!(!b.root.join(&id).exists());
+}
+
+#[test]
+fn delete_force_cleans_after_killed_init() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("crash");
+    b.set_args(&["sleep", "1000"]);
+    let id = b.id("crash");
+    let (code, _, err) = decode(b.atoll().args(["create", "--bundle"]).arg(&b.dir).arg(&id).output().unwrap());
+    assert_eq!(code, 0, "create: {err}");
+    let state: serde_json::Value = serde_json::from_str(&b.cmd(&["state", &id]).1).unwrap();
+    let pid = state["pid"].as_i64().unwrap() as i32;
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let mem = cgroups.lines().find(|l| l.contains(":memory:")).map(|l| l.rsplit(':').next().unwrap().to_string());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(b.cmd(&["delete", "--force", &id]).0, 0);
+    assert!(!b.root.join(&id).exists(), "state dir left behind");
+    if let Some(mem) = mem {
+        assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/memory{mem}")).exists(), "memory cgroup {mem} left behind");
+    }
+}
