@@ -1,0 +1,604 @@
+//! One container's cgroup across every hierarchy of the host: create, join, limit, freeze, list,
+//! remove.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::LinuxResources;
+
+use crate::error::{CgroupError, Errno};
+use crate::layout::{self, Mode, Mount};
+use crate::path::{self, Requested};
+use crate::plan::{self, Step};
+use crate::{fs, Hierarchy};
+
+/// This container's place in one hierarchy.
+#[derive(Debug, Clone)]
+pub(crate) struct Place {
+    pub mount: Mount,
+    /// The cgroup path from the hierarchy root, "/atoll/c1".
+    pub rel: String,
+    /// Its directory on the host, mount point + rel.
+    pub dir: PathBuf,
+}
+
+/// One container's cgroup across all hierarchies.
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    saved: String,
+    mode: Mode,
+    places: Vec<Place>,
+}
+
+fn place(mount: &Mount, rel: String) -> Place {
+    // mountinfo's root is the cgroup visible at the mount point (not "/" for a bind mount of a
+    // subtree); a path below it is found below the mount point.
+    let root = mount.root.to_string_lossy();
+    let inside = match rel.strip_prefix(root.trim_end_matches('/')) {
+        Some(rest) if root != "/" && (rest.is_empty() || rest.starts_with('/')) => rest,
+        _ => rel.as_str(),
+    };
+    Place {
+        mount: mount.clone(),
+        dir: mount.mount_point.join(inside.trim_start_matches('/')),
+        rel,
+    }
+}
+
+impl Cgroup {
+    /// Resolves linux.cgroupsPath: absolute "/a/b" is the same path in every hierarchy; relative
+    /// "a/b" is below the calling process's own cgroup in each hierarchy (as runc does), which can
+    /// differ per hierarchy; None is "/atoll/<id>". runc's systemd form "slice:prefix:name" (two
+    /// colons, not starting with '/') becomes the path systemd would use,
+    /// "/<expanded slice>/<prefix>-<name>.scope"; atoll does not ask systemd to create the unit.
+    pub fn open(cgroups_path: Option<&str>, id: &str) -> Result<Cgroup, CgroupError> {
+        let layout = layout::layout()?;
+        let requested = path::resolve(cgroups_path, id)?;
+        let own = match &requested {
+            Requested::Relative(_) => {
+                layout::parse_proc_cgroup(&fs::read(Path::new("/proc/self/cgroup"))?)
+            }
+            Requested::Absolute(_) => Default::default(),
+        };
+        let mut places = Vec::with_capacity(layout.mounts.len());
+        for mount in &layout.mounts {
+            let rel = match &requested {
+                Requested::Absolute(p) => p.clone(),
+                Requested::Relative(p) => {
+                    let parent = layout::own_cgroup(&own, mount).unwrap_or("/");
+                    path::under(parent, p)
+                }
+            };
+            places.push(place(mount, rel));
+        }
+        Ok(Cgroup::from_places(layout.mode, places))
+    }
+
+    /// Re-opens a cgroup from what `path()` returned.
+    pub fn from_saved(saved: &str) -> Result<Cgroup, CgroupError> {
+        let layout = layout::layout()?;
+        let (base, overrides) = path::decode_saved(saved)?;
+        let places = layout
+            .mounts
+            .iter()
+            .map(|m| {
+                let list = m.controller_list();
+                let rel = overrides
+                    .iter()
+                    .find(|(c, _)| *c == list)
+                    .map_or_else(|| base.clone(), |(_, p)| p.clone());
+                place(m, rel)
+            })
+            .collect();
+        Ok(Cgroup::from_places(layout.mode, places))
+    }
+
+    fn from_places(mode: Mode, places: Vec<Place>) -> Cgroup {
+        let pairs: Vec<(String, String)> = places
+            .iter()
+            .map(|p| (p.mount.controller_list(), p.rel.clone()))
+            .collect();
+        Cgroup {
+            saved: path::encode_saved(&pairs),
+            mode,
+            places,
+        }
+    }
+
+    /// The one-line form to store in the state file and give back to `from_saved`. Usually the
+    /// cgroup path ("/atoll/c1"); for a relative request whose parents differ per hierarchy, it
+    /// adds ";controllers:path" for each hierarchy that differs from the first.
+    pub fn path(&self) -> &str {
+        &self.saved
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// For mounting cgroupfs inside a container: one entry per hierarchy.
+    pub fn hierarchies(&self) -> Vec<Hierarchy> {
+        self.places
+            .iter()
+            .map(|p| Hierarchy {
+                fs_type: if p.mount.v2 { "cgroup2" } else { "cgroup" },
+                controllers: p.mount.controller_list(),
+                mount_point: p.mount.mount_point.clone(),
+                dir: p.dir.clone(),
+                rel: PathBuf::from(&p.rel),
+            })
+            .collect()
+    }
+
+    fn plan(&self, res: &LinuxResources, updating: bool) -> Result<Vec<Step>, CgroupError> {
+        match self.mode {
+            Mode::V2 => plan::plan_v2(res, updating),
+            Mode::V1 | Mode::Hybrid => plan::plan_v1(res, updating),
+        }
+    }
+
+    /// Makes the directory in every hierarchy and applies `resources`. On any error, removes the
+    /// directories this call made (controllers it enabled in existing ancestors stay enabled).
+    pub fn create(&self, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
+        // Plan first: a config error fails before anything touches the host.
+        let steps = match resources {
+            Some(r) => self.plan(r, false)?,
+            None => Vec::new(),
+        };
+        let mut made = Vec::new();
+        let result = self
+            .make_dirs(&steps, &mut made)
+            .and_then(|()| self.apply(&steps));
+        let Err(err) = result else {
+            return Ok(());
+        };
+        let mut errors = vec![err];
+        for dir in made.iter().rev() {
+            if let Err(e) = rmdir_retrying(dir) {
+                errors.push(e);
+            }
+        }
+        Err(if errors.len() == 1 {
+            errors.remove(0)
+        } else {
+            CgroupError::Many(errors)
+        })
+    }
+
+    fn make_dirs(&self, steps: &[Step], made: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
+        for p in &self.places {
+            let mut cur = p.mount.mount_point.clone();
+            let below = p
+                .dir
+                .strip_prefix(&p.mount.mount_point)
+                .unwrap_or(Path::new(""));
+            for comp in below.components() {
+                if self.mode == Mode::V2 {
+                    enable_controllers(&cur, steps)?;
+                }
+                let parent = cur.clone();
+                cur.push(comp);
+                match std::fs::create_dir(&cur) {
+                    Ok(()) => made.push(cur.clone()),
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                    Err(e) => {
+                        return Err(CgroupError::Mkdir {
+                            path: cur,
+                            errno: Errno::of(&e),
+                        })
+                    }
+                }
+                if p.mount.has("cpuset") {
+                    inherit_cpuset(&parent, &cur)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `pid` to cgroup.procs in every hierarchy.
+    pub fn add_task(&self, pid: i32) -> Result<(), CgroupError> {
+        let pid = pid.to_string();
+        for p in &self.places {
+            fs::write(&p.dir.join("cgroup.procs"), &pid)?;
+        }
+        Ok(())
+    }
+
+    /// Applies new resources to an existing cgroup (`atoll update`).
+    pub fn update(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        let steps = self.plan(resources, true)?;
+        if self.mode == Mode::V2 {
+            // A controller the first config did not need may be needed now.
+            let v2 = &self.places[0];
+            if let Ok(below) = v2.dir.strip_prefix(&v2.mount.mount_point) {
+                let mut cur = v2.mount.mount_point.clone();
+                for comp in below.components() {
+                    enable_controllers(&cur, &steps)?;
+                    cur.push(comp);
+                }
+            }
+        }
+        self.apply(&steps)
+    }
+
+    fn apply(&self, steps: &[Step]) -> Result<(), CgroupError> {
+        for step in steps {
+            match step {
+                Step::Write {
+                    field,
+                    controller,
+                    files,
+                } => self.apply_write(field, controller, files)?,
+                Step::V1MemoryAndSwap {
+                    limit,
+                    swap,
+                    swap_optional,
+                } => {
+                    let dir = self.dir_for("memory", "linux.resources.memory")?;
+                    v1_memory_and_swap(dir, *limit, *swap, *swap_optional)?;
+                }
+                Step::CheckUsage { limit } => {
+                    let dir = self.dir_for("memory", "linux.resources.memory.checkBeforeUpdate")?;
+                    let file = if self.mode == Mode::V2 {
+                        "memory.current"
+                    } else {
+                        "memory.usage_in_bytes"
+                    };
+                    let path = dir.join(file);
+                    let usage = fs::read(&path)?;
+                    let usage: u64 = usage.trim().parse().map_err(|_| CgroupError::Parse {
+                        path: path.clone(),
+                        content: usage.clone(),
+                    })?;
+                    if usage > *limit as u64 {
+                        return Err(CgroupError::BelowUsage {
+                            path,
+                            limit: *limit,
+                            usage,
+                        });
+                    }
+                }
+                Step::DevicePrograms(rules) => {
+                    crate::device_program::install(&self.places[0].dir, rules)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_write(
+        &self,
+        field: &'static str,
+        controller: &'static str,
+        files: &[(String, String)],
+    ) -> Result<(), CgroupError> {
+        let dir = self.dir_for(controller, field)?;
+        let chosen = if files.len() == 1 {
+            Some(&files[0])
+        } else {
+            files.iter().find(|(f, _)| dir.join(f).exists())
+        };
+        let Some((file, value)) = chosen else {
+            let names: Vec<&str> = files.iter().map(|(f, _)| f.as_str()).collect();
+            return Err(CgroupError::Unsupported {
+                field,
+                why: format!("none of {names:?} exists in {dir:?} on this kernel"),
+            });
+        };
+        let path = dir.join(file);
+        fs::write(&path, value).map_err(|e| match e.errno().map(|e| e.0) {
+            Some(libc::ENOENT) | Some(libc::EOPNOTSUPP) | Some(524) if dir.exists() => {
+                CgroupError::Unsupported {
+                    field,
+                    why: format!("this kernel does not provide it ({e})"),
+                }
+            }
+            _ => e,
+        })
+    }
+
+    /// The directory that holds `controller`'s files.
+    fn dir_for(&self, controller: &'static str, field: &'static str) -> Result<&Path, CgroupError> {
+        let found = match self.mode {
+            Mode::V2 => self.places.first(),
+            Mode::V1 | Mode::Hybrid => self
+                .places
+                .iter()
+                .find(|p| !p.mount.v2 && p.mount.has(controller)),
+        };
+        found
+            .map(|p| p.dir.as_path())
+            .ok_or(CgroupError::NotMounted { field, controller })
+    }
+
+    fn freezer_v1(&self) -> Option<&Path> {
+        (self.mode != Mode::V2)
+            .then(|| self.dir_for("freezer", "freeze").ok())
+            .flatten()
+    }
+
+    fn unified(&self) -> Option<&Place> {
+        self.places.iter().find(|p| p.mount.v2)
+    }
+
+    /// Freezes every task; returns once the kernel reports the cgroup frozen.
+    pub fn freeze(&self) -> Result<(), CgroupError> {
+        self.set_frozen(true)
+    }
+
+    pub fn thaw(&self) -> Result<(), CgroupError> {
+        self.set_frozen(false)
+    }
+
+    fn set_frozen(&self, frozen: bool) -> Result<(), CgroupError> {
+        let op = if frozen { "freeze" } else { "thaw" };
+        let (path, value) = if let Some(dir) = self.freezer_v1() {
+            (
+                dir.join("freezer.state"),
+                if frozen { "FROZEN" } else { "THAWED" },
+            )
+        } else {
+            let Some(p) = self.unified() else {
+                return Err(CgroupError::NotMounted {
+                    field: op,
+                    controller: "freezer",
+                });
+            };
+            (p.dir.join("cgroup.freeze"), if frozen { "1" } else { "0" })
+        };
+        fs::write(&path, value)?;
+        // v1 freezing can stall in FREEZING while a task sits in an uninterruptible sleep; runc
+        // writes FROZEN again now and then, which restarts the kernel's walk.
+        let start = Instant::now();
+        let limit = Duration::from_secs(5);
+        let mut tries = 0u32;
+        let mut last_rewrite = 0u32;
+        loop {
+            if self.frozen_state()? == Some(frozen) {
+                return Ok(());
+            }
+            if start.elapsed() > limit {
+                let state = fs::read_opt(&path).unwrap_or_default().trim().to_string();
+                if frozen {
+                    // Do not leave a half-frozen container behind.
+                    let thaw = if value == "1" { "0" } else { "THAWED" };
+                    fs::write(&path, thaw)?;
+                }
+                return Err(CgroupError::Timeout {
+                    op,
+                    path,
+                    state,
+                    waited_ms: limit.as_millis() as u64,
+                });
+            }
+            tries += 1;
+            if tries >= 100 && tries - last_rewrite >= 100 {
+                last_rewrite = tries;
+                fs::write(&path, value)?;
+            }
+            std::thread::sleep(Duration::from_micros(if tries < 100 { 100 } else { 5000 }));
+        }
+    }
+
+    /// Some(true) frozen, Some(false) thawed, None in between (v1 FREEZING).
+    fn frozen_state(&self) -> Result<Option<bool>, CgroupError> {
+        if let Some(dir) = self.freezer_v1() {
+            let state = fs::read(&dir.join("freezer.state"))?;
+            return Ok(match state.trim() {
+                "FROZEN" => Some(true),
+                "THAWED" => Some(false),
+                _ => None,
+            });
+        }
+        let Some(p) = self.unified() else {
+            return Ok(Some(false));
+        };
+        let events = fs::read(&p.dir.join("cgroup.events"))?;
+        let frozen = events.lines().any(|l| l.trim() == "frozen 1");
+        let wanted = fs::read(&p.dir.join("cgroup.freeze"))?.trim() == "1";
+        // The kernel reports "frozen 1" only once every task stopped.
+        Ok(if frozen == wanted { Some(frozen) } else { None })
+    }
+
+    pub fn is_frozen(&self) -> Result<bool, CgroupError> {
+        Ok(self.frozen_state()? == Some(true))
+    }
+
+    /// Every pid in the cgroup and its sub-cgroups.
+    pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
+        let place = match self.mode {
+            Mode::V2 => self.places.first(),
+            _ => self
+                .places
+                .iter()
+                .find(|p| p.mount.has("pids") || p.mount.has("freezer"))
+                .or_else(|| self.places.first()),
+        };
+        let Some(place) = place else {
+            return Ok(Vec::new());
+        };
+        let mut pids = Vec::new();
+        for dir in fs::subtree_deepest_first(&place.dir)? {
+            let path = dir.join("cgroup.procs");
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                // Removed between the walk and the read.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                Err(e) => {
+                    return Err(CgroupError::Read {
+                        path,
+                        errno: Errno::of(&e),
+                    })
+                }
+            };
+            for line in text.lines() {
+                let pid = line.trim().parse().map_err(|_| CgroupError::Parse {
+                    path: path.clone(),
+                    content: line.to_string(),
+                })?;
+                pids.push(pid);
+            }
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        Ok(pids)
+    }
+
+    pub fn stats(&self) -> Result<crate::stats::Stats, CgroupError> {
+        Ok(match self.mode {
+            Mode::V2 => crate::stats::read_v2(&self.places[0].dir),
+            _ => crate::stats::read_v1(|c| self.dir_for(c, "stats").ok()),
+        })
+    }
+
+    /// Removes every directory of this cgroup, deepest first, in every hierarchy. A missing
+    /// directory counts as removed; every error is collected, none stops the rest.
+    pub fn destroy(&self) -> Result<(), CgroupError> {
+        let mut errors = Vec::new();
+        for p in &self.places {
+            match fs::subtree_deepest_first(&p.dir) {
+                Ok(dirs) => {
+                    for d in dirs {
+                        if let Err(e) = rmdir_retrying(&d) {
+                            errors.push(e);
+                        }
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(CgroupError::Many(errors)),
+        }
+    }
+}
+
+/// rmdir, retried for about a second on EBUSY: exiting tasks leave a cgroup a moment after they
+/// are reaped. ENOENT is success.
+fn rmdir_retrying(dir: &Path) -> Result<(), CgroupError> {
+    let mut delay = Duration::from_millis(1);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(100));
+            }
+            Err(e) => {
+                return Err(CgroupError::Rmdir {
+                    path: dir.to_path_buf(),
+                    errno: Errno::of(&e),
+                })
+            }
+        }
+    }
+}
+
+/// A new v1 cpuset cgroup starts with empty cpus and mems, and no task can join it until they are
+/// set (ENOSPC): copy the parent's, as runc does, unless they are already set.
+fn inherit_cpuset(parent: &Path, dir: &Path) -> Result<(), CgroupError> {
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let own = fs::read(&dir.join(file))?;
+        if own.trim().is_empty() {
+            let from_parent = fs::read(&parent.join(file))?;
+            fs::write(&dir.join(file), from_parent.trim())?;
+        }
+    }
+    Ok(())
+}
+
+/// v2: enables in `dir`'s cgroup.subtree_control every controller it offers that is not enabled
+/// yet, so the child gets all of them (for limits now, `update` and stats later). If the kernel
+/// refuses the full set, only the controllers the steps need are required.
+fn enable_controllers(dir: &Path, steps: &[Step]) -> Result<(), CgroupError> {
+    let available = fs::read(&dir.join("cgroup.controllers"))?;
+    let enabled = fs::read(&dir.join("cgroup.subtree_control"))?;
+    let enabled: Vec<&str> = enabled.split_whitespace().collect();
+    let missing: Vec<&str> = available
+        .split_whitespace()
+        .filter(|c| !enabled.contains(c))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let line = |set: &[&str]| {
+        set.iter()
+            .map(|c| format!("+{c}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let path = dir.join("cgroup.subtree_control");
+    let Err(full) = fs::write(&path, &line(&missing)) else {
+        return Ok(());
+    };
+    let needed: Vec<&str> = missing
+        .iter()
+        .copied()
+        .filter(|c| steps.iter().any(|s| s.controller() == Some(c)))
+        .collect();
+    if needed.is_empty() {
+        return Ok(());
+    }
+    fs::write(&path, &line(&needed)).map_err(|_| full)
+}
+
+fn v1_memory_and_swap(
+    dir: &Path,
+    limit: i64,
+    swap: i64,
+    swap_optional: bool,
+) -> Result<(), CgroupError> {
+    let limit_file = dir.join("memory.limit_in_bytes");
+    let swap_file = dir.join("memory.memsw.limit_in_bytes");
+    if swap_optional && !swap_file.exists() {
+        return fs::write(&limit_file, &limit.to_string());
+    }
+    // The kernel keeps limit <= memsw limit at every moment, so raise memsw first when growing.
+    let current = fs::read_u64(&limit_file).unwrap_or(u64::MAX);
+    let swap_first = swap == -1 || current < swap as u64;
+    let order: [(&Path, i64); 2] = if swap_first {
+        [(&swap_file, swap), (&limit_file, limit)]
+    } else {
+        [(&limit_file, limit), (&swap_file, swap)]
+    };
+    for (file, value) in order {
+        fs::write(file, &value.to_string())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn place_strips_mount_root() {
+        let m = Mount {
+            v2: true,
+            controllers: vec![],
+            mount_point: "/sys/fs/cgroup".into(),
+            root: "/".into(),
+        };
+        assert_eq!(
+            place(&m, "/atoll/c1".into()).dir,
+            Path::new("/sys/fs/cgroup/atoll/c1")
+        );
+        let bind = Mount {
+            root: "/kubepods/pod1".into(),
+            ..m
+        };
+        assert_eq!(
+            place(&bind, "/kubepods/pod1/c1".into()).dir,
+            Path::new("/sys/fs/cgroup/c1")
+        );
+        assert_eq!(
+            place(&bind, "/other".into()).dir,
+            Path::new("/sys/fs/cgroup/other")
+        );
+    }
+}
