@@ -1,0 +1,321 @@
+//! Root tests against the host's real cgroupfs: create a cgroup under a unique name, apply limits
+//! and read the files back, add a `sleep`, freeze and thaw it, read stats, update, destroy.
+//! Without root or cgroupfs they print why and return, unless ATOLL_TESTS_MUST_RUN=1 (CI), where
+//! that is a failure.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use atoll_cgroups::{host_mode, Cgroup, LinuxResources, Mode};
+
+fn can_run(test: &str) -> bool {
+    let why = if !rustix::process::geteuid().is_root() {
+        Some("not root")
+    } else if !Path::new("/proc/self/mountinfo").exists()
+        || !std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .contains(" - cgroup")
+    {
+        Some("no cgroup filesystem mounted")
+    } else {
+        None
+    };
+    match why {
+        None => true,
+        Some(why) if std::env::var("ATOLL_TESTS_MUST_RUN").as_deref() == Ok("1") => {
+            panic!("{test}: cannot run: {why} (ATOLL_TESTS_MUST_RUN=1)")
+        }
+        Some(why) => {
+            eprintln!("{test}: skipped: {why}");
+            false
+        }
+    }
+}
+
+fn unique_path() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "/atoll-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Kills the children and removes the cgroup, also when an assertion fails half-way.
+struct Guard {
+    cgroup: Cgroup,
+    children: Vec<Child>,
+    files: Vec<std::path::PathBuf>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill(); // test cleanup: the child may already be gone
+            let _ = c.wait();
+        }
+        let _ = self.cgroup.thaw();
+        if let Err(e) = self.cgroup.destroy() {
+            eprintln!("cleanup: {e}");
+        }
+        for f in &self.files {
+            let _ = std::fs::remove_file(f); // test cleanup: may not have been written
+        }
+    }
+}
+
+fn res(json: &str) -> LinuxResources {
+    serde_json::from_str(json).unwrap()
+}
+
+fn read(dir: &Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_else(|e| panic!("read {:?}: {e}", dir.join(file)))
+        .trim()
+        .to_string()
+}
+
+/// The directory of the hierarchy that has `controller` (v1), or the single v2 one.
+fn dir_of(cg: &Cgroup, controller: &str) -> std::path::PathBuf {
+    cg.hierarchies()
+        .into_iter()
+        .find(|h| {
+            (h.fs_type == "cgroup2" && host_mode() == Mode::V2)
+                || h.controllers.split(',').any(|c| c == controller)
+        })
+        .unwrap_or_else(|| panic!("no hierarchy for {controller}"))
+        .dir
+}
+
+fn proc_state(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("State:"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn lifecycle_on_host_layout() {
+    if !can_run("lifecycle_on_host_layout") {
+        return;
+    }
+    let mode = host_mode();
+    let path = unique_path();
+    let cgroup = Cgroup::open(Some(&path), "unused").unwrap();
+    assert_eq!(cgroup.path(), path);
+    let mut guard = Guard {
+        cgroup: cgroup.clone(),
+        children: Vec::new(),
+        files: Vec::new(),
+    };
+    let limits = res(r#"{
+        "devices": [{"allow": false, "access": "rwm"},
+                    {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                    {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rw"}],
+        "memory": {"limit": 67108864},
+        "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0"},
+        "pids": {"limit": 20}
+    }"#);
+    cgroup.create(Some(&limits)).unwrap();
+    for h in cgroup.hierarchies() {
+        assert!(h.dir.is_dir(), "{:?} missing", h.dir);
+        assert_eq!(h.rel, Path::new(&path));
+    }
+    if mode == Mode::V2 {
+        let d = dir_of(&cgroup, "");
+        assert_eq!(read(&d, "memory.max"), "67108864");
+        assert_eq!(read(&d, "cpu.weight"), "20");
+        assert_eq!(read(&d, "cpu.max"), "50000 100000");
+        assert_eq!(read(&d, "pids.max"), "20");
+        assert_eq!(read(&d, "cpuset.cpus"), "0");
+    } else {
+        assert_eq!(
+            read(&dir_of(&cgroup, "memory"), "memory.limit_in_bytes"),
+            "67108864"
+        );
+        let cpu = dir_of(&cgroup, "cpu");
+        assert_eq!(read(&cpu, "cpu.shares"), "512");
+        assert_eq!(read(&cpu, "cpu.cfs_quota_us"), "50000");
+        assert_eq!(read(&cpu, "cpu.cfs_period_us"), "100000");
+        assert_eq!(read(&dir_of(&cgroup, "pids"), "pids.max"), "20");
+        assert_eq!(read(&dir_of(&cgroup, "cpuset"), "cpuset.cpus"), "0");
+        let list = read(&dir_of(&cgroup, "devices"), "devices.list");
+        assert_eq!(list, "c 1:3 rwm\nc 1:5 rw");
+    }
+
+    // The child joins first, then writes 8 MB of page cache (charged to the cgroup, so usage is
+    // above 0 for checkBeforeUpdate), then becomes `sleep`.
+    let scratch = std::env::temp_dir().join(format!("atoll-cgroups-test-{}", std::process::id()));
+    let script = format!(
+        "read x; head -c 8000000 /dev/zero > {0}; echo ready; exec sleep 100",
+        scratch.display()
+    );
+    guard.files.push(scratch.clone());
+    let mut child = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    guard.children.push(child);
+    cgroup.add_task(pid as i32).unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    assert_eq!(cgroup.pids().unwrap(), vec![pid as i32]);
+    for h in cgroup.hierarchies() {
+        assert_eq!(read(&h.dir, "cgroup.procs"), pid.to_string(), "{:?}", h.dir);
+    }
+
+    cgroup.freeze().unwrap();
+    assert!(cgroup.is_frozen().unwrap());
+    // A frozen task is parked in the freezer; it is not sleeping interruptibly in nanosleep.
+    let frozen_state = proc_state(pid);
+    assert!(
+        frozen_state.starts_with('D'),
+        "frozen task state {frozen_state:?}"
+    );
+    cgroup.thaw().unwrap();
+    assert!(!cgroup.is_frozen().unwrap());
+    wait_until("sleep back to S", || proc_state(pid).starts_with('S'));
+
+    let stats = cgroup.stats().unwrap();
+    let json = serde_json::to_value(&stats).unwrap();
+    assert_eq!(json["pids"]["current"], 1, "{json}");
+    assert_eq!(json["pids"]["limit"], 20, "{json}");
+    assert!(
+        json["memory"]["usage"]["usage"].as_u64().unwrap() > 0,
+        "{json}"
+    );
+    assert_eq!(json["memory"]["usage"]["limit"], 67108864, "{json}");
+    assert!(json["cpu"]["usage"]["total"].as_u64().is_some(), "{json}");
+
+    cgroup
+        .update(&res(
+            r#"{"pids": {"limit": 30}, "memory": {"limit": 134217728, "checkBeforeUpdate": true}}"#,
+        ))
+        .unwrap();
+    let (pids_dir, mem_dir, mem_file) = if mode == Mode::V2 {
+        (dir_of(&cgroup, ""), dir_of(&cgroup, ""), "memory.max")
+    } else {
+        (
+            dir_of(&cgroup, "pids"),
+            dir_of(&cgroup, "memory"),
+            "memory.limit_in_bytes",
+        )
+    };
+    assert_eq!(read(&pids_dir, "pids.max"), "30");
+    assert_eq!(read(&mem_dir, mem_file), "134217728");
+    let err = cgroup
+        .update(&res(
+            r#"{"memory": {"limit": 4096, "checkBeforeUpdate": true}}"#,
+        ))
+        .unwrap_err();
+    assert!(err.to_string().contains("below current usage"), "{err}");
+    assert_eq!(read(&mem_dir, mem_file), "134217728");
+
+    // Re-open from the saved form, as a later verb would.
+    let again = Cgroup::from_saved(cgroup.path()).unwrap();
+    assert_eq!(again.hierarchies(), cgroup.hierarchies());
+    assert_eq!(again.pids().unwrap(), vec![pid as i32]);
+
+    let mut child = guard.children.pop().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    again.destroy().unwrap();
+    for h in cgroup.hierarchies() {
+        assert!(!h.dir.exists(), "{:?} still there", h.dir);
+    }
+    // Idempotent.
+    cgroup.destroy().unwrap();
+}
+
+#[test]
+fn create_failure_removes_what_it_made() {
+    if !can_run("create_failure_removes_what_it_made") {
+        return;
+    }
+    let path = format!("{}/inner", unique_path());
+    let cgroup = Cgroup::open(Some(&path), "x").unwrap();
+    let _guard = Guard {
+        cgroup: cgroup.clone(),
+        children: Vec::new(),
+        files: Vec::new(),
+    };
+    // cpus "999" does not exist on this machine: the write fails after the mkdirs.
+    let err = cgroup
+        .create(Some(&res(r#"{"cpu": {"cpus": "999"}}"#)))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("cpuset.cpus") && msg.contains("\"999\""),
+        "{msg}"
+    );
+    for h in cgroup.hierarchies() {
+        assert!(!h.dir.exists(), "{:?} left behind", h.dir);
+        assert!(
+            !h.dir.parent().unwrap().exists(),
+            "{:?} left behind",
+            h.dir.parent()
+        );
+    }
+}
+
+#[test]
+fn relative_path_and_nested_destroy() {
+    if !can_run("relative_path_and_nested_destroy") {
+        return;
+    }
+    let name = unique_path();
+    let rel = name.trim_start_matches('/');
+    let cgroup = Cgroup::open(Some(rel), "x").unwrap();
+    let _guard = Guard {
+        cgroup: cgroup.clone(),
+        children: Vec::new(),
+        files: Vec::new(),
+    };
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    for h in cgroup.hierarchies() {
+        assert!(h.rel.ends_with(rel), "{:?}", h.rel);
+        // The parent is this process's own cgroup in that hierarchy.
+        let parent = h.rel.parent().unwrap().to_string_lossy().to_string();
+        assert!(
+            own.lines().any(|l| l.ends_with(&format!(":{parent}"))),
+            "{parent} not in {own}"
+        );
+    }
+    cgroup.create(None).unwrap();
+    assert_eq!(
+        Cgroup::from_saved(cgroup.path()).unwrap().hierarchies(),
+        cgroup.hierarchies()
+    );
+    // A sub-cgroup made by the container (nested runtimes do that) goes too.
+    for h in cgroup.hierarchies() {
+        std::fs::create_dir(h.dir.join("sub")).unwrap();
+    }
+    cgroup.destroy().unwrap();
+    for h in cgroup.hierarchies() {
+        assert!(!h.dir.exists(), "{:?} still there", h.dir);
+    }
+}
