@@ -478,7 +478,7 @@ impl Cgroup {
 
 /// rmdir, retried for about a second on EBUSY: exiting tasks leave a cgroup a moment after they
 /// are reaped. ENOENT is success.
-fn rmdir_retrying(dir: &Path) -> Result<(), CgroupError> {
+pub(crate) fn rmdir_retrying(dir: &Path) -> Result<(), CgroupError> {
     let mut delay = Duration::from_millis(1);
     let deadline = Instant::now() + Duration::from_secs(1);
     loop {
