@@ -12,7 +12,7 @@ root="$work/state"
 trap '"$ATOLL" --root "$root" delete --force demo >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 mkdir -p "$work/bundle/rootfs"/{bin,proc,dev,sys,tmp,etc}
 cp /bin/busybox "$work/bundle/rootfs/bin/"
-for a in $(/bin/busybox --list); do ln -sf busybox "$work/bundle/rootfs/bin/$a"; done
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$work/bundle/rootfs/bin/$a"; done
 "$ATOLL" spec --bundle "$work/bundle"
 python3 - "$work/bundle/config.json" <<'PY'
 import json, sys

@@ -74,16 +74,17 @@ impl CapSets {
         Ok(())
     }
 
-    /// Set inheritable, permitted, effective, then raise ambient. Called after the uid change
+    /// Set inheritable, effective, permitted, then raise ambient. Called after the uid change
     /// (with PR_SET_KEEPCAPS the permitted set survived it). Inheritable stays exactly as asked:
     /// empty unless the config names caps (CVE-2022-29162).
     pub fn apply_sets(&self) -> Result<()> {
         let set = |which: CapSet, v: &HashSet<Capability>, n: &str| {
             caps::set(None, which, v).map_err(|e| RuntimeError::Other(format!("capset {n} {:?}: {e}", names(v))))
         };
+        // Each capset must keep effective within permitted: shrink effective before permitted.
         set(CapSet::Inheritable, &self.inheritable, "inheritable")?;
-        set(CapSet::Permitted, &self.permitted, "permitted")?;
         set(CapSet::Effective, &self.effective, "effective")?;
+        set(CapSet::Permitted, &self.permitted, "permitted")?;
         caps::clear(None, CapSet::Ambient).map_err(|e| RuntimeError::Other(format!("clear ambient caps: {e}")))?;
         for cap in &self.ambient {
             caps::raise(None, CapSet::Ambient, *cap)

@@ -23,9 +23,6 @@ pub struct Cli {
     /// Accepted for runc compatibility (atoll does not use criu for these verbs).
     #[arg(long, global = true, hide = true)]
     pub criu: Option<String>,
-    /// Accepted for runc compatibility.
-    #[arg(long, global = true, hide = true)]
-    pub rootless: Option<String>,
     #[command(subcommand)]
     pub verb: Verb,
 }

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -62,8 +62,7 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
     }
     if ctx.ns.creates(LinuxNamespaceType::Cgroup) {
         // Now that the parent has put us in our cgroup, a new cgroup namespace is rooted there.
-        rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP)
-            .map_err(errno("unshare(CLONE_NEWCGROUP)"))?;
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(nix_errno("unshare(CLONE_NEWCGROUP)"))?;
     }
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         rustix::system::sethostname(h.as_bytes()).map_err(errno(format!("sethostname {h:?}")))?;

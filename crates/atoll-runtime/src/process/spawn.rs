@@ -71,7 +71,7 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     };
     // Saved before anything is made in the kernel, so `delete --force` after a crash finds the cgroup.
     store.save(&saved)?;
-    cgroup.create(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))?;
+    cgroup.create(Some(&effective_resources(&spec)))?;
     guard.cgroup = Some(cgroup);
 
     let fifo_path = store.dir(&opts.id).join("exec.fifo");
@@ -275,6 +275,33 @@ fn drive(sock: BorrowedFd<'_>, saved: &Saved, spec: &Spec, opts: &CreateOpts) ->
             None => return Err(RuntimeError::Init("init exited before it was ready".into())),
         }
     }
+}
+
+/// The config's resources plus device-cgroup allows for the devices the container gets (the
+/// defaults, /dev/pts, /dev/ptmx, /dev/console and linux.devices), appended after the config's own
+/// rules the way runc does, so a "deny all" list still leaves the standard devices usable.
+pub fn effective_resources(spec: &Spec) -> oci_spec::runtime::LinuxResources {
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+    let mut res = spec.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
+    let mut rules = res.devices().clone().unwrap_or_default();
+    let rule = |t: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(t));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(access.to_string()));
+        r
+    };
+    for d in crate::rootfs::all_devices(spec) {
+        let t = if d.typ() == LinuxDeviceType::B { LinuxDeviceType::B } else { LinuxDeviceType::C };
+        rules.push(rule(t, Some(d.major()), Some(d.minor()), "rwm"));
+    }
+    rules.push(rule(LinuxDeviceType::C, Some(5), Some(1), "rwm")); // /dev/console
+    rules.push(rule(LinuxDeviceType::C, Some(5), Some(2), "rwm")); // /dev/ptmx
+    rules.push(rule(LinuxDeviceType::C, Some(136), None, "rwm")); // /dev/pts/*
+    res.set_devices(Some(rules));
+    res
 }
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
