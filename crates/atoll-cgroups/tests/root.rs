@@ -319,3 +319,156 @@ fn relative_path_and_nested_destroy() {
         assert!(!h.dir.exists(), "{:?} still there", h.dir);
     }
 }
+
+/// Starts a shell that waits until it is in `cgroup`, then reports whether it may open /dev/zero
+/// and /dev/null ("zero-ok null-denied"), then sleeps if asked.
+fn probe(cgroup: &Cgroup, then_sleep: bool) -> (Child, String) {
+    let mut script = "read x
+        if head -c1 /dev/zero | wc -c | grep -q 1; then echo zero-ok; else echo zero-denied; fi
+        if (: < /dev/null); then echo null-ok; else echo null-denied; fi"
+        .to_string();
+    if then_sleep {
+        script.push_str("\nexec sleep 100");
+    }
+    let mut child = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    cgroup.add_task(child.id() as i32).unwrap();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut out = String::new();
+    for _ in 0..2 {
+        reader.read_line(&mut out).unwrap();
+    }
+    (child, out.replace('\n', " ").trim().to_string())
+}
+
+/// cgroup v2 code paths on a v1/hybrid host: a private mount namespace where cgroup2 is mounted
+/// at /sys/fs/cgroup, running `v2_inner` there. (The hierarchy is the host's unified one, so on a
+/// hybrid host it offers only the controllers v1 does not hold.)
+#[test]
+fn v2_in_private_mount_namespace() {
+    if !can_run("v2_in_private_mount_namespace") {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let script = "umount -R /sys/fs/cgroup 2>/dev/null; \
+                  mount -t cgroup2 cgroup2 /sys/fs/cgroup && \
+                  exec \"$0\" --exact v2_inner --ignored --nocapture --test-threads=1";
+    let out = match Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .arg(&exe)
+        .env("ATOLL_V2_INNER", "1")
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if std::env::var("ATOLL_TESTS_MUST_RUN").as_deref() != Ok("1") => {
+            eprintln!("v2_in_private_mount_namespace: skipped: unshare(1): {e}");
+            return;
+        }
+        Err(e) => panic!("unshare(1): {e}"),
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "inner test failed:\n{text}");
+    assert!(text.contains("1 passed"), "inner test did not run:\n{text}");
+}
+
+#[test]
+#[ignore = "helper: v2_in_private_mount_namespace runs it inside a private mount namespace"]
+fn v2_inner() {
+    assert_eq!(std::env::var("ATOLL_V2_INNER").as_deref(), Ok("1"));
+    assert_eq!(host_mode(), Mode::V2);
+    let root = Path::new("/sys/fs/cgroup");
+    let enabled_before = read(root, "cgroup.subtree_control");
+    let available = read(root, "cgroup.controllers");
+    let path = unique_path();
+    let cgroup = Cgroup::open(Some(&path), "x").unwrap();
+    let hier = cgroup.hierarchies();
+    assert_eq!(hier.len(), 1);
+    assert_eq!(hier[0].fs_type, "cgroup2");
+    let dir = hier[0].dir.clone();
+    assert_eq!(dir, root.join(path.trim_start_matches('/')));
+    let mut guard = Guard {
+        cgroup: cgroup.clone(),
+        children: Vec::new(),
+        files: Vec::new(),
+    };
+
+    // A controller this hierarchy lacks: a clear error naming field and file, nothing left behind.
+    if !available.split_whitespace().any(|c| c == "pids") {
+        let err = cgroup
+            .create(Some(&res(r#"{"pids": {"limit": 5}}"#)))
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("linux.resources.pids.limit") && msg.contains("pids.max"),
+            "{msg}"
+        );
+        assert!(!dir.exists());
+    }
+
+    let hugetlb = available.split_whitespace().any(|c| c == "hugetlb");
+    let mut limits = serde_json::json!({
+        "devices": [{"allow": false, "access": "rwm"},
+                    {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"}]
+    });
+    if hugetlb {
+        limits["hugepageLimits"] = serde_json::json!([{"pageSize": "2MB", "limit": 4194304}]);
+    }
+    let limits: LinuxResources = serde_json::from_value(limits).unwrap();
+    cgroup.create(Some(&limits)).unwrap();
+    if hugetlb {
+        assert_eq!(read(&dir, "hugetlb.2MB.max"), "4194304");
+        assert!(read(root, "cgroup.subtree_control").contains("hugetlb"));
+    }
+
+    let (child, seen) = probe(&cgroup, true);
+    let pid = child.id();
+    guard.children.push(child);
+    assert_eq!(seen, "zero-ok null-denied");
+    assert_eq!(cgroup.pids().unwrap(), vec![pid as i32]);
+
+    cgroup.freeze().unwrap();
+    assert!(cgroup.is_frozen().unwrap());
+    assert!(read(&dir, "cgroup.events").contains("frozen 1"));
+    println!("v2 frozen task state: {}", proc_state(pid));
+    cgroup.thaw().unwrap();
+    assert!(!cgroup.is_frozen().unwrap());
+    assert!(read(&dir, "cgroup.events").contains("frozen 0"));
+
+    let stats = serde_json::to_value(cgroup.stats().unwrap()).unwrap();
+    assert!(stats["cpu"]["usage"]["total"].is_u64(), "{stats}");
+    println!("v2 stats: {stats}");
+
+    // Update replaces the device program: /dev/null opens now.
+    cgroup
+        .update(&res(r#"{"devices": [{"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]}"#))
+        .unwrap();
+    let (mut second, seen) = probe(&cgroup, false);
+    second.wait().unwrap();
+    assert_eq!(seen, "zero-ok null-ok");
+
+    let mut child = guard.children.pop().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    cgroup.destroy().unwrap();
+    assert!(!dir.exists());
+
+    // Leave the shared root as it was.
+    let before: Vec<&str> = enabled_before.split_whitespace().collect();
+    for c in read(root, "cgroup.subtree_control").split_whitespace() {
+        if !before.contains(&c) {
+            std::fs::write(root.join("cgroup.subtree_control"), format!("-{c}")).unwrap();
+        }
+    }
+}
