@@ -145,6 +145,15 @@ impl Cgroup {
             Some(r) => self.plan(r, false)?,
             None => Vec::new(),
         };
+        // A controller with no hierarchy is a config error too: report it before any mkdir.
+        for step in &steps {
+            if let Step::Write {
+                field, controller, ..
+            } = step
+            {
+                self.dir_for(controller, field)?;
+            }
+        }
         let mut made = Vec::new();
         let result = self
             .make_dirs(&steps, &mut made)
