@@ -60,9 +60,21 @@ if [ -f "$RESULTS/$(basename "$RUNC")/programs.txt" ] && [ -f "$RESULTS/$(basena
     [ -z "$regress" ] || echo "compare.sh: programs passing for runc but not atoll: $regress"
 fi
 
-if [ "$A_passed" -lt "$R_passed" ]; then
-    echo "compare.sh: FAIL: atoll passed $A_passed assertions, runc $R_passed"
+# The gate compares passed assertions, leaving out programs that are flaky
+# for reasons of their own (pidfile kills a container running `true`, racing
+# its exit: it passes or fails from run to run even for runc).
+EXCLUDE="${CONFORMANCE_GATE_EXCLUDE-pidfile}"
+gate_passed() { # programs.txt -> sum of ok= over non-excluded programs
+    awk -v ex=" $EXCLUDE " '
+        index(ex, " " $2 " ") == 0 { for (i = 3; i <= NF; i++) if ($i ~ /^ok=/) { sub(/^ok=/, "", $i); n += $i } }
+        END { print n + 0 }' "$1"
+}
+R_gate="$(gate_passed "$RESULTS/$(basename "$RUNC")/programs.txt")"
+A_gate="$(gate_passed "$RESULTS/$(basename "$ATOLL")/programs.txt")"
+[ -z "$EXCLUDE" ] || echo "compare.sh: gate leaves out: $EXCLUDE"
+if [ "$A_gate" -lt "$R_gate" ]; then
+    echo "compare.sh: FAIL: atoll passed $A_gate assertions, runc $R_gate"
     exit 1
 fi
-echo "compare.sh: OK: atoll passed $A_passed assertions, runc $R_passed"
+echo "compare.sh: OK: atoll passed $A_gate assertions, runc $R_gate"
 exit 0
