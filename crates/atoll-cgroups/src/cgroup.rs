@@ -175,6 +175,7 @@ impl Cgroup {
     }
 
     fn make_dirs(&self, steps: &[Step], made: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
+        let borrowed = self.borrowed_from_unified(steps);
         for p in &self.places {
             let mut cur = p.mount.mount_point.clone();
             let below = p
@@ -184,6 +185,8 @@ impl Cgroup {
             for comp in below.components() {
                 if self.mode == Mode::V2 {
                     enable_controllers(&cur, steps)?;
+                } else if p.mount.v2 && !borrowed.is_empty() {
+                    enable_listed(&cur, &borrowed)?;
                 }
                 let parent = cur.clone();
                 cur.push(comp);
@@ -217,13 +220,21 @@ impl Cgroup {
     /// Applies new resources to an existing cgroup (`atoll update`).
     pub fn update(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
         let steps = self.plan(resources, true)?;
-        if self.mode == Mode::V2 {
-            // A controller the first config did not need may be needed now.
-            let v2 = &self.places[0];
-            if let Ok(below) = v2.dir.strip_prefix(&v2.mount.mount_point) {
+        // A controller the first config did not need may be needed now.
+        let borrowed = self.borrowed_from_unified(&steps);
+        if let Some(v2) = self.unified() {
+            if self.mode == Mode::V2 || !borrowed.is_empty() {
+                let below = v2
+                    .dir
+                    .strip_prefix(&v2.mount.mount_point)
+                    .unwrap_or(Path::new(""));
                 let mut cur = v2.mount.mount_point.clone();
                 for comp in below.components() {
-                    enable_controllers(&cur, &steps)?;
+                    if self.mode == Mode::V2 {
+                        enable_controllers(&cur, &steps)?;
+                    } else {
+                        enable_listed(&cur, &borrowed)?;
+                    }
                     cur.push(comp);
                 }
             }
@@ -316,9 +327,35 @@ impl Cgroup {
                 .iter()
                 .find(|p| !p.mount.v2 && p.mount.has(controller)),
         };
-        found
-            .map(|p| p.dir.as_path())
-            .ok_or(CgroupError::NotMounted { field, controller })
+        if let Some(p) = found {
+            return Ok(&p.dir);
+        }
+        // Hybrid: a controller no v1 hierarchy holds may be offered by the unified one (hugetlb
+        // on hosts that mount only some v1 controllers).
+        match self.unified() {
+            Some(u)
+                if self.mode == Mode::Hybrid
+                    && unified_offers(&u.mount.mount_point, controller) =>
+            {
+                Ok(&u.dir)
+            }
+            _ => Err(CgroupError::NotMounted { field, controller }),
+        }
+    }
+
+    /// Hybrid: the controllers the steps need that only the unified hierarchy can provide.
+    fn borrowed_from_unified(&self, steps: &[Step]) -> Vec<&'static str> {
+        if self.mode != Mode::Hybrid {
+            return Vec::new();
+        }
+        let mut out: Vec<&'static str> = steps
+            .iter()
+            .filter_map(Step::controller)
+            .filter(|c| !self.places.iter().any(|p| !p.mount.v2 && p.mount.has(c)))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     fn freezer_v1(&self) -> Option<&Path> {
@@ -521,6 +558,25 @@ fn inherit_cpuset(parent: &Path, dir: &Path) -> Result<(), CgroupError> {
     Ok(())
 }
 
+fn unified_offers(mount_point: &Path, controller: &str) -> bool {
+    fs::read_opt(&mount_point.join("cgroup.controllers"))
+        .is_some_and(|c| c.split_whitespace().any(|c| c == controller))
+}
+
+/// Enables exactly `wanted` in `dir`'s cgroup.subtree_control (those not enabled yet).
+fn enable_listed(dir: &Path, wanted: &[&str]) -> Result<(), CgroupError> {
+    let enabled = fs::read(&dir.join("cgroup.subtree_control"))?;
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|c| !enabled.split_whitespace().any(|e| e == **c))
+        .map(|c| format!("+{c}"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs::write(&dir.join("cgroup.subtree_control"), &missing.join(" "))
+}
+
 /// v2: enables in `dir`'s cgroup.subtree_control every controller it offers that is not enabled
 /// yet, so the child gets all of them (for limits now, `update` and stats later). If the kernel
 /// refuses the full set, only the controllers the steps need are required.
@@ -564,8 +620,16 @@ fn v1_memory_and_swap(
 ) -> Result<(), CgroupError> {
     let limit_file = dir.join("memory.limit_in_bytes");
     let swap_file = dir.join("memory.memsw.limit_in_bytes");
-    if swap_optional && !swap_file.exists() {
-        return fs::write(&limit_file, &limit.to_string());
+    if !swap_file.exists() {
+        if swap_optional {
+            return fs::write(&limit_file, &limit.to_string());
+        }
+        return Err(CgroupError::Unsupported {
+            field: "linux.resources.memory.swap",
+            why: format!(
+                "{swap_file:?} is missing: the kernel does not account swap (swapaccount=1)"
+            ),
+        });
     }
     // The kernel keeps limit <= memsw limit at every moment, so raise memsw first when growing.
     let current = fs::read_u64(&limit_file).unwrap_or(u64::MAX);

@@ -98,13 +98,16 @@ pub(crate) fn plan_v1(res: &LinuxResources, updating: bool) -> Result<Vec<Step>,
     }
     for h in res.hugepage_limits().iter().flatten() {
         check_token("linux.resources.hugepageLimits[].pageSize", h.page_size())?;
-        let file = format!("hugetlb.{}.limit_in_bytes", h.page_size());
-        steps.push(write(
-            "linux.resources.hugepageLimits",
-            "hugetlb",
-            &file,
-            h.limit().to_string(),
-        ));
+        // The v2 name is for hybrid hosts whose hugetlb controller sits in the unified hierarchy.
+        let (size, limit) = (h.page_size(), h.limit().to_string());
+        steps.push(Step::Write {
+            field: "linux.resources.hugepageLimits",
+            controller: "hugetlb",
+            files: vec![
+                (format!("hugetlb.{size}.limit_in_bytes"), limit.clone()),
+                (format!("hugetlb.{size}.max"), limit),
+            ],
+        });
     }
     if let Some(n) = res.network() {
         if let Some(id) = n.class_id() {

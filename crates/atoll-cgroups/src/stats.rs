@@ -219,6 +219,9 @@ pub(crate) fn read_v1<'a>(dir_of: impl Fn(&'static str) -> Option<&'a Path>) -> 
                         failcnt: limit(d, &f("failcnt")),
                     },
                 );
+            } else if let Some(h) = hugetlb_v2(d, &size) {
+                // Hybrid host with hugetlb in the unified hierarchy.
+                s.hugetlb.insert(size, h);
             }
         }
     }
@@ -340,22 +343,24 @@ pub(crate) fn read_v2(d: &Path) -> Stats {
         s.blkio = Some(io_stat(&text));
     }
     for size in hugepage_sizes() {
-        let f = |what: &str| format!("hugetlb.{size}.{what}");
-        if let Some(usage) = read_u64(&d.join(f("current"))) {
-            let failcnt = keyed(d, &f("events"))
-                .and_then(|e| e.get("max").copied())
-                .unwrap_or(0);
-            s.hugetlb.insert(
-                size.clone(),
-                Hugetlb {
-                    usage,
-                    max: None,
-                    failcnt,
-                },
-            );
+        if let Some(h) = hugetlb_v2(d, &size) {
+            s.hugetlb.insert(size, h);
         }
     }
     s
+}
+
+fn hugetlb_v2(d: &Path, size: &str) -> Option<Hugetlb> {
+    let f = |what: &str| format!("hugetlb.{size}.{what}");
+    let usage = read_u64(&d.join(f("current")))?;
+    let failcnt = keyed(d, &f("events"))
+        .and_then(|e| e.get("max").copied())
+        .unwrap_or(0);
+    Some(Hugetlb {
+        usage,
+        max: None,
+        failcnt,
+    })
 }
 
 /// io.stat: "8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0" per device.

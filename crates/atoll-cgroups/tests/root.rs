@@ -35,6 +35,15 @@ fn can_run(test: &str) -> bool {
     }
 }
 
+/// Serializes the tests that enable and disable controllers at the shared cgroup2 root.
+static UNIFIED_ROOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn lock_unified_root() -> std::sync::MutexGuard<'static, ()> {
+    UNIFIED_ROOT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn unique_path() -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     format!(
@@ -314,6 +323,59 @@ fn missing_v1_controller_is_a_clear_error() {
     }
 }
 
+/// Hybrid hosts that leave hugetlb out of v1 offer it in the unified hierarchy: limits go there.
+#[test]
+fn hybrid_hugetlb_from_unified() {
+    if !can_run("hybrid_hugetlb_from_unified") {
+        return;
+    }
+    let cgroup = Cgroup::open(Some(&unique_path()), "x").unwrap();
+    let hier = cgroup.hierarchies();
+    let Some(unified) = hier.iter().find(|h| h.fs_type == "cgroup2") else {
+        eprintln!("hybrid_hugetlb_from_unified: no unified hierarchy; nothing to check");
+        return;
+    };
+    let offers = read(&unified.mount_point, "cgroup.controllers")
+        .split_whitespace()
+        .any(|c| c == "hugetlb");
+    if host_mode() != Mode::Hybrid
+        || hier.iter().any(|h| h.controllers.contains("hugetlb"))
+        || !offers
+    {
+        eprintln!("hybrid_hugetlb_from_unified: hugetlb is not only in the unified hierarchy here");
+        return;
+    }
+    let _root = lock_unified_root();
+    let root_before = read(&unified.mount_point, "cgroup.subtree_control");
+    let _guard = Guard {
+        cgroup: cgroup.clone(),
+        children: Vec::new(),
+        files: Vec::new(),
+    };
+    cgroup
+        .create(Some(&res(
+            r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 6291456}]}"#,
+        )))
+        .unwrap();
+    assert_eq!(read(&unified.dir, "hugetlb.2MB.max"), "6291456");
+    let stats = serde_json::to_value(cgroup.stats().unwrap()).unwrap();
+    assert_eq!(stats["hugetlb"]["2MB"]["usage"], 0, "{stats}");
+    cgroup
+        .update(&res(
+            r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]}"#,
+        ))
+        .unwrap();
+    assert_eq!(read(&unified.dir, "hugetlb.2MB.max"), "2097152");
+    cgroup.destroy().unwrap();
+    if !root_before.split_whitespace().any(|c| c == "hugetlb") {
+        std::fs::write(
+            unified.mount_point.join("cgroup.subtree_control"),
+            "-hugetlb",
+        )
+        .unwrap();
+    }
+}
+
 #[test]
 fn relative_path_and_nested_destroy() {
     if !can_run("relative_path_and_nested_destroy") {
@@ -387,6 +449,7 @@ fn v2_in_private_mount_namespace() {
     if !can_run("v2_in_private_mount_namespace") {
         return;
     }
+    let _root = lock_unified_root();
     let exe = std::env::current_exe().unwrap();
     let script = "umount -R /sys/fs/cgroup 2>/dev/null; \
                   mount -t cgroup2 cgroup2 /sys/fs/cgroup && \
