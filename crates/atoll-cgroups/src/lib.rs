@@ -7,6 +7,11 @@
 //! v2 (`devices`, `device_program`). The host layout is read from /proc/self/mountinfo once per
 //! process (`layout`).
 //!
+//! Modes: V1 uses every mounted v1 hierarchy (controllers and named ones such as name=systemd);
+//! Hybrid adds the cgroup2 mount for process tracking, and takes a controller from it only when no
+//! v1 hierarchy holds that controller (hugetlb on some hosts); V2 uses the one cgroup2 hierarchy
+//! and enables the controllers the parent offers in each ancestor's cgroup.subtree_control.
+//!
 //! Device rules are exactly `resources.devices`: the runtime must pass the complete list, including
 //! the devices that linux.devices and the default set imply. Without it, no device rule is set.
 
