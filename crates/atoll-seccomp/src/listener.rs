@@ -1,12 +1,34 @@
-//! runtime-spec "The Container Process State": hand the notify fd to the listener named by
-//! `listenerPath`, with a JSON description of the container, in one SCM_RIGHTS message.
+//! runtime-spec "The Container Process State" (config-linux.md): hand the notify fd to the seccomp
+//! agent listening at `listenerPath`, with a JSON description of the container, in one
+//! SCM_RIGHTS message on a UNIX stream socket.
 
+use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
+use serde::Serialize;
+
 use crate::SeccompError;
 
+/// The runtime-spec version whose protocol this speaks (`ociVersion` in the message).
+pub const OCI_VERSION: &str = "1.2.0";
+
+/// The message, field for field as the spec names them.
+#[derive(Serialize)]
+struct ContainerProcessState<'a> {
+    #[serde(rename = "ociVersion")]
+    oci_version: &'a str,
+    /// Names of the fds in SCM_RIGHTS, in order.
+    fds: [&'a str; 1],
+    pid: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<&'a str>,
+    state: &'a serde_json::Value,
+}
+
+/// Connect to `listener_path`, send the state JSON with `notify_fd` attached, and close.
+/// `state` is the container's state (as `atoll state` prints it), `pid` the container process.
 pub fn send_to_listener(
     listener_path: &Path,
     notify_fd: BorrowedFd<'_>,
@@ -18,15 +40,11 @@ pub fn send_to_listener(
         let path = listener_path.to_path_buf();
         move |source| SeccompError::Listener { path, op, source }
     };
-    let msg = serde_json::json!({
-        "ociVersion": "1.2.0",
-        "fds": ["seccompFd"],
-        "pid": pid,
-        "metadata": metadata.unwrap_or(""),
-        "state": state,
-    });
-    let stream = UnixStream::connect(listener_path).map_err(err("connect"))?;
-    let body = serde_json::to_vec(&msg).expect("json values serialize");
-    atoll_sys::socket::send_with_fd(stream.as_fd(), &body, Some(notify_fd)).map_err(err("sendmsg"))?;
+    let msg = ContainerProcessState { oci_version: OCI_VERSION, fds: ["seccompFd"], pid, metadata, state };
+    let body = serde_json::to_vec(&msg).expect("the state serializes: it is a serde_json::Value");
+    let mut stream = UnixStream::connect(listener_path).map_err(err("connect"))?;
+    // The fd rides with the first bytes; a stream socket may take fewer than all of them.
+    let sent = atoll_sys::socket::send_with_fd(stream.as_fd(), &body, Some(notify_fd)).map_err(err("sendmsg"))?;
+    stream.write_all(&body[sent..]).map_err(err("write"))?;
     Ok(())
 }
