@@ -94,3 +94,78 @@ fn take_counted(bytes: &[u8], unit: usize) -> Option<(&[u8], &[u8])> {
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{spec, TempDir};
+    use crate::{CacheUse, Filter};
+
+    const PROFILE: &str = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":38}]}"#;
+
+    fn only_file(dir: &std::path::Path) -> std::path::PathBuf {
+        let files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(files.len(), 1, "one entry, no temp files left: {files:?}");
+        files.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn second_compile_reads_the_file() {
+        let tmp = TempDir::new();
+        let dir = tmp.path().join("cache");
+        let s = spec(PROFILE);
+        let (a, used) = Filter::compile_cached_reporting(&s, &dir).unwrap();
+        assert_eq!(used, CacheUse::Miss { stored: true });
+        let file = only_file(&dir);
+        assert!(file.extension().is_some_and(|e| e == "bpf"), "{file:?}");
+        let (b, used) = Filter::compile_cached_reporting(&s, &dir).unwrap();
+        assert_eq!(used, CacheUse::Hit);
+        assert_eq!(a.program(), b.program());
+        assert_eq!(a.program(), Filter::compile(&s).unwrap().program());
+        assert_eq!(a.flags(), b.flags());
+    }
+
+    #[test]
+    fn corrupt_entries_are_recompiled_and_rewritten() {
+        let tmp = TempDir::new();
+        let s = spec(PROFILE);
+        Filter::compile_cached(&s, tmp.path()).unwrap();
+        let file = only_file(tmp.path());
+        let good = std::fs::read(&file).unwrap();
+        let mut flipped = good.clone();
+        let mid = flipped.len() - 20; // inside the program
+        flipped[mid] ^= 0x40;
+        for bad in [b"junk".to_vec(), Vec::new(), good[..good.len() - 9].to_vec(), flipped] {
+            std::fs::write(&file, &bad).unwrap();
+            let (f, used) = Filter::compile_cached_reporting(&s, tmp.path()).unwrap();
+            assert_eq!(used, CacheUse::Miss { stored: true });
+            assert_eq!(f.program(), Filter::compile(&s).unwrap().program());
+            assert_eq!(std::fs::read(&file).unwrap(), good);
+        }
+    }
+
+    #[test]
+    fn an_entry_for_another_profile_is_not_used() {
+        let tmp = TempDir::new();
+        let other = spec(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["rmdir"],"action":"SCMP_ACT_KILL"}]}"#);
+        Filter::compile_cached(&other, tmp.path()).unwrap();
+        let theirs = std::fs::read(only_file(tmp.path())).unwrap();
+        // Plant the other profile's (valid, checksummed) entry under our name: a hash collision.
+        let s = spec(PROFILE);
+        let ours = super::CacheEntry::new(tmp.path(), &s).path;
+        std::fs::write(&ours, theirs).unwrap();
+        let (f, used) = Filter::compile_cached_reporting(&s, tmp.path()).unwrap();
+        assert_eq!(used, CacheUse::Miss { stored: true });
+        assert_eq!(f.program(), Filter::compile(&s).unwrap().program());
+    }
+
+    #[test]
+    fn refusals_are_not_skipped_by_a_cache_hit_and_an_unwritable_cache_is_no_error() {
+        let tmp = TempDir::new();
+        let bad = spec(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#);
+        assert!(Filter::compile_cached(&bad, tmp.path()).is_err());
+        let file_in_the_way = tmp.path().join("f");
+        std::fs::write(&file_in_the_way, b"").unwrap();
+        let (_, used) = Filter::compile_cached_reporting(&spec(PROFILE), &file_in_the_way.join("cache")).unwrap();
+        assert_eq!(used, CacheUse::Miss { stored: false });
+    }
+}

@@ -9,6 +9,8 @@ mod error;
 mod filter;
 mod listener;
 mod profile;
+#[cfg(test)]
+mod testutil;
 
 pub use atoll_sys::seccomp::SockFilter;
 pub use error::SeccompError;

@@ -48,3 +48,51 @@ pub fn send_to_listener(
     stream.write_all(&body[sent..]).map_err(err("write"))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::net::UnixListener;
+
+    fn receive(listener: &UnixListener) -> (serde_json::Value, std::os::fd::OwnedFd) {
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        let (n, fd) = atoll_sys::socket::recv_with_fd(conn.as_fd(), &mut buf).unwrap();
+        (serde_json::from_slice(&buf[..n]).unwrap(), fd.expect("the fd came in SCM_RIGHTS"))
+    }
+
+    #[test]
+    fn the_agent_gets_the_state_and_the_fd() {
+        let tmp = TempDir::new();
+        let path = tmp.path().join("agent.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        // Any fd will do to check the transfer: a file we can recognise by inode.
+        let marker = std::fs::File::create(tmp.path().join("marker")).unwrap();
+        let state = serde_json::json!({"ociVersion":"1.2.0","id":"c1","status":"creating","pid":42,"bundle":"/b"});
+
+        send_to_listener(&path, marker.as_fd(), 42, Some("meta data"), &state).unwrap();
+        let (msg, fd) = receive(&listener);
+        assert_eq!(
+            msg,
+            serde_json::json!({"ociVersion": OCI_VERSION, "fds": ["seccompFd"], "pid": 42, "metadata": "meta data", "state": state})
+        );
+        let got = std::fs::File::from(fd).metadata().unwrap();
+        assert_eq!((got.dev(), got.ino()), (marker.metadata().unwrap().dev(), marker.metadata().unwrap().ino()));
+
+        send_to_listener(&path, marker.as_fd(), 7, None, &state).unwrap();
+        let (msg, _fd) = receive(&listener);
+        assert!(msg.get("metadata").is_none(), "no listenerMetadata, no field: {msg}");
+    }
+
+    #[test]
+    fn a_missing_agent_names_the_path() {
+        let tmp = TempDir::new();
+        let path = tmp.path().join("nobody.sock");
+        let marker = std::fs::File::open("/dev/null").unwrap();
+        let e = send_to_listener(&path, marker.as_fd(), 1, None, &serde_json::Value::Null).unwrap_err();
+        assert_eq!(e.errno(), Some(libc::ENOENT));
+        assert!(e.to_string().contains("nobody.sock: connect"), "{e}");
+    }
+}

@@ -228,3 +228,189 @@ pub(crate) fn encode_program(prog: &[SockFilter], out: &mut Vec<u8>) {
         out.extend_from_slice(&f.k.to_ne_bytes());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{run_bpf, spec};
+    use crate::Filter;
+
+    fn err(json: &str) -> String {
+        Filter::compile(&spec(json)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let cases = [
+            (r#"{"defaultAction":"SCMP_ACT_ALLOW","defaultErrnoRet":1}"#, "linux.seccomp.defaultErrnoRet: SCMP_ACT_ALLOW takes no errno"),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"},{"names":["rmdir"],"action":"SCMP_ACT_KILL","errnoRet":1}]}"#,
+                "linux.seccomp.syscalls[1].errnoRet: SCMP_ACT_KILL takes no errno",
+            ),
+            (r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":5000}]}"#, "linux.seccomp.syscalls[0].errnoRet: 5000 is above"),
+            (r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_TRACE","errnoRet":70000}]}"#, "linux.seccomp.syscalls[0].errnoRet: SCMP_ACT_TRACE takes a 16-bit"),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","args":[{"index":1,"value":0,"op":"SCMP_CMP_EQ"},{"index":6,"value":0,"op":"SCMP_CMP_EQ"}]}]}"#,
+                "linux.seccomp.syscalls[0].args[1].index: 6 is out of range",
+            ),
+            (r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#, "linux.seccomp.listenerPath: SCMP_ACT_NOTIFY is used but no listenerPath"),
+            (r#"{"defaultAction":"SCMP_ACT_NOTIFY","listenerPath":"/x"}"#, "linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be the default"),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/x","syscalls":[{"names":["mkdir","sendmsg"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+                "linux.seccomp.syscalls[0].action: SCMP_ACT_NOTIFY on \"sendmsg\"",
+            ),
+            (r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_LOG","SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}"#, "linux.seccomp.flags[1]: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs"),
+        ];
+        for (json, want) in cases {
+            let got = err(json);
+            assert!(got.starts_with(want), "{json}\n  got:  {got}\n  want: {want}…");
+        }
+    }
+
+    #[test]
+    fn unknown_strings_are_refused_when_the_config_is_parsed() {
+        for (json, word) in [
+            (r#"{"defaultAction":"SCMP_ACT_FOO"}"#, "SCMP_ACT_FOO"),
+            (r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_VAX"]}"#, "SCMP_ARCH_VAX"),
+            (r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_NOPE"]}"#, "SECCOMP_FILTER_FLAG_NOPE"),
+            (r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":1,"op":"SCMP_CMP_XX"}]}]}"#, "SCMP_CMP_XX"),
+        ] {
+            let e = serde_json::from_str::<LinuxSeccomp>(json).unwrap_err().to_string();
+            assert!(e.contains(word), "{e}");
+        }
+    }
+
+    #[test]
+    fn flags_follow_the_profile() {
+        let f = |json| Filter::compile(&spec(json)).unwrap().flags();
+        assert_eq!(f(r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#), 0);
+        assert_eq!(
+            f(r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_TSYNC","SECCOMP_FILTER_FLAG_LOG","SECCOMP_FILTER_FLAG_SPEC_ALLOW"]}"#),
+            sys::SECCOMP_FILTER_FLAG_TSYNC | sys::SECCOMP_FILTER_FLAG_LOG | sys::SECCOMP_FILTER_FLAG_SPEC_ALLOW
+        );
+        let notify = Filter::compile(&spec(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/run/agent.sock","listenerMetadata":"m","flags":["SECCOMP_FILTER_FLAG_TSYNC","SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],"syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+        ))
+        .unwrap();
+        assert!(notify.uses_notify());
+        assert_eq!(notify.listener_path(), Some(std::path::Path::new("/run/agent.sock")));
+        assert_eq!(notify.listener_metadata(), Some("m"));
+        assert_eq!(
+            notify.flags(),
+            sys::SECCOMP_FILTER_FLAG_TSYNC | sys::SECCOMP_FILTER_FLAG_TSYNC_ESRCH | sys::SECCOMP_FILTER_FLAG_NEW_LISTENER | sys::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+        );
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod program {
+        use super::*;
+
+        const X86_64: u32 = 0xc000_003e; // AUDIT_ARCH_X86_64
+        const I386: u32 = 0x4000_0003; // AUDIT_ARCH_I386
+        const ALLOW: u32 = 0x7fff_0000;
+        const ERRNO: u32 = 0x0005_0000;
+        const NO_ARGS: [u64; 6] = [0; 6];
+
+        fn prog(json: &str) -> Vec<SockFilter> {
+            Filter::compile(&spec(json)).unwrap().program().to_vec()
+        }
+
+        #[test]
+        fn a_small_profile_does_what_it_says() {
+            let p = prog(
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+                    {"names":["getcwd"],"action":"SCMP_ACT_ERRNO","errnoRet":1234},
+                    {"names":["rmdir"],"action":"SCMP_ACT_ERRNO"},
+                    {"names":["getppid","no_such_syscall_in_any_kernel"],"action":"SCMP_ACT_KILL_PROCESS"},
+                    {"names":["getpgrp"],"action":"SCMP_ACT_TRAP"},
+                    {"names":["getpid"],"action":"SCMP_ACT_TRACE","errnoRet":7},
+                    {"names":["getuid"],"action":"SCMP_ACT_LOG"},
+                    {"names":["getgid"],"action":"SCMP_ACT_ALLOW"}]}"#,
+            );
+            let run = |nr: libc::c_long| run_bpf(&p, X86_64, nr as i32, NO_ARGS);
+            assert_eq!(run(libc::SYS_getcwd), ERRNO | 1234);
+            assert_eq!(run(libc::SYS_rmdir), ERRNO | libc::EPERM as u32, "errnoRet defaults to EPERM");
+            assert_eq!(run(libc::SYS_getppid), 0x8000_0000);
+            assert_eq!(run(libc::SYS_getpgrp), 0x0003_0000);
+            assert_eq!(run(libc::SYS_getpid), 0x7ff0_0007);
+            assert_eq!(run(libc::SYS_getuid), 0x7ffc_0000);
+            assert_eq!(run(libc::SYS_getgid), ALLOW);
+            assert_eq!(run(libc::SYS_mkdir), ALLOW);
+            // A foreign architecture is not the default action: libseccomp kills it.
+            assert_eq!(run_bpf(&p, I386, 183, NO_ARGS) & 0x7fff_0000, 0);
+        }
+
+        #[test]
+        fn default_errno_and_extra_architectures() {
+            let p = prog(
+                r#"{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":38,"architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86","SCMP_ARCH_X32"],
+                    "syscalls":[{"names":["getcwd"],"action":"SCMP_ACT_ALLOW"},{"names":["rmdir"],"action":"SCMP_ACT_ERRNO","errnoRet":38}]}"#,
+            );
+            assert_eq!(run_bpf(&p, X86_64, libc::SYS_getcwd as i32, NO_ARGS), ALLOW);
+            assert_eq!(run_bpf(&p, X86_64, libc::SYS_mkdir as i32, NO_ARGS), ERRNO | 38);
+            assert_eq!(run_bpf(&p, I386, 183, NO_ARGS), ALLOW, "getcwd is 183 on i386");
+            assert_eq!(run_bpf(&p, I386, 39, NO_ARGS), ERRNO | 38, "mkdir is 39 on i386");
+        }
+
+        #[test]
+        fn argument_comparisons() {
+            let p = prog(
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+                    {"names":["mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":1,"args":[{"index":2,"value":448,"op":"SCMP_CMP_EQ"}]},
+                    {"names":["socket"],"action":"SCMP_ACT_ERRNO","errnoRet":2,"args":[{"index":0,"value":40,"op":"SCMP_CMP_EQ"},{"index":1,"value":2,"op":"SCMP_CMP_NE"}]},
+                    {"names":["personality"],"action":"SCMP_ACT_ERRNO","errnoRet":3,"args":[{"index":0,"value":8,"op":"SCMP_CMP_EQ"},{"index":0,"value":131072,"op":"SCMP_CMP_EQ"}]},
+                    {"names":["clone"],"action":"SCMP_ACT_ERRNO","errnoRet":4,"args":[{"index":0,"value":2080505856,"valueTwo":0,"op":"SCMP_CMP_MASKED_EQ"}]},
+                    {"names":["setns"],"action":"SCMP_ACT_ERRNO","errnoRet":5,"args":[{"index":1,"value":4294967296,"op":"SCMP_CMP_GE"}]},
+                    {"names":["kill"],"action":"SCMP_ACT_ERRNO","errnoRet":6,"args":[{"index":1,"value":9,"op":"SCMP_CMP_LT"}]},
+                    {"names":["tkill"],"action":"SCMP_ACT_ERRNO","errnoRet":7,"args":[{"index":1,"value":9,"op":"SCMP_CMP_LE"}]},
+                    {"names":["tgkill"],"action":"SCMP_ACT_ERRNO","errnoRet":8,"args":[{"index":2,"value":9,"op":"SCMP_CMP_GT"}]}]}"#,
+            );
+            let run = |nr: libc::c_long, args: [u64; 6]| run_bpf(&p, X86_64, nr as i32, args);
+            assert_eq!(run(libc::SYS_mkdirat, [0, 0, 0o700, 0, 0, 0]), ERRNO | 1);
+            assert_eq!(run(libc::SYS_mkdirat, [0, 0, 0o755, 0, 0, 0]), ALLOW);
+            // Two different arguments: both must hold.
+            assert_eq!(run(libc::SYS_socket, [40, 1, 0, 0, 0, 0]), ERRNO | 2);
+            assert_eq!(run(libc::SYS_socket, [40, 2, 0, 0, 0, 0]), ALLOW);
+            assert_eq!(run(libc::SYS_socket, [2, 1, 0, 0, 0, 0]), ALLOW);
+            // The same argument twice: either may hold (runc's rule).
+            assert_eq!(run(libc::SYS_personality, [8, 0, 0, 0, 0, 0]), ERRNO | 3);
+            assert_eq!(run(libc::SYS_personality, [0x20000, 0, 0, 0, 0, 0]), ERRNO | 3);
+            assert_eq!(run(libc::SYS_personality, [0, 0, 0, 0, 0, 0]), ALLOW);
+            // MASKED_EQ: value is the mask, valueTwo the datum: no namespace flag set.
+            assert_eq!(run(libc::SYS_clone, [0x11, 0, 0, 0, 0, 0]), ERRNO | 4);
+            assert_eq!(run(libc::SYS_clone, [libc::CLONE_NEWUSER as u64, 0, 0, 0, 0, 0]), ALLOW);
+            // 64-bit comparisons look at the high word too.
+            assert_eq!(run(libc::SYS_setns, [0, 1 << 32, 0, 0, 0, 0]), ERRNO | 5);
+            assert_eq!(run(libc::SYS_setns, [0, 0xffff_ffff, 0, 0, 0, 0]), ALLOW);
+            assert_eq!(run(libc::SYS_kill, [0, 8, 0, 0, 0, 0]), ERRNO | 6);
+            assert_eq!(run(libc::SYS_kill, [0, 9, 0, 0, 0, 0]), ALLOW);
+            assert_eq!(run(libc::SYS_tkill, [0, 9, 0, 0, 0, 0]), ERRNO | 7);
+            assert_eq!(run(libc::SYS_tkill, [0, 10, 0, 0, 0, 0]), ALLOW);
+            assert_eq!(run(libc::SYS_tgkill, [0, 0, 10, 0, 0, 0]), ERRNO | 8);
+            assert_eq!(run(libc::SYS_tgkill, [0, 0, 9, 0, 0, 0]), ALLOW);
+        }
+
+        #[test]
+        fn notify_and_rules_equal_to_the_default() {
+            let p = prog(
+                r#"{"defaultAction":"SCMP_ACT_ERRNO","listenerPath":"/x","syscalls":[
+                    {"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"},
+                    {"names":["rmdir"],"action":"SCMP_ACT_ERRNO"},
+                    {"names":["getcwd"],"action":"SCMP_ACT_ALLOW"}]}"#,
+            );
+            assert_eq!(run_bpf(&p, X86_64, libc::SYS_mkdir as i32, NO_ARGS), 0x7fc0_0000);
+            assert_eq!(run_bpf(&p, X86_64, libc::SYS_rmdir as i32, NO_ARGS), ERRNO | libc::EPERM as u32);
+            assert_eq!(run_bpf(&p, X86_64, libc::SYS_getcwd as i32, NO_ARGS), ALLOW);
+        }
+
+        #[test]
+        fn program_bytes_round_trip() {
+            let p = prog(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["getcwd"],"action":"SCMP_ACT_ERRNO"}]}"#);
+            let mut bytes = Vec::new();
+            encode_program(&p, &mut bytes);
+            assert_eq!(decode_program(&bytes).unwrap(), p);
+            assert!(decode_program(&bytes[1..]).is_none());
+            assert!(decode_program(&[]).is_none());
+        }
+    }
+}
