@@ -27,8 +27,17 @@ impl CacheEntry {
         // Struct fields serialize in declaration order and the profile holds no maps, so this
         // JSON is canonical for a given oci-spec version (which the crate version pins).
         let mut key = serde_json::to_vec(spec).expect("LinuxSeccomp serializes");
-        let lib = libseccomp::ScmpVersion::current().map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro)).unwrap_or_default();
-        key.extend_from_slice(format!("\0libseccomp {lib}\0{}\0atoll-seccomp {}", std::env::consts::ARCH, env!("CARGO_PKG_VERSION")).as_bytes());
+        let lib = libseccomp::ScmpVersion::current()
+            .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+            .unwrap_or_default();
+        key.extend_from_slice(
+            format!(
+                "\0libseccomp {lib}\0{}\0atoll-seccomp {}",
+                std::env::consts::ARCH,
+                env!("CARGO_PKG_VERSION")
+            )
+            .as_bytes(),
+        );
         let path = dir.join(format!("{:016x}.bpf", fnv1a(&key)));
         CacheEntry { key, path }
     }
@@ -56,7 +65,10 @@ impl CacheEntry {
     /// a reader sees the old file, the new one, or none; never half of one.
     pub fn store(&self, prog: &[SockFilter]) -> std::io::Result<()> {
         let dir = self.path.parent().expect("cache path has a directory");
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
         let mut out = Vec::with_capacity(32 + self.key.len() + prog.len() * 8);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(self.key.len() as u32).to_ne_bytes());
@@ -66,7 +78,11 @@ impl CacheEntry {
         out.extend_from_slice(&fnv1a(&out).to_ne_bytes());
 
         static SEQ: AtomicU32 = AtomicU32::new(0);
-        let tmp = self.path.with_extension(format!("tmp.{}.{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+        let tmp = self.path.with_extension(format!(
+            "tmp.{}.{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
         let written = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -92,7 +108,9 @@ fn take_counted(bytes: &[u8], unit: usize) -> Option<(&[u8], &[u8])> {
 /// FNV-1a: a file name and a corruption check, not a security boundary (the key is compared
 /// in full). Written here to avoid a dependency for ten lines.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -103,7 +121,10 @@ mod tests {
     const PROFILE: &str = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":38}]}"#;
 
     fn only_file(dir: &std::path::Path) -> std::path::PathBuf {
-        let files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         assert_eq!(files.len(), 1, "one entry, no temp files left: {files:?}");
         files.into_iter().next().unwrap()
     }
@@ -134,7 +155,12 @@ mod tests {
         let mut flipped = good.clone();
         let mid = flipped.len() - 20; // inside the program
         flipped[mid] ^= 0x40;
-        for bad in [b"junk".to_vec(), Vec::new(), good[..good.len() - 9].to_vec(), flipped] {
+        for bad in [
+            b"junk".to_vec(),
+            Vec::new(),
+            good[..good.len() - 9].to_vec(),
+            flipped,
+        ] {
             std::fs::write(&file, &bad).unwrap();
             let (f, used) = Filter::compile_cached_reporting(&s, tmp.path()).unwrap();
             assert_eq!(used, CacheUse::Miss { stored: true });
@@ -146,7 +172,9 @@ mod tests {
     #[test]
     fn an_entry_for_another_profile_is_not_used() {
         let tmp = TempDir::new();
-        let other = spec(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["rmdir"],"action":"SCMP_ACT_KILL"}]}"#);
+        let other = spec(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["rmdir"],"action":"SCMP_ACT_KILL"}]}"#,
+        );
         Filter::compile_cached(&other, tmp.path()).unwrap();
         let theirs = std::fs::read(only_file(tmp.path())).unwrap();
         // Plant the other profile's (valid, checksummed) entry under our name: a hash collision.
@@ -161,11 +189,15 @@ mod tests {
     #[test]
     fn refusals_are_not_skipped_by_a_cache_hit_and_an_unwritable_cache_is_no_error() {
         let tmp = TempDir::new();
-        let bad = spec(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#);
+        let bad = spec(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+        );
         assert!(Filter::compile_cached(&bad, tmp.path()).is_err());
         let file_in_the_way = tmp.path().join("f");
         std::fs::write(&file_in_the_way, b"").unwrap();
-        let (_, used) = Filter::compile_cached_reporting(&spec(PROFILE), &file_in_the_way.join("cache")).unwrap();
+        let (_, used) =
+            Filter::compile_cached_reporting(&spec(PROFILE), &file_in_the_way.join("cache"))
+                .unwrap();
         assert_eq!(used, CacheUse::Miss { stored: false });
     }
 }

@@ -43,13 +43,18 @@ pub enum SeccompError {
 
 impl SeccompError {
     pub(crate) fn profile(field: impl Into<String>, msg: impl Into<String>) -> Self {
-        SeccompError::Profile { field: field.into(), msg: msg.into() }
+        SeccompError::Profile {
+            field: field.into(),
+            msg: msg.into(),
+        }
     }
 
     /// The errno behind an install or listener failure, for callers that branch on it.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            SeccompError::Install { source, .. } | SeccompError::Listener { source, .. } | SeccompError::Export { source, .. } => source.raw_os_error(),
+            SeccompError::Install { source, .. }
+            | SeccompError::Listener { source, .. }
+            | SeccompError::Export { source, .. } => source.raw_os_error(),
             SeccompError::Profile { .. } | SeccompError::Libseccomp { .. } => None,
         }
     }

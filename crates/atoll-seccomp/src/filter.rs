@@ -26,7 +26,9 @@ pub struct Filter {
 pub enum CacheUse {
     Hit,
     /// Compiled; `stored` says whether the cache file could be written.
-    Miss { stored: bool },
+    Miss {
+        stored: bool,
+    },
 }
 
 impl Filter {
@@ -51,7 +53,10 @@ impl Filter {
     }
 
     /// [`Filter::compile_cached`], also saying whether the cache was used.
-    pub fn compile_cached_reporting(spec: &LinuxSeccomp, cache_dir: &Path) -> Result<(Filter, CacheUse), SeccompError> {
+    pub fn compile_cached_reporting(
+        spec: &LinuxSeccomp,
+        cache_dir: &Path,
+    ) -> Result<(Filter, CacheUse), SeccompError> {
         // The checks run on every call, so a cached entry never skips a refusal.
         let plan = Plan::from_spec(spec)?;
         let entry = CacheEntry::new(cache_dir, spec);
@@ -104,10 +109,18 @@ impl Filter {
     /// namespace (EACCES otherwise). This crate never sets no_new_privs: the runtime does, when
     /// process.noNewPrivileges says so; without it, install while CAP_SYS_ADMIN is still held.
     pub fn install(&self) -> Result<Option<OwnedFd>, SeccompError> {
-        let fd = sys::seccomp_set_mode_filter(self.flags, &self.prog).map_err(|source| SeccompError::Install { flags: self.flags, source })?;
+        let fd = sys::seccomp_set_mode_filter(self.flags, &self.prog).map_err(|source| {
+            SeccompError::Install {
+                flags: self.flags,
+                source,
+            }
+        })?;
         if self.notify && fd.is_none() {
             // Cannot happen (NEW_LISTENER is set whenever notify is); fail closed if it does.
-            return Err(SeccompError::Install { flags: self.flags, source: std::io::Error::from_raw_os_error(libc::EBADF) });
+            return Err(SeccompError::Install {
+                flags: self.flags,
+                source: std::io::Error::from_raw_os_error(libc::EBADF),
+            });
         }
         Ok(fd)
     }

@@ -40,11 +40,18 @@ pub fn send_to_listener(
         let path = listener_path.to_path_buf();
         move |source| SeccompError::Listener { path, op, source }
     };
-    let msg = ContainerProcessState { oci_version: OCI_VERSION, fds: ["seccompFd"], pid, metadata, state };
+    let msg = ContainerProcessState {
+        oci_version: OCI_VERSION,
+        fds: ["seccompFd"],
+        pid,
+        metadata,
+        state,
+    };
     let body = serde_json::to_vec(&msg).expect("the state serializes: it is a serde_json::Value");
     let mut stream = UnixStream::connect(listener_path).map_err(err("connect"))?;
     // The fd rides with the first bytes; a stream socket may take fewer than all of them.
-    let sent = atoll_sys::socket::send_with_fd(stream.as_fd(), &body, Some(notify_fd)).map_err(err("sendmsg"))?;
+    let sent = atoll_sys::socket::send_with_fd(stream.as_fd(), &body, Some(notify_fd))
+        .map_err(err("sendmsg"))?;
     stream.write_all(&body[sent..]).map_err(err("write"))?;
     Ok(())
 }
@@ -60,7 +67,10 @@ mod tests {
         let (conn, _) = listener.accept().unwrap();
         let mut buf = vec![0u8; 1 << 16];
         let (n, fd) = atoll_sys::socket::recv_with_fd(conn.as_fd(), &mut buf).unwrap();
-        (serde_json::from_slice(&buf[..n]).unwrap(), fd.expect("the fd came in SCM_RIGHTS"))
+        (
+            serde_json::from_slice(&buf[..n]).unwrap(),
+            fd.expect("the fd came in SCM_RIGHTS"),
+        )
     }
 
     #[test]
@@ -79,11 +89,20 @@ mod tests {
             serde_json::json!({"ociVersion": OCI_VERSION, "fds": ["seccompFd"], "pid": 42, "metadata": "meta data", "state": state})
         );
         let got = std::fs::File::from(fd).metadata().unwrap();
-        assert_eq!((got.dev(), got.ino()), (marker.metadata().unwrap().dev(), marker.metadata().unwrap().ino()));
+        assert_eq!(
+            (got.dev(), got.ino()),
+            (
+                marker.metadata().unwrap().dev(),
+                marker.metadata().unwrap().ino()
+            )
+        );
 
         send_to_listener(&path, marker.as_fd(), 7, None, &state).unwrap();
         let (msg, _fd) = receive(&listener);
-        assert!(msg.get("metadata").is_none(), "no listenerMetadata, no field: {msg}");
+        assert!(
+            msg.get("metadata").is_none(),
+            "no listenerMetadata, no field: {msg}"
+        );
     }
 
     #[test]
@@ -91,7 +110,8 @@ mod tests {
         let tmp = TempDir::new();
         let path = tmp.path().join("nobody.sock");
         let marker = std::fs::File::open("/dev/null").unwrap();
-        let e = send_to_listener(&path, marker.as_fd(), 1, None, &serde_json::Value::Null).unwrap_err();
+        let e =
+            send_to_listener(&path, marker.as_fd(), 1, None, &serde_json::Value::Null).unwrap_err();
         assert_eq!(e.errno(), Some(libc::ENOENT));
         assert!(e.to_string().contains("nobody.sock: connect"), "{e}");
     }

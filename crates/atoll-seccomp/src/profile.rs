@@ -5,8 +5,13 @@ use std::io::{Read, Seek};
 use std::str::FromStr;
 
 use atoll_sys::seccomp::{self as sys, SockFilter};
-use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
-use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction as Act, LinuxSeccompArg, LinuxSeccompFilterFlag as Flag, LinuxSeccompOperator as Op};
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
+use oci_spec::runtime::{
+    LinuxSeccomp, LinuxSeccompAction as Act, LinuxSeccompArg, LinuxSeccompFilterFlag as Flag,
+    LinuxSeccompOperator as Op,
+};
 
 use crate::SeccompError;
 
@@ -43,10 +48,17 @@ struct Rule {
 
 impl Plan {
     pub fn from_spec(spec: &LinuxSeccomp) -> Result<Plan, SeccompError> {
-        let default = action(spec.default_action(), spec.default_errno_ret(), "defaultErrnoRet")?;
+        let default = action(
+            spec.default_action(),
+            spec.default_errno_ret(),
+            "defaultErrnoRet",
+        )?;
         if default == ScmpAction::Notify {
             // Every call the runtime makes after install, the fd hand-over included, would block.
-            return Err(SeccompError::profile("defaultAction", "SCMP_ACT_NOTIFY cannot be the default action"));
+            return Err(SeccompError::profile(
+                "defaultAction",
+                "SCMP_ACT_NOTIFY cannot be the default action",
+            ));
         }
         let arches = spec
             .architectures()
@@ -56,16 +68,37 @@ impl Plan {
             .enumerate()
             .map(|(i, a)| {
                 let name = spec_name(a);
-                ScmpArch::from_str(&name).map(|arch| (i, arch)).map_err(|_| SeccompError::profile(format!("architectures[{i}]"), format!("unknown {name:?}")))
+                ScmpArch::from_str(&name)
+                    .map(|arch| (i, arch))
+                    .map_err(|_| {
+                        SeccompError::profile(
+                            format!("architectures[{i}]"),
+                            format!("unknown {name:?}"),
+                        )
+                    })
             })
             .collect::<Result<_, _>>()?;
         let mut notify = false;
         let mut rules = Vec::new();
-        for (i, sc) in spec.syscalls().as_deref().unwrap_or_default().iter().enumerate() {
-            let act = action(sc.action(), sc.errno_ret(), &format!("syscalls[{i}].errnoRet"))?;
+        for (i, sc) in spec
+            .syscalls()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let act = action(
+                sc.action(),
+                sc.errno_ret(),
+                &format!("syscalls[{i}].errnoRet"),
+            )?;
             if act == ScmpAction::Notify {
                 notify = true;
-                if let Some(n) = sc.names().iter().find(|n| NOTIFY_DEADLOCKS.contains(&n.as_str())) {
+                if let Some(n) = sc
+                    .names()
+                    .iter()
+                    .find(|n| NOTIFY_DEADLOCKS.contains(&n.as_str()))
+                {
                     return Err(SeccompError::profile(format!("syscalls[{i}].action"), format!("SCMP_ACT_NOTIFY on {n:?} would block the runtime while it hands the listener fd out")));
                 }
             }
@@ -73,37 +106,73 @@ impl Plan {
                 continue; // libseccomp refuses a rule equal to the default action (EACCES); runc skips it too
             }
             let args = sc.args().as_deref().unwrap_or_default();
-            let conds = args.iter().enumerate().map(|(j, a)| condition(a, &format!("syscalls[{i}].args[{j}]"))).collect::<Result<Vec<_>, _>>()?;
-            rules.push(Rule { index: i, action: act, names: sc.names().clone(), cond_sets: cond_sets(args, conds) });
+            let conds = args
+                .iter()
+                .enumerate()
+                .map(|(j, a)| condition(a, &format!("syscalls[{i}].args[{j}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            rules.push(Rule {
+                index: i,
+                action: act,
+                names: sc.names().clone(),
+                cond_sets: cond_sets(args, conds),
+            });
         }
         let flags = flags(spec, notify)?;
-        Ok(Plan { default, arches, rules, flags, notify })
+        Ok(Plan {
+            default,
+            arches,
+            rules,
+            flags,
+            notify,
+        })
     }
 
     /// Build the filter with libseccomp and export it as classic BPF.
     pub fn compile(&self) -> Result<Vec<SockFilter>, SeccompError> {
-        let lib = |field: String, op: String| move |source| SeccompError::Libseccomp { field, op, source };
-        let mut ctx = ScmpFilterContext::new(self.default).map_err(lib("defaultAction".into(), "seccomp_init".into()))?;
+        let lib = |field: String, op: String| {
+            move |source| SeccompError::Libseccomp { field, op, source }
+        };
+        let mut ctx = ScmpFilterContext::new(self.default)
+            .map_err(lib("defaultAction".into(), "seccomp_init".into()))?;
         // We never let libseccomp load the filter, but say it anyway: no_new_privs is the
         // runtime's decision (process.noNewPrivileges), not the filter's.
-        ctx.set_ctl_nnp(false).map_err(lib("defaultAction".into(), "seccomp_attr_set(SCMP_FLTATR_CTL_NNP)".into()))?;
+        ctx.set_ctl_nnp(false).map_err(lib(
+            "defaultAction".into(),
+            "seccomp_attr_set(SCMP_FLTATR_CTL_NNP)".into(),
+        ))?;
         for (i, arch) in &self.arches {
-            ctx.add_arch(*arch).map_err(lib(format!("architectures[{i}]"), format!("seccomp_arch_add({arch:?})")))?;
+            ctx.add_arch(*arch).map_err(lib(
+                format!("architectures[{i}]"),
+                format!("seccomp_arch_add({arch:?})"),
+            ))?;
         }
         for rule in &self.rules {
             for name in &rule.names {
                 // A name this libseccomp does not know for the native arch is skipped, as runc does:
                 // profiles list syscalls of newer kernels and other architectures.
-                let Ok(nr) = ScmpSyscall::from_name(name) else { continue };
+                let Ok(nr) = ScmpSyscall::from_name(name) else {
+                    continue;
+                };
                 for conds in &rule.cond_sets {
                     ctx.add_rule_conditional(rule.action, nr, conds)
-                        .map_err(lib(format!("syscalls[{}]", rule.index), format!("seccomp_rule_add({name:?})")))?;
+                        .map_err(lib(
+                            format!("syscalls[{}]", rule.index),
+                            format!("seccomp_rule_add({name:?})"),
+                        ))?;
                 }
             }
         }
         let prog = export(&ctx)?;
         if prog.len() > sys::BPF_MAXINSNS {
-            return Err(SeccompError::profile("syscalls", format!("compiles to {} BPF instructions; the kernel accepts at most {}", prog.len(), sys::BPF_MAXINSNS)));
+            return Err(SeccompError::profile(
+                "syscalls",
+                format!(
+                    "compiles to {} BPF instructions; the kernel accepts at most {}",
+                    prog.len(),
+                    sys::BPF_MAXINSNS
+                ),
+            ));
         }
         Ok(prog)
     }
@@ -122,7 +191,13 @@ fn spec_name<T: serde::Serialize>(v: &T) -> String {
 fn action(act: Act, errno: Option<u32>, errno_field: &str) -> Result<ScmpAction, SeccompError> {
     let no_errno = |a: ScmpAction| match errno {
         None => Ok(a),
-        Some(_) => Err(SeccompError::profile(errno_field, format!("{} takes no errno; only SCMP_ACT_ERRNO and SCMP_ACT_TRACE do", spec_name(&act)))),
+        Some(_) => Err(SeccompError::profile(
+            errno_field,
+            format!(
+                "{} takes no errno; only SCMP_ACT_ERRNO and SCMP_ACT_TRACE do",
+                spec_name(&act)
+            ),
+        )),
     };
     match act {
         Act::ScmpActKill | Act::ScmpActKillThread => no_errno(ScmpAction::KillThread),
@@ -133,11 +208,17 @@ fn action(act: Act, errno: Option<u32>, errno_field: &str) -> Result<ScmpAction,
         Act::ScmpActAllow => no_errno(ScmpAction::Allow),
         Act::ScmpActErrno => match errno.unwrap_or(libc::EPERM as u32) {
             e if e <= MAX_ERRNO => Ok(ScmpAction::Errno(e as i32)),
-            e => Err(SeccompError::profile(errno_field, format!("{e} is above the kernel's largest errno ({MAX_ERRNO})"))),
+            e => Err(SeccompError::profile(
+                errno_field,
+                format!("{e} is above the kernel's largest errno ({MAX_ERRNO})"),
+            )),
         },
         Act::ScmpActTrace => match u16::try_from(errno.unwrap_or(libc::EPERM as u32)) {
             Ok(msg) => Ok(ScmpAction::Trace(msg)),
-            Err(_) => Err(SeccompError::profile(errno_field, "SCMP_ACT_TRACE takes a 16-bit message")),
+            Err(_) => Err(SeccompError::profile(
+                errno_field,
+                "SCMP_ACT_TRACE takes a 16-bit message",
+            )),
         },
     }
 }
@@ -146,7 +227,13 @@ fn action(act: Act, errno: Option<u32>, errno_field: &str) -> Result<ScmpAction,
 /// `valueTwo` the datum (seccomp_rule_add(3): SCMP_CMP_MASKED_EQ, mask, datum).
 fn condition(a: &LinuxSeccompArg, at: &str) -> Result<ScmpArgCompare, SeccompError> {
     if a.index() >= MAX_ARGS {
-        return Err(SeccompError::profile(format!("{at}.index"), format!("{} is out of range: a syscall has {MAX_ARGS} arguments (0-5)", a.index())));
+        return Err(SeccompError::profile(
+            format!("{at}.index"),
+            format!(
+                "{} is out of range: a syscall has {MAX_ARGS} arguments (0-5)",
+                a.index()
+            ),
+        ));
     }
     let (op, datum) = match a.op() {
         Op::ScmpCmpNe => (ScmpCompareOp::NotEqual, a.value()),
@@ -155,7 +242,10 @@ fn condition(a: &LinuxSeccompArg, at: &str) -> Result<ScmpArgCompare, SeccompErr
         Op::ScmpCmpEq => (ScmpCompareOp::Equal, a.value()),
         Op::ScmpCmpGe => (ScmpCompareOp::GreaterEqual, a.value()),
         Op::ScmpCmpGt => (ScmpCompareOp::Greater, a.value()),
-        Op::ScmpCmpMaskedEq => (ScmpCompareOp::MaskedEqual(a.value()), a.value_two().unwrap_or(0)),
+        Op::ScmpCmpMaskedEq => (
+            ScmpCompareOp::MaskedEqual(a.value()),
+            a.value_two().unwrap_or(0),
+        ),
     };
     Ok(ScmpArgCompare::new(a.index() as u32, op, datum))
 }
@@ -165,7 +255,9 @@ fn condition(a: &LinuxSeccompArg, at: &str) -> Result<ScmpArgCompare, SeccompErr
 /// comparison then becomes a rule of its own.
 fn cond_sets(args: &[LinuxSeccompArg], conds: Vec<ScmpArgCompare>) -> Vec<Vec<ScmpArgCompare>> {
     let mut seen = [false; MAX_ARGS];
-    let repeated = args.iter().any(|a| std::mem::replace(&mut seen[a.index()], true));
+    let repeated = args
+        .iter()
+        .any(|a| std::mem::replace(&mut seen[a.index()], true));
     if repeated {
         conds.into_iter().map(|c| vec![c]).collect()
     } else {
@@ -175,21 +267,35 @@ fn cond_sets(args: &[LinuxSeccompArg], conds: Vec<ScmpArgCompare>) -> Vec<Vec<Sc
 
 fn flags(spec: &LinuxSeccomp, notify: bool) -> Result<u32, SeccompError> {
     let mut flags = 0;
-    for (i, f) in spec.flags().as_deref().unwrap_or_default().iter().enumerate() {
+    for (i, f) in spec
+        .flags()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         flags |= match f {
             Flag::SeccompFilterFlagTsync => sys::SECCOMP_FILTER_FLAG_TSYNC,
             Flag::SeccompFilterFlagLog => sys::SECCOMP_FILTER_FLAG_LOG,
             Flag::SeccompFilterFlagSpecAllow => sys::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
-            Flag::SeccompFilterFlagWaitKillableRecv if notify => sys::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+            Flag::SeccompFilterFlagWaitKillableRecv if notify => {
+                sys::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+            }
             Flag::SeccompFilterFlagWaitKillableRecv => {
                 // The kernel refuses it without NEW_LISTENER (EINVAL); say why here instead.
-                return Err(SeccompError::profile(format!("flags[{i}]"), "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs an SCMP_ACT_NOTIFY rule"));
+                return Err(SeccompError::profile(
+                    format!("flags[{i}]"),
+                    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs an SCMP_ACT_NOTIFY rule",
+                ));
             }
         };
     }
     if notify {
         if spec.listener_path().is_none() {
-            return Err(SeccompError::profile("listenerPath", "SCMP_ACT_NOTIFY is used but no listenerPath is set"));
+            return Err(SeccompError::profile(
+                "listenerPath",
+                "SCMP_ACT_NOTIFY is used but no listenerPath is set",
+            ));
         }
         flags |= sys::SECCOMP_FILTER_FLAG_NEW_LISTENER;
         if flags & sys::SECCOMP_FILTER_FLAG_TSYNC != 0 {
@@ -203,22 +309,35 @@ fn flags(spec: &LinuxSeccomp, notify: bool) -> Result<u32, SeccompError> {
 /// seccomp_export_bpf writes to a fd (the in-memory variant needs libseccomp 2.6): a memfd.
 fn export(ctx: &ScmpFilterContext) -> Result<Vec<SockFilter>, SeccompError> {
     let io = |op| move |source| SeccompError::Export { op, source };
-    let fd = rustix::fs::memfd_create("atoll-seccomp-bpf", rustix::fs::MemfdFlags::CLOEXEC).map_err(|e| io("memfd_create")(e.into()))?;
+    let fd = rustix::fs::memfd_create("atoll-seccomp-bpf", rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|e| io("memfd_create")(e.into()))?;
     let mut file = std::fs::File::from(fd);
-    ctx.export_bpf(&file).map_err(|source| SeccompError::Libseccomp { field: "syscalls".into(), op: "seccomp_export_bpf".into(), source })?;
+    ctx.export_bpf(&file)
+        .map_err(|source| SeccompError::Libseccomp {
+            field: "syscalls".into(),
+            op: "seccomp_export_bpf".into(),
+            source,
+        })?;
     let mut bytes = Vec::new();
     file.rewind().map_err(io("rewind memfd"))?;
     file.read_to_end(&mut bytes).map_err(io("read memfd"))?;
-    decode_program(&bytes).ok_or_else(|| io("decode")(std::io::Error::from_raw_os_error(libc::EINVAL)))
+    decode_program(&bytes)
+        .ok_or_else(|| io("decode")(std::io::Error::from_raw_os_error(libc::EINVAL)))
 }
 
 /// Native-endian `struct sock_filter`s, 8 bytes each, as the kernel and seccomp_export_bpf use.
 pub(crate) fn decode_program(bytes: &[u8]) -> Option<Vec<SockFilter>> {
-    if bytes.is_empty() || bytes.len() % 8 != 0 || bytes.len() / 8 > sys::BPF_MAXINSNS {
+    let chunks = bytes.chunks_exact(8);
+    if bytes.is_empty() || !chunks.remainder().is_empty() || chunks.len() > sys::BPF_MAXINSNS {
         return None;
     }
-    let insn = |c: &[u8]| SockFilter { code: u16::from_ne_bytes([c[0], c[1]]), jt: c[2], jf: c[3], k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]) };
-    Some(bytes.chunks_exact(8).map(insn).collect())
+    let insn = |c: &[u8]| SockFilter {
+        code: u16::from_ne_bytes([c[0], c[1]]),
+        jt: c[2],
+        jf: c[3],
+        k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+    };
+    Some(chunks.map(insn).collect())
 }
 
 pub(crate) fn encode_program(prog: &[SockFilter], out: &mut Vec<u8>) {
@@ -242,28 +361,49 @@ mod tests {
     #[test]
     fn refusals_name_the_field() {
         let cases = [
-            (r#"{"defaultAction":"SCMP_ACT_ALLOW","defaultErrnoRet":1}"#, "linux.seccomp.defaultErrnoRet: SCMP_ACT_ALLOW takes no errno"),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","defaultErrnoRet":1}"#,
+                "linux.seccomp.defaultErrnoRet: SCMP_ACT_ALLOW takes no errno",
+            ),
             (
                 r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"},{"names":["rmdir"],"action":"SCMP_ACT_KILL","errnoRet":1}]}"#,
                 "linux.seccomp.syscalls[1].errnoRet: SCMP_ACT_KILL takes no errno",
             ),
-            (r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":5000}]}"#, "linux.seccomp.syscalls[0].errnoRet: 5000 is above"),
-            (r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_TRACE","errnoRet":70000}]}"#, "linux.seccomp.syscalls[0].errnoRet: SCMP_ACT_TRACE takes a 16-bit"),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":5000}]}"#,
+                "linux.seccomp.syscalls[0].errnoRet: 5000 is above",
+            ),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_TRACE","errnoRet":70000}]}"#,
+                "linux.seccomp.syscalls[0].errnoRet: SCMP_ACT_TRACE takes a 16-bit",
+            ),
             (
                 r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","args":[{"index":1,"value":0,"op":"SCMP_CMP_EQ"},{"index":6,"value":0,"op":"SCMP_CMP_EQ"}]}]}"#,
                 "linux.seccomp.syscalls[0].args[1].index: 6 is out of range",
             ),
-            (r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#, "linux.seccomp.listenerPath: SCMP_ACT_NOTIFY is used but no listenerPath"),
-            (r#"{"defaultAction":"SCMP_ACT_NOTIFY","listenerPath":"/x"}"#, "linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be the default"),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+                "linux.seccomp.listenerPath: SCMP_ACT_NOTIFY is used but no listenerPath",
+            ),
+            (
+                r#"{"defaultAction":"SCMP_ACT_NOTIFY","listenerPath":"/x"}"#,
+                "linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be the default",
+            ),
             (
                 r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/x","syscalls":[{"names":["mkdir","sendmsg"],"action":"SCMP_ACT_NOTIFY"}]}"#,
                 "linux.seccomp.syscalls[0].action: SCMP_ACT_NOTIFY on \"sendmsg\"",
             ),
-            (r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_LOG","SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}"#, "linux.seccomp.flags[1]: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs"),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_LOG","SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}"#,
+                "linux.seccomp.flags[1]: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs",
+            ),
         ];
         for (json, want) in cases {
             let got = err(json);
-            assert!(got.starts_with(want), "{json}\n  got:  {got}\n  want: {want}…");
+            assert!(
+                got.starts_with(want),
+                "{json}\n  got:  {got}\n  want: {want}…"
+            );
         }
     }
 
@@ -271,11 +411,22 @@ mod tests {
     fn unknown_strings_are_refused_when_the_config_is_parsed() {
         for (json, word) in [
             (r#"{"defaultAction":"SCMP_ACT_FOO"}"#, "SCMP_ACT_FOO"),
-            (r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_VAX"]}"#, "SCMP_ARCH_VAX"),
-            (r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_NOPE"]}"#, "SECCOMP_FILTER_FLAG_NOPE"),
-            (r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":1,"op":"SCMP_CMP_XX"}]}]}"#, "SCMP_CMP_XX"),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_VAX"]}"#,
+                "SCMP_ARCH_VAX",
+            ),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_NOPE"]}"#,
+                "SECCOMP_FILTER_FLAG_NOPE",
+            ),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":1,"op":"SCMP_CMP_XX"}]}]}"#,
+                "SCMP_CMP_XX",
+            ),
         ] {
-            let e = serde_json::from_str::<LinuxSeccomp>(json).unwrap_err().to_string();
+            let e = serde_json::from_str::<LinuxSeccomp>(json)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(word), "{e}");
         }
     }
@@ -285,19 +436,29 @@ mod tests {
         let f = |json| Filter::compile(&spec(json)).unwrap().flags();
         assert_eq!(f(r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#), 0);
         assert_eq!(
-            f(r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_TSYNC","SECCOMP_FILTER_FLAG_LOG","SECCOMP_FILTER_FLAG_SPEC_ALLOW"]}"#),
-            sys::SECCOMP_FILTER_FLAG_TSYNC | sys::SECCOMP_FILTER_FLAG_LOG | sys::SECCOMP_FILTER_FLAG_SPEC_ALLOW
+            f(
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_TSYNC","SECCOMP_FILTER_FLAG_LOG","SECCOMP_FILTER_FLAG_SPEC_ALLOW"]}"#
+            ),
+            sys::SECCOMP_FILTER_FLAG_TSYNC
+                | sys::SECCOMP_FILTER_FLAG_LOG
+                | sys::SECCOMP_FILTER_FLAG_SPEC_ALLOW
         );
         let notify = Filter::compile(&spec(
             r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/run/agent.sock","listenerMetadata":"m","flags":["SECCOMP_FILTER_FLAG_TSYNC","SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],"syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
         ))
         .unwrap();
         assert!(notify.uses_notify());
-        assert_eq!(notify.listener_path(), Some(std::path::Path::new("/run/agent.sock")));
+        assert_eq!(
+            notify.listener_path(),
+            Some(std::path::Path::new("/run/agent.sock"))
+        );
         assert_eq!(notify.listener_metadata(), Some("m"));
         assert_eq!(
             notify.flags(),
-            sys::SECCOMP_FILTER_FLAG_TSYNC | sys::SECCOMP_FILTER_FLAG_TSYNC_ESRCH | sys::SECCOMP_FILTER_FLAG_NEW_LISTENER | sys::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+            sys::SECCOMP_FILTER_FLAG_TSYNC
+                | sys::SECCOMP_FILTER_FLAG_TSYNC_ESRCH
+                | sys::SECCOMP_FILTER_FLAG_NEW_LISTENER
+                | sys::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
         );
     }
 
@@ -329,7 +490,11 @@ mod tests {
             );
             let run = |nr: libc::c_long| run_bpf(&p, X86_64, nr as i32, NO_ARGS);
             assert_eq!(run(libc::SYS_getcwd), ERRNO | 1234);
-            assert_eq!(run(libc::SYS_rmdir), ERRNO | libc::EPERM as u32, "errnoRet defaults to EPERM");
+            assert_eq!(
+                run(libc::SYS_rmdir),
+                ERRNO | libc::EPERM as u32,
+                "errnoRet defaults to EPERM"
+            );
             assert_eq!(run(libc::SYS_getppid), 0x8000_0000);
             assert_eq!(run(libc::SYS_getpgrp), 0x0003_0000);
             assert_eq!(run(libc::SYS_getpid), 0x7ff0_0007);
@@ -347,9 +512,20 @@ mod tests {
                     "syscalls":[{"names":["getcwd"],"action":"SCMP_ACT_ALLOW"},{"names":["rmdir"],"action":"SCMP_ACT_ERRNO","errnoRet":38}]}"#,
             );
             assert_eq!(run_bpf(&p, X86_64, libc::SYS_getcwd as i32, NO_ARGS), ALLOW);
-            assert_eq!(run_bpf(&p, X86_64, libc::SYS_mkdir as i32, NO_ARGS), ERRNO | 38);
-            assert_eq!(run_bpf(&p, I386, 183, NO_ARGS), ALLOW, "getcwd is 183 on i386");
-            assert_eq!(run_bpf(&p, I386, 39, NO_ARGS), ERRNO | 38, "mkdir is 39 on i386");
+            assert_eq!(
+                run_bpf(&p, X86_64, libc::SYS_mkdir as i32, NO_ARGS),
+                ERRNO | 38
+            );
+            assert_eq!(
+                run_bpf(&p, I386, 183, NO_ARGS),
+                ALLOW,
+                "getcwd is 183 on i386"
+            );
+            assert_eq!(
+                run_bpf(&p, I386, 39, NO_ARGS),
+                ERRNO | 38,
+                "mkdir is 39 on i386"
+            );
         }
 
         #[test]
@@ -374,11 +550,17 @@ mod tests {
             assert_eq!(run(libc::SYS_socket, [2, 1, 0, 0, 0, 0]), ALLOW);
             // The same argument twice: either may hold (runc's rule).
             assert_eq!(run(libc::SYS_personality, [8, 0, 0, 0, 0, 0]), ERRNO | 3);
-            assert_eq!(run(libc::SYS_personality, [0x20000, 0, 0, 0, 0, 0]), ERRNO | 3);
+            assert_eq!(
+                run(libc::SYS_personality, [0x20000, 0, 0, 0, 0, 0]),
+                ERRNO | 3
+            );
             assert_eq!(run(libc::SYS_personality, [0, 0, 0, 0, 0, 0]), ALLOW);
             // MASKED_EQ: value is the mask, valueTwo the datum: no namespace flag set.
             assert_eq!(run(libc::SYS_clone, [0x11, 0, 0, 0, 0, 0]), ERRNO | 4);
-            assert_eq!(run(libc::SYS_clone, [libc::CLONE_NEWUSER as u64, 0, 0, 0, 0, 0]), ALLOW);
+            assert_eq!(
+                run(libc::SYS_clone, [libc::CLONE_NEWUSER as u64, 0, 0, 0, 0, 0]),
+                ALLOW
+            );
             // 64-bit comparisons look at the high word too.
             assert_eq!(run(libc::SYS_setns, [0, 1 << 32, 0, 0, 0, 0]), ERRNO | 5);
             assert_eq!(run(libc::SYS_setns, [0, 0xffff_ffff, 0, 0, 0, 0]), ALLOW);
@@ -398,14 +580,22 @@ mod tests {
                     {"names":["rmdir"],"action":"SCMP_ACT_ERRNO"},
                     {"names":["getcwd"],"action":"SCMP_ACT_ALLOW"}]}"#,
             );
-            assert_eq!(run_bpf(&p, X86_64, libc::SYS_mkdir as i32, NO_ARGS), 0x7fc0_0000);
-            assert_eq!(run_bpf(&p, X86_64, libc::SYS_rmdir as i32, NO_ARGS), ERRNO | libc::EPERM as u32);
+            assert_eq!(
+                run_bpf(&p, X86_64, libc::SYS_mkdir as i32, NO_ARGS),
+                0x7fc0_0000
+            );
+            assert_eq!(
+                run_bpf(&p, X86_64, libc::SYS_rmdir as i32, NO_ARGS),
+                ERRNO | libc::EPERM as u32
+            );
             assert_eq!(run_bpf(&p, X86_64, libc::SYS_getcwd as i32, NO_ARGS), ALLOW);
         }
 
         #[test]
         fn program_bytes_round_trip() {
-            let p = prog(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["getcwd"],"action":"SCMP_ACT_ERRNO"}]}"#);
+            let p = prog(
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["getcwd"],"action":"SCMP_ACT_ERRNO"}]}"#,
+            );
             let mut bytes = Vec::new();
             encode_program(&p, &mut bytes);
             assert_eq!(decode_program(&bytes).unwrap(), p);

@@ -15,7 +15,11 @@ pub struct TempDir(PathBuf);
 impl TempDir {
     pub fn new() -> TempDir {
         static SEQ: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!("atoll-seccomp-test.{}.{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+        let p = std::env::temp_dir().join(format!(
+            "atoll-seccomp-test.{}.{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::create_dir(&p).expect("create test dir");
         TempDir(p)
     }
@@ -47,18 +51,18 @@ pub fn run_bpf(prog: &[atoll_sys::seccomp::SockFilter], arch: u32, nr: i32, args
         pc += 1;
         let k = f.k;
         match f.code {
-            0x20 => a = data[k as usize / 4],                // ld [k]
-            0x00 => a = k,                                   // ld #k
-            0x60 => a = mem[k as usize],                     // ld M[k]
-            0x61 => x = mem[k as usize],                     // ldx M[k]
-            0x01 => x = k,                                   // ldx #k
-            0x02 => mem[k as usize] = a,                     // st M[k]
-            0x03 => mem[k as usize] = x,                     // stx M[k]
-            0x54 => a &= k,                                  // and #k
-            0x44 => a |= k,                                  // or #k
-            0x07 => x = a,                                   // tax
-            0x87 => a = x,                                   // txa
-            0x05 => pc += k as usize,                        // ja
+            0x20 => a = data[k as usize / 4], // ld [k]
+            0x00 => a = k,                    // ld #k
+            0x60 => a = mem[k as usize],      // ld M[k]
+            0x61 => x = mem[k as usize],      // ldx M[k]
+            0x01 => x = k,                    // ldx #k
+            0x02 => mem[k as usize] = a,      // st M[k]
+            0x03 => mem[k as usize] = x,      // stx M[k]
+            0x54 => a &= k,                   // and #k
+            0x44 => a |= k,                   // or #k
+            0x07 => x = a,                    // tax
+            0x87 => a = x,                    // txa
+            0x05 => pc += k as usize,         // ja
             0x15 | 0x25 | 0x35 | 0x45 | 0x1d | 0x2d | 0x3d | 0x4d => {
                 let v = if f.code & 0x08 != 0 { x } else { k };
                 let taken = match f.code & 0xf0 {
@@ -69,8 +73,8 @@ pub fn run_bpf(prog: &[atoll_sys::seccomp::SockFilter], arch: u32, nr: i32, args
                 };
                 pc += usize::from(if taken { f.jt } else { f.jf });
             }
-            0x06 => return k,                                // ret #k
-            0x16 => return a,                                // ret a
+            0x06 => return k, // ret #k
+            0x16 => return a, // ret a
             other => panic!("BPF opcode {other:#x} at {} not modelled", pc - 1),
         }
     }

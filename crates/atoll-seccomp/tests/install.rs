@@ -61,13 +61,18 @@ fn errno_rules_and_argument_checks_hold_in_the_kernel() {
             return code;
         }
         // mode 0700 (448) is denied with the profile's errno; 0755 reaches the kernel (ENOENT).
-        if rustix::fs::mkdirat(CWD, MISSING_PARENT, Mode::from_raw_mode(0o700)) != Err(Errno::from_raw_os_error(1234)) {
+        if rustix::fs::mkdirat(CWD, MISSING_PARENT, Mode::from_raw_mode(0o700))
+            != Err(Errno::from_raw_os_error(1234))
+        {
             return 1;
         }
-        if rustix::fs::mkdirat(CWD, MISSING_PARENT, Mode::from_raw_mode(0o755)) != Err(Errno::NOENT) {
+        if rustix::fs::mkdirat(CWD, MISSING_PARENT, Mode::from_raw_mode(0o755)) != Err(Errno::NOENT)
+        {
             return 2;
         }
-        if rustix::fs::unlinkat(CWD, MISSING_PARENT, rustix::fs::AtFlags::REMOVEDIR) != Err(Errno::from_raw_os_error(95)) {
+        if rustix::fs::unlinkat(CWD, MISSING_PARENT, rustix::fs::AtFlags::REMOVEDIR)
+            != Err(Errno::from_raw_os_error(95))
+        {
             return 3;
         }
         0
@@ -85,20 +90,30 @@ fn the_default_errno_applies_to_everything_not_listed() {
         if let Err(code) = confine(&f) {
             return code;
         }
-        if rustix::fs::unlinkat(CWD, MISSING_PARENT, rustix::fs::AtFlags::REMOVEDIR) != Err(Errno::from_raw_os_error(1235)) {
+        if rustix::fs::unlinkat(CWD, MISSING_PARENT, rustix::fs::AtFlags::REMOVEDIR)
+            != Err(Errno::from_raw_os_error(1235))
+        {
             return 1;
         }
-        if rustix::fs::mkdirat(CWD, MISSING_PARENT, Mode::from_raw_mode(0o755)) != Err(Errno::NOENT) {
+        if rustix::fs::mkdirat(CWD, MISSING_PARENT, Mode::from_raw_mode(0o755)) != Err(Errno::NOENT)
+        {
             return 2;
         }
         0
     });
-    assert_eq!(exit_code(pid), 0, "1: rmdir not ERRNO(1235); 2: mkdirat not allowed; 9x: setup");
+    assert_eq!(
+        exit_code(pid),
+        0,
+        "1: rmdir not ERRNO(1235); 2: mkdirat not allowed; 9x: setup"
+    );
 }
 
 #[test]
 fn a_cached_program_installs_like_a_fresh_one() {
-    let dir = std::env::temp_dir().join(format!("atoll-seccomp-install-cache.{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "atoll-seccomp-install-cache.{}",
+        std::process::id()
+    ));
     let spec = serde_json::from_str(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":1236}]}"#).unwrap();
     Filter::compile_cached(&spec, &dir).unwrap();
     let (f, used) = Filter::compile_cached_reporting(&spec, &dir).unwrap();
@@ -108,7 +123,8 @@ fn a_cached_program_installs_like_a_fresh_one() {
         if let Err(code) = confine(&f) {
             return code;
         }
-        (rustix::fs::mkdirat(CWD, MISSING_PARENT, Mode::from_raw_mode(0o755)) != Err(Errno::from_raw_os_error(1236))) as i32
+        (rustix::fs::mkdirat(CWD, MISSING_PARENT, Mode::from_raw_mode(0o755))
+            != Err(Errno::from_raw_os_error(1236))) as i32
     });
     assert_eq!(exit_code(pid), 0);
 }
@@ -116,12 +132,21 @@ fn a_cached_program_installs_like_a_fresh_one() {
 /// Wait for the listener to have a notification, so a broken child fails the test instead of
 /// hanging it.
 fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, pid: Pid) {
-    let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
-    let ten_s = rustix::event::Timespec { tv_sec: Duration::from_secs(10).as_secs() as i64, tv_nsec: 0 };
+    let mut fds = [rustix::event::PollFd::new(
+        &fd,
+        rustix::event::PollFlags::IN,
+    )];
+    let ten_s = rustix::event::Timespec {
+        tv_sec: Duration::from_secs(10).as_secs() as i64,
+        tv_nsec: 0,
+    };
     let n = rustix::event::poll(&mut fds, Some(&ten_s)).expect("poll");
     if n == 0 {
         let _already_dead_is_fine = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        panic!("no notification within 10 s; child status {:?}", waitpid(pid, None));
+        panic!(
+            "no notification within 10 s; child status {:?}",
+            waitpid(pid, None)
+        );
     }
 }
 
@@ -133,7 +158,13 @@ fn notify_hands_the_calls_to_the_supervisor() {
     );
     assert!(f.uses_notify());
     let null_rdev = rustix::fs::stat("/dev/null").unwrap().st_rdev;
-    let (ours, theirs) = rustix::net::socketpair(rustix::net::AddressFamily::UNIX, rustix::net::SocketType::STREAM, rustix::net::SocketFlags::CLOEXEC, None).unwrap();
+    let (ours, theirs) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
     let pid = spawn(|| {
         let listener = match confine(&f) {
             Ok(Some(fd)) => fd,
@@ -145,11 +176,18 @@ fn notify_hands_the_calls_to_the_supervisor() {
         }
         drop(listener);
         // The supervisor fails this one with EOWNERDEAD.
-        if rustix::fs::mkdirat(CWD, MISSING_PARENT, Mode::from_raw_mode(0o755)) != Err(Errno::OWNERDEAD) {
+        if rustix::fs::mkdirat(CWD, MISSING_PARENT, Mode::from_raw_mode(0o755))
+            != Err(Errno::OWNERDEAD)
+        {
             return 1;
         }
         // The supervisor answers this one with its own /dev/null, placed in our table by ADDFD.
-        let Ok(fd) = rustix::fs::openat(CWD, c"/nonexistent-atoll-seccomp-test/file", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) else {
+        let Ok(fd) = rustix::fs::openat(
+            CWD,
+            c"/nonexistent-atoll-seccomp-test/file",
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
             return 2;
         };
         match rustix::fs::fstat(&fd) {
@@ -161,7 +199,12 @@ fn notify_hands_the_calls_to_the_supervisor() {
 
     let mut byte = [0u8; 1];
     let (n, listener) = atoll_sys::socket::recv_with_fd(ours.as_fd(), &mut byte).unwrap();
-    let listener = listener.unwrap_or_else(|| panic!("child sent no listener fd ({n} bytes); exit code {}", exit_code(pid)));
+    let listener = listener.unwrap_or_else(|| {
+        panic!(
+            "child sent no listener fd ({n} bytes); exit code {}",
+            exit_code(pid)
+        )
+    });
 
     wait_readable(listener.as_fd(), pid);
     let n = sys::seccomp_notif_recv(listener.as_fd()).unwrap();
@@ -169,15 +212,34 @@ fn notify_hands_the_calls_to_the_supervisor() {
     assert_eq!(i64::from(n.data.nr), libc::SYS_mkdirat);
     assert_eq!(n.data.args[2], 0o755);
     assert!(sys::seccomp_notif_id_valid(listener.as_fd(), n.id).unwrap());
-    sys::seccomp_notif_send(listener.as_fd(), &SeccompNotifResp::fail(n.id, libc::EOWNERDEAD)).unwrap();
-    assert!(!sys::seccomp_notif_id_valid(listener.as_fd(), n.id).unwrap(), "an answered id is no longer valid");
+    sys::seccomp_notif_send(
+        listener.as_fd(),
+        &SeccompNotifResp::fail(n.id, libc::EOWNERDEAD),
+    )
+    .unwrap();
+    assert!(
+        !sys::seccomp_notif_id_valid(listener.as_fd(), n.id).unwrap(),
+        "an answered id is no longer valid"
+    );
 
     wait_readable(listener.as_fd(), pid);
     let n = sys::seccomp_notif_recv(listener.as_fd()).unwrap();
     assert_eq!(i64::from(n.data.nr), libc::SYS_openat);
     let null = std::fs::File::open("/dev/null").unwrap();
-    let target_fd = sys::seccomp_notif_addfd(listener.as_fd(), n.id, null.as_fd(), AddfdTarget::Lowest, true, true).unwrap();
+    let target_fd = sys::seccomp_notif_addfd(
+        listener.as_fd(),
+        n.id,
+        null.as_fd(),
+        AddfdTarget::Lowest,
+        true,
+        true,
+    )
+    .unwrap();
     assert!(target_fd >= 0);
 
-    assert_eq!(exit_code(pid), 0, "1: mkdirat not EOWNERDEAD; 2: openat failed; 3: fd is not /dev/null; 9x: setup");
+    assert_eq!(
+        exit_code(pid),
+        0,
+        "1: mkdirat not EOWNERDEAD; 2: openat failed; 3: fd is not /dev/null; 9x: setup"
+    );
 }

@@ -11,7 +11,8 @@ pub const SECCOMP_FILTER_FLAG_LOG: u32 = libc::SECCOMP_FILTER_FLAG_LOG as u32;
 pub const SECCOMP_FILTER_FLAG_SPEC_ALLOW: u32 = libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW as u32;
 pub const SECCOMP_FILTER_FLAG_NEW_LISTENER: u32 = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32;
 pub const SECCOMP_FILTER_FLAG_TSYNC_ESRCH: u32 = libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH as u32;
-pub const SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: u32 = libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV as u32;
+pub const SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: u32 =
+    libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV as u32;
 
 /// The kernel refuses longer programs (BPF_MAXINSNS in include/uapi/linux/bpf_common.h).
 pub const BPF_MAXINSNS: usize = 4096;
@@ -88,7 +89,11 @@ impl SeccompNotifSizes {
 
 /// seccomp(SECCOMP_GET_NOTIF_SIZES, 0, &sizes).
 pub fn seccomp_notify_sizes() -> io::Result<SeccompNotifSizes> {
-    let mut sizes = libc::seccomp_notif_sizes { seccomp_notif: 0, seccomp_notif_resp: 0, seccomp_data: 0 };
+    let mut sizes = libc::seccomp_notif_sizes {
+        seccomp_notif: 0,
+        seccomp_notif_resp: 0,
+        seccomp_data: 0,
+    };
     // SAFETY: the kernel writes exactly one `struct seccomp_notif_sizes` (three u16s) through the
     // pointer, which points at our local for the duration of the call.
     let ret = unsafe {
@@ -102,7 +107,11 @@ pub fn seccomp_notify_sizes() -> io::Result<SeccompNotifSizes> {
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(SeccompNotifSizes { notif: sizes.seccomp_notif, notif_resp: sizes.seccomp_notif_resp, data: sizes.seccomp_data })
+    Ok(SeccompNotifSizes {
+        notif: sizes.seccomp_notif,
+        notif_resp: sizes.seccomp_notif_resp,
+        data: sizes.seccomp_data,
+    })
 }
 
 /// What the filter saw: `struct seccomp_data`.
@@ -140,16 +149,31 @@ pub struct SeccompNotifResp {
 impl SeccompNotifResp {
     /// Fail the call with `errno` (positive, e.g. `libc::EPERM`).
     pub fn fail(id: u64, errno: i32) -> Self {
-        SeccompNotifResp { id, val: 0, error: -errno, flags: 0 }
+        SeccompNotifResp {
+            id,
+            val: 0,
+            error: -errno,
+            flags: 0,
+        }
     }
     /// Pretend the call ran and returned `val`.
     pub fn succeed(id: u64, val: i64) -> Self {
-        SeccompNotifResp { id, val, error: 0, flags: 0 }
+        SeccompNotifResp {
+            id,
+            val,
+            error: 0,
+            flags: 0,
+        }
     }
     /// Let the kernel run the call as if there were no filter. Only safe for decisions that do
     /// not depend on pointer arguments the target can change after we looked (seccomp_unotify(2)).
     pub fn continue_syscall(id: u64) -> Self {
-        SeccompNotifResp { id, val: 0, error: 0, flags: libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32 }
+        SeccompNotifResp {
+            id,
+            val: 0,
+            error: 0,
+            flags: libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
+        }
     }
 }
 
@@ -162,7 +186,13 @@ pub fn seccomp_notif_recv(notify_fd: BorrowedFd<'_>) -> io::Result<SeccompNotif>
     // SAFETY: the command encodes sizeof(struct seccomp_notif) and the kernel writes exactly that
     // many bytes into `n`, a local we exclusively borrow for the call (a kernel with a larger
     // struct would have a different command number and reject ours with EINVAL).
-    let ret = unsafe { libc::ioctl(notify_fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, &mut n as *mut libc::seccomp_notif) };
+    let ret = unsafe {
+        libc::ioctl(
+            notify_fd.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_RECV,
+            &mut n as *mut libc::seccomp_notif,
+        )
+    };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -182,10 +212,21 @@ pub fn seccomp_notif_recv(notify_fd: BorrowedFd<'_>) -> io::Result<SeccompNotif>
 /// ioctl(SECCOMP_IOCTL_NOTIF_SEND): answer a notification. ENOENT: the target is gone or the
 /// id was already answered.
 pub fn seccomp_notif_send(notify_fd: BorrowedFd<'_>, resp: &SeccompNotifResp) -> io::Result<()> {
-    let mut r = libc::seccomp_notif_resp { id: resp.id, val: resp.val, error: resp.error, flags: resp.flags };
+    let mut r = libc::seccomp_notif_resp {
+        id: resp.id,
+        val: resp.val,
+        error: resp.error,
+        flags: resp.flags,
+    };
     // SAFETY: `r` is a live local of exactly the size the command encodes; the kernel reads it
     // (and, _IOWR notwithstanding, writes nothing back).
-    let ret = unsafe { libc::ioctl(notify_fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &mut r as *mut libc::seccomp_notif_resp) };
+    let ret = unsafe {
+        libc::ioctl(
+            notify_fd.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND,
+            &mut r as *mut libc::seccomp_notif_resp,
+        )
+    };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -197,10 +238,20 @@ pub fn seccomp_notif_send(notify_fd: BorrowedFd<'_>, resp: &SeccompNotifResp) ->
 /// against pid reuse, seccomp_unotify(2)).
 pub fn seccomp_notif_id_valid(notify_fd: BorrowedFd<'_>, id: u64) -> io::Result<bool> {
     // SAFETY: the kernel reads one u64 through the pointer, which points at our local `id`.
-    let ret = unsafe { libc::ioctl(notify_fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &id as *const u64) };
+    let ret = unsafe {
+        libc::ioctl(
+            notify_fd.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+            &id as *const u64,
+        )
+    };
     if ret < 0 {
         let e = io::Error::last_os_error();
-        return if e.raw_os_error() == Some(libc::ENOENT) { Ok(false) } else { Err(e) };
+        return if e.raw_os_error() == Some(libc::ENOENT) {
+            Ok(false)
+        } else {
+            Err(e)
+        };
     }
     Ok(true)
 }
@@ -242,7 +293,13 @@ pub fn seccomp_notif_addfd(
     // SAFETY: the kernel reads one `struct seccomp_notif_addfd` (the size the command encodes)
     // from our local `a`; `src` is borrowed, so it stays open until the kernel has taken its
     // own reference. The returned number lives in the target's table, not ours: no ownership.
-    let ret = unsafe { libc::ioctl(notify_fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ADDFD, &a as *const libc::seccomp_notif_addfd) };
+    let ret = unsafe {
+        libc::ioctl(
+            notify_fd.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ADDFD,
+            &a as *const libc::seccomp_notif_addfd,
+        )
+    };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -260,14 +317,29 @@ mod tests {
         assert_eq!(k.data, SeccompNotifSizes::OURS.data);
         assert!(k.notif >= SeccompNotifSizes::OURS.notif);
         assert!(k.notif_resp >= SeccompNotifSizes::OURS.notif_resp);
-        assert_eq!(SeccompNotifSizes::OURS, SeccompNotifSizes { notif: 80, notif_resp: 24, data: 64 });
+        assert_eq!(
+            SeccompNotifSizes::OURS,
+            SeccompNotifSizes {
+                notif: 80,
+                notif_resp: 24,
+                data: 64
+            }
+        );
     }
 
     #[test]
     fn empty_or_oversized_programs_are_refused_before_the_kernel() {
         let e = seccomp_set_mode_filter(0, &[]).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
-        let big = vec![SockFilter { code: 0x06, jt: 0, jf: 0, k: 0x7fff_0000 }; BPF_MAXINSNS + 1];
+        let big = vec![
+            SockFilter {
+                code: 0x06,
+                jt: 0,
+                jf: 0,
+                k: 0x7fff_0000
+            };
+            BPF_MAXINSNS + 1
+        ];
         let e = seccomp_set_mode_filter(0, &big).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
     }
@@ -279,6 +351,8 @@ mod tests {
         assert!(seccomp_notif_recv(f.as_fd()).is_err());
         assert!(seccomp_notif_send(f.as_fd(), &SeccompNotifResp::fail(1, libc::EPERM)).is_err());
         assert!(seccomp_notif_id_valid(f.as_fd(), 1).is_err());
-        assert!(seccomp_notif_addfd(f.as_fd(), 1, f.as_fd(), AddfdTarget::Lowest, true, false).is_err());
+        assert!(
+            seccomp_notif_addfd(f.as_fd(), 1, f.as_fd(), AddfdTarget::Lowest, true, false).is_err()
+        );
     }
 }
