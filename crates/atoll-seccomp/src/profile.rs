@@ -30,7 +30,8 @@ const NOTIFY_DEADLOCKS: &[&str] = &["sendmsg"];
 #[derive(Debug)]
 pub(crate) struct Plan {
     default: ScmpAction,
-    arches: Vec<(usize, ScmpArch)>,
+    /// (index in `architectures`, the spec's name, libseccomp's value)
+    arches: Vec<(usize, String, ScmpArch)>,
     rules: Vec<Rule>,
     /// seccomp(2) flags, NEW_LISTENER included when `notify`.
     pub flags: u32,
@@ -69,7 +70,7 @@ impl Plan {
             .map(|(i, a)| {
                 let name = spec_name(a);
                 ScmpArch::from_str(&name)
-                    .map(|arch| (i, arch))
+                    .map(|arch| (i, name.clone(), arch))
                     .map_err(|_| {
                         SeccompError::profile(
                             format!("architectures[{i}]"),
@@ -141,10 +142,11 @@ impl Plan {
             "defaultAction".into(),
             "seccomp_attr_set(SCMP_FLTATR_CTL_NNP)".into(),
         ))?;
-        for (i, arch) in &self.arches {
+        for (i, name, arch) in &self.arches {
+            // libseccomp older than the architecture (LoongArch before 2.5.5) fails here: EINVAL.
             ctx.add_arch(*arch).map_err(lib(
                 format!("architectures[{i}]"),
-                format!("seccomp_arch_add({arch:?})"),
+                format!("seccomp_arch_add({name})"),
             ))?;
         }
         for rule in &self.rules {
@@ -155,11 +157,12 @@ impl Plan {
                     continue;
                 };
                 for conds in &rule.cond_sets {
-                    ctx.add_rule_conditional(rule.action, nr, conds)
-                        .map_err(lib(
-                            format!("syscalls[{}]", rule.index),
-                            format!("seccomp_rule_add({name:?})"),
-                        ))?;
+                    let added = ctx.add_rule_conditional(rule.action, nr, conds);
+                    added.map_err(|source| SeccompError::Libseccomp {
+                        field: format!("syscalls[{}]", rule.index),
+                        op: format!("seccomp_rule_add({name:?})"),
+                        source,
+                    })?;
                 }
             }
         }
