@@ -30,7 +30,7 @@ echo "no_new_privs:  $(grep NoNewPrivs /proc/self/status | cut -f2)"
 echo "seccomp:       mode $(grep '^Seccomp:' /proc/self/status | cut -f2); mkdir -> $(mkdir /tmp/x 2>&1 | sed 's/.*: //')"
 echo "network:       $(ls /sys/class/net | tr '\\n' ' ')(loopback only)"
 echo "memory limit:  $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)"
-nc -l -p 80 -s 127.0.0.1 & sleep 0.2
+nc -l -p 80 & sleep 0.2
 echo "port 80:       $(netstat -ltn | grep -c ':80 ') listener bound as uid $(id -u)"
 kill %1
 """]

@@ -21,12 +21,23 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     let mut saved = store.load(id)?;
     let status = saved.status();
     if status != Status::Created {
-        return Err(RuntimeError::BadState { id: id.into(), status: status.as_str(), wanted: "only a created container can be started" });
+        return Err(RuntimeError::BadState {
+            id: id.into(),
+            status: status.as_str(),
+            wanted: "only a created container can be started",
+        });
     }
     let fifo = store.dir(id).join("exec.fifo");
     // O_NONBLOCK: if init died there is no reader and open fails with ENXIO instead of hanging.
-    let f = rustix::fs::open(&fifo, rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
-        .map_err(errno(format!("open {} (is the container's init alive?)", fifo.display())))?;
+    let f = rustix::fs::open(
+        &fifo,
+        rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(errno(format!(
+        "open {} (is the container's init alive?)",
+        fifo.display()
+    )))?;
     rustix::io::write(&f, b"0").map_err(errno(format!("write {}", fifo.display())))?;
     drop(f);
     let _ = std::fs::remove_file(&fifo);
@@ -37,7 +48,12 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
 }
 
 fn poststart(saved: &Saved) {
-    if let Some(h) = saved.config.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
+    if let Some(h) = saved
+        .config
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.poststart().as_ref())
+    {
         let state = saved.state_json(Status::Running).to_string();
         if let Err(e) = crate::hooks::run_all("poststart", h, &state) {
             tracing::warn!("{e}");
@@ -53,11 +69,17 @@ pub fn state(store: &Store, id: &str) -> Result<serde_json::Value> {
 /// Parse "KILL", "SIGKILL", "9" (runc accepts all three).
 pub fn parse_signal(s: &str) -> Result<Signal> {
     if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| RuntimeError::Other(format!("unknown signal {s:?}")));
+        return Signal::try_from(n)
+            .map_err(|_| RuntimeError::Other(format!("unknown signal {s:?}")));
     }
     let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
-    name.parse::<Signal>().map_err(|_| RuntimeError::Other(format!("unknown signal {s:?}")))
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<Signal>()
+        .map_err(|_| RuntimeError::Other(format!("unknown signal {s:?}")))
 }
 
 pub fn kill(store: &Store, id: &str, sig: Signal, all: bool) -> Result<()> {
@@ -65,7 +87,11 @@ pub fn kill(store: &Store, id: &str, sig: Signal, all: bool) -> Result<()> {
     let saved = store.load(id)?;
     let status = saved.status();
     if matches!(status, Status::Stopped | Status::Creating) && !all {
-        return Err(RuntimeError::BadState { id: id.into(), status: status.as_str(), wanted: "container not running" });
+        return Err(RuntimeError::BadState {
+            id: id.into(),
+            status: status.as_str(),
+            wanted: "container not running",
+        });
     }
     if all {
         if let Some(cg) = cgroup_of(&saved)? {
@@ -90,13 +116,21 @@ pub fn kill(store: &Store, id: &str, sig: Signal, all: bool) -> Result<()> {
 /// Signal the init through a pidfd opened after checking its start time: a recycled pid can
 /// never receive our signal.
 fn signal_init(saved: &Saved, sig: Signal) -> Result<()> {
-    let pid = rustix::process::Pid::from_raw(saved.pid).ok_or_else(|| RuntimeError::Other("no init pid".into()))?;
-    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).map_err(errno(format!("pidfd_open {}", saved.pid)))?;
+    let pid = rustix::process::Pid::from_raw(saved.pid)
+        .ok_or_else(|| RuntimeError::Other("no init pid".into()))?;
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map_err(errno(format!("pidfd_open {}", saved.pid)))?;
     if crate::state::pid_start_time(saved.pid) != Some(saved.pid_start) {
-        return Err(RuntimeError::BadState { id: saved.id.clone(), status: "stopped", wanted: "container not running" });
+        return Err(RuntimeError::BadState {
+            id: saved.id.clone(),
+            status: "stopped",
+            wanted: "container not running",
+        });
     }
-    let rsig = rustix::process::Signal::from_named_raw(sig as i32).ok_or_else(|| RuntimeError::Other(format!("signal {sig}")))?;
-    rustix::process::pidfd_send_signal(&pidfd, rsig).map_err(errno(format!("pidfd_send_signal {sig} to {}", saved.pid)))
+    let rsig = rustix::process::Signal::from_named_raw(sig as i32)
+        .ok_or_else(|| RuntimeError::Other(format!("signal {sig}")))?;
+    rustix::process::pidfd_send_signal(&pidfd, rsig)
+        .map_err(errno(format!("pidfd_send_signal {sig} to {}", saved.pid)))
 }
 
 fn cgroup_of(saved: &Saved) -> Result<Option<Cgroup>> {
@@ -127,7 +161,13 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         Status::Stopped | Status::Creating => {}
         Status::Created => {}
         _ if force => {}
-        _ => return Err(RuntimeError::BadState { id: id.into(), status: status.as_str(), wanted: "cannot delete a running container without --force" }),
+        _ => {
+            return Err(RuntimeError::BadState {
+                id: id.into(),
+                status: status.as_str(),
+                wanted: "cannot delete a running container without --force",
+            })
+        }
     }
     let mut errors = Vec::new();
     let cg = cgroup_of(&saved).unwrap_or(None);
@@ -144,7 +184,12 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         }
     }
     if status != Status::Creating {
-        if let Some(h) = saved.config.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
+        if let Some(h) = saved
+            .config
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.poststop().as_ref())
+        {
             let state = saved.state_json(Status::Stopped).to_string();
             if let Err(e) = crate::hooks::run_all("poststop", h, &state) {
                 tracing::warn!("{e}");
@@ -162,13 +207,18 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(RuntimeError::Other(format!("delete {id}: {}", errors.join("; "))))
+        Err(RuntimeError::Other(format!(
+            "delete {id}: {}",
+            errors.join("; ")
+        )))
     }
 }
 
 fn kill_and_wait(saved: &Saved, cg: Option<&Cgroup>) -> Result<()> {
-    let pid = rustix::process::Pid::from_raw(saved.pid).ok_or_else(|| RuntimeError::Other("no pid".into()))?;
-    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).map_err(errno(format!("pidfd_open {}", saved.pid)))?;
+    let pid = rustix::process::Pid::from_raw(saved.pid)
+        .ok_or_else(|| RuntimeError::Other("no pid".into()))?;
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map_err(errno(format!("pidfd_open {}", saved.pid)))?;
     if crate::state::pid_start_time(saved.pid) != Some(saved.pid_start) {
         return Ok(());
     }
@@ -178,22 +228,37 @@ fn kill_and_wait(saved: &Saved, cg: Option<&Cgroup>) -> Result<()> {
         }
         let _ = cg.thaw();
     }
-    rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL).map_err(errno(format!("kill {}", saved.pid)))?;
+    rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL)
+        .map_err(errno(format!("kill {}", saved.pid)))?;
     // The pidfd polls readable once the process has exited.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let mut fds = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
+        let mut fds = [rustix::event::PollFd::new(
+            &pidfd,
+            rustix::event::PollFlags::IN,
+        )];
         let left = deadline.saturating_duration_since(Instant::now());
-        let ts = rustix::event::Timespec { tv_sec: left.as_secs() as i64, tv_nsec: left.subsec_nanos() as i64 };
+        let ts = rustix::event::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: left.subsec_nanos() as i64,
+        };
         match rustix::event::poll(&mut fds, Some(&ts)) {
             Ok(n) if n > 0 => break,
-            Ok(_) => return Err(RuntimeError::Other(format!("init {} did not exit within 10s of SIGKILL", saved.pid))),
+            Ok(_) => {
+                return Err(RuntimeError::Other(format!(
+                    "init {} did not exit within 10s of SIGKILL",
+                    saved.pid
+                )))
+            }
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(errno("poll pidfd")(e)),
         }
     }
     // If it is our child (run), reap it; otherwise its parent (or init) does.
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(saved.pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    let _ = nix::sys::wait::waitpid(
+        nix::unistd::Pid::from_raw(saved.pid),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    );
     Ok(())
 }
 
@@ -202,9 +267,15 @@ pub fn pause(store: &Store, id: &str) -> Result<()> {
     let saved = store.load(id)?;
     let status = saved.status();
     if !matches!(status, Status::Running | Status::Created) {
-        return Err(RuntimeError::BadState { id: id.into(), status: status.as_str(), wanted: "container not running" });
+        return Err(RuntimeError::BadState {
+            id: id.into(),
+            status: status.as_str(),
+            wanted: "container not running",
+        });
     }
-    cgroup_of(&saved)?.ok_or_else(|| RuntimeError::Other("container has no cgroup".into()))?.freeze()?;
+    cgroup_of(&saved)?
+        .ok_or_else(|| RuntimeError::Other("container has no cgroup".into()))?
+        .freeze()?;
     Ok(())
 }
 
@@ -213,9 +284,15 @@ pub fn resume(store: &Store, id: &str) -> Result<()> {
     let saved = store.load(id)?;
     let status = saved.status();
     if status != Status::Paused {
-        return Err(RuntimeError::BadState { id: id.into(), status: status.as_str(), wanted: "container not paused" });
+        return Err(RuntimeError::BadState {
+            id: id.into(),
+            status: status.as_str(),
+            wanted: "container not paused",
+        });
     }
-    cgroup_of(&saved)?.ok_or_else(|| RuntimeError::Other("container has no cgroup".into()))?.thaw()?;
+    cgroup_of(&saved)?
+        .ok_or_else(|| RuntimeError::Other("container has no cgroup".into()))?
+        .thaw()?;
     Ok(())
 }
 
@@ -227,13 +304,22 @@ pub fn pids(store: &Store, id: &str) -> Result<Vec<i32>> {
     }
 }
 
-pub fn update(store: &Store, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+pub fn update(
+    store: &Store,
+    id: &str,
+    resources: &oci_spec::runtime::LinuxResources,
+) -> Result<()> {
     let _lock = store.lock(id)?;
     let mut saved = store.load(id)?;
     if saved.status() == Status::Stopped {
-        return Err(RuntimeError::BadState { id: id.into(), status: "stopped", wanted: "container not running" });
+        return Err(RuntimeError::BadState {
+            id: id.into(),
+            status: "stopped",
+            wanted: "container not running",
+        });
     }
-    let cg = cgroup_of(&saved)?.ok_or_else(|| RuntimeError::Other("container has no cgroup".into()))?;
+    let cg =
+        cgroup_of(&saved)?.ok_or_else(|| RuntimeError::Other("container has no cgroup".into()))?;
     cg.update(resources)?;
     if let Some(linux) = saved.config.linux_mut() {
         linux.set_resources(Some(resources.clone()));
@@ -243,7 +329,8 @@ pub fn update(store: &Store, id: &str, resources: &oci_spec::runtime::LinuxResou
 
 pub fn stats(store: &Store, id: &str) -> Result<serde_json::Value> {
     let saved = store.load(id)?;
-    let cg = cgroup_of(&saved)?.ok_or_else(|| RuntimeError::Other("container has no cgroup".into()))?;
+    let cg =
+        cgroup_of(&saved)?.ok_or_else(|| RuntimeError::Other("container has no cgroup".into()))?;
     let s = cg.stats()?;
     Ok(serde_json::json!({"type": "stats", "id": id, "data": s}))
 }
@@ -253,13 +340,16 @@ pub fn stats(store: &Store, id: &str) -> Result<serde_json::Value> {
 pub fn run(store: &Store, opts: &CreateOpts, detach: bool) -> Result<i32> {
     if !detach {
         // Orphans of the two-stage path (and of exec) are re-parented to us, so we can wait.
-        nix::sys::prctl::set_child_subreaper(true).map_err(nix_errno("prctl(PR_SET_CHILD_SUBREAPER)"))?;
+        nix::sys::prctl::set_child_subreaper(true)
+            .map_err(nix_errno("prctl(PR_SET_CHILD_SUBREAPER)"))?;
     }
     let created = spawn::create(store, opts)?;
     let mut saved = created.saved;
     let forward = forwarded_signals();
     if !detach {
-        forward.thread_block().map_err(nix_errno("sigprocmask(SIG_BLOCK)"))?;
+        forward
+            .thread_block()
+            .map_err(nix_errno("sigprocmask(SIG_BLOCK)"))?;
     }
     rustix::io::write(&created.fifo, b"0").map_err(errno("write exec.fifo"))?;
     saved.started = true;
@@ -278,7 +368,17 @@ pub fn run(store: &Store, opts: &CreateOpts, detach: bool) -> Result<i32> {
 fn forwarded_signals() -> nix::sys::signal::SigSet {
     use nix::sys::signal::SigSet;
     let mut set = SigSet::empty();
-    for s in [Signal::SIGCHLD, Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH, Signal::SIGCONT] {
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+        Signal::SIGCONT,
+    ] {
         set.add(s);
     }
     set
@@ -288,8 +388,9 @@ fn forwarded_signals() -> nix::sys::signal::SigSet {
 /// (we are a subreaper). Returns the shell-style exit status.
 pub fn wait_forwarding(pid: i32, set: &nix::sys::signal::SigSet) -> Result<i32> {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    let sfd = nix::sys::signalfd::SignalFd::with_flags(set, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC)
-        .map_err(nix_errno("signalfd"))?;
+    let sfd =
+        nix::sys::signalfd::SignalFd::with_flags(set, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC)
+            .map_err(nix_errno("signalfd"))?;
     loop {
         // Reap everything that has exited; stop when our process is among them.
         loop {
@@ -318,4 +419,3 @@ pub fn wait_forwarding(pid: i32, set: &nix::sys::signal::SigSet) -> Result<i32> 
         let _ = sfd.as_fd();
     }
 }
-

@@ -49,7 +49,11 @@ fn run_one(kind: &'static str, index: usize, h: &Hook, state: &str) -> Result<()
         .map(|t| Instant::now() + Duration::from_secs(t as u64));
     if deadline.is_none() {
         let status = child.wait().map_err(|e| err(format!("wait: {e}")))?;
-        return if status.success() { Ok(()) } else { Err(err(format!("failed: {status}"))) };
+        return if status.success() {
+            Ok(())
+        } else {
+            Err(err(format!("failed: {status}")))
+        };
     }
     loop {
         match child.try_wait() {
@@ -61,7 +65,10 @@ fn run_one(kind: &'static str, index: usize, h: &Hook, state: &str) -> Result<()
         if deadline.is_some_and(|d| Instant::now() >= d) {
             let _already_dead_is_fine = child.kill();
             let _reap = child.wait();
-            return Err(err(format!("timed out after {}s", h.timeout().unwrap_or(0))));
+            return Err(err(format!(
+                "timed out after {}s",
+                h.timeout().unwrap_or(0)
+            )));
         }
         std::thread::sleep(Duration::from_millis(2));
     }

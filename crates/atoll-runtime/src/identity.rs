@@ -20,7 +20,8 @@ pub fn id_map_text(maps: &[LinuxIdMapping]) -> String {
 pub fn write_id_maps(pid: i32, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<()> {
     for (name, maps) in [("uid_map", uid), ("gid_map", gid)] {
         let path = format!("/proc/{pid}/{name}");
-        std::fs::write(&path, id_map_text(maps)).map_err(crate::error::sys(format!("write {path}")))?;
+        std::fs::write(&path, id_map_text(maps))
+            .map_err(crate::error::sys(format!("write {path}")))?;
     }
     Ok(())
 }
@@ -35,7 +36,10 @@ pub struct CapSets {
     pub ambient: HashSet<Capability>,
 }
 
-fn to_caps(list: &Option<oci_spec::runtime::Capabilities>, name: &str) -> Result<HashSet<Capability>> {
+fn to_caps(
+    list: &Option<oci_spec::runtime::Capabilities>,
+    name: &str,
+) -> Result<HashSet<Capability>> {
     let mut out = HashSet::new();
     if let Some(list) = list {
         for c in list {
@@ -43,8 +47,12 @@ fn to_caps(list: &Option<oci_spec::runtime::Capabilities>, name: &str) -> Result
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
-            let cap = Capability::from_str(&text)
-                .map_err(|_| field(format!("process.capabilities.{name}"), format!("unknown capability {text:?}")))?;
+            let cap = Capability::from_str(&text).map_err(|_| {
+                field(
+                    format!("process.capabilities.{name}"),
+                    format!("unknown capability {text:?}"),
+                )
+            })?;
             out.insert(cap);
         }
     }
@@ -53,7 +61,9 @@ fn to_caps(list: &Option<oci_spec::runtime::Capabilities>, name: &str) -> Result
 
 impl CapSets {
     pub fn from_spec(c: Option<&LinuxCapabilities>) -> Result<CapSets> {
-        let Some(c) = c else { return Ok(CapSets::default()) };
+        let Some(c) = c else {
+            return Ok(CapSets::default());
+        };
         Ok(CapSets {
             bounding: to_caps(c.bounding(), "bounding")?,
             effective: to_caps(c.effective(), "effective")?,
@@ -68,7 +78,9 @@ impl CapSets {
         let last = caps::runtime::thread_all_supported();
         for cap in last {
             if !self.bounding.contains(&cap) {
-                caps::drop(None, CapSet::Bounding, cap).map_err(|e| RuntimeError::Other(format!("prctl(PR_CAPBSET_DROP, {cap}): {e}")))?;
+                caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
+                    RuntimeError::Other(format!("prctl(PR_CAPBSET_DROP, {cap}): {e}"))
+                })?;
             }
         }
         Ok(())
@@ -79,16 +91,21 @@ impl CapSets {
     /// empty unless the config names caps (CVE-2022-29162).
     pub fn apply_sets(&self) -> Result<()> {
         let set = |which: CapSet, v: &HashSet<Capability>, n: &str| {
-            caps::set(None, which, v).map_err(|e| RuntimeError::Other(format!("capset {n} {:?}: {e}", names(v))))
+            caps::set(None, which, v)
+                .map_err(|e| RuntimeError::Other(format!("capset {n} {:?}: {e}", names(v))))
         };
         // Each capset must keep effective within permitted: shrink effective before permitted.
         set(CapSet::Inheritable, &self.inheritable, "inheritable")?;
         set(CapSet::Effective, &self.effective, "effective")?;
         set(CapSet::Permitted, &self.permitted, "permitted")?;
-        caps::clear(None, CapSet::Ambient).map_err(|e| RuntimeError::Other(format!("clear ambient caps: {e}")))?;
+        caps::clear(None, CapSet::Ambient)
+            .map_err(|e| RuntimeError::Other(format!("clear ambient caps: {e}")))?;
         for cap in &self.ambient {
-            caps::raise(None, CapSet::Ambient, *cap)
-                .map_err(|e| RuntimeError::Other(format!("raise ambient {cap} (it must be in permitted and inheritable): {e}")))?;
+            caps::raise(None, CapSet::Ambient, *cap).map_err(|e| {
+                RuntimeError::Other(format!(
+                    "raise ambient {cap} (it must be in permitted and inheritable): {e}"
+                ))
+            })?;
         }
         Ok(())
     }
@@ -115,8 +132,15 @@ pub fn switch_user(process: &Process, setgroups_allowed: bool) -> Result<()> {
             .map(|g| nix::unistd::Gid::from_raw(*g))
             .collect();
         nix::unistd::setgroups(&groups).map_err(nix_errno(format!("setgroups {groups:?}")))?;
-    } else if user.additional_gids().as_ref().is_some_and(|g| !g.is_empty()) {
-        return Err(field("process.user.additionalGids", "setgroups is denied in this user namespace"));
+    } else if user
+        .additional_gids()
+        .as_ref()
+        .is_some_and(|g| !g.is_empty())
+    {
+        return Err(field(
+            "process.user.additionalGids",
+            "setgroups is denied in this user namespace",
+        ));
     }
     nix::unistd::setresgid(gid, gid, gid).map_err(nix_errno(format!("setresgid {gid}")))?;
     nix::unistd::setresuid(uid, uid, uid).map_err(nix_errno(format!("setresuid {uid}")))?;
@@ -158,10 +182,17 @@ pub fn rlimit_name(r: &PosixRlimit) -> String {
 pub fn apply_rlimits(limits: &[PosixRlimit]) -> Result<()> {
     for (i, r) in limits.iter().enumerate() {
         let name = rlimit_name(r);
-        let res = rlimit_resource(&name)
-            .ok_or_else(|| field(format!("process.rlimits[{i}].type"), format!("unknown rlimit {name:?}")))?;
-        nix::sys::resource::setrlimit(res, r.soft(), r.hard())
-            .map_err(nix_errno(format!("setrlimit {name} soft {} hard {}", r.soft(), r.hard())))?;
+        let res = rlimit_resource(&name).ok_or_else(|| {
+            field(
+                format!("process.rlimits[{i}].type"),
+                format!("unknown rlimit {name:?}"),
+            )
+        })?;
+        nix::sys::resource::setrlimit(res, r.soft(), r.hard()).map_err(nix_errno(format!(
+            "setrlimit {name} soft {} hard {}",
+            r.soft(),
+            r.hard()
+        )))?;
     }
     Ok(())
 }
@@ -178,12 +209,16 @@ mod tests {
         .unwrap();
         let s = CapSets::from_spec(Some(&c)).unwrap();
         assert!(s.ambient.contains(&Capability::CAP_NET_BIND_SERVICE));
-        assert!(s.inheritable.is_empty(), "inheritable must stay empty unless asked");
+        assert!(
+            s.inheritable.is_empty(),
+            "inheritable must stay empty unless asked"
+        );
     }
 
     #[test]
     fn map_text() {
-        let m: Vec<LinuxIdMapping> = serde_json::from_str(r#"[{"containerID":0,"hostID":100000,"size":65536}]"#).unwrap();
+        let m: Vec<LinuxIdMapping> =
+            serde_json::from_str(r#"[{"containerID":0,"hostID":100000,"size":65536}]"#).unwrap();
         assert_eq!(id_map_text(&m), "0 100000 65536\n");
     }
 }

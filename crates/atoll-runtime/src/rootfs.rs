@@ -133,7 +133,8 @@ fn pathrs_err(op: String) -> impl FnOnce(pathrs::error::Error) -> RuntimeError {
 
 impl Rootfs {
     pub fn open(path: &Path) -> Result<Rootfs> {
-        let root = Root::open(path).map_err(pathrs_err(format!("open rootfs {}", path.display())))?;
+        let root =
+            Root::open(path).map_err(pathrs_err(format!("open rootfs {}", path.display())))?;
         let dev_null = rustix::fs::open(
             "/dev/null",
             rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOFOLLOW,
@@ -141,7 +142,8 @@ impl Rootfs {
         )
         .map_err(errno("open host /dev/null"))?;
         let st = rustix::fs::fstat(&dev_null).map_err(errno("fstat host /dev/null"))?;
-        let is_chr = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::CharacterDevice;
+        let is_chr = rustix::fs::FileType::from_raw_mode(st.st_mode)
+            == rustix::fs::FileType::CharacterDevice;
         if !is_chr || rustix::fs::major(st.st_rdev) != 1 || rustix::fs::minor(st.st_rdev) != 3 {
             return Err(RuntimeError::Other(
                 "host /dev/null is not the character device 1:3".into(),
@@ -169,8 +171,14 @@ impl Rootfs {
             let parent = dest.parent().unwrap_or(Path::new("/"));
             self.root
                 .mkdir_all(parent, &Permissions::from_mode(0o755))
-                .map_err(pathrs_err(format!("mkdir {} in the rootfs", parent.display())))?;
-            match self.root.create(dest, &InodeType::File(Permissions::from_mode(0o644))) {
+                .map_err(pathrs_err(format!(
+                    "mkdir {} in the rootfs",
+                    parent.display()
+                )))?;
+            match self
+                .root
+                .create(dest, &InodeType::File(Permissions::from_mode(0o644)))
+            {
                 Ok(()) => {}
                 Err(e) if e.kind() == pathrs::error::ErrorKind::OsError(Some(libc::EEXIST)) => {}
                 Err(e) => return Err(pathrs_err(format!("create {shown} in the rootfs"))(e)),
@@ -211,13 +219,19 @@ impl Rootfs {
             return self.mount_cgroup(m, &opts, ctx, &what);
         }
         let mnt = if opts.bind || typ == "bind" {
-            let src = m
-                .source()
-                .as_ref()
-                .ok_or_else(|| crate::error::field(format!("mounts[{i}].source"), "missing for a bind mount"))?;
-            let src = if src.is_absolute() { src.clone() } else { ctx.bundle.join(src) };
+            let src = m.source().as_ref().ok_or_else(|| {
+                crate::error::field(format!("mounts[{i}].source"), "missing for a bind mount")
+            })?;
+            let src = if src.is_absolute() {
+                src.clone()
+            } else {
+                ctx.bundle.join(src)
+            };
             let md = std::fs::metadata(&src).map_err(|e| {
-                crate::error::field(format!("mounts[{i}].source"), format!("{}: {e}", src.display()))
+                crate::error::field(
+                    format!("mounts[{i}].source"),
+                    format!("{}: {e}", src.display()),
+                )
             })?;
             let target = self.target(dest, !md.is_dir())?;
             let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
@@ -272,47 +286,80 @@ impl Rootfs {
     }
 
     fn reopen_mountpoint(&self, dest: &Path) -> Result<OwnedFd> {
-        let h = self
-            .root
-            .resolve(dest)
-            .map_err(pathrs_err(format!("resolve {} in the rootfs", dest.display())))?;
+        let h = self.root.resolve(dest).map_err(pathrs_err(format!(
+            "resolve {} in the rootfs",
+            dest.display()
+        )))?;
         Ok(h.into())
     }
 
     fn fs_mount(&self, typ: &str, m: &Mount, opts: &Options, what: &str) -> Result<OwnedFd> {
         if typ.is_empty() {
-            return Err(RuntimeError::Other(format!("{what}: no type and not a bind mount")));
+            return Err(RuntimeError::Other(format!(
+                "{what}: no type and not a bind mount"
+            )));
         }
-        let fs = fsopen(typ, FsOpenFlags::FSOPEN_CLOEXEC).map_err(errno(format!("fsopen {typ:?} for {what}")))?;
+        let fs = fsopen(typ, FsOpenFlags::FSOPEN_CLOEXEC)
+            .map_err(errno(format!("fsopen {typ:?} for {what}")))?;
         if let Some(src) = m.source() {
             // "source" is informational for most virtual filesystems; ignore refusals.
-            let _ignored_source_is_informational = fsconfig_set_string(&fs, "source", src.as_os_str());
+            let _ignored_source_is_informational =
+                fsconfig_set_string(&fs, "source", src.as_os_str());
         }
         for (k, v) in &opts.data {
             let r = match v {
                 Some(v) => fsconfig_set_string(&fs, k.as_str(), v.as_str()),
                 None => fsconfig_set_flag(&fs, k.as_str()),
             };
-            r.map_err(errno(format!("fsconfig {k}{} for {what}", v.as_ref().map(|v| format!("={v}")).unwrap_or_default())))?;
+            r.map_err(errno(format!(
+                "fsconfig {k}{} for {what}",
+                v.as_ref().map(|v| format!("={v}")).unwrap_or_default()
+            )))?;
         }
         for f in &opts.sb_flags {
-            fsconfig_set_flag(&fs, f.as_str()).map_err(errno(format!("fsconfig {f} for {what}")))?;
+            fsconfig_set_flag(&fs, f.as_str())
+                .map_err(errno(format!("fsconfig {f} for {what}")))?;
         }
         fsconfig_create(&fs).map_err(errno(format!("fsconfig create for {what}")))?;
         let attrs = MountAttrFlags::from_bits_retain(opts.attr_set as u32);
         fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs).map_err(errno(format!("fsmount {what}")))
     }
 
-    fn set_attrs(&self, mnt: BorrowedFd<'_>, opts: &Options, m: &Mount, ctx: &MountCtx<'_>, what: &str) -> Result<()> {
+    fn set_attrs(
+        &self,
+        mnt: BorrowedFd<'_>,
+        opts: &Options,
+        m: &Mount,
+        ctx: &MountCtx<'_>,
+        what: &str,
+    ) -> Result<()> {
         let fail = |e: std::io::Error| RuntimeError::Sys {
             op: format!("mount_setattr for {what}"),
             source: e,
         };
         if opts.rattr_set | opts.rattr_clr != 0 {
-            sysm::mount_setattr(mnt, true, &MountAttr { set: opts.rattr_set, clr: opts.rattr_clr, ..Default::default() }).map_err(fail)?;
+            sysm::mount_setattr(
+                mnt,
+                true,
+                &MountAttr {
+                    set: opts.rattr_set,
+                    clr: opts.rattr_clr,
+                    ..Default::default()
+                },
+            )
+            .map_err(fail)?;
         }
         if opts.attr_set | opts.attr_clr != 0 {
-            sysm::mount_setattr(mnt, false, &MountAttr { set: opts.attr_set, clr: opts.attr_clr, ..Default::default() }).map_err(fail)?;
+            sysm::mount_setattr(
+                mnt,
+                false,
+                &MountAttr {
+                    set: opts.attr_set,
+                    clr: opts.attr_clr,
+                    ..Default::default()
+                },
+            )
+            .map_err(fail)?;
         }
         let wants_idmap = opts.idmap.is_some() || m.uid_mappings().is_some();
         if wants_idmap {
@@ -321,23 +368,41 @@ impl Rootfs {
             sysm::mount_setattr(
                 mnt,
                 recursive,
-                &MountAttr { set: sysm::MOUNT_ATTR_IDMAP, userns: Some(userns.as_fd()), ..Default::default() },
+                &MountAttr {
+                    set: sysm::MOUNT_ATTR_IDMAP,
+                    userns: Some(userns.as_fd()),
+                    ..Default::default()
+                },
             )
-            .map_err(|e| RuntimeError::Sys { op: format!("mount_setattr MOUNT_ATTR_IDMAP for {what}"), source: e })?;
+            .map_err(|e| RuntimeError::Sys {
+                op: format!("mount_setattr MOUNT_ATTR_IDMAP for {what}"),
+                source: e,
+            })?;
         }
         Ok(())
     }
 
-    fn mount_cgroup(&self, m: &Mount, opts: &Options, ctx: &MountCtx<'_>, what: &str) -> Result<()> {
+    fn mount_cgroup(
+        &self,
+        m: &Mount,
+        opts: &Options,
+        ctx: &MountCtx<'_>,
+        what: &str,
+    ) -> Result<()> {
         let dest = m.destination();
         let target = self.target(dest, false)?;
         let hier = ctx.cgroup_hierarchies;
         // Pure cgroup v2 with a cgroup namespace: a real cgroup2 mount rooted at our cgroup.
         if hier.len() == 1 && hier[0].fs_type == "cgroup2" && ctx.cgroupns {
-            let fs = fsopen("cgroup2", FsOpenFlags::FSOPEN_CLOEXEC).map_err(errno(format!("fsopen cgroup2 for {what}")))?;
+            let fs = fsopen("cgroup2", FsOpenFlags::FSOPEN_CLOEXEC)
+                .map_err(errno(format!("fsopen cgroup2 for {what}")))?;
             fsconfig_create(&fs).map_err(errno(format!("fsconfig create for {what}")))?;
-            let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::from_bits_retain(opts.attr_set as u32))
-                .map_err(errno(format!("fsmount {what}")))?;
+            let mnt = fsmount(
+                &fs,
+                FsMountFlags::FSMOUNT_CLOEXEC,
+                MountAttrFlags::from_bits_retain(opts.attr_set as u32),
+            )
+            .map_err(errno(format!("fsmount {what}")))?;
             return self.attach(mnt.as_fd(), target.as_fd(), what);
         }
         if hier.len() == 1 && hier[0].fs_type == "cgroup2" {
@@ -345,12 +410,18 @@ impl Rootfs {
         }
         // v1 or hybrid: a tmpfs with one bind of this container's directory per hierarchy, which
         // is what runc shows a container too (cgroup v1 cannot be mounted in a user namespace).
-        let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).map_err(errno(format!("fsopen tmpfs for {what}")))?;
-        fsconfig_set_string(&fs, "mode", "755").map_err(errno(format!("fsconfig mode for {what}")))?;
+        let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
+            .map_err(errno(format!("fsopen tmpfs for {what}")))?;
+        fsconfig_set_string(&fs, "mode", "755")
+            .map_err(errno(format!("fsconfig mode for {what}")))?;
         fsconfig_create(&fs).map_err(errno(format!("fsconfig create for {what}")))?;
         let ro = opts.attr_set & sysm::MOUNT_ATTR_RDONLY;
-        let tmp = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::from_bits_retain((opts.attr_set & !ro) as u32))
-            .map_err(errno(format!("fsmount {what}")))?;
+        let tmp = fsmount(
+            &fs,
+            FsMountFlags::FSMOUNT_CLOEXEC,
+            MountAttrFlags::from_bits_retain((opts.attr_set & !ro) as u32),
+        )
+        .map_err(errno(format!("fsmount {what}")))?;
         self.attach(tmp.as_fd(), target.as_fd(), what)?;
         for h in hier {
             let name = h
@@ -364,18 +435,49 @@ impl Rootfs {
         }
         if ro != 0 {
             let top = self.reopen_mountpoint(dest)?;
-            sysm::mount_setattr(top.as_fd(), false, &MountAttr { set: ro, ..Default::default() })
-                .map_err(|e| RuntimeError::Sys { op: format!("mount_setattr ro for {what}"), source: e })?;
+            sysm::mount_setattr(
+                top.as_fd(),
+                false,
+                &MountAttr {
+                    set: ro,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| RuntimeError::Sys {
+                op: format!("mount_setattr ro for {what}"),
+                source: e,
+            })?;
         }
         Ok(())
     }
 
-    fn bind_dir(&self, src: &Path, target: BorrowedFd<'_>, opts: &Options, what: &str) -> Result<()> {
-        let mnt = open_tree(rustix::fs::CWD, src, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC)
-            .map_err(errno(format!("open_tree {} for {what}", src.display())))?;
+    fn bind_dir(
+        &self,
+        src: &Path,
+        target: BorrowedFd<'_>,
+        opts: &Options,
+        what: &str,
+    ) -> Result<()> {
+        let mnt = open_tree(
+            rustix::fs::CWD,
+            src,
+            OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+        )
+        .map_err(errno(format!("open_tree {} for {what}", src.display())))?;
         if opts.attr_set != 0 {
-            sysm::mount_setattr(mnt.as_fd(), false, &MountAttr { set: opts.attr_set, clr: opts.attr_clr, ..Default::default() })
-                .map_err(|e| RuntimeError::Sys { op: format!("mount_setattr for {what}"), source: e })?;
+            sysm::mount_setattr(
+                mnt.as_fd(),
+                false,
+                &MountAttr {
+                    set: opts.attr_set,
+                    clr: opts.attr_clr,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| RuntimeError::Sys {
+                op: format!("mount_setattr for {what}"),
+                source: e,
+            })?;
         }
         self.attach(mnt.as_fd(), target, what)
     }
@@ -387,23 +489,45 @@ impl Rootfs {
             let path = d.path();
             if in_userns {
                 let target = self.target(path, true)?;
-                let mnt = open_tree(rustix::fs::CWD, path, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC)
-                    .map_err(errno(format!("open_tree host {} to bind a device", path.display())))?;
-                self.attach(mnt.as_fd(), target.as_fd(), &format!("device {}", path.display()))?;
+                let mnt = open_tree(
+                    rustix::fs::CWD,
+                    path,
+                    OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+                )
+                .map_err(errno(format!(
+                    "open_tree host {} to bind a device",
+                    path.display()
+                )))?;
+                self.attach(
+                    mnt.as_fd(),
+                    target.as_fd(),
+                    &format!("device {}", path.display()),
+                )?;
                 continue;
             }
             let parent = path.parent().unwrap_or(Path::new("/dev"));
             let dir = self
                 .root
                 .mkdir_all(parent, &Permissions::from_mode(0o755))
-                .map_err(pathrs_err(format!("mkdir {} in the rootfs", parent.display())))?;
-            let name = path.file_name().ok_or_else(|| crate::error::field("linux.devices[].path", format!("{} has no file name", path.display())))?;
+                .map_err(pathrs_err(format!(
+                    "mkdir {} in the rootfs",
+                    parent.display()
+                )))?;
+            let name = path.file_name().ok_or_else(|| {
+                crate::error::field(
+                    "linux.devices[].path",
+                    format!("{} has no file name", path.display()),
+                )
+            })?;
             let kind = match d.typ() {
                 LinuxDeviceType::C | LinuxDeviceType::U => rustix::fs::FileType::CharacterDevice,
                 LinuxDeviceType::B => rustix::fs::FileType::BlockDevice,
                 LinuxDeviceType::P => rustix::fs::FileType::Fifo,
                 LinuxDeviceType::A => {
-                    return Err(crate::error::field("linux.devices[].type", format!("{}: type \"a\" is for cgroup rules only", path.display())))
+                    return Err(crate::error::field(
+                        "linux.devices[].type",
+                        format!("{}: type \"a\" is for cgroup rules only", path.display()),
+                    ))
                 }
             };
             let mode = Mode::from_raw_mode(d.file_mode().unwrap_or(0o666) as RawMode);
@@ -413,8 +537,15 @@ impl Rootfs {
                 Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                 Err(e) => return Err(errno(format!("mknod {} in the rootfs", path.display()))(e)),
             }
-            let node = rustix::fs::openat(&dirfd, name, rustix::fs::OFlags::PATH | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC, Mode::empty())
-                .map_err(errno(format!("open {} in the rootfs", path.display())))?;
+            let node = rustix::fs::openat(
+                &dirfd,
+                name,
+                rustix::fs::OFlags::PATH
+                    | rustix::fs::OFlags::NOFOLLOW
+                    | rustix::fs::OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(errno(format!("open {} in the rootfs", path.display())))?;
             // fchmod does not work on O_PATH fds; chmod through the dir fd without following.
             rustix::fs::chmodat(&dirfd, name, mode, rustix::fs::AtFlags::empty())
                 .map_err(errno(format!("chmod {}", path.display())))?;
@@ -441,11 +572,18 @@ impl Rootfs {
             if link == "/dev/ptmx" && self.root.resolve("/dev/pts/ptmx").is_err() {
                 continue;
             }
-            match self.root.create(link, &InodeType::Symlink(PathBuf::from(to))) {
+            match self
+                .root
+                .create(link, &InodeType::Symlink(PathBuf::from(to)))
+            {
                 Ok(()) => {}
                 Err(e) if e.kind() == pathrs::error::ErrorKind::OsError(Some(libc::EEXIST)) => {}
                 Err(e) if e.kind() == pathrs::error::ErrorKind::OsError(Some(libc::ENOENT)) => {}
-                Err(e) => return Err(pathrs_err(format!("symlink {link} -> {to} in the rootfs"))(e)),
+                Err(e) => {
+                    return Err(pathrs_err(format!("symlink {link} -> {to} in the rootfs"))(
+                        e,
+                    ))
+                }
             }
         }
         Ok(())
@@ -455,18 +593,33 @@ impl Rootfs {
     /// directories. A path that does not exist is skipped (runtime-spec).
     pub fn mask(&self, paths: &[String]) -> Result<()> {
         for p in paths {
-            let Ok(h) = self.root.resolve(p) else { continue };
+            let Ok(h) = self.root.resolve(p) else {
+                continue;
+            };
             let target: OwnedFd = h.into();
             let st = rustix::fs::fstat(&target).map_err(errno(format!("fstat masked path {p}")))?;
-            let mnt = if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
-                let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).map_err(errno(format!("fsopen tmpfs to mask {p}")))?;
+            let mnt = if rustix::fs::FileType::from_raw_mode(st.st_mode)
+                == rustix::fs::FileType::Directory
+            {
+                let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
+                    .map_err(errno(format!("fsopen tmpfs to mask {p}")))?;
                 fsconfig_set_string(&fs, "size", "0").map_err(errno("fsconfig size=0"))?;
                 fsconfig_create(&fs).map_err(errno(format!("fsconfig create to mask {p}")))?;
-                fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::MOUNT_ATTR_RDONLY)
-                    .map_err(errno(format!("fsmount tmpfs to mask {p}")))?
+                fsmount(
+                    &fs,
+                    FsMountFlags::FSMOUNT_CLOEXEC,
+                    MountAttrFlags::MOUNT_ATTR_RDONLY,
+                )
+                .map_err(errno(format!("fsmount tmpfs to mask {p}")))?
             } else {
-                open_tree(&self.dev_null, "", OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH)
-                    .map_err(errno(format!("open_tree /dev/null to mask {p}")))?
+                open_tree(
+                    &self.dev_null,
+                    "",
+                    OpenTreeFlags::OPEN_TREE_CLONE
+                        | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                        | OpenTreeFlags::AT_EMPTY_PATH,
+                )
+                .map_err(errno(format!("open_tree /dev/null to mask {p}")))?
             };
             self.attach(mnt.as_fd(), target.as_fd(), &format!("mask {p}"))?;
         }
@@ -476,12 +629,34 @@ impl Rootfs {
     /// readonlyPaths: clone the mount at each path and set it read-only (recursively).
     pub fn readonly(&self, paths: &[String]) -> Result<()> {
         for p in paths {
-            let Ok(h) = self.root.resolve(p) else { continue };
+            let Ok(h) = self.root.resolve(p) else {
+                continue;
+            };
             let target: OwnedFd = h.into();
-            let mnt = open_tree(&target, "", OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH | OpenTreeFlags::AT_RECURSIVE)
-                .map_err(errno(format!("open_tree readonly path {p}")))?;
-            sysm::mount_setattr(mnt.as_fd(), true, &MountAttr { set: sysm::MOUNT_ATTR_RDONLY | sysm::MOUNT_ATTR_NOSUID | sysm::MOUNT_ATTR_NODEV | sysm::MOUNT_ATTR_NOEXEC, ..Default::default() })
-                .map_err(|e| RuntimeError::Sys { op: format!("mount_setattr ro on {p}"), source: e })?;
+            let mnt = open_tree(
+                &target,
+                "",
+                OpenTreeFlags::OPEN_TREE_CLONE
+                    | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                    | OpenTreeFlags::AT_EMPTY_PATH
+                    | OpenTreeFlags::AT_RECURSIVE,
+            )
+            .map_err(errno(format!("open_tree readonly path {p}")))?;
+            sysm::mount_setattr(
+                mnt.as_fd(),
+                true,
+                &MountAttr {
+                    set: sysm::MOUNT_ATTR_RDONLY
+                        | sysm::MOUNT_ATTR_NOSUID
+                        | sysm::MOUNT_ATTR_NODEV
+                        | sysm::MOUNT_ATTR_NOEXEC,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| RuntimeError::Sys {
+                op: format!("mount_setattr ro on {p}"),
+                source: e,
+            })?;
             self.attach(mnt.as_fd(), target.as_fd(), &format!("readonly {p}"))?;
         }
         Ok(())
@@ -490,15 +665,25 @@ impl Rootfs {
     /// Bind the terminal's slave over /dev/console (runtime-spec: "/dev/console" when terminal).
     pub fn console(&self, slave: BorrowedFd<'_>) -> Result<()> {
         let target = self.target(Path::new("/dev/console"), true)?;
-        let mnt = open_tree(slave, "", OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH)
-            .map_err(errno("open_tree pty slave for /dev/console"))?;
+        let mnt = open_tree(
+            slave,
+            "",
+            OpenTreeFlags::OPEN_TREE_CLONE
+                | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                | OpenTreeFlags::AT_EMPTY_PATH,
+        )
+        .map_err(errno("open_tree pty slave for /dev/console"))?;
         self.attach(mnt.as_fd(), target.as_fd(), "/dev/console")
     }
 
     /// Open a path in the rootfs for reading or writing (used for /dev/pts/ptmx).
     pub fn open_in(&self, p: &str, flags: OpenFlags) -> Result<std::fs::File> {
-        let h = self.root.resolve(p).map_err(pathrs_err(format!("resolve {p} in the rootfs")))?;
-        h.reopen(flags).map_err(pathrs_err(format!("open {p} in the rootfs")))
+        let h = self
+            .root
+            .resolve(p)
+            .map_err(pathrs_err(format!("resolve {p} in the rootfs")))?;
+        h.reopen(flags)
+            .map_err(pathrs_err(format!("open {p} in the rootfs")))
     }
 }
 
@@ -536,7 +721,10 @@ impl MountCtx<'_> {
             return (self.make_userns)(m);
         }
         match self.userns {
-            Some(fd) => fd.try_clone_to_owned().map_err(|e| RuntimeError::Sys { op: "dup userns fd".into(), source: e }),
+            Some(fd) => fd.try_clone_to_owned().map_err(|e| RuntimeError::Sys {
+                op: "dup userns fd".into(),
+                source: e,
+            }),
             None => Err(RuntimeError::Field {
                 field: format!("mounts ({})", m.destination().display()),
                 msg: "idmap needs uidMappings/gidMappings on the mount or a user namespace".into(),
@@ -583,7 +771,9 @@ pub fn all_devices(spec: &Spec) -> Vec<LinuxDevice> {
 
 /// Is this path's device node a real char device (for tests and checks)?
 pub fn is_char_device(p: &Path) -> bool {
-    std::fs::metadata(p).map(|m| m.file_type().is_char_device()).unwrap_or(false)
+    std::fs::metadata(p)
+        .map(|m| m.file_type().is_char_device())
+        .unwrap_or(false)
 }
 
 pub fn inode(p: &Path) -> Option<u64> {
@@ -600,12 +790,24 @@ mod tests {
 
     #[test]
     fn options_sorted() {
-        let o = parse_options(&s(&["nosuid", "strictatime", "mode=755", "size=65536k", "ro"]));
+        let o = parse_options(&s(&[
+            "nosuid",
+            "strictatime",
+            "mode=755",
+            "size=65536k",
+            "ro",
+        ]));
         assert_eq!(
             o.attr_set,
             sysm::MOUNT_ATTR_NOSUID | sysm::MOUNT_ATTR_STRICTATIME | sysm::MOUNT_ATTR_RDONLY
         );
-        assert_eq!(o.data, vec![("mode".into(), Some("755".into())), ("size".into(), Some("65536k".into()))]);
+        assert_eq!(
+            o.data,
+            vec![
+                ("mode".into(), Some("755".into())),
+                ("size".into(), Some("65536k".into()))
+            ]
+        );
         assert!(!o.bind);
     }
 

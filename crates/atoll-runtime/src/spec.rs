@@ -87,7 +87,9 @@ impl Namespaces {
     }
     /// Every namespace the container will be in that is not the host's.
     pub fn all_flags(&self) -> u64 {
-        self.join.iter().fold(self.new, |acc, (t, _)| acc | ns_flag(*t))
+        self.join
+            .iter()
+            .fold(self.new, |acc, (t, _)| acc | ns_flag(*t))
     }
 }
 
@@ -140,16 +142,13 @@ pub fn validate(spec: &Spec, ns: &Namespaces) -> Result<()> {
             format!("{:?} is not an absolute path", process.cwd()),
         ));
     }
-    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
-        && !ns.has(LinuxNamespaceType::Uts)
-    {
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !ns.has(LinuxNamespaceType::Uts) {
         return Err(field(
             "hostname",
             "setting a hostname needs a new uts namespace (linux.namespaces)",
         ));
     }
-    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty())
-        && !ns.has(LinuxNamespaceType::Uts)
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !ns.has(LinuxNamespaceType::Uts)
     {
         return Err(field(
             "domainname",
@@ -232,7 +231,10 @@ fn check_sysctl(key: &str, ns: &Namespaces) -> Result<()> {
         }
         return Err(field(f, "needs a uts namespace"));
     }
-    Err(field(f, "is not a namespaced sysctl: it would change the host"))
+    Err(field(
+        f,
+        "is not a namespaced sysctl: it would change the host",
+    ))
 }
 
 #[cfg(test)]

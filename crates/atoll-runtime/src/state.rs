@@ -249,7 +249,11 @@ impl Saved {
 
     /// The runtime-spec state object, as `atoll state` prints it (runc's field names).
     pub fn state_json(&self, status: Status) -> serde_json::Value {
-        let pid = if matches!(status, Status::Stopped) { 0 } else { self.pid };
+        let pid = if matches!(status, Status::Stopped) {
+            0
+        } else {
+            self.pid
+        };
         serde_json::json!({
             "ociVersion": "1.2.0",
             "id": self.id,

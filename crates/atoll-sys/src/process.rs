@@ -90,3 +90,20 @@ pub fn reset_signal_dispositions() {
         }
     }
 }
+
+/// close_range(first, last, 0): close every fd in [first, last].
+///
+/// Closing fds that Rust code still owns would make those owners close a reused number later: the
+/// caller must only pass ranges that hold no `OwnedFd` it keeps using (atoll uses it right after
+/// clone, on fds inherited from the parent process that this process never took ownership of).
+pub fn close_range(first: u32, last: u32) -> io::Result<()> {
+    if first > last {
+        return Ok(());
+    }
+    // SAFETY: no memory is passed; the ownership rule above is the caller's contract.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

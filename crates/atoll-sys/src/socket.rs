@@ -11,7 +11,11 @@ const SPACE: usize = 64; // CMSG_SPACE for a handful of ints, rounded up
 struct CmsgBuf([u8; SPACE]);
 
 /// sendmsg(2) `data` with `fd` (if any) attached as SCM_RIGHTS. MSG_NOSIGNAL: a dead peer is EPIPE.
-pub fn send_with_fd(sock: BorrowedFd<'_>, data: &[u8], fd: Option<BorrowedFd<'_>>) -> io::Result<usize> {
+pub fn send_with_fd(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fd: Option<BorrowedFd<'_>>,
+) -> io::Result<usize> {
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),

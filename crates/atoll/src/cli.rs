@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(name = "atoll", version, about = "Linux islands for many tenants, on a runc-compatible OCI runtime")]
+#[command(
+    name = "atoll",
+    version,
+    about = "Linux islands for many tenants, on a runc-compatible OCI runtime"
+)]
 pub struct Cli {
     /// Where container state lives.
     #[arg(long, global = true, default_value = "/run/atoll")]

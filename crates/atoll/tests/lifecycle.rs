@@ -28,14 +28,16 @@ fn create_start_state_kill_delete() {
     b.set_args(&["sleep", "1000"]);
     let id = b.id("life");
     let pidfile = b.dir.join("pid");
-    let (code, _, err) = decode(
-        b.atoll().args(["create", "--bundle"]).arg(&b.dir).arg("--pid-file").arg(&pidfile).arg(&id).output().unwrap(),
-    );
+    let (code, err) = b.create(&id, &["--pid-file", pidfile.to_str().unwrap()]);
     assert_eq!(code, 0, "create: {err}");
     let state: serde_json::Value = serde_json::from_str(&b.cmd(&["state", &id]).1).unwrap();
     assert_eq!(state["status"], "created");
     assert_eq!(state["id"], id.as_str());
-    let pid: i64 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let pid: i64 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(state["pid"], pid);
     // Not started yet: the process is still atoll's init, not sleep.
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
@@ -45,12 +47,21 @@ fn create_start_state_kill_delete() {
     let state: serde_json::Value = serde_json::from_str(&b.cmd(&["state", &id]).1).unwrap();
     assert_eq!(state["status"], "running");
     for _ in 0..100 {
-        if std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim() == "sleep" {
+        if std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap_or_default()
+            .trim()
+            == "sleep"
+        {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim(), "sleep");
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap()
+            .trim(),
+        "sleep"
+    );
 
     // A second start is refused.
     let (code, _, err) = b.cmd(&["start", &id]);
@@ -92,13 +103,30 @@ fn exec_pause_resume_ps() {
     let mut b = Bundle::new("exec");
     b.set_args(&["sleep", "1000"]);
     let id = b.id("exec");
-    let (code, _, err) = decode(b.atoll().args(["run", "-d", "--bundle"]).arg(&b.dir).arg(&id).output().unwrap());
+    let status = b
+        .atoll()
+        .args(["run", "-d", "--bundle"])
+        .arg(&b.dir)
+        .arg(&id)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    let (code, err) = (status.code().unwrap(), String::new());
     assert_eq!(code, 0, "run -d: {err}");
     let (code, out, err) = b.cmd(&["exec", &id, "sh", "-c", "echo $$; cat /proc/1/comm; exit 3"]);
     assert_eq!(code, 3, "exec: {err}");
     let mut lines = out.lines();
-    assert_ne!(lines.next().unwrap().trim(), "1", "exec'd process must not be pid 1");
-    assert_eq!(lines.next().unwrap().trim(), "sleep", "exec must see the container's pid namespace");
+    assert_ne!(
+        lines.next().unwrap().trim(),
+        "1",
+        "exec'd process must not be pid 1"
+    );
+    assert_eq!(
+        lines.next().unwrap().trim(),
+        "sleep",
+        "exec must see the container's pid namespace"
+    );
 
     let (code, out, _) = b.cmd(&["ps", "--format", "json", &id]);
     assert_eq!(code, 0);
@@ -130,17 +158,27 @@ fn delete_force_cleans_after_killed_init() {
     let mut b = Bundle::new("crash");
     b.set_args(&["sleep", "1000"]);
     let id = b.id("crash");
-    let (code, _, err) = decode(b.atoll().args(["create", "--bundle"]).arg(&b.dir).arg(&id).output().unwrap());
+    let (code, err) = b.create(&id, &[]);
     assert_eq!(code, 0, "create: {err}");
     let state: serde_json::Value = serde_json::from_str(&b.cmd(&["state", &id]).1).unwrap();
     let pid = state["pid"].as_i64().unwrap() as i32;
     let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let mem = cgroups.lines().find(|l| l.contains(":memory:")).map(|l| l.rsplit(':').next().unwrap().to_string());
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let mem = cgroups
+        .lines()
+        .find(|l| l.contains(":memory:"))
+        .map(|l| l.rsplit(':').next().unwrap().to_string());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(100));
     assert_eq!(b.cmd(&["delete", "--force", &id]).0, 0);
     assert!(!b.root.join(&id).exists(), "state dir left behind");
     if let Some(mem) = mem {
-        assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/memory{mem}")).exists(), "memory cgroup {mem} left behind");
+        assert!(
+            !std::path::Path::new(&format!("/sys/fs/cgroup/memory{mem}")).exists(),
+            "memory cgroup {mem} left behind"
+        );
     }
 }

@@ -29,24 +29,46 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
     let saved = store.load(&opts.id)?;
     let status = saved.status();
     if !matches!(status, Status::Running | Status::Created) {
-        return Err(RuntimeError::BadState { id: opts.id.clone(), status: status.as_str(), wanted: "cannot exec in a container that is not running" });
+        return Err(RuntimeError::BadState {
+            id: opts.id.clone(),
+            status: status.as_str(),
+            wanted: "cannot exec in a container that is not running",
+        });
     }
     let caps = CapSets::from_spec(opts.process.capabilities().as_ref())?;
     let terminal = opts.process.terminal().unwrap_or(false);
     if terminal && opts.console_socket.is_none() {
-        return Err(field("process.terminal", "true, but no --console-socket was given"));
+        return Err(field(
+            "process.terminal",
+            "true, but no --console-socket was given",
+        ));
     }
-    let seccomp = match saved.config.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => Some(atoll_seccomp::Filter::compile_cached(s, &store.root().join(".cache/seccomp"))?),
+    let seccomp = match saved
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+    {
+        Some(s) => Some(atoll_seccomp::Filter::compile_cached(
+            s,
+            &store.root().join(".cache/seccomp"),
+        )?),
         None => None,
     };
     if !opts.detach {
-        nix::sys::prctl::set_child_subreaper(true).map_err(nix_errno("prctl(PR_SET_CHILD_SUBREAPER)"))?;
+        nix::sys::prctl::set_child_subreaper(true)
+            .map_err(nix_errno("prctl(PR_SET_CHILD_SUBREAPER)"))?;
     }
-    let pid = rustix::process::Pid::from_raw(saved.pid).ok_or_else(|| RuntimeError::Other("no init pid".into()))?;
-    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).map_err(errno(format!("pidfd_open {}", saved.pid)))?;
+    let pid = rustix::process::Pid::from_raw(saved.pid)
+        .ok_or_else(|| RuntimeError::Other("no init pid".into()))?;
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map_err(errno(format!("pidfd_open {}", saved.pid)))?;
     if crate::state::pid_start_time(saved.pid) != Some(saved.pid_start) {
-        return Err(RuntimeError::BadState { id: opts.id.clone(), status: "stopped", wanted: "cannot exec in a container that is not running" });
+        return Err(RuntimeError::BadState {
+            id: opts.id.clone(),
+            status: "stopped",
+            wanted: "cannot exec in a container that is not running",
+        });
     }
     let (psock, csock) = rustix::net::socketpair(
         rustix::net::AddressFamily::UNIX,
@@ -58,10 +80,20 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
     // Non-dumpable from here to execve (CVE-2019-5736): inherited by both children.
     nix::sys::prctl::set_dumpable(false).map_err(nix_errno("prctl(PR_SET_DUMPABLE, 0)"))?;
     let forward = signals();
-    match clone3(0, None).map_err(|e| RuntimeError::Sys { op: "clone3 (exec)".into(), source: e })? {
+    match clone3(0, None).map_err(|e| RuntimeError::Sys {
+        op: "clone3 (exec)".into(),
+        source: e,
+    })? {
         Forked::Child => {
             drop(psock);
-            join_and_fork(csock.as_fd(), pidfd.as_fd(), saved.ns_flags, opts, &caps, seccomp.as_ref())
+            join_and_fork(
+                csock.as_fd(),
+                pidfd.as_fd(),
+                saved.ns_flags,
+                opts,
+                &caps,
+                seccomp.as_ref(),
+            )
         }
         Forked::Parent(first) => {
             drop(csock);
@@ -71,28 +103,42 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
             let pid = match stage2? {
                 Some((Msg::Stage2(p), _)) => p,
                 Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
-                other => return Err(RuntimeError::Other(format!("exec sync: unexpected {other:?}"))),
+                other => {
+                    return Err(RuntimeError::Other(format!(
+                        "exec sync: unexpected {other:?}"
+                    )))
+                }
             };
             let kill = |e: RuntimeError| {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
                 e
             };
             if let Some(cg) = &saved.cgroup {
-                Cgroup::from_saved(cg).and_then(|c| c.add_task(pid)).map_err(|e| kill(e.into()))?;
+                Cgroup::from_saved(cg)
+                    .and_then(|c| c.add_task(pid))
+                    .map_err(|e| kill(e.into()))?;
             }
             if !opts.detach {
-                forward.thread_block().map_err(nix_errno("sigprocmask(SIG_BLOCK)"))?;
+                forward
+                    .thread_block()
+                    .map_err(nix_errno("sigprocmask(SIG_BLOCK)"))?;
             }
             protocol::send(psock.as_fd(), &Msg::Go, None).map_err(kill)?;
             serve(psock.as_fd(), opts, &saved, pid).map_err(kill)?;
             if let Some(pf) = &opts.pid_file {
-                std::fs::write(pf, pid.to_string()).map_err(crate::error::sys(format!("write {}", pf.display())))?;
+                std::fs::write(pf, pid.to_string())
+                    .map_err(crate::error::sys(format!("write {}", pf.display())))?;
             }
             // The socket is CLOEXEC in the child: EOF now means execve succeeded.
             match protocol::recv(psock.as_fd())? {
                 None => {}
                 Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
-                Some((m, _)) => return Err(RuntimeError::Other(format!("exec sync: unexpected {m:?}"))),
+                Some((m, _)) => {
+                    return Err(RuntimeError::Other(format!("exec sync: unexpected {m:?}")))
+                }
             }
             if opts.detach {
                 return Ok(0);
@@ -105,38 +151,84 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
 fn signals() -> nix::sys::signal::SigSet {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
-    for s in [Signal::SIGCHLD, Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH] {
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+    ] {
         set.add(s);
     }
     set
 }
 
-fn serve(sock: BorrowedFd<'_>, opts: &ExecOpts, saved: &crate::state::Saved, pid: i32) -> Result<()> {
+fn serve(
+    sock: BorrowedFd<'_>,
+    opts: &ExecOpts,
+    saved: &crate::state::Saved,
+    pid: i32,
+) -> Result<()> {
     loop {
         match protocol::recv(sock)? {
             Some((Msg::Ready, _)) => return Ok(()),
             Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
             Some((Msg::Fd(FdKind::Console), Some(fd))) => {
-                let path = opts.console_socket.as_ref().ok_or_else(|| RuntimeError::Other("console fd without --console-socket".into()))?;
+                let path = opts.console_socket.as_ref().ok_or_else(|| {
+                    RuntimeError::Other("console fd without --console-socket".into())
+                })?;
                 crate::tty::send_console(path, fd.as_fd())?;
             }
             Some((Msg::Fd(FdKind::Seccomp), Some(fd))) => {
-                let s = saved.config.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-                let path = s.and_then(|s| s.listener_path().clone()).ok_or_else(|| field("linux.seccomp.listenerPath", "missing"))?;
+                let s = saved
+                    .config
+                    .linux()
+                    .as_ref()
+                    .and_then(|l| l.seccomp().as_ref());
+                let path = s
+                    .and_then(|s| s.listener_path().clone())
+                    .ok_or_else(|| field("linux.seccomp.listenerPath", "missing"))?;
                 let meta = s.and_then(|s| s.listener_metadata().clone());
-                atoll_seccomp::send_to_listener(&path, fd.as_fd(), pid, meta.as_deref(), &saved.state_json(Status::Running))?;
+                atoll_seccomp::send_to_listener(
+                    &path,
+                    fd.as_fd(),
+                    pid,
+                    meta.as_deref(),
+                    &saved.state_json(Status::Running),
+                )?;
             }
-            other => return Err(RuntimeError::Other(format!("exec sync: unexpected {other:?}"))),
+            other => {
+                return Err(RuntimeError::Other(format!(
+                    "exec sync: unexpected {other:?}"
+                )))
+            }
         }
     }
 }
 
-fn join_and_fork(sock: BorrowedFd<'_>, pidfd: BorrowedFd<'_>, ns_flags: u64, opts: &ExecOpts, caps: &CapSets, seccomp: Option<&atoll_seccomp::Filter>) -> ! {
+fn join_and_fork(
+    sock: BorrowedFd<'_>,
+    pidfd: BorrowedFd<'_>,
+    ns_flags: u64,
+    opts: &ExecOpts,
+    caps: &CapSets,
+    seccomp: Option<&atoll_seccomp::Filter>,
+) -> ! {
     let res = (|| -> Result<i32> {
-        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(nix_errno("prctl(PR_SET_PDEATHSIG)"))?;
-        nix::sched::setns(pidfd, nix::sched::CloneFlags::from_bits_retain(ns_flags as i32))
-            .map_err(nix_errno(format!("setns(pidfd of init, {ns_flags:#x})")))?;
-        match clone3(0, None).map_err(|e| RuntimeError::Sys { op: "clone3 (exec stage 2)".into(), source: e })? {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .map_err(nix_errno("prctl(PR_SET_PDEATHSIG)"))?;
+        nix::sched::setns(
+            pidfd,
+            nix::sched::CloneFlags::from_bits_retain(ns_flags as i32),
+        )
+        .map_err(nix_errno(format!("setns(pidfd of init, {ns_flags:#x})")))?;
+        match clone3(0, None).map_err(|e| RuntimeError::Sys {
+            op: "clone3 (exec stage 2)".into(),
+            source: e,
+        })? {
             Forked::Child => {
                 let err = match process(sock, opts, caps, seccomp) {
                     Ok(p) => p.exec(),
@@ -160,24 +252,48 @@ fn join_and_fork(sock: BorrowedFd<'_>, pidfd: BorrowedFd<'_>, ns_flags: u64, opt
     }
 }
 
-fn process(sock: BorrowedFd<'_>, opts: &ExecOpts, caps: &CapSets, seccomp: Option<&atoll_seccomp::Filter>) -> Result<Prepared> {
+fn process(
+    sock: BorrowedFd<'_>,
+    opts: &ExecOpts,
+    caps: &CapSets,
+    seccomp: Option<&atoll_seccomp::Filter>,
+) -> Result<Prepared> {
+    super::init::close_inherited(opts.preserve_fds, &[std::os::fd::AsRawFd::as_raw_fd(&sock)])?;
     protocol::expect(sock, &Msg::Go)?;
     let console: Option<OwnedFd> = if opts.process.terminal().unwrap_or(false) {
-        let root = pathrs::Root::open("/").map_err(|e| RuntimeError::Other(format!("open container root: {e}")))?;
+        let root = pathrs::Root::open("/")
+            .map_err(|e| RuntimeError::Other(format!("open container root: {e}")))?;
         let rootfs_root = root;
         let master: OwnedFd = rootfs_root
             .resolve("/dev/pts/ptmx")
-            .and_then(|h| h.reopen(pathrs::flags::OpenFlags::O_RDWR | pathrs::flags::OpenFlags::O_NOCTTY | pathrs::flags::OpenFlags::O_CLOEXEC))
+            .and_then(|h| {
+                h.reopen(
+                    pathrs::flags::OpenFlags::O_RDWR
+                        | pathrs::flags::OpenFlags::O_NOCTTY
+                        | pathrs::flags::OpenFlags::O_CLOEXEC,
+                )
+            })
             .map_err(|e| RuntimeError::Other(format!("open /dev/pts/ptmx in the container: {e}")))?
             .into();
         rustix::pty::unlockpt(&master).map_err(errno("unlockpt"))?;
-        let slave = rustix::pty::ioctl_tiocgptpeer(&master, rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY).map_err(errno("ioctl(TIOCGPTPEER)"))?;
+        let slave = rustix::pty::ioctl_tiocgptpeer(
+            &master,
+            rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY,
+        )
+        .map_err(errno("ioctl(TIOCGPTPEER)"))?;
         protocol::send(sock, &Msg::Fd(FdKind::Console), Some(master.as_fd()))?;
         Some(slave)
     } else {
         None
     };
-    let p = finalize(&opts.process, caps, seccomp, opts.preserve_fds, console, sock)?;
+    let p = finalize(
+        &opts.process,
+        caps,
+        seccomp,
+        opts.preserve_fds,
+        console,
+        sock,
+    )?;
     protocol::send(sock, &Msg::Ready, None)?;
     Ok(p)
 }

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -51,9 +51,16 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
     // If the parent dies before we are done, die too: nothing half-made must run on.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(nix_errno("prctl(PR_SET_PDEATHSIG)"))?;
+    // Drop every fd inherited from the parent but the two we use: the caller's stray fds (a host
+    // directory, a jobserver pipe) and the parent's own (its end of the socket, the state lock,
+    // whose flock would otherwise stay held by us) must not live on in the container.
+    close_inherited(ctx.preserve_fds, &[sock.as_raw_fd(), ctx.fifo.as_raw_fd()])?;
     protocol::expect(sock, &Msg::Go)?;
     let spec = ctx.spec;
-    let process = spec.process().as_ref().ok_or_else(|| field("process", "missing"))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| field("process", "missing"))?;
     let linux = spec.linux().as_ref();
     let new_user = ctx.ns.creates(LinuxNamespaceType::User);
 
@@ -62,13 +69,15 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
     }
     if ctx.ns.creates(LinuxNamespaceType::Cgroup) {
         // Now that the parent has put us in our cgroup, a new cgroup namespace is rooted there.
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(nix_errno("unshare(CLONE_NEWCGROUP)"))?;
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(nix_errno("unshare(CLONE_NEWCGROUP)"))?;
     }
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         rustix::system::sethostname(h.as_bytes()).map_err(errno(format!("sethostname {h:?}")))?;
     }
     if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
-        rustix::system::setdomainname(d.as_bytes()).map_err(errno(format!("setdomainname {d:?}")))?;
+        rustix::system::setdomainname(d.as_bytes())
+            .map_err(errno(format!("setdomainname {d:?}")))?;
     }
 
     let mut state_json = String::new();
@@ -96,21 +105,43 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
     let dev_is_bind = mounts.iter().any(|m| {
         m.destination() == Path::new("/dev")
             && (m.typ().as_deref() == Some("bind")
-                || m.options().as_ref().is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind")))
+                || m.options()
+                    .as_ref()
+                    .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind")))
     });
     if !dev_is_bind {
-        rootfs.devices(&rootfs::all_devices(spec), new_user || ctx.ns.join.iter().any(|(t, _)| *t == LinuxNamespaceType::User))?;
+        rootfs.devices(
+            &rootfs::all_devices(spec),
+            new_user
+                || ctx
+                    .ns
+                    .join
+                    .iter()
+                    .any(|(t, _)| *t == LinuxNamespaceType::User),
+        )?;
         rootfs.dev_symlinks()?;
     }
-    let console = if ctx.terminal { Some(open_console_in(&rootfs, sock)?) } else { None };
+    let console = if ctx.terminal {
+        Some(open_console_in(&rootfs, sock)?)
+    } else {
+        None
+    };
 
     if ctx.has_hooks {
         protocol::send(sock, &Msg::Hooks, None)?;
         match protocol::recv(sock)? {
             Some((Msg::State(s), _)) => state_json = s,
-            other => return Err(RuntimeError::Other(format!("init sync: expected State, got {other:?}"))),
+            other => {
+                return Err(RuntimeError::Other(format!(
+                    "init sync: expected State, got {other:?}"
+                )))
+            }
         }
-        if let Some(h) = spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()) {
+        if let Some(h) = spec
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.create_container().as_ref())
+        {
             crate::hooks::run_all("createContainer", h, &state_json)?;
         }
     }
@@ -124,21 +155,51 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
     }
     enter_root(ctx, &rootfs)?;
     drop(rootfs);
-    if spec.root().as_ref().is_some_and(|r| r.readonly() == Some(true)) {
-        let root = rustix::fs::open("/", rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
-            .map_err(errno("open / after pivot_root"))?;
-        atoll_sys::mount::mount_setattr(root.as_fd(), false, &atoll_sys::mount::MountAttr { set: atoll_sys::mount::MOUNT_ATTR_RDONLY, ..Default::default() })
-            .map_err(|e| RuntimeError::Sys { op: "mount_setattr ro on / (root.readonly)".into(), source: e })?;
+    if spec
+        .root()
+        .as_ref()
+        .is_some_and(|r| r.readonly() == Some(true))
+    {
+        let root = rustix::fs::open(
+            "/",
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(errno("open / after pivot_root"))?;
+        atoll_sys::mount::mount_setattr(
+            root.as_fd(),
+            false,
+            &atoll_sys::mount::MountAttr {
+                set: atoll_sys::mount::MOUNT_ATTR_RDONLY,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| RuntimeError::Sys {
+            op: "mount_setattr ro on / (root.readonly)".into(),
+            source: e,
+        })?;
     }
 
     if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
         let persona = match p.domain() {
-            oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => nix::sys::personality::Persona::from_bits_retain(0x0008),
+            oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => {
+                nix::sys::personality::Persona::from_bits_retain(0x0008)
+            }
             _ => nix::sys::personality::Persona::empty(),
         };
         nix::sys::personality::set(persona).map_err(nix_errno("personality"))?;
     }
-    let ready = finalize(process, &ctx.caps, ctx.seccomp, ctx.preserve_fds, console, sock)?;
+    let ready = finalize(
+        process,
+        &ctx.caps,
+        ctx.seccomp,
+        ctx.preserve_fds,
+        console,
+        sock,
+    )?;
+    // From Ready on the container outlives `create`: stop dying with it. (Should the parent die
+    // in between, the saved state still names the cgroup and `delete --force` kills us.)
+    nix::sys::prctl::set_pdeathsig(None).map_err(nix_errno("prctl(PR_SET_PDEATHSIG, 0)"))?;
     protocol::send(sock, &Msg::Ready, None)?;
 
     // Wait for `start`: it writes one byte to exec.fifo.
@@ -151,7 +212,11 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
             Err(e) => return Err(errno("read exec.fifo")(e)),
         }
     }
-    if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()) {
+    if let Some(h) = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().as_ref())
+    {
         crate::hooks::run_all("startContainer", h, &state_json)?;
     }
     Err(ready.exec())
@@ -194,7 +259,9 @@ pub fn finalize(
         install_seccomp(seccomp, sock)?;
     }
     caps.apply_bounding()?;
-    let setgroups_ok = std::fs::read_to_string("/proc/self/setgroups").map(|s| s.trim() != "deny").unwrap_or(true);
+    let setgroups_ok = std::fs::read_to_string("/proc/self/setgroups")
+        .map(|s| s.trim() != "deny")
+        .unwrap_or(true);
     identity::switch_user(process, setgroups_ok)?;
     caps.apply_sets()?;
     if nnp {
@@ -202,30 +269,42 @@ pub fn finalize(
         install_seccomp(seccomp, sock)?;
     }
     let cwd = process.cwd();
-    std::env::set_current_dir(cwd).map_err(crate::error::sys(format!("chdir {} (process.cwd)", cwd.display())))?;
+    std::env::set_current_dir(cwd).map_err(crate::error::sys(format!(
+        "chdir {} (process.cwd)",
+        cwd.display()
+    )))?;
     let env = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
     let first = args.first().ok_or_else(|| field("process.args", "empty"))?;
     let exe = find_executable(first, &env)?;
     let argv = cstrings(&args, "process.args")?;
     let envp = cstrings(&env, "process.env")?;
-    let exe_c = CString::new(exe.as_os_str().as_bytes()).map_err(|_| field("process.args[0]", "contains NUL"))?;
+    let exe_c = CString::new(exe.as_os_str().as_bytes())
+        .map_err(|_| field("process.args[0]", "contains NUL"))?;
     if let Some(slave) = &console {
         set_controlling_terminal(slave.as_fd())?;
     }
     drop(console);
     // Nothing but stdio and the preserved fds may cross exec (CVE-2024-21626).
-    atoll_sys::process::close_range_cloexec(3 + preserve_fds)
-        .map_err(|e| RuntimeError::Sys { op: "close_range(CLOSE_RANGE_CLOEXEC)".into(), source: e })?;
+    atoll_sys::process::close_range_cloexec(3 + preserve_fds).map_err(|e| RuntimeError::Sys {
+        op: "close_range(CLOSE_RANGE_CLOEXEC)".into(),
+        source: e,
+    })?;
     reset_signals()?;
-    Ok(Prepared { exe, exe_c, argv, envp })
+    Ok(Prepared {
+        exe,
+        exe_c,
+        argv,
+        envp,
+    })
 }
 
 /// In a new user namespace: become uid/gid 0 there (if mapped) so files we create are root's.
 fn become_ns_root(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
     let maps_root = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
-        m.as_ref().is_some_and(|v| v.iter().any(|x| x.container_id() == 0))
+        m.as_ref()
+            .is_some_and(|v| v.iter().any(|x| x.container_id() == 0))
     };
     if linux.is_some_and(|l| maps_root(l.uid_mappings()) && maps_root(l.gid_mappings())) {
         let z = nix::unistd::Uid::from_raw(0);
@@ -250,17 +329,47 @@ fn prepare_root(ctx: &InitCtx<'_>) -> Result<Rootfs> {
         "private" | "rprivate" => MsFlags::MS_PRIVATE,
         "unbindable" | "runbindable" => MsFlags::MS_UNBINDABLE,
         "slave" | "rslave" => MsFlags::MS_SLAVE,
-        other => return Err(field("linux.rootfsPropagation", format!("unknown value {other:?}"))),
+        other => {
+            return Err(field(
+                "linux.rootfsPropagation",
+                format!("unknown value {other:?}"),
+            ))
+        }
     };
     // Our own mounts must never propagate back to the host: slave (at least) first.
-    let first = if flags == MsFlags::MS_SHARED { MsFlags::MS_SLAVE } else { flags };
-    nix::mount::mount(None::<&str>, "/", None::<&str>, first | MsFlags::MS_REC, None::<&str>)
-        .map_err(nix_errno("mount --make-rslave /"))?;
-    nix::mount::mount(Some(ctx.rootfs), ctx.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .map_err(nix_errno(format!("bind mount rootfs {} onto itself", ctx.rootfs.display())))?;
+    let first = if flags == MsFlags::MS_SHARED {
+        MsFlags::MS_SLAVE
+    } else {
+        flags
+    };
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        first | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(nix_errno("mount --make-rslave /"))?;
+    nix::mount::mount(
+        Some(ctx.rootfs),
+        ctx.rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(nix_errno(format!(
+        "bind mount rootfs {} onto itself",
+        ctx.rootfs.display()
+    )))?;
     if flags == MsFlags::MS_SHARED {
-        nix::mount::mount(None::<&str>, ctx.rootfs, None::<&str>, MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>)
-            .map_err(nix_errno("mount --make-rshared rootfs"))?;
+        nix::mount::mount(
+            None::<&str>,
+            ctx.rootfs,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(nix_errno("mount --make-rshared rootfs"))?;
     }
     Rootfs::open(ctx.rootfs)
 }
@@ -268,19 +377,31 @@ fn prepare_root(ctx: &InitCtx<'_>) -> Result<Rootfs> {
 /// pivot_root(".", ".") then detach the old root (no directory needed), or with --no-pivot move
 /// the rootfs onto / and chroot.
 fn enter_root(ctx: &InitCtx<'_>, rootfs: &Rootfs) -> Result<()> {
-    let dir: OwnedFd = rootfs.root.try_clone().map_err(|e| RuntimeError::Other(format!("dup rootfs fd: {e}")))?.into();
+    let dir: OwnedFd = rootfs
+        .root
+        .try_clone()
+        .map_err(|e| RuntimeError::Other(format!("dup rootfs fd: {e}")))?
+        .into();
     rustix::process::fchdir(&dir).map_err(errno(format!("fchdir {}", ctx.rootfs.display())))?;
     if ctx.no_pivot {
         nix::mount::mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
             .map_err(nix_errno("mount --move rootfs / (--no-pivot)"))?;
         nix::unistd::chroot(".").map_err(nix_errno("chroot . (--no-pivot)"))?;
     } else {
-        rustix::process::pivot_root(".", ".").map_err(errno(format!("pivot_root {}", ctx.rootfs.display())))?;
+        rustix::process::pivot_root(".", ".")
+            .map_err(errno(format!("pivot_root {}", ctx.rootfs.display())))?;
         // The old root is now stacked under "."; make it a slave so the detach does not
         // propagate an unmount to the host, then detach it.
-        nix::mount::mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-            .map_err(nix_errno("mount --make-rslave old root"))?;
-        nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH).map_err(nix_errno("umount2 old root (MNT_DETACH)"))?;
+        nix::mount::mount(
+            None::<&str>,
+            ".",
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(nix_errno("mount --make-rslave old root"))?;
+        nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH)
+            .map_err(nix_errno("umount2 old root (MNT_DETACH)"))?;
     }
     std::env::set_current_dir("/").map_err(crate::error::sys("chdir / after pivot_root"))?;
     Ok(())
@@ -288,8 +409,12 @@ fn enter_root(ctx: &InitCtx<'_>, rootfs: &Rootfs) -> Result<()> {
 
 fn open_self_ns(name: &str) -> Result<OwnedFd> {
     let p = format!("/proc/self/ns/{name}");
-    rustix::fs::open(p.as_str(), rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
-        .map_err(errno(format!("open {p}")))
+    rustix::fs::open(
+        p.as_str(),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(errno(format!("open {p}")))
 }
 
 /// A user namespace carrying a mount's own uidMappings/gidMappings, for MOUNT_ATTR_IDMAP: a child
@@ -297,10 +422,21 @@ fn open_self_ns(name: &str) -> Result<OwnedFd> {
 fn make_idmap_userns(m: &oci_spec::runtime::Mount) -> Result<OwnedFd> {
     let (uid, gid) = match (m.uid_mappings(), m.gid_mappings()) {
         (Some(u), Some(g)) => (u.clone(), g.clone()),
-        _ => return Err(field(format!("mounts ({}).uidMappings", m.destination().display()), "uidMappings and gidMappings must both be set")),
+        _ => {
+            return Err(field(
+                format!("mounts ({}).uidMappings", m.destination().display()),
+                "uidMappings and gidMappings must both be set",
+            ))
+        }
     };
-    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(errno("pipe"))?;
-    match atoll_sys::process::clone3(libc::CLONE_NEWUSER as u64, None).map_err(|e| RuntimeError::Sys { op: "clone3(CLONE_NEWUSER) for an idmap".into(), source: e })? {
+    let (r, w) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(errno("pipe"))?;
+    match atoll_sys::process::clone3(libc::CLONE_NEWUSER as u64, None).map_err(|e| {
+        RuntimeError::Sys {
+            op: "clone3(CLONE_NEWUSER) for an idmap".into(),
+            source: e,
+        }
+    })? {
         atoll_sys::process::Forked::Child => {
             drop(w);
             let mut b = [0u8; 1];
@@ -311,8 +447,12 @@ fn make_idmap_userns(m: &oci_spec::runtime::Mount) -> Result<OwnedFd> {
             drop(r);
             let res = identity::write_id_maps(pid, &uid, &gid).and_then(|()| {
                 let p = format!("/proc/{pid}/ns/user");
-                rustix::fs::open(p.as_str(), rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
-                    .map_err(errno(format!("open {p}")))
+                rustix::fs::open(
+                    p.as_str(),
+                    rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )
+                .map_err(errno(format!("open {p}")))
             });
             drop(w);
             let _reap = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
@@ -325,11 +465,19 @@ fn make_idmap_userns(m: &oci_spec::runtime::Mount) -> Result<OwnedFd> {
 /// parent (for --console-socket) and return the slave for stdio.
 pub fn open_console_in(rootfs: &Rootfs, sock: BorrowedFd<'_>) -> Result<OwnedFd> {
     let master: OwnedFd = rootfs
-        .open_in("/dev/pts/ptmx", pathrs::flags::OpenFlags::O_RDWR | pathrs::flags::OpenFlags::O_NOCTTY | pathrs::flags::OpenFlags::O_CLOEXEC)?
+        .open_in(
+            "/dev/pts/ptmx",
+            pathrs::flags::OpenFlags::O_RDWR
+                | pathrs::flags::OpenFlags::O_NOCTTY
+                | pathrs::flags::OpenFlags::O_CLOEXEC,
+        )?
         .into();
     rustix::pty::unlockpt(&master).map_err(errno("unlockpt"))?;
-    let slave = rustix::pty::ioctl_tiocgptpeer(&master, rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY)
-        .map_err(errno("ioctl(TIOCGPTPEER)"))?;
+    let slave = rustix::pty::ioctl_tiocgptpeer(
+        &master,
+        rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY,
+    )
+    .map_err(errno("ioctl(TIOCGPTPEER)"))?;
     rootfs.console(slave.as_fd())?;
     protocol::send(sock, &Msg::Fd(FdKind::Console), Some(master.as_fd()))?;
     Ok(slave)
@@ -355,13 +503,24 @@ fn install_seccomp(seccomp: Option<&Filter>, sock: BorrowedFd<'_>) -> Result<()>
 /// Write linux.sysctl through a procfs we mounted ourselves (pathrs), never through a /proc the
 /// image could have shaped (CVE-2025-52881).
 fn write_sysctls(sysctl: &std::collections::HashMap<String, String>) -> Result<()> {
-    let proc = pathrs::procfs::ProcfsHandle::new().map_err(|e| RuntimeError::Other(format!("open a private procfs: {e}")))?;
+    let proc = pathrs::procfs::ProcfsHandle::new()
+        .map_err(|e| RuntimeError::Other(format!("open a private procfs: {e}")))?;
     for (k, v) in sysctl {
         let sub = format!("sys/{}", k.replace('.', "/"));
         let mut f = proc
-            .open(pathrs::procfs::ProcfsBase::ProcRoot, &sub, pathrs::flags::OpenFlags::O_WRONLY)
-            .map_err(|e| field(format!("linux.sysctl[{k:?}]"), format!("open /proc/{sub}: {e}")))?;
-        std::io::Write::write_all(&mut f, v.as_bytes()).map_err(|e| field(format!("linux.sysctl[{k:?}]"), format!("write {v:?}: {e}")))?;
+            .open(
+                pathrs::procfs::ProcfsBase::ProcRoot,
+                &sub,
+                pathrs::flags::OpenFlags::O_WRONLY,
+            )
+            .map_err(|e| {
+                field(
+                    format!("linux.sysctl[{k:?}]"),
+                    format!("open /proc/{sub}: {e}"),
+                )
+            })?;
+        std::io::Write::write_all(&mut f, v.as_bytes())
+            .map_err(|e| field(format!("linux.sysctl[{k:?}]"), format!("write {v:?}: {e}")))?;
     }
     Ok(())
 }
@@ -373,7 +532,14 @@ fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
     };
     if arg0.contains('/') {
         let p = PathBuf::from(arg0);
-        return if check(&p) { Ok(p) } else { Err(field("process.args[0]", format!("{arg0}: no such executable in the container"))) };
+        return if check(&p) {
+            Ok(p)
+        } else {
+            Err(field(
+                "process.args[0]",
+                format!("{arg0}: no such executable in the container"),
+            ))
+        };
     }
     let path = env
         .iter()
@@ -385,13 +551,36 @@ fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
             return Ok(p);
         }
     }
-    Err(field("process.args[0]", format!("{arg0:?}: executable file not found in $PATH ({path})")))
+    Err(field(
+        "process.args[0]",
+        format!("{arg0:?}: executable file not found in $PATH ({path})"),
+    ))
 }
 
 fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>> {
     v.iter()
         .map(|s| CString::new(s.as_bytes()).map_err(|_| field(what, format!("{s:?} contains NUL"))))
         .collect()
+}
+
+/// Close every fd from 3 + `preserve` up, except those in `keep`.
+pub fn close_inherited(preserve: u32, keep: &[std::os::fd::RawFd]) -> Result<()> {
+    let mut keep: Vec<u32> = keep.iter().map(|&f| f as u32).collect();
+    keep.sort_unstable();
+    let mut first = 3 + preserve;
+    for k in keep.into_iter().filter(|&k| k >= 3 + preserve) {
+        if k > first {
+            atoll_sys::process::close_range(first, k - 1).map_err(|e| RuntimeError::Sys {
+                op: format!("close_range({first}, {})", k - 1),
+                source: e,
+            })?;
+        }
+        first = k + 1;
+    }
+    atoll_sys::process::close_range(first, u32::MAX).map_err(|e| RuntimeError::Sys {
+        op: format!("close_range({first}, ~0)"),
+        source: e,
+    })
 }
 
 /// The user's process starts with default signal dispositions and an empty mask.

@@ -48,7 +48,8 @@ pub enum FdKind {
 
 pub fn send(sock: BorrowedFd<'_>, msg: &Msg, fd: Option<BorrowedFd<'_>>) -> Result<()> {
     let buf = serde_json::to_vec(msg).expect("protocol messages always serialize");
-    atoll_sys::socket::send_with_fd(sock, &buf, fd).map_err(sys("sendmsg on the init sync socket"))?;
+    atoll_sys::socket::send_with_fd(sock, &buf, fd)
+        .map_err(sys("sendmsg on the init sync socket"))?;
     Ok(())
 }
 
@@ -78,4 +79,3 @@ pub fn expect(sock: BorrowedFd<'_>, want: &Msg) -> Result<()> {
         ))),
     }
 }
-

@@ -34,26 +34,47 @@ pub struct Created {
 }
 
 pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
-    let bundle = std::fs::canonicalize(&opts.bundle)
-        .map_err(|e| RuntimeError::Config { path: opts.bundle.clone(), msg: format!("bundle: {e}") })?;
+    let bundle = std::fs::canonicalize(&opts.bundle).map_err(|e| RuntimeError::Config {
+        path: opts.bundle.clone(),
+        msg: format!("bundle: {e}"),
+    })?;
     let spec = spec::load(&bundle)?;
     let rootfs = spec::rootfs(&bundle, &spec)?;
     let ns = spec::namespaces(&spec)?;
     spec::validate(&spec, &ns)?;
-    let process = spec.process().as_ref().ok_or_else(|| field("process", "missing"))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| field("process", "missing"))?;
     let caps = CapSets::from_spec(process.capabilities().as_ref())?;
     let terminal = process.terminal().unwrap_or(false);
     if terminal && opts.console_socket.is_none() {
-        return Err(field("process.terminal", "true, but no --console-socket was given"));
+        return Err(field(
+            "process.terminal",
+            "true, but no --console-socket was given",
+        ));
     }
     let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => Some(atoll_seccomp::Filter::compile_cached(s, &store.root().join(".cache/seccomp"))?),
+        Some(s) => Some(atoll_seccomp::Filter::compile_cached(
+            s,
+            &store.root().join(".cache/seccomp"),
+        )?),
         None => None,
     };
 
     let lock = store.create_dir(&opts.id)?;
-    let mut guard = Cleanup { store, id: &opts.id, cgroup: None, child: None, armed: true };
-    let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
+    let mut guard = Cleanup {
+        store,
+        id: &opts.id,
+        cgroup: None,
+        child: None,
+        armed: true,
+    };
+    let cgroups_path = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned());
     let cgroup = Cgroup::open(cgroups_path.as_deref(), &opts.id)?;
     let mut saved = Saved {
         id: opts.id.clone(),
@@ -78,8 +99,12 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600))
         .map_err(nix_errno(format!("mkfifo {}", fifo_path.display())))?;
     // O_RDWR: the open never blocks and init's read blocks until `start` writes (Linux fifo rule).
-    let fifo = rustix::fs::open(&fifo_path, rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
-        .map_err(errno(format!("open {}", fifo_path.display())))?;
+    let fifo = rustix::fs::open(
+        &fifo_path,
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(errno(format!("open {}", fifo_path.display())))?;
     let (parent_sock, child_sock) = rustix::net::socketpair(
         rustix::net::AddressFamily::UNIX,
         rustix::net::SocketType::SEQPACKET,
@@ -88,12 +113,21 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     )
     .map_err(errno("socketpair(AF_UNIX, SOCK_SEQPACKET)"))?;
 
-    let hierarchies = guard.cgroup.as_ref().map(|c| c.hierarchies()).unwrap_or_default();
+    let hierarchies = guard
+        .cgroup
+        .as_ref()
+        .map(|c| c.hierarchies())
+        .unwrap_or_default();
     let hooks = spec.hooks().as_ref();
     let has_hooks = hooks.is_some_and(|h| {
-        [h.prestart(), h.create_runtime(), h.create_container(), h.start_container()]
-            .iter()
-            .any(|x| x.as_ref().is_some_and(|v| !v.is_empty()))
+        [
+            h.prestart(),
+            h.create_runtime(),
+            h.create_container(),
+            h.start_container(),
+        ]
+        .iter()
+        .any(|x| x.as_ref().is_some_and(|v| !v.is_empty()))
     });
     let ctx = InitCtx {
         spec: &spec,
@@ -120,7 +154,8 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     gcg.add_task(pid)?;
     if let Some(adj) = process.oom_score_adj() {
         let p = format!("/proc/{pid}/oom_score_adj");
-        std::fs::write(&p, adj.to_string()).map_err(sys(format!("write {p} (process.oomScoreAdj)")))?;
+        std::fs::write(&p, adj.to_string())
+            .map_err(sys(format!("write {p} (process.oomScoreAdj)")))?;
     }
     saved.pid = pid;
     saved.pid_start = crate::state::pid_start_time(pid).unwrap_or(0);
@@ -139,12 +174,21 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
 /// Clone the init. Direct path: one clone3 with every CLONE_NEW* flag (the common case, and the
 /// fast one). Two-stage path, when namespaces must be joined or a time namespace made: a first
 /// child joins (setns), unshares, and forks the real init into the new pid/time namespaces.
-fn spawn_init(ctx: &InitCtx<'_>, psock: BorrowedFd<'_>, csock: OwnedFd, spec: &Spec, ns: &Namespaces) -> Result<i32> {
+fn spawn_init(
+    ctx: &InitCtx<'_>,
+    psock: BorrowedFd<'_>,
+    csock: OwnedFd,
+    spec: &Spec,
+    ns: &Namespaces,
+) -> Result<i32> {
     let cgroupns = spec::ns_flag(LinuxNamespaceType::Cgroup);
     let direct = ns.join.is_empty() && !ns.creates(LinuxNamespaceType::Time);
     let flags = if direct { ns.new & !cgroupns } else { 0 };
     let linux = spec.linux().as_ref();
-    match clone3(flags, None).map_err(|e| RuntimeError::Sys { op: format!("clone3(flags {flags:#x})"), source: e })? {
+    match clone3(flags, None).map_err(|e| RuntimeError::Sys {
+        op: format!("clone3(flags {flags:#x})"),
+        source: e,
+    })? {
         Forked::Child => {
             if direct {
                 init::run(ctx, csock.as_fd());
@@ -172,7 +216,11 @@ fn spawn_init(ctx: &InitCtx<'_>, psock: BorrowedFd<'_>, csock: OwnedFd, spec: &S
                         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
                         return Err(RuntimeError::Init(e));
                     }
-                    other => return Err(RuntimeError::Other(format!("stage-1 sync: unexpected {other:?}"))),
+                    other => {
+                        return Err(RuntimeError::Other(format!(
+                            "stage-1 sync: unexpected {other:?}"
+                        )))
+                    }
                 }
             }
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
@@ -185,11 +233,23 @@ fn spawn_init(ctx: &InitCtx<'_>, psock: BorrowedFd<'_>, csock: OwnedFd, spec: &S
 /// The two-stage path's first child: join, unshare, fork the init, report its pid, exit.
 fn stage1(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>, ns: &Namespaces, spec: &Spec) -> ! {
     let res = (|| -> Result<i32> {
-        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(nix_errno("prctl(PR_SET_PDEATHSIG)"))?;
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .map_err(nix_errno("prctl(PR_SET_PDEATHSIG)"))?;
         for (t, path) in &ns.join {
-            let f = std::fs::File::open(path).map_err(sys(format!("open {} (linux.namespaces {})", path.display(), spec::ns_name(*t))))?;
-            nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::from_bits_retain(spec::ns_flag(*t) as i32))
-                .map_err(nix_errno(format!("setns {} ({})", path.display(), spec::ns_name(*t))))?;
+            let f = std::fs::File::open(path).map_err(sys(format!(
+                "open {} (linux.namespaces {})",
+                path.display(),
+                spec::ns_name(*t)
+            )))?;
+            nix::sched::setns(
+                f.as_fd(),
+                nix::sched::CloneFlags::from_bits_retain(spec::ns_flag(*t) as i32),
+            )
+            .map_err(nix_errno(format!(
+                "setns {} ({})",
+                path.display(),
+                spec::ns_name(*t)
+            )))?;
         }
         let cgroupns = spec::ns_flag(LinuxNamespaceType::Cgroup);
         let flags = ns.new & !cgroupns;
@@ -204,7 +264,10 @@ fn stage1(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>, ns: &Namespaces, spec: &Spec)
         if ns.creates(LinuxNamespaceType::Time) {
             write_time_offsets(spec)?;
         }
-        match clone3(0, None).map_err(|e| RuntimeError::Sys { op: "clone3 (stage 2)".into(), source: e })? {
+        match clone3(0, None).map_err(|e| RuntimeError::Sys {
+            op: "clone3 (stage 2)".into(),
+            source: e,
+        })? {
             Forked::Child => init::run(ctx, sock),
             Forked::Parent(p) => Ok(p),
         }
@@ -222,23 +285,43 @@ fn stage1(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>, ns: &Namespaces, spec: &Spec)
 }
 
 fn write_time_offsets(spec: &Spec) -> Result<()> {
-    let Some(offs) = spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref()) else { return Ok(()) };
+    let Some(offs) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref())
+    else {
+        return Ok(());
+    };
     let mut text = String::new();
     for (clock, o) in offs {
         let id = match clock.as_str() {
             "monotonic" => "monotonic",
             "boottime" => "boottime",
-            other => return Err(field(format!("linux.timeOffsets[{other:?}]"), "only monotonic and boottime exist")),
+            other => {
+                return Err(field(
+                    format!("linux.timeOffsets[{other:?}]"),
+                    "only monotonic and boottime exist",
+                ))
+            }
         };
-        text.push_str(&format!("{id} {} {}\n", o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0)));
+        text.push_str(&format!(
+            "{id} {} {}\n",
+            o.secs().unwrap_or(0),
+            o.nanosecs().unwrap_or(0)
+        ));
     }
-    std::fs::write("/proc/self/timens_offsets", text).map_err(sys("write /proc/self/timens_offsets"))
+    std::fs::write("/proc/self/timens_offsets", text)
+        .map_err(sys("write /proc/self/timens_offsets"))
 }
 
 fn write_maps(pid: i32, spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
-    let uid = linux.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
-    let gid = linux.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
+    let uid = linux
+        .and_then(|l| l.uid_mappings().clone())
+        .unwrap_or_default();
+    let gid = linux
+        .and_then(|l| l.gid_mappings().clone())
+        .unwrap_or_default();
     identity::write_id_maps(pid, &uid, &gid)
 }
 
@@ -261,17 +344,29 @@ fn drive(sock: BorrowedFd<'_>, saved: &Saved, spec: &Spec, opts: &CreateOpts) ->
                 protocol::send(sock, &Msg::State(state), None)?;
             }
             Some((Msg::Fd(FdKind::Console), Some(fd))) => {
-                let path = opts.console_socket.as_ref().ok_or_else(|| RuntimeError::Other("console fd without --console-socket".into()))?;
+                let path = opts.console_socket.as_ref().ok_or_else(|| {
+                    RuntimeError::Other("console fd without --console-socket".into())
+                })?;
                 crate::tty::send_console(path, fd.as_fd())?;
             }
             Some((Msg::Fd(FdKind::Seccomp), Some(fd))) => {
                 let filter_spec = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-                let path = filter_spec.and_then(|s| s.listener_path().clone()).ok_or_else(|| field("linux.seccomp.listenerPath", "missing"))?;
+                let path = filter_spec
+                    .and_then(|s| s.listener_path().clone())
+                    .ok_or_else(|| field("linux.seccomp.listenerPath", "missing"))?;
                 let meta = filter_spec.and_then(|s| s.listener_metadata().clone());
                 let state = saved.state_json(crate::state::Status::Creating);
-                atoll_seccomp::send_to_listener(&path, fd.as_fd(), saved.pid, meta.as_deref(), &state)?;
+                atoll_seccomp::send_to_listener(
+                    &path,
+                    fd.as_fd(),
+                    saved.pid,
+                    meta.as_deref(),
+                    &state,
+                )?;
             }
-            Some((m, _)) => return Err(RuntimeError::Other(format!("init sync: unexpected {m:?}"))),
+            Some((m, _)) => {
+                return Err(RuntimeError::Other(format!("init sync: unexpected {m:?}")))
+            }
             None => return Err(RuntimeError::Init("init exited before it was ready".into())),
         }
     }
@@ -282,7 +377,11 @@ fn drive(sock: BorrowedFd<'_>, saved: &Saved, spec: &Spec, opts: &CreateOpts) ->
 /// rules the way runc does, so a "deny all" list still leaves the standard devices usable.
 pub fn effective_resources(spec: &Spec) -> oci_spec::runtime::LinuxResources {
     use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
-    let mut res = spec.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
+    let mut res = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
     let mut rules = res.devices().clone().unwrap_or_default();
     let rule = |t: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
         let mut r = LinuxDeviceCgroup::default();
@@ -294,7 +393,11 @@ pub fn effective_resources(spec: &Spec) -> oci_spec::runtime::LinuxResources {
         r
     };
     for d in crate::rootfs::all_devices(spec) {
-        let t = if d.typ() == LinuxDeviceType::B { LinuxDeviceType::B } else { LinuxDeviceType::C };
+        let t = if d.typ() == LinuxDeviceType::B {
+            LinuxDeviceType::B
+        } else {
+            LinuxDeviceType::C
+        };
         rules.push(rule(t, Some(d.major()), Some(d.minor()), "rwm"));
     }
     rules.push(rule(LinuxDeviceType::C, Some(5), Some(1), "rwm")); // /dev/console
@@ -307,7 +410,11 @@ pub fn effective_resources(spec: &Spec) -> oci_spec::runtime::LinuxResources {
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_extension("atoll-tmp");
     std::fs::write(&tmp, pid.to_string()).map_err(sys(format!("write {}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(sys(format!("rename {} to {}", tmp.display(), path.display())))
+    std::fs::rename(&tmp, path).map_err(sys(format!(
+        "rename {} to {}",
+        tmp.display(),
+        path.display()
+    )))
 }
 
 /// Removes what a failed `create` made: kill the init, remove the cgroup and the state dir.

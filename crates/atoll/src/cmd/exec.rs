@@ -12,7 +12,12 @@ pub fn exec(store: &Store, a: &ExecArgs) -> Result<i32> {
     let mut process: Process = match &a.process {
         Some(p) => {
             let data = std::fs::read(p).with_context(|| format!("--process {}", p.display()))?;
-            serde_json::from_slice(&data).with_context(|| format!("--process {}: not a runtime-spec process object", p.display()))?
+            serde_json::from_slice(&data).with_context(|| {
+                format!(
+                    "--process {}: not a runtime-spec process object",
+                    p.display()
+                )
+            })?
         }
         None => {
             if a.command.is_empty() {
@@ -38,7 +43,10 @@ pub fn exec(store: &Store, a: &ExecArgs) -> Result<i32> {
     }
     if let Some(u) = &a.user {
         let (uid, gid) = match u.split_once(':') {
-            Some((u, g)) => (u.parse::<u32>().context("--user uid")?, g.parse::<u32>().context("--user gid")?),
+            Some((u, g)) => (
+                u.parse::<u32>().context("--user uid")?,
+                g.parse::<u32>().context("--user gid")?,
+            ),
             None => (u.parse::<u32>().context("--user uid")?, 0),
         };
         let mut user = process.user().clone();
@@ -59,9 +67,18 @@ pub fn exec(store: &Store, a: &ExecArgs) -> Result<i32> {
         let extra: Vec<oci_spec::runtime::Capability> = a
             .cap
             .iter()
-            .map(|s| serde_json::from_value(serde_json::Value::String(s.clone())).with_context(|| format!("--cap {s}: unknown capability")))
+            .map(|s| {
+                serde_json::from_value(serde_json::Value::String(s.clone()))
+                    .with_context(|| format!("--cap {s}: unknown capability"))
+            })
             .collect::<Result<_>>()?;
-        for set in [c.bounding().clone(), c.effective().clone(), c.permitted().clone()].iter() {
+        for set in [
+            c.bounding().clone(),
+            c.effective().clone(),
+            c.permitted().clone(),
+        ]
+        .iter()
+        {
             let _ = set;
         }
         let add = |s: &Option<oci_spec::runtime::Capabilities>| {

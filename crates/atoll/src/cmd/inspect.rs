@@ -22,7 +22,10 @@ pub fn list(store: &Store, format: Format, quiet: bool) -> Result<()> {
     match format {
         Format::Json => println!("{}", serde_json::to_string(&rows)?),
         Format::Table => {
-            println!("{:<12} {:<10} {:<10} {:<40} {:<32} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+            println!(
+                "{:<12} {:<10} {:<10} {:<40} {:<32} OWNER",
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+            );
             for r in &rows {
                 println!(
                     "{:<12} {:<10} {:<10} {:<40} {:<32} {}",
@@ -31,7 +34,11 @@ pub fn list(store: &Store, format: Format, quiet: bool) -> Result<()> {
                     r["status"].as_str().unwrap_or(""),
                     r["bundle"].as_str().unwrap_or(""),
                     r["created"].as_str().unwrap_or(""),
-                    if r["owner"].as_str().unwrap_or("").is_empty() { "root" } else { r["owner"].as_str().unwrap_or("") },
+                    if r["owner"].as_str().unwrap_or("").is_empty() {
+                        "root"
+                    } else {
+                        r["owner"].as_str().unwrap_or("")
+                    },
                 );
             }
         }
@@ -46,18 +53,36 @@ pub fn ps(store: &Store, id: &str, format: Format, args: &[String]) -> Result<()
         println!("{}", serde_json::to_string(&pids)?);
         return Ok(());
     }
-    let args: Vec<String> = if args.is_empty() { vec!["-ef".into()] } else { args.to_vec() };
-    let out = std::process::Command::new("ps").args(&args).output().context("run ps(1)")?;
+    let args: Vec<String> = if args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        args.to_vec()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .context("run ps(1)")?;
     if !out.status.success() {
-        bail!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
     let header = lines.next().unwrap_or("");
-    let col = header.split_whitespace().position(|h| h == "PID").context("ps output has no PID column")?;
+    let col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .context("ps output has no PID column")?;
     println!("{header}");
     for l in lines {
-        if let Some(p) = l.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok()) {
+        if let Some(p) = l
+            .split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<i32>().ok())
+        {
             if pids.contains(&p) {
                 println!("{l}");
             }
@@ -92,6 +117,8 @@ fn parse_duration(s: &str) -> Result<Duration> {
     } else {
         (s, 1.0)
     };
-    let v: f64 = num.parse().with_context(|| format!("--interval {s:?}: not a duration like 5s"))?;
+    let v: f64 = num
+        .parse()
+        .with_context(|| format!("--interval {s:?}: not a duration like 5s"))?;
     Ok(Duration::from_secs_f64(v * mul))
 }

@@ -19,20 +19,33 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     match &cli.verb {
         Verb::Create(a) => container::create(&store, &create_opts(a))?,
         Verb::Start { id } => container::start(&store, id)?,
-        Verb::State { id } => println!("{}", serde_json::to_string_pretty(&container::state(&store, id)?)?),
+        Verb::State { id } => println!(
+            "{}",
+            serde_json::to_string_pretty(&container::state(&store, id)?)?
+        ),
         Verb::Kill { all, id, signal } => {
             let sig = container::parse_signal(signal)?;
             container::kill(&store, id, sig, *all)?
         }
         Verb::Delete { force, id } => container::delete(&store, id, *force)?,
-        Verb::Run { detach, create } => return Ok(container::run(&store, &create_opts(create), *detach)?),
+        Verb::Run { detach, create } => {
+            return Ok(container::run(&store, &create_opts(create), *detach)?)
+        }
         Verb::Exec(a) => return exec::exec(&store, a),
-        Verb::Ps { format, id, ps_args } => inspect::ps(&store, id, *format, ps_args)?,
+        Verb::Ps {
+            format,
+            id,
+            ps_args,
+        } => inspect::ps(&store, id, *format, ps_args)?,
         Verb::List { format, quiet } => inspect::list(&store, *format, *quiet)?,
         Verb::Pause { id } => container::pause(&store, id)?,
         Verb::Resume { id } => container::resume(&store, id)?,
         Verb::Update(a) => update::update(&store, a)?,
-        Verb::Events { stats, interval, id } => inspect::events(&store, id, *stats, interval)?,
+        Verb::Events {
+            stats,
+            interval,
+            id,
+        } => inspect::events(&store, id, *stats, interval)?,
         Verb::Features => println!("{}", serde_json::to_string_pretty(&features::features())?),
         Verb::Spec { bundle, rootless } => spec::write(bundle, *rootless).context("spec")?,
     }

@@ -8,14 +8,19 @@ use crate::cli::UpdateArgs;
 
 pub fn update(store: &Store, a: &UpdateArgs) -> Result<()> {
     let mut res: serde_json::Value = match &a.resources {
-        Some(p) if p.as_os_str() == "-" => serde_json::from_reader(std::io::stdin()).context("--resources -: bad JSON")?,
+        Some(p) if p.as_os_str() == "-" => {
+            serde_json::from_reader(std::io::stdin()).context("--resources -: bad JSON")?
+        }
         Some(p) => {
             let data = std::fs::read(p).with_context(|| format!("--resources {}", p.display()))?;
-            serde_json::from_slice(&data).with_context(|| format!("--resources {}: bad JSON", p.display()))?
+            serde_json::from_slice(&data)
+                .with_context(|| format!("--resources {}: bad JSON", p.display()))?
         }
         None => serde_json::json!({}),
     };
-    let obj = res.as_object_mut().context("--resources: not a JSON object")?;
+    let obj = res
+        .as_object_mut()
+        .context("--resources: not a JSON object")?;
     let mut set = |section: &str, key: &str, v: serde_json::Value| {
         let s = obj.entry(section).or_insert_with(|| serde_json::json!({}));
         s[key] = v;
@@ -27,7 +32,11 @@ pub fn update(store: &Store, a: &UpdateArgs) -> Result<()> {
         set("memory", "swap", parse_bytes(m, "--memory-swap")?.into());
     }
     if let Some(m) = &a.memory_reservation {
-        set("memory", "reservation", parse_bytes(m, "--memory-reservation")?.into());
+        set(
+            "memory",
+            "reservation",
+            parse_bytes(m, "--memory-reservation")?.into(),
+        );
     }
     if let Some(v) = a.cpu_shares {
         set("cpu", "shares", v.into());
@@ -50,7 +59,8 @@ pub fn update(store: &Store, a: &UpdateArgs) -> Result<()> {
     if let Some(v) = a.blkio_weight {
         set("blockIO", "weight", v.into());
     }
-    let resources: LinuxResources = serde_json::from_value(res).context("resources: not a runtime-spec linux.resources object")?;
+    let resources: LinuxResources = serde_json::from_value(res)
+        .context("resources: not a runtime-spec linux.resources object")?;
     container::update(store, &a.id, &resources)?;
     Ok(())
 }
@@ -69,6 +79,8 @@ fn parse_bytes(s: &str, flag: &str) -> Result<i64> {
         Some('t') => (&t[..t.len() - 1], 1 << 40),
         _ => (t, 1),
     };
-    let n: i64 = num.parse().with_context(|| format!("{flag} {s:?}: not a size like 512m"))?;
+    let n: i64 = num
+        .parse()
+        .with_context(|| format!("{flag} {s:?}: not a size like 512m"))?;
     Ok(n * mul)
 }

@@ -32,7 +32,10 @@ pub fn can_run() -> bool {
 }
 
 pub fn busybox() -> Option<PathBuf> {
-    ["/bin/busybox", "/usr/bin/busybox"].iter().map(PathBuf::from).find(|p| p.exists())
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
 }
 
 /// A bundle with a busybox rootfs and a config.json from `atoll spec`, adjusted for tests
@@ -48,7 +51,10 @@ pub struct Bundle {
 impl Bundle {
     pub fn new(name: &str) -> Bundle {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let base = PathBuf::from(format!("/tmp/atoll-tests/{name}-{}-{n}", std::process::id()));
+        let base = PathBuf::from(format!(
+            "/tmp/atoll-tests/{name}-{}-{n}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&base);
         let dir = base.join("bundle");
         let rootfs = dir.join("rootfs");
@@ -56,28 +62,57 @@ impl Bundle {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
         }
         std::fs::copy(busybox().expect("busybox"), rootfs.join("bin/busybox")).unwrap();
-        let out = Command::new(rootfs.join("bin/busybox")).arg("--list").output().unwrap();
+        let out = Command::new(rootfs.join("bin/busybox"))
+            .arg("--list")
+            .output()
+            .unwrap();
         for applet in String::from_utf8_lossy(&out.stdout).lines() {
             let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
         }
-        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/tmp:/bin/sh\n").unwrap();
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/tmp:/bin/sh\n",
+        )
+        .unwrap();
         std::fs::write(rootfs.join("etc/group"), "root:x:0:\nuser:x:1000:\n").unwrap();
-        let out = Command::new(ATOLL).args(["spec", "--bundle"]).arg(&dir).output().unwrap();
-        assert!(out.status.success(), "atoll spec: {}", String::from_utf8_lossy(&out.stderr));
-        let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+        let out = Command::new(ATOLL)
+            .args(["spec", "--bundle"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "atoll spec: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
         config["process"]["terminal"] = false.into();
         config["root"]["readonly"] = false.into();
-        let b = Bundle { dir, root: base.join("state"), ids: vec![], config };
+        let b = Bundle {
+            dir,
+            root: base.join("state"),
+            ids: vec![],
+            config,
+        };
         b.save();
         b
     }
 
     pub fn save(&self) {
-        std::fs::write(self.dir.join("config.json"), serde_json::to_vec_pretty(&self.config).unwrap()).unwrap();
+        std::fs::write(
+            self.dir.join("config.json"),
+            serde_json::to_vec_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
     }
 
     pub fn set_args(&mut self, args: &[&str]) {
-        self.config["process"]["args"] = args.iter().map(|s| s.to_string()).collect::<Vec<_>>().into();
+        self.config["process"]["args"] = args
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .into();
         self.save();
     }
 
@@ -97,7 +132,13 @@ impl Bundle {
     /// `atoll run` in the foreground; returns (exit code, stdout, stderr).
     pub fn run(&mut self, name: &str) -> (i32, String, String) {
         let id = self.id(name);
-        let out = self.atoll().args(["run", "--bundle"]).arg(&self.dir).arg(&id).output().unwrap();
+        let out = self
+            .atoll()
+            .args(["run", "--bundle"])
+            .arg(&self.dir)
+            .arg(&id)
+            .output()
+            .unwrap();
         decode(out)
     }
 
@@ -105,8 +146,31 @@ impl Bundle {
     pub fn sh(&mut self, script: &str) -> String {
         self.set_args(&["sh", "-c", script]);
         let (code, out, err) = self.run("sh");
-        assert_eq!(code, 0, "container script failed: {script}\nstdout: {out}\nstderr: {err}");
+        assert_eq!(
+            code, 0,
+            "container script failed: {script}\nstdout: {out}\nstderr: {err}"
+        );
         out
+    }
+
+    /// `atoll create`: the container's init inherits stdio, so never wait on pipes for it (they
+    /// stay open until the container exits); stderr goes to a file instead.
+    pub fn create(&self, id: &str, extra: &[&str]) -> (i32, String) {
+        let errfile = self.dir.join(format!("{id}.create.err"));
+        let status = self
+            .atoll()
+            .args(["create", "--bundle"])
+            .arg(&self.dir)
+            .args(extra)
+            .arg(id)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&errfile).unwrap())
+            .status()
+            .unwrap();
+        (
+            status.code().unwrap_or(-1),
+            std::fs::read_to_string(&errfile).unwrap_or_default(),
+        )
     }
 
     pub fn cmd(&self, args: &[&str]) -> (i32, String, String) {
@@ -133,7 +197,11 @@ impl Drop for Bundle {
         }
         let base = self.dir.parent().unwrap().to_path_buf();
         // Unmount anything a failed test may have left under the bundle before removing it.
-        let _ = Command::new("umount").arg("-R").arg(self.rootfs()).stderr(Stdio::null()).status();
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(self.rootfs())
+            .stderr(Stdio::null())
+            .status();
         let _ = std::fs::remove_dir_all(&base);
     }
 }
