@@ -77,8 +77,8 @@ pub fn parse_options(opts: &[String]) -> Options {
 }
 
 fn parse_other(o: &mut Options, opt: &str) {
-    let prop = |p: libc::c_ulong| Some((p as u64, false));
-    let rprop = |p: libc::c_ulong| Some((p as u64, true));
+    let prop = |p: u64| Some((p, false));
+    let rprop = |p: u64| Some((p, true));
     match opt {
         "bind" => o.bind = true,
         "rbind" => {
@@ -823,7 +823,7 @@ mod tests {
         let o = parse_options(&s(&["rbind", "rro", "rprivate", "newinstance", "ridmap"]));
         assert!(o.bind && o.recursive_bind);
         assert_eq!(o.rattr_set, sysm::MOUNT_ATTR_RDONLY);
-        assert_eq!(o.propagation, Some((libc::MS_PRIVATE as u64, true)));
+        assert_eq!(o.propagation, Some((libc::MS_PRIVATE, true)));
         assert_eq!(o.data, vec![("newinstance".into(), None)]);
         assert_eq!(o.idmap, Some(true));
     }
