@@ -8,7 +8,12 @@ scripts/setup.sh
 export ATOLL_TESTS_MUST_RUN=1
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace -- --test-threads=2
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --all-targets -- --test-threads=2 2>&1 | tee "$log"
+# One closing line for the whole run (doc-test binaries with no tests must not be the last word).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' "$log"
 if [ -x scripts/conformance/build.sh ] && [ "${ATOLL_SKIP_CONFORMANCE:-0}" != 1 ]; then
   cargo build --release -p atoll
   scripts/conformance/build.sh

@@ -62,7 +62,9 @@ impl Bundle {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
         }
         std::fs::copy(busybox().expect("busybox"), rootfs.join("bin/busybox")).unwrap();
-        let out = Command::new(rootfs.join("bin/busybox"))
+        // Ask the host's busybox: executing the fresh copy races with other test threads' forks
+        // that still hold its write fd (ETXTBSY).
+        let out = Command::new(busybox().expect("busybox"))
             .arg("--list")
             .output()
             .unwrap();
