@@ -9,6 +9,7 @@ cargo build --release -q -p atoll
 ATOLL="$PWD/target/release/atoll"
 work=$(mktemp -d /tmp/atoll-demo.XXXXXX)
 root="$work/state"
+chmod 755 "$work"  # the container's root (uid 100000 on the host) must reach its rootfs
 trap '"$ATOLL" --root "$root" delete --force demo >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 mkdir -p "$work/bundle/rootfs"/{bin,proc,dev,sys,tmp,etc}
 cp /bin/busybox "$work/bundle/rootfs/bin/"
@@ -44,4 +45,4 @@ json.dump(c, open(p, "w"), indent=1)
 PY
 echo "== atoll run: a container built from the host's busybox"
 "$ATOLL" --root "$root" run --bundle "$work/bundle" demo
-echo "== exit code passed through: $("$ATOLL" --version)"
+echo "== done: the container and its cgroup are removed ($("$ATOLL" --version))"
