@@ -82,12 +82,17 @@ list_ids() { "$RT" list -q 2>/dev/null | sed '/^[[:space:]]*$/d' | sort -u; }
 BEFORE="$SCRATCH/ids.before"
 list_ids >"$BEFORE"
 
-cleanup_containers() {
+STUCK="$SCRATCH/ids.stuck"   # containers that resisted delete -f: retried only at exit
+: >"$STUCK"
+cleanup_containers() { # [final]
     local id
     list_ids | comm -13 "$BEFORE" - | while read -r id; do
-        timeout 20 "$RT" kill "$id" KILL >/dev/null 2>&1 || true
-        timeout 20 "$RT" delete -f "$id" >/dev/null 2>&1 ||
+        if [ -z "${1:-}" ] && grep -qxF "$id" "$STUCK"; then continue; fi
+        timeout 10 "$RT" kill "$id" KILL >/dev/null 2>&1 || true
+        if ! timeout 10 "$RT" delete -f "$id" >/dev/null 2>&1; then
             printf 'run.sh: warning: could not delete container %s\n' "$id" >&2
+            echo "$id" >>"$STUCK"
+        fi
     done
 }
 cleanup_bundles() {
@@ -100,7 +105,7 @@ cleanup_bundles() {
     chmod 1777 "$SCRATCH/tmp"
 }
 final_cleanup() {
-    cleanup_containers
+    cleanup_containers final
     cleanup_bundles
     rm -rf "$SCRATCH"
 }
