@@ -248,6 +248,13 @@ pub fn finalize(
     console: Option<OwnedFd>,
     sock: BorrowedFd<'_>,
 ) -> Result<Prepared> {
+    // Nothing but stdio and the preserved fds may cross exec (CVE-2024-21626). Done before
+    // the seccomp filter goes on (a profile need not allow close_range); every fd opened
+    // after this is O_CLOEXEC.
+    atoll_sys::process::close_range_cloexec(3 + preserve_fds).map_err(|e| RuntimeError::Sys {
+        op: "close_range(CLOSE_RANGE_CLOEXEC)".into(),
+        source: e,
+    })?;
     identity::apply_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
     if let Some(umask) = process.user().umask() {
         rustix::process::umask(rustix::fs::Mode::from_raw_mode(umask));
@@ -285,11 +292,6 @@ pub fn finalize(
         set_controlling_terminal(slave.as_fd())?;
     }
     drop(console);
-    // Nothing but stdio and the preserved fds may cross exec (CVE-2024-21626).
-    atoll_sys::process::close_range_cloexec(3 + preserve_fds).map_err(|e| RuntimeError::Sys {
-        op: "close_range(CLOSE_RANGE_CLOEXEC)".into(),
-        source: e,
-    })?;
     reset_signals()?;
     Ok(Prepared {
         exe,
