@@ -25,7 +25,8 @@ import sys
 import time
 
 PREFIX = "atbench"  # every container id starts with this; used to find leftovers
-CMD_TIMEOUT = 60.0  # seconds, per runtime invocation
+CMD_TIMEOUT = 20.0  # seconds, per runtime invocation
+DELETE_TIMEOUT = 10.0  # seconds, per cleanup `delete --force`
 MAX_FAILURES = 3  # stop measuring a runtime in a test after this many failures
 
 OCI = ("atoll", "crun", "runc")
@@ -172,17 +173,26 @@ class Runtime:
             return [self.path, "-fmnuip", "--mount-proc=/proc", f"--root={rootfs}", *args]
         raise ValueError(self.name)
 
-    def force_delete_all(self, runner):
-        """Delete every container in this runtime's state dir. Returns ids it found."""
-        if not self.oci or not os.path.isdir(self.root):
+    def force_delete(self, runner, ids):
+        """delete --force the given containers; returns those whose state is still there."""
+        if not self.oci:
             return []
-        ids = [d for d in os.listdir(self.root) if d.startswith(PREFIX)]
         for cid in ids:
-            if runner.quiet(self.g("delete", "--force", cid), timeout=30) != 0 and \
+            if not os.path.exists(os.path.join(self.root, cid)):
+                continue
+            if runner.quiet(self.g("delete", "--force", cid), timeout=DELETE_TIMEOUT) != 0 and \
                     os.path.exists(os.path.join(self.root, cid)):
                 print(f"cleanup: {self.name} delete --force {cid} failed: "
-                      f"{runner.last_stderr()}", file=sys.stderr)
+                      f"{runner.last_stderr()[:200]}", file=sys.stderr, flush=True)
         reap()
+        return [cid for cid in ids if os.path.exists(os.path.join(self.root, cid))]
+
+    def force_delete_all(self, runner):
+        """Delete every container in this runtime's state dir. Returns the ids it found."""
+        if not self.oci or not os.path.isdir(self.root):
+            return []
+        ids = sorted(d for d in os.listdir(self.root) if d.startswith(PREFIX))
+        self.force_delete(runner, ids)
         return ids
 
 
@@ -241,7 +251,7 @@ def sanity(rts, runner, bundles):
         else:
             ok[rt.name] = (f"sanity run failed: rc={rc} {err or ''} stdout={text.strip()[:100]!r} "
                            f"stderr={runner.last_stderr()!r}")
-            rt.force_delete_all(runner)
+            rt.force_delete(runner, [cid])
         reap()
     return ok
 
@@ -269,11 +279,11 @@ def test_run(rts, runner, bundles, n, warmup, rng, rss=False):
             reap()
             if rc != 0:
                 r.fail(f"iter {i}: rc={rc} {err or ''} {runner.last_stderr()}".strip())
-                rt.force_delete_all(runner)
+                rt.force_delete(runner, [cid])
                 continue
             if rt.oci and os.path.exists(os.path.join(rt.root, cid)):
                 r.fail(f"iter {i}: `run` left state behind for {cid}")
-                rt.force_delete_all(runner)
+                rt.force_delete(runner, [cid])
                 continue
             if i < warmup:
                 continue
@@ -328,12 +338,12 @@ def test_lifecycle(rts, runner, bundles, n, warmup, rng):
             except RuntimeError as e:
                 r.fail(f"iter {i}: {e}")
                 reap()
-                rt.force_delete_all(runner)
+                rt.force_delete(runner, [cid])
                 continue
             reap()
             if os.path.exists(os.path.join(rt.root, cid)):
                 r.fail(f"iter {i}: `delete` left state behind for {cid}")
-                rt.force_delete_all(runner)
+                rt.force_delete(runner, [cid])
                 continue
             if i >= warmup:
                 r.samples.append(ms(total))
@@ -419,7 +429,7 @@ def test_parallel(rts, runner, bundles, count, rounds, rng):
                         p.wait()
                 OUTSTANDING.remove(ps)
             reap()
-            left = rt.force_delete_all(runner)
+            left = rt.force_delete(runner, ids)
             r.extra.setdefault("cleanup_ms", []).append(ms(time.perf_counter_ns() - tc))
             if left:
                 r.fail(f"round {rnd}: delete --force left {len(left)} containers")
@@ -471,7 +481,29 @@ def short(paths, k=4):
 
 
 def remove_cgroups(paths):
-    # deepest first; rmdir is the only way to remove a cgroup
+    """Kill what is still inside our containers' cgroups (processes this benchmark made,
+    that `delete --force` did not remove), then rmdir, deepest first."""
+    import signal as _s
+    killed = set()
+    for p in paths:
+        for dirpath, _, files in os.walk(p):
+            if "cgroup.procs" in files:
+                try:
+                    pids = [int(x) for x in open(os.path.join(dirpath, "cgroup.procs")).read().split()]
+                except (OSError, ValueError):
+                    continue
+                for pid in pids:
+                    if pid not in killed:
+                        try:
+                            os.kill(pid, _s.SIGKILL)
+                            killed.add(pid)
+                        except OSError:
+                            pass
+    if killed:
+        print(f"cleanup: killed {len(killed)} process(es) left in atbench cgroups: "
+              f"{sorted(killed)[:10]}", file=sys.stderr, flush=True)
+        time.sleep(0.5)
+        reap()
     for p in sorted(paths, key=len, reverse=True):
         for dirpath, dirnames, _ in os.walk(p, topdown=False):
             try:
@@ -648,7 +680,14 @@ def main():
         reap()
         cg = cgroup_leftovers()
         if cg:
-            remove_cgroups(cg)
+            remove_cgroups(cg)  # kills what delete --force left running
+        for rt in rts:  # a container whose processes are gone now may delete
+            stuck = rt.force_delete(runner, left.get(rt.name, []))
+            if stuck:
+                print(f"cleanup: {rt.name} could not delete {stuck}", file=sys.stderr)
+        still = cgroup_leftovers()
+        if still:
+            remove_cgroups(still)
         return left, cg, cgroup_leftovers()
 
     if a.cleanup_only:
@@ -676,6 +715,9 @@ def main():
         "cgroup_leftovers_before": cg_before,
     })
 
+    if cg_before:
+        print(f"warning: atbench cgroups exist BEFORE this run (an earlier run's): "
+              f"{short(cg_before)}; they will be counted as leftovers", flush=True)
     print("sanity check (each runtime must run the echo bundle) ...", flush=True)
     bad = sanity(rts, runner, bundles)
     failed_rts = {name for name, why in bad.items() if why}

@@ -9,7 +9,8 @@
 #   ATOLL=/path/to/atoll bench/run.sh
 #
 # Counts: N_RUN (50) N_LIFECYCLE (30) PARALLEL (50) ROUNDS (5) N_RSS (20) WARMUP (3);
-# TESTS=run,lifecycle,parallel,rss; RUNTIMES="atoll crun runc bwrap unshare".
+# TESTS=run,lifecycle,parallel,rss; RUNTIMES="atoll crun runc bwrap unshare";
+# NO_AMBIENT=1 drops runc spec's process.capabilities.ambient from the (shared) config.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -142,10 +143,14 @@ runc spec --bundle "$tmpl"
 for b in true echo sleep; do
     mkdir -p "$work/bundle-$b"
     cp -a "$rootfs" "$work/bundle-$b/rootfs"
-    python3 - "$tmpl/config.json" "$work/bundle-$b/config.json" "$b" <<'PY'
+    python3 - "$tmpl/config.json" "$work/bundle-$b/config.json" "$b" "${NO_AMBIENT:-0}" <<'PY'
 import json, sys
-src, dst, kind = sys.argv[1:]
+src, dst, kind, no_ambient = sys.argv[1:]
 c = json.load(open(src))
+if no_ambient == "1":
+    # variant, for every runtime alike: runc spec's ambient set (not in inheritable, so runc
+    # and crun skip raising it) removed
+    c["process"]["capabilities"].pop("ambient", None)
 c["process"]["terminal"] = False
 c["process"]["args"] = {"true": ["/bin/true"],
                         "echo": ["/bin/echo", "atoll-bench-ok"],
@@ -164,13 +169,16 @@ if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then cgmode=unified
 elif mountpoint -q /sys/fs/cgroup/unified 2>/dev/null; then cgmode=hybrid; fi
 meta=$(python3 -c 'import json,sys; print(json.dumps({"host_cgroup_mode": sys.argv[1],
   "git_commit": sys.argv[2], "git_dirty": sys.argv[3] != "", "atoll_binary": sys.argv[4],
-  "atoll_sha256": sys.argv[5], "measured_in": "one private mount namespace (unshare -m) for all runtimes; "
+  "atoll_sha256": sys.argv[5], "config_variant": "no-ambient" if sys.argv[6] == "1" else "runc spec",
+  "measured_in": "one private mount namespace (unshare -m) for all runtimes; "
   "on a hybrid host the cgroup2 mount at /sys/fs/cgroup/unified is replaced by a throwaway tmpfs"}))' "$cgmode" \
   "$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
   "$(git -C "$repo" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null | head -1)" \
-  "${atoll_src:-}" "$( [ -n "${atoll_src:-}" ] && sha256sum "$work/bin/atoll" | cut -c1-16)")
+  "${atoll_src:-}" "$( [ -n "${atoll_src:-}" ] && sha256sum "$work/bin/atoll" | cut -c1-16)" \
+  "${NO_AMBIENT:-0}")
 
-echo "host cgroup mode: $cgmode; work dir: $work"
+echo "host cgroup mode: $cgmode; work dir: $work; config: $( [ "${NO_AMBIENT:-0}" = 1 ] &&
+    echo 'runc spec without process.capabilities.ambient (NO_AMBIENT=1)' || echo 'runc spec')"
 # in the background so that a signal to this script is handled at once (see cleanup)
 unshare -m --propagation private -- sh -c "$ns_setup" sh "${driver[@]}" "${skip_args[@]}" \
     --n-run "${N_RUN:-50}" --n-lifecycle "${N_LIFECYCLE:-30}" --parallel "${PARALLEL:-50}" \
