@@ -578,7 +578,8 @@ def targets(all_res, failed_rts):
 
 def report(all_res, order, skipped, failed_rts):
     lines = []
-    lines.append(f"{'test':<32}{'runtime':<9}{'n':>4}{'median':>10}{'p10':>10}{'p90':>10}  unit")
+    lines.append(f"{'test':<32}{'runtime':<9}{'n':>4}{'median':>10}{'p10':>10}{'p90':>10}"
+                 f"{'mean':>10}  unit")
     for key, label, unit in TESTS:
         if key not in all_res:
             continue
@@ -596,7 +597,8 @@ def report(all_res, order, skipped, failed_rts):
             else:
                 fmt = "{:>10.0f}" if unit == "KiB" else "{:>10.2f}"
                 lines.append(f"{label:<32}{name:<9}{s['n']:>4}" + fmt.format(s["median"])
-                             + fmt.format(s["p10"]) + fmt.format(s["p90"]) + f"  {unit}")
+                             + fmt.format(s["p10"]) + fmt.format(s["p90"])
+                             + fmt.format(s["mean"]) + f"  {unit}")
         if key == "lifecycle":
             for name in order:
                 r = all_res[key].get(name)
