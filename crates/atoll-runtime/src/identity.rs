@@ -101,6 +101,13 @@ impl CapSets {
         caps::clear(None, CapSet::Ambient)
             .map_err(|e| RuntimeError::Other(format!("clear ambient caps: {e}")))?;
         for cap in &self.ambient {
+            // The kernel raises an ambient cap only if it is permitted and inheritable. Configs
+            // from `runc spec` list ambient caps without inheritable ones and runc runs them,
+            // skipping what cannot be raised: do the same, and say so.
+            if !self.inheritable.contains(cap) || !self.permitted.contains(cap) {
+                tracing::debug!("process.capabilities.ambient: {cap} is not in inheritable and permitted; not raised");
+                continue;
+            }
             caps::raise(None, CapSet::Ambient, *cap).map_err(|e| {
                 RuntimeError::Other(format!(
                     "raise ambient {cap} (it must be in permitted and inheritable): {e}"
