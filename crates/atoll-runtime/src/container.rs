@@ -158,14 +158,16 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     };
     let status = saved.status();
     match status {
+        // A create killed half-way is "creating" forever: deletable, it is what --force cleans.
         Status::Stopped | Status::Creating => {}
-        Status::Created => {}
         _ if force => {}
+        // runtime-spec: deleting a container that is not stopped MUST fail (runc deletes
+        // created ones anyway; atoll follows the spec: kill it first, or use --force).
         _ => {
             return Err(RuntimeError::BadState {
                 id: id.into(),
                 status: status.as_str(),
-                wanted: "cannot delete a running container without --force",
+                wanted: "cannot delete a container that is not stopped without --force",
             })
         }
     }

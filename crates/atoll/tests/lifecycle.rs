@@ -182,3 +182,56 @@ fn delete_force_cleans_after_killed_init() {
         );
     }
 }
+
+#[test]
+fn join_existing_namespaces_by_path() {
+    if !can_run() {
+        return;
+    }
+    // A host process in its own ipc, uts and net namespaces: the container joins them by path.
+    let mut holder = std::process::Command::new("unshare")
+        .args(["--ipc", "--uts", "--net", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let child = std::fs::read_to_string(format!(
+        "/proc/{}/task/{}/children",
+        holder.id(),
+        holder.id()
+    ))
+    .unwrap();
+    let pid: u32 = child
+        .split_whitespace()
+        .next()
+        .map(|p| p.parse().unwrap())
+        .unwrap_or(holder.id());
+    let mut b = Bundle::new("nspath");
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.retain(|n| !["ipc", "uts", "network"].contains(&n["type"].as_str().unwrap()));
+    for (t, f) in [("ipc", "ipc"), ("uts", "uts"), ("network", "net")] {
+        ns.push(serde_json::json!({"type": t, "path": format!("/proc/{pid}/ns/{f}")}));
+    }
+    b.config.as_object_mut().unwrap().remove("hostname");
+    let wants: Vec<String> = ["ipc", "uts", "net"]
+        .iter()
+        .map(|f| {
+            std::fs::read_link(format!("/proc/{pid}/ns/{f}"))
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let out = b.sh("for n in ipc uts net pid; do readlink /proc/self/ns/$n; done");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let lines: Vec<&str> = out.lines().collect();
+    for (i, want) in wants.iter().enumerate() {
+        assert_eq!(lines[i], want, "namespace joined by path: {out}");
+    }
+    let host_pid = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    assert_ne!(
+        lines[3],
+        host_pid.to_string_lossy(),
+        "still gets a new pid namespace"
+    );
+}

@@ -33,6 +33,9 @@ pub struct InitCtx<'a> {
     pub preserve_fds: u32,
     pub fifo: BorrowedFd<'a>,
     pub has_hooks: bool,
+    /// Die with the parent (direct path). In the two-stage path our parent is the first child,
+    /// which exits on purpose; there we notice a dead `create` by EOF on the socket instead.
+    pub die_with_parent: bool,
 }
 
 /// Run init; never returns. Any error goes to the parent as `Msg::Error`, then exit(1).
@@ -49,8 +52,10 @@ pub fn run(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> ! {
 
 fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
     // If the parent dies before we are done, die too: nothing half-made must run on.
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-        .map_err(nix_errno("prctl(PR_SET_PDEATHSIG)"))?;
+    if ctx.die_with_parent {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .map_err(nix_errno("prctl(PR_SET_PDEATHSIG)"))?;
+    }
     // Drop every fd inherited from the parent but the two we use: the caller's stray fds (a host
     // directory, a jobserver pipe) and the parent's own (its end of the socket, the state lock,
     // whose flock would otherwise stay held by us) must not live on in the container.

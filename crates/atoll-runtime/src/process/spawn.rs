@@ -142,6 +142,7 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
         preserve_fds: opts.preserve_fds,
         fifo: fifo.as_fd(),
         has_hooks,
+        die_with_parent: direct_path(&ns),
     };
     // Non-dumpable until exec: a container process can't open /proc/<init>/exe or ptrace us
     // while init still runs atoll's code (CVE-2019-5736). execve resets it.
@@ -182,7 +183,7 @@ fn spawn_init(
     ns: &Namespaces,
 ) -> Result<i32> {
     let cgroupns = spec::ns_flag(LinuxNamespaceType::Cgroup);
-    let direct = ns.join.is_empty() && !ns.creates(LinuxNamespaceType::Time);
+    let direct = direct_path(ns);
     let flags = if direct { ns.new & !cgroupns } else { 0 };
     let linux = spec.linux().as_ref();
     match clone3(flags, None).map_err(|e| RuntimeError::Sys {
@@ -228,6 +229,11 @@ fn spawn_init(
             Ok(init_pid.expect("loop ends with a pid"))
         }
     }
+}
+
+/// One clone3 does it all unless namespaces must be joined first or a time namespace made.
+fn direct_path(ns: &Namespaces) -> bool {
+    ns.join.is_empty() && !ns.creates(LinuxNamespaceType::Time)
 }
 
 /// The two-stage path's first child: join, unshare, fork the init, report its pid, exit.
