@@ -55,9 +55,7 @@ fn poststart(saved: &Saved) {
         .and_then(|h| h.poststart().as_ref())
     {
         let state = saved.state_json(Status::Running).to_string();
-        if let Err(e) = crate::hooks::run_all("poststart", h, &state) {
-            tracing::warn!("{e}");
-        }
+        crate::hooks::run_all_warn("poststart", h, &state);
     }
 }
 
@@ -193,9 +191,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
             .and_then(|h| h.poststop().as_ref())
         {
             let state = saved.state_json(Status::Stopped).to_string();
-            if let Err(e) = crate::hooks::run_all("poststop", h, &state) {
-                tracing::warn!("{e}");
-            }
+            crate::hooks::run_all_warn("poststop", h, &state);
         }
     }
     if let Some(cg) = &cg {

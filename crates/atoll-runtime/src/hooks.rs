@@ -11,6 +11,15 @@ use oci_spec::runtime::Hook;
 
 use crate::error::{Result, RuntimeError};
 
+/// Run poststart/poststop hooks: a failure is a warning and the rest still run (runtime-spec).
+pub fn run_all_warn(kind: &'static str, hooks: &[Hook], state: &str) {
+    for (i, h) in hooks.iter().enumerate() {
+        if let Err(e) = run_one(kind, i, h, state) {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
 pub fn run_all(kind: &'static str, hooks: &[Hook], state: &str) -> Result<()> {
     for (i, h) in hooks.iter().enumerate() {
         run_one(kind, i, h, state)?;

@@ -94,17 +94,35 @@ impl CapSets {
             caps::set(None, which, v)
                 .map_err(|e| RuntimeError::Other(format!("capset {n} {:?}: {e}", names(v))))
         };
+        // A cap the runtime itself does not hold (not in its permitted or bounding set) cannot be
+        // granted: leave it out, as runc does, instead of failing the whole container.
+        let held = caps::read(None, CapSet::Permitted)
+            .map_err(|e| RuntimeError::Other(format!("read permitted caps: {e}")))?;
+        let bounding = caps::read(None, CapSet::Bounding)
+            .map_err(|e| RuntimeError::Other(format!("read bounding caps: {e}")))?;
+        let within = |v: &HashSet<Capability>,
+                      limit: &HashSet<Capability>|
+         -> HashSet<Capability> { v.intersection(limit).copied().collect() };
+        let inheritable = within(&self.inheritable, &bounding);
         // Each capset must keep effective within permitted: shrink effective before permitted.
-        set(CapSet::Inheritable, &self.inheritable, "inheritable")?;
-        set(CapSet::Effective, &self.effective, "effective")?;
-        set(CapSet::Permitted, &self.permitted, "permitted")?;
+        set(CapSet::Inheritable, &inheritable, "inheritable")?;
+        set(
+            CapSet::Effective,
+            &within(&self.effective, &held),
+            "effective",
+        )?;
+        set(
+            CapSet::Permitted,
+            &within(&self.permitted, &held),
+            "permitted",
+        )?;
         caps::clear(None, CapSet::Ambient)
             .map_err(|e| RuntimeError::Other(format!("clear ambient caps: {e}")))?;
         for cap in &self.ambient {
             // The kernel raises an ambient cap only if it is permitted and inheritable. Configs
             // from `runc spec` list ambient caps without inheritable ones and runc runs them,
             // skipping what cannot be raised: do the same, and say so.
-            if !self.inheritable.contains(cap) || !self.permitted.contains(cap) {
+            if !inheritable.contains(cap) || !self.permitted.contains(cap) || !held.contains(cap) {
                 tracing::debug!("process.capabilities.ambient: {cap} is not in inheritable and permitted; not raised");
                 continue;
             }

@@ -325,29 +325,12 @@ fn become_ns_root(spec: &Spec) -> Result<()> {
 /// Make our mount tree private to us, bind the rootfs onto itself (pivot_root needs a mount point)
 /// and open it.
 fn prepare_root(ctx: &InitCtx<'_>) -> Result<Rootfs> {
-    let prop = ctx
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.rootfs_propagation().clone())
-        .unwrap_or_else(|| "rslave".into());
-    let flags = match prop.as_str() {
-        "shared" | "rshared" => MsFlags::MS_SHARED,
-        "private" | "rprivate" => MsFlags::MS_PRIVATE,
-        "unbindable" | "runbindable" => MsFlags::MS_UNBINDABLE,
-        "slave" | "rslave" => MsFlags::MS_SLAVE,
-        other => {
-            return Err(field(
-                "linux.rootfsPropagation",
-                format!("unknown value {other:?}"),
-            ))
-        }
-    };
-    // Our own mounts must never propagate back to the host: slave (at least) first.
-    let first = if flags == MsFlags::MS_SHARED {
-        MsFlags::MS_SLAVE
-    } else {
-        flags
+    // Our own mounts must never propagate back to the host: slave (or private) first. The
+    // configured rootfsPropagation is applied after pivot_root, which refuses shared parents and
+    // could not bind an unbindable rootfs.
+    let first = match root_propagation(ctx.spec)? {
+        MsFlags::MS_PRIVATE => MsFlags::MS_PRIVATE,
+        _ => MsFlags::MS_SLAVE,
     };
     nix::mount::mount(
         None::<&str>,
@@ -368,17 +351,28 @@ fn prepare_root(ctx: &InitCtx<'_>) -> Result<Rootfs> {
         "bind mount rootfs {} onto itself",
         ctx.rootfs.display()
     )))?;
-    if flags == MsFlags::MS_SHARED {
-        nix::mount::mount(
-            None::<&str>,
-            ctx.rootfs,
-            None::<&str>,
-            MsFlags::MS_SHARED | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(nix_errno("mount --make-rshared rootfs"))?;
-    }
     Rootfs::open(ctx.rootfs)
+}
+
+/// linux.rootfsPropagation (default rslave, as runc).
+fn root_propagation(spec: &Spec) -> Result<MsFlags> {
+    let prop = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone())
+        .unwrap_or_else(|| "rslave".into());
+    Ok(match prop.as_str() {
+        "shared" | "rshared" => MsFlags::MS_SHARED,
+        "private" | "rprivate" => MsFlags::MS_PRIVATE,
+        "unbindable" | "runbindable" => MsFlags::MS_UNBINDABLE,
+        "slave" | "rslave" => MsFlags::MS_SLAVE,
+        other => {
+            return Err(field(
+                "linux.rootfsPropagation",
+                format!("unknown value {other:?}"),
+            ))
+        }
+    })
 }
 
 /// pivot_root(".", ".") then detach the old root (no directory needed), or with --no-pivot move
@@ -411,6 +405,19 @@ fn enter_root(ctx: &InitCtx<'_>, rootfs: &Rootfs) -> Result<()> {
             .map_err(nix_errno("umount2 old root (MNT_DETACH)"))?;
     }
     std::env::set_current_dir("/").map_err(crate::error::sys("chdir / after pivot_root"))?;
+    let prop = root_propagation(ctx.spec)?;
+    if prop != MsFlags::MS_SLAVE {
+        nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            prop | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(nix_errno(format!(
+            "set linux.rootfsPropagation ({prop:?}) on /"
+        )))?;
+    }
     Ok(())
 }
 

@@ -338,7 +338,9 @@ fn drive(sock: BorrowedFd<'_>, saved: &Saved, spec: &Spec, opts: &CreateOpts) ->
             Some((Msg::Ready, _)) => return Ok(()),
             Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
             Some((Msg::Hooks, _)) => {
-                let state = saved.state_json(crate::state::Status::Creating).to_string();
+                // The suite (and runtime-spec's hook examples) expect "created" here: the
+                // container exists, its process has not run.
+                let state = saved.state_json(crate::state::Status::Created).to_string();
                 if let Some(h) = spec.hooks() {
                     if let Some(p) = h.prestart() {
                         crate::hooks::run_all("prestart", p, &state)?;
