@@ -445,6 +445,8 @@ fn make_idmap_userns(m: &oci_spec::runtime::Mount) -> Result<OwnedFd> {
     };
     let (r, w) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(errno("pipe"))?;
+    let (pid_r, pid_w) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(errno("pipe"))?;
     match atoll_sys::process::clone3(libc::CLONE_NEWUSER as u64, None).map_err(|e| {
         RuntimeError::Sys {
             op: "clone3(CLONE_NEWUSER) for an idmap".into(),
@@ -453,13 +455,26 @@ fn make_idmap_userns(m: &oci_spec::runtime::Mount) -> Result<OwnedFd> {
     })? {
         atoll_sys::process::Forked::Child => {
             drop(w);
+            drop(pid_r);
+            // The /proc mounted here until pivot_root is the host's: /proc/self names us by our
+            // pid there, which is the number the parent's /proc/<pid>/uid_map path needs.
+            let me = std::fs::read_link("/proc/self").unwrap_or_default();
+            let _ = rustix::io::write(&pid_w, me.as_os_str().as_encoded_bytes());
+            drop(pid_w);
             let mut b = [0u8; 1];
             let _wait_for_parent = rustix::io::read(&r, &mut b);
             std::process::exit(0);
         }
-        atoll_sys::process::Forked::Parent(pid) => {
+        atoll_sys::process::Forked::Parent(child) => {
             drop(r);
-            let res = identity::write_id_maps(pid, &uid, &gid).and_then(|()| {
+            drop(pid_w);
+            // clone3 returned the child's pid in the container's pid namespace, which /proc (the
+            // host's, until pivot_root) does not number: ask the child for its /proc pid.
+            let res = proc_pid_of_child(pid_r.as_fd(), child).and_then(|pid| {
+                identity::write_id_maps(pid, &uid, &gid)?;
+                Ok(pid)
+            });
+            let res = res.and_then(|pid| {
                 let p = format!("/proc/{pid}/ns/user");
                 rustix::fs::open(
                     p.as_str(),
@@ -469,10 +484,24 @@ fn make_idmap_userns(m: &oci_spec::runtime::Mount) -> Result<OwnedFd> {
                 .map_err(errno(format!("open {p}")))
             });
             drop(w);
-            let _reap = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            let _reap = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
             res
         }
     }
+}
+
+/// Read the pid the idmap helper `child` reported for itself as the mounted /proc numbers it.
+fn proc_pid_of_child(from: BorrowedFd<'_>, child: i32) -> Result<i32> {
+    let mut buf = [0u8; 16];
+    let n = rustix::io::read(from, &mut buf).map_err(errno("read the idmap helper's pid"))?;
+    std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            RuntimeError::Other(format!(
+                "idmap helper (pid {child}) did not report its /proc pid"
+            ))
+        })
 }
 
 /// Open a pty in the container's devpts, bind the slave at /dev/console, send the master to the
