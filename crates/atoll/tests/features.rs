@@ -415,7 +415,7 @@ fn json_log_has_one_error_line() {
     if !can_run() {
         return;
     }
-    let b = Bundle::new("log");
+    let mut b = Bundle::new("log");
     let log = socket_path(&b, "atoll.log");
     let (code, _, _) = b.cmd(&[
         "--log",
@@ -437,6 +437,43 @@ fn json_log_has_one_error_line() {
     assert!(msg.contains("no-such-container"), "{text}");
     assert!(
         errors[0]["time"].as_str().is_some_and(|t| t.len() >= 19),
+        "{text}"
+    );
+
+    // An error inside the container's init (a bad mount source) is reported once: one JSON line
+    // in the log and one line on stderr, not a second copy from init itself.
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "destination": "/x", "type": "bind", "source": "/nonexistent-src", "options": ["bind"],
+        }));
+    b.save();
+    let log = socket_path(&b, "run.log");
+    let id = b.id("logrun");
+    let args = [
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "run",
+        "--bundle",
+    ];
+    let (code, _, err) = decode(b.atoll().args(args).arg(&b.dir).arg(&id).output().unwrap());
+    assert_ne!(code, 0);
+    assert_eq!(err.matches("/nonexistent-src").count(), 1, "{err}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert_eq!(lines[0]["level"], "error");
+    assert!(
+        lines[0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent-src"),
         "{text}"
     );
 }

@@ -44,9 +44,11 @@ pub fn run(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let _parent_may_be_gone = protocol::send(sock, &Msg::Error(err.to_string()), None);
-    // Before Ready the parent reports the error; after it (start), stderr is all we have.
-    eprintln!("atoll init: {err}");
+    // Before Ready the parent reports the error; after it (start) the parent has closed its end
+    // (send fails with EPIPE) and stderr is all we have. Never both: one error, one line.
+    if protocol::send(sock, &Msg::Error(err.to_string()), None).is_err() {
+        eprintln!("atoll init: {err}");
+    }
     std::process::exit(127)
 }
 
