@@ -2,6 +2,7 @@
 //! update, stats, and `run` (create + start + wait). Each takes the container's lock.
 
 use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use atoll_cgroups::Cgroup;
@@ -54,6 +55,8 @@ fn poststart(saved: &Saved) {
         .as_ref()
         .and_then(|h| h.poststart().as_ref())
     {
+        // runtime-spec: poststart hooks run after the user's process has been executed.
+        wait_for_exec(saved);
         let state = saved.state_json(Status::Running).to_string();
         crate::hooks::run_all_warn("poststart", h, &state);
     }
@@ -62,6 +65,24 @@ fn poststart(saved: &Saved) {
 pub fn state(store: &Store, id: &str) -> Result<serde_json::Value> {
     let saved = store.load(id)?;
     Ok(saved.state_json(saved.status()))
+}
+
+/// Wait (up to 10 s) until the init has exec'd the user's process: its /proc/<pid>/exe stops
+/// being our own binary. Only used when poststart hooks need that ordering.
+fn wait_for_exec(saved: &Saved) {
+    let ours = std::fs::metadata("/proc/self/exe")
+        .ok()
+        .map(|m| (m.dev(), m.ino()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && saved.init_alive() {
+        let exe = std::fs::metadata(format!("/proc/{}/exe", saved.pid))
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        if exe.is_some() && exe != ours {
+            return;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
 }
 
 /// Parse "KILL", "SIGKILL", "9" (runc accepts all three).
