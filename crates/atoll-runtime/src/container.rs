@@ -192,6 +192,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     }
     let mut errors = Vec::new();
     let cg = cgroup_of(&saved).unwrap_or(None);
+    tracing::debug!("delete: state loaded");
     if saved.init_alive() {
         if let Err(e) = kill_and_wait(&saved, cg.as_ref()) {
             errors.push(e.to_string());
@@ -215,6 +216,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
             crate::hooks::run_all_warn("poststop", h, &state);
         }
     }
+    tracing::debug!("delete: processes gone, hooks run");
     if let Some(cg) = &cg {
         if let Err(e) = cg.destroy() {
             errors.push(e.to_string());
@@ -380,7 +382,9 @@ pub fn run(store: &Store, opts: &CreateOpts, detach: bool) -> Result<i32> {
         return Ok(0);
     }
     let code = wait_forwarding(saved.pid, &forward)?;
+    tracing::debug!(code, "run: container exited");
     delete(store, &opts.id, true)?;
+    tracing::debug!("run: deleted");
     Ok(code)
 }
 

@@ -91,6 +91,7 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
     if !ctx.ns.has(LinuxNamespaceType::Mount) {
         return Err(field("linux.namespaces", "a mount namespace is required"));
     }
+    tracing::debug!("init: go");
     let rootfs = prepare_root(ctx)?;
     let userns_fd = if ctx.ns.has(LinuxNamespaceType::User) {
         Some(open_self_ns("user")?)
@@ -108,6 +109,7 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
     let mounts = spec.mounts().as_deref().unwrap_or(&[]);
     for (i, m) in mounts.iter().enumerate() {
         rootfs.mount(i, m, &mctx)?;
+        tracing::debug!(dest = ?m.destination(), "init: mounted");
     }
     let dev_is_bind = mounts.iter().any(|m| {
         m.destination() == Path::new("/dev")
@@ -127,6 +129,7 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
                     .any(|(t, _)| *t == LinuxNamespaceType::User),
         )?;
         rootfs.dev_symlinks()?;
+        tracing::debug!("init: devices");
     }
     let console = if ctx.terminal {
         Some(open_console_in(&rootfs, sock)?)
@@ -158,9 +161,12 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
             write_sysctls(sysctl)?;
         }
         rootfs.mask(l.masked_paths().as_deref().unwrap_or(&[]))?;
+        tracing::debug!("init: masked");
         rootfs.readonly(l.readonly_paths().as_deref().unwrap_or(&[]))?;
     }
+    tracing::debug!("init: mounts, devices, masks done");
     enter_root(ctx, &rootfs)?;
+    tracing::debug!("init: pivoted");
     drop(rootfs);
     if spec
         .root()

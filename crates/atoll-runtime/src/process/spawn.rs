@@ -92,7 +92,9 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     };
     // Saved before anything is made in the kernel, so `delete --force` after a crash finds the cgroup.
     store.save(&saved)?;
+    tracing::debug!("create: config checked, state saved");
     cgroup.create(Some(&effective_resources(&spec)))?;
+    tracing::debug!("create: cgroup made");
     guard.cgroup = Some(cgroup);
 
     let fifo_path = store.dir(&opts.id).join("exec.fifo");
@@ -148,11 +150,13 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     // while init still runs atoll's code (CVE-2019-5736). execve resets it.
     nix::sys::prctl::set_dumpable(false).map_err(nix_errno("prctl(PR_SET_DUMPABLE, 0)"))?;
     let pid = spawn_init(&ctx, parent_sock.as_fd(), child_sock, &spec, &ns)?;
+    tracing::debug!(pid, "create: init cloned");
     guard.child = Some(pid);
     let _ = nix::sys::prctl::set_dumpable(true);
 
     let gcg = guard.cgroup.as_ref().expect("set above");
     gcg.add_task(pid)?;
+    tracing::debug!("create: init in its cgroup");
     if let Some(adj) = process.oom_score_adj() {
         let p = format!("/proc/{pid}/oom_score_adj");
         std::fs::write(&p, adj.to_string())
@@ -162,6 +166,7 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     saved.pid_start = crate::state::pid_start_time(pid).unwrap_or(0);
     protocol::send(parent_sock.as_fd(), &Msg::Go, None)?;
     drive(parent_sock.as_fd(), &saved, &spec, opts)?;
+    tracing::debug!("create: init ready");
 
     store.save(&saved)?;
     if let Some(pf) = &opts.pid_file {
