@@ -219,28 +219,15 @@ impl Rootfs {
             return self.mount_cgroup(m, &opts, ctx, &what);
         }
         let mnt = if opts.bind || typ == "bind" {
-            let src = m.source().as_ref().ok_or_else(|| {
-                crate::error::field(format!("mounts[{i}].source"), "missing for a bind mount")
-            })?;
-            let src = if src.is_absolute() {
-                src.clone()
-            } else {
-                ctx.bundle.join(src)
+            let src = bind_source(ctx.bundle, i, m)?;
+            let target = self.target(dest, !src.1)?;
+            let wants_idmap = opts.idmap.is_some() || m.uid_mappings().is_some();
+            let mnt = match ctx.from_parent {
+                // In a user namespace only the parent (root in the host's user namespace) may
+                // turn on idmapping: it makes the whole detached mount and hands us the fd.
+                Some(parent) if wants_idmap => parent(i)?,
+                _ => bind_mount_fd(ctx.bundle, i, m, &|m| ctx.idmap_userns(m))?,
             };
-            let md = std::fs::metadata(&src).map_err(|e| {
-                crate::error::field(
-                    format!("mounts[{i}].source"),
-                    format!("{}: {e}", src.display()),
-                )
-            })?;
-            let target = self.target(dest, !md.is_dir())?;
-            let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
-            if opts.recursive_bind {
-                flags |= OpenTreeFlags::AT_RECURSIVE;
-            }
-            let mnt = open_tree(rustix::fs::CWD, &src, flags)
-                .map_err(errno(format!("open_tree {} for {what}", src.display())))?;
-            self.set_attrs(mnt.as_fd(), &opts, m, ctx, &what)?;
             self.attach(mnt.as_fd(), target.as_fd(), &what)?;
             target
         } else {
@@ -259,7 +246,7 @@ impl Rootfs {
                 .map_err(errno(format!("open_tree /sys for {what}")))?,
                 Err(e) => return Err(e),
             };
-            self.set_attrs(mnt.as_fd(), &opts, m, ctx, &what)?;
+            set_attrs(mnt.as_fd(), &opts, m, &|m| ctx.idmap_userns(m), &what)?;
             self.attach(mnt.as_fd(), target.as_fd(), &what)?;
             if typ == "proc" {
                 check_procfs(self.reopen_mountpoint(dest)?.as_fd(), dest)?;
@@ -323,63 +310,6 @@ impl Rootfs {
         fsconfig_create(&fs).map_err(errno(format!("fsconfig create for {what}")))?;
         let attrs = MountAttrFlags::from_bits_retain(opts.attr_set as u32);
         fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs).map_err(errno(format!("fsmount {what}")))
-    }
-
-    fn set_attrs(
-        &self,
-        mnt: BorrowedFd<'_>,
-        opts: &Options,
-        m: &Mount,
-        ctx: &MountCtx<'_>,
-        what: &str,
-    ) -> Result<()> {
-        let fail = |e: std::io::Error| RuntimeError::Sys {
-            op: format!("mount_setattr for {what}"),
-            source: e,
-        };
-        if opts.rattr_set | opts.rattr_clr != 0 {
-            sysm::mount_setattr(
-                mnt,
-                true,
-                &MountAttr {
-                    set: opts.rattr_set,
-                    clr: opts.rattr_clr,
-                    ..Default::default()
-                },
-            )
-            .map_err(fail)?;
-        }
-        if opts.attr_set | opts.attr_clr != 0 {
-            sysm::mount_setattr(
-                mnt,
-                false,
-                &MountAttr {
-                    set: opts.attr_set,
-                    clr: opts.attr_clr,
-                    ..Default::default()
-                },
-            )
-            .map_err(fail)?;
-        }
-        let wants_idmap = opts.idmap.is_some() || m.uid_mappings().is_some();
-        if wants_idmap {
-            let recursive = opts.idmap.unwrap_or(false);
-            let userns = ctx.idmap_userns(m)?;
-            sysm::mount_setattr(
-                mnt,
-                recursive,
-                &MountAttr {
-                    set: sysm::MOUNT_ATTR_IDMAP,
-                    userns: Some(userns.as_fd()),
-                    ..Default::default()
-                },
-            )
-            .map_err(|e| RuntimeError::Sys {
-                op: format!("mount_setattr MOUNT_ATTR_IDMAP for {what}"),
-                source: e,
-            })?;
-        }
-        Ok(())
     }
 
     fn mount_cgroup(
@@ -687,6 +617,103 @@ impl Rootfs {
     }
 }
 
+/// A bind mount's source (relative ones against the bundle) and whether it is a directory.
+fn bind_source(bundle: &Path, i: usize, m: &Mount) -> Result<(PathBuf, bool)> {
+    let src = m.source().as_ref().ok_or_else(|| {
+        crate::error::field(format!("mounts[{i}].source"), "missing for a bind mount")
+    })?;
+    let src = if src.is_absolute() {
+        src.clone()
+    } else {
+        bundle.join(src)
+    };
+    let md = std::fs::metadata(&src).map_err(|e| {
+        crate::error::field(
+            format!("mounts[{i}].source"),
+            format!("{}: {e}", src.display()),
+        )
+    })?;
+    Ok((src, md.is_dir()))
+}
+
+/// The detached bind mount for config mount `i`, with every attribute (read-only, nosuid, ...,
+/// idmap) already set: open_tree(OPEN_TREE_CLONE) plus mount_setattr. Called by init, or by the
+/// parent for idmapped mounts of a container with its own user namespace.
+pub fn bind_mount_fd(
+    bundle: &Path,
+    i: usize,
+    m: &Mount,
+    idmap_userns: &dyn Fn(&Mount) -> Result<OwnedFd>,
+) -> Result<OwnedFd> {
+    let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+    let what = format!("mounts[{i}] (bind on {})", m.destination().display());
+    let (src, _) = bind_source(bundle, i, m)?;
+    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+    if opts.recursive_bind {
+        flags |= OpenTreeFlags::AT_RECURSIVE;
+    }
+    let mnt = open_tree(rustix::fs::CWD, &src, flags)
+        .map_err(errno(format!("open_tree {} for {what}", src.display())))?;
+    set_attrs(mnt.as_fd(), &opts, m, idmap_userns, &what)?;
+    Ok(mnt)
+}
+
+fn set_attrs(
+    mnt: BorrowedFd<'_>,
+    opts: &Options,
+    m: &Mount,
+    idmap_userns: &dyn Fn(&Mount) -> Result<OwnedFd>,
+    what: &str,
+) -> Result<()> {
+    let fail = |e: std::io::Error| RuntimeError::Sys {
+        op: format!("mount_setattr for {what}"),
+        source: e,
+    };
+    if opts.rattr_set | opts.rattr_clr != 0 {
+        sysm::mount_setattr(
+            mnt,
+            true,
+            &MountAttr {
+                set: opts.rattr_set,
+                clr: opts.rattr_clr,
+                ..Default::default()
+            },
+        )
+        .map_err(fail)?;
+    }
+    if opts.attr_set | opts.attr_clr != 0 {
+        sysm::mount_setattr(
+            mnt,
+            false,
+            &MountAttr {
+                set: opts.attr_set,
+                clr: opts.attr_clr,
+                ..Default::default()
+            },
+        )
+        .map_err(fail)?;
+    }
+    let wants_idmap = opts.idmap.is_some() || m.uid_mappings().is_some();
+    if wants_idmap {
+        let recursive = opts.idmap.unwrap_or(false);
+        let userns = idmap_userns(m)?;
+        sysm::mount_setattr(
+            mnt,
+            recursive,
+            &MountAttr {
+                set: sysm::MOUNT_ATTR_IDMAP,
+                userns: Some(userns.as_fd()),
+                ..Default::default()
+            },
+        )
+        .map_err(|e| RuntimeError::Sys {
+            op: format!("mount_setattr MOUNT_ATTR_IDMAP for {what}"),
+            source: e,
+        })?;
+    }
+    Ok(())
+}
+
 /// After mounting "proc" check by fstatfs that procfs is what landed there.
 fn check_procfs(target: BorrowedFd<'_>, dest: &Path) -> Result<()> {
     let st = rustix::fs::fstatfs(target).map_err(errno(format!("fstatfs {}", dest.display())))?;
@@ -713,6 +740,8 @@ pub struct MountCtx<'a> {
     /// The container's user namespace (for idmap mounts without their own mappings).
     pub userns: Option<BorrowedFd<'a>>,
     pub make_userns: &'a dyn Fn(&Mount) -> Result<OwnedFd>,
+    /// Ask the parent for a ready idmapped bind mount of config mount `i` (user namespaces).
+    pub from_parent: Option<&'a dyn Fn(usize) -> Result<OwnedFd>>,
 }
 
 impl MountCtx<'_> {

@@ -244,11 +244,10 @@ fn idmapped_bind_mount_shows_mapped_owner() {
     assert!(!host.join("made").exists());
 }
 
-/// Known gap: mount_setattr(MOUNT_ATTR_IDMAP) needs CAP_SYS_ADMIN over the filesystem's user
-/// namespace (the host's), which init lacks once it is in the container's user namespace (EPERM).
-/// The parent must make the idmapped detached mount and pass its fd to init, as runc does.
+/// mount_setattr(MOUNT_ATTR_IDMAP) needs CAP_SYS_ADMIN over the filesystem's user namespace (the
+/// host's), which init lacks in the container's user namespace: the parent makes the idmapped
+/// detached mount and passes its fd to init (protocol message NeedMount).
 #[test]
-#[ignore = "idmap mounts in a container with a user namespace: init gets EPERM (see comment)"]
 fn idmap_without_mappings_uses_the_containers_user_namespace() {
     if !can_run() {
         return;

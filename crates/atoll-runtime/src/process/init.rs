@@ -99,12 +99,27 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
         None
     };
     let make_userns = |m: &oci_spec::runtime::Mount| make_idmap_userns(m);
+    let mount_from_parent = |i: usize| -> Result<OwnedFd> {
+        protocol::send(sock, &Msg::NeedMount(i), None)?;
+        match protocol::recv(sock)? {
+            Some((Msg::Fd(FdKind::Mount), Some(fd))) => Ok(fd),
+            Some((Msg::Error(e), _)) => Err(RuntimeError::Other(e)),
+            other => Err(RuntimeError::Other(format!(
+                "init sync: expected a mount fd, got {other:?}"
+            ))),
+        }
+    };
     let mctx = MountCtx {
         bundle: ctx.bundle,
         cgroup_hierarchies: &ctx.hierarchies,
         cgroupns: ctx.ns.has(LinuxNamespaceType::Cgroup),
         userns: userns_fd.as_ref().map(|f| f.as_fd()),
         make_userns: &make_userns,
+        from_parent: if userns_fd.is_some() {
+            Some(&mount_from_parent)
+        } else {
+            None
+        },
     };
     let mounts = spec.mounts().as_deref().unwrap_or(&[]);
     for (i, m) in mounts.iter().enumerate() {
@@ -441,7 +456,7 @@ fn open_self_ns(name: &str) -> Result<OwnedFd> {
 
 /// A user namespace carrying a mount's own uidMappings/gidMappings, for MOUNT_ATTR_IDMAP: a child
 /// unshares it and waits; we take its ns fd, then let it exit.
-fn make_idmap_userns(m: &oci_spec::runtime::Mount) -> Result<OwnedFd> {
+pub fn make_idmap_userns(m: &oci_spec::runtime::Mount) -> Result<OwnedFd> {
     let (uid, gid) = match (m.uid_mappings(), m.gid_mappings()) {
         (Some(u), Some(g)) => (u.clone(), g.clone()),
         _ => {

@@ -36,6 +36,9 @@ pub enum Msg {
     Hooks,
     State(String),
     Fd(FdKind),
+    /// Init (in its own user namespace) needs the idmapped bind mount for config mount N: the
+    /// parent makes it and answers `Fd(Mount)`.
+    NeedMount(usize),
     Ready,
     Error(String),
 }
@@ -44,6 +47,7 @@ pub enum Msg {
 pub enum FdKind {
     Console,
     Seccomp,
+    Mount,
 }
 
 pub fn send(sock: BorrowedFd<'_>, msg: &Msg, fd: Option<BorrowedFd<'_>>) -> Result<()> {

@@ -356,6 +356,13 @@ fn drive(sock: BorrowedFd<'_>, saved: &Saved, spec: &Spec, opts: &CreateOpts) ->
                 }
                 protocol::send(sock, &Msg::State(state), None)?;
             }
+            Some((Msg::NeedMount(i), _)) => match idmapped_mount(saved, spec, i) {
+                Ok(fd) => protocol::send(sock, &Msg::Fd(FdKind::Mount), Some(fd.as_fd()))?,
+                Err(e) => {
+                    protocol::send(sock, &Msg::Error(e.to_string()), None)?;
+                    return Err(e);
+                }
+            },
             Some((Msg::Fd(FdKind::Console), Some(fd))) => {
                 let path = opts.console_socket.as_ref().ok_or_else(|| {
                     RuntimeError::Other("console fd without --console-socket".into())
@@ -418,6 +425,30 @@ pub fn effective_resources(spec: &Spec) -> oci_spec::runtime::LinuxResources {
     rules.push(rule(LinuxDeviceType::C, Some(136), None, "rwm")); // /dev/pts/*
     res.set_devices(Some(rules));
     res
+}
+
+/// Make the idmapped bind mount for config mount `i` of a container with its own user
+/// namespace: only here, as root in the host's user namespace, may idmapping be turned on. The
+/// mapping is the mount's own uidMappings/gidMappings or else the container's user namespace.
+fn idmapped_mount(saved: &Saved, spec: &Spec, i: usize) -> Result<OwnedFd> {
+    let m = spec
+        .mounts()
+        .as_ref()
+        .and_then(|v| v.get(i))
+        .ok_or_else(|| field(format!("mounts[{i}]"), "no such mount"))?;
+    let userns = |m: &oci_spec::runtime::Mount| -> Result<OwnedFd> {
+        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+            return init::make_idmap_userns(m);
+        }
+        let p = format!("/proc/{}/ns/user", saved.pid);
+        rustix::fs::open(
+            p.as_str(),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(errno(format!("open {p}")))
+    };
+    crate::rootfs::bind_mount_fd(&saved.bundle, i, m, &userns)
 }
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
