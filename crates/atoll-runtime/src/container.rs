@@ -364,14 +364,23 @@ pub fn run(store: &Store, opts: &CreateOpts, detach: bool) -> Result<i32> {
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(nix_errno("prctl(PR_SET_CHILD_SUBREAPER)"))?;
     }
-    let created = spawn::create(store, opts)?;
+    let mut opts = opts.clone();
+    // In the foreground with a terminal but no console socket, we are the terminal (as runc).
+    opts.keep_console = !detach && opts.console_socket.is_none();
+    let created = spawn::create(store, &opts)?;
     let mut saved = created.saved;
     let forward = forwarded_signals();
     if !detach {
+        // Blocked before any proxy thread exists, so every thread inherits the mask and the
+        // signals reach our signalfd.
         forward
             .thread_block()
             .map_err(nix_errno("sigprocmask(SIG_BLOCK)"))?;
     }
+    let proxy = match created.console {
+        Some(master) => Some(crate::tty::proxy(master)?),
+        None => None,
+    };
     rustix::io::write(&created.fifo, b"0").map_err(errno("write exec.fifo"))?;
     saved.started = true;
     store.save(&saved)?;
@@ -381,7 +390,14 @@ pub fn run(store: &Store, opts: &CreateOpts, detach: bool) -> Result<i32> {
     if detach {
         return Ok(0);
     }
-    let code = wait_forwarding(saved.pid, &forward)?;
+    let code = wait_forwarding(
+        saved.pid,
+        &forward,
+        proxy.as_ref().map(|p| p.master.as_fd()),
+    )?;
+    if let Some(p) = proxy {
+        p.finish();
+    }
     tracing::debug!(code, "run: container exited");
     delete(store, &opts.id, true)?;
     tracing::debug!("run: deleted");
@@ -409,7 +425,13 @@ fn forwarded_signals() -> nix::sys::signal::SigSet {
 
 /// Wait for `pid` with signals blocked, forwarding each one but SIGCHLD to it; reap every child
 /// (we are a subreaper). Returns the shell-style exit status.
-pub fn wait_forwarding(pid: i32, set: &nix::sys::signal::SigSet) -> Result<i32> {
+/// With a pty we proxy (`console`), SIGWINCH resizes it instead (the kernel then signals the
+/// container's foreground process group itself).
+pub fn wait_forwarding(
+    pid: i32,
+    set: &nix::sys::signal::SigSet,
+    console: Option<std::os::fd::BorrowedFd<'_>>,
+) -> Result<i32> {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     let sfd =
         nix::sys::signalfd::SignalFd::with_flags(set, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC)
@@ -429,7 +451,9 @@ pub fn wait_forwarding(pid: i32, set: &nix::sys::signal::SigSet) -> Result<i32> 
         match sfd.read_signal() {
             Ok(Some(info)) => {
                 let sig = info.ssi_signo as i32;
-                if sig != Signal::SIGCHLD as i32 {
+                if let (true, Some(m)) = (sig == Signal::SIGWINCH as i32, console) {
+                    crate::tty::copy_winsize(m);
+                } else if sig != Signal::SIGCHLD as i32 {
                     if let Ok(s) = Signal::try_from(sig) {
                         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), s);
                     }

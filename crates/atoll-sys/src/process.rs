@@ -107,3 +107,16 @@ pub fn close_range(first: u32, last: u32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): give the calling process a new, named session
+/// keyring, so the container does not share the host session's keys.
+pub fn keyctl_join_session_keyring(name: &std::ffi::CStr) -> io::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: `name` is a NUL-terminated string alive for the call; the kernel only reads it.
+    let ret =
+        unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -235,3 +235,46 @@ fn join_existing_namespaces_by_path() {
         "still gets a new pid namespace"
     );
 }
+
+/// Foreground `run` with process.terminal and no --console-socket: atoll is the terminal
+/// (as runc): the container gets a pty of its own, sees our window size, and its exit code
+/// comes back. `script` gives the test a terminal to run atoll on.
+#[test]
+fn foreground_run_with_a_terminal_proxies_the_pty() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("tty");
+    b.config["process"]["terminal"] = true.into();
+    b.set_args(&["sh", "-c", "tty; stty size; exit 5"]);
+    let id = b.id("tty");
+    let cmd = format!(
+        "stty cols 91 rows 33; {} --root {} run --bundle {} {}",
+        ATOLL,
+        b.root.display(),
+        b.dir.display(),
+        id
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script(1) from util-linux");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(
+        text.contains("/dev/pts/0"),
+        "the container's own pty: {text}"
+    );
+    assert!(text.contains("33 91"), "our window size: {text}");
+    // Detached, with a terminal and no console socket, there is nowhere to put the pty.
+    let (code, _, err) = b.cmd(&[
+        "run",
+        "-d",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        "tty-detached",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("console-socket"), "{err}");
+}

@@ -143,7 +143,7 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
             if opts.detach {
                 return Ok(0);
             }
-            crate::container::wait_forwarding(pid, &forward)
+            crate::container::wait_forwarding(pid, &forward, None)
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct InitCtx<'a> {
     /// Die with the parent (direct path). In the two-stage path our parent is the first child,
     /// which exits on purpose; there we notice a dead `create` by EOF on the socket instead.
     pub die_with_parent: bool,
+    /// `--no-new-keyring` not given: join a new session keyring named after the container.
+    pub new_keyring: Option<std::ffi::CString>,
 }
 
 /// Run init; never returns. Any error goes to the parent as `Msg::Error`, then exit(1).
@@ -73,6 +75,18 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
 
     if new_user {
         become_ns_root(spec)?;
+    }
+    if let Some(name) = &ctx.new_keyring {
+        // ENOSYS: a kernel without keyrings has nothing to share either.
+        match atoll_sys::process::keyctl_join_session_keyring(name) {
+            Err(e) if e.raw_os_error() != Some(libc::ENOSYS) => {
+                return Err(RuntimeError::Sys {
+                    op: format!("keyctl(KEYCTL_JOIN_SESSION_KEYRING, {name:?})"),
+                    source: e,
+                })
+            }
+            _ => {}
+        }
     }
     if ctx.ns.creates(LinuxNamespaceType::Cgroup) {
         // Now that the parent has put us in our cgroup, a new cgroup namespace is rooted there.

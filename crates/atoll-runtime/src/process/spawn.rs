@@ -25,12 +25,16 @@ pub struct CreateOpts {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// Keep the pty master instead of sending it to a console socket (foreground `run`).
+    pub keep_console: bool,
 }
 
 /// A created container: its saved state and, for `run`, the open exec.fifo to release it.
 pub struct Created {
     pub saved: Saved,
     pub fifo: OwnedFd,
+    /// The pty master, when `keep_console` asked for it (foreground `run` with a terminal).
+    pub console: Option<OwnedFd>,
 }
 
 pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
@@ -48,7 +52,7 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
         .ok_or_else(|| field("process", "missing"))?;
     let caps = CapSets::from_spec(process.capabilities().as_ref())?;
     let terminal = process.terminal().unwrap_or(false);
-    if terminal && opts.console_socket.is_none() {
+    if terminal && opts.console_socket.is_none() && !opts.keep_console {
         return Err(field(
             "process.terminal",
             "true, but no --console-socket was given",
@@ -145,6 +149,9 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
         fifo: fifo.as_fd(),
         has_hooks,
         die_with_parent: direct_path(&ns),
+        new_keyring: (!opts.no_new_keyring)
+            .then(|| std::ffi::CString::new(format!("_ses.{}", opts.id)).ok())
+            .flatten(),
     };
     // Non-dumpable until exec: a container process can't open /proc/<init>/exe or ptrace us
     // while init still runs atoll's code (CVE-2019-5736). execve resets it.
@@ -165,7 +172,7 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     saved.pid = pid;
     saved.pid_start = crate::state::pid_start_time(pid).unwrap_or(0);
     protocol::send(parent_sock.as_fd(), &Msg::Go, None)?;
-    drive(parent_sock.as_fd(), &saved, &spec, opts)?;
+    let console = drive(parent_sock.as_fd(), &saved, &spec, opts)?;
     tracing::debug!("create: init ready");
 
     store.save(&saved)?;
@@ -174,7 +181,11 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     }
     guard.armed = false;
     drop(lock);
-    Ok(Created { saved, fifo })
+    Ok(Created {
+        saved,
+        fifo,
+        console,
+    })
 }
 
 /// Clone the init. Direct path: one clone3 with every CLONE_NEW* flag (the common case, and the
@@ -337,10 +348,16 @@ fn write_maps(pid: i32, spec: &Spec) -> Result<()> {
 }
 
 /// After Go: serve init until Ready (hooks, console fd, seccomp fd).
-fn drive(sock: BorrowedFd<'_>, saved: &Saved, spec: &Spec, opts: &CreateOpts) -> Result<()> {
+fn drive(
+    sock: BorrowedFd<'_>,
+    saved: &Saved,
+    spec: &Spec,
+    opts: &CreateOpts,
+) -> Result<Option<OwnedFd>> {
+    let mut console = None;
     loop {
         match protocol::recv(sock)? {
-            Some((Msg::Ready, _)) => return Ok(()),
+            Some((Msg::Ready, _)) => return Ok(console),
             Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
             Some((Msg::Hooks, _)) => {
                 // The suite (and runtime-spec's hook examples) expect "created" here: the
@@ -363,12 +380,15 @@ fn drive(sock: BorrowedFd<'_>, saved: &Saved, spec: &Spec, opts: &CreateOpts) ->
                     return Err(e);
                 }
             },
-            Some((Msg::Fd(FdKind::Console), Some(fd))) => {
-                let path = opts.console_socket.as_ref().ok_or_else(|| {
-                    RuntimeError::Other("console fd without --console-socket".into())
-                })?;
-                crate::tty::send_console(path, fd.as_fd())?;
-            }
+            Some((Msg::Fd(FdKind::Console), Some(fd))) => match &opts.console_socket {
+                Some(path) => crate::tty::send_console(path, fd.as_fd())?,
+                None if opts.keep_console => console = Some(fd),
+                None => {
+                    return Err(RuntimeError::Other(
+                        "console fd without --console-socket".into(),
+                    ))
+                }
+            },
             Some((Msg::Fd(FdKind::Seccomp), Some(fd))) => {
                 let filter_spec = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
                 let path = filter_spec

@@ -60,6 +60,7 @@ fn create_opts(a: &CreateArgs) -> CreateOpts {
         console_socket: a.console_socket.clone(),
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
+        keep_console: false,
         preserve_fds: a.preserve_fds,
     }
 }
