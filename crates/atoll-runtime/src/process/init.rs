@@ -88,11 +88,22 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
             _ => {}
         }
     }
-    if ctx.ns.creates(LinuxNamespaceType::Cgroup) {
-        // Now that the parent has put us in our cgroup, a new cgroup namespace is rooted there.
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-            .map_err(nix_errno("unshare(CLONE_NEWCGROUP)"))?;
-    }
+    // The parent joins us to our cgroup while we work; wait for that before anything that needs
+    // it, and before sending the parent any request (it answers only after Placed).
+    let placed = std::cell::Cell::new(false);
+    let ensure_placed = || -> Result<()> {
+        if placed.get() {
+            return Ok(());
+        }
+        protocol::expect(sock, &Msg::Placed)?;
+        placed.set(true);
+        if ctx.ns.creates(LinuxNamespaceType::Cgroup) {
+            // A new cgroup namespace is rooted at the cgroup we are in now: ours.
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                .map_err(nix_errno("unshare(CLONE_NEWCGROUP)"))?;
+        }
+        Ok(())
+    };
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         rustix::system::sethostname(h.as_bytes()).map_err(errno(format!("sethostname {h:?}")))?;
     }
@@ -114,6 +125,7 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
     };
     let make_userns = |m: &oci_spec::runtime::Mount| make_idmap_userns(m);
     let mount_from_parent = |i: usize| -> Result<OwnedFd> {
+        ensure_placed()?;
         protocol::send(sock, &Msg::NeedMount(i), None)?;
         match protocol::recv(sock)? {
             Some((Msg::Fd(FdKind::Mount), Some(fd))) => Ok(fd),
@@ -137,6 +149,9 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
     };
     let mounts = spec.mounts().as_deref().unwrap_or(&[]);
     for (i, m) in mounts.iter().enumerate() {
+        if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            ensure_placed()?;
+        }
         rootfs.mount(i, m, &mctx)?;
         tracing::debug!(dest = ?m.destination(), "init: mounted");
     }
@@ -160,6 +175,7 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
         rootfs.dev_symlinks()?;
         tracing::debug!("init: devices");
     }
+    ensure_placed()?;
     let console = if ctx.terminal {
         Some(open_console_in(&rootfs, sock)?)
     } else {

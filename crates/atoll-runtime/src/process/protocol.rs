@@ -4,8 +4,10 @@
 //! ```text
 //!   parent (atoll create)                          init (cloned, in the new namespaces)
 //!   clone3(CLONE_NEW*) ───────────────────────────▶ waits for Go
-//!   write uid_map/gid_map, join cgroup, oom adj
-//!   Go ───────────────────────────────────────────▶ cgroupns, hostname, mounts ...
+//!   write uid_map/gid_map, oom adj
+//!   Go ───────────────────────────────────────────▶ hostname, mounts ...
+//!   join cgroup (an RCU grace period: overlaps the mounts)
+//!   Placed ───────────────────────────────────────▶ cgroupns, cgroup mounts, devices ...
 //!                    ◀──────────────────── Hooks    (only if createRuntime/prestart hooks exist)
 //!   run them in the host namespaces
 //!   State(json) ────────────────────────────────────▶ createContainer hooks, pivot_root, masks,
@@ -26,6 +28,8 @@ use crate::error::{sys, Result, RuntimeError};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum Msg {
     Go,
+    /// The parent has put init in its cgroup.
+    Placed,
     /// Two-stage path: the pid (in the parent's pid namespace) of the real init.
     Stage2(i32),
     /// Two-stage path: a new user namespace exists in this pid; write its id maps.

@@ -161,9 +161,6 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     guard.child = Some(pid);
     let _ = nix::sys::prctl::set_dumpable(true);
 
-    let gcg = guard.cgroup.as_ref().expect("set above");
-    gcg.add_task(pid)?;
-    tracing::debug!("create: init in its cgroup");
     if let Some(adj) = process.oom_score_adj() {
         let p = format!("/proc/{pid}/oom_score_adj");
         std::fs::write(&p, adj.to_string())
@@ -171,7 +168,15 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     }
     saved.pid = pid;
     saved.pid_start = crate::state::pid_start_time(pid).unwrap_or(0);
+    // Go first, then join the cgroup: moving a task between cgroups waits for an RCU grace
+    // period (cgroup_threadgroup_rwsem), the longest step of create. Init builds its mounts
+    // meanwhile and waits for Placed before anything that needs the cgroup (cgroup namespace,
+    // cgroup mounts, messages to us), and long before it could exec.
     protocol::send(parent_sock.as_fd(), &Msg::Go, None)?;
+    let gcg = guard.cgroup.as_ref().expect("set above");
+    gcg.add_task(pid)?;
+    tracing::debug!("create: init in its cgroup");
+    protocol::send(parent_sock.as_fd(), &Msg::Placed, None)?;
     let console = drive(parent_sock.as_fd(), &saved, &spec, opts)?;
     tracing::debug!("create: init ready");
 
