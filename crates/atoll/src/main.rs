@@ -17,5 +17,15 @@ fn main() {
             1
         }
     };
+    if cli.debug {
+        let hwm = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .map(str::to_string)
+            });
+        tracing::debug!(?hwm, code, "exit");
+    }
     std::process::exit(code);
 }

@@ -278,3 +278,61 @@ fn foreground_run_with_a_terminal_proxies_the_pty() {
     assert_ne!(code, 0);
     assert!(err.contains("console-socket"), "{err}");
 }
+
+/// `create` killed with SIGKILL at many points along the way: `delete --force` must leave no
+/// state directory, no cgroup and no process behind, whatever the point was.
+#[test]
+fn delete_force_cleans_up_after_create_killed_at_any_point() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("killcreate");
+    b.set_args(&["sleep", "1000"]);
+    for step in 0..24u64 {
+        let id = b.id("kc");
+        let mut child = b
+            .atoll()
+            .args(["create", "--bundle"])
+            .arg(&b.dir)
+            .arg(&id)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Spread the kill over the whole create (a few ms on this machine).
+        std::thread::sleep(std::time::Duration::from_micros(step * 400));
+        let _ = child.kill();
+        let _ = child.wait();
+        // Not existing is fine (killed before the state dir); anything else must succeed.
+        let (code, _, err) = b.cmd(&["delete", "--force", &id]);
+        assert!(
+            code == 0 || err.contains("does not exist"),
+            "step {step}: {err}"
+        );
+        assert!(!b.root.join(&id).exists(), "step {step}: state dir left");
+        for h in ["memory", "pids", "freezer", "cpu", "devices"] {
+            let dir = std::path::Path::new("/sys/fs/cgroup")
+                .join(h)
+                .join("atoll")
+                .join(&id);
+            assert!(!dir.exists(), "step {step}: cgroup {} left", dir.display());
+        }
+        // No process of the container survives (its init runs atoll with this id's bundle).
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let survivors = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                // In the container's cgroup, or still running atoll's init code for this id.
+                let cg = std::fs::read_to_string(e.path().join("cgroup")).unwrap_or_default();
+                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                cg.contains(&format!("/atoll/{id}"))
+                    || String::from_utf8_lossy(&cmd).split('\0').any(|a| a == id)
+            })
+            .count();
+        assert_eq!(
+            survivors, 0,
+            "step {step}: processes left in the container's cgroup"
+        );
+    }
+}
