@@ -594,6 +594,21 @@ impl Rootfs {
 
     /// Bind the terminal's slave over /dev/console (runtime-spec: "/dev/console" when terminal).
     pub fn console(&self, slave: BorrowedFd<'_>) -> Result<()> {
+        // Never follow a /dev/console the image planted as a symlink: it would aim the bind at
+        // whatever it names inside the rootfs, /proc/sys/... included (CVE-2025-52565).
+        if let Ok(h) = self.root.resolve_nofollow("/dev/console") {
+            let fd: OwnedFd = h.into();
+            let st = rustix::fs::fstat(&fd).map_err(errno("fstat /dev/console"))?;
+            let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
+            if !matches!(
+                kind,
+                rustix::fs::FileType::RegularFile | rustix::fs::FileType::CharacterDevice
+            ) {
+                return Err(RuntimeError::Other(format!(
+                    "refusing to mount the console on /dev/console: the rootfs has a {kind:?} there"
+                )));
+            }
+        }
         let target = self.target(Path::new("/dev/console"), true)?;
         let mnt = open_tree(
             slave,

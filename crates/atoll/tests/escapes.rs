@@ -168,3 +168,95 @@ fn root_inside_cannot_mount_or_load_modules() {
     );
     assert!(!out.contains("rc2=0"), "/proc/sys is read-only: {out}");
 }
+
+/// CVE-2025-52565: an image whose /dev/console is a symlink (here to the kernel's core_pattern)
+/// must not get the terminal bound over what the link names: atoll refuses, naming the path.
+#[test]
+fn symlinked_dev_console_is_refused() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("console-link");
+    let dev = b.dir.join("imagedev");
+    std::fs::create_dir_all(dev.join("pts")).unwrap();
+    symlink("/proc/sys/kernel/core_pattern", dev.join("console")).unwrap();
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.retain(|m| m["destination"] != "/dev");
+    mounts.insert(1, serde_json::json!({"destination": "/dev", "type": "bind", "source": dev, "options": ["rbind"]}));
+    b.config["process"]["terminal"] = true.into();
+    b.set_args(&["true"]);
+    let id = b.id("console");
+    let host_pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    let cmd = format!(
+        "{} --root {} run --bundle {} {}",
+        ATOLL,
+        b.root.display(),
+        b.dir.display(),
+        id
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script(1) from util-linux");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("/dev/console"),
+        "the refusal names /dev/console: {text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(),
+        host_pattern
+    );
+}
+
+/// CVE-2025-52881-style: a config mount laid over /proc/sys cannot redirect atoll's sysctl
+/// writes into it; they go through a procfs atoll mounted itself and reach the kernel.
+#[test]
+fn sysctl_writes_cannot_be_redirected_by_a_mount_over_proc_sys() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("sysctl");
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    let proc_at = mounts
+        .iter()
+        .position(|m| m["destination"] == "/proc")
+        .unwrap();
+    mounts.insert(
+        proc_at + 1,
+        serde_json::json!({"destination": "/proc/sys", "type": "tmpfs", "source": "tmpfs"}),
+    );
+    b.config["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_forward": "1"});
+    b.set_args(&["sleep", "1000"]);
+    let id = b.id("sysctl");
+    let status = b
+        .atoll()
+        .args(["run", "-d", "--bundle"])
+        .arg(&b.dir)
+        .arg(&id)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let state: serde_json::Value = serde_json::from_str(&b.cmd(&["state", &id]).1).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    // The kernel's value in the container's network namespace, read from the host side.
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["cat", "/proc/sys/net/ipv4/ip_forward"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1",
+        "the sysctl reached the kernel"
+    );
+    // And nothing was written into the tmpfs laid over /proc/sys.
+    let (code, out, err) = b.cmd(&["exec", &id, "sh", "-c", "ls -A /proc/sys | wc -l"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "0", "the tmpfs over /proc/sys stayed empty");
+    assert_eq!(b.cmd(&["delete", "--force", &id]).0, 0);
+}
