@@ -273,3 +273,53 @@ fn merge(a: &mut serde_json::Value, b: &serde_json::Value) {
         (a, b) => *a = b.clone(),
     }
 }
+
+/// A pure cgroup v2 host, simulated in a private mount namespace with cgroup2 alone on
+/// /sys/fs/cgroup (this host's unified hierarchy has no controllers, so only device rules,
+/// the cgroup namespace and cleanup can be checked, not limits).
+#[test]
+fn runs_on_a_pure_cgroup_v2_host() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("v2");
+    let caps = serde_json::json!(["CAP_MKNOD"]);
+    b.config["process"]["capabilities"] =
+        serde_json::json!({"bounding": caps, "effective": caps, "permitted": caps});
+    b.set_args(&[
+        "sh",
+        "-c",
+        "grep '^0::' /proc/self/cgroup; test -f /sys/fs/cgroup/cgroup.controllers && echo cgroup2-inside; \
+         head -c0 /dev/null && echo null-ok; mknod /dev/blk b 7 0 2>&1; echo done",
+    ]);
+    let id = b.id("v2");
+    let script = format!(
+        "umount -R /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && \
+         {atoll} --root {root} run --bundle {bundle} {id}; rc=$?; \
+         test -e /sys/fs/cgroup/atoll/{id} && echo LEFT-BEHIND; exit $rc",
+        atoll = ATOLL,
+        root = b.root.display(),
+        bundle = b.dir.display(),
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("0::/\n"),
+        "a cgroup namespace rooted at the container's cgroup: {text}"
+    );
+    assert!(text.contains("cgroup2-inside"), "{text}");
+    assert!(text.contains("null-ok"), "allowed devices work: {text}");
+    assert!(
+        text.contains("Operation not permitted"),
+        "the eBPF device program denies /dev/blk: {text}"
+    );
+    assert!(!text.contains("LEFT-BEHIND"), "cgroup removed: {text}");
+}
