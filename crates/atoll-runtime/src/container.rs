@@ -367,8 +367,9 @@ pub fn run(store: &Store, opts: &CreateOpts, detach: bool) -> Result<i32> {
     let mut opts = opts.clone();
     // In the foreground with a terminal but no console socket, we are the terminal (as runc).
     opts.keep_console = !detach && opts.console_socket.is_none();
+    opts.for_run = true;
     let created = spawn::create(store, &opts)?;
-    let mut saved = created.saved;
+    let saved = created.saved;
     let forward = forwarded_signals();
     if !detach {
         // Blocked before any proxy thread exists, so every thread inherits the mask and the
@@ -381,11 +382,8 @@ pub fn run(store: &Store, opts: &CreateOpts, detach: bool) -> Result<i32> {
         Some(master) => Some(crate::tty::proxy(master)?),
         None => None,
     };
-    rustix::io::write(&created.fifo, b"0").map_err(errno("write exec.fifo"))?;
-    saved.started = true;
-    store.save(&saved)?;
-    drop(created.fifo);
-    let _ = std::fs::remove_file(store.dir(&opts.id).join("exec.fifo"));
+    rustix::io::write(&created.release, b"0").map_err(errno("release the init (pipe)"))?;
+    drop(created.release);
     poststart(&saved);
     if detach {
         return Ok(0);

@@ -1,6 +1,6 @@
 //! The state store: one directory per container under `--root`, holding `state.json` (written
-//! atomically: temp file + rename), a `lock` file that serialises commands on one container, and the
-//! `exec.fifo` that `start` writes to.
+//! atomically: temp file + rename) and the `exec.fifo` that `start` writes to; an flock on the
+//! directory itself serialises commands on one container.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -102,12 +102,11 @@ impl Store {
     /// Take the container's lock (blocking until any other atoll command on it is done).
     pub fn lock(&self, id: &str) -> Result<Lock> {
         check_id(id)?;
-        let path = self.dir(id).join("lock");
+        // flock on the directory itself: no lock file to create (and pay an inode for).
+        let path = self.dir(id);
         let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
             .open(&path)
             .map_err(|e| match e.kind() {
                 io::ErrorKind::NotFound => RuntimeError::NotFound(id.to_string()),

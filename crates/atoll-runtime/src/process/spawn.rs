@@ -27,12 +27,15 @@ pub struct CreateOpts {
     pub preserve_fds: u32,
     /// Keep the pty master instead of sending it to a console socket (foreground `run`).
     pub keep_console: bool,
+    /// `run`: the caller releases the init right after create (no exec.fifo, one state save).
+    pub for_run: bool,
 }
 
 /// A created container: its saved state and, for `run`, the open exec.fifo to release it.
 pub struct Created {
     pub saved: Saved,
-    pub fifo: OwnedFd,
+    /// Write one byte here to let init exec (`run`; `start` uses exec.fifo by path).
+    pub release: OwnedFd,
     /// The pty master, when `keep_console` asked for it (foreground `run` with a terminal).
     pub console: Option<OwnedFd>,
 }
@@ -101,16 +104,26 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     tracing::debug!("create: cgroup made");
     guard.cgroup = Some(cgroup);
 
-    let fifo_path = store.dir(&opts.id).join("exec.fifo");
-    nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600))
-        .map_err(nix_errno(format!("mkfifo {}", fifo_path.display())))?;
-    // O_RDWR: the open never blocks and init's read blocks until `start` writes (Linux fifo rule).
-    let fifo = rustix::fs::open(
-        &fifo_path,
-        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(errno(format!("open {}", fifo_path.display())))?;
+    // What init blocks on until it may exec. `create`: the named exec.fifo that a later
+    // `start` writes to, opened O_RDWR so the open never blocks and init's read waits for a
+    // byte (Linux fifo rule). `run`: we release it ourselves, so a pipe does (no file to make).
+    let (fifo, release) = if opts.for_run {
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(errno("pipe2 (run release)"))?;
+        (r, w)
+    } else {
+        let fifo_path = store.dir(&opts.id).join("exec.fifo");
+        nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .map_err(nix_errno(format!("mkfifo {}", fifo_path.display())))?;
+        let f = rustix::fs::open(
+            &fifo_path,
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(errno(format!("open {}", fifo_path.display())))?;
+        let w = f.try_clone().map_err(sys("dup exec.fifo"))?;
+        (f, w)
+    };
     let (parent_sock, child_sock) = rustix::net::socketpair(
         rustix::net::AddressFamily::UNIX,
         rustix::net::SocketType::SEQPACKET,
@@ -180,15 +193,18 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     let console = drive(parent_sock.as_fd(), &saved, &spec, opts)?;
     tracing::debug!("create: init ready");
 
+    // `run` releases the init as soon as we return: save it as started right away (one write).
+    saved.started = opts.for_run;
     store.save(&saved)?;
     if let Some(pf) = &opts.pid_file {
         write_pid_file(pf, pid)?;
     }
     guard.armed = false;
     drop(lock);
+    drop(fifo);
     Ok(Created {
         saved,
-        fifo,
+        release,
         console,
     })
 }

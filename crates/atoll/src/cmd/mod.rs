@@ -61,6 +61,7 @@ fn create_opts(a: &CreateArgs) -> CreateOpts {
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         keep_console: false,
+        for_run: false,
         preserve_fds: a.preserve_fds,
     }
 }
