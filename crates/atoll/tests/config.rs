@@ -323,3 +323,35 @@ fn runs_on_a_pure_cgroup_v2_host() {
     );
     assert!(!text.contains("LEFT-BEHIND"), "cgroup removed: {text}");
 }
+
+/// A hook gets its own env, and one that outlives its timeout is killed and fails create.
+#[test]
+fn hook_env_and_timeout() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("hooktimeout");
+    let log = b.dir.join("env.log");
+    b.config["hooks"] = serde_json::json!({
+        "createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", format!("echo $HOOK_GREETING > {}", log.display())], "env": ["HOOK_GREETING=from-the-config"]}],
+    });
+    b.sh("true");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().trim(),
+        "from-the-config"
+    );
+
+    b.config["hooks"] = serde_json::json!({
+        "createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}],
+    });
+    b.save();
+    let started = std::time::Instant::now();
+    let (code, _, err) = b.run("slowhook");
+    assert_ne!(code, 0);
+    assert!(err.contains("timed out after 1s"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the hook was not killed"
+    );
+    assert!(b.cmd(&["list", "-q"]).1.trim().is_empty(), "nothing left");
+}
