@@ -336,3 +336,98 @@ fn delete_force_cleans_up_after_create_killed_at_any_point() {
         );
     }
 }
+
+/// exec's flags: --cwd, --env, --user, --cap, -d with --pid-file, and --process FILE.
+#[test]
+fn exec_flags_and_process_file() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("execflags");
+    b.set_args(&["sleep", "1000"]);
+    let id = b.id("execflags");
+    let status = b
+        .atoll()
+        .args(["run", "-d", "--bundle"])
+        .arg(&b.dir)
+        .arg(&id)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, out, err) = b.cmd(&[
+        "exec",
+        "--cwd",
+        "/tmp",
+        "--env",
+        "X=42",
+        "--user",
+        "1000:1000",
+        "--cap",
+        "CAP_NET_RAW",
+        &id,
+        "sh",
+        "-c",
+        "pwd; echo $X; id -u; id -g; grep CapEff /proc/self/status",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..4], ["/tmp", "42", "1000", "1000"], "{out}");
+    // The container's caps (CAP_AUDIT_WRITE, CAP_KILL, CAP_NET_BIND_SERVICE) are dropped for a
+    // non-root uid without ambient; --cap adds to bounding/effective/permitted of the process.
+    assert!(lines[4].starts_with("CapEff:"), "{out}");
+
+    let pidfile = b.dir.join("exec.pid");
+    // Detached: the process inherits stdio, so do not wait on pipes for it.
+    let status = b
+        .atoll()
+        .args([
+            "exec",
+            "-d",
+            "--pid-file",
+            pidfile.to_str().unwrap(),
+            &id,
+            "sleep",
+            "1000",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap()
+            .trim(),
+        "sleep"
+    );
+    let (_, ps, _) = b.cmd(&["ps", "--format", "json", &id]);
+    let pids: Vec<i32> = serde_json::from_str(&ps).unwrap();
+    assert!(
+        pids.contains(&pid),
+        "the detached exec is in the container's cgroup: {pids:?}"
+    );
+
+    let process = b.dir.join("process.json");
+    std::fs::write(
+        &process,
+        serde_json::to_vec(&serde_json::json!({
+            "args": ["sh", "-c", "echo from-process-file $Y; exit 4"],
+            "env": ["PATH=/bin", "Y=yes"],
+            "cwd": "/",
+            "user": {"uid": 0, "gid": 0}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let (code, out, err) = b.cmd(&["exec", "--process", process.to_str().unwrap(), &id]);
+    assert_eq!(code, 4, "{err}");
+    assert_eq!(out.trim(), "from-process-file yes");
+    assert_eq!(b.cmd(&["delete", "--force", &id]).0, 0);
+}
