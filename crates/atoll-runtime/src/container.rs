@@ -402,7 +402,8 @@ pub fn run(store: &Store, opts: &CreateOpts, detach: bool) -> Result<i32> {
     Ok(code)
 }
 
-fn forwarded_signals() -> nix::sys::signal::SigSet {
+/// The signals a foreground `run` or `exec` passes on to the container's process.
+pub(crate) fn forwarded_signals() -> nix::sys::signal::SigSet {
     use nix::sys::signal::SigSet;
     let mut set = SigSet::empty();
     for s in [

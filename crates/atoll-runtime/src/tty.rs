@@ -88,3 +88,28 @@ impl Drop for Proxy {
         }
     }
 }
+
+/// A new pty from the devpts at `root`/dev/pts (the container's own instance): the master
+/// and, through TIOCGPTPEER (no path lookup), its slave.
+pub fn open_pty(root: &pathrs::Root) -> Result<(OwnedFd, OwnedFd)> {
+    let master: OwnedFd = root
+        .resolve("/dev/pts/ptmx")
+        .and_then(|h| {
+            h.reopen(
+                pathrs::flags::OpenFlags::O_RDWR
+                    | pathrs::flags::OpenFlags::O_NOCTTY
+                    | pathrs::flags::OpenFlags::O_CLOEXEC,
+            )
+        })
+        .map_err(|e| {
+            crate::error::RuntimeError::Other(format!("open /dev/pts/ptmx in the container: {e}"))
+        })?
+        .into();
+    rustix::pty::unlockpt(&master).map_err(crate::error::errno("unlockpt"))?;
+    let slave = rustix::pty::ioctl_tiocgptpeer(
+        &master,
+        rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY,
+    )
+    .map_err(crate::error::errno("ioctl(TIOCGPTPEER)"))?;
+    Ok((master, slave))
+}

@@ -79,7 +79,7 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
     .map_err(errno("socketpair(AF_UNIX, SOCK_SEQPACKET)"))?;
     // Non-dumpable from here to execve (CVE-2019-5736): inherited by both children.
     nix::sys::prctl::set_dumpable(false).map_err(nix_errno("prctl(PR_SET_DUMPABLE, 0)"))?;
-    let forward = signals();
+    let forward = crate::container::forwarded_signals();
     match clone3(0, None).map_err(|e| RuntimeError::Sys {
         op: "clone3 (exec)".into(),
         source: e,
@@ -146,24 +146,6 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
             crate::container::wait_forwarding(pid, &forward, None)
         }
     }
-}
-
-fn signals() -> nix::sys::signal::SigSet {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGCHLD,
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGWINCH,
-    ] {
-        set.add(s);
-    }
-    set
 }
 
 fn serve(
@@ -263,24 +245,7 @@ fn process(
     let console: Option<OwnedFd> = if opts.process.terminal().unwrap_or(false) {
         let root = pathrs::Root::open("/")
             .map_err(|e| RuntimeError::Other(format!("open container root: {e}")))?;
-        let rootfs_root = root;
-        let master: OwnedFd = rootfs_root
-            .resolve("/dev/pts/ptmx")
-            .and_then(|h| {
-                h.reopen(
-                    pathrs::flags::OpenFlags::O_RDWR
-                        | pathrs::flags::OpenFlags::O_NOCTTY
-                        | pathrs::flags::OpenFlags::O_CLOEXEC,
-                )
-            })
-            .map_err(|e| RuntimeError::Other(format!("open /dev/pts/ptmx in the container: {e}")))?
-            .into();
-        rustix::pty::unlockpt(&master).map_err(errno("unlockpt"))?;
-        let slave = rustix::pty::ioctl_tiocgptpeer(
-            &master,
-            rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY,
-        )
-        .map_err(errno("ioctl(TIOCGPTPEER)"))?;
+        let (master, slave) = crate::tty::open_pty(&root)?;
         protocol::send(sock, &Msg::Fd(FdKind::Console), Some(master.as_fd()))?;
         Some(slave)
     } else {

@@ -560,20 +560,7 @@ fn proc_pid_of_child(from: BorrowedFd<'_>, child: i32) -> Result<i32> {
 /// Open a pty in the container's devpts, bind the slave at /dev/console, send the master to the
 /// parent (for --console-socket) and return the slave for stdio.
 pub fn open_console_in(rootfs: &Rootfs, sock: BorrowedFd<'_>) -> Result<OwnedFd> {
-    let master: OwnedFd = rootfs
-        .open_in(
-            "/dev/pts/ptmx",
-            pathrs::flags::OpenFlags::O_RDWR
-                | pathrs::flags::OpenFlags::O_NOCTTY
-                | pathrs::flags::OpenFlags::O_CLOEXEC,
-        )?
-        .into();
-    rustix::pty::unlockpt(&master).map_err(errno("unlockpt"))?;
-    let slave = rustix::pty::ioctl_tiocgptpeer(
-        &master,
-        rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY,
-    )
-    .map_err(errno("ioctl(TIOCGPTPEER)"))?;
+    let (master, slave) = crate::tty::open_pty(&rootfs.root)?;
     rootfs.console(slave.as_fd())?;
     protocol::send(sock, &Msg::Fd(FdKind::Console), Some(master.as_fd()))?;
     Ok(slave)
