@@ -1,7 +1,7 @@
 //! The parent side of `create`: check the config, make the cgroup and state, clone the init into
 //! its namespaces, drive the sync protocol, and on any failure remove everything made so far.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use atoll_cgroups::Cgroup;
@@ -169,7 +169,17 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     // Non-dumpable until exec: a container process can't open /proc/<init>/exe or ptrace us
     // while init still runs atoll's code (CVE-2019-5736). execve resets it.
     nix::sys::prctl::set_dumpable(false).map_err(nix_errno("prctl(PR_SET_DUMPABLE, 0)"))?;
-    let pid = spawn_init(&ctx, parent_sock.as_fd(), child_sock, &spec, &ns)?;
+    // On a pure cgroup v2 host the init is born in its cgroup (CLONE_INTO_CGROUP): no migration,
+    // so no wait for an RCU grace period. Elsewhere the parent moves it after Go.
+    let v2_dir = v2_cgroup_dir(guard.cgroup.as_ref().expect("set above"), &ns)?;
+    let pid = spawn_init(
+        &ctx,
+        parent_sock.as_fd(),
+        child_sock,
+        &spec,
+        &ns,
+        v2_dir.as_ref().map(|d| d.as_raw_fd()),
+    )?;
     tracing::debug!(pid, "create: init cloned");
     guard.child = Some(pid);
     let _ = nix::sys::prctl::set_dumpable(true);
@@ -187,7 +197,9 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     // cgroup mounts, messages to us), and long before it could exec.
     protocol::send(parent_sock.as_fd(), &Msg::Go, None)?;
     let gcg = guard.cgroup.as_ref().expect("set above");
-    gcg.add_task(pid)?;
+    if v2_dir.is_none() {
+        gcg.add_task(pid)?;
+    }
     tracing::debug!("create: init in its cgroup");
     protocol::send(parent_sock.as_fd(), &Msg::Placed, None)?;
     let console = drive(parent_sock.as_fd(), &saved, &spec, opts)?;
@@ -218,12 +230,13 @@ fn spawn_init(
     csock: OwnedFd,
     spec: &Spec,
     ns: &Namespaces,
+    cgroup_fd: Option<std::os::fd::RawFd>,
 ) -> Result<i32> {
     let cgroupns = spec::ns_flag(LinuxNamespaceType::Cgroup);
     let direct = direct_path(ns);
     let flags = if direct { ns.new & !cgroupns } else { 0 };
     let linux = spec.linux().as_ref();
-    match clone3(flags, None).map_err(|e| RuntimeError::Sys {
+    match clone3(flags, cgroup_fd).map_err(|e| RuntimeError::Sys {
         op: format!("clone3(flags {flags:#x})"),
         source: e,
     })? {
@@ -266,6 +279,31 @@ fn spawn_init(
             Ok(init_pid.expect("loop ends with a pid"))
         }
     }
+}
+
+/// The container's cgroup directory, opened for CLONE_INTO_CGROUP, on a pure v2 host and the
+/// direct spawn path (the two-stage path forks the init from a child; it is moved instead).
+fn v2_cgroup_dir(cg: &Cgroup, ns: &Namespaces) -> Result<Option<OwnedFd>> {
+    let hier = cg.hierarchies();
+    let [only] = hier.as_slice() else {
+        return Ok(None);
+    };
+    if only.fs_type != "cgroup2"
+        || !direct_path(ns)
+        || atoll_cgroups::host_mode() != atoll_cgroups::Mode::V2
+    {
+        return Ok(None);
+    }
+    let fd = rustix::fs::open(
+        &only.dir,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(errno(format!(
+        "open {} for CLONE_INTO_CGROUP",
+        only.dir.display()
+    )))?;
+    Ok(Some(fd))
 }
 
 /// One clone3 does it all unless namespaces must be joined first or a time namespace made.
