@@ -132,20 +132,14 @@ pub fn kill(store: &Store, id: &str, sig: Signal, all: bool) -> Result<()> {
     Ok(())
 }
 
-/// Signal the init through a pidfd opened after checking its start time: a recycled pid can
-/// never receive our signal.
+/// Signal the init through its pidfd (see `Saved::init_pidfd`): a recycled pid can never
+/// receive our signal.
 fn signal_init(saved: &Saved, sig: Signal) -> Result<()> {
-    let pid = rustix::process::Pid::from_raw(saved.pid)
-        .ok_or_else(|| RuntimeError::Other("no init pid".into()))?;
-    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-        .map_err(errno(format!("pidfd_open {}", saved.pid)))?;
-    if crate::state::pid_start_time(saved.pid) != Some(saved.pid_start) {
-        return Err(RuntimeError::BadState {
-            id: saved.id.clone(),
-            status: "stopped",
-            wanted: "container not running",
-        });
-    }
+    let pidfd = saved.init_pidfd()?.ok_or_else(|| RuntimeError::BadState {
+        id: saved.id.clone(),
+        status: "stopped",
+        wanted: "container not running",
+    })?;
     let rsig = rustix::process::Signal::from_named_raw(sig as i32)
         .ok_or_else(|| RuntimeError::Other(format!("signal {sig}")))?;
     rustix::process::pidfd_send_signal(&pidfd, rsig)
@@ -236,13 +230,9 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
 }
 
 fn kill_and_wait(saved: &Saved, cg: Option<&Cgroup>) -> Result<()> {
-    let pid = rustix::process::Pid::from_raw(saved.pid)
-        .ok_or_else(|| RuntimeError::Other("no pid".into()))?;
-    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-        .map_err(errno(format!("pidfd_open {}", saved.pid)))?;
-    if crate::state::pid_start_time(saved.pid) != Some(saved.pid_start) {
+    let Some(pidfd) = saved.init_pidfd()? else {
         return Ok(());
-    }
+    };
     if let Some(cg) = cg {
         for p in cg.pids().unwrap_or_default() {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);

@@ -225,6 +225,23 @@ impl Saved {
             && !matches!(pid_state(self.pid), Some('Z') | Some('X') | None)
     }
 
+    /// A pidfd for our init, opened *before* checking its start time, so it can never refer to
+    /// a process that recycled the pid. None when the init is gone (or was never started).
+    pub fn init_pidfd(&self) -> Result<Option<std::os::fd::OwnedFd>> {
+        let Some(pid) = rustix::process::Pid::from_raw(self.pid) else {
+            return Ok(None);
+        };
+        let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::SRCH) => return Ok(None),
+            Err(e) => return Err(crate::error::errno(format!("pidfd_open {}", self.pid))(e)),
+        };
+        if pid_start_time(self.pid) != Some(self.pid_start) {
+            return Ok(None);
+        }
+        Ok(Some(pidfd))
+    }
+
     pub fn status(&self) -> Status {
         if self.pid == 0 {
             return Status::Creating;

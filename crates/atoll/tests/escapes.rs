@@ -231,16 +231,8 @@ fn sysctl_writes_cannot_be_redirected_by_a_mount_over_proc_sys() {
     b.config["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_forward": "1"});
     b.set_args(&["sleep", "1000"]);
     let id = b.id("sysctl");
-    let status = b
-        .atoll()
-        .args(["run", "-d", "--bundle"])
-        .arg(&b.dir)
-        .arg(&id)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let (code, err) = b.run_detached(&id);
+    assert_eq!(code, 0, "run -d: {err}");
     let state: serde_json::Value = serde_json::from_str(&b.cmd(&["state", &id]).1).unwrap();
     let pid = state["pid"].as_i64().unwrap();
     // The kernel's value in the container's network namespace, read from the host side.

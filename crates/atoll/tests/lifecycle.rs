@@ -103,16 +103,7 @@ fn exec_pause_resume_ps() {
     let mut b = Bundle::new("exec");
     b.set_args(&["sleep", "1000"]);
     let id = b.id("exec");
-    let status = b
-        .atoll()
-        .args(["run", "-d", "--bundle"])
-        .arg(&b.dir)
-        .arg(&id)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    let (code, err) = (status.code().unwrap(), String::new());
+    let (code, err) = b.run_detached(&id);
     assert_eq!(code, 0, "run -d: {err}");
     let (code, out, err) = b.cmd(&["exec", &id, "sh", "-c", "echo $$; cat /proc/1/comm; exit 3"]);
     assert_eq!(code, 3, "exec: {err}");
@@ -346,16 +337,8 @@ fn exec_flags_and_process_file() {
     let mut b = Bundle::new("execflags");
     b.set_args(&["sleep", "1000"]);
     let id = b.id("execflags");
-    let status = b
-        .atoll()
-        .args(["run", "-d", "--bundle"])
-        .arg(&b.dir)
-        .arg(&id)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let (code, err) = b.run_detached(&id);
+    assert_eq!(code, 0, "run -d: {err}");
     let (code, out, err) = b.cmd(&[
         "exec",
         "--cwd",
@@ -379,23 +362,16 @@ fn exec_flags_and_process_file() {
     assert!(lines[4].starts_with("CapEff:"), "{out}");
 
     let pidfile = b.dir.join("exec.pid");
-    // Detached: the process inherits stdio, so do not wait on pipes for it.
-    let status = b
-        .atoll()
-        .args([
-            "exec",
-            "-d",
-            "--pid-file",
-            pidfile.to_str().unwrap(),
-            &id,
-            "sleep",
-            "1000",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let (code, err) = b.detached(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        &id,
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(code, 0, "exec -d: {err}");
     let pid: i32 = std::fs::read_to_string(&pidfile)
         .unwrap()
         .trim()

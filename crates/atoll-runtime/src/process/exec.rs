@@ -59,17 +59,11 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(nix_errno("prctl(PR_SET_CHILD_SUBREAPER)"))?;
     }
-    let pid = rustix::process::Pid::from_raw(saved.pid)
-        .ok_or_else(|| RuntimeError::Other("no init pid".into()))?;
-    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-        .map_err(errno(format!("pidfd_open {}", saved.pid)))?;
-    if crate::state::pid_start_time(saved.pid) != Some(saved.pid_start) {
-        return Err(RuntimeError::BadState {
-            id: opts.id.clone(),
-            status: "stopped",
-            wanted: "cannot exec in a container that is not running",
-        });
-    }
+    let pidfd = saved.init_pidfd()?.ok_or_else(|| RuntimeError::BadState {
+        id: opts.id.clone(),
+        status: "stopped",
+        wanted: "cannot exec in a container that is not running",
+    })?;
     let (psock, csock) = rustix::net::socketpair(
         rustix::net::AddressFamily::UNIX,
         rustix::net::SocketType::SEQPACKET,

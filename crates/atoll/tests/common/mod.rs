@@ -155,16 +155,15 @@ impl Bundle {
         out
     }
 
-    /// `atoll create`: the container's init inherits stdio, so never wait on pipes for it (they
-    /// stay open until the container exits); stderr goes to a file instead.
-    pub fn create(&self, id: &str, extra: &[&str]) -> (i32, String) {
-        let errfile = self.dir.join(format!("{id}.create.err"));
+    /// An atoll command that leaves a container process holding our stdio (`create`,
+    /// `run -d`, `exec -d`): never wait on pipes for it (they stay open until the container
+    /// exits); stderr goes to a file instead. Returns (exit code, stderr).
+    pub fn detached(&self, args: &[&str]) -> (i32, String) {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let errfile = self.dir.join(format!("detached-{n}.err"));
         let status = self
             .atoll()
-            .args(["create", "--bundle"])
-            .arg(&self.dir)
-            .args(extra)
-            .arg(id)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&errfile).unwrap())
             .status()
@@ -173,6 +172,20 @@ impl Bundle {
             status.code().unwrap_or(-1),
             std::fs::read_to_string(&errfile).unwrap_or_default(),
         )
+    }
+
+    /// `atoll create --bundle <bundle> <extra> <id>`.
+    pub fn create(&self, id: &str, extra: &[&str]) -> (i32, String) {
+        let bundle = self.dir.to_str().unwrap().to_string();
+        let mut args = vec!["create", "--bundle", &bundle];
+        args.extend_from_slice(extra);
+        args.push(id);
+        self.detached(&args)
+    }
+
+    /// `atoll run -d --bundle <bundle> <id>`.
+    pub fn run_detached(&self, id: &str) -> (i32, String) {
+        self.detached(&["run", "-d", "--bundle", self.dir.to_str().unwrap(), id])
     }
 
     pub fn cmd(&self, args: &[&str]) -> (i32, String, String) {
