@@ -5,6 +5,7 @@
 
 pub mod bpf;
 pub mod mount;
+pub mod netlink;
 pub mod process;
 pub mod seccomp;
 pub mod socket;

@@ -1,0 +1,139 @@
+//! One error type per domain: `NetlinkError` for rtnetlink requests, `NetError` for the rest
+//! (namespaces, sysctls, the nft process). Every variant names the operation and its operand.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use rustix::io::Errno;
+
+/// An rtnetlink request the kernel refused, or a reply we could not make sense of.
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    /// The kernel NACKed a request: `RTM_NEWLINK veth "atab12a" peer "to-db" in host: EEXIST`.
+    #[error("{op} {operand} in {netns}: {}{}", ErrnoName(*errno), reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    Nack {
+        op: &'static str,
+        operand: String,
+        netns: String,
+        errno: Errno,
+        /// The kernel's extended-ACK text (NLMSGERR_ATTR_MSG), when it gave one.
+        reason: Option<String>,
+    },
+    /// A socket call on the rtnetlink socket failed.
+    #[error("{op} on the rtnetlink socket in {netns}: {}", ErrnoName(*errno))]
+    Socket {
+        op: &'static str,
+        netns: String,
+        errno: Errno,
+    },
+    /// A reply that does not parse, or that answers a request we did not send.
+    #[error("rtnetlink reply in {netns}: {what}")]
+    Protocol { netns: String, what: String },
+}
+
+/// Everything else atoll-net does.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    /// A syscall on a namespace file: `bind-mount netns on "/run/atoll/ns/db": EEXIST`.
+    #[error("{op} {path:?}: {}", ErrnoName(*errno))]
+    Netns {
+        op: &'static str,
+        path: PathBuf,
+        errno: Errno,
+    },
+    /// A file operation on a namespace path (directory creation, unlink).
+    #[error("{op} {path:?}: {source}")]
+    NetnsFile {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `Netns::open` on something that is not a network namespace.
+    #[error("open netns {path:?}: not a network namespace (f_type {f_type:#x})")]
+    NotNetns { path: PathBuf, f_type: i64 },
+    /// `Netns::create` where a namespace is already pinned.
+    #[error("create netns {path:?}: a namespace is already mounted there")]
+    NetnsExists { path: PathBuf },
+    /// Switching the calling thread's network namespace.
+    #[error("setns into {target}: {}", ErrnoName(*errno))]
+    Setns { target: String, errno: Errno },
+    /// A write under /proc/sys/net, done from inside `netns`.
+    #[error("write {value:?} to /proc/{key} in {netns}: {source}")]
+    Sysctl {
+        key: String,
+        value: String,
+        netns: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An interface a plan step refers to does not exist (yet) in that namespace.
+    #[error("interface {ifname:?} not found in {netns}")]
+    NoSuchInterface { ifname: String, netns: String },
+    /// A ruleset that cannot be rendered safely (quote in a comment, bad interface name).
+    #[error("firewall table {table:?}: {what}")]
+    InvalidRuleset { table: String, what: String },
+    /// Running `nft`.
+    #[error("nft {what} for table {table:?}: {detail}")]
+    Nft {
+        what: &'static str,
+        table: String,
+        detail: String,
+    },
+    /// A plan or teardown that failed in several places; teardown never stops at the first.
+    #[error("{} errors, first: {}", .0.len(), .0[0])]
+    Many(Vec<NetError>),
+}
+
+/// Errno as its symbolic name (`EEXIST`), the form kernel docs and man pages use.
+pub(crate) struct ErrnoName(pub Errno);
+
+impl fmt::Display for ErrnoName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.0 {
+            Errno::PERM => "EPERM",
+            Errno::NOENT => "ENOENT",
+            Errno::SRCH => "ESRCH",
+            Errno::INTR => "EINTR",
+            Errno::IO => "EIO",
+            Errno::BADF => "EBADF",
+            Errno::AGAIN => "EAGAIN",
+            Errno::NOMEM => "ENOMEM",
+            Errno::ACCESS => "EACCES",
+            Errno::BUSY => "EBUSY",
+            Errno::EXIST => "EEXIST",
+            Errno::NODEV => "ENODEV",
+            Errno::NOTDIR => "ENOTDIR",
+            Errno::INVAL => "EINVAL",
+            Errno::NFILE => "ENFILE",
+            Errno::MFILE => "EMFILE",
+            Errno::NOSPC => "ENOSPC",
+            Errno::RANGE => "ERANGE",
+            Errno::NAMETOOLONG => "ENAMETOOLONG",
+            Errno::NOSYS => "ENOSYS",
+            Errno::AFNOSUPPORT => "EAFNOSUPPORT",
+            Errno::ADDRNOTAVAIL => "EADDRNOTAVAIL",
+            Errno::NETDOWN => "ENETDOWN",
+            Errno::NETUNREACH => "ENETUNREACH",
+            Errno::NOBUFS => "ENOBUFS",
+            Errno::MSGSIZE => "EMSGSIZE",
+            Errno::OPNOTSUPP => "EOPNOTSUPP",
+            Errno::PROTONOSUPPORT => "EPROTONOSUPPORT",
+            _ => return write!(f, "errno {}", self.0.raw_os_error()),
+        };
+        write!(f, "{name}")
+    }
+}
+
+impl NetError {
+    /// Fold the errors of a teardown that kept going: none is Ok, one is itself, more is `Many`.
+    pub(crate) fn collect(mut errors: Vec<NetError>) -> Result<(), NetError> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(NetError::Many(errors)),
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! Routed point-to-point links between islands. A link A–B is two veth pairs, each with one end
+//! in an island and one in the host; the host routes between its two ends, so every packet
+//! between islands crosses the host's forward hook, where the firewall judges it:
+//!
+//! ```text
+//!  island A netns                 host netns                       island B netns
+//!  [ifname_a] <==veth==> [host_a]  --forwarded, nft filtered-->  [host_b] <==veth==> [ifname_b]
+//!  addr_a/32 peer addr_b                                                    addr_b/32 peer addr_a
+//! ```
+//!
+//! Host ends carry no IPv4 address, forward IPv4 (per interface only), and have IPv6 disabled;
+//! neighbours are permanent on both sides, so no ARP ever runs on a link.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use pathrs::procfs::ProcfsHandle;
+
+use crate::error::NetError;
+use crate::netlink::{Request, Socket};
+use crate::netns::Netns;
+use crate::sysctl;
+
+/// One side of a link: the island's namespace and interface, and the host end facing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct End {
+    pub netns: PathBuf,
+    /// Interface name inside the island (at most 15 bytes).
+    pub ifname: String,
+    /// Interface name of the host end (at most 15 bytes, unique on the host).
+    pub host_ifname: String,
+    pub addr: Ipv4Addr,
+    /// MAC of the island's interface.
+    pub mac: [u8; 6],
+    /// MAC of the host end.
+    pub host_mac: [u8; 6],
+}
+
+/// A link between two islands; `group` (non-zero) is the host link group of both host ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSpec {
+    pub a: End,
+    pub b: End,
+    pub group: u32,
+}
+
+/// Where a step runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    Host,
+    Netns(PathBuf),
+}
+
+/// One change, as plain data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// A veth pair made from the host: this end stays in the host, the peer is created directly
+    /// inside `peer_netns` (IFLA_NET_NS_FD in VETH_INFO_PEER).
+    CreateVeth {
+        ifname: String,
+        mac: [u8; 6],
+        group: u32,
+        peer_ifname: String,
+        peer_mac: [u8; 6],
+        peer_netns: PathBuf,
+    },
+    /// `net.ipv6.conf.<ifname>.disable_ipv6=1`; `ifname` "default" covers devices created later.
+    DisableIpv6 { ifname: String },
+    /// Set up; `forwarding` turns on `net.ipv4.conf.<ifname>.forwarding` (that device only).
+    LinkUp { ifname: String, forwarding: bool },
+    /// `ip addr add <local>/32 peer <peer> dev <ifname>`.
+    PeerAddress {
+        ifname: String,
+        local: Ipv4Addr,
+        peer: Ipv4Addr,
+    },
+    /// `ip route add <dst>/32 dev <ifname> scope link`.
+    LinkRoute { ifname: String, dst: Ipv4Addr },
+    /// `ip neigh add <addr> lladdr <mac> dev <ifname> nud permanent`.
+    Neighbour {
+        ifname: String,
+        addr: Ipv4Addr,
+        mac: [u8; 6],
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub target: Target,
+    pub op: Op,
+}
+
+/// The ordered steps that realise a set of links. Consecutive netlink steps for one target go
+/// to the kernel as one batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+}
+
+/// A host end, for status output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub name: String,
+    pub ifindex: u32,
+    pub up: bool,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+}
+
+/// Plan `links`. Order matters to the kernel: island namespaces get `default.disable_ipv6`
+/// before their veth ends exist (new devices copy the namespace default), host ends get IPv6
+/// disabled before they go up (no link-local address is ever configured), and a device must be
+/// up before a route through it is accepted (ENETDOWN otherwise).
+pub fn plan(links: &[LinkSpec]) -> Plan {
+    let ends: Vec<(&End, &End, u32)> = links
+        .iter()
+        .flat_map(|l| [(&l.a, &l.b, l.group), (&l.b, &l.a, l.group)])
+        .collect();
+    let mut islands: Vec<&Path> = Vec::new();
+    for (end, _, _) in &ends {
+        if !islands.contains(&end.netns.as_path()) {
+            islands.push(&end.netns);
+        }
+    }
+    let mut steps = Vec::new();
+    let host = |op| Step {
+        target: Target::Host,
+        op,
+    };
+    for ns in &islands {
+        steps.push(Step {
+            target: Target::Netns(ns.to_path_buf()),
+            op: Op::DisableIpv6 {
+                ifname: "default".into(),
+            },
+        });
+    }
+    for (end, _, group) in &ends {
+        steps.push(host(Op::CreateVeth {
+            ifname: end.host_ifname.clone(),
+            mac: end.host_mac,
+            group: *group,
+            peer_ifname: end.ifname.clone(),
+            peer_mac: end.mac,
+            peer_netns: end.netns.clone(),
+        }));
+    }
+    for (end, _, _) in &ends {
+        steps.push(host(Op::DisableIpv6 {
+            ifname: end.host_ifname.clone(),
+        }));
+    }
+    for (end, _, _) in &ends {
+        let ifname = end.host_ifname.clone();
+        steps.push(host(Op::LinkUp {
+            ifname: ifname.clone(),
+            forwarding: true,
+        }));
+        steps.push(host(Op::LinkRoute {
+            ifname: ifname.clone(),
+            dst: end.addr,
+        }));
+        steps.push(host(Op::Neighbour {
+            ifname,
+            addr: end.addr,
+            mac: end.mac,
+        }));
+    }
+    for ns in &islands {
+        let target = Target::Netns(ns.to_path_buf());
+        let mut push = |op| {
+            steps.push(Step {
+                target: target.clone(),
+                op,
+            })
+        };
+        push(Op::LinkUp {
+            ifname: "lo".into(),
+            forwarding: false,
+        });
+        for (end, peer, _) in ends.iter().filter(|(e, _, _)| e.netns == *ns) {
+            push(Op::PeerAddress {
+                ifname: end.ifname.clone(),
+                local: end.addr,
+                peer: peer.addr,
+            });
+            push(Op::LinkUp {
+                ifname: end.ifname.clone(),
+                forwarding: false,
+            });
+            push(Op::Neighbour {
+                ifname: end.ifname.clone(),
+                addr: peer.addr,
+                mac: end.host_mac,
+            });
+        }
+    }
+    Plan { steps }
+}
+
+impl Plan {
+    /// Apply the steps in order: each island netns is opened once with one rtnetlink socket,
+    /// and consecutive netlink steps for a target go out as one batch. Not transactional: after
+    /// an error, `delete_group` for the plan's groups (and `netns::remove`) clean up.
+    pub fn apply(&self) -> Result<(), NetError> {
+        let mut applier = Applier::new()?;
+        let mut rest = &self.steps[..];
+        while let Some(first) = rest.first() {
+            let sysctl = matches!(first.op, Op::DisableIpv6 { .. });
+            let len = rest
+                .iter()
+                .take_while(|s| s.target == first.target && matches!(s.op, Op::DisableIpv6 { .. }) == sysctl)
+                .count();
+            let (run, tail) = rest.split_at(len);
+            rest = tail;
+            let ops: Vec<&Op> = run.iter().map(|s| &s.op).collect();
+            if sysctl {
+                applier.sysctls(&first.target, &ops)?;
+            } else {
+                applier.netlink(&first.target, &ops)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The link groups this plan creates links in, for cleanup after a failed apply.
+    pub fn groups(&self) -> Vec<u32> {
+        let mut groups: Vec<u32> = self
+            .steps
+            .iter()
+            .filter_map(|s| match s.op {
+                Op::CreateVeth { group, .. } => Some(group),
+                _ => None,
+            })
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        groups
+    }
+}
+
+/// A namespace being configured: its socket and, once dumped, its name → ifindex map.
+struct Ns {
+    netns: Option<Netns>,
+    sock: Socket,
+    label: String,
+    index: Option<HashMap<String, u32>>,
+}
+
+struct Applier {
+    proc: ProcfsHandle,
+    spaces: HashMap<Target, Ns>,
+}
+
+impl Applier {
+    fn new() -> Result<Applier, NetError> {
+        let mut spaces = HashMap::new();
+        spaces.insert(
+            Target::Host,
+            Ns {
+                netns: None,
+                sock: Socket::open("host")?,
+                label: "host".into(),
+                index: None,
+            },
+        );
+        Ok(Applier {
+            proc: sysctl::procfs()?,
+            spaces,
+        })
+    }
+
+    /// Open an island's netns and its socket on first use; `also` runs in the same visit.
+    fn visit(&mut self, target: &Target, also: impl FnOnce(&ProcfsHandle, &str) -> Result<(), NetError>) -> Result<(), NetError> {
+        let Target::Netns(path) = target else {
+            return also(&self.proc, "host");
+        };
+        let label = format!("{path:?}");
+        if self.spaces.contains_key(target) {
+            let ns = self.spaces[target].netns.as_ref().expect("island entries hold their netns");
+            return ns.enter(|| also(&self.proc, &label))?;
+        }
+        let netns = Netns::open(path)?;
+        let proc = &self.proc;
+        let sock = netns.enter(|| -> Result<Socket, NetError> {
+            also(proc, &label)?;
+            Ok(Socket::open(&label)?)
+        })??;
+        self.spaces.insert(
+            target.clone(),
+            Ns {
+                netns: Some(netns),
+                sock,
+                label,
+                index: None,
+            },
+        );
+        Ok(())
+    }
+
+    fn sysctls(&mut self, target: &Target, ops: &[&Op]) -> Result<(), NetError> {
+        self.visit(target, |proc, label| {
+            for op in ops {
+                if let Op::DisableIpv6 { ifname } = op {
+                    sysctl::disable_ipv6(proc, ifname, label)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn netlink(&mut self, target: &Target, ops: &[&Op]) -> Result<(), NetError> {
+        // Every namespace named here must be open first: ours for the socket, peers for their fd.
+        self.visit(target, |_, _| Ok(()))?;
+        for op in ops {
+            if let Op::CreateVeth { peer_netns, .. } = op {
+                let peer = Target::Netns(peer_netns.clone());
+                if !self.spaces.contains_key(&peer) {
+                    self.visit(&peer, |_, _| Ok(()))?;
+                }
+            }
+        }
+        let mut reqs = Vec::with_capacity(ops.len());
+        let mut created_in = Vec::new();
+        for op in ops {
+            let req = match op {
+                Op::CreateVeth {
+                    ifname,
+                    mac,
+                    group,
+                    peer_ifname,
+                    peer_mac,
+                    peer_netns,
+                } => {
+                    let peer = &self.spaces[&Target::Netns(peer_netns.clone())];
+                    let fd = peer.netns.as_ref().expect("island entries hold their netns").fd();
+                    created_in.push(Target::Netns(peer_netns.clone()));
+                    Request::new_veth(ifname, *mac, *group, peer_ifname, *peer_mac, fd, &peer.label)
+                }
+                Op::LinkUp { ifname, forwarding } => {
+                    Request::set_link_up(self.ifindex(target, ifname)?, ifname, *forwarding)
+                }
+                Op::PeerAddress { ifname, local, peer } => {
+                    Request::new_peer_address(self.ifindex(target, ifname)?, ifname, *local, *peer)
+                }
+                Op::LinkRoute { ifname, dst } => Request::new_link_route(*dst, self.ifindex(target, ifname)?, ifname),
+                Op::Neighbour { ifname, addr, mac } => {
+                    Request::new_permanent_neighbour(self.ifindex(target, ifname)?, ifname, *addr, *mac)
+                }
+                Op::DisableIpv6 { .. } => unreachable!("sysctl steps are run by Applier::sysctls"),
+            };
+            reqs.push(req);
+        }
+        let ns = self.spaces.get_mut(target).expect("visited above");
+        if !created_in.is_empty() {
+            ns.index = None;
+        }
+        let result = ns.sock.execute(&reqs);
+        for t in created_in {
+            if let Some(peer) = self.spaces.get_mut(&t) {
+                peer.index = None;
+            }
+        }
+        Ok(result?)
+    }
+
+    /// Resolve an interface name in `target`, dumping its links once when the name is new.
+    fn ifindex(&mut self, target: &Target, ifname: &str) -> Result<u32, NetError> {
+        let ns = self.spaces.get_mut(target).expect("visited before use");
+        if let Some(&i) = ns.index.as_ref().and_then(|m| m.get(ifname)) {
+            return Ok(i);
+        }
+        let map: HashMap<String, u32> = ns
+            .sock
+            .dump_links()?
+            .iter()
+            .filter_map(|l| link_name(l).map(|n| (n.to_owned(), l.header.index)))
+            .collect();
+        let found = map.get(ifname).copied();
+        ns.index = Some(map);
+        found.ok_or_else(|| NetError::NoSuchInterface {
+            ifname: ifname.to_owned(),
+            netns: ns.label.clone(),
+        })
+    }
+}
+
+fn link_name(link: &LinkMessage) -> Option<&str> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.as_str()),
+        _ => None,
+    })
+}
+
+fn link_group(link: &LinkMessage) -> Option<u32> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Group(g) => Some(*g),
+        _ => None,
+    })
+}
+
+/// Delete every host link in `group` with one RTM_DELLINK (IFLA_GROUP, no index): the kernel
+/// unregisters them together, one synchronize_net for the lot, and each veth takes its island
+/// end with it. Ok if the group has no links. Group 0 (every unassigned link) is refused.
+pub fn delete_group(group: u32) -> Result<(), NetError> {
+    assert_ne!(group, 0, "link group 0 holds every ungrouped host link");
+    let mut sock = Socket::open("host")?;
+    match sock.execute(&[Request::delete_group(group)]) {
+        // rtnl_group_dellink: ENODEV when no link is in the group.
+        Err(crate::NetlinkError::Nack {
+            errno: rustix::io::Errno::NODEV,
+            ..
+        }) => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// Delete host links one by one (one RTM_DELLINK each, one synchronize_net each); only for
+/// measuring against `delete_group`.
+pub fn delete_group_one_by_one(group: u32) -> Result<(), NetError> {
+    let mut sock = Socket::open("host")?;
+    let links = sock.dump_links()?;
+    let reqs: Vec<Request> = links
+        .iter()
+        .filter(|l| link_group(l) == Some(group))
+        .map(|l| Request::delete_link(l.header.index, link_name(l).unwrap_or("?")))
+        .collect();
+    Ok(sock.execute(&reqs)?)
+}
+
+/// The host ends in `group`, for status output.
+pub fn group_links(group: u32) -> Result<Vec<LinkInfo>, NetError> {
+    let mut sock = Socket::open("host")?;
+    Ok(sock
+        .dump_links()?
+        .iter()
+        .filter(|l| link_group(l) == Some(group))
+        .map(|l| {
+            let (rx, tx) = l
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    LinkAttribute::Stats64(s) => Some((s.rx_packets, s.tx_packets)),
+                    _ => None,
+                })
+                .unwrap_or((0, 0));
+            LinkInfo {
+                name: link_name(l).unwrap_or_default().to_owned(),
+                ifindex: l.header.index,
+                up: l.header.flags.contains(LinkFlags::Up),
+                rx_packets: rx,
+                tx_packets: tx,
+            }
+        })
+        .collect())
+}
+
+/// A deterministic, locally administered unicast MAC: byte 0 is `0x02 | side << 2` (bit 1 set:
+/// local; bit 0 clear: unicast), bytes 1–2 fold `group`, bytes 3–5 are the low 24 bits of `link`.
+/// Uniqueness only matters within one veth pair (each pair is its own Ethernet segment), so
+/// the two ends of a pair differ by `side`.
+pub fn mac_for(group: u32, link: u32, side: u8) -> [u8; 6] {
+    let g = ((group >> 16) ^ group) as u16;
+    let [_, l1, l2, l3] = link.to_be_bytes();
+    let [g0, g1] = g.to_be_bytes();
+    [0x02 | ((side & 0x3f) << 2), g0, g1, l1, l2, l3]
+}
+
+pub(crate) fn fmt_mac(mac: [u8; 6]) -> String {
+    let [a, b, c, d, e, f] = mac;
+    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+}
