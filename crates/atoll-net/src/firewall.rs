@@ -1,1 +1,350 @@
-pub fn _x(){}
+//! The border guard: one nftables table (family inet) owned by atoll, replaced atomically by one
+//! `nft -f -` transaction. Packets to or from atoll's host link ends are judged (default deny);
+//! all other traffic of the host passes through untouched, and no other table is touched.
+//!
+//! Priority `filter - 10` in the forward and input hooks: after conntrack (-200), so `ct state`
+//! is known, and before the usual `filter` (0) chains of other tables, so our drop is final
+//! whatever they do. Our accept only ends our chain; another table may still drop, which can
+//! only make things stricter.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use crate::error::NetError;
+
+const NFT: &str = "/usr/sbin/nft";
+/// Comment of the default-deny counter in the forward judgement.
+pub const DROP_RULE: &str = "drop";
+/// Comment of the input-hook drop for packets from islands to the host.
+pub const HOST_INPUT_DROP_RULE: &str = "host-input-drop";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+/// One allowed flow direction: new connections from `saddr` on `from_if` to `daddr` on `to_if`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allow {
+    /// Stable rule id, the rule's comment and its counter's name.
+    pub id: String,
+    pub from_if: String,
+    pub to_if: String,
+    pub saddr: Ipv4Addr,
+    pub daddr: Ipv4Addr,
+    pub proto: Proto,
+    /// Destination port ranges (inclusive); empty: any port (and always empty for ICMP).
+    pub ports: Vec<(u16, u16)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ruleset {
+    /// Table name in family inet, e.g. "atoll_demo".
+    pub table: String,
+    /// Every host-side link end atoll owns; traffic in or out of these is judged.
+    pub host_ifaces: Vec<String>,
+    pub allows: Vec<Allow>,
+    /// Log default-deny drops with prefix "atoll drop: ".
+    pub log_drops: bool,
+}
+
+/// A rule's counter, by its comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
+    pub rule: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl Ruleset {
+    /// The nft script that replaces the whole table in one transaction: `add table` makes the
+    /// `delete table` valid when the table is absent, then the table is declared afresh.
+    pub fn render(&self) -> String {
+        let t = &self.table;
+        let mut s = String::new();
+        let _ = writeln!(s, "add table inet {t}");
+        let _ = writeln!(s, "delete table inet {t}");
+        let _ = writeln!(s, "table inet {t} {{");
+        let _ = writeln!(s, "\tset host_ifaces {{");
+        let _ = writeln!(s, "\t\ttype ifname");
+        if !self.host_ifaces.is_empty() {
+            let names: Vec<String> = self.host_ifaces.iter().map(|i| format!("\"{i}\"")).collect();
+            let _ = writeln!(s, "\t\telements = {{ {} }}", names.join(", "));
+        }
+        let _ = writeln!(s, "\t}}");
+        let _ = writeln!(s, "\tchain forward {{");
+        let _ = writeln!(s, "\t\ttype filter hook forward priority filter - 10; policy accept;");
+        let _ = writeln!(s, "\t\tiifname @host_ifaces jump judge");
+        let _ = writeln!(s, "\t\toifname @host_ifaces jump judge");
+        let _ = writeln!(s, "\t}}");
+        let _ = writeln!(s, "\tchain judge {{");
+        let _ = writeln!(s, "\t\tct state established,related accept");
+        let _ = writeln!(s, "\t\tct state invalid drop");
+        for a in &self.allows {
+            let _ = writeln!(s, "\t\t{}", allow_rule(a));
+        }
+        let log = if self.log_drops {
+            "log prefix \"atoll drop: \" "
+        } else {
+            ""
+        };
+        let _ = writeln!(s, "\t\t{log}counter drop comment \"{DROP_RULE}\"");
+        let _ = writeln!(s, "\t}}");
+        let _ = writeln!(s, "\tchain input {{");
+        let _ = writeln!(s, "\t\ttype filter hook input priority filter - 10; policy accept;");
+        let _ = writeln!(s, "\t\tiifname @host_ifaces counter drop comment \"{HOST_INPUT_DROP_RULE}\"");
+        let _ = writeln!(s, "\t}}");
+        let _ = writeln!(s, "}}");
+        s
+    }
+
+    /// Replace the table in one atomic transaction (idempotent).
+    pub fn apply(&self) -> Result<(), NetError> {
+        self.validate()?;
+        run_nft(&self.table, "apply", &["-f", "-"], Some(&self.render())).map(drop)
+    }
+
+    /// Names and comments end up inside double quotes and as table/chain identifiers: refuse
+    /// anything nft would parse differently from what the caller meant.
+    fn validate(&self) -> Result<(), NetError> {
+        let bad = |what: String| NetError::InvalidRuleset {
+            table: self.table.clone(),
+            what,
+        };
+        if !is_identifier(&self.table) {
+            return Err(bad("table name must be [A-Za-z_][A-Za-z0-9_]*".into()));
+        }
+        let ifnames = self
+            .host_ifaces
+            .iter()
+            .chain(self.allows.iter().flat_map(|a| [&a.from_if, &a.to_if]));
+        for i in ifnames {
+            if i.is_empty() || i.len() > 15 || !i.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+                return Err(bad(format!("interface name {i:?}")));
+            }
+        }
+        for a in &self.allows {
+            if a.id.is_empty() || !a.id.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+                return Err(bad(format!("allow id {:?} (printable ASCII, no quotes or spaces)", a.id)));
+            }
+            if a.id == DROP_RULE || a.id == HOST_INPUT_DROP_RULE {
+                return Err(bad(format!("allow id {:?} is reserved", a.id)));
+            }
+            if a.proto == Proto::Icmp && !a.ports.is_empty() {
+                return Err(bad(format!("allow {:?}: ICMP has no ports", a.id)));
+            }
+            if let Some((lo, hi)) = a.ports.iter().find(|(lo, hi)| lo > hi) {
+                return Err(bad(format!("allow {:?}: port range {lo}-{hi}", a.id)));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn allow_rule(a: &Allow) -> String {
+    let proto = match a.proto {
+        Proto::Tcp => "tcp",
+        Proto::Udp => "udp",
+        Proto::Icmp => "icmp",
+    };
+    let ports = if a.ports.is_empty() {
+        format!("meta l4proto {proto}")
+    } else {
+        let list: Vec<String> = a
+            .ports
+            .iter()
+            .map(|&(lo, hi)| if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") })
+            .collect();
+        format!("{proto} dport {{ {} }}", list.join(", "))
+    };
+    format!(
+        "iifname \"{}\" oifname \"{}\" ip saddr {} ip daddr {} {ports} ct state new counter accept comment \"{}\"",
+        a.from_if, a.to_if, a.saddr, a.daddr, a.id
+    )
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+        && s.len() <= 64
+}
+
+/// Delete table `inet <table>`; Ok if absent (the same add-then-delete transaction).
+pub fn delete(table: &str) -> Result<(), NetError> {
+    if !is_identifier(table) {
+        return Err(NetError::InvalidRuleset {
+            table: table.to_owned(),
+            what: "table name must be [A-Za-z_][A-Za-z0-9_]*".into(),
+        });
+    }
+    let script = format!("add table inet {table}\ndelete table inet {table}\n");
+    run_nft(table, "delete", &["-f", "-"], Some(&script)).map(drop)
+}
+
+/// Counters of the table's rules, by comment: one per allow id, plus `drop` and
+/// `host-input-drop`. Reads `nft -j list table inet <table>`.
+pub fn counters(table: &str) -> Result<Vec<Counter>, NetError> {
+    let json = run_nft(table, "list counters", &["-j", "list", "table", "inet", table], None)?;
+    parse_counters(&json).map_err(|detail| NetError::Nft {
+        what: "list counters",
+        table: table.to_owned(),
+        detail,
+    })
+}
+
+/// Pick `{"rule": {"comment": C, "expr": [.., {"counter": {"packets", "bytes"}}, ..]}}` out of
+/// nft's JSON (libnftables-json(5)).
+fn parse_counters(json: &str) -> Result<Vec<Counter>, String> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("JSON: {e}"))?;
+    let items = v["nftables"].as_array().ok_or("no \"nftables\" array")?;
+    let mut out = Vec::new();
+    for rule in items.iter().filter_map(|i| i.get("rule")) {
+        let Some(comment) = rule["comment"].as_str() else {
+            continue;
+        };
+        let counter = rule["expr"]
+            .as_array()
+            .and_then(|e| e.iter().find_map(|x| x.get("counter")));
+        if let Some(c) = counter {
+            out.push(Counter {
+                rule: comment.to_owned(),
+                packets: c["packets"].as_u64().unwrap_or(0),
+                bytes: c["bytes"].as_u64().unwrap_or(0),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One `nft` process; the script (if any) on stdin. Returns stdout.
+fn run_nft(table: &str, what: &'static str, args: &[&str], stdin: Option<&str>) -> Result<String, NetError> {
+    let err = |detail: String| NetError::Nft {
+        what,
+        table: table.to_owned(),
+        detail,
+    };
+    let mut child = Command::new(NFT)
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| err(format!("spawn {NFT}: {e}")))?;
+    if let Some(script) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin was piped");
+        pipe.write_all(script.as_bytes())
+            .map_err(|e| err(format!("write script to nft: {e}")))?;
+    }
+    let out = child.wait_with_output().map_err(|e| err(format!("wait for nft: {e}")))?;
+    if !out.status.success() {
+        return Err(err(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    String::from_utf8(out.stdout).map_err(|e| err(format!("output is not UTF-8: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo() -> Ruleset {
+        Ruleset {
+            table: "atoll_demo".into(),
+            host_ifaces: vec!["atab1a".into(), "atab1b".into()],
+            allows: vec![
+                Allow {
+                    id: "web-to-db".into(),
+                    from_if: "atab1a".into(),
+                    to_if: "atab1b".into(),
+                    saddr: Ipv4Addr::new(10, 0, 0, 1),
+                    daddr: Ipv4Addr::new(10, 0, 0, 2),
+                    proto: Proto::Tcp,
+                    ports: vec![(5432, 5432), (8000, 8080)],
+                },
+                Allow {
+                    id: "ping".into(),
+                    from_if: "atab1a".into(),
+                    to_if: "atab1b".into(),
+                    saddr: Ipv4Addr::new(10, 0, 0, 1),
+                    daddr: Ipv4Addr::new(10, 0, 0, 2),
+                    proto: Proto::Icmp,
+                    ports: vec![],
+                },
+            ],
+            log_drops: true,
+        }
+    }
+
+    #[test]
+    fn render_recreates_the_table_and_denies_by_default() {
+        let s = demo().render();
+        let lines: Vec<&str> = s.lines().map(str::trim).collect();
+        assert_eq!(&lines[..3], ["add table inet atoll_demo", "delete table inet atoll_demo", "table inet atoll_demo {"]);
+        assert!(lines.contains(&"elements = { \"atab1a\", \"atab1b\" }"));
+        assert!(lines.contains(&"type filter hook forward priority filter - 10; policy accept;"));
+        assert!(lines.contains(&"iifname @host_ifaces jump judge"));
+        assert!(lines.contains(&"oifname @host_ifaces jump judge"));
+        assert!(lines.contains(
+            &"iifname \"atab1a\" oifname \"atab1b\" ip saddr 10.0.0.1 ip daddr 10.0.0.2 tcp dport { 5432, 8000-8080 } ct state new counter accept comment \"web-to-db\""
+        ));
+        assert!(lines.contains(
+            &"iifname \"atab1a\" oifname \"atab1b\" ip saddr 10.0.0.1 ip daddr 10.0.0.2 meta l4proto icmp ct state new counter accept comment \"ping\""
+        ));
+        let judge: Vec<&&str> = lines.iter().skip_while(|l| **l != "chain judge {").collect();
+        assert_eq!(*judge[1], "ct state established,related accept");
+        assert_eq!(*judge[2], "ct state invalid drop");
+        assert_eq!(*judge[5], "log prefix \"atoll drop: \" counter drop comment \"drop\"");
+        assert!(lines.contains(&"iifname @host_ifaces counter drop comment \"host-input-drop\""));
+    }
+
+    #[test]
+    fn render_without_interfaces_declares_an_empty_set() {
+        let mut r = demo();
+        r.host_ifaces.clear();
+        r.log_drops = false;
+        let s = r.render();
+        assert!(!s.contains("elements"));
+        assert!(s.contains("\t\tcounter drop comment \"drop\"\n"));
+    }
+
+    #[test]
+    fn validate_refuses_what_would_escape_quotes() {
+        let mut r = demo();
+        r.allows[0].id = "x\" accept #".into();
+        assert!(matches!(r.validate(), Err(NetError::InvalidRuleset { .. })));
+        let mut r = demo();
+        r.table = "t; flush ruleset".into();
+        assert!(r.validate().is_err());
+        let mut r = demo();
+        r.allows[1].ports = vec![(1, 1)];
+        assert!(r.validate().is_err());
+        let mut r = demo();
+        r.allows[0].id = "drop".into();
+        assert!(r.validate().is_err());
+        assert!(demo().validate().is_ok());
+    }
+
+    #[test]
+    fn counters_are_read_by_comment() {
+        let json = r#"{"nftables": [{"metainfo": {}}, {"table": {"family": "inet", "name": "t"}},
+          {"rule": {"chain": "judge", "expr": [{"match": {}}, {"counter": {"packets": 3, "bytes": 180}}, {"accept": null}], "comment": "web-to-db"}},
+          {"rule": {"chain": "judge", "expr": [{"accept": null}]}},
+          {"rule": {"chain": "judge", "expr": [{"counter": {"packets": 7, "bytes": 420}}, {"drop": null}], "comment": "drop"}}]}"#;
+        let c = parse_counters(json).unwrap();
+        assert_eq!(
+            c,
+            vec![
+                Counter { rule: "web-to-db".into(), packets: 3, bytes: 180 },
+                Counter { rule: "drop".into(), packets: 7, bytes: 420 },
+            ]
+        );
+    }
+}

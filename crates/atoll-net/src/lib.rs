@@ -11,3 +11,24 @@ pub mod p2p;
 pub mod sysctl;
 
 pub use error::{NetError, NetlinkError};
+
+/// Tear down what a project's plan made: its link groups, its pinned namespaces, its firewall
+/// table, in that order (links go before the table that guards them). Keeps going past errors and
+/// returns them all; absent objects are not errors, so this also cleans up after a crash.
+pub fn teardown(
+    groups: &[u32],
+    netns_paths: &[std::path::PathBuf],
+    table: Option<&str>,
+) -> Result<(), NetError> {
+    let mut errors = Vec::new();
+    for &g in groups {
+        errors.extend(p2p::delete_group(g).err());
+    }
+    for p in netns_paths {
+        errors.extend(netns::remove(p).err());
+    }
+    if let Some(t) = table {
+        errors.extend(firewall::delete(t).err());
+    }
+    NetError::collect(errors)
+}

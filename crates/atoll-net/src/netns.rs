@@ -133,7 +133,7 @@ fn current_netns() -> Result<OwnedFd, NetError> {
         source: std::io::Error::other(e),
     })?;
     let file = proc
-        .open(ProcfsBase::ProcThreadSelf, "ns/net", OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC)
+        .open_follow(ProcfsBase::ProcThreadSelf, "ns/net", OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC)
         .map_err(|e| NetError::NetnsFile {
             op: "open",
             path: "/proc/thread-self/ns/net".into(),
