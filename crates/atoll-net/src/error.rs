@@ -9,8 +9,9 @@ use rustix::io::Errno;
 /// An rtnetlink request the kernel refused, or a reply we could not make sense of.
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
-    /// The kernel NACKed a request: `RTM_NEWLINK veth "atab12a" peer "to-db" in host: EEXIST`.
-    #[error("{op} {operand} in {netns}: {}{}", ErrnoName(*errno), reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    /// The kernel NACKed a request: `RTM_NEWLINK veth "atab12a" peer "to-db" in "/run/x/db": EEXIST`
+    /// (the socket's netns is named unless it is the host's).
+    #[error("{op} {operand}{}: {}{}", InNetns(netns), ErrnoName(*errno), reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())]
     Nack {
         op: &'static str,
         operand: String,
@@ -85,6 +86,18 @@ pub enum NetError {
     /// A plan or teardown that failed in several places; teardown never stops at the first.
     #[error("{} errors, first: {}", .0.len(), .0[0])]
     Many(Vec<NetError>),
+}
+
+/// " in <netns>" for an island's socket, nothing for the host's.
+struct InNetns<'a>(&'a str);
+
+impl fmt::Display for InNetns<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            "host" => Ok(()),
+            ns => write!(f, " in {ns}"),
+        }
+    }
 }
 
 /// Errno as its symbolic name (`EEXIST`), the form kernel docs and man pages use.
