@@ -9,7 +9,11 @@ use atoll_net::netns::{self, Netns};
 use atoll_net::p2p::{self, End, LinkSpec};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let n: u32 = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(100);
+    let n: u32 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(100);
     let one_by_one = std::env::args().any(|a| a == "--one-by-one");
     let pid = std::process::id();
     let dir = PathBuf::from(format!("/run/atoll-net-chain-{pid}"));
@@ -24,13 +28,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn run(n: u32, group: u32, paths: &[PathBuf], one_by_one: bool) -> Result<(), Box<dyn std::error::Error>> {
+fn run(
+    n: u32,
+    group: u32,
+    paths: &[PathBuf],
+    one_by_one: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
     let per = |d: std::time::Duration| d.as_secs_f64() * 1e3 / f64::from(n);
     let t0 = Instant::now();
-    let _pinned: Vec<Netns> = paths.iter().map(|p| Netns::create(p)).collect::<Result<_, _>>()?;
+    let _pinned: Vec<Netns> = paths
+        .iter()
+        .map(|p| Netns::create(p))
+        .collect::<Result<_, _>>()?;
     let t_ns = t0.elapsed();
 
-    let links: Vec<LinkSpec> = (1..n).map(|i| link(group, i, &paths[i as usize - 1], &paths[i as usize])).collect();
+    let links: Vec<LinkSpec> = (1..n)
+        .map(|i| link(group, i, &paths[i as usize - 1], &paths[i as usize]))
+        .collect();
     let t1 = Instant::now();
     let plan = p2p::plan(&links);
     plan.apply()?;
@@ -38,7 +52,10 @@ fn run(n: u32, group: u32, paths: &[PathBuf], one_by_one: bool) -> Result<(), Bo
     let up = t0.elapsed();
     let host_links = p2p::group_links(group)?.len();
     if std::env::var_os("ATOLL_CHAIN_HOLD").is_some() {
-        eprintln!("holding: {} (press enter to tear down)", paths[0].parent().unwrap().display());
+        eprintln!(
+            "holding: {} (press enter to tear down)",
+            paths[0].parent().unwrap().display()
+        );
         std::io::stdin().read_line(&mut String::new())?;
     }
 
@@ -78,7 +95,11 @@ fn link(group: u32, i: u32, a: &std::path::Path, b: &std::path::Path) -> LinkSpe
     let end = |netns: &std::path::Path, side: u32| End {
         netns: netns.to_owned(),
         ifname: format!("l{i}{}", if side == 0 { "a" } else { "b" }),
-        host_ifname: format!("atch{:x}{i}{}", group & 0xffff, if side == 0 { "a" } else { "b" }),
+        host_ifname: format!(
+            "atch{:x}{i}{}",
+            group & 0xffff,
+            if side == 0 { "a" } else { "b" }
+        ),
         addr: addr(side),
         mac: p2p::mac_for(group, i, side as u8 * 2),
         host_mac: p2p::mac_for(group, i, side as u8 * 2 + 1),

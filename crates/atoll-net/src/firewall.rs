@@ -72,12 +72,19 @@ impl Ruleset {
         let _ = writeln!(s, "\tset host_ifaces {{");
         let _ = writeln!(s, "\t\ttype ifname");
         if !self.host_ifaces.is_empty() {
-            let names: Vec<String> = self.host_ifaces.iter().map(|i| format!("\"{i}\"")).collect();
+            let names: Vec<String> = self
+                .host_ifaces
+                .iter()
+                .map(|i| format!("\"{i}\""))
+                .collect();
             let _ = writeln!(s, "\t\telements = {{ {} }}", names.join(", "));
         }
         let _ = writeln!(s, "\t}}");
         let _ = writeln!(s, "\tchain forward {{");
-        let _ = writeln!(s, "\t\ttype filter hook forward priority filter - 10; policy accept;");
+        let _ = writeln!(
+            s,
+            "\t\ttype filter hook forward priority filter - 10; policy accept;"
+        );
         let _ = writeln!(s, "\t\tiifname @host_ifaces jump judge");
         let _ = writeln!(s, "\t\toifname @host_ifaces jump judge");
         let _ = writeln!(s, "\t}}");
@@ -95,8 +102,14 @@ impl Ruleset {
         let _ = writeln!(s, "\t\t{log}counter drop comment \"{DROP_RULE}\"");
         let _ = writeln!(s, "\t}}");
         let _ = writeln!(s, "\tchain input {{");
-        let _ = writeln!(s, "\t\ttype filter hook input priority filter - 10; policy accept;");
-        let _ = writeln!(s, "\t\tiifname @host_ifaces counter drop comment \"{HOST_INPUT_DROP_RULE}\"");
+        let _ = writeln!(
+            s,
+            "\t\ttype filter hook input priority filter - 10; policy accept;"
+        );
+        let _ = writeln!(
+            s,
+            "\t\tiifname @host_ifaces counter drop comment \"{HOST_INPUT_DROP_RULE}\""
+        );
         let _ = writeln!(s, "\t}}");
         let _ = writeln!(s, "}}");
         s
@@ -123,13 +136,26 @@ impl Ruleset {
             .iter()
             .chain(self.allows.iter().flat_map(|a| [&a.from_if, &a.to_if]));
         for i in ifnames {
-            if i.is_empty() || i.len() > 15 || !i.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+            if i.is_empty()
+                || i.len() > 15
+                || !i
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+            {
                 return Err(bad(format!("interface name {i:?}")));
             }
         }
         for a in &self.allows {
-            if a.id.is_empty() || !a.id.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
-                return Err(bad(format!("allow id {:?} (printable ASCII, no quotes or spaces)", a.id)));
+            if a.id.is_empty()
+                || !a
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+            {
+                return Err(bad(format!(
+                    "allow id {:?} (printable ASCII, no quotes or spaces)",
+                    a.id
+                )));
             }
             if a.id == DROP_RULE || a.id == HOST_INPUT_DROP_RULE {
                 return Err(bad(format!("allow id {:?} is reserved", a.id)));
@@ -157,7 +183,13 @@ fn allow_rule(a: &Allow) -> String {
         let list: Vec<String> = a
             .ports
             .iter()
-            .map(|&(lo, hi)| if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") })
+            .map(|&(lo, hi)| {
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}-{hi}")
+                }
+            })
             .collect();
         format!("{proto} dport {{ {} }}", list.join(", "))
     };
@@ -189,7 +221,12 @@ pub fn delete(table: &str) -> Result<(), NetError> {
 /// Counters of the table's rules, by comment: one per allow id, plus `drop` and
 /// `host-input-drop`. Reads `nft -j list table inet <table>`.
 pub fn counters(table: &str) -> Result<Vec<Counter>, NetError> {
-    let json = run_nft(table, "list counters", &["-j", "list", "table", "inet", table], None)?;
+    let json = run_nft(
+        table,
+        "list counters",
+        &["-j", "list", "table", "inet", table],
+        None,
+    )?;
     parse_counters(&json).map_err(|detail| NetError::Nft {
         what: "list counters",
         table: table.to_owned(),
@@ -222,7 +259,12 @@ fn parse_counters(json: &str) -> Result<Vec<Counter>, String> {
 }
 
 /// One `nft` process; the script (if any) on stdin. Returns stdout.
-fn run_nft(table: &str, what: &'static str, args: &[&str], stdin: Option<&str>) -> Result<String, NetError> {
+fn run_nft(
+    table: &str,
+    what: &'static str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<String, NetError> {
     let err = |detail: String| NetError::Nft {
         what,
         table: table.to_owned(),
@@ -230,7 +272,11 @@ fn run_nft(table: &str, what: &'static str, args: &[&str], stdin: Option<&str>) 
     };
     let mut child = Command::new(NFT)
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -240,7 +286,9 @@ fn run_nft(table: &str, what: &'static str, args: &[&str], stdin: Option<&str>) 
         pipe.write_all(script.as_bytes())
             .map_err(|e| err(format!("write script to nft: {e}")))?;
     }
-    let out = child.wait_with_output().map_err(|e| err(format!("wait for nft: {e}")))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| err(format!("wait for nft: {e}")))?;
     if !out.status.success() {
         return Err(err(format!(
             "{}: {}",
@@ -287,7 +335,14 @@ mod tests {
     fn render_recreates_the_table_and_denies_by_default() {
         let s = demo().render();
         let lines: Vec<&str> = s.lines().map(str::trim).collect();
-        assert_eq!(&lines[..3], ["add table inet atoll_demo", "delete table inet atoll_demo", "table inet atoll_demo {"]);
+        assert_eq!(
+            &lines[..3],
+            [
+                "add table inet atoll_demo",
+                "delete table inet atoll_demo",
+                "table inet atoll_demo {"
+            ]
+        );
         assert!(lines.contains(&"elements = { \"atab1a\", \"atab1b\" }"));
         assert!(lines.contains(&"type filter hook forward priority filter - 10; policy accept;"));
         assert!(lines.contains(&"iifname @host_ifaces jump judge"));
@@ -298,10 +353,16 @@ mod tests {
         assert!(lines.contains(
             &"iifname \"atab1a\" oifname \"atab1b\" ip saddr 10.0.0.1 ip daddr 10.0.0.2 meta l4proto icmp ct state new counter accept comment \"ping\""
         ));
-        let judge: Vec<&&str> = lines.iter().skip_while(|l| **l != "chain judge {").collect();
+        let judge: Vec<&&str> = lines
+            .iter()
+            .skip_while(|l| **l != "chain judge {")
+            .collect();
         assert_eq!(*judge[1], "ct state established,related accept");
         assert_eq!(*judge[2], "ct state invalid drop");
-        assert_eq!(*judge[5], "log prefix \"atoll drop: \" counter drop comment \"drop\"");
+        assert_eq!(
+            *judge[5],
+            "log prefix \"atoll drop: \" counter drop comment \"drop\""
+        );
         assert!(lines.contains(&"iifname @host_ifaces counter drop comment \"host-input-drop\""));
     }
 
@@ -342,8 +403,16 @@ mod tests {
         assert_eq!(
             c,
             vec![
-                Counter { rule: "web-to-db".into(), packets: 3, bytes: 180 },
-                Counter { rule: "drop".into(), packets: 7, bytes: 420 },
+                Counter {
+                    rule: "web-to-db".into(),
+                    packets: 3,
+                    bytes: 180
+                },
+                Counter {
+                    rule: "drop".into(),
+                    packets: 7,
+                    bytes: 420
+                },
             ]
         );
     }

@@ -6,16 +6,20 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, OwnedFd};
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, NLM_F_ACK, NLM_F_CREATE,
+    NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     AfSpecInet, AfSpecUnspec, InetDevConf, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags,
     LinkInfo, LinkMessage,
 };
-use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily as SockFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
@@ -60,11 +64,23 @@ impl Socket {
             netns: netns.to_owned(),
             errno,
         };
-        let fd = rustix::net::socket_with(SockFamily::NETLINK, SocketType::RAW, SocketFlags::CLOEXEC, None)
-            .map_err(|e| sock_err("socket(AF_NETLINK, NETLINK_ROUTE)", e))?;
-        for opt in [atoll_sys::netlink::NETLINK_CAP_ACK, atoll_sys::netlink::NETLINK_EXT_ACK] {
-            atoll_sys::netlink::setsockopt_netlink_bool(fd.as_fd(), opt, true)
-                .map_err(|e| sock_err("setsockopt(SOL_NETLINK)", Errno::from_io_error(&e).unwrap_or(Errno::INVAL)))?;
+        let fd = rustix::net::socket_with(
+            SockFamily::NETLINK,
+            SocketType::RAW,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| sock_err("socket(AF_NETLINK, NETLINK_ROUTE)", e))?;
+        for opt in [
+            atoll_sys::netlink::NETLINK_CAP_ACK,
+            atoll_sys::netlink::NETLINK_EXT_ACK,
+        ] {
+            atoll_sys::netlink::setsockopt_netlink_bool(fd.as_fd(), opt, true).map_err(|e| {
+                sock_err(
+                    "setsockopt(SOL_NETLINK)",
+                    Errno::from_io_error(&e).unwrap_or(Errno::INVAL),
+                )
+            })?;
         }
         // Root only (we are); without it a large batch loses ACKs to ENOBUFS.
         rustix::net::sockopt::set_socket_recv_buffer_size_force(&fd, RCVBUF)
@@ -86,7 +102,12 @@ impl Socket {
             let mut out = Vec::with_capacity(chunk.len() * 128);
             for req in chunk {
                 self.seq = self.seq.wrapping_add(1);
-                append(&mut out, req.msg.clone(), req.flags | NLM_F_REQUEST | NLM_F_ACK, self.seq);
+                append(
+                    &mut out,
+                    req.msg.clone(),
+                    req.flags | NLM_F_REQUEST | NLM_F_ACK,
+                    self.seq,
+                );
             }
             self.send(&out)?;
             let mut acked = vec![false; chunk.len()];
@@ -156,7 +177,9 @@ impl Socket {
                     )));
                 }
                 match reply.payload {
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => links.push(link),
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
+                        links.push(link)
+                    }
                     NetlinkPayload::Done(_) => return Ok(links),
                     NetlinkPayload::Error(err) if err.code.is_some() => {
                         return Err(NetlinkError::Nack {
@@ -168,7 +191,9 @@ impl Socket {
                         })
                     }
                     other => {
-                        return Err(self.protocol(format!("unexpected message in link dump: {other:?}")))
+                        return Err(
+                            self.protocol(format!("unexpected message in link dump: {other:?}"))
+                        )
                     }
                 }
             }
@@ -176,10 +201,12 @@ impl Socket {
     }
 
     fn send(&self, out: &[u8]) -> Result<(), NetlinkError> {
-        let n = rustix::net::send(&self.fd, out, SendFlags::empty()).map_err(|errno| NetlinkError::Socket {
-            op: "sendmsg",
-            netns: self.netns.clone(),
-            errno,
+        let n = rustix::net::send(&self.fd, out, SendFlags::empty()).map_err(|errno| {
+            NetlinkError::Socket {
+                op: "sendmsg",
+                netns: self.netns.clone(),
+                errno,
+            }
         })?;
         if n != out.len() {
             return Err(self.protocol(format!("short send: {n} of {} bytes", out.len())));
@@ -208,7 +235,11 @@ impl Socket {
     }
 
     /// Parse the message at `off` in `self.buf[..end]`; returns its aligned length and itself.
-    fn parse(&self, off: usize, end: usize) -> Result<(usize, NetlinkMessage<RouteNetlinkMessage>), NetlinkError> {
+    fn parse(
+        &self,
+        off: usize,
+        end: usize,
+    ) -> Result<(usize, NetlinkMessage<RouteNetlinkMessage>), NetlinkError> {
         let bytes = &self.buf[off..end];
         if bytes.len() < NLMSG_HDRLEN {
             return Err(self.protocol(format!("{} trailing bytes", bytes.len())));
@@ -253,7 +284,11 @@ fn ext_ack_text(flags: u16, payload: &[u8]) -> Option<String> {
     NlasIterator::new(&payload[NLMSG_HDRLEN..])
         .filter_map(Result::ok)
         .find(|nla| nla.kind() == NLMSGERR_ATTR_MSG)
-        .map(|nla| String::from_utf8_lossy(nla.value()).trim_end_matches('\0').to_owned())
+        .map(|nla| {
+            String::from_utf8_lossy(nla.value())
+                .trim_end_matches('\0')
+                .to_owned()
+        })
 }
 
 /// Request builders: one per kind of rtnetlink change atoll makes.
@@ -315,7 +350,10 @@ impl Request {
         }
         Request {
             op: "RTM_SETLINK",
-            operand: format!("{name:?} up{}", if forwarding { " forwarding=1" } else { "" }),
+            operand: format!(
+                "{name:?} up{}",
+                if forwarding { " forwarding=1" } else { "" }
+            ),
             flags: 0,
             msg: RouteNetlinkMessage::SetLink(msg),
         }
@@ -361,7 +399,12 @@ impl Request {
     }
 
     /// RTM_NEWNEIGH permanent `addr lladdr mac dev X`: no ARP on a link whose ends we both know.
-    pub fn new_permanent_neighbour(index: u32, name: &str, addr: Ipv4Addr, mac: [u8; 6]) -> Request {
+    pub fn new_permanent_neighbour(
+        index: u32,
+        name: &str,
+        addr: Ipv4Addr,
+        mac: [u8; 6],
+    ) -> Request {
         let mut msg = NeighbourMessage::default();
         msg.header.family = AddressFamily::Inet;
         msg.header.ifindex = index;

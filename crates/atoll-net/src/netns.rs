@@ -39,7 +39,9 @@ impl Netns {
         let tree = rustix::mount::open_tree(
             &fd,
             "",
-            OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH,
+            OpenTreeFlags::OPEN_TREE_CLONE
+                | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                | OpenTreeFlags::AT_EMPTY_PATH,
         )
         .map_err(|errno| netns_err("open_tree the new netns for", path, errno))?;
         rustix::mount::move_mount(
@@ -90,16 +92,23 @@ impl Netns {
     /// would run later host operations inside it, and no caller can recover from that.
     pub fn enter<T>(&self, f: impl FnOnce() -> T) -> Result<T, NetError> {
         let home = current_netns()?;
-        rustix::thread::move_into_link_name_space(self.fd.as_fd(), Some(LinkNameSpaceType::Network))
-            .map_err(|errno| NetError::Setns {
-                target: format!("{:?}", self.path),
-                errno,
-            })?;
+        rustix::thread::move_into_link_name_space(
+            self.fd.as_fd(),
+            Some(LinkNameSpaceType::Network),
+        )
+        .map_err(|errno| NetError::Setns {
+            target: format!("{:?}", self.path),
+            errno,
+        })?;
         let out = f();
-        if let Err(errno) =
-            rustix::thread::move_into_link_name_space(home.as_fd(), Some(LinkNameSpaceType::Network))
-        {
-            panic!("setns back to the original netns after entering {:?}: {errno}", self.path);
+        if let Err(errno) = rustix::thread::move_into_link_name_space(
+            home.as_fd(),
+            Some(LinkNameSpaceType::Network),
+        ) {
+            panic!(
+                "setns back to the original netns after entering {:?}: {errno}",
+                self.path
+            );
         }
         Ok(out)
     }
@@ -133,7 +142,11 @@ fn current_netns() -> Result<OwnedFd, NetError> {
         source: std::io::Error::other(e),
     })?;
     let file = proc
-        .open_follow(ProcfsBase::ProcThreadSelf, "ns/net", OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC)
+        .open_follow(
+            ProcfsBase::ProcThreadSelf,
+            "ns/net",
+            OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
+        )
         .map_err(|e| NetError::NetnsFile {
             op: "open",
             path: "/proc/thread-self/ns/net".into(),
@@ -159,8 +172,12 @@ fn prepare_mountpoint(path: &Path) -> Result<(), NetError> {
     ) {
         Ok(_) => Ok(()),
         Err(Errno::EXIST) => {
-            let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty())
-                .map_err(|errno| netns_err("open existing netns file", path, errno))?;
+            let fd = rustix::fs::open(
+                path,
+                OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                Mode::empty(),
+            )
+            .map_err(|errno| netns_err("open existing netns file", path, errno))?;
             if nsfs_type(&fd, path)? == NSFS_MAGIC {
                 return Err(NetError::NetnsExists {
                     path: path.to_owned(),
@@ -176,7 +193,11 @@ fn prepare_mountpoint(path: &Path) -> Result<(), NetError> {
 /// the namespace by fd and sets `lo` up before it exits.
 fn unshare_netns(path: &Path) -> Result<OwnedFd, NetError> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|errno| {
-        netns_err("unshare(CLONE_NEWNET) for", path, Errno::from_raw_os_error(errno as i32))
+        netns_err(
+            "unshare(CLONE_NEWNET) for",
+            path,
+            Errno::from_raw_os_error(errno as i32),
+        )
     })?;
     let fd = current_netns()?;
     let label = format!("{path:?}");

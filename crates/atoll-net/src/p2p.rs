@@ -211,7 +211,9 @@ impl Plan {
             let sysctl = matches!(first.op, Op::DisableIpv6 { .. });
             let len = rest
                 .iter()
-                .take_while(|s| s.target == first.target && matches!(s.op, Op::DisableIpv6 { .. }) == sysctl)
+                .take_while(|s| {
+                    s.target == first.target && matches!(s.op, Op::DisableIpv6 { .. }) == sysctl
+                })
                 .count();
             let (run, tail) = rest.split_at(len);
             rest = tail;
@@ -273,13 +275,20 @@ impl Applier {
     }
 
     /// Open an island's netns and its socket on first use; `also` runs in the same visit.
-    fn visit(&mut self, target: &Target, also: impl FnOnce(&ProcfsHandle, &str) -> Result<(), NetError>) -> Result<(), NetError> {
+    fn visit(
+        &mut self,
+        target: &Target,
+        also: impl FnOnce(&ProcfsHandle, &str) -> Result<(), NetError>,
+    ) -> Result<(), NetError> {
         let Target::Netns(path) = target else {
             return also(&self.proc, "host");
         };
         let label = format!("{path:?}");
         if self.spaces.contains_key(target) {
-            let ns = self.spaces[target].netns.as_ref().expect("island entries hold their netns");
+            let ns = self.spaces[target]
+                .netns
+                .as_ref()
+                .expect("island entries hold their netns");
             return ns.enter(|| also(&self.proc, &label))?;
         }
         let netns = Netns::open(path)?;
@@ -335,20 +344,41 @@ impl Applier {
                     peer_netns,
                 } => {
                     let peer = &self.spaces[&Target::Netns(peer_netns.clone())];
-                    let fd = peer.netns.as_ref().expect("island entries hold their netns").fd();
+                    let fd = peer
+                        .netns
+                        .as_ref()
+                        .expect("island entries hold their netns")
+                        .fd();
                     created_in.push(Target::Netns(peer_netns.clone()));
-                    Request::new_veth(ifname, *mac, *group, peer_ifname, *peer_mac, fd, &peer.label)
+                    Request::new_veth(
+                        ifname,
+                        *mac,
+                        *group,
+                        peer_ifname,
+                        *peer_mac,
+                        fd,
+                        &peer.label,
+                    )
                 }
                 Op::LinkUp { ifname, forwarding } => {
                     Request::set_link_up(self.ifindex(target, ifname)?, ifname, *forwarding)
                 }
-                Op::PeerAddress { ifname, local, peer } => {
+                Op::PeerAddress {
+                    ifname,
+                    local,
+                    peer,
+                } => {
                     Request::new_peer_address(self.ifindex(target, ifname)?, ifname, *local, *peer)
                 }
-                Op::LinkRoute { ifname, dst } => Request::new_link_route(*dst, self.ifindex(target, ifname)?, ifname),
-                Op::Neighbour { ifname, addr, mac } => {
-                    Request::new_permanent_neighbour(self.ifindex(target, ifname)?, ifname, *addr, *mac)
+                Op::LinkRoute { ifname, dst } => {
+                    Request::new_link_route(*dst, self.ifindex(target, ifname)?, ifname)
                 }
+                Op::Neighbour { ifname, addr, mac } => Request::new_permanent_neighbour(
+                    self.ifindex(target, ifname)?,
+                    ifname,
+                    *addr,
+                    *mac,
+                ),
                 Op::DisableIpv6 { .. } => unreachable!("sysctl steps are run by Applier::sysctls"),
             };
             reqs.push(req);

@@ -91,7 +91,10 @@ fn end(tag: u8, ns: &Netns, ifname: &str, n: u32, x: u8) -> End {
 /// Connect from inside `ns`; Ok(true) connected, Ok(false) timed out (dropped), Err otherwise.
 fn connect(ns: &Netns, to: Ipv4Addr, port: u16) -> std::io::Result<bool> {
     let to = SocketAddr::from((to, port));
-    match ns.enter(|| TcpStream::connect_timeout(&to, Duration::from_millis(400))).unwrap() {
+    match ns
+        .enter(|| TcpStream::connect_timeout(&to, Duration::from_millis(400)))
+        .unwrap()
+    {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == ErrorKind::TimedOut => Ok(false),
         Err(e) => Err(e),
@@ -99,7 +102,9 @@ fn connect(ns: &Netns, to: Ipv4Addr, port: u16) -> std::io::Result<bool> {
 }
 
 fn listen(ns: &Netns, port: u16) -> TcpListener {
-    ns.enter(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))).unwrap().unwrap()
+    ns.enter(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))
+        .unwrap()
+        .unwrap()
 }
 
 fn counter(table: &str, rule: &str) -> u64 {
@@ -141,7 +146,9 @@ fn islands_reach_only_what_the_firewall_allows() {
         b: end(TAG, &b, "to-c", 4, 6),
         group: group(TAG),
     };
-    p2p::plan(&[ab.clone(), cb.clone()]).apply().expect("apply links");
+    p2p::plan(&[ab.clone(), cb.clone()])
+        .apply()
+        .expect("apply links");
 
     let ruleset = Ruleset {
         table: g.table.clone(),
@@ -185,36 +192,90 @@ fn islands_reach_only_what_the_firewall_allows() {
     let _c5432 = listen(&c, 5432);
     let drops0 = counter(&g.table, "drop");
 
-    assert!(connect(&a, ab.b.addr, 5432).unwrap(), "A -> B:5432 is allowed");
-    assert!(!connect(&a, ab.b.addr, 5433).unwrap(), "A -> B:5433 must be dropped");
-    assert!(!connect(&b, ab.a.addr, 5432).unwrap(), "B -> A:5432 (reverse) must be dropped");
-    assert!(!connect(&c, cb.b.addr, 5432).unwrap(), "C -> B:5432 must be dropped");
+    assert!(
+        connect(&a, ab.b.addr, 5432).unwrap(),
+        "A -> B:5432 is allowed"
+    );
+    assert!(
+        !connect(&a, ab.b.addr, 5433).unwrap(),
+        "A -> B:5433 must be dropped"
+    );
+    assert!(
+        !connect(&b, ab.a.addr, 5432).unwrap(),
+        "B -> A:5432 (reverse) must be dropped"
+    );
+    assert!(
+        !connect(&c, cb.b.addr, 5432).unwrap(),
+        "C -> B:5432 must be dropped"
+    );
     // C has no route to A's address at all: the kernel refuses before any packet leaves C.
     let e = connect(&c, ab.a.addr, 5432).unwrap_err();
-    assert_eq!(e.raw_os_error(), Some(rustix::io::Errno::NETUNREACH.raw_os_error()), "{e}");
+    assert_eq!(
+        e.raw_os_error(),
+        Some(rustix::io::Errno::NETUNREACH.raw_os_error()),
+        "{e}"
+    );
 
     assert!(counter(&g.table, "a-to-b-5432") >= 1);
-    assert!(counter(&g.table, "drop") >= drops0 + 3, "one SYN per denied flow at least");
-    assert_eq!(read_sysctl("net.ipv4.ip_forward"), ip_forward_before, "global forwarding untouched");
+    assert!(
+        counter(&g.table, "drop") >= drops0 + 3,
+        "one SYN per denied flow at least"
+    );
+    assert_eq!(
+        read_sysctl("net.ipv4.ip_forward"),
+        ip_forward_before,
+        "global forwarding untouched"
+    );
 
     // Nothing reaches the host: give the host a local address (on a host-only veth pair in the
     // guard's second group) and let A route to it through its link; the input hook drops it.
     let (local, local_peer) = (host_if(TAG, 8), host_if(TAG, 9));
     let host_addr = addr(TAG, 254);
     let g2 = (group(TAG) + 1).to_string();
-    ip(&["link", "add", &local, "group", &g2, "type", "veth", "peer", "name", &local_peer]);
+    ip(&[
+        "link",
+        "add",
+        &local,
+        "group",
+        &g2,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &local_peer,
+    ]);
     ip(&["addr", "add", &format!("{host_addr}/32"), "dev", &local]);
     ip(&["link", "set", &local, "up"]);
     let host_listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
     let host_port = host_listener.local_addr().unwrap().port();
-    a.enter(|| ip(&["route", "add", &format!("{host_addr}/32"), "dev", "to-b"])).unwrap();
-    a.enter(|| ip(&["neigh", "replace", &host_addr.to_string(), "lladdr", &mac(ab.a.host_mac), "dev", "to-b", "nud", "permanent"]))
+    a.enter(|| ip(&["route", "add", &format!("{host_addr}/32"), "dev", "to-b"]))
         .unwrap();
+    a.enter(|| {
+        ip(&[
+            "neigh",
+            "replace",
+            &host_addr.to_string(),
+            "lladdr",
+            &mac(ab.a.host_mac),
+            "dev",
+            "to-b",
+            "nud",
+            "permanent",
+        ])
+    })
+    .unwrap();
     let input0 = counter(&g.table, "host-input-drop");
-    assert!(!connect(&a, host_addr, host_port).unwrap(), "A -> host must be dropped");
+    assert!(
+        !connect(&a, host_addr, host_port).unwrap(),
+        "A -> host must be dropped"
+    );
     assert!(counter(&g.table, "host-input-drop") > input0);
     host_listener.set_nonblocking(true).unwrap();
-    assert_eq!(host_listener.accept().unwrap_err().kind(), ErrorKind::WouldBlock, "host listener got a connection");
+    assert_eq!(
+        host_listener.accept().unwrap_err().kind(),
+        ErrorKind::WouldBlock,
+        "host listener got a connection"
+    );
 
     // Teardown leaves nothing.
     let paths = g.netns.clone();
@@ -225,11 +286,17 @@ fn islands_reach_only_what_the_firewall_allows() {
     assert!(p2p::group_links(group(TAG)).unwrap().is_empty());
     assert!(p2p::group_links(group(TAG) + 1).unwrap().is_empty());
     assert!(paths.iter().all(|p| !p.exists()));
-    assert!(firewall::counters(&table).is_err(), "table {table} still exists");
+    assert!(
+        firewall::counters(&table).is_err(),
+        "table {table} still exists"
+    );
 }
 
 fn mac(m: [u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 #[test]
@@ -248,13 +315,19 @@ fn errors_name_the_request_and_reapply_is_refused() {
     let plan = p2p::plan(&[link]);
     plan.apply().unwrap();
     let err = plan.apply().unwrap_err().to_string();
-    let want = format!("RTM_NEWLINK veth {:?} peer \"eth-b\" in {:?}: EEXIST", host_if(TAG, 1), a.path());
+    let want = format!(
+        "RTM_NEWLINK veth {:?} peer \"eth-b\" in {:?}: EEXIST",
+        host_if(TAG, 1),
+        a.path()
+    );
     assert!(err.starts_with(&want), "{err}\nwant: {want}");
 
     // Group delete takes the island ends with the host ends; a second delete is a no-op.
     p2p::delete_group(group(TAG)).unwrap();
     p2p::delete_group(group(TAG)).unwrap();
-    let left = a.enter(|| read_sysctl("net.ipv6.conf.default.disable_ipv6")).unwrap();
+    let left = a
+        .enter(|| read_sysctl("net.ipv6.conf.default.disable_ipv6"))
+        .unwrap();
     assert_eq!(left, "1");
     assert!(!Path::new(&format!("/proc/sys/net/ipv4/conf/{}", host_if(TAG, 1))).exists());
 }
@@ -270,22 +343,38 @@ fn netns_create_open_enter_remove() {
     let again = Netns::create(ns.path()).unwrap_err();
     assert!(matches!(again, NetError::NetnsExists { .. }), "{again}");
 
-    let home = std::fs::metadata("/proc/thread-self/ns/net").map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
-    let inside = ns
-        .enter(|| std::fs::metadata("/proc/thread-self/ns/net").map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap())
+    let home = std::fs::metadata("/proc/thread-self/ns/net")
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
         .unwrap();
-    let after = std::fs::metadata("/proc/thread-self/ns/net").map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
+    let inside = ns
+        .enter(|| {
+            std::fs::metadata("/proc/thread-self/ns/net")
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .unwrap()
+        })
+        .unwrap();
+    let after = std::fs::metadata("/proc/thread-self/ns/net")
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap();
     assert_ne!(home, inside);
     assert_eq!(home, after, "enter switched the thread back");
     // lo is up in a fresh namespace.
-    let lo = ns.enter(|| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| TcpStream::connect(l.local_addr()?))).unwrap();
+    let lo = ns
+        .enter(|| {
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .and_then(|l| TcpStream::connect(l.local_addr()?))
+        })
+        .unwrap();
     assert!(lo.is_ok(), "{lo:?}");
 
     let reopened = Netns::open(ns.path()).unwrap();
     assert_eq!(reopened.path(), ns.path());
     let plain = g.dir.join("plain");
     std::fs::write(&plain, b"").unwrap();
-    assert!(matches!(Netns::open(&plain), Err(NetError::NotNetns { .. })));
+    assert!(matches!(
+        Netns::open(&plain),
+        Err(NetError::NotNetns { .. })
+    ));
     std::fs::remove_file(&plain).unwrap();
 
     drop((ns, reopened));
