@@ -4,6 +4,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use pathrs::flags::OpenFlags;
 use pathrs::procfs::{ProcfsBase, ProcfsHandle};
@@ -136,11 +137,19 @@ pub fn remove(path: &Path) -> Result<(), NetError> {
 
 /// The calling thread's current network namespace, to return to after `enter`.
 fn current_netns() -> Result<OwnedFd, NetError> {
-    let proc = ProcfsHandle::new().map_err(|e| NetError::NetnsFile {
-        op: "open a private procfs for",
-        path: "/proc/thread-self/ns/net".into(),
-        source: std::io::Error::other(e),
-    })?;
+    // One private procfs for the process: `subset=pid` (only pid dirs), kept for reuse.
+    static PROC: OnceLock<ProcfsHandle> = OnceLock::new();
+    let proc = match PROC.get() {
+        Some(p) => p,
+        None => {
+            let p = ProcfsHandle::new().map_err(|e| NetError::NetnsFile {
+                op: "open a private procfs for",
+                path: "/proc/thread-self/ns/net".into(),
+                source: std::io::Error::other(e),
+            })?;
+            PROC.get_or_init(|| p)
+        }
+    };
     let file = proc
         .open_follow(
             ProcfsBase::ProcThreadSelf,

@@ -311,9 +311,10 @@ impl Applier {
 
     fn sysctls(&mut self, target: &Target, ops: &[&Op]) -> Result<(), NetError> {
         self.visit(target, |proc, label| {
+            let conf = sysctl::Ipv6Conf::open(proc, label)?;
             for op in ops {
                 if let Op::DisableIpv6 { ifname } = op {
-                    sysctl::disable_ipv6(proc, ifname, label)?;
+                    conf.disable(ifname)?;
                 }
             }
             Ok(())
@@ -501,4 +502,167 @@ pub fn mac_for(group: u32, link: u32, side: u8) -> [u8; 6] {
 pub(crate) fn fmt_mac(mac: [u8; 6]) -> String {
     let [a, b, c, d, e, f] = mac;
     format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(ns: &str, ifname: &str, host: &str, x: u8, side: u8) -> End {
+        End {
+            netns: PathBuf::from(ns),
+            ifname: ifname.into(),
+            host_ifname: host.into(),
+            addr: Ipv4Addr::new(10, 0, 0, x),
+            mac: mac_for(7, 1, side),
+            host_mac: mac_for(7, 1, side + 1),
+        }
+    }
+
+    fn ab() -> LinkSpec {
+        LinkSpec {
+            a: end("/ns/a", "to-b", "ha", 1, 0),
+            b: end("/ns/b", "to-a", "hb", 2, 2),
+            group: 7,
+        }
+    }
+
+    #[test]
+    fn plan_orders_steps_the_way_the_kernel_needs() {
+        let l = ab();
+        let p = plan(std::slice::from_ref(&l));
+        let host = |op| Step {
+            target: Target::Host,
+            op,
+        };
+        let isl = |ns: &str, op| Step {
+            target: Target::Netns(ns.into()),
+            op,
+        };
+        let v6 = |i: &str| Op::DisableIpv6 { ifname: i.into() };
+        let up = |i: &str, forwarding| Op::LinkUp {
+            ifname: i.into(),
+            forwarding,
+        };
+        let want = vec![
+            isl("/ns/a", v6("default")),
+            isl("/ns/b", v6("default")),
+            host(Op::CreateVeth {
+                ifname: "ha".into(),
+                mac: l.a.host_mac,
+                group: 7,
+                peer_ifname: "to-b".into(),
+                peer_mac: l.a.mac,
+                peer_netns: "/ns/a".into(),
+            }),
+            host(Op::CreateVeth {
+                ifname: "hb".into(),
+                mac: l.b.host_mac,
+                group: 7,
+                peer_ifname: "to-a".into(),
+                peer_mac: l.b.mac,
+                peer_netns: "/ns/b".into(),
+            }),
+            host(v6("ha")),
+            host(v6("hb")),
+            host(up("ha", true)),
+            host(Op::LinkRoute {
+                ifname: "ha".into(),
+                dst: l.a.addr,
+            }),
+            host(Op::Neighbour {
+                ifname: "ha".into(),
+                addr: l.a.addr,
+                mac: l.a.mac,
+            }),
+            host(up("hb", true)),
+            host(Op::LinkRoute {
+                ifname: "hb".into(),
+                dst: l.b.addr,
+            }),
+            host(Op::Neighbour {
+                ifname: "hb".into(),
+                addr: l.b.addr,
+                mac: l.b.mac,
+            }),
+            isl("/ns/a", up("lo", false)),
+            isl(
+                "/ns/a",
+                Op::PeerAddress {
+                    ifname: "to-b".into(),
+                    local: l.a.addr,
+                    peer: l.b.addr,
+                },
+            ),
+            isl("/ns/a", up("to-b", false)),
+            isl(
+                "/ns/a",
+                Op::Neighbour {
+                    ifname: "to-b".into(),
+                    addr: l.b.addr,
+                    mac: l.a.host_mac,
+                },
+            ),
+            isl("/ns/b", up("lo", false)),
+            isl(
+                "/ns/b",
+                Op::PeerAddress {
+                    ifname: "to-a".into(),
+                    local: l.b.addr,
+                    peer: l.a.addr,
+                },
+            ),
+            isl("/ns/b", up("to-a", false)),
+            isl(
+                "/ns/b",
+                Op::Neighbour {
+                    ifname: "to-a".into(),
+                    addr: l.a.addr,
+                    mac: l.b.host_mac,
+                },
+            ),
+        ];
+        assert_eq!(p.steps, want);
+        assert_eq!(p.groups(), vec![7]);
+    }
+
+    #[test]
+    fn plan_visits_a_shared_island_once() {
+        let mut cb = ab();
+        cb.a = end("/ns/c", "to-b", "hc", 5, 0);
+        cb.b = end("/ns/b", "to-c", "hb2", 6, 2);
+        cb.group = 9;
+        let p = plan(&[ab(), cb]);
+        let defaults = p
+            .steps
+            .iter()
+            .filter(|s| matches!(&s.op, Op::DisableIpv6 { ifname } if ifname == "default"))
+            .count();
+        assert_eq!(defaults, 3, "one per island: a, b, c");
+        // B's steps are one contiguous run (one batch on B's socket).
+        let b_runs = p
+            .steps
+            .windows(2)
+            .filter(|w| w[1].target == Target::Netns("/ns/b".into()) && w[0].target != w[1].target)
+            .count()
+            + usize::from(p.steps[0].target == Target::Netns("/ns/b".into()));
+        assert_eq!(b_runs, 2, "default sysctl run, then configure run");
+        assert_eq!(p.groups(), vec![7, 9]);
+        assert_eq!(plan(&[]), Plan::default());
+    }
+
+    #[test]
+    fn macs_are_local_unicast_and_distinct_per_side() {
+        for side in 0..4 {
+            let m = mac_for(0xdead_beef, 300, side);
+            assert_eq!(m[0] & 0x03, 0x02, "locally administered, unicast: {m:x?}");
+        }
+        assert_ne!(mac_for(1, 1, 0), mac_for(1, 1, 1));
+        assert_ne!(mac_for(1, 1, 0), mac_for(1, 2, 0));
+        assert_eq!(mac_for(5, 6, 1), mac_for(5, 6, 1));
+        assert_eq!(
+            fmt_mac(mac_for(0x0001_0002, 0x0304_0506, 1)),
+            "06:00:03:04:05:06"
+        );
+    }
 }
