@@ -59,6 +59,49 @@ impl Netns {
         })
     }
 
+    /// Pin an existing network namespace, such as a container's `/proc/<pid>/ns/net` (made in
+    /// the container's own user namespace so that capabilities like CAP_NET_BIND_SERVICE held
+    /// there apply to it), at `path`, and set its `lo` up. The host keeps full control of it:
+    /// the host's user namespace is an ancestor of the container's.
+    pub fn pin(ns_file: &Path, path: &Path) -> Result<Netns, NetError> {
+        let src = rustix::fs::open(ns_file, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|errno| netns_err("open netns", ns_file, errno))?;
+        let f_type = nsfs_type(&src, ns_file)?;
+        if f_type != NSFS_MAGIC {
+            return Err(NetError::NotNetns {
+                path: ns_file.to_owned(),
+                f_type,
+            });
+        }
+        prepare_mountpoint(path)?;
+        let tree = rustix::mount::open_tree(
+            &src,
+            "",
+            OpenTreeFlags::OPEN_TREE_CLONE
+                | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                | OpenTreeFlags::AT_EMPTY_PATH,
+        )
+        .map_err(|errno| netns_err("open_tree the netns to pin at", path, errno))?;
+        rustix::mount::move_mount(
+            &tree,
+            "",
+            rustix::fs::CWD,
+            path,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .map_err(|errno| netns_err("move_mount netns onto", path, errno))?;
+        let ns = Netns {
+            path: path.to_owned(),
+            fd: src,
+        };
+        let label = format!("{path:?}");
+        ns.enter(|| -> Result<(), NetError> {
+            Socket::open(&label)?.execute(&[crate::netlink::Request::loopback_up()])?;
+            Ok(())
+        })??;
+        Ok(ns)
+    }
+
     /// Open the namespace pinned at `path`; fails unless it is a network namespace.
     pub fn open(path: &Path) -> Result<Netns, NetError> {
         let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())

@@ -92,11 +92,11 @@ pub enum Verb {
     },
     /// Run another process in a running container.
     Exec(ExecArgs),
-    /// List a container's processes.
+    /// List a container's processes (with no id: the islands that are up, as `status`).
     Ps {
         #[arg(short, long, value_enum, default_value = "table")]
         format: Format,
-        id: String,
+        id: Option<String>,
         /// Arguments for ps(1) (default -ef).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
@@ -124,6 +124,41 @@ pub enum Verb {
     },
     /// Print what this runtime supports (runtime-spec features.md).
     Features,
+    /// Islands: create everything an islands file describes and start the islands.
+    Up(UpArgs),
+    /// Islands: remove everything a project made (also after a crash or `kill -9` of `up`).
+    Down {
+        /// Project name or islands file (default: every project that is up).
+        project: Option<String>,
+    },
+    /// Islands: what is up (islands, pids, addresses, links, border-guard counters).
+    Status {
+        #[arg(long)]
+        json: bool,
+        project: Option<String>,
+    },
+    /// Islands: print an island's output (its init's stdout and stderr).
+    Logs {
+        #[arg(short, long)]
+        follow: bool,
+        island: String,
+    },
+    /// Islands: copy an island's data from the host side, never following its symlinks.
+    Backup {
+        /// Freeze the island while copying, for a consistent copy.
+        #[arg(long)]
+        freeze: bool,
+        #[arg(long)]
+        json: bool,
+        island: String,
+        dest: PathBuf,
+    },
+    /// Bring up the built-in example, prove each point live, print the proof, tear it down.
+    Demo {
+        /// Leave the demo running (take it down with `atoll down demo`).
+        #[arg(long)]
+        keep: bool,
+    },
     /// Write a default config.json into the bundle.
     Spec {
         #[arg(short, long, default_value = ".")]
@@ -131,6 +166,24 @@ pub enum Verb {
         #[arg(long)]
         rootless: bool,
     },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    /// The islands file (see docs/islands-file.md).
+    #[arg(default_value = "islands.toml")]
+    pub file: PathBuf,
+    /// Where projects' state lives.
+    #[arg(long = "state-dir", default_value = atoll_islands::plan::STATE_ROOT)]
+    pub state_dir: PathBuf,
+    /// Build links and the border guard, start no island (for benchmarks).
+    #[arg(long = "net-only")]
+    pub net_only: bool,
+    /// Islands created at once.
+    #[arg(long, default_value_t = 8)]
+    pub parallel: usize,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]

@@ -3,6 +3,7 @@
 mod exec;
 mod features;
 mod inspect;
+mod islands;
 mod spec;
 mod update;
 
@@ -34,9 +35,23 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Verb::Exec(a) => return exec::exec(&store, a),
         Verb::Ps {
             format,
-            id,
+            id: Some(id),
             ps_args,
         } => inspect::ps(&store, id, *format, ps_args)?,
+        Verb::Ps {
+            id: None, format, ..
+        } => return islands::status(cli, None, *format == crate::cli::Format::Json),
+        Verb::Up(a) => return islands::up(cli, a),
+        Verb::Down { project } => return islands::down(cli, project.as_deref()),
+        Verb::Status { json, project } => return islands::status(cli, project.as_deref(), *json),
+        Verb::Logs { follow, island } => return islands::logs(island, *follow),
+        Verb::Backup {
+            freeze,
+            json,
+            island,
+            dest,
+        } => return islands::backup(cli, island, dest, *freeze, *json),
+        Verb::Demo { keep } => return islands::demo(cli, *keep),
         Verb::List { format, quiet } => inspect::list(&store, *format, *quiet)?,
         Verb::Pause { id } => container::pause(&store, id)?,
         Verb::Resume { id } => container::resume(&store, id)?,

@@ -1,0 +1,347 @@
+//! One island as an OCI bundle: a rootfs skeleton whose contents are the host's own /usr (read
+//! only), a generated /etc with nothing secret in it, a private /tmp, /proc and /dev, and the
+//! island's data directory; and a config.json with the island's user namespace, capabilities,
+//! limits, seccomp profile and a new network namespace that `up` pins and wires from the host
+//! (CAP_NET_ADMIN is never in an island's bounding set, so the tenant cannot change it).
+
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::error::{io, Result};
+use crate::plan::{IslandPlan, Plan, UID_RANGE};
+
+/// Top-level host dirs an island sees. On merged-/usr hosts they are symlinks into /usr and are
+/// copied as symlinks; otherwise they are bound read-only.
+const HOST_TOP: &[&str] = &["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+
+/// Files of the host's /etc that programs need and that hold nothing secret. /etc/shadow, ssh
+/// keys and the like never enter an island.
+const ETC_COPY: &[&str] = &[
+    "ld.so.cache",
+    "ld.so.conf",
+    "services",
+    "protocols",
+    "localtime",
+    "mime.types",
+];
+const ETC_COPY_DIRS: &[&str] = &["ld.so.conf.d", "alternatives"];
+
+/// Syscalls an island never needs and that reach the kernel's shared state.
+const SECCOMP_DENY: &[&str] = &[
+    "add_key",
+    "keyctl",
+    "request_key",
+    "bpf",
+    "perf_event_open",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "userfaultfd",
+    "acct",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "syslog",
+    "quotactl",
+    "fanotify_init",
+    "vhangup",
+];
+
+const AF_VSOCK: u64 = 40;
+const EPERM: u32 = 1;
+const ENOSYS: u32 = 38;
+const CLONE_NEWUSER: u64 = 0x1000_0000;
+
+/// Write the island's bundle dir (idempotent: `up` after a crash rewrites it).
+pub fn prepare(plan: &Plan, island: &IslandPlan) -> Result<()> {
+    let rootfs = island.dir.join("rootfs");
+    for d in ["usr", "etc", "tmp", "proc", "dev", "run", "var"] {
+        mkdir(&rootfs.join(d))?;
+    }
+    let mut extra = Vec::new();
+    for top in HOST_TOP {
+        let host = Path::new("/").join(top);
+        match std::fs::symlink_metadata(&host) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(&host)
+                    .map_err(io(format!("readlink {}", host.display())))?;
+                let at = rootfs.join(top);
+                if std::fs::symlink_metadata(&at).is_err() {
+                    symlink(&target, &at).map_err(io(format!("symlink {}", at.display())))?;
+                }
+            }
+            Ok(m) if m.is_dir() => {
+                mkdir(&rootfs.join(top))?;
+                extra.push(ro_bind(&host, &format!("/{top}")));
+            }
+            _ => {}
+        }
+    }
+    // Mount points are made here, as host root: the island's init, root only in its own user
+    // namespace, cannot create them in a rootfs the host owns.
+    mkdir(&rootfs.join(island.data.trim_start_matches('/')))?;
+    for (host, at) in &island.binds {
+        let target = rootfs.join(at.trim_start_matches('/'));
+        if host.is_dir() {
+            mkdir(&target)?;
+        } else if std::fs::symlink_metadata(&target).is_err() {
+            if let Some(parent) = target.parent() {
+                mkdir(parent)?;
+            }
+            std::fs::write(&target, b"").map_err(io(format!("create {}", target.display())))?;
+        }
+    }
+    write_etc(plan, island)?;
+    write_data_dir(island)?;
+    let config = config(island, &extra);
+    let path = island.dir.join("config.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("json"))
+        .map_err(io(format!("write {}", path.display())))
+}
+
+fn mkdir(p: &Path) -> Result<()> {
+    std::fs::create_dir_all(p).map_err(io(format!("mkdir {}", p.display())))
+}
+
+fn write_etc(plan: &Plan, island: &IslandPlan) -> Result<()> {
+    let etc = island.dir.join("etc");
+    mkdir(&etc)?;
+    let put = |name: &str, text: String| {
+        let p = etc.join(name);
+        std::fs::write(&p, text).map_err(io(format!("write {}", p.display())))
+    };
+    let user = if island.uid == 0 { "root" } else { "tenant" };
+    let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
+    if island.uid != 0 {
+        passwd.push_str(&format!(
+            "tenant:x:{}:{}:{} tenant:{}:/bin/sh\n",
+            island.uid, island.gid, island.name, island.data
+        ));
+    }
+    passwd.push_str("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+    put("passwd", passwd)?;
+    let mut group = String::from("root:x:0:\n");
+    if island.gid != 0 {
+        group.push_str(&format!("tenant:x:{}:\n", island.gid));
+    }
+    group.push_str("nogroup:x:65534:\n");
+    put("group", group)?;
+    let mut hosts = format!(
+        "127.0.0.1\tlocalhost\n127.0.1.1\t{}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+        island.hostname
+    );
+    for (ip, name) in &island.hosts {
+        hosts.push_str(&format!("{ip}\t{name} {name}.{}\n", plan.name));
+    }
+    put("hosts", hosts)?;
+    put("hostname", format!("{}\n", island.hostname))?;
+    put(
+        "nsswitch.conf",
+        "passwd: files\ngroup: files\nhosts: files\n".into(),
+    )?;
+    put(
+        "resolv.conf",
+        "# atoll: islands have no route off the machine and no DNS server;\n# names of linked islands are in /etc/hosts.\n".into(),
+    )?;
+    let _ = user;
+    for f in ETC_COPY {
+        copy_entry(&Path::new("/etc").join(f), &etc.join(f))?;
+    }
+    for d in ETC_COPY_DIRS {
+        let host = Path::new("/etc").join(d);
+        let Ok(rd) = std::fs::read_dir(&host) else {
+            continue;
+        };
+        mkdir(&etc.join(d))?;
+        for e in rd.flatten() {
+            copy_entry(&e.path(), &etc.join(d).join(e.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Copy a regular file or a symlink (as a symlink); anything else is skipped.
+fn copy_entry(from: &Path, to: &Path) -> Result<()> {
+    let Ok(m) = std::fs::symlink_metadata(from) else {
+        return Ok(());
+    };
+    let _ = std::fs::remove_file(to);
+    if m.file_type().is_symlink() {
+        let t = std::fs::read_link(from).map_err(io(format!("readlink {}", from.display())))?;
+        symlink(t, to).map_err(io(format!("symlink {}", to.display())))
+    } else if m.is_file() {
+        std::fs::copy(from, to).map(|_| ()).map_err(io(format!(
+            "copy {} to {}",
+            from.display(),
+            to.display()
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// The data dir belongs to the island's user as the host sees it (its mapped uid), mode 0700:
+/// no other island, and no host user but root, can read it.
+fn write_data_dir(island: &IslandPlan) -> Result<()> {
+    let d = &island.data_dir;
+    mkdir(d)?;
+    let uid = island.host_base + island.uid;
+    let gid = island.host_base + island.gid;
+    std::os::unix::fs::chown(d, Some(uid), Some(gid))
+        .map_err(io(format!("chown {}", d.display())))?;
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
+        .map_err(io(format!("chmod {}", d.display())))
+}
+
+fn ro_bind(host: &Path, at: &str) -> Value {
+    json!({"destination": at, "type": "bind", "source": host,
+           "options": ["rbind", "ro", "nosuid", "nodev"]})
+}
+
+/// The island's capability sets. A non-root user keeps its capabilities across exec only
+/// through the ambient set, which needs them inheritable too; root needs neither.
+fn capabilities(island: &IslandPlan) -> Value {
+    let caps = &island.caps;
+    let (inh, amb): (&[String], &[String]) = if island.uid == 0 {
+        (&[], &[])
+    } else {
+        (caps, caps)
+    };
+    json!({"bounding": caps, "effective": caps, "permitted": caps,
+           "inheritable": inh, "ambient": amb})
+}
+
+/// The default island profile: everything allowed but vsock (not namespaced: a tenant could talk
+/// to the host or other VMs' vsock peers), new user namespaces (a way to regain capabilities),
+/// and syscalls that reach shared kernel state. clone3 answers ENOSYS so that libc falls back to
+/// clone, whose flags seccomp can see.
+pub fn seccomp_profile() -> Value {
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            {"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM,
+             "args": [{"index": 0, "value": AF_VSOCK, "op": "SCMP_CMP_EQ"}]},
+            {"names": SECCOMP_DENY, "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM},
+            {"names": ["unshare", "clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM,
+             "args": [{"index": 0, "value": CLONE_NEWUSER, "valueTwo": CLONE_NEWUSER,
+                       "op": "SCMP_CMP_MASKED_EQ"}]},
+            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS},
+        ]
+    })
+}
+
+pub fn config(island: &IslandPlan, extra_mounts: &[Value]) -> Value {
+    let mut env = vec![
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        format!("HOME={}", island.data),
+        format!("ATOLL_ISLAND={}", island.name),
+    ];
+    for (k, v) in &island.env {
+        env.retain(|e| !e.starts_with(&format!("{k}=")));
+        env.push(format!("{k}={v}"));
+    }
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc",
+               "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+               "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "nodev", "mode=755", "size=8192k"]}),
+        json!({"destination": "/var", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "nodev", "mode=755", "size=65536k"]}),
+        ro_bind(Path::new("/usr"), "/usr"),
+        json!({"destination": "/etc", "type": "bind", "source": island.dir.join("etc"),
+               "options": ["bind", "ro", "nosuid", "nodev", "noexec"]}),
+        json!({"destination": island.data, "type": "bind", "source": island.data_dir,
+               "options": ["bind", "rw", "nosuid", "nodev"]}),
+    ];
+    mounts.extend(extra_mounts.iter().cloned());
+    for (host, at) in &island.binds {
+        mounts.push(ro_bind(host, at));
+    }
+    let mut resources = json!({});
+    if let Some(m) = island.memory {
+        resources["memory"] = json!({"limit": m});
+    }
+    if let Some(p) = island.pids {
+        resources["pids"] = json!({"limit": p});
+    }
+    if let Some(c) = island.cpu {
+        resources["cpu"] = json!({"quota": (c * 100_000.0) as i64, "period": 100_000});
+    }
+    let map = json!([{"containerID": 0, "hostID": island.host_base, "size": UID_RANGE}]);
+    json!({
+        "ociVersion": "1.2.0",
+        "process": {
+            "terminal": false,
+            "user": {"uid": island.uid, "gid": island.gid},
+            "args": island.command,
+            "env": env,
+            "cwd": island.cwd,
+            "capabilities": capabilities(island),
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 4096, "soft": 1024}],
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": island.hostname,
+        "mounts": mounts,
+        "annotations": {"org.atoll.island": island.name},
+        "linux": {
+            "uidMappings": map,
+            "gidMappings": map,
+            "namespaces": [
+                {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+                {"type": "user"}, {"type": "cgroup"},
+                {"type": "network"}
+            ],
+            "cgroupsPath": format!("/atoll/islands/{}", island.container_id.replace('.', "/")),
+            "resources": resources,
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                "/proc/sysrq-trigger"],
+            "seccomp": seccomp_profile()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_is_a_valid_runtime_spec_with_the_islands_rules() {
+        let f = crate::file::parse(
+            Path::new("p.toml"),
+            "name = \"p\"\n[[island]]\nname = \"web\"\ncommand = [\"/bin/sh\"]\ncaps = [\"CAP_NET_BIND_SERVICE\"]\nmemory = \"32M\"\n",
+        )
+        .unwrap();
+        let plan = crate::plan::build(&f, Path::new("/s"), Path::new("/r"), &[]);
+        let c = config(&plan.islands[0], &[]);
+        // The runtime reads configs with oci-spec: a generated one must parse the same way.
+        let _: oci_spec::runtime::Spec = serde_json::from_value(c.clone()).unwrap();
+        assert_eq!(c["process"]["user"]["uid"], 1000);
+        assert_eq!(
+            c["process"]["capabilities"]["ambient"],
+            json!(["CAP_NET_BIND_SERVICE"])
+        );
+        assert_eq!(c["linux"]["resources"]["memory"]["limit"], 32 << 20);
+        assert_eq!(c["linux"]["namespaces"][6], json!({"type": "network"}));
+        assert_eq!(c["linux"]["cgroupsPath"], "/atoll/islands/p/web");
+    }
+}

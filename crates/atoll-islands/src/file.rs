@@ -1,0 +1,965 @@
+//! The islands file (TOML): parsing and validation. Every error names the file, the line and
+//! the field, so a user can fix a file without reading atoll's source. The reference is
+//! docs/islands-file.md.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::FileError;
+use crate::net::Subnet;
+
+/// Capabilities an island may never hold: they let a tenant rewrite the network, leave its
+/// namespaces or reach the kernel directly, which the border guard and the islands model forbid.
+pub const FORBIDDEN_CAPS: &[&str] = &[
+    "CAP_NET_ADMIN",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_BOOT",
+    "CAP_BPF",
+    "CAP_PERFMON",
+    "CAP_MAC_ADMIN",
+    "CAP_MAC_OVERRIDE",
+    "CAP_SYSLOG",
+    "CAP_SYS_TIME",
+    "CAP_AUDIT_CONTROL",
+    "CAP_DAC_READ_SEARCH",
+];
+
+/// Every capability name the kernel knows (capability(7)).
+const KNOWN_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// The default pool that links without a `subnet` take their /30 from.
+pub const DEFAULT_POOL: &str = "10.77.0.0/16";
+/// The uid an island runs as when the file says nothing: not root.
+pub const DEFAULT_UID: u32 = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    name: Option<Spanned<String>>,
+    subnet: Option<Spanned<String>>,
+    data_root: Option<Spanned<PathBuf>>,
+    log_drops: Option<bool>,
+    guard: Option<Spanned<String>>,
+    #[serde(default)]
+    island: Vec<RawIsland>,
+    #[serde(default)]
+    link: Vec<RawLink>,
+    #[serde(default)]
+    allow: Vec<RawAllow>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIsland {
+    name: Spanned<String>,
+    command: Spanned<Vec<String>>,
+    user: Option<Spanned<u32>>,
+    group: Option<u32>,
+    #[serde(default)]
+    caps: Vec<Spanned<String>>,
+    hostname: Option<Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    data: Option<Spanned<String>>,
+    cwd: Option<Spanned<String>>,
+    memory: Option<Spanned<toml::Value>>,
+    pids: Option<Spanned<i64>>,
+    cpu: Option<Spanned<f64>>,
+    #[serde(default)]
+    binds: Vec<Spanned<String>>,
+    guard: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLink {
+    between: Spanned<Vec<Spanned<String>>>,
+    subnet: Option<Spanned<String>>,
+    addresses: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAllow {
+    from: Spanned<String>,
+    to: Spanned<String>,
+    proto: Spanned<String>,
+    #[serde(default)]
+    ports: Vec<Spanned<toml::Value>>,
+    #[serde(default)]
+    both: bool,
+}
+
+/// A validated islands file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct File {
+    pub path: PathBuf,
+    pub name: String,
+    pub pool: Subnet,
+    pub data_root: Option<PathBuf>,
+    pub log_drops: bool,
+    pub guard: Guard,
+    pub islands: Vec<Island>,
+    pub links: Vec<Link>,
+    pub allows: Vec<Allow>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Guard {
+    Enforce,
+    Detect,
+    Off,
+}
+
+impl Guard {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guard::Enforce => "enforce",
+            Guard::Detect => "detect",
+            Guard::Off => "off",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Island {
+    pub name: String,
+    pub command: Vec<String>,
+    pub uid: u32,
+    pub gid: u32,
+    pub caps: Vec<String>,
+    pub hostname: String,
+    pub env: BTreeMap<String, String>,
+    pub data: String,
+    pub cwd: String,
+    pub memory: Option<i64>,
+    pub pids: Option<i64>,
+    pub cpu: Option<f64>,
+    /// Extra read-only binds: (host path, path inside).
+    pub binds: Vec<(PathBuf, String)>,
+    pub guard: Guard,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    /// Indexes into `File::islands`.
+    pub a: usize,
+    pub b: usize,
+    pub subnet: Subnet,
+    pub addr_a: Ipv4Addr,
+    pub addr_b: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Allow {
+    pub from: usize,
+    pub to: usize,
+    /// Index into `File::links`.
+    pub link: usize,
+    pub proto: Proto,
+    pub ports: Vec<(u16, u16)>,
+    pub both: bool,
+}
+
+/// Read and validate an islands file.
+pub fn load(path: &Path) -> Result<File, FileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| FileError {
+        path: path.to_path_buf(),
+        line: 0,
+        col: 0,
+        field: String::new(),
+        msg: format!("cannot read: {e}"),
+    })?;
+    parse(path, &text)
+}
+
+/// Validate the text of an islands file; `path` names it in errors.
+pub fn parse(path: &Path, text: &str) -> Result<File, FileError> {
+    let cx = Cx { path, text };
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+        FileError {
+            path: path.to_path_buf(),
+            line,
+            col,
+            field: String::new(),
+            msg: e.message().to_string(),
+        }
+    })?;
+    let name = match &raw.name {
+        Some(n) => {
+            check_name(n.get_ref(), 12).map_err(|m| cx.err(n.span(), "name", m))?;
+            n.get_ref().clone()
+        }
+        None => {
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("islands")
+                .to_string();
+            check_name(&stem, 12).map_err(|m| {
+                cx.err(
+                    0..0,
+                    "name",
+                    format!("no `name` given and the file name {m}"),
+                )
+            })?;
+            stem
+        }
+    };
+    let pool = match &raw.subnet {
+        Some(s) => Subnet::parse(s.get_ref()).map_err(|m| cx.err(s.span(), "subnet", m))?,
+        None => Subnet::parse(DEFAULT_POOL).expect("default pool parses"),
+    };
+    let guard = match &raw.guard {
+        Some(g) => parse_guard(g).map_err(|m| cx.err(g.span(), "guard", m))?,
+        None => Guard::Enforce,
+    };
+    if raw.island.is_empty() {
+        return Err(cx.err(0..0, "island", "the file names no [[island]]".into()));
+    }
+    let mut islands = Vec::new();
+    for (i, ri) in raw.island.iter().enumerate() {
+        islands.push(island(&cx, i, ri, guard, &islands)?);
+    }
+    let links = links(&cx, &raw.link, &islands, &pool)?;
+    let allows = allows(&cx, &raw.allow, &islands, &links)?;
+    Ok(File {
+        path: path.to_path_buf(),
+        name,
+        pool,
+        data_root: raw.data_root.map(|d| d.into_inner()),
+        log_drops: raw.log_drops.unwrap_or(true),
+        guard,
+        islands,
+        links,
+        allows,
+    })
+}
+
+struct Cx<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Cx<'_> {
+    fn err(
+        &self,
+        span: std::ops::Range<usize>,
+        field: impl Into<String>,
+        msg: String,
+    ) -> FileError {
+        let (line, col) = if span.is_empty() && span.start == 0 {
+            (0, 0)
+        } else {
+            line_col(self.text, span.start)
+        };
+        FileError {
+            path: self.path.to_path_buf(),
+            line,
+            col,
+            field: field.into(),
+            msg,
+        }
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, col)
+}
+
+/// Names become hostnames, interface names (15 bytes) and nft comments: keep them plain.
+fn check_name(n: &str, max: usize) -> Result<(), String> {
+    let ok = !n.is_empty()
+        && n.len() <= max
+        && n.as_bytes()[0].is_ascii_lowercase()
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{n:?} is not a valid name: 1 to {max} characters of a-z, 0-9 and '-', starting with a letter"
+        ))
+    }
+}
+
+fn parse_guard(g: &Spanned<String>) -> Result<Guard, String> {
+    match g.get_ref().as_str() {
+        "enforce" => Ok(Guard::Enforce),
+        "detect" => Ok(Guard::Detect),
+        "off" => Ok(Guard::Off),
+        other => Err(format!(
+            "{other:?} is not a guard mode (enforce, detect or off)"
+        )),
+    }
+}
+
+fn island(
+    cx: &Cx<'_>,
+    i: usize,
+    ri: &RawIsland,
+    file_guard: Guard,
+    before: &[Island],
+) -> Result<Island, FileError> {
+    let name = ri.name.get_ref().clone();
+    let f = |field: &str| format!("island[{i}] ({name}).{field}");
+    check_name(&name, 15).map_err(|m| cx.err(ri.name.span(), f("name"), m))?;
+    if before.iter().any(|b| b.name == name) {
+        return Err(cx.err(
+            ri.name.span(),
+            f("name"),
+            format!("island {name:?} is named twice"),
+        ));
+    }
+    let command = ri.command.get_ref().clone();
+    let Some(prog) = command.first() else {
+        return Err(cx.err(
+            ri.command.span(),
+            f("command"),
+            "the command is empty: give the program and its arguments".into(),
+        ));
+    };
+    if !prog.starts_with('/') {
+        return Err(cx.err(
+            ri.command.span(),
+            f("command"),
+            format!("{prog:?} must be an absolute path (islands have no shell to search PATH)"),
+        ));
+    }
+    if !Path::new(prog).exists() {
+        return Err(cx.err(
+            ri.command.span(),
+            f("command"),
+            format!("{prog} does not exist on this host (an island's root is the host's own /usr)"),
+        ));
+    }
+    let uid = ri
+        .user
+        .as_ref()
+        .map(|u| *u.get_ref())
+        .unwrap_or(DEFAULT_UID);
+    if uid > 65535 {
+        return Err(cx.err(
+            ri.user.as_ref().map(|u| u.span()).unwrap_or(0..0),
+            f("user"),
+            format!("uid {uid} is outside the island's 65536 mapped ids"),
+        ));
+    }
+    let gid = ri.group.unwrap_or(uid);
+    if gid > 65535 {
+        return Err(cx.err(
+            ri.name.span(),
+            f("group"),
+            format!("gid {gid} is outside the island's 65536 mapped ids"),
+        ));
+    }
+    let mut caps = Vec::new();
+    for c in &ri.caps {
+        let up = c.get_ref().to_ascii_uppercase();
+        let full = if up.starts_with("CAP_") {
+            up
+        } else {
+            format!("CAP_{up}")
+        };
+        if !KNOWN_CAPS.contains(&full.as_str()) {
+            return Err(cx.err(
+                c.span(),
+                f("caps"),
+                format!(
+                    "{:?} is not a capability (see capabilities(7))",
+                    c.get_ref()
+                ),
+            ));
+        }
+        if FORBIDDEN_CAPS.contains(&full.as_str()) {
+            return Err(cx.err(
+                c.span(),
+                f("caps"),
+                format!("{full} is never granted to an island: it would let the tenant leave its island or rewrite the network"),
+            ));
+        }
+        if !caps.contains(&full) {
+            caps.push(full);
+        }
+    }
+    let hostname = match &ri.hostname {
+        Some(h) => {
+            check_name(h.get_ref(), 63).map_err(|m| cx.err(h.span(), f("hostname"), m))?;
+            h.get_ref().clone()
+        }
+        None => name.clone(),
+    };
+    let inside = |s: &Option<Spanned<String>>, field: &str, default: &str| {
+        let v = s
+            .as_ref()
+            .map(|v| v.get_ref().clone())
+            .unwrap_or(default.into());
+        if !v.starts_with('/') || v.split('/').any(|c| c == "..") {
+            return Err(cx.err(
+                s.as_ref().map(|v| v.span()).unwrap_or(0..0),
+                f(field),
+                format!("{v:?} must be an absolute path inside the island, without '..'"),
+            ));
+        }
+        Ok(v)
+    };
+    let data = inside(&ri.data, "data", "/data")?;
+    let cwd = inside(&ri.cwd, "cwd", &data)?;
+    let memory = match &ri.memory {
+        Some(m) => Some(parse_bytes(m.get_ref()).map_err(|e| cx.err(m.span(), f("memory"), e))?),
+        None => None,
+    };
+    let pids = match &ri.pids {
+        Some(p) if *p.get_ref() < 1 => {
+            return Err(cx.err(p.span(), f("pids"), "must be at least 1".into()))
+        }
+        p => p.as_ref().map(|p| *p.get_ref()),
+    };
+    let cpu = match &ri.cpu {
+        Some(c) if !(*c.get_ref() > 0.0 && *c.get_ref() <= 1024.0) => {
+            return Err(cx.err(
+                c.span(),
+                f("cpu"),
+                "must be a number of CPUs above 0 (0.5 = half a CPU)".into(),
+            ))
+        }
+        c => c.as_ref().map(|c| *c.get_ref()),
+    };
+    let mut binds = Vec::new();
+    for b in &ri.binds {
+        let (host, at) = match b.get_ref().split_once(':') {
+            Some((h, a)) => (h.to_string(), a.to_string()),
+            None => (b.get_ref().clone(), b.get_ref().clone()),
+        };
+        if !host.starts_with('/') || !at.starts_with('/') || at.split('/').any(|c| c == "..") {
+            return Err(cx.err(
+                b.span(),
+                f("binds"),
+                format!(
+                    "{:?}: want HOST_PATH[:PATH_INSIDE], both absolute",
+                    b.get_ref()
+                ),
+            ));
+        }
+        if !Path::new(&host).exists() {
+            return Err(cx.err(
+                b.span(),
+                f("binds"),
+                format!("{host} does not exist on this host"),
+            ));
+        }
+        binds.push((PathBuf::from(host), at));
+    }
+    let guard = match &ri.guard {
+        Some(g) => parse_guard(g).map_err(|m| cx.err(g.span(), f("guard"), m))?,
+        None => file_guard,
+    };
+    Ok(Island {
+        name,
+        command,
+        uid,
+        gid,
+        caps,
+        hostname,
+        env: ri.env.clone(),
+        data,
+        cwd,
+        memory,
+        pids,
+        cpu,
+        binds,
+        guard,
+    })
+}
+
+/// "64M", "1G", "512k" or a plain number of bytes.
+fn parse_bytes(v: &toml::Value) -> Result<i64, String> {
+    let s = match v {
+        toml::Value::Integer(i) if *i > 0 => return Ok(*i),
+        toml::Value::String(s) => s.trim().to_string(),
+        other => {
+            return Err(format!(
+                "a {} is not a size (say \"64M\")",
+                other.type_str()
+            ))
+        }
+    };
+    let (num, mult) = match s.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&s[..s.len() - 1], 1i64 << 10),
+        Some('M') => (&s[..s.len() - 1], 1 << 20),
+        Some('G') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s.as_str(), 1),
+    };
+    match num.trim().parse::<i64>() {
+        Ok(n) if n > 0 => n
+            .checked_mul(mult)
+            .ok_or_else(|| format!("{s:?} is too large")),
+        _ => Err(format!("{s:?} is not a size (say \"64M\")")),
+    }
+}
+
+fn links(
+    cx: &Cx<'_>,
+    raw: &[RawLink],
+    islands: &[Island],
+    pool: &Subnet,
+) -> Result<Vec<Link>, FileError> {
+    let find = |n: &Spanned<String>, field: String| {
+        islands
+            .iter()
+            .position(|i| i.name == *n.get_ref())
+            .ok_or_else(|| {
+                cx.err(
+                    n.span(),
+                    field,
+                    format!("no island is named {:?}", n.get_ref()),
+                )
+            })
+    };
+    // Explicit subnets first, so the pool hands out only what no link asked for.
+    let mut taken: Vec<(Subnet, String)> = Vec::new();
+    let mut out: Vec<Option<Link>> = vec![None; raw.len()];
+    let mut seen_pairs = BTreeSet::new();
+    let mut addrs: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
+    for (i, rl) in raw.iter().enumerate() {
+        let f = |field: &str| format!("link[{i}].{field}");
+        let between = rl.between.get_ref();
+        if between.len() != 2 {
+            return Err(cx.err(
+                rl.between.span(),
+                f("between"),
+                format!("a link joins exactly two islands, not {}", between.len()),
+            ));
+        }
+        let a = find(&between[0], f("between"))?;
+        let b = find(&between[1], f("between"))?;
+        if a == b {
+            return Err(cx.err(
+                rl.between.span(),
+                f("between"),
+                format!("a link cannot join {:?} to itself", islands[a].name),
+            ));
+        }
+        if !seen_pairs.insert((a.min(b), a.max(b))) {
+            return Err(cx.err(
+                rl.between.span(),
+                f("between"),
+                format!(
+                    "{} and {} are already linked",
+                    islands[a].name, islands[b].name
+                ),
+            ));
+        }
+        let Some(s) = &rl.subnet else { continue };
+        let subnet = Subnet::parse(s.get_ref()).map_err(|m| cx.err(s.span(), f("subnet"), m))?;
+        if subnet.prefix > 30 {
+            return Err(cx.err(
+                s.span(),
+                f("subnet"),
+                format!("{subnet} is too small: a link needs at least a /30"),
+            ));
+        }
+        if let Some((o, who)) = taken.iter().find(|(t, _)| t.overlaps(&subnet)) {
+            return Err(cx.err(
+                s.span(),
+                f("subnet"),
+                format!("{subnet} overlaps {o} of {who}"),
+            ));
+        }
+        taken.push((subnet, format!("link[{i}]")));
+        let (addr_a, addr_b) = match &rl.addresses {
+            Some(list) => {
+                let v = list.get_ref();
+                if v.len() != 2 {
+                    return Err(cx.err(
+                        list.span(),
+                        f("addresses"),
+                        "give two addresses, one per island in `between` order".into(),
+                    ));
+                }
+                let mut two = [Ipv4Addr::UNSPECIFIED; 2];
+                for (k, a) in v.iter().enumerate() {
+                    let ip: Ipv4Addr = a.get_ref().parse().map_err(|_| {
+                        cx.err(
+                            a.span(),
+                            f("addresses"),
+                            format!("{:?} is not an IPv4 address", a.get_ref()),
+                        )
+                    })?;
+                    if !subnet.usable(ip) {
+                        return Err(cx.err(
+                            a.span(),
+                            f("addresses"),
+                            format!("{ip} is not a usable host address of {subnet}"),
+                        ));
+                    }
+                    two[k] = ip;
+                }
+                if two[0] == two[1] {
+                    return Err(cx.err(
+                        list.span(),
+                        f("addresses"),
+                        format!("both ends have the address {}", two[0]),
+                    ));
+                }
+                (two[0], two[1])
+            }
+            None => (subnet.host(1), subnet.host(2)),
+        };
+        for (ip, who) in [(addr_a, a), (addr_b, b)] {
+            if let Some(prev) = addrs.insert(ip, islands[who].name.clone()) {
+                return Err(cx.err(
+                    s.span(),
+                    f("addresses"),
+                    format!("duplicate address {ip} (already {prev}'s)"),
+                ));
+            }
+        }
+        out[i] = Some(Link {
+            a,
+            b,
+            subnet,
+            addr_a,
+            addr_b,
+        });
+    }
+    // Links without a subnet take the next free /30 of the pool.
+    let mut next = 0u32;
+    for (i, rl) in raw.iter().enumerate() {
+        if out[i].is_some() {
+            continue;
+        }
+        if rl.addresses.is_some() {
+            return Err(cx.err(
+                rl.between.span(),
+                format!("link[{i}].addresses"),
+                "addresses need an explicit subnet".into(),
+            ));
+        }
+        let subnet = loop {
+            let Some(s) = pool.nth_30(next) else {
+                return Err(cx.err(
+                    rl.between.span(),
+                    format!("link[{i}]"),
+                    format!("the pool {pool} has no free /30 left"),
+                ));
+            };
+            next += 1;
+            if !taken.iter().any(|(t, _)| t.overlaps(&s)) {
+                break s;
+            }
+        };
+        taken.push((subnet, format!("link[{i}]")));
+        let between = rl.between.get_ref();
+        let a = find(&between[0], format!("link[{i}].between"))?;
+        let b = find(&between[1], format!("link[{i}].between"))?;
+        out[i] = Some(Link {
+            a,
+            b,
+            subnet,
+            addr_a: subnet.host(1),
+            addr_b: subnet.host(2),
+        });
+    }
+    Ok(out
+        .into_iter()
+        .map(|l| l.expect("every link set"))
+        .collect())
+}
+
+fn allows(
+    cx: &Cx<'_>,
+    raw: &[RawAllow],
+    islands: &[Island],
+    links: &[Link],
+) -> Result<Vec<Allow>, FileError> {
+    let mut out = Vec::new();
+    for (i, ra) in raw.iter().enumerate() {
+        let f = |field: &str| format!("allow[{i}].{field}");
+        let find = |n: &Spanned<String>, field: &str| {
+            islands
+                .iter()
+                .position(|x| x.name == *n.get_ref())
+                .ok_or_else(|| {
+                    cx.err(
+                        n.span(),
+                        f(field),
+                        format!("no island is named {:?}", n.get_ref()),
+                    )
+                })
+        };
+        let from = find(&ra.from, "from")?;
+        let to = find(&ra.to, "to")?;
+        let Some(link) = links
+            .iter()
+            .position(|l| (l.a, l.b) == (from, to) || (l.a, l.b) == (to, from))
+        else {
+            return Err(cx.err(
+                ra.to.span(),
+                f("to"),
+                format!(
+                    "no [[link]] joins {} and {}: a rule needs a link to act on",
+                    islands[from].name, islands[to].name
+                ),
+            ));
+        };
+        let proto = match ra.proto.get_ref().as_str() {
+            "tcp" => Proto::Tcp,
+            "udp" => Proto::Udp,
+            "icmp" => Proto::Icmp,
+            other => {
+                return Err(cx.err(
+                    ra.proto.span(),
+                    f("proto"),
+                    format!("{other:?} is not a protocol (tcp, udp or icmp)"),
+                ))
+            }
+        };
+        let mut ports = Vec::new();
+        for p in &ra.ports {
+            ports.push(parse_ports(p.get_ref()).map_err(|m| cx.err(p.span(), f("ports"), m))?);
+        }
+        match proto {
+            Proto::Icmp if !ports.is_empty() => {
+                return Err(cx.err(ra.proto.span(), f("ports"), "icmp has no ports".into()))
+            }
+            Proto::Tcp | Proto::Udp if ports.is_empty() => {
+                return Err(cx.err(
+                    ra.proto.span(),
+                    f("ports"),
+                    format!("{} needs ports (say ports = [5432])", ra.proto.get_ref()),
+                ))
+            }
+            _ => {}
+        }
+        out.push(Allow {
+            from,
+            to,
+            link,
+            proto,
+            ports,
+            both: ra.both,
+        });
+    }
+    Ok(out)
+}
+
+/// 5432, "5432" or "8000-8080".
+fn parse_ports(v: &toml::Value) -> Result<(u16, u16), String> {
+    let one = |n: i64| {
+        if (1..=65535).contains(&n) {
+            Ok(n as u16)
+        } else {
+            Err(format!("port {n} is out of range (1-65535)"))
+        }
+    };
+    let num = |s: &str| {
+        s.trim()
+            .parse::<i64>()
+            .map_err(|_| format!("{s:?} is not a port"))
+            .and_then(one)
+    };
+    match v {
+        toml::Value::Integer(n) => one(*n).map(|p| (p, p)),
+        toml::Value::String(s) => match s.split_once('-') {
+            Some((lo, hi)) => {
+                let (lo, hi) = (num(lo)?, num(hi)?);
+                if lo > hi {
+                    return Err(format!("range {s:?} runs backwards"));
+                }
+                Ok((lo, hi))
+            }
+            None => num(s).map(|p| (p, p)),
+        },
+        other => Err(format!(
+            "a {} is not a port or a range like \"8000-8080\"",
+            other.type_str()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<File, FileError> {
+        parse(Path::new("t.toml"), text)
+    }
+
+    const GOOD: &str = r#"
+name = "demo"
+[[island]]
+name = "db"
+command = ["/bin/sh", "-c", "sleep 1"]
+memory = "64M"
+[[island]]
+name = "backup"
+command = ["/bin/sh"]
+caps = ["net_bind_service"]
+[[island]]
+name = "web"
+command = ["/bin/sh"]
+[[link]]
+between = ["db", "backup"]
+subnet = "10.77.0.0/30"
+[[link]]
+between = ["web", "db"]
+[[allow]]
+from = "backup"
+to = "db"
+proto = "tcp"
+ports = [5432, "6000-6010"]
+"#;
+
+    #[test]
+    fn a_good_file_parses_and_allocates() {
+        let f = p(GOOD).unwrap();
+        assert_eq!(f.name, "demo");
+        assert_eq!(f.islands.len(), 3);
+        assert_eq!(f.islands[0].memory, Some(64 << 20));
+        assert_eq!(f.islands[1].caps, vec!["CAP_NET_BIND_SERVICE".to_string()]);
+        assert_eq!(f.islands[0].uid, DEFAULT_UID);
+        assert_eq!(f.links[0].addr_a, Ipv4Addr::new(10, 77, 0, 1));
+        // The second link skips the /30 the first one took.
+        assert_eq!(f.links[1].subnet.to_string(), "10.77.0.4/30");
+        assert_eq!(f.allows[0].ports, vec![(5432, 5432), (6000, 6010)]);
+        assert_eq!(f.allows[0].link, 0);
+    }
+
+    fn err(text: &str) -> String {
+        p(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let e = err(&GOOD.replace(
+            "between = [\"web\", \"db\"]",
+            "between = [\"web\", \"dbx\"]",
+        ));
+        assert!(e.starts_with("t.toml:18:"), "{e}");
+        assert!(
+            e.contains("link[1].between") && e.contains("\"dbx\""),
+            "{e}"
+        );
+
+        let e = err(&GOOD.replace("ports = [5432,", "ports = [70000,"));
+        assert!(
+            e.contains("allow[0].ports") && e.contains("70000 is out of range"),
+            "{e}"
+        );
+
+        let e = err(&GOOD.replace("to = \"db\"", "to = \"web\""));
+        assert!(e.contains("no [[link]] joins backup and web"), "{e}");
+
+        let e = err(&GOOD.replace("command = [\"/bin/sh\"]\ncaps", "command = []\ncaps"));
+        assert!(
+            e.contains("island[1] (backup).command") && e.contains("empty"),
+            "{e}"
+        );
+
+        let e = err(&GOOD.replace(
+            "name = \"web\"\ncommand = [\"/bin/sh\"]\n",
+            "name = \"web\"\n",
+        ));
+        assert!(e.contains("missing field `command`"), "{e}");
+        assert!(e.starts_with("t.toml:11:"), "{e}");
+
+        let e = err(&GOOD.replace("net_bind_service", "net_admin"));
+        assert!(e.contains("CAP_NET_ADMIN is never granted"), "{e}");
+    }
+
+    #[test]
+    fn subnets_and_addresses_are_checked() {
+        let two = GOOD.replace(
+            "[[link]]\nbetween = [\"web\", \"db\"]",
+            "[[link]]\nbetween = [\"web\", \"db\"]\nsubnet = \"10.77.0.0/29\"",
+        );
+        let e = err(&two);
+        assert!(e.contains("overlaps 10.77.0.0/30"), "{e}");
+
+        let dup = GOOD.replace(
+            "[[link]]\nbetween = [\"web\", \"db\"]",
+            "[[link]]\nbetween = [\"web\", \"db\"]\nsubnet = \"10.78.0.0/24\"\naddresses = [\"10.78.0.9\", \"10.78.0.9\"]",
+        );
+        assert!(
+            err(&dup).contains("both ends have the address"),
+            "{}",
+            err(&dup)
+        );
+
+        let twice = format!("{GOOD}\n[[link]]\nbetween = [\"backup\", \"db\"]\n");
+        assert!(err(&twice).contains("already linked"));
+
+        let small = GOOD.replace("10.77.0.0/30", "10.77.0.0/31");
+        assert!(err(&small).contains("at least a /30"));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let e = err(&GOOD.replace("memory = \"64M\"", "memroy = \"64M\""));
+        assert!(e.contains("memroy"), "{e}");
+        assert!(e.starts_with("t.toml:6:"), "{e}");
+    }
+}

@@ -1,0 +1,328 @@
+//! The plan: everything `up` will create, as plain data, written to the state dir BEFORE the
+//! first resource exists. `down` walks the same plan, so a crash at any point of `up` leaves
+//! something `down` can clean (the house rule: plan, then apply).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{io, IslandsError, Result};
+use crate::file::{File, Guard, Proto};
+use crate::net::Subnet;
+
+/// Where atoll keeps the state of running projects (one dir each, with plan.json).
+pub const STATE_ROOT: &str = "/run/atoll/islands";
+/// Where islands' data lives on the host unless the file says `data_root`.
+pub const DATA_ROOT: &str = "/var/lib/atoll/islands";
+/// First host uid handed to islands; each island gets its own 65536 ids above it, so no two
+/// islands (of any project) share a host uid, and none is a host account.
+pub const UID_BASE: u32 = 1_000_000_000;
+pub const UID_RANGE: u32 = 65536;
+/// Host-side link group of project slot N is GROUP_BASE + N ("AT" in the top half).
+pub const GROUP_BASE: u32 = 0x4154_0000;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Plan {
+    pub name: String,
+    pub file: PathBuf,
+    pub state_dir: PathBuf,
+    /// The runtime's --root: where the islands' containers are kept.
+    pub runtime_root: PathBuf,
+    pub slot: u32,
+    pub group: u32,
+    pub table: String,
+    pub log_drops: bool,
+    pub islands: Vec<IslandPlan>,
+    pub links: Vec<LinkPlan>,
+    pub allows: Vec<AllowPlan>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IslandPlan {
+    pub name: String,
+    pub container_id: String,
+    /// Bundle, rootfs, /etc and log of this island.
+    pub dir: PathBuf,
+    pub netns: PathBuf,
+    pub data_dir: PathBuf,
+    /// Host uid (and gid) that uid 0 inside maps to.
+    pub host_base: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub caps: Vec<String>,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub hostname: String,
+    pub data: String,
+    pub cwd: String,
+    pub memory: Option<i64>,
+    pub pids: Option<i64>,
+    pub cpu: Option<f64>,
+    pub binds: Vec<(PathBuf, String)>,
+    pub guard: Guard,
+    /// Names this island resolves (its peers at their link addresses).
+    pub hosts: Vec<(Ipv4Addr, String)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LinkPlan {
+    pub a: usize,
+    pub b: usize,
+    pub subnet: Subnet,
+    pub addr_a: Ipv4Addr,
+    pub addr_b: Ipv4Addr,
+    /// Interface names inside each island: the peer's name.
+    pub if_a: String,
+    pub if_b: String,
+    /// The host-side ends, where the border guard judges every packet.
+    pub host_a: String,
+    pub host_b: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AllowPlan {
+    /// Stable rule id, also the nft comment and counter name.
+    pub id: String,
+    pub from: usize,
+    pub to: usize,
+    pub link: usize,
+    pub proto: Proto,
+    pub ports: Vec<(u16, u16)>,
+}
+
+impl Plan {
+    pub fn island(&self, name: &str) -> Option<&IslandPlan> {
+        self.islands.iter().find(|i| i.name == name)
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.state_dir.join("plan.json")
+    }
+
+    /// Every host-side interface of the project.
+    pub fn host_ifaces(&self) -> Vec<String> {
+        self.links
+            .iter()
+            .flat_map(|l| [l.host_a.clone(), l.host_b.clone()])
+            .collect()
+    }
+
+    /// Addresses of an island, one per link.
+    pub fn addresses(&self, island: usize) -> Vec<(Ipv4Addr, &str)> {
+        let mut v = Vec::new();
+        for l in &self.links {
+            if l.a == island {
+                v.push((l.addr_a, l.if_a.as_str()));
+            }
+            if l.b == island {
+                v.push((l.addr_b, l.if_b.as_str()));
+            }
+        }
+        v
+    }
+
+    pub fn save(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.state_dir)
+            .map_err(io(format!("mkdir {}", self.state_dir.display())))?;
+        let tmp = self.state_dir.join(".plan.json.tmp");
+        let data = serde_json::to_vec_pretty(self).expect("plans serialise");
+        std::fs::write(&tmp, data).map_err(io(format!("write {}", tmp.display())))?;
+        std::fs::rename(&tmp, self.path())
+            .map_err(io(format!("rename to {}", self.path().display())))
+    }
+
+    pub fn load(state_dir: &Path) -> Result<Plan> {
+        let p = state_dir.join("plan.json");
+        let data = std::fs::read(&p).map_err(io(format!("read {}", p.display())))?;
+        serde_json::from_slice(&data)
+            .map_err(|e| IslandsError::Other(format!("{}: not an atoll plan: {e}", p.display())))
+    }
+}
+
+/// Plans of every project that is up under `state_root`.
+pub fn existing(state_root: &Path) -> Vec<Plan> {
+    let Ok(rd) = std::fs::read_dir(state_root) else {
+        return Vec::new();
+    };
+    let mut v: Vec<Plan> = rd
+        .flatten()
+        .filter_map(|e| Plan::load(&e.path()).ok())
+        .collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+/// Build the plan for `file`, taking a project slot and host uid ranges that no plan in
+/// `others` uses.
+pub fn build(file: &File, state_root: &Path, runtime_root: &Path, others: &[Plan]) -> Plan {
+    let slot = (0u32..)
+        .find(|s| others.iter().all(|p| p.slot != *s))
+        .expect("a free slot");
+    let used: std::collections::BTreeSet<u32> = others
+        .iter()
+        .flat_map(|p| p.islands.iter().map(|i| i.host_base))
+        .collect();
+    let mut bases = (0u32..)
+        .map(|k| UID_BASE + k * UID_RANGE)
+        .filter(|b| !used.contains(b));
+    let state_dir = state_root.join(&file.name);
+    let data_root = file
+        .data_root
+        .clone()
+        .unwrap_or_else(|| Path::new(DATA_ROOT).join(&file.name));
+    let mut hosts: Vec<Vec<(Ipv4Addr, String)>> = vec![Vec::new(); file.islands.len()];
+    let mut links = Vec::new();
+    for (n, l) in file.links.iter().enumerate() {
+        let (a, b) = (&file.islands[l.a], &file.islands[l.b]);
+        hosts[l.a].push((l.addr_b, b.name.clone()));
+        hosts[l.b].push((l.addr_a, a.name.clone()));
+        links.push(LinkPlan {
+            a: l.a,
+            b: l.b,
+            subnet: l.subnet,
+            addr_a: l.addr_a,
+            addr_b: l.addr_b,
+            if_a: b.name.clone(),
+            if_b: a.name.clone(),
+            host_a: format!("at{slot:x}-{n}a"),
+            host_b: format!("at{slot:x}-{n}b"),
+        });
+    }
+    let islands = file
+        .islands
+        .iter()
+        .zip(hosts)
+        .map(|(i, hosts)| IslandPlan {
+            name: i.name.clone(),
+            container_id: format!("{}.{}", file.name, i.name),
+            dir: state_dir.join("islands").join(&i.name),
+            netns: state_dir.join("netns").join(&i.name),
+            data_dir: data_root.join(&i.name),
+            host_base: bases.next().expect("uid ranges"),
+            uid: i.uid,
+            gid: i.gid,
+            caps: i.caps.clone(),
+            command: i.command.clone(),
+            env: i.env.clone(),
+            hostname: i.hostname.clone(),
+            data: i.data.clone(),
+            cwd: i.cwd.clone(),
+            memory: i.memory,
+            pids: i.pids,
+            cpu: i.cpu,
+            binds: i.binds.clone(),
+            guard: i.guard,
+            hosts,
+        })
+        .collect();
+    let mut allows = Vec::new();
+    for a in &file.allows {
+        let dirs = if a.both {
+            vec![(a.from, a.to), (a.to, a.from)]
+        } else {
+            vec![(a.from, a.to)]
+        };
+        for (from, to) in dirs {
+            let ports: Vec<String> = a
+                .ports
+                .iter()
+                .map(|(lo, hi)| {
+                    if lo == hi {
+                        lo.to_string()
+                    } else {
+                        format!("{lo}-{hi}")
+                    }
+                })
+                .collect();
+            let proto = match a.proto {
+                Proto::Tcp => "tcp",
+                Proto::Udp => "udp",
+                Proto::Icmp => "icmp",
+            };
+            let mut id = format!(
+                "allow:{}->{}:{proto}",
+                file.islands[from].name, file.islands[to].name
+            );
+            if !ports.is_empty() {
+                id.push('/');
+                id.push_str(&ports.join(","));
+            }
+            allows.push(AllowPlan {
+                id,
+                from,
+                to,
+                link: a.link,
+                proto: a.proto,
+                ports: a.ports.clone(),
+            });
+        }
+    }
+    Plan {
+        name: file.name.clone(),
+        file: file.path.clone(),
+        state_dir,
+        runtime_root: runtime_root.to_path_buf(),
+        slot,
+        group: GROUP_BASE + slot,
+        table: format!("atoll_{}", file.name.replace('-', "_")),
+        log_drops: file.log_drops,
+        islands,
+        links,
+        allows,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+name = "p"
+[[island]]
+name = "db"
+command = ["/bin/sh"]
+[[island]]
+name = "backup"
+command = ["/bin/sh"]
+[[link]]
+between = ["db", "backup"]
+[[allow]]
+from = "backup"
+to = "db"
+proto = "tcp"
+ports = [5432]
+both = true
+"#;
+
+    #[test]
+    fn plans_take_free_slots_and_uid_ranges() {
+        let f = crate::file::parse(Path::new("p.toml"), FILE).unwrap();
+        let p1 = build(&f, Path::new("/s"), Path::new("/r"), &[]);
+        assert_eq!(p1.slot, 0);
+        assert_eq!(p1.islands[0].host_base, UID_BASE);
+        assert_eq!(p1.islands[1].host_base, UID_BASE + UID_RANGE);
+        assert_eq!(p1.links[0].host_a, "at0-0a");
+        assert_eq!(p1.links[0].if_a, "backup");
+        assert_eq!(
+            p1.islands[1].hosts,
+            vec![(p1.links[0].addr_a, "db".to_string())]
+        );
+        assert_eq!(p1.allows.len(), 2, "both = true makes two rules");
+        assert_eq!(p1.allows[0].id, "allow:backup->db:tcp/5432");
+        let mut f2 = f.clone();
+        f2.name = "q".into();
+        let p2 = build(
+            &f2,
+            Path::new("/s"),
+            Path::new("/r"),
+            std::slice::from_ref(&p1),
+        );
+        assert_eq!(p2.slot, 1);
+        assert_eq!(p2.group, GROUP_BASE + 1);
+        assert_eq!(p2.islands[0].host_base, UID_BASE + 2 * UID_RANGE);
+        let back: Plan = serde_json::from_slice(&serde_json::to_vec(&p2).unwrap()).unwrap();
+        assert_eq!(back, p2);
+    }
+}

@@ -1,0 +1,543 @@
+//! Islands on real namespaces: `atoll up` a file, prove from inside the islands what the file
+//! promises (separate stacks, links, the border guard, least privilege, backup), and check that
+//! `down` leaves nothing behind, also after `up` was killed half-way.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{can_run, decode, ATOLL};
+
+static N: AtomicUsize = AtomicUsize::new(0);
+
+/// A project brought up from a file; dropping it runs `atoll down` and removes its files.
+struct Project {
+    name: String,
+    dir: PathBuf,
+    file: PathBuf,
+    group: Option<u32>,
+}
+
+impl Project {
+    /// `body` is the file without `name` and `data_root`, which are made unique here.
+    fn new(tag: &str, body: &str) -> Project {
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let name = format!("t{}{}{n}", std::process::id() % 10000, tag);
+        let dir = PathBuf::from(format!("/tmp/atoll-tests/islands-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("islands.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "name = \"{name}\"\ndata_root = \"{}\"\n{body}",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        Project {
+            name,
+            dir,
+            file,
+            group: None,
+        }
+    }
+
+    fn atoll(&self, args: &[&str]) -> (i32, String, String) {
+        decode(Command::new(ATOLL).args(args).output().unwrap())
+    }
+
+    fn up(&mut self) -> (i32, String, String) {
+        let r = self.atoll(&["up", self.file.to_str().unwrap()]);
+        self.group = self
+            .plan()
+            .and_then(|p| p["group"].as_u64())
+            .map(|g| g as u32);
+        r
+    }
+
+    fn plan(&self) -> Option<serde_json::Value> {
+        let p = state_dir(&self.name).join("plan.json");
+        serde_json::from_slice(&std::fs::read(p).ok()?).ok()
+    }
+
+    /// Run a command in an island (`atoll exec PROJECT/ISLAND -- ...`).
+    fn exec(&self, island: &str, args: &[&str]) -> (i32, String) {
+        let target = format!("{}/{island}", self.name);
+        let mut a = vec!["exec", target.as_str(), "--"];
+        a.extend_from_slice(args);
+        let (c, o, e) = self.atoll(&a);
+        (c, format!("{o}{e}"))
+    }
+
+    fn nc(&self, from: &str, ip: &str, port: u16) -> (i32, String) {
+        self.exec(
+            from,
+            &["/bin/busybox", "nc", "-w", "2", ip, &port.to_string()],
+        )
+    }
+
+    /// The address of `island` on its link with `peer`.
+    fn addr(&self, island: &str, peer: &str) -> String {
+        let plan = self.plan().expect("plan");
+        let idx = |n: &str| {
+            plan["islands"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .position(|i| i["name"] == n)
+                .unwrap() as u64
+        };
+        let (a, b) = (idx(island), idx(peer));
+        for l in plan["links"].as_array().unwrap() {
+            if l["a"] == a && l["b"] == b {
+                return l["addr_a"].as_str().unwrap().to_string();
+            }
+            if l["a"] == b && l["b"] == a {
+                return l["addr_b"].as_str().unwrap().to_string();
+            }
+        }
+        panic!("no link {island}-{peer}");
+    }
+
+    fn counter(&self, rule: &str) -> u64 {
+        let (_, out, _) = self.atoll(&["status", "--json", &self.name]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v[0]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["rule"] == rule)
+            .map(|r| r["packets"].as_u64().unwrap())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = Command::new(ATOLL).args(["down", &self.name]).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn state_dir(name: &str) -> PathBuf {
+    Path::new("/run/atoll/islands").join(name)
+}
+
+/// Everything a project can leave on the host; empty when `down` did its job.
+fn leftovers(name: &str, group: Option<u32>) -> Vec<String> {
+    let mut left = Vec::new();
+    if state_dir(name).exists() {
+        left.push(format!("state dir {}", state_dir(name).display()));
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    if mounts.contains(&format!("/run/atoll/islands/{name}/")) {
+        left.push("a netns mount".into());
+    }
+    let table = format!("atoll_{name}");
+    let nft = Command::new("nft")
+        .args(["list", "table", "inet", &table])
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    if nft.success() {
+        left.push(format!("nft table {table}"));
+    }
+    if let Some(g) = group {
+        let out = Command::new("ip")
+            .args(["-o", "link", "show", "group", &g.to_string()])
+            .output()
+            .unwrap();
+        if !out.stdout.is_empty() {
+            left.push(format!("links: {}", String::from_utf8_lossy(&out.stdout)));
+        }
+    }
+    let (_, list, _) = decode(Command::new(ATOLL).args(["list", "-q"]).output().unwrap());
+    for id in list.lines().filter(|l| l.starts_with(&format!("{name}."))) {
+        left.push(format!("container {id}"));
+    }
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let d = h.path().join("atoll/islands").join(name);
+        if d.exists() {
+            left.push(format!("cgroup {}", d.display()));
+        }
+    }
+    left
+}
+
+const BB: &str = "/bin/busybox";
+
+fn listener(port: u16, reply: &str) -> String {
+    format!(
+        "[\"{BB}\", \"nc\", \"-ll\", \"-p\", \"{port}\", \"-e\", \"{BB}\", \"echo\", \"{reply}\"]"
+    )
+}
+
+#[test]
+fn islands_are_separate_and_the_border_guard_passes_only_named_flows() {
+    if !can_run() {
+        return;
+    }
+    // a and c are both linked to b; only a may reach b, on tcp/5432. Every island listens on
+    // 5432 (the same port in three network namespaces); b also on 5433.
+    let body = format!(
+        r#"
+[[island]]
+name = "a"
+command = {la}
+[[island]]
+name = "b"
+command = ["{BB}", "sh", "-c", "{BB} nc -ll -p 5433 -e {BB} echo b-5433 & exec {BB} nc -ll -p 5432 -e {BB} echo b-5432"]
+[[island]]
+name = "c"
+command = {lc}
+user = 0
+[[link]]
+between = ["a", "b"]
+[[link]]
+between = ["c", "b"]
+[[allow]]
+from = "a"
+to = "b"
+proto = "tcp"
+ports = [5432]
+"#,
+        la = listener(5432, "a-5432"),
+        lc = listener(5432, "c-5432"),
+    );
+    let mut p = Project::new("net", &body);
+    let (code, out, err) = p.up();
+    assert_eq!(code, 0, "up: {out}{err}");
+    assert!(out.contains("running"), "{out}");
+    std::thread::sleep(Duration::from_millis(200));
+
+    // 1. Own loopback, addresses and process tree; the same port in three islands.
+    let (_, a_addrs) = p.exec("a", &[BB, "ip", "-o", "-4", "addr"]);
+    assert!(
+        a_addrs.contains("127.0.0.1") && a_addrs.contains(&p.addr("a", "b")),
+        "{a_addrs}"
+    );
+    assert!(
+        !a_addrs.contains(&p.addr("c", "b")),
+        "a sees c's address: {a_addrs}"
+    );
+    for isl in ["a", "b", "c"] {
+        let (_, ns) = p.exec(isl, &[BB, "netstat", "-ltn"]);
+        assert!(ns.contains(":5432"), "{isl} does not listen on 5432: {ns}");
+    }
+    let (_, ps) = p.exec("a", &[BB, "ps", "-o", "pid,args"]);
+    assert!(
+        !ps.contains("b-5432") && !ps.contains("c-5432"),
+        "a sees other islands' processes: {ps}"
+    );
+    let (_, ls) = p.exec("a", &[BB, "ls", "/data/.."]);
+    assert!(!ls.contains("c-5432"), "{ls}");
+
+    // 2-3. The allowed flow passes; other port, reverse direction, other island: dropped.
+    let (b_for_a, a_for_b, b_for_c) = (p.addr("b", "a"), p.addr("a", "b"), p.addr("b", "c"));
+    let drops_before = p.counter("drop");
+    let (c, out) = p.nc("a", &b_for_a, 5432);
+    assert!(
+        c == 0 && out.contains("b-5432"),
+        "a -> b:5432 must pass: {c} {out}"
+    );
+    let (c, out) = p.nc("a", &b_for_a, 5433);
+    assert!(
+        c != 0 && !out.contains("b-5433"),
+        "a -> b:5433 must drop: {out}"
+    );
+    assert!(
+        !out.contains("refused"),
+        "b:5433 answered (RST), so the packet crossed: {out}"
+    );
+    let (c, out) = p.nc("b", &a_for_b, 5432);
+    assert!(
+        c != 0 && !out.contains("a-5432"),
+        "b -> a (reverse) must drop: {out}"
+    );
+    let (c, out) = p.nc("c", &b_for_c, 5432);
+    assert!(
+        c != 0 && !out.contains("b-5432"),
+        "c -> b:5432 must drop: {out}"
+    );
+    // A third island cannot reach the a-b link at all: it has no route there.
+    let (c, out) = p.nc("c", &b_for_a, 5432);
+    assert!(
+        c != 0 && !out.contains("b-5432"),
+        "c reached the a-b link: {out}"
+    );
+    assert!(
+        p.counter("allow:a->b:tcp/5432") > 0,
+        "the allow counter did not move"
+    );
+    assert!(
+        p.counter("drop") >= drops_before + 3,
+        "the drop counter did not move"
+    );
+
+    // 4. No vsock, in any island.
+    if Path::new("/usr/bin/python3").exists() {
+        let (c, out) = p.exec(
+            "c",
+            &[
+                "/usr/bin/python3",
+                "-c",
+                "import socket; socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)",
+            ],
+        );
+        assert!(
+            c != 0 && out.contains("Operation not permitted"),
+            "vsock: {out}"
+        );
+    }
+    // Root inside (island c) holds no CAP_NET_ADMIN over its own network: the host owns it.
+    let (c, out) = p.exec("c", &[BB, "ip", "link", "set", "lo", "down"]);
+    assert!(
+        c != 0 && out.contains("ermitted"),
+        "root in an island changed its links: {out}"
+    );
+
+    // The guard lives in atoll's own table: flushing another table leaves it whole.
+    let other = format!("other_{}", p.name);
+    let nft = |script: &str| {
+        let ok = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .and_then(|mut ch| {
+                use std::io::Write;
+                ch.stdin.take().unwrap().write_all(script.as_bytes())?;
+                ch.wait()
+            });
+        assert!(ok.unwrap().success(), "nft {script}");
+    };
+    nft(&format!(
+        "table inet {other} {{\n chain f {{\n  type filter hook forward priority 0; policy accept;\n  counter\n }}\n}}\nflush table inet {other}\n"
+    ));
+    let (c, out) = p.nc("a", &b_for_a, 5432);
+    nft(&format!("delete table inet {other}\n"));
+    assert!(
+        c == 0 && out.contains("b-5432"),
+        "after another table's flush: {out}"
+    );
+    let (c, _) = p.nc("c", &b_for_c, 5432);
+    assert_ne!(c, 0, "after another table's flush c got through");
+
+    // 8. down removes every netns, link, table, container, cgroup and state file.
+    let (code, out, err) = p.atoll(&["down", &p.name]);
+    assert_eq!(code, 0, "down: {out}{err}");
+    let left = leftovers(&p.name, p.group);
+    assert!(left.is_empty(), "left after down: {left:?}");
+}
+
+#[test]
+fn least_privilege_web_island_and_host_side_backup() {
+    if !can_run() {
+        return;
+    }
+    let body = format!(
+        r#"
+[[island]]
+name = "web"
+command = ["{BB}", "sh", "-c", "echo hi > /data/index.html; ln -s /etc/shadow /data/secret; mkdir /data/sub; ln -s / /data/sub/root; exec {BB} httpd -f -p 80 -h /data"]
+caps = ["CAP_NET_BIND_SERVICE"]
+memory = "32M"
+pids = 32
+[[island]]
+name = "nocap"
+command = ["{BB}", "sleep", "3600"]
+"#
+    );
+    let mut p = Project::new("priv", &body);
+    let (code, out, err) = p.up();
+    assert_eq!(code, 0, "up: {out}{err}");
+    std::thread::sleep(Duration::from_millis(300));
+
+    // 5. uid 1000 with exactly CAP_NET_BIND_SERVICE binds port 80; without it, no.
+    let (_, s) = p.exec("web", &[BB, "cat", "/proc/1/status"]);
+    let line = |k: &str| {
+        s.lines()
+            .find(|l| l.starts_with(k))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(line("CapEff:").ends_with("0000000000000400"), "{s}");
+    assert!(
+        line("Uid:").split_whitespace().nth(1) == Some("1000"),
+        "{s}"
+    );
+    // 6. no_new_privs, a seccomp filter, and root inside = an unprivileged host uid.
+    assert!(
+        line("NoNewPrivs:").ends_with('1') && line("Seccomp:").ends_with('2'),
+        "{s}"
+    );
+    let (_, ns) = p.exec("web", &[BB, "netstat", "-ltn"]);
+    assert!(ns.contains(":80 "), "web is not listening on 80: {ns}");
+    let (c, out) = p.exec("nocap", &[BB, "timeout", "2", BB, "nc", "-l", "-p", "80"]);
+    assert!(
+        c == 1 && out.contains("ermission denied"),
+        "bound 80 without the cap: {c} {out}"
+    );
+    let (_, map) = p.exec("nocap", &[BB, "cat", "/proc/self/uid_map"]);
+    let host_root: u64 = map.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(
+        host_root >= 1_000_000_000,
+        "root inside maps to host uid {host_root}"
+    );
+    let plan = p.plan().unwrap();
+    let web_pid = {
+        let (_, o, _) = p.atoll(&["status", "--json", &p.name]);
+        let v: serde_json::Value = serde_json::from_str(&o).unwrap();
+        v[0]["islands"][0]["pid"].as_i64().unwrap()
+    };
+    let host_status = std::fs::read_to_string(format!("/proc/{web_pid}/status")).unwrap();
+    let host_uid = host_status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    let base = plan["islands"][0]["host_base"].as_u64().unwrap();
+    assert!(host_uid.contains(&(base + 1000).to_string()), "{host_uid}");
+    // The memory limit is the kernel's (v1 memory controller, or cgroup v2's memory.max).
+    let cg = Path::new("/sys/fs/cgroup/memory/atoll/islands")
+        .join(&p.name)
+        .join("web");
+    let limit = std::fs::read_to_string(cg.join("memory.limit_in_bytes")).or_else(|_| {
+        std::fs::read_to_string(
+            Path::new("/sys/fs/cgroup/atoll/islands")
+                .join(&p.name)
+                .join("web/memory.max"),
+        )
+    });
+    assert_eq!(
+        limit.expect("the island's memory cgroup").trim(),
+        (32u64 << 20).to_string()
+    );
+
+    // 7. Backup from the host side while web runs; the planted symlinks stay links.
+    let dest = p.dir.join("backup");
+    let (code, out, err) = p.atoll(&["backup", &format!("{}/web", p.name), dest.to_str().unwrap()]);
+    assert_eq!(code, 0, "backup: {out}{err}");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("index.html")).unwrap(),
+        "hi\n"
+    );
+    let secret = std::fs::symlink_metadata(dest.join("secret")).unwrap();
+    assert!(
+        secret.file_type().is_symlink(),
+        "the tenant's symlink was followed"
+    );
+    assert!(
+        out.contains("secret -> /etc/shadow kept as a link, not followed"),
+        "{out}"
+    );
+    assert!(std::fs::symlink_metadata(dest.join("sub/root"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let (code, _, err) = p.atoll(&["backup", &format!("{}/web", p.name), dest.to_str().unwrap()]);
+    assert!(code != 0 && err.contains("already exists"), "{err}");
+    let frozen = p.dir.join("backup2");
+    let (code, out, err) = p.atoll(&[
+        "backup",
+        "--freeze",
+        &format!("{}/web", p.name),
+        frozen.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "backup --freeze: {out}{err}");
+    let (_, st, _) = p.atoll(&["status", &p.name]);
+    assert!(
+        st.contains("running"),
+        "the island stays up after a frozen backup: {st}"
+    );
+}
+
+#[test]
+fn bad_files_get_clear_errors_and_create_nothing() {
+    if !can_run() {
+        return;
+    }
+    let cases: &[(&str, &str)] = &[
+        (
+            "[[island]]\nname = \"a\"\ncommand = [\"/bin/busybox\"]\n[[link]]\nbetween = [\"a\", \"zz\"]\n",
+            "link[0].between: no island is named \"zz\"",
+        ),
+        (
+            "[[island]]\nname = \"a\"\n",
+            "missing field `command`",
+        ),
+        (
+            "[[island]]\nname = \"a\"\ncommand = [\"/bin/busybox\"]\n[[island]]\nname = \"b\"\ncommand = [\"/bin/busybox\"]\n[[link]]\nbetween = [\"a\", \"b\"]\n[[allow]]\nfrom = \"a\"\nto = \"b\"\nproto = \"tcp\"\nports = [0]\n",
+            "port 0 is out of range",
+        ),
+        (
+            "[[island]]\nname = \"a\"\ncommand = [\"/bin/busybox\"]\ncaps = [\"CAP_NET_ADMIN\"]\n",
+            "CAP_NET_ADMIN is never granted",
+        ),
+    ];
+    for (body, want) in cases {
+        let p = Project::new("bad", body);
+        let (code, out, err) = p.atoll(&["up", p.file.to_str().unwrap()]);
+        assert_ne!(code, 0, "{body}: {out}");
+        assert!(
+            err.contains(want) && err.contains("islands.toml:"),
+            "want {want:?} with file:line, got {err}"
+        );
+        assert!(leftovers(&p.name, None).is_empty());
+    }
+}
+
+#[test]
+fn an_up_that_fails_half_way_removes_what_it_made() {
+    if !can_run() {
+        return;
+    }
+    // The second island's program exists on the host but not in an island (/etc/shadow is
+    // never copied in): netns, links and the table exist before the island fails to start.
+    let body = format!(
+        "[[island]]\nname = \"ok\"\ncommand = [\"{BB}\", \"sleep\", \"60\"]\n[[island]]\nname = \"broken\"\ncommand = [\"/etc/shadow\"]\n[[link]]\nbetween = [\"ok\", \"broken\"]\n"
+    );
+    let mut p = Project::new("half", &body);
+    let (code, out, err) = p.up();
+    assert_ne!(code, 0, "up of a broken island succeeded: {out}");
+    assert!(err.contains("broken"), "the error names the island: {err}");
+    let left = leftovers(&p.name, None);
+    assert!(left.is_empty(), "a failed up left: {left:?}");
+}
+
+#[test]
+fn down_after_kill_9_of_up_removes_everything() {
+    if !can_run() {
+        return;
+    }
+    let mut body = String::new();
+    for i in 0..6 {
+        body.push_str(&format!(
+            "[[island]]\nname = \"i{i}\"\ncommand = [\"{BB}\", \"sleep\", \"60\"]\n"
+        ));
+    }
+    for i in 0..5 {
+        body.push_str(&format!("[[link]]\nbetween = [\"i{i}\", \"i{}\"]\n", i + 1));
+    }
+    body.push_str("[[allow]]\nfrom = \"i0\"\nto = \"i1\"\nproto = \"tcp\"\nports = [1]\n");
+    for delay_ms in [5u64, 40, 150] {
+        let p = Project::new("kill", &body);
+        let mut up = Command::new(ATOLL)
+            .args(["up", p.file.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = up.kill();
+        let _ = up.wait();
+        let group = p.plan().and_then(|v| v["group"].as_u64()).map(|g| g as u32);
+        let (code, out, err) = p.atoll(&["down", &p.name]);
+        assert_eq!(code, 0, "down after kill -9 at {delay_ms} ms: {out}{err}");
+        let left = leftovers(&p.name, group);
+        assert!(
+            left.is_empty(),
+            "after kill -9 at {delay_ms} ms and down: {left:?}"
+        );
+    }
+}
