@@ -5,6 +5,7 @@
 
 pub mod bpf;
 pub mod mount;
+pub mod nsfs;
 pub mod process;
 pub mod seccomp;
 pub mod socket;
