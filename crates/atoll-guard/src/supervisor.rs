@@ -448,7 +448,7 @@ fn judge_setns(t: &Tenant, reg: &Registry, notify: BorrowedFd<'_>, n: &SeccompNo
         }
     };
     let verdict = match rustix::fs::fstatfs(&file) {
-        Ok(s) if s.f_type as i64 == nsfs::NSFS_MAGIC => judge_nsfs(t, reg, file.as_fd(), nstype),
+        Ok(s) if s.f_type as u64 == nsfs::NSFS_MAGIC => judge_nsfs(t, reg, file.as_fd(), nstype),
         _ => match decide::pidfd_pid(file.as_fd()) {
             Some(pid) => judge_pidfd(t, reg, file.as_fd(), pid, nstype),
             None => return Verdict::Fail(libc::EINVAL), // what setns says for any other file

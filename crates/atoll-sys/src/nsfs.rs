@@ -14,7 +14,7 @@ const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
 const NS_GET_OWNER_UID: libc::c_ulong = 0xb704;
 
 /// fstatfs(2) f_type of a namespace file (NSFS_MAGIC, include/uapi/linux/magic.h).
-pub const NSFS_MAGIC: i64 = 0x6e73_6673;
+pub const NSFS_MAGIC: u64 = 0x6e73_6673;
 
 /// pidfd_open(pid, flags): a pidfd (always O_CLOEXEC) for `pid` in the caller's pid namespace.
 /// Without PIDFD_THREAD `pid` must be a thread-group leader (EINVAL otherwise); ESRCH if gone.
