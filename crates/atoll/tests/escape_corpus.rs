@@ -402,3 +402,129 @@ fn kernel_surface_calls_fail_inside() {
     let got = probe(&mut b, &["socket", "vsock"]);
     assert!(got.starts_with("errno=") || got == "ok", "vsock: {got}");
 }
+
+/// (1) setns(pidfd, CLONE_NEWNET) with a pidfd of another tenant's process passed in: joins
+/// that process's namespaces in one call; the guard resolves them and denies.
+#[test]
+fn setns_through_a_pidfd_of_another_tenant_is_denied() {
+    if !can_run() {
+        return;
+    }
+    let (mut b, helper) = probe_bundle("setns-pidfd");
+    let g = Guard::start(&helper, "enforce");
+    let mut db = Bundle::new("pidfd-db");
+    g.annotate(&mut db, "enforce", Some("name=db"));
+    db.set_args(&["sleep", "1000"]);
+    let db_id = db.id("db");
+    assert_eq!(db.run_detached(&db_id).0, 0);
+    let pid = container_pid(&db, &db_id);
+    add_caps(&mut b, &["CAP_SYS_ADMIN"]);
+    g.annotate(&mut b, "enforce", None);
+    let pidfd = atoll_sys::nsfs::pidfd_open(pid as i32, 0).unwrap();
+    let sock = serve_fd(&helper, "pidfd", std::fs::File::from(pidfd));
+    assert_eq!(probe(&mut b, &["setns-recv", &sock, "net"]), EPERM);
+    let id = b.ids.last().unwrap().clone();
+    let a = g.wait_alerts("atoll.setns.foreign-namespace", &id, 1);
+    assert_eq!(a.len(), 1, "{:?}", g.alerts());
+    assert_eq!(a[0]["owner"], "island:db");
+    assert_eq!(a[0]["nstype"], "net");
+    assert!(a[0]["detail"].as_str().unwrap().contains("pidfd"));
+}
+
+/// (5) CVE-2022-0492: mount a cgroup v1 hierarchy to reach release_agent. Root in a user
+/// namespace with CAP_SYS_ADMIN: the kernel refuses the v1 mount outside the initial user
+/// namespace; with the guard trapping mounts, the attempt is also denied and alerted.
+#[test]
+fn cgroup_v1_release_agent_is_unreachable() {
+    if !can_run() {
+        return;
+    }
+    let (mut b, helper) = probe_bundle("release-agent");
+    in_userns(&mut b);
+    add_caps(&mut b, &["CAP_SYS_ADMIN"]);
+    let script = "mkdir -p /cg; mount -t cgroup -o rdma cgroup /cg 2>/dev/null; echo mount=$?; \
+                  grep -q ' /cg cgroup ' /proc/mounts && echo /helper/pwn > /cg/release_agent \
+                  && echo wrote-release-agent; true";
+    b.set_args(&["sh", "-c", script]);
+    let (code, out, err) = b.run("ra");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("mount=") && !out.contains("mount=0"), "{out}");
+    assert!(!out.contains("wrote-release-agent"), "{out}");
+    let g = Guard::start(&helper, "enforce");
+    g.annotate(&mut b, "enforce", Some("mounts=trap"));
+    let (code, out, err) = b.run("ra");
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("mount=0") && !out.contains("wrote"), "{out}");
+    let id = b.ids.last().unwrap().clone();
+    let a = g.wait_alerts("atoll.mount.denied", &id, 1);
+    assert_eq!(a.len(), 1, "{:?}", g.alerts());
+    assert_eq!(a[0]["syscall"], "mount");
+}
+
+/// (7) The /proc and /dev routes: remount /proc/sys or /sys writable, write sysrq-trigger (with
+/// the harmless 'h'), read /proc/kcore, mknod a block device and open a raw disk, ptrace an
+/// outside process, find a key the host planted in root's user keyring. Root in a user namespace
+/// with CAP_SYS_ADMIN: it may remount its own (unlocked) read-only /proc/sys, but a global sysctl
+/// stays the host's (written back with its own value, so a failure of this test changes
+/// nothing); with the guard trapping mounts, the remount itself is denied and alerted.
+#[test]
+fn proc_dev_ptrace_and_keyring_routes_are_closed() {
+    if !can_run() {
+        return;
+    }
+    let (mut b, _) = probe_bundle("procdev");
+    in_userns(&mut b);
+    add_caps(&mut b, &["CAP_SYS_ADMIN", "CAP_MKNOD", "CAP_SYS_PTRACE"]);
+    let script = "mount -o remount,rw /proc/sys 2>/dev/null; echo procsys=$?; \
+        cat /proc/sys/kernel/printk_ratelimit > /tmp/v; \
+        cat /tmp/v > /proc/sys/kernel/printk_ratelimit 2>/dev/null; echo sysctlw=$?; \
+        mount -o remount,rw /sys 2>/dev/null; echo sysfs=$?; \
+        echo h > /proc/sysrq-trigger 2>/dev/null; echo sysrq=$?; \
+        head -c 1 /proc/kcore > /dev/null 2>&1; echo kcore=$?; \
+        mknod /tmp/sda b 8 0 2>/dev/null; echo mknod=$?; \
+        /bin/atoll-probe mknod-block /sda2 8 0; /bin/atoll-probe open-ro /dev/sda";
+    b.set_args(&["sh", "-c", script]);
+    let (code, out, err) = b.run("procdev");
+    assert_eq!(code, 0, "{err}");
+    for k in ["sysctlw", "sysfs", "sysrq", "kcore", "mknod"] {
+        assert!(!out.contains(&format!("{k}=0")), "{k} must fail: {out}");
+    }
+    assert!(
+        !out.contains("ok"),
+        "mknod/open of a block device must fail: {out}"
+    );
+    let me = std::process::id().to_string();
+    assert!(probe(&mut b, &["ptrace", &me]).starts_with("errno="));
+    // A key in the host root's user keyring (@u = -4), searched for from inside.
+    let name = format!("atoll-corpus-{me}");
+    let cname = std::ffi::CString::new(name.clone()).unwrap();
+    // SAFETY: add_key(2) with NUL-terminated strings and a payload slice alive for the call.
+    let key = unsafe {
+        libc::syscall(
+            libc::SYS_add_key,
+            c"user".as_ptr(),
+            cname.as_ptr(),
+            b"secret".as_ptr(),
+            6usize,
+            -4i32,
+        )
+    };
+    assert!(key > 0, "add_key: {}", std::io::Error::last_os_error());
+    let got = probe(&mut b, &["keyctl-search", "-4", &name]);
+    // SAFETY: keyctl(KEYCTL_INVALIDATE = 21, key): no memory passed.
+    unsafe { libc::syscall(libc::SYS_keyctl, 21, key) };
+    assert!(got.starts_with("errno="), "host key visible inside: {got}");
+
+    let (_, helper) = probe_bundle("procdev-guard");
+    let g = Guard::start(&helper, "enforce");
+    g.annotate(&mut b, "enforce", Some("mounts=trap"));
+    b.set_args(&["sh", "-c", script]);
+    let (code, out, err) = b.run("procdev");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("procsys=") && !out.contains("procsys=0"),
+        "{out}"
+    );
+    let id = b.ids.last().unwrap().clone();
+    assert!(!g.wait_alerts("atoll.mount.denied", &id, 2).is_empty());
+}
