@@ -6,6 +6,7 @@
 pub mod bpf;
 pub mod mount;
 pub mod netlink;
+pub mod nsfs;
 pub mod process;
 pub mod seccomp;
 pub mod socket;

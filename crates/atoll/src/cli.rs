@@ -166,7 +166,37 @@ pub enum Verb {
         #[arg(long)]
         rootless: bool,
     },
+    /// The seccomp-notify guard: serve as the seccomp agent, or read its alerts.
+    #[command(subcommand)]
+    Guard(GuardVerb), // atoll-guard (issue 4)
 }
+
+// ---- atoll-guard (issue 4) ----
+/// Where `guard serve` appends alerts and `guard events` reads them, unless told otherwise.
+pub const GUARD_ALERTS: &str = "/run/atoll/guard-alerts.jsonl";
+
+#[derive(Subcommand, Debug)]
+pub enum GuardVerb {
+    /// Run the supervisor: the OCI seccomp agent at --socket (a container's listenerPath).
+    Serve {
+        #[arg(long, default_value = "/run/atoll/guard.sock")]
+        socket: PathBuf,
+        #[arg(long, default_value = GUARD_ALERTS)]
+        alerts: PathBuf,
+        /// Mode for tenants whose listenerMetadata sets none.
+        #[arg(long, default_value = "enforce", value_parser = ["enforce", "detect"])]
+        mode: String,
+    },
+    /// Print alert lines (JSON, one per event).
+    Events {
+        /// Keep printing new lines as they are appended.
+        #[arg(short, long)]
+        follow: bool,
+        #[arg(long, default_value = GUARD_ALERTS)]
+        alerts: PathBuf,
+    },
+}
+// ---- end atoll-guard ----
 
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {

@@ -2,6 +2,7 @@
 
 mod exec;
 mod features;
+mod guard; // atoll-guard (issue 4)
 mod inspect;
 mod islands;
 mod spec;
@@ -63,6 +64,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         } => inspect::events(&store, id, *stats, interval)?,
         Verb::Features => println!("{}", serde_json::to_string_pretty(&features::features())?),
         Verb::Spec { bundle, rootless } => spec::write(bundle, *rootless).context("spec")?,
+        Verb::Guard(g) => return guard::guard(g), // atoll-guard (issue 4)
     }
     Ok(0)
 }

@@ -1,0 +1,22 @@
+//! atoll-guard: the seccomp user-notification supervisor. Tenants (containers, island members)
+//! trap a small set of syscalls with SCMP_ACT_NOTIFY ([`trap_rules`]); the supervisor receives
+//! their notify fds by the OCI listenerPath protocol, judges each trapped call against what it
+//! recorded about the tenant at registration, answers, and appends one JSON alert line per event.
+//! docs/threat-model.md says what it can and cannot see.
+#![forbid(unsafe_code)]
+
+mod alert;
+mod decide;
+mod error;
+mod ns;
+mod policy;
+mod registry;
+mod supervisor;
+mod time;
+
+pub use alert::{parse_lines, Alert, AlertLog, Decision};
+pub use error::GuardError;
+pub use ns::{NsId, NsSet, NsType};
+pub use policy::{attach_listener, trap_rules, Mode, Policy};
+pub use registry::{Owner, Registry, Tenant};
+pub use supervisor::{Supervisor, SupervisorOpts};

@@ -1,0 +1,539 @@
+//! The event loop: one epoll set over the registration socket and every tenant's notify fd.
+//! Each turn handles at most one notification per ready fd and a few registrations, so a tenant
+//! that floods us with trapped calls waits in the kernel (its threads block in the syscall), not
+//! in a queue of ours; the others still get their turn.
+//!
+//! Per notification: recv → gather facts (pidfd_open the caller, ID_VALID, pidfd_getfd its fd,
+//! nsfs ioctls) → judge → ID_VALID again → answer → alert line.
+
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use atoll_sys::nsfs;
+use atoll_sys::seccomp::{self as sc, SeccompNotif, SeccompNotifResp};
+use rustix::event::epoll;
+use serde::Deserialize;
+
+use crate::alert::{Alert, AlertLog, Decision};
+use crate::decide::{self, judge_ns, ns_facts, NsFacts};
+use crate::ns::NsType;
+use crate::registry::{Owner, Registry, Tenant};
+use crate::{GuardError, Mode, Policy};
+
+const LISTENER: u64 = 0;
+/// Registrations accepted per turn, and the largest message (the state JSON is ~1 KiB).
+const ACCEPTS_PER_TURN: usize = 8;
+const MAX_MESSAGE: usize = 64 * 1024;
+/// A registering peer that stalls holds the loop at most this long.
+const REGISTRATION_TIMEOUT: Duration = Duration::from_millis(500);
+
+#[cfg(target_arch = "x86_64")]
+const NATIVE_ARCH: u32 = 0xc000_003e; // AUDIT_ARCH_X86_64
+#[cfg(target_arch = "aarch64")]
+const NATIVE_ARCH: u32 = 0xc000_00b7; // AUDIT_ARCH_AARCH64
+
+#[derive(Debug, Clone)]
+pub struct SupervisorOpts {
+    /// The listenerPath socket to bind (a stale socket file there is replaced).
+    pub socket: PathBuf,
+    /// The alert log (appended to).
+    pub alerts: PathBuf,
+    /// Policy for tenants whose listenerMetadata does not say otherwise.
+    pub policy: Policy,
+}
+
+pub struct Supervisor {
+    epoll: OwnedFd,
+    listener: UnixListener,
+    reg: Registry,
+    log: AlertLog,
+    policy: Policy,
+    next_token: u64,
+    socket: PathBuf,
+}
+
+/// The runtime-spec "Container Process State" message, as far as we read it.
+#[derive(Deserialize)]
+struct ProcessState {
+    #[serde(default)]
+    fds: Vec<String>,
+    pid: i32,
+    #[serde(default)]
+    metadata: Option<String>,
+    state: ContainerState,
+}
+
+#[derive(Deserialize)]
+struct ContainerState {
+    id: String,
+}
+
+/// A call the guard judged dangerous.
+struct Event {
+    rule: &'static str,
+    nstype: Option<NsType>,
+    ns_inode: Option<u64>,
+    owner: Option<Owner>,
+    detail: Option<String>,
+    errno: i32,
+    /// Deny even in detect mode (calls we cannot judge at all).
+    always: bool,
+}
+
+impl Event {
+    fn new(rule: &'static str, errno: i32) -> Event {
+        Event {
+            rule,
+            nstype: None,
+            ns_inode: None,
+            owner: None,
+            detail: None,
+            errno,
+            always: false,
+        }
+    }
+}
+
+/// What to answer.
+enum Verdict {
+    /// Let the kernel run it (SECCOMP_USER_NOTIF_FLAG_CONTINUE).
+    Continue,
+    /// Fail it quietly with the errno the kernel itself would give (EBADF, EINVAL...).
+    Fail(i32),
+    /// Judged dangerous: alert; deny in enforce mode.
+    Alert(Event),
+    /// The caller is gone; nothing to answer.
+    Gone,
+}
+
+impl Supervisor {
+    /// Bind the socket (mode 0600), open the alert log, record the host's namespaces.
+    pub fn bind(opts: &SupervisorOpts) -> Result<Supervisor, GuardError> {
+        let log = AlertLog::open(&opts.alerts)?;
+        let reg = Registry::new()?;
+        if let Ok(m) = std::fs::symlink_metadata(&opts.socket) {
+            use std::os::unix::fs::FileTypeExt;
+            if m.file_type().is_socket() {
+                std::fs::remove_file(&opts.socket)
+                    .map_err(GuardError::io("remove stale socket", &opts.socket))?;
+            }
+        }
+        let listener =
+            UnixListener::bind(&opts.socket).map_err(GuardError::io("bind", &opts.socket))?;
+        std::fs::set_permissions(&opts.socket, std::fs::Permissions::from_mode(0o600))
+            .map_err(GuardError::io("chmod 0600", &opts.socket))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(GuardError::io("set O_NONBLOCK on", &opts.socket))?;
+        let ep = epoll::create(epoll::CreateFlags::CLOEXEC)
+            .map_err(|e| GuardError::sys("epoll_create1")(e.into()))?;
+        epoll::add(
+            &ep,
+            &listener,
+            epoll::EventData::new_u64(LISTENER),
+            epoll::EventFlags::IN,
+        )
+        .map_err(|e| GuardError::sys("epoll_ctl(ADD, listener)")(e.into()))?;
+        Ok(Supervisor {
+            epoll: ep,
+            listener,
+            reg,
+            log,
+            policy: opts.policy.clone(),
+            next_token: 1,
+            socket: opts.socket.clone(),
+        })
+    }
+
+    /// Serve forever.
+    pub fn run(&mut self) -> Result<(), GuardError> {
+        loop {
+            self.turn(None)?;
+        }
+    }
+
+    /// Number of notify fds being watched.
+    pub fn tenants(&self) -> usize {
+        self.reg.len()
+    }
+
+    /// Register a tenant directly (in-process use; the socket path does the same).
+    pub fn register(&mut self, t: Tenant) -> Result<(), GuardError> {
+        let token = self.next_token;
+        self.next_token += 1;
+        epoll::add(
+            &self.epoll,
+            &t.notify,
+            epoll::EventData::new_u64(token),
+            epoll::EventFlags::IN,
+        )
+        .map_err(|e| GuardError::sys(format!("epoll_ctl(ADD, notify fd of {})", t.id))(e.into()))?;
+        tracing::info!(tenant = %t.id, pid = t.pid, mode = t.policy.mode.as_str(), "guard: registered");
+        self.reg.insert(token, t);
+        Ok(())
+    }
+
+    /// One wait and what it brought. Returns the number of ready fds.
+    pub fn turn(&mut self, timeout: Option<Duration>) -> Result<usize, GuardError> {
+        let mut events = Vec::with_capacity(64);
+        let ts = timeout.map(|d| rustix::event::Timespec {
+            tv_sec: d.as_secs() as i64,
+            tv_nsec: d.subsec_nanos() as i64,
+        });
+        match epoll::wait(
+            &self.epoll,
+            rustix::buffer::spare_capacity(&mut events),
+            ts.as_ref(),
+        ) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => return Ok(0),
+            Err(e) => return Err(GuardError::sys("epoll_wait")(e.into())),
+        }
+        for ev in &events {
+            let (token, flags) = (ev.data.u64(), { ev.flags }); // copies: Event is packed
+
+            if token == LISTENER {
+                self.accept_some();
+            } else if flags.contains(epoll::EventFlags::IN) {
+                self.handle_one(token);
+            } else if flags.intersects(epoll::EventFlags::HUP | epoll::EventFlags::ERR) {
+                // The filter has no task left (all of the tenant's processes exited).
+                if let Some(t) = self.reg.remove(token) {
+                    let _ = epoll::delete(&self.epoll, &t.notify); // closing it removes it anyway
+                    tracing::info!(tenant = %t.id, "guard: tenant gone");
+                }
+            }
+        }
+        Ok(events.len())
+    }
+
+    fn accept_some(&mut self) {
+        for _ in 0..ACCEPTS_PER_TURN {
+            let conn = match self.listener.accept() {
+                Ok((c, _)) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::warn!("guard: accept on {}: {e}", self.socket.display());
+                    return;
+                }
+            };
+            // Handled here, not returned: one bad client must not stop the daemon.
+            if let Err(e) = self.registration(conn) {
+                tracing::warn!("guard: registration refused: {e}");
+            }
+        }
+    }
+
+    fn registration(&mut self, conn: UnixStream) -> Result<(), GuardError> {
+        let cred = rustix::net::sockopt::socket_peercred(&conn)
+            .map_err(|e| GuardError::sys("getsockopt(SO_PEERCRED)")(e.into()))?;
+        let me = rustix::process::geteuid();
+        if cred.uid != me && !cred.uid.is_root() {
+            return Err(GuardError::Protocol(format!(
+                "peer uid {} is neither root nor us",
+                cred.uid.as_raw()
+            )));
+        }
+        conn.set_nonblocking(false)
+            .and_then(|_| conn.set_read_timeout(Some(REGISTRATION_TIMEOUT)))
+            .map_err(GuardError::sys(
+                "set registration socket blocking with timeout",
+            ))?;
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let (mut n, fd) = atoll_sys::socket::recv_with_fd(conn.as_fd(), &mut buf)
+            .map_err(GuardError::sys("recvmsg (registration)"))?;
+        let fd = fd.ok_or_else(|| GuardError::Protocol("no fd in SCM_RIGHTS".into()))?;
+        let mut rest = (&conn).take((MAX_MESSAGE - n) as u64);
+        loop {
+            match rest.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(GuardError::sys("read (registration)")(e)),
+            }
+        }
+        let msg: ProcessState = serde_json::from_slice(&buf[..n])
+            .map_err(|e| GuardError::Protocol(format!("state JSON: {e}")))?;
+        if msg.fds.first().map(String::as_str) != Some("seccompFd") {
+            return Err(GuardError::Protocol(format!(
+                "fds {:?}: expected [\"seccompFd\"]",
+                msg.fds
+            )));
+        }
+        let policy = Policy::from_metadata(msg.metadata.as_deref().unwrap_or(""), &self.policy)?;
+        if policy.mode == Mode::Off {
+            // Nobody answers an "off" tenant's fd: closing it makes any trapped call fail
+            // with ENOSYS (fail closed), and an off profile should trap nothing anyway.
+            return Err(GuardError::Protocol(format!(
+                "{}: mode=off tenant sent a notify fd; closed",
+                msg.state.id
+            )));
+        }
+        let t = Tenant::new(msg.state.id, policy, msg.pid, fd)?;
+        self.register(t)
+    }
+
+    fn handle_one(&mut self, token: u64) {
+        let Some(t) = self.reg.get(token) else { return };
+        let fd = t.notify.as_fd();
+        let n = match sc::seccomp_notif_recv(fd) {
+            Ok(n) => n,
+            // ENOENT: the caller died between the wakeup and our read.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::EINTR | libc::EAGAIN)
+                ) =>
+            {
+                return
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %t.id, "guard: SECCOMP_IOCTL_NOTIF_RECV: {e}; dropping");
+                self.reg.remove(token);
+                return;
+            }
+        };
+        let verdict = judge(t, &self.reg, fd, &n);
+        let (resp, alert) = match verdict {
+            Verdict::Gone => return,
+            Verdict::Continue => (SeccompNotifResp::continue_syscall(n.id), None),
+            Verdict::Fail(errno) => (SeccompNotifResp::fail(n.id, errno), None),
+            Verdict::Alert(ev) => {
+                let deny = ev.always || t.policy.mode == Mode::Enforce;
+                let resp = if deny {
+                    SeccompNotifResp::fail(n.id, ev.errno)
+                } else {
+                    SeccompNotifResp::continue_syscall(n.id)
+                };
+                let decision = if deny {
+                    Decision::Deny
+                } else {
+                    Decision::AllowDetect
+                };
+                (resp, Some(alert_line(t, &n, ev, decision)))
+            }
+        };
+        // What we read is only worth acting on if the caller is still the one blocked in the
+        // call (seccomp_unotify(2): ID_VALID after reading target state, before responding).
+        if !matches!(sc::seccomp_notif_id_valid(fd, n.id), Ok(true)) {
+            return;
+        }
+        match sc::seccomp_notif_send(fd, &resp) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return, // died meanwhile
+            Err(e) => tracing::warn!(tenant = %t.id, "guard: SECCOMP_IOCTL_NOTIF_SEND: {e}"),
+        }
+        if let Some(a) = alert {
+            if let Err(e) = self.log.write(&a) {
+                tracing::error!("guard: {e}");
+            }
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.socket); // best effort: a later bind replaces it
+    }
+}
+
+fn syscall_name(nr: i64) -> &'static str {
+    match nr {
+        libc::SYS_setns => "setns",
+        libc::SYS_unshare => "unshare",
+        libc::SYS_clone => "clone",
+        libc::SYS_clone3 => "clone3",
+        libc::SYS_open_by_handle_at => "open_by_handle_at",
+        libc::SYS_mount => "mount",
+        libc::SYS_fsopen => "fsopen",
+        libc::SYS_fsmount => "fsmount",
+        libc::SYS_move_mount => "move_mount",
+        libc::SYS_open_tree => "open_tree",
+        _ => "unknown",
+    }
+}
+
+fn alert_line(t: &Tenant, n: &SeccompNotif, ev: Event, decision: Decision) -> Alert {
+    let (uid, _) = decide::task_status(n.pid);
+    Alert {
+        time: crate::time::now_rfc3339(),
+        rule: ev.rule.to_string(),
+        tenant: t.id.clone(),
+        pid: n.pid,
+        uid,
+        syscall: syscall_name(n.data.nr as i64).to_string(),
+        nstype: ev.nstype.map(|t| t.name().to_string()),
+        ns_inode: ev.ns_inode,
+        owner: ev.owner.map(|o| o.to_string()),
+        decision,
+        detail: ev.detail,
+    }
+}
+
+fn judge(t: &Tenant, reg: &Registry, notify: BorrowedFd<'_>, n: &SeccompNotif) -> Verdict {
+    if n.data.arch != NATIVE_ARCH {
+        // A compat-ABI call: its numbers mean other syscalls. Never judged, never continued.
+        let mut ev = Event::new("atoll.guard.foreign-arch", libc::ENOSYS);
+        ev.detail = Some(format!("arch {:#x} nr {}", n.data.arch, n.data.nr));
+        ev.always = true;
+        return Verdict::Alert(ev);
+    }
+    let flags = n.data.args[0];
+    match n.data.nr as i64 {
+        libc::SYS_setns => judge_setns(t, reg, notify, n),
+        libc::SYS_unshare | libc::SYS_clone
+            if flags & libc::CLONE_NEWUSER as u64 != 0 && !t.policy.allow_userns =>
+        {
+            let mut ev = Event::new("atoll.userns.create", libc::EPERM);
+            ev.nstype = Some(NsType::User);
+            ev.detail = Some(format!("flags {flags:#x}"));
+            Verdict::Alert(ev)
+        }
+        libc::SYS_unshare | libc::SYS_clone => Verdict::Continue,
+        libc::SYS_open_by_handle_at => {
+            Verdict::Alert(Event::new("atoll.open-by-handle-at", libc::EPERM))
+        }
+        libc::SYS_mount
+        | libc::SYS_fsopen
+        | libc::SYS_fsmount
+        | libc::SYS_move_mount
+        | libc::SYS_open_tree => {
+            if t.policy.trap_mounts {
+                Verdict::Alert(Event::new("atoll.mount.denied", libc::EPERM))
+            } else {
+                Verdict::Continue
+            }
+        }
+        nr => {
+            let mut ev = Event::new("atoll.guard.unexpected-syscall", libc::ENOSYS);
+            ev.detail = Some(format!("nr {nr}"));
+            ev.always = true;
+            Verdict::Alert(ev)
+        }
+    }
+}
+
+/// setns(fd, nstype): look at the very file the caller's fd number names now.
+fn judge_setns(t: &Tenant, reg: &Registry, notify: BorrowedFd<'_>, n: &SeccompNotif) -> Verdict {
+    let target_fd = n.data.args[0] as i32; // setns(int fd, int nstype): the kernel truncates
+    let nstype = n.data.args[1] as u32 as i32;
+    let tid = n.pid as i32;
+    if tid == 0 {
+        let mut ev = Event::new("atoll.setns.unverifiable", libc::EPERM);
+        ev.detail = Some("caller is outside the guard's pid namespace".into());
+        return Verdict::Alert(ev);
+    }
+    // A pidfd for the calling thread (its fd table may differ from the leader's).
+    let pidfd =
+        match nsfs::pidfd_open(tid, nsfs::PIDFD_THREAD).or_else(|_| nsfs::pidfd_open(tid, 0)) {
+            Ok(p) => p,
+            Err(_) => return Verdict::Gone,
+        };
+    // The pidfd is for the task blocked in this call only if the id is still valid now: the
+    // tid cannot have been reused while that task is alive.
+    if !matches!(sc::seccomp_notif_id_valid(notify, n.id), Ok(true)) {
+        return Verdict::Gone;
+    }
+    let file = match nsfs::pidfd_getfd(pidfd.as_fd(), target_fd) {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => return Verdict::Fail(libc::EBADF),
+        Err(e) => {
+            let mut ev = Event::new("atoll.setns.unverifiable", libc::EPERM);
+            ev.detail = Some(format!("pidfd_getfd({target_fd}): {e}"));
+            return Verdict::Alert(ev);
+        }
+    };
+    let verdict = match rustix::fs::fstatfs(&file) {
+        Ok(s) if s.f_type as u64 == nsfs::NSFS_MAGIC => judge_nsfs(t, reg, file.as_fd(), nstype),
+        _ => match decide::pidfd_pid(file.as_fd()) {
+            Some(pid) => judge_pidfd(t, reg, file.as_fd(), pid, nstype),
+            None => return Verdict::Fail(libc::EINVAL), // what setns says for any other file
+        },
+    };
+    if matches!(verdict, Verdict::Continue) && t.policy.mode == Mode::Enforce {
+        // The race we cannot close: between our pidfd_getfd and the kernel's fdget, another
+        // task sharing this fd table could dup2 a foreign namespace onto the same number. Our
+        // filter already refuses the ways to get a second fd-table user besides threads
+        // (clone3, clone CLONE_FILES without CLONE_THREAD, io_uring); threads we refuse here.
+        let (_, threads) = decide::task_status(n.pid);
+        if threads != 1 {
+            let mut ev = Event::new("atoll.setns.shared-fd-table", libc::EPERM);
+            ev.detail = Some(format!(
+                "caller has {threads} threads: the fd could be re-pointed between check and call"
+            ));
+            return Verdict::Alert(ev);
+        }
+    }
+    verdict
+}
+
+fn foreign(f: &NsFacts, owner: Owner, detail: Option<String>) -> Verdict {
+    let mut ev = Event::new("atoll.setns.foreign-namespace", libc::EPERM);
+    ev.nstype = Some(f.ty);
+    ev.ns_inode = Some(f.id.ino);
+    ev.owner = Some(owner);
+    ev.detail = detail;
+    Verdict::Alert(ev)
+}
+
+fn judge_nsfs(t: &Tenant, reg: &Registry, ns: BorrowedFd<'_>, nstype: i32) -> Verdict {
+    let f = match ns_facts(ns) {
+        Ok(f) => f,
+        Err(e) => {
+            let mut ev = Event::new("atoll.setns.unverifiable", libc::EPERM);
+            ev.detail = Some(format!("nsfs ioctl: {e}"));
+            return Verdict::Alert(ev);
+        }
+    };
+    if nstype != 0 && nstype != f.ty.clone_flag() {
+        return Verdict::Fail(libc::EINVAL); // the kernel's answer to a type mismatch
+    }
+    match judge_ns(t, reg, &f) {
+        Ok(()) => Verdict::Continue,
+        Err(owner) => foreign(&f, owner, None),
+    }
+}
+
+/// setns(pidfd, flags) joins several namespaces of another process at once: judge each one
+/// through /proc/<pid>/ns, then make sure the pid still names that process.
+fn judge_pidfd(t: &Tenant, reg: &Registry, pidfd: BorrowedFd<'_>, pid: i32, flags: i32) -> Verdict {
+    if pid <= 0 {
+        return Verdict::Fail(libc::ESRCH); // exited (-1) or invisible to us (0)
+    }
+    let types = NsType::in_flags(flags as u32 as u64);
+    let known: i32 = NsType::ALL
+        .iter()
+        .map(|t| t.clone_flag())
+        .fold(0, |a, b| a | b);
+    if types.is_empty() || flags & !known != 0 {
+        return Verdict::Fail(libc::EINVAL);
+    }
+    let mut first_foreign = None;
+    for ty in types {
+        let p = Path::new("/proc")
+            .join(pid.to_string())
+            .join("ns")
+            .join(ty.name());
+        let facts = std::fs::File::open(&p).and_then(|f| ns_facts(f.as_fd()));
+        match facts {
+            Ok(f) => {
+                if let Err(owner) = judge_ns(t, reg, &f) {
+                    first_foreign.get_or_insert((f, owner));
+                }
+            }
+            Err(_) => return Verdict::Fail(libc::ESRCH),
+        }
+    }
+    // The pid was the pidfd's process all along only if that process is still there now.
+    if decide::pidfd_pid(pidfd) != Some(pid) {
+        return Verdict::Fail(libc::ESRCH);
+    }
+    match first_foreign {
+        None => Verdict::Continue,
+        Some((f, owner)) => foreign(&f, owner, Some(format!("via pidfd of pid {pid}"))),
+    }
+}
