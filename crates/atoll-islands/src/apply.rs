@@ -88,6 +88,9 @@ fn apply(plan: &Plan, opts: &UpOpts) -> Result<()> {
         for i in &plan.islands {
             bundle::prepare(plan, i)?;
         }
+        if crate::guard::needed(plan) {
+            crate::guard::start(plan, &opts.atoll)?;
+        }
         create_all(plan, opts)?;
         for i in &plan.islands {
             let saved = store
@@ -258,6 +261,9 @@ pub fn teardown(plan: &Plan) -> Result<()> {
             }
         }
     }
+    if let Err(e) = crate::guard::stop(&plan.state_dir) {
+        errs.push(format!("stop the guard: {e}"));
+    }
     if let Err(e) = p2p::delete_group(plan.group) {
         errs.push(format!("delete links (group {:#x}): {e}", plan.group));
     }
@@ -303,6 +309,9 @@ fn sweep(dir: &Path, runtime_root: &Path, name: &str) -> Result<()> {
     let table = format!("atoll_{}", name.replace('-', "_"));
     if let Err(e) = firewall::delete(&table) {
         errs.push(format!("nft delete table inet {table}: {e}"));
+    }
+    if let Err(e) = crate::guard::stop(dir) {
+        errs.push(format!("stop the guard: {e}"));
     }
     if dir.exists() {
         if let Err(e) = std::fs::remove_dir_all(dir) {

@@ -99,7 +99,8 @@ pub fn prepare(plan: &Plan, island: &IslandPlan) -> Result<()> {
     }
     write_etc(plan, island)?;
     write_data_dir(island)?;
-    let config = config(island, &extra);
+    let mut config = config(island, &extra);
+    config["linux"]["seccomp"] = crate::guard::profile(plan, island)?;
     let path = island.dir.join("config.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("json"))
         .map_err(io(format!("write {}", path.display())))
@@ -221,19 +222,30 @@ fn capabilities(island: &IslandPlan) -> Value {
 /// to the host or other VMs' vsock peers), new user namespaces (a way to regain capabilities),
 /// and syscalls that reach shared kernel state. clone3 answers ENOSYS so that libc falls back to
 /// clone, whose flags seccomp can see.
-pub fn seccomp_profile() -> Value {
-    json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "syscalls": [
-            {"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM,
-             "args": [{"index": 0, "value": AF_VSOCK, "op": "SCMP_CMP_EQ"}]},
-            {"names": SECCOMP_DENY, "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM},
-            {"names": ["unshare", "clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM,
-             "args": [{"index": 0, "value": CLONE_NEWUSER, "valueTwo": CLONE_NEWUSER,
-                       "op": "SCMP_CMP_MASKED_EQ"}]},
-            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS},
-        ]
-    })
+///
+/// With `guarded`, the calls the escape guard judges (new user namespaces, clone3,
+/// open_by_handle_at) are left to its trap rules, so each attempt is denied AND alerted.
+pub fn seccomp_profile(guarded: bool) -> Value {
+    let deny: Vec<&str> = SECCOMP_DENY
+        .iter()
+        .copied()
+        .filter(|n| !(guarded && *n == "open_by_handle_at"))
+        .collect();
+    let mut rules = vec![
+        json!({"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM,
+               "args": [{"index": 0, "value": AF_VSOCK, "op": "SCMP_CMP_EQ"}]}),
+        json!({"names": deny, "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM}),
+    ];
+    if !guarded {
+        rules.push(
+            json!({"names": ["unshare", "clone"], "action": "SCMP_ACT_ERRNO",
+            "errnoRet": EPERM,
+            "args": [{"index": 0, "value": CLONE_NEWUSER, "valueTwo": CLONE_NEWUSER,
+                      "op": "SCMP_CMP_MASKED_EQ"}]}),
+        );
+        rules.push(json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS}));
+    }
+    json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules})
 }
 
 pub fn config(island: &IslandPlan, extra_mounts: &[Value]) -> Value {
@@ -315,7 +327,7 @@ pub fn config(island: &IslandPlan, extra_mounts: &[Value]) -> Value {
                 "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                 "/proc/sysrq-trigger"],
-            "seccomp": seccomp_profile()
+            "seccomp": seccomp_profile(false)
         }
     })
 }

@@ -11,6 +11,7 @@ pub mod backup;
 pub mod bundle;
 pub mod error;
 pub mod file;
+pub mod guard;
 pub mod net;
 pub mod plan;
 pub mod status;

@@ -160,6 +160,14 @@ fn leftovers(name: &str, group: Option<u32>) -> Vec<String> {
     for id in list.lines().filter(|l| l.starts_with(&format!("{name}."))) {
         left.push(format!("container {id}"));
     }
+    // No process (an island, the project's guard) still names the project's state dir.
+    let needle = format!("/run/atoll/islands/{name}/");
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).contains(&needle) {
+            left.push(format!("process {:?}", e.file_name()));
+        }
+    }
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         let d = h.path().join("atoll/islands").join(name);
         if d.exists() {
@@ -413,6 +421,46 @@ command = ["{BB}", "sleep", "3600"]
         limit.expect("the island's memory cgroup").trim(),
         (32u64 << 20).to_string()
     );
+
+    // The escape guard watches every island: a host netns fd handed in from outside (fd 3 of
+    // `atoll exec --preserve-fds 1`) cannot be entered, and the attempt is an alert naming the
+    // island, the namespace and its owner.
+    if Path::new("/usr/bin/python3").exists() {
+        let py = "import ctypes, os; c = ctypes.CDLL(None, use_errno=True); r = c.setns(3, 0x40000000); print('setns', r, os.strerror(ctypes.get_errno()))";
+        let script = format!(
+            "exec 3</proc/self/ns/net; exec {ATOLL} exec --preserve-fds 1 {}/nocap /usr/bin/python3 -c \"{py}\"",
+            p.name
+        );
+        let out = Command::new("/bin/sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        let (_, o, e) = decode(out);
+        assert!(o.contains("setns -1 Operation not permitted"), "{o}{e}");
+        std::thread::sleep(Duration::from_millis(100));
+        let alerts =
+            std::fs::read_to_string(state_dir(&p.name).join("alerts.jsonl")).unwrap_or_default();
+        let line = alerts
+            .lines()
+            .find(|l| l.contains("atoll.setns.foreign-namespace"))
+            .unwrap_or_else(|| panic!("no alert in {alerts:?}"));
+        let a: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(a["tenant"], format!("{}.nocap", p.name));
+        assert_eq!(a["owner"], "host");
+        assert_eq!(a["nstype"], "net");
+        assert_eq!(a["decision"], "deny");
+        // Its own namespaces raise nothing.
+        let own = "import ctypes; c = ctypes.CDLL(None); f = open('/proc/self/ns/uts'); c.setns(f.fileno(), 0)";
+        let _ = p.exec("nocap", &["/usr/bin/python3", "-c", own]);
+        std::thread::sleep(Duration::from_millis(100));
+        let after =
+            std::fs::read_to_string(state_dir(&p.name).join("alerts.jsonl")).unwrap_or_default();
+        assert_eq!(
+            after.lines().count(),
+            alerts.lines().count(),
+            "own-namespace setns alerted: {after}"
+        );
+    }
 
     // 7. Backup from the host side while web runs; the planted symlinks stay links.
     let dest = p.dir.join("backup");

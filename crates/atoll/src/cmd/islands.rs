@@ -506,6 +506,49 @@ fn prove(cli: &Cli, plan: &Plan, p: &mut Proof) -> Result<()> {
         ),
     );
 
+    println!("-- escape guard: setns on a namespace fd from outside");
+    if Path::new("/usr/bin/python3").exists() {
+        // A host process "tricked" into handing the tenant its own netns fd: the shell opens
+        // /proc/self/ns/net (the host's) as fd 3 and `atoll exec --preserve-fds 1` passes it in.
+        let exe = std::env::current_exe()?;
+        let cid = &plan.island("backup").expect("backup").container_id;
+        let script = format!(
+            "exec 3</proc/self/ns/net; exec '{}' --root '{}' exec --preserve-fds 1 {cid} /usr/bin/python3 -c \"{SETNS_PY}\"",
+            exe.display(),
+            cli.root.display()
+        );
+        let out = Command::new("/bin/sh").args(["-c", &script]).output()?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let alerts =
+            std::fs::read_to_string(atoll_islands::guard::alerts(plan)).unwrap_or_default();
+        let alert = alerts
+            .lines()
+            .find(|l| {
+                l.contains("atoll.setns.foreign-namespace")
+                    && l.contains(&format!("\"tenant\":\"{cid}\""))
+            })
+            .unwrap_or("")
+            .to_string();
+        p.check(
+            "backup's setns() into the host's netns (fd passed in from outside) is denied and alerted",
+            text.contains("Operation not permitted")
+                && alert.contains("\"owner\":\"host\"")
+                && alert.contains("\"decision\":\"deny\""),
+            &format!("{}\nalert: {alert}", one_line(&text)),
+        );
+    } else {
+        p.check(
+            "setns escape denied (needs /usr/bin/python3 to show)",
+            false,
+            "",
+        );
+    }
+
     println!("-- 7. host-side backup");
     let dest = std::env::temp_dir().join(format!("atoll-demo-backup-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dest);
@@ -566,6 +609,9 @@ fn local_addrs(out: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// setns(3, CLONE_NEWNET) from inside an island, through libc (python 3.11 has no os.setns).
+const SETNS_PY: &str = "import ctypes, os; c = ctypes.CDLL(None, use_errno=True); r = c.setns(3, 0x40000000); print('setns:', r, os.strerror(ctypes.get_errno()) if r else 'joined')";
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")

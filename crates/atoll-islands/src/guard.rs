@@ -1,0 +1,114 @@
+//! The escape guard of a project: one `atoll guard serve` supervisor per project, started before
+//! the first island is created (the runtime hands each island's seccomp notify fd to it at
+//! create), and stopped by teardown. Alerts go to `<state>/alerts.jsonl`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use atoll_guard::{Mode, Policy};
+use oci_spec::runtime::LinuxSeccomp;
+
+use crate::error::{io, IslandsError, Result};
+use crate::file::Guard;
+use crate::plan::{IslandPlan, Plan};
+
+pub fn socket(plan: &Plan) -> PathBuf {
+    plan.state_dir.join("guard.sock")
+}
+
+pub fn alerts(plan: &Plan) -> PathBuf {
+    plan.state_dir.join("alerts.jsonl")
+}
+
+fn pid_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("guard.pid")
+}
+
+pub fn needed(plan: &Plan) -> bool {
+    plan.islands.iter().any(|i| i.guard != Guard::Off)
+}
+
+/// Start the project's supervisor and wait until it listens.
+pub fn start(plan: &Plan, atoll: &Path) -> Result<()> {
+    let sock = socket(plan);
+    let log =
+        std::fs::File::create(plan.state_dir.join("guard.log")).map_err(io("create guard.log"))?;
+    let child = {
+        use std::os::unix::process::CommandExt;
+        Command::new(atoll)
+            .args(["guard", "serve", "--socket"])
+            .arg(&sock)
+            .arg("--alerts")
+            .arg(alerts(plan))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(io("dup guard.log"))?)
+            .stderr(log)
+            // Its own process group: a ^C meant for `up` must not take the guard down.
+            .process_group(0)
+            .spawn()
+            .map_err(io(format!("spawn {} guard serve", atoll.display())))?
+    };
+    std::fs::write(pid_file(&plan.state_dir), child.id().to_string())
+        .map_err(io("write guard.pid"))?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !sock.exists() {
+        if Instant::now() > deadline {
+            return Err(IslandsError::Other(format!(
+                "the guard did not listen on {} within 5 s (see {})",
+                sock.display(),
+                plan.state_dir.join("guard.log").display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// Stop the supervisor recorded in `state_dir`, if it is still the one we started.
+pub fn stop(state_dir: &Path) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(pid_file(state_dir)) else {
+        return Ok(());
+    };
+    let Ok(pid) = text.trim().parse::<i32>() else {
+        return Ok(());
+    };
+    // The pid may have been reused since: only a `guard serve` on this project's socket is ours.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let sock = state_dir.join("guard.sock");
+    let ours = String::from_utf8_lossy(&cmdline).contains(&*sock.to_string_lossy());
+    if ours {
+        let p = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
+        // Our child when `up` itself tears down after a failure: reap it.
+        let _ = nix::sys::wait::waitpid(p, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    }
+    let _ = std::fs::remove_file(pid_file(state_dir));
+    Ok(())
+}
+
+/// The island's seccomp profile under the guard (or the plain profile when its guard is off).
+pub fn profile(plan: &Plan, island: &IslandPlan) -> Result<serde_json::Value> {
+    let base = crate::bundle::seccomp_profile(island.guard != Guard::Off);
+    if island.guard == Guard::Off {
+        return Ok(base);
+    }
+    let base: LinuxSeccomp = serde_json::from_value(base).expect("the island profile parses");
+    let policy = Policy {
+        mode: match island.guard {
+            Guard::Enforce => Mode::Enforce,
+            Guard::Detect => Mode::Detect,
+            Guard::Off => Mode::Off,
+        },
+        name: Some(island.name.clone()),
+        allow_userns: false,
+        trap_mounts: true,
+    };
+    let sc = atoll_guard::attach_listener(Some(base), &socket(plan), &policy).map_err(|e| {
+        IslandsError::Island {
+            island: island.name.clone(),
+            msg: format!("guard: {e}"),
+        }
+    })?;
+    Ok(serde_json::to_value(sc).expect("seccomp serialises"))
+}
