@@ -14,6 +14,8 @@ use crate::net::Subnet;
 
 /// Where atoll keeps the state of running projects (one dir each, with plan.json).
 pub const STATE_ROOT: &str = "/run/atoll/islands";
+/// Where islands' logs (their stdout and stderr) go: on disk, not in the tmpfs state.
+pub const LOG_ROOT: &str = "/var/log/atoll/islands";
 /// Where islands' data lives on the host unless the file says `data_root`.
 pub const DATA_ROOT: &str = "/var/lib/atoll/islands";
 /// First host uid handed to islands; each island gets its own 65536 ids above it, so no two
@@ -47,6 +49,8 @@ pub struct IslandPlan {
     pub dir: PathBuf,
     pub netns: PathBuf,
     pub data_dir: PathBuf,
+    /// The island's stdout and stderr.
+    pub log: PathBuf,
     /// Host uid (and gid) that uid 0 inside maps to.
     pub host_base: u32,
     pub uid: u32,
@@ -200,6 +204,9 @@ pub fn build(file: &File, state_root: &Path, runtime_root: &Path, others: &[Plan
             dir: state_dir.join("islands").join(&i.name),
             netns: state_dir.join("netns").join(&i.name),
             data_dir: data_root.join(&i.name),
+            log: Path::new(LOG_ROOT)
+                .join(&file.name)
+                .join(format!("{}.log", i.name)),
             host_base: bases.next().expect("uid ranges"),
             uid: i.uid,
             gid: i.gid,

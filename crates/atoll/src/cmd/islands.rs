@@ -105,7 +105,7 @@ pub fn status(_cli: &Cli, project: Option<&str>, json: bool) -> Result<i32> {
 pub fn logs(island: &str, follow: bool) -> Result<i32> {
     let (plan, name) = atoll_islands::resolve(&state_root(), island)?;
     let i = plan.island(&name).expect("resolved");
-    let path = apply::log_path(&i.dir);
+    let path = i.log.clone();
     let mut f = std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
     let mut out = std::io::stdout();
     let mut buf = Vec::new();
