@@ -287,6 +287,7 @@ pub fn down(state_root: &Path, runtime_root: &Path, name: &str) -> Result<bool> 
 /// Teardown in reverse: islands, links, netns, firewall, cgroup parents, state dir. Keeps going.
 pub fn teardown(plan: &Plan) -> Result<()> {
     let mut errs = Vec::new();
+    kill_stragglers(&plan.state_dir);
     let store = Store::new(&plan.runtime_root);
     for i in plan.islands.iter().rev() {
         if store.exists(&i.container_id) {
@@ -324,6 +325,7 @@ pub fn teardown(plan: &Plan) -> Result<()> {
 /// then the dir itself.
 fn sweep(dir: &Path, runtime_root: &Path, name: &str) -> Result<()> {
     let mut errs = Vec::new();
+    kill_stragglers(dir);
     let store = Store::new(runtime_root);
     let prefix = format!("{name}.");
     for id in store.list().unwrap_or_default() {
@@ -356,6 +358,45 @@ fn sweep(dir: &Path, runtime_root: &Path, name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(IslandsError::Teardown(errs))
+    }
+}
+
+/// A killed `up` leaves its children running: `atoll create` of islands (which would make
+/// containers after teardown looked) and the guard. Every process whose command line names the
+/// project's state dir is one of ours: kill them and wait until they are gone.
+fn kill_stragglers(state_dir: &Path) {
+    let needle = format!("{}/", state_dir.display());
+    let me = std::process::id().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let mut found = false;
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let name = e.file_name();
+            let Some(pid) = name
+                .to_str()
+                .filter(|n| *n != me)
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).contains(&needle) {
+                found = true;
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                // Reap it if it is our own child (teardown after a failed `up`).
+                let _ = nix::sys::wait::waitpid(
+                    nix::unistd::Pid::from_raw(pid),
+                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                );
+            }
+        }
+        if !found || std::time::Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

@@ -568,7 +568,7 @@ fn down_after_kill_9_of_up_removes_everything() {
         body.push_str(&format!("[[link]]\nbetween = [\"i{i}\", \"i{}\"]\n", i + 1));
     }
     body.push_str("[[allow]]\nfrom = \"i0\"\nto = \"i1\"\nproto = \"tcp\"\nports = [1]\n");
-    for delay_ms in [5u64, 40, 150] {
+    for delay_ms in [5u64, 20, 60, 150] {
         let p = Project::new("kill", &body);
         let mut up = Command::new(ATOLL)
             .args(["up", p.file.to_str().unwrap()])
