@@ -82,9 +82,7 @@ pub fn up(file: &File, opts: &UpOpts) -> Result<Plan> {
 fn apply(plan: &Plan, opts: &UpOpts) -> Result<()> {
     let store = Store::new(&plan.runtime_root);
     if opts.net_only {
-        for i in &plan.islands {
-            netns::Netns::create(&i.netns).map_err(net(format!("island {}: netns", i.name)))?;
-        }
+        create_netns_parallel(plan)?;
     } else {
         for i in &plan.islands {
             bundle::prepare(plan, i)?;
@@ -119,6 +117,35 @@ fn apply(plan: &Plan, opts: &UpOpts) -> Result<()> {
             source,
         })?;
     }
+    Ok(())
+}
+
+/// Network namespaces for `--net-only`, made by a few threads at once: the kernel's per-netns
+/// setup runs in parallel (each thread unshares on its own).
+fn create_netns_parallel(plan: &Plan) -> Result<()> {
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
+    let chunk = plan.islands.len().div_ceil(workers).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = plan
+            .islands
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || -> Result<()> {
+                    for i in part {
+                        netns::Netns::create(&i.netns)
+                            .map_err(net(format!("island {}: netns", i.name)))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("netns worker does not panic"))
+            .collect::<Result<Vec<()>>>()
+    })?;
     Ok(())
 }
 
