@@ -189,6 +189,23 @@ fn copy_entry(from: &Path, to: &Path) -> Result<()> {
 fn write_data_dir(island: &IslandPlan) -> Result<()> {
     let d = &island.data_dir;
     mkdir(d)?;
+    // The island's init, an unprivileged host uid, opens its data dir through these parents.
+    for parent in d.ancestors().skip(1) {
+        let Ok(m) = std::fs::metadata(parent) else {
+            continue;
+        };
+        if m.permissions().mode() & 0o001 == 0 {
+            return Err(crate::error::IslandsError::Island {
+                island: island.name.clone(),
+                msg: format!(
+                    "its data dir {} lies under {} (mode {:o}), which other users cannot enter: the island reaches its data as an unprivileged host uid; chmod o+x it or choose another data_root",
+                    d.display(),
+                    parent.display(),
+                    m.permissions().mode() & 0o7777
+                ),
+            });
+        }
+    }
     let uid = island.host_base + island.uid;
     let gid = island.host_base + island.gid;
     std::os::unix::fs::chown(d, Some(uid), Some(gid))

@@ -32,9 +32,10 @@ impl CacheEntry {
             .unwrap_or_default();
         key.extend_from_slice(
             format!(
-                "\0libseccomp {lib}\0{}\0atoll-seccomp {}",
+                "\0libseccomp {lib}\0{}\0atoll-seccomp {}\0{}",
                 std::env::consts::ARCH,
-                env!("CARGO_PKG_VERSION")
+                env!("CARGO_PKG_VERSION"),
+                crate::profile::CODEGEN
             )
             .as_bytes(),
         );

@@ -47,6 +47,9 @@ struct Rule {
     cond_sets: Vec<Vec<ScmpArgCompare>>,
 }
 
+/// Part of the BPF cache key: changes whenever the way a profile is compiled changes.
+pub const CODEGEN: &str = "tree-v1";
+
 impl Plan {
     pub fn from_spec(spec: &LinuxSeccomp) -> Result<Plan, SeccompError> {
         let default = action(
@@ -130,6 +133,10 @@ impl Plan {
     }
 
     /// Build the filter with libseccomp and export it as classic BPF.
+    ///
+    /// Rules are laid out as a binary tree of syscall numbers (SCMP_FLTATR_CTL_OPTIMIZE=2): an
+    /// unlisted syscall passes O(log n) comparisons instead of one per rule, which keeps a
+    /// profile with the guard's traps as fast as one without (bench/islands-guard.sh).
     pub fn compile(&self) -> Result<Vec<SockFilter>, SeccompError> {
         let lib = |field: String, op: String| {
             move |source| SeccompError::Libseccomp { field, op, source }
@@ -142,6 +149,8 @@ impl Plan {
             "defaultAction".into(),
             "seccomp_attr_set(SCMP_FLTATR_CTL_NNP)".into(),
         ))?;
+        // libseccomp before 2.5 has no binary tree: keep its linear layout.
+        let _ = ctx.set_ctl_optimize(2);
         for (i, name, arch) in &self.arches {
             // libseccomp older than the architecture (LoongArch before 2.5.5) fails here: EINVAL.
             ctx.add_arch(*arch).map_err(lib(
