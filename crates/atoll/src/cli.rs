@@ -114,12 +114,19 @@ pub enum Verb {
     Resume { id: String },
     /// Change a running container's resource limits.
     Update(UpdateArgs),
-    /// Print container events (resource statistics).
+    /// Print container events (resource statistics), or with --alerts follow the escape
+    /// guard's alerts for this container or island.
     Events {
         #[arg(long)]
         stats: bool,
         #[arg(long, default_value = "5s")]
         interval: String,
+        /// Follow the guard's alerts (JSON lines) about this container or island.
+        #[arg(long, conflicts_with = "stats")]
+        alerts: bool,
+        /// The guard's alert log (default: the island's, or /run/atoll/guard-alerts.jsonl).
+        #[arg(long = "alerts-file", requires = "alerts")]
+        alerts_file: Option<PathBuf>,
         id: String,
     },
     /// Print what this runtime supports (runtime-spec features.md).

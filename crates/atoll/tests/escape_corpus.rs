@@ -528,3 +528,50 @@ fn proc_dev_ptrace_and_keyring_routes_are_closed() {
     let id = b.ids.last().unwrap().clone();
     assert!(!g.wait_alerts("atoll.mount.denied", &id, 2).is_empty());
 }
+
+/// Robustness: a tenant flooding the supervisor with trapped calls does not starve another
+/// tenant, and a tenant killed in the middle of its flood does not take the supervisor down.
+#[test]
+fn a_flooding_tenant_neither_starves_others_nor_kills_the_supervisor() {
+    if !can_run() {
+        return;
+    }
+    let (mut flood, helper) = probe_bundle("flood");
+    let mut g = Guard::start(&helper, "enforce");
+    g.annotate(&mut flood, "enforce", Some("name=flood"));
+    add_caps(&mut flood, &["CAP_SYS_ADMIN"]);
+    // setns on its own netns, allowed by the guard, as fast as it can, for far longer than the test.
+    flood.set_args(&["/bin/atoll-probe", "setns-loop", "1000000000"]);
+    let flood_id = flood.id("flood");
+    let (code, err) = flood.run_detached(&flood_id);
+    assert_eq!(code, 0, "{err}");
+    std::thread::sleep(Duration::from_millis(300));
+
+    let (mut other, _) = probe_bundle("flood-other");
+    g.annotate(&mut other, "enforce", Some("name=other"));
+    let t = Instant::now();
+    assert_eq!(probe(&mut other, &["unshare-user"]), EPERM);
+    let waited = t.elapsed();
+    let other_id = other.ids.last().unwrap().clone();
+    assert_eq!(g.wait_alerts("atoll.userns.create", &other_id, 1).len(), 1);
+    assert!(
+        waited < Duration::from_secs(10),
+        "another tenant waited {waited:?} behind the flood"
+    );
+
+    // The flood is real: still running (an EPERM would have ended the probe's loop).
+    let st: Value = serde_json::from_str(&flood.cmd(&["state", &flood_id]).1).unwrap();
+    assert_eq!(st["status"], "running", "the flooding tenant stopped: {st}");
+
+    // Kill the flooding tenant while its calls are in flight; the supervisor keeps serving.
+    let (code, _, err) = flood.cmd(&["kill", &flood_id, "KILL"]);
+    assert_eq!(code, 0, "{err}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        g.child.try_wait().unwrap().is_none(),
+        "the supervisor died with its tenant"
+    );
+    assert_eq!(probe(&mut other, &["unshare-user"]), EPERM);
+    let other_id = other.ids.last().unwrap().clone();
+    assert_eq!(g.wait_alerts("atoll.userns.create", &other_id, 1).len(), 1);
+}

@@ -449,6 +449,25 @@ command = ["{BB}", "sleep", "3600"]
         assert_eq!(a["owner"], "host");
         assert_eq!(a["nstype"], "net");
         assert_eq!(a["decision"], "deny");
+        // `atoll events --alerts ISLAND` follows the same alerts (runc's events stream).
+        let mut ev = Command::new(ATOLL)
+            .args(["events", "--alerts", &format!("{}/nocap", p.name)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        {
+            use std::io::BufRead;
+            let mut r = std::io::BufReader::new(ev.stdout.take().unwrap());
+            r.read_line(&mut first).unwrap();
+        }
+        let _ = ev.kill();
+        let _ = ev.wait();
+        assert!(
+            first.contains("atoll.setns.foreign-namespace"),
+            "events --alerts: {first}"
+        );
         // Its own namespaces raise nothing.
         let own = "import ctypes; c = ctypes.CDLL(None); f = open('/proc/self/ns/uts'); c.setns(f.fileno(), 0)";
         let _ = p.exec("nocap", &["/usr/bin/python3", "-c", own]);

@@ -42,9 +42,46 @@ pub fn guard(v: &GuardVerb) -> Result<i32> {
     }
 }
 
+/// `atoll events --alerts ID`: follow the guard's alerts about one container or island (the
+/// alert's `tenant` is the container id), from the island project's log or the default one.
+pub fn follow_alerts(store: &atoll_runtime::Store, id: &str, file: Option<&Path>) -> Result<i32> {
+    let (path, tenant) = match super::islands::container_of(store, id) {
+        Some((_, cid)) => {
+            let (plan, _) = atoll_islands::resolve(Path::new(atoll_islands::plan::STATE_ROOT), id)?;
+            (
+                file.map(Path::to_path_buf)
+                    .unwrap_or_else(|| atoll_islands::guard::alerts(&plan)),
+                cid,
+            )
+        }
+        None => {
+            store.load(id)?;
+            (
+                file.map(Path::to_path_buf)
+                    .unwrap_or_else(|| crate::cli::GUARD_ALERTS.into()),
+                id.to_string(),
+            )
+        }
+    };
+    if !path.exists() {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("create {}", path.display()))?;
+    }
+    let needle = format!("\"tenant\":{}", serde_json::Value::String(tenant));
+    events_matching(&path, true, Some(&needle))?;
+    Ok(0)
+}
+
 /// Print the file's lines; with `follow`, keep reading what is appended (like tail -f, polling:
 /// the log is small and inotify would be one more moving part).
 fn events(path: &Path, follow: bool) -> Result<()> {
+    events_matching(path, follow, None)
+}
+
+fn events_matching(path: &Path, follow: bool, needle: Option<&str>) -> Result<()> {
     let open = || std::fs::File::open(path).with_context(|| format!("open {}", path.display()));
     let mut reader = std::io::BufReader::new(open()?);
     let out = std::io::stdout();
@@ -53,6 +90,9 @@ fn events(path: &Path, follow: bool) -> Result<()> {
         line.clear();
         let n = reader.read_line(&mut line)?;
         if n > 0 && line.ends_with('\n') {
+            if needle.is_some_and(|w| !line.contains(w)) {
+                continue;
+            }
             let mut o = out.lock();
             o.write_all(line.as_bytes())?;
             o.flush()?;

@@ -58,9 +58,16 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Verb::Resume { id } => container::resume(&store, id)?,
         Verb::Update(a) => update::update(&store, a)?,
         Verb::Events {
+            alerts: true,
+            alerts_file,
+            id,
+            ..
+        } => return guard::follow_alerts(&store, id, alerts_file.as_deref()),
+        Verb::Events {
             stats,
             interval,
             id,
+            ..
         } => inspect::events(&store, id, *stats, interval)?,
         Verb::Features => println!("{}", serde_json::to_string_pretty(&features::features())?),
         Verb::Spec { bundle, rootless } => spec::write(bundle, *rootless).context("spec")?,
