@@ -25,7 +25,10 @@ def timed(cmd):
         sys.exit(f"{' '.join(cmd)} failed: {r.stderr}")
     return dt
 
+SETTLE = 0.0
+
 def atoll_round(atoll, n, net_only, tmp):
+    time.sleep(SETTLE)
     name = f"bench{n}{'n' if net_only else 'f'}"
     f = os.path.join(tmp, f"{name}.toml")
     open(f, "w").write(chain(n, name))
@@ -36,6 +39,7 @@ def atoll_round(atoll, n, net_only, tmp):
 
 def ip_round(n):
     """The same chain with iproute2: one process per step, veths deleted one by one."""
+    time.sleep(SETTLE)
     def ip(*a):
         subprocess.run(["ip", *a], check=True, capture_output=True)
     t = time.perf_counter()
@@ -64,11 +68,17 @@ def main():
     ap.add_argument("--full", default="10,50")
     ap.add_argument("--ip-sizes", default="10,30")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--settle", type=float, default=2.0,
+                    help="seconds to wait before each round, so the kernel has freed the previous "
+                         "round's namespaces (cleanup_net runs in the background after down)")
     a = ap.parse_args()
+    global SETTLE
+    SETTLE = a.settle
     if os.geteuid() != 0:
         sys.exit("bench/islands.py must run as root")
     results = {"net_only": {}, "full": {}, "ip": {}}
     with tempfile.TemporaryDirectory() as tmp:
+        print(f"settle {a.settle} s before each round")
         print(f"{'what':<28}{'N':>5}{'up ms/isl':>11}{'down ms/isl':>13}{'total ms/isl':>14}")
         def report(kind, n, rounds):
             ups = statistics.median(r[0] for r in rounds) * 1000 / n
