@@ -608,3 +608,28 @@ fn down_after_kill_9_of_up_removes_everything() {
         );
     }
 }
+
+#[test]
+fn a_bind_the_island_cannot_reach_is_named_in_the_error() {
+    if !can_run() {
+        return;
+    }
+    // The island's init is an unprivileged host uid: a bind source under a 0700 directory is
+    // out of its reach. The error must say which mount and why, not that a pipe broke.
+    let hidden = PathBuf::from(format!("/tmp/atoll-tests/hidden-{}", std::process::id()));
+    std::fs::create_dir_all(hidden.join("sub")).unwrap();
+    std::fs::set_permissions(&hidden, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let body = format!(
+        "[[island]]\nname = \"x\"\ncommand = [\"{BB}\", \"sleep\", \"60\"]\nbinds = [\"{}:/opt/sub\"]\n",
+        hidden.join("sub").display()
+    );
+    let mut p = Project::new("bind", &body);
+    let (code, out, err) = p.up();
+    let _ = std::fs::remove_dir_all(&hidden);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        err.contains("mounts[") && err.contains("Permission denied"),
+        "the error names the mount and the reason: {err}"
+    );
+    assert!(leftovers(&p.name, None).is_empty());
+}

@@ -56,9 +56,16 @@ pub enum FdKind {
 
 pub fn send(sock: BorrowedFd<'_>, msg: &Msg, fd: Option<BorrowedFd<'_>>) -> Result<()> {
     let buf = serde_json::to_vec(msg).expect("protocol messages always serialize");
-    atoll_sys::socket::send_with_fd(sock, &buf, fd)
-        .map_err(sys("sendmsg on the init sync socket"))?;
-    Ok(())
+    match atoll_sys::socket::send_with_fd(sock, &buf, fd) {
+        Ok(_) => Ok(()),
+        // The other side is gone; if it said why before it went, that is the error to report
+        // (EOF comes at once on a closed SEQPACKET socket, so this never blocks).
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => match recv(sock) {
+            Ok(Some((Msg::Error(why), _))) => Err(RuntimeError::Init(why)),
+            _ => Err(sys("sendmsg on the init sync socket")(e)),
+        },
+        Err(e) => Err(sys("sendmsg on the init sync socket")(e)),
+    }
 }
 
 /// Receive one message; `Ok(None)` when the other side closed (died or exec'd).
