@@ -15,7 +15,7 @@ ATOLL=$(realpath "${ATOLL:-target/release/atoll}")
 PROBE=$(realpath "${PROBE:-target/release/atoll-probe}")
 work=$(mktemp -d /tmp/atoll-islands-guard.XXXXXX)
 chmod 755 "$work"  # islands reach their data dirs as unprivileged host uids
-trap '"$ATOLL" down benchguard >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+trap '"$ATOLL" down benchguard >/dev/null 2>&1 || true; rm -rf "$work" /var/log/atoll/islands/benchguard' EXIT
 cat > "$work/islands.toml" <<TOML
 name = "benchguard"
 data_root = "$work/data"

@@ -6,10 +6,12 @@ island and the ratio. Network only (`up --net-only`) and, for small N, with the 
 
     bench/islands.py [--atoll PATH] [--sizes 10,100,300] [--full 10,50] [--ip-sizes 10,30]
 """
-import argparse, json, os, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
-def chain(n, name):
+def chain(n, name, data_root=None):
     out = [f'name = "{name}"', 'subnet = "10.100.0.0/16"', "log_drops = false"]
+    if data_root:
+        out.append(f'data_root = "{data_root}"')
     for i in range(n):
         out += ["[[island]]", f'name = "i{i}"', 'command = ["/bin/busybox", "sleep", "3600"]']
     for i in range(n - 1):
@@ -31,10 +33,12 @@ def atoll_round(atoll, n, net_only, tmp):
     time.sleep(SETTLE)
     name = f"bench{n}{'n' if net_only else 'f'}"
     f = os.path.join(tmp, f"{name}.toml")
-    open(f, "w").write(chain(n, name))
+    open(f, "w").write(chain(n, name, os.path.join(tmp, "data")))
     up = [atoll, "up", f] + (["--net-only"] if net_only else [])
     t_up = timed(up)
     t_down = timed([atoll, "down", name])
+    shutil.rmtree(os.path.join(tmp, "data"), ignore_errors=True)
+    shutil.rmtree(f"/var/log/atoll/islands/{name}", ignore_errors=True)
     return t_up, t_down
 
 def ip_round(n):
@@ -78,6 +82,7 @@ def main():
         sys.exit("bench/islands.py must run as root")
     results = {"net_only": {}, "full": {}, "ip": {}}
     with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o755)  # islands reach their data dirs as unprivileged host uids
         print(f"settle {a.settle} s before each round")
         print(f"{'what':<28}{'N':>5}{'up ms/isl':>11}{'down ms/isl':>13}{'total ms/isl':>14}")
         def report(kind, n, rounds):

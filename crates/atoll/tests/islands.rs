@@ -120,6 +120,8 @@ impl Drop for Project {
     fn drop(&mut self) {
         let _ = Command::new(ATOLL).args(["down", &self.name]).output();
         let _ = std::fs::remove_dir_all(&self.dir);
+        // `down` keeps logs (like data) for the tenant; a test's are removed.
+        let _ = std::fs::remove_dir_all(Path::new("/var/log/atoll/islands").join(&self.name));
     }
 }
 

@@ -288,11 +288,21 @@ pub fn demo(cli: &Cli, keep: bool) -> Result<i32> {
         println!("the demo is still up: `atoll status`, `atoll exec db -- busybox ps`, then `atoll down demo`");
     } else {
         apply::teardown(&plan)?;
+        // `down` keeps tenants' data and logs; the demo's own are of no use afterwards.
+        for i in &plan.islands {
+            let _ = std::fs::remove_dir_all(&i.data_dir);
+            let _ = std::fs::remove_file(&i.log);
+        }
+        for i in plan.islands.iter().take(1) {
+            for dir in [i.data_dir.parent(), i.log.parent()].into_iter().flatten() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
         let gone = !plan.state_dir.exists()
             && !plan.islands.iter().any(|i| i.netns.exists())
             && atoll_net::firewall::counters(&plan.table).is_err();
         println!(
-            "== torn down: netns, links, nft table {}, containers and state {}",
+            "== torn down: netns, links, nft table {}, containers, guard, state, data and logs {}",
             plan.table,
             if gone { "removed" } else { "NOT all removed" }
         );
