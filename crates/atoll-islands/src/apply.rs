@@ -334,11 +334,9 @@ pub fn teardown(plan: &Plan) -> Result<()> {
             errs.push(format!("remove netns {}: {e}", i.netns.display()));
         }
     }
-    if let Err(e) = firewall::delete(&plan.table) {
-        errs.push(format!("nft delete table inet {}: {e}", plan.table));
-    }
     remove_cgroup_parents(&plan.name, &mut errs);
-    if let Err(e) = sweep(&plan.state_dir, &plan.runtime_root, &plan.name) {
+    // The nft table (named after the project) goes in the sweep, with whatever else is left.
+    if let Err(e) = sweep_after_kill(&plan.state_dir, &plan.runtime_root, &plan.name) {
         errs.push(e.to_string());
     }
     if errs.is_empty() {
@@ -351,8 +349,12 @@ pub fn teardown(plan: &Plan) -> Result<()> {
 /// Whatever is left under the project's state dir: containers named `<name>.*`, netns mounts,
 /// then the dir itself.
 fn sweep(dir: &Path, runtime_root: &Path, name: &str) -> Result<()> {
-    let mut errs = Vec::new();
     kill_stragglers(dir);
+    sweep_after_kill(dir, runtime_root, name)
+}
+
+fn sweep_after_kill(dir: &Path, runtime_root: &Path, name: &str) -> Result<()> {
+    let mut errs = Vec::new();
     let store = Store::new(runtime_root);
     let prefix = format!("{name}.");
     for id in store.list().unwrap_or_default() {

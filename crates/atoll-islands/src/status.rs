@@ -47,6 +47,16 @@ pub struct RuleStatus {
 }
 
 pub fn status(plan: &Plan) -> Status {
+    status_of(plan, true)
+}
+
+/// The status right after `up`, without the firewall counters (all zero then; reading them is
+/// one more nft process).
+pub fn status_after_up(plan: &Plan) -> Status {
+    status_of(plan, false)
+}
+
+fn status_of(plan: &Plan, counters: bool) -> Status {
     let store = Store::new(&plan.runtime_root);
     let islands = plan
         .islands
@@ -91,8 +101,12 @@ pub fn status(plan: &Plan) -> Status {
             present: present.contains(&l.host_a) && present.contains(&l.host_b),
         })
         .collect();
-    let rules = firewall::counters(&plan.table)
-        .unwrap_or_default()
+    let counted = if counters {
+        firewall::counters(&plan.table).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let rules = counted
         .into_iter()
         .map(|c| RuleStatus {
             rule: c.rule,

@@ -41,7 +41,7 @@ fn up_opts(cli: &Cli, state: &Path, net_only: bool, parallel: usize) -> Result<U
 pub fn up(cli: &Cli, a: &UpArgs) -> Result<i32> {
     let f = file::load(&a.file)?;
     let plan = apply::up(&f, &up_opts(cli, &a.state_dir, a.net_only, a.parallel)?)?;
-    let s = st::status(&plan);
+    let s = st::status_after_up(&plan);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
