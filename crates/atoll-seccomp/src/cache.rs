@@ -26,7 +26,12 @@ impl CacheEntry {
     pub fn new(dir: &Path, spec: &LinuxSeccomp) -> CacheEntry {
         // Struct fields serialize in declaration order and the profile holds no maps, so this
         // JSON is canonical for a given oci-spec version (which the crate version pins).
-        let mut key = serde_json::to_vec(spec).expect("LinuxSeccomp serializes");
+        // Where the notify fd goes (listenerPath, listenerMetadata) is not part of the program:
+        // leaving it out keeps one entry per filter, not one per container or island.
+        let mut program_only = spec.clone();
+        program_only.set_listener_path(None);
+        program_only.set_listener_metadata(None);
+        let mut key = serde_json::to_vec(&program_only).expect("LinuxSeccomp serializes");
         let lib = libseccomp::ScmpVersion::current()
             .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
             .unwrap_or_default();
@@ -84,6 +89,7 @@ impl CacheEntry {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
+        prune(dir, MAX_ENTRIES.saturating_sub(1));
         let written = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -96,6 +102,30 @@ impl CacheEntry {
             let _tmp_may_be_missing = std::fs::remove_file(&tmp);
         }
         written
+    }
+}
+
+/// The cache keeps at most this many programs; the least recently written go first. A host
+/// that runs many distinct profiles recompiles now and then instead of filling /run.
+const MAX_ENTRIES: usize = 256;
+
+/// Remove the oldest entries until at most `keep` remain (best effort: a concurrent writer may
+/// add one meanwhile; a missing file is already gone).
+fn prune(dir: &Path, keep: usize) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<(std::time::SystemTime, PathBuf)> = rd
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "bpf"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if entries.len() <= keep {
+        return;
+    }
+    entries.sort();
+    for (_, p) in &entries[..entries.len() - keep] {
+        let _gone_already_is_fine = std::fs::remove_file(p);
     }
 }
 
@@ -200,5 +230,37 @@ mod tests {
             Filter::compile_cached_reporting(&spec(PROFILE), &file_in_the_way.join("cache"))
                 .unwrap();
         assert_eq!(used, CacheUse::Miss { stored: false });
+    }
+
+    #[test]
+    fn the_listener_is_not_part_of_the_key_and_the_cache_is_bounded() {
+        let tmp = TempDir::new();
+        let notify = r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/run/a.sock","listenerMetadata":"name=a","syscalls":[{"names":["setns"],"action":"SCMP_ACT_NOTIFY"}]}"#;
+        let a = spec(notify);
+        let b = spec(
+            &notify
+                .replace("a.sock", "b.sock")
+                .replace("name=a", "name=b"),
+        );
+        Filter::compile_cached(&a, tmp.path()).unwrap();
+        let (fb, used) = Filter::compile_cached_reporting(&b, tmp.path()).unwrap();
+        assert_eq!(
+            used,
+            CacheUse::Hit,
+            "same program, other listener: one entry"
+        );
+        assert_eq!(
+            fb.listener_path(),
+            Some(std::path::Path::new("/run/b.sock"))
+        );
+        assert_eq!(fb.listener_metadata(), Some("name=b"));
+        only_file(tmp.path());
+
+        for n in 0..super::MAX_ENTRIES + 5 {
+            let p = PROFILE.replace("\"errnoRet\":38", &format!("\"errnoRet\":{}", n + 1));
+            Filter::compile_cached(&spec(&p), tmp.path()).unwrap();
+        }
+        let count = std::fs::read_dir(tmp.path()).unwrap().count();
+        assert!(count <= super::MAX_ENTRIES, "{count} entries");
     }
 }
