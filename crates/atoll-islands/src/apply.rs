@@ -25,12 +25,19 @@ pub struct UpOpts {
     pub net_only: bool,
 }
 
+/// statfs(2) f_type of a tmpfs (linux/magic.h).
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
 /// Serialises `up`s against each other while they pick slots and uid ranges.
 struct StateLock(#[allow(dead_code)] std::fs::File);
 
+/// The lock file sits beside the state root (`/run/atoll/islands.lock`), not in it, so that the
+/// root's tmpfs can be mounted and unmounted under the lock.
 fn lock_state(root: &Path) -> Result<StateLock> {
-    std::fs::create_dir_all(root).map_err(io(format!("mkdir {}", root.display())))?;
-    let p = root.join(".lock");
+    if let Some(parent) = root.parent() {
+        std::fs::create_dir_all(parent).map_err(io(format!("mkdir {}", parent.display())))?;
+    }
+    let p = root.with_extension("lock");
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -44,9 +51,9 @@ fn lock_state(root: &Path) -> Result<StateLock> {
 
 /// Create everything the file describes; on failure remove what was made and return the error.
 pub fn up(file: &File, opts: &UpOpts) -> Result<Plan> {
-    ensure_tmpfs(&opts.state_root)?;
     let plan = {
         let _lock = lock_state(&opts.state_root)?;
+        ensure_tmpfs(&opts.state_root)?;
         let others = plan::existing(&opts.state_root);
         if others.iter().any(|p| p.name == file.name) || opts.state_root.join(&file.name).exists() {
             return Err(IslandsError::Other(format!(
@@ -273,7 +280,6 @@ fn ensure_tmpfs(root: &Path) -> Result<()> {
     std::fs::create_dir_all(root).map_err(io(format!("mkdir {}", root.display())))?;
     let st =
         rustix::fs::statfs(root).map_err(|e| io(format!("statfs {}", root.display()))(e.into()))?;
-    const TMPFS_MAGIC: i64 = 0x0102_1994;
     if st.f_type as i64 == TMPFS_MAGIC {
         return Ok(());
     }
@@ -281,7 +287,8 @@ fn ensure_tmpfs(root: &Path) -> Result<()> {
     let busy = std::fs::read_dir(root)
         .map_err(io(format!("read {}", root.display())))?
         .flatten()
-        .any(|e| e.file_name() != ".lock");
+        .next()
+        .is_some();
     if busy {
         return Ok(());
     }
@@ -295,66 +302,37 @@ fn ensure_tmpfs(root: &Path) -> Result<()> {
     .map_err(|e| io(format!("mount a tmpfs on {}", root.display()))(e.into()))
 }
 
-/// Remove everything of the project named `name` under `state_root`: by its plan if there is one,
-/// and by naming convention for whatever a crash left outside it.
+/// Remove everything of the project named `name` under `state_root`: by its plan if there is one
+/// (it knows the link group), and by naming convention for whatever a crash left outside it.
+/// Returns whether there was anything of the project on disk.
 pub fn down(state_root: &Path, runtime_root: &Path, name: &str) -> Result<bool> {
     let dir = state_root.join(name);
     match Plan::load(&dir) {
         Ok(plan) => teardown(&plan).map(|_| true),
-        Err(_) if dir.exists() => sweep(&dir, runtime_root, name).map(|_| true),
         Err(_) => {
-            // Nothing on disk: still drop a table of that name, in case state was lost.
-            let table = format!("atoll_{}", name.replace('-', "_"));
-            firewall::delete(&table).map_err(net(format!("nft delete table inet {table}")))?;
-            Ok(false)
+            let was_up = dir.exists();
+            remove_project(&dir, runtime_root, name, None).map(|_| was_up)
         }
     }
 }
 
-/// Teardown in reverse: islands, links, netns, firewall, cgroup parents, state dir. Keeps going.
+/// Remove everything `plan` made. Keeps going past errors and reports them all.
 pub fn teardown(plan: &Plan) -> Result<()> {
-    let mut errs = Vec::new();
-    kill_stragglers(&plan.state_dir);
-    let store = Store::new(&plan.runtime_root);
-    for i in plan.islands.iter().rev() {
-        if store.exists(&i.container_id) {
-            if let Err(e) = container::delete(&store, &i.container_id, true) {
-                errs.push(format!("delete island {}: {e}", i.name));
-            }
-        }
-    }
-    if let Err(e) = crate::guard::stop(&plan.state_dir) {
-        errs.push(format!("stop the guard: {e}"));
-    }
-    if let Err(e) = p2p::delete_group(plan.group) {
-        errs.push(format!("delete links (group {:#x}): {e}", plan.group));
-    }
-    for i in &plan.islands {
-        if let Err(e) = netns::remove(&i.netns) {
-            errs.push(format!("remove netns {}: {e}", i.netns.display()));
-        }
-    }
-    remove_cgroup_parents(&plan.name, &mut errs);
-    // The nft table (named after the project) goes in the sweep, with whatever else is left.
-    if let Err(e) = sweep_after_kill(&plan.state_dir, &plan.runtime_root, &plan.name) {
-        errs.push(e.to_string());
-    }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(IslandsError::Teardown(errs))
-    }
+    remove_project(
+        &plan.state_dir,
+        &plan.runtime_root,
+        &plan.name,
+        Some(plan.group),
+    )
 }
 
-/// Whatever is left under the project's state dir: containers named `<name>.*`, netns mounts,
-/// then the dir itself.
-fn sweep(dir: &Path, runtime_root: &Path, name: &str) -> Result<()> {
+/// The one teardown, in reverse order of `up`: stray processes of a killed `up`, the islands
+/// (containers `<name>.*`), the guard, the links (by group, when known: deleting the island
+/// netns removes their ends anyway), the pinned netns, the nft table, the project's cgroup
+/// parents, the state dir, and the state root's tmpfs once no project is left.
+fn remove_project(dir: &Path, runtime_root: &Path, name: &str, group: Option<u32>) -> Result<()> {
+    let mut errs = Vec::new();
     kill_stragglers(dir);
-    sweep_after_kill(dir, runtime_root, name)
-}
-
-fn sweep_after_kill(dir: &Path, runtime_root: &Path, name: &str) -> Result<()> {
-    let mut errs = Vec::new();
     let store = Store::new(runtime_root);
     let prefix = format!("{name}.");
     for id in store.list().unwrap_or_default() {
@@ -364,6 +342,14 @@ fn sweep_after_kill(dir: &Path, runtime_root: &Path, name: &str) -> Result<()> {
             }
         }
     }
+    if let Err(e) = crate::guard::stop(dir) {
+        errs.push(format!("stop the guard: {e}"));
+    }
+    if let Some(g) = group {
+        if let Err(e) = p2p::delete_group(g) {
+            errs.push(format!("delete links (group {g:#x}): {e}"));
+        }
+    }
     if let Ok(rd) = std::fs::read_dir(dir.join("netns")) {
         for e in rd.flatten() {
             if let Err(e) = netns::remove(&e.path()) {
@@ -371,17 +357,18 @@ fn sweep_after_kill(dir: &Path, runtime_root: &Path, name: &str) -> Result<()> {
             }
         }
     }
-    let table = format!("atoll_{}", name.replace('-', "_"));
+    let table = plan::table_name(name);
     if let Err(e) = firewall::delete(&table) {
         errs.push(format!("nft delete table inet {table}: {e}"));
     }
-    if let Err(e) = crate::guard::stop(dir) {
-        errs.push(format!("stop the guard: {e}"));
-    }
+    remove_cgroup_parents(name, &mut errs);
     if dir.exists() {
         if let Err(e) = std::fs::remove_dir_all(dir) {
             errs.push(format!("remove {}: {e}", dir.display()));
         }
+    }
+    if let Some(root) = dir.parent() {
+        release_state_root(root);
     }
     if errs.is_empty() {
         Ok(())
@@ -430,7 +417,8 @@ fn kill_stragglers(state_dir: &Path) {
 }
 
 /// The runtime removes each island's own cgroup; the project's parent dirs
-/// (`atoll/islands/<name>`) are removed here, in every hierarchy that has them.
+/// (`atoll/islands/<name>`) are removed here, in every hierarchy that has them, and
+/// `atoll/islands` and `atoll` with them when nothing else is left in them.
 fn remove_cgroup_parents(name: &str, errs: &mut Vec<String>) {
     let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
     if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
@@ -443,5 +431,36 @@ fn remove_cgroup_parents(name: &str, errs: &mut Vec<String>) {
                 errs.push(format!("rmdir {}: {e}", d.display()));
             }
         }
+        for shared in ["atoll/islands", "atoll"] {
+            // EBUSY/ENOTEMPTY: another project or container still uses it; that is its to remove.
+            let _in_use_is_fine = std::fs::remove_dir(r.join(shared));
+        }
+    }
+}
+
+/// Undo `ensure_tmpfs` once the last project is gone, so no mount outlives atoll's use of it.
+/// Only a tmpfs that is a mount point of its own and holds nothing, under the state lock.
+fn release_state_root(root: &Path) {
+    let Ok(_lock) = lock_state(root) else {
+        return;
+    };
+    let Ok(st) = rustix::fs::statfs(root) else {
+        return;
+    };
+    let own_mount = match (
+        std::fs::metadata(root),
+        root.parent().map(std::fs::metadata),
+    ) {
+        (Ok(m), Some(Ok(p))) => {
+            std::os::unix::fs::MetadataExt::dev(&m) != std::os::unix::fs::MetadataExt::dev(&p)
+        }
+        _ => false,
+    };
+    let empty = std::fs::read_dir(root)
+        .map(|mut rd| rd.next().is_none())
+        .unwrap_or(false);
+    if st.f_type as i64 == TMPFS_MAGIC && own_mount && empty {
+        // EBUSY: something (a shell, `atoll logs`) has a file or cwd in it; it stays mounted.
+        let _busy_is_fine = rustix::mount::unmount(root, rustix::mount::UnmountFlags::empty());
     }
 }

@@ -145,6 +145,11 @@ impl Plan {
     }
 }
 
+/// The project's nft table: `inet atoll_<name>` ('-' is not allowed in an nft name).
+pub fn table_name(project: &str) -> String {
+    format!("atoll_{}", project.replace('-', "_"))
+}
+
 /// Plans of every project that is up under `state_root`.
 pub fn existing(state_root: &Path) -> Vec<Plan> {
     let Ok(rd) = std::fs::read_dir(state_root) else {
@@ -273,7 +278,7 @@ pub fn build(file: &File, state_root: &Path, runtime_root: &Path, others: &[Plan
         runtime_root: runtime_root.to_path_buf(),
         slot,
         group: GROUP_BASE + slot,
-        table: format!("atoll_{}", file.name.replace('-', "_")),
+        table: table_name(&file.name),
         log_drops: file.log_drops,
         islands,
         links,
