@@ -28,6 +28,12 @@ pub struct UpOpts {
 /// statfs(2) f_type of a tmpfs (linux/magic.h).
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
+// f_type's width differs between architectures: the cast is a no-op only on some.
+#[allow(clippy::unnecessary_cast)]
+fn is_tmpfs(st: &rustix::fs::StatFs) -> bool {
+    st.f_type as i64 == TMPFS_MAGIC
+}
+
 /// Serialises `up`s against each other while they pick slots and uid ranges.
 struct StateLock(#[allow(dead_code)] std::fs::File);
 
@@ -280,7 +286,7 @@ fn ensure_tmpfs(root: &Path) -> Result<()> {
     std::fs::create_dir_all(root).map_err(io(format!("mkdir {}", root.display())))?;
     let st =
         rustix::fs::statfs(root).map_err(|e| io(format!("statfs {}", root.display()))(e.into()))?;
-    if st.f_type as i64 == TMPFS_MAGIC {
+    if is_tmpfs(&st) {
         return Ok(());
     }
     // Never hide projects that are up: only an empty state root is mounted over.
@@ -459,7 +465,7 @@ fn release_state_root(root: &Path) {
     let empty = std::fs::read_dir(root)
         .map(|mut rd| rd.next().is_none())
         .unwrap_or(false);
-    if st.f_type as i64 == TMPFS_MAGIC && own_mount && empty {
+    if is_tmpfs(&st) && own_mount && empty {
         // EBUSY: something (a shell, `atoll logs`) has a file or cwd in it; it stays mounted.
         let _busy_is_fine = rustix::mount::unmount(root, rustix::mount::UnmountFlags::empty());
     }
