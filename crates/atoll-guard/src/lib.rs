@@ -12,7 +12,6 @@ mod ns;
 mod policy;
 mod registry;
 mod supervisor;
-mod time;
 
 pub use alert::{parse_lines, Alert, AlertLog, Decision};
 pub use error::GuardError;

@@ -360,7 +360,7 @@ fn syscall_name(nr: i64) -> &'static str {
 fn alert_line(t: &Tenant, n: &SeccompNotif, ev: Event, decision: Decision) -> Alert {
     let (uid, _) = decide::task_status(n.pid);
     Alert {
-        time: crate::time::now_rfc3339(),
+        time: atoll_sys::time::now_rfc3339(),
         rule: ev.rule.to_string(),
         tenant: t.id.clone(),
         pid: n.pid,

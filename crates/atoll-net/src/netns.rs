@@ -37,22 +37,7 @@ impl Netns {
         let fd = std::thread::spawn(move || unshare_netns(&owned))
             .join()
             .expect("the netns creation thread does not panic")?;
-        let tree = rustix::mount::open_tree(
-            &fd,
-            "",
-            OpenTreeFlags::OPEN_TREE_CLONE
-                | OpenTreeFlags::OPEN_TREE_CLOEXEC
-                | OpenTreeFlags::AT_EMPTY_PATH,
-        )
-        .map_err(|errno| netns_err("open_tree the new netns for", path, errno))?;
-        rustix::mount::move_mount(
-            &tree,
-            "",
-            rustix::fs::CWD,
-            path,
-            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-        )
-        .map_err(|errno| netns_err("move_mount netns onto", path, errno))?;
+        mount_at(&fd, path)?;
         Ok(Netns {
             path: path.to_owned(),
             fd,
@@ -74,22 +59,7 @@ impl Netns {
             });
         }
         prepare_mountpoint(path)?;
-        let tree = rustix::mount::open_tree(
-            &src,
-            "",
-            OpenTreeFlags::OPEN_TREE_CLONE
-                | OpenTreeFlags::OPEN_TREE_CLOEXEC
-                | OpenTreeFlags::AT_EMPTY_PATH,
-        )
-        .map_err(|errno| netns_err("open_tree the netns to pin at", path, errno))?;
-        rustix::mount::move_mount(
-            &tree,
-            "",
-            rustix::fs::CWD,
-            path,
-            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-        )
-        .map_err(|errno| netns_err("move_mount netns onto", path, errno))?;
+        mount_at(&src, path)?;
         let ns = Netns {
             path: path.to_owned(),
             fd: src,
@@ -205,6 +175,27 @@ fn current_netns() -> Result<OwnedFd, NetError> {
             source: std::io::Error::other(e),
         })?;
     Ok(file.into())
+}
+
+/// Pin the namespace behind `ns` by binding it onto `path` (a prepared mount-point file): the
+/// mount API's clone of an nsfs file, attached by fd.
+fn mount_at(ns: &OwnedFd, path: &Path) -> Result<(), NetError> {
+    let tree = rustix::mount::open_tree(
+        ns,
+        "",
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_EMPTY_PATH,
+    )
+    .map_err(|errno| netns_err("open_tree the netns to pin at", path, errno))?;
+    rustix::mount::move_mount(
+        &tree,
+        "",
+        rustix::fs::CWD,
+        path,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|errno| netns_err("move_mount netns onto", path, errno))
 }
 
 /// Create the parent directory and an empty mount-point file (mode 0, like `ip netns add`);

@@ -10,7 +10,7 @@ pub mod process;
 pub mod rootfs;
 pub mod spec;
 pub mod state;
-pub mod time;
+pub use atoll_sys::time;
 pub mod tty;
 
 pub use error::{Result, RuntimeError};

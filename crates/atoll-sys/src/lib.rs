@@ -10,3 +10,4 @@ pub mod nsfs;
 pub mod process;
 pub mod seccomp;
 pub mod socket;
+pub mod time;

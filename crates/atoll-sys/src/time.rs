@@ -1,5 +1,5 @@
-//! RFC 3339 timestamps for state files and logs. Written here (thirty lines) rather than pulling in a
-//! date crate for one format on the hot path.
+//! RFC 3339 timestamps for state files, logs and alert lines. Written here (thirty lines) rather
+//! than pulling in a date crate for one format; here because the runtime and the guard both need it.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
