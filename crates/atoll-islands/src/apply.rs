@@ -111,12 +111,12 @@ fn apply(plan: &Plan, opts: &UpOpts) -> Result<()> {
             let saved = store
                 .load(&i.container_id)
                 .map_err(|source| IslandsError::Runtime {
-                    island: i.name.clone(),
+                    island: i.spec.name.clone(),
                     source,
                 })?;
             let nsfile = PathBuf::from(format!("/proc/{}/ns/net", saved.pid));
             netns::Netns::pin(&nsfile, &i.netns)
-                .map_err(net(format!("island {}: pin its netns", i.name)))?;
+                .map_err(net(format!("island {}: pin its netns", i.spec.name)))?;
         }
     }
     p2p::plan(&link_specs(plan)).apply().map_err(net("links"))?;
@@ -126,7 +126,7 @@ fn apply(plan: &Plan, opts: &UpOpts) -> Result<()> {
     }
     for i in &plan.islands {
         container::start(&store, &i.container_id).map_err(|source| IslandsError::Runtime {
-            island: i.name.clone(),
+            island: i.spec.name.clone(),
             source,
         })?;
     }
@@ -148,7 +148,7 @@ fn create_netns_parallel(plan: &Plan) -> Result<()> {
                 s.spawn(move || -> Result<()> {
                     for i in part {
                         netns::Netns::create(&i.netns)
-                            .map_err(net(format!("island {}: netns", i.name)))?;
+                            .map_err(net(format!("island {}: netns", i.spec.name)))?;
                     }
                     Ok(())
                 })
@@ -253,7 +253,7 @@ fn create_all(plan: &Plan, opts: &UpOpts) -> Result<()> {
         if !status.success() {
             let why = std::fs::read_to_string(i.dir.join("runtime.log")).unwrap_or_default();
             let why = why.lines().last().unwrap_or("no error logged").to_string();
-            failed.push(format!("{}: {why}", i.name));
+            failed.push(format!("{}: {why}", i.spec.name));
         }
     }
     if failed.is_empty() {

@@ -87,8 +87,8 @@ pub fn prepare(plan: &Plan, island: &IslandPlan) -> Result<()> {
     }
     // Mount points are made here, as host root: the island's init, root only in its own user
     // namespace, cannot create them in a rootfs the host owns.
-    mkdir(&rootfs.join(island.data.trim_start_matches('/')))?;
-    for (host, at) in &island.binds {
+    mkdir(&rootfs.join(island.spec.data.trim_start_matches('/')))?;
+    for (host, at) in &island.spec.binds {
         let target = rootfs.join(at.trim_start_matches('/'));
         if host.is_dir() {
             mkdir(&target)?;
@@ -119,31 +119,35 @@ fn write_etc(plan: &Plan, island: &IslandPlan) -> Result<()> {
         let p = etc.join(name);
         std::fs::write(&p, text).map_err(io(format!("write {}", p.display())))
     };
-    let user = if island.uid == 0 { "root" } else { "tenant" };
+    let user = if island.spec.uid == 0 {
+        "root"
+    } else {
+        "tenant"
+    };
     let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
-    if island.uid != 0 {
+    if island.spec.uid != 0 {
         passwd.push_str(&format!(
             "tenant:x:{}:{}:{} tenant:{}:/bin/sh\n",
-            island.uid, island.gid, island.name, island.data
+            island.spec.uid, island.spec.gid, island.spec.name, island.spec.data
         ));
     }
     passwd.push_str("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
     put("passwd", passwd)?;
     let mut group = String::from("root:x:0:\n");
-    if island.gid != 0 {
-        group.push_str(&format!("tenant:x:{}:\n", island.gid));
+    if island.spec.gid != 0 {
+        group.push_str(&format!("tenant:x:{}:\n", island.spec.gid));
     }
     group.push_str("nogroup:x:65534:\n");
     put("group", group)?;
     let mut hosts = format!(
         "127.0.0.1\tlocalhost\n127.0.1.1\t{}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-        island.hostname
+        island.spec.hostname
     );
     for (ip, name) in &island.hosts {
         hosts.push_str(&format!("{ip}\t{name} {name}.{}\n", plan.name));
     }
     put("hosts", hosts)?;
-    put("hostname", format!("{}\n", island.hostname))?;
+    put("hostname", format!("{}\n", island.spec.hostname))?;
     put(
         "nsswitch.conf",
         "passwd: files\ngroup: files\nhosts: files\n".into(),
@@ -196,7 +200,7 @@ fn write_data_dir(island: &IslandPlan) -> Result<()> {
         };
         if m.permissions().mode() & 0o001 == 0 {
             return Err(crate::error::IslandsError::Island {
-                island: island.name.clone(),
+                island: island.spec.name.clone(),
                 msg: format!(
                     "its data dir {} lies under {} (mode {:o}), which other users cannot enter: the island reaches its data as an unprivileged host uid; chmod o+x it or choose another data_root",
                     d.display(),
@@ -206,8 +210,8 @@ fn write_data_dir(island: &IslandPlan) -> Result<()> {
             });
         }
     }
-    let uid = island.host_base + island.uid;
-    let gid = island.host_base + island.gid;
+    let uid = island.host_base + island.spec.uid;
+    let gid = island.host_base + island.spec.gid;
     std::os::unix::fs::chown(d, Some(uid), Some(gid))
         .map_err(io(format!("chown {}", d.display())))?;
     std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
@@ -222,8 +226,8 @@ fn ro_bind(host: &Path, at: &str) -> Value {
 /// The island's capability sets. A non-root user keeps its capabilities across exec only
 /// through the ambient set, which needs them inheritable too; root needs neither.
 fn capabilities(island: &IslandPlan) -> Value {
-    let caps = &island.caps;
-    let (inh, amb): (&[String], &[String]) = if island.uid == 0 {
+    let caps = &island.spec.caps;
+    let (inh, amb): (&[String], &[String]) = if island.spec.uid == 0 {
         (&[], &[])
     } else {
         (caps, caps)
@@ -265,10 +269,10 @@ pub fn seccomp_profile(guarded: bool) -> Value {
 pub fn config(island: &IslandPlan, extra_mounts: &[Value]) -> Value {
     let mut env = vec![
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
-        format!("HOME={}", island.data),
-        format!("ATOLL_ISLAND={}", island.name),
+        format!("HOME={}", island.spec.data),
+        format!("ATOLL_ISLAND={}", island.spec.name),
     ];
-    for (k, v) in &island.env {
+    for (k, v) in &island.spec.env {
         env.retain(|e| !e.starts_with(&format!("{k}=")));
         env.push(format!("{k}={v}"));
     }
@@ -292,7 +296,7 @@ pub fn config(island: &IslandPlan, extra_mounts: &[Value]) -> Value {
         ro_bind(Path::new("/usr"), "/usr"),
         json!({"destination": "/etc", "type": "bind", "source": island.dir.join("etc"),
                "options": ["bind", "ro", "nosuid", "nodev", "noexec"]}),
-        json!({"destination": island.data, "type": "bind", "source": island.data_dir,
+        json!({"destination": island.spec.data, "type": "bind", "source": island.data_dir,
                "options": ["bind", "rw", "nosuid", "nodev"]}),
     ];
     for d in ETC_BIND_DIRS {
@@ -302,17 +306,17 @@ pub fn config(island: &IslandPlan, extra_mounts: &[Value]) -> Value {
         }
     }
     mounts.extend(extra_mounts.iter().cloned());
-    for (host, at) in &island.binds {
+    for (host, at) in &island.spec.binds {
         mounts.push(ro_bind(host, at));
     }
     let mut resources = json!({});
-    if let Some(m) = island.memory {
+    if let Some(m) = island.spec.memory {
         resources["memory"] = json!({"limit": m});
     }
-    if let Some(p) = island.pids {
+    if let Some(p) = island.spec.pids {
         resources["pids"] = json!({"limit": p});
     }
-    if let Some(c) = island.cpu {
+    if let Some(c) = island.spec.cpu {
         resources["cpu"] = json!({"quota": (c * 100_000.0) as i64, "period": 100_000});
     }
     let map = json!([{"containerID": 0, "hostID": island.host_base, "size": UID_RANGE}]);
@@ -320,18 +324,18 @@ pub fn config(island: &IslandPlan, extra_mounts: &[Value]) -> Value {
         "ociVersion": "1.2.0",
         "process": {
             "terminal": false,
-            "user": {"uid": island.uid, "gid": island.gid},
-            "args": island.command,
+            "user": {"uid": island.spec.uid, "gid": island.spec.gid},
+            "args": island.spec.command,
             "env": env,
-            "cwd": island.cwd,
+            "cwd": island.spec.cwd,
             "capabilities": capabilities(island),
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 4096, "soft": 1024}],
             "noNewPrivileges": true
         },
         "root": {"path": "rootfs", "readonly": true},
-        "hostname": island.hostname,
+        "hostname": island.spec.hostname,
         "mounts": mounts,
-        "annotations": {"org.atoll.island": island.name},
+        "annotations": {"org.atoll.island": island.spec.name},
         "linux": {
             "uidMappings": map,
             "gidMappings": map,

@@ -171,7 +171,7 @@ impl Guard {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Island {
     pub name: String,
     pub command: Vec<String>,

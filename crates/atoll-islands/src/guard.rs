@@ -26,7 +26,7 @@ fn pid_file(state_dir: &Path) -> PathBuf {
 }
 
 pub fn needed(plan: &Plan) -> bool {
-    plan.islands.iter().any(|i| i.guard != Guard::Off)
+    plan.islands.iter().any(|i| i.spec.guard != Guard::Off)
 }
 
 /// Start the project's supervisor and wait until it listens.
@@ -89,24 +89,24 @@ pub fn stop(state_dir: &Path) -> Result<()> {
 
 /// The island's seccomp profile under the guard (or the plain profile when its guard is off).
 pub fn profile(plan: &Plan, island: &IslandPlan) -> Result<serde_json::Value> {
-    let base = crate::bundle::seccomp_profile(island.guard != Guard::Off);
-    if island.guard == Guard::Off {
+    let base = crate::bundle::seccomp_profile(island.spec.guard != Guard::Off);
+    if island.spec.guard == Guard::Off {
         return Ok(base);
     }
     let base: LinuxSeccomp = serde_json::from_value(base).expect("the island profile parses");
     let policy = Policy {
-        mode: match island.guard {
+        mode: match island.spec.guard {
             Guard::Enforce => Mode::Enforce,
             Guard::Detect => Mode::Detect,
             Guard::Off => Mode::Off,
         },
-        name: Some(island.name.clone()),
+        name: Some(island.spec.name.clone()),
         allow_userns: false,
         trap_mounts: true,
     };
     let sc = atoll_guard::attach_listener(Some(base), &socket(plan), &policy).map_err(|e| {
         IslandsError::Island {
-            island: island.name.clone(),
+            island: island.spec.name.clone(),
             msg: format!("guard: {e}"),
         }
     })?;

@@ -2,14 +2,13 @@
 //! first resource exists. `down` walks the same plan, so a crash at any point of `up` leaves
 //! something `down` can clean (the house rule: plan, then apply).
 
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io, IslandsError, Result};
-use crate::file::{File, Guard, Proto};
+use crate::file::{File, Island, Proto};
 use crate::net::Subnet;
 
 /// Where atoll keeps the state of running projects (one dir each, with plan.json).
@@ -43,7 +42,9 @@ pub struct Plan {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct IslandPlan {
-    pub name: String,
+    /// What the file says of the island (flattened: plan.json reads as one object).
+    #[serde(flatten)]
+    pub spec: Island,
     pub container_id: String,
     /// Bundle, rootfs, /etc and log of this island.
     pub dir: PathBuf,
@@ -53,19 +54,6 @@ pub struct IslandPlan {
     pub log: PathBuf,
     /// Host uid (and gid) that uid 0 inside maps to.
     pub host_base: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub caps: Vec<String>,
-    pub command: Vec<String>,
-    pub env: BTreeMap<String, String>,
-    pub hostname: String,
-    pub data: String,
-    pub cwd: String,
-    pub memory: Option<i64>,
-    pub pids: Option<i64>,
-    pub cpu: Option<f64>,
-    pub binds: Vec<(PathBuf, String)>,
-    pub guard: Guard,
     /// Names this island resolves (its peers at their link addresses).
     pub hosts: Vec<(Ipv4Addr, String)>,
 }
@@ -98,7 +86,7 @@ pub struct AllowPlan {
 
 impl Plan {
     pub fn island(&self, name: &str) -> Option<&IslandPlan> {
-        self.islands.iter().find(|i| i.name == name)
+        self.islands.iter().find(|i| i.spec.name == name)
     }
 
     pub fn path(&self) -> PathBuf {
@@ -204,7 +192,7 @@ pub fn build(file: &File, state_root: &Path, runtime_root: &Path, others: &[Plan
         .iter()
         .zip(hosts)
         .map(|(i, hosts)| IslandPlan {
-            name: i.name.clone(),
+            spec: i.clone(),
             container_id: format!("{}.{}", file.name, i.name),
             dir: state_dir.join("islands").join(&i.name),
             netns: state_dir.join("netns").join(&i.name),
@@ -213,19 +201,6 @@ pub fn build(file: &File, state_root: &Path, runtime_root: &Path, others: &[Plan
                 .join(&file.name)
                 .join(format!("{}.log", i.name)),
             host_base: bases.next().expect("uid ranges"),
-            uid: i.uid,
-            gid: i.gid,
-            caps: i.caps.clone(),
-            command: i.command.clone(),
-            env: i.env.clone(),
-            hostname: i.hostname.clone(),
-            data: i.data.clone(),
-            cwd: i.cwd.clone(),
-            memory: i.memory,
-            pids: i.pids,
-            cpu: i.cpu,
-            binds: i.binds.clone(),
-            guard: i.guard,
             hosts,
         })
         .collect();

@@ -66,21 +66,21 @@ fn status_of(plan: &Plan, counters: bool) -> Status {
             let st = container::state(&store, &i.container_id).ok();
             let field = |k: &str| st.as_ref().and_then(|s| s.get(k).cloned());
             IslandStatus {
-                name: i.name.clone(),
+                name: i.spec.name.clone(),
                 container: i.container_id.clone(),
                 status: field("status")
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_else(|| "absent".into()),
                 pid: field("pid").and_then(|v| v.as_i64()).unwrap_or(0),
-                uid: i.uid,
-                host_uid: i.host_base + i.uid,
-                caps: i.caps.clone(),
+                uid: i.spec.uid,
+                host_uid: i.host_base + i.spec.uid,
+                caps: i.spec.caps.clone(),
                 addresses: plan
                     .addresses(n)
                     .into_iter()
                     .map(|(ip, dev)| format!("{ip}@{dev}"))
                     .collect(),
-                guard: i.guard.as_str().into(),
+                guard: i.spec.guard.as_str().into(),
             }
         })
         .collect();
@@ -92,8 +92,8 @@ fn status_of(plan: &Plan, counters: bool) -> Status {
         .iter()
         .map(|l| LinkStatus {
             between: [
-                plan.islands[l.a].name.clone(),
-                plan.islands[l.b].name.clone(),
+                plan.islands[l.a].spec.name.clone(),
+                plan.islands[l.b].spec.name.clone(),
             ],
             subnet: l.subnet.to_string(),
             addresses: [l.addr_a.to_string(), l.addr_b.to_string()],

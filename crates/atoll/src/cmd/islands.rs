@@ -233,12 +233,12 @@ fn addr_of(plan: &Plan, island: &str, toward: &str) -> String {
     let a = plan
         .islands
         .iter()
-        .position(|i| i.name == island)
+        .position(|i| i.spec.name == island)
         .expect("island");
     let b = plan
         .islands
         .iter()
-        .position(|i| i.name == toward)
+        .position(|i| i.spec.name == toward)
         .expect("island");
     for l in &plan.links {
         if (l.a, l.b) == (a, b) {
