@@ -41,6 +41,11 @@ def atoll_round(atoll, n, net_only, tmp):
     shutil.rmtree(f"/var/log/atoll/islands/{name}", ignore_errors=True)
     return t_up, t_down
 
+def is_mount(path):
+    """From mountinfo: os.path.ismount misses a bind mount of a dir onto itself."""
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
 def ip_round(n):
     """The same chain with iproute2: one process per step, veths deleted one by one."""
     time.sleep(SETTLE)
@@ -91,8 +96,14 @@ def main():
             results[kind][n] = {"up_ms_per_island": ups, "down_ms_per_island": downs}
             print(f"{kind:<28}{n:>5}{ups:>11.2f}{downs:>13.2f}{ups + downs:>14.2f}", flush=True)
             return ups + downs
-        for n in [int(x) for x in a.ip_sizes.split(",") if x]:
+        ip_sizes = [int(x) for x in a.ip_sizes.split(",") if x]
+        netns_was_mounted = is_mount("/run/netns")
+        for n in ip_sizes:
             report("ip", n, [ip_round(n) for _ in range(a.rounds)])
+        # `ip netns add` makes /run/netns a mount point of its own: undo that if it did.
+        if ip_sizes and not netns_was_mounted and is_mount("/run/netns") \
+                and not os.listdir("/run/netns"):
+            subprocess.run(["umount", "/run/netns"], check=False)
         for n in [int(x) for x in a.sizes.split(",") if x]:
             report("net_only", n, [atoll_round(a.atoll, n, True, tmp) for _ in range(a.rounds)])
         for n in [int(x) for x in a.full.split(",") if x]:
