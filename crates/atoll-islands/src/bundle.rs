@@ -119,11 +119,6 @@ fn write_etc(plan: &Plan, island: &IslandPlan) -> Result<()> {
         let p = etc.join(name);
         std::fs::write(&p, text).map_err(io(format!("write {}", p.display())))
     };
-    let user = if island.spec.uid == 0 {
-        "root"
-    } else {
-        "tenant"
-    };
     let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
     if island.spec.uid != 0 {
         passwd.push_str(&format!(
@@ -156,7 +151,6 @@ fn write_etc(plan: &Plan, island: &IslandPlan) -> Result<()> {
         "resolv.conf",
         "# atoll: islands have no route off the machine and no DNS server;\n# names of linked islands are in /etc/hosts.\n".into(),
     )?;
-    let _ = user;
     for f in ETC_COPY {
         copy_entry(&Path::new("/etc").join(f), &etc.join(f))?;
     }

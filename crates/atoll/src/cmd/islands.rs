@@ -84,7 +84,7 @@ pub fn down(cli: &Cli, what: Option<&str>) -> Result<i32> {
     Ok(i32::from(failed))
 }
 
-pub fn status(_cli: &Cli, project: Option<&str>, json: bool) -> Result<i32> {
+pub fn status(project: Option<&str>, json: bool) -> Result<i32> {
     let plans: Vec<Plan> = plan::existing(&state_root())
         .into_iter()
         .filter(|p| project.is_none_or(|n| n == p.name))
@@ -122,11 +122,10 @@ pub fn logs(island: &str, follow: bool) -> Result<i32> {
     }
 }
 
-pub fn backup(cli: &Cli, island: &str, dest: &Path, freeze: bool, json: bool) -> Result<i32> {
+pub fn backup(island: &str, dest: &Path, freeze: bool, json: bool) -> Result<i32> {
     let (plan, name) = atoll_islands::resolve(&state_root(), island)?;
     let i = plan.island(&name).expect("resolved");
     let store = Store::new(&plan.runtime_root);
-    let _ = cli;
     if freeze {
         container::pause(&store, &i.container_id).context("freeze the island")?;
     }

@@ -41,17 +41,17 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         } => inspect::ps(&store, id, *format, ps_args)?,
         Verb::Ps {
             id: None, format, ..
-        } => return islands::status(cli, None, *format == crate::cli::Format::Json),
+        } => return islands::status(None, *format == crate::cli::Format::Json),
         Verb::Up(a) => return islands::up(cli, a),
         Verb::Down { project } => return islands::down(cli, project.as_deref()),
-        Verb::Status { json, project } => return islands::status(cli, project.as_deref(), *json),
+        Verb::Status { json, project } => return islands::status(project.as_deref(), *json),
         Verb::Logs { follow, island } => return islands::logs(island, *follow),
         Verb::Backup {
             freeze,
             json,
             island,
             dest,
-        } => return islands::backup(cli, island, dest, *freeze, *json),
+        } => return islands::backup(island, dest, *freeze, *json),
         Verb::Demo { keep } => return islands::demo(cli, *keep),
         Verb::List { format, quiet } => inspect::list(&store, *format, *quiet)?,
         Verb::Pause { id } => container::pause(&store, id)?,
