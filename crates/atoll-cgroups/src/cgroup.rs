@@ -177,32 +177,42 @@ impl Cgroup {
     fn make_dirs(&self, steps: &[Step], made: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
         let borrowed = self.borrowed_from_unified(steps);
         for p in &self.places {
-            let mut cur = p.mount.mount_point.clone();
             let below = p
                 .dir
                 .strip_prefix(&p.mount.mount_point)
                 .unwrap_or(Path::new(""));
-            for comp in below.components() {
-                if self.mode == Mode::V2 {
-                    enable_controllers(&cur, steps)?;
-                } else if p.mount.v2 && !borrowed.is_empty() {
-                    enable_listed(&cur, &borrowed)?;
-                }
-                let parent = cur.clone();
-                cur.push(comp);
-                match std::fs::create_dir(&cur) {
-                    Ok(()) => made.push(cur.clone()),
-                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-                    Err(e) => {
-                        return Err(CgroupError::Mkdir {
-                            path: cur,
-                            errno: Errno::of(&e),
-                        })
+            let mut retries = 5;
+            'walk: loop {
+                let mut cur = p.mount.mount_point.clone();
+                for comp in below.components() {
+                    if self.mode == Mode::V2 {
+                        enable_controllers(&cur, steps)?;
+                    } else if p.mount.v2 && !borrowed.is_empty() {
+                        enable_listed(&cur, &borrowed)?;
+                    }
+                    let parent = cur.clone();
+                    cur.push(comp);
+                    match std::fs::create_dir(&cur) {
+                        Ok(()) => made.push(cur.clone()),
+                        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                        // A concurrent `destroy` removed an empty atoll parent between two of
+                        // our steps (see `remove_empty_atoll_parents`): walk again from the top.
+                        Err(e) if e.raw_os_error() == Some(libc::ENOENT) && retries > 0 => {
+                            retries -= 1;
+                            continue 'walk;
+                        }
+                        Err(e) => {
+                            return Err(CgroupError::Mkdir {
+                                path: cur,
+                                errno: Errno::of(&e),
+                            })
+                        }
+                    }
+                    if p.mount.has("cpuset") {
+                        inherit_cpuset(&parent, &cur)?;
                     }
                 }
-                if p.mount.has("cpuset") {
-                    inherit_cpuset(&parent, &cur)?;
-                }
+                break;
             }
         }
         Ok(())
@@ -505,10 +515,15 @@ impl Cgroup {
         for p in &self.places {
             match fs::subtree_deepest_first(&p.dir) {
                 Ok(dirs) => {
+                    let mut all = true;
                     for d in dirs {
                         if let Err(e) = rmdir_retrying(&d) {
                             errors.push(e);
+                            all = false;
                         }
+                    }
+                    if all {
+                        remove_empty_atoll_parents(p);
                     }
                 }
                 Err(e) => errors.push(e),
@@ -518,6 +533,23 @@ impl Cgroup {
             0 => Ok(()),
             1 => Err(errors.remove(0)),
             _ => Err(CgroupError::Many(errors)),
+        }
+    }
+}
+
+/// The parents atoll made under its own name (`/atoll`, `/atoll/islands/<project>`) go with
+/// their last child, so a host does not collect empty cgroup dirs. Parents of any other path
+/// (`/kubepods/...`, a systemd slice) belong to whoever made them and are never touched. A
+/// parent still in use fails rmdir (EBUSY/ENOTEMPTY) and stays; a `create` racing with this
+/// walks again (see `make_dirs`).
+fn remove_empty_atoll_parents(p: &Place) {
+    let rel = Path::new(&p.rel);
+    for (rel_dir, dir) in rel.ancestors().zip(p.dir.ancestors()).skip(1) {
+        if rel_dir == Path::new("/") || !rel_dir.starts_with("/atoll") {
+            return;
+        }
+        if std::fs::remove_dir(dir).is_err() {
+            return;
         }
     }
 }
