@@ -72,7 +72,7 @@ def ip_round(n):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--atoll", default=os.environ.get("ATOLL", "target/release/atoll"))
+    ap.add_argument("--atoll", default=os.environ.get("ATOLL", "target/atoll"))
     ap.add_argument("--sizes", default="10,100,300")
     ap.add_argument("--full", default="10,50")
     ap.add_argument("--ip-sizes", default="10,30")

@@ -6,6 +6,9 @@
 #   bench/run.sh                 # everything, default iteration counts
 #   bench/run.sh --no-atoll      # peers only (e.g. while atoll does not build)
 #   bench/run.sh --quick         # small counts, to check the script itself
+#   bench/run.sh --favordynmods  # with the cgroup "favordynmods" mount option on for the run
+#                                # (see docs/bench.md: it takes the kernel's RCU wait out of
+#                                # every runtime's cgroup move; restored afterwards)
 #   ATOLL=/path/to/atoll bench/run.sh
 #
 # Counts: N_RUN (50) N_LIFECYCLE (30) PARALLEL (50) ROUNDS (5) N_RSS (20) WARMUP (3);
@@ -16,12 +19,14 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 
 use_atoll=1
+favordynmods=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-atoll) use_atoll=0 ;;
+        --favordynmods) favordynmods=1 ;;
         --quick) N_RUN=${N_RUN:-5} N_LIFECYCLE=${N_LIFECYCLE:-3} PARALLEL=${PARALLEL:-10}
                  ROUNDS=${ROUNDS:-2} N_RSS=${N_RSS:-3} WARMUP=${WARMUP:-1} ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -50,7 +55,7 @@ declare -A path=(
     [unshare]=$(command -v unshare || true)
 )
 if [ "$use_atoll" = 1 ]; then
-    path[atoll]=${ATOLL:-$repo/target/release/atoll}
+    path[atoll]=${ATOLL:-$repo/target/atoll}
 fi
 
 runtime_args=() skip_args=()
@@ -61,7 +66,7 @@ for rt in ${RUNTIMES:-atoll crun runc bwrap unshare}; do
     fi
     if [ -z "$p" ] || [ ! -x "$p" ]; then
         why="not found${p:+ at $p}"
-        [ "$rt" = atoll ] && why="$why (cargo build --release -p atoll, or set ATOLL=)"
+        [ "$rt" = atoll ] && why="$why (scripts/build.sh, or set ATOLL=)"
         echo "warning: $rt $why; skipped" >&2
         skip_args+=(--skip "$rt=$why"); continue
     fi
@@ -71,7 +76,7 @@ done
 
 # ---------------------------------------------------------------- bundles
 work=$(mktemp -d /tmp/atoll-bench.XXXXXX)
-# measure a private copy of atoll: others may rebuild target/release while this runs
+# measure a private copy of atoll: others may rebuild it while this runs
 for i in "${!runtime_args[@]}"; do
     case "${runtime_args[$i]}" in
         atoll=*) mkdir -p "$work/bin"; cp "${runtime_args[$i]#atoll=}" "$work/bin/atoll"
@@ -105,9 +110,15 @@ leftover_cgroups() {
 }
 
 child=
+fdm_mount= fdm_opts=
 cleanup() {
     rc=$?
     trap - EXIT INT TERM
+    if [ -n "$fdm_mount" ]; then
+        # a remount without the option clears it again (the flag is the kernel's, host-wide)
+        mount -o "remount,$fdm_opts" "$fdm_mount" ||
+            echo "WARNING: could not restore $fdm_mount to $fdm_opts" >&2
+    fi
     if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
         kill -TERM "$child" 2>/dev/null || true   # the driver deletes its containers
         wait "$child" 2>/dev/null || true
@@ -167,17 +178,35 @@ json_out=$repo/bench/results/bench-$stamp.json
 cgmode=legacy
 if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then cgmode=unified
 elif mountpoint -q /sys/fs/cgroup/unified 2>/dev/null; then cgmode=hybrid; fi
+# favordynmods: the threadgroup rwsem that every cgroup move takes for writing stops being a
+# per-cpu rwsem, so a writer no longer waits for an RCU grace period (kernel >= 6.0). It is one
+# kernel-wide flag, set through whichever cgroup2 mount is remounted with the option.
+fdm_state=off
+if [ "$favordynmods" = 1 ]; then
+    m=$(findmnt -n -t cgroup2 -o TARGET | head -1)
+    [ -n "$m" ] || { echo "--favordynmods: no cgroup2 mount to set it on" >&2; exit 1; }
+    if findmnt -n -o OPTIONS "$m" | tr , '\n' | grep -qx favordynmods; then
+        fdm_state="on (already set by the host)"
+    else
+        fdm_opts=$(findmnt -n -o OPTIONS "$m")
+        mount -o remount,favordynmods "$m" ||
+            { echo "--favordynmods: the kernel refused it on $m (kernel < 6.0?)" >&2; exit 1; }
+        fdm_mount=$m fdm_state="on for this run (remounted $m; restored at exit)"
+    fi
+fi
+
 meta=$(python3 -c 'import json,sys; print(json.dumps({"host_cgroup_mode": sys.argv[1],
   "git_commit": sys.argv[2], "git_dirty": sys.argv[3] != "", "atoll_binary": sys.argv[4],
   "atoll_sha256": sys.argv[5], "config_variant": "no-ambient" if sys.argv[6] == "1" else "runc spec",
+  "cgroup_favordynmods": sys.argv[7],
   "measured_in": "one private mount namespace (unshare -m) for all runtimes; "
   "on a hybrid host the cgroup2 mount at /sys/fs/cgroup/unified is replaced by a throwaway tmpfs"}))' "$cgmode" \
   "$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
   "$(git -C "$repo" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null | head -1)" \
   "${atoll_src:-}" "$( [ -n "${atoll_src:-}" ] && sha256sum "$work/bin/atoll" | cut -c1-16)" \
-  "${NO_AMBIENT:-0}")
+  "${NO_AMBIENT:-0}" "$fdm_state")
 
-echo "host cgroup mode: $cgmode; work dir: $work; config: $( [ "${NO_AMBIENT:-0}" = 1 ] &&
+echo "host cgroup mode: $cgmode; cgroup favordynmods: $fdm_state; work dir: $work; config: $( [ "${NO_AMBIENT:-0}" = 1 ] &&
     echo 'runc spec without process.capabilities.ambient (NO_AMBIENT=1)' || echo 'runc spec')"
 # in the background so that a signal to this script is handled at once (see cleanup)
 unshare -m --propagation private -- sh -c "$ns_setup" sh "${driver[@]}" "${skip_args[@]}" \

@@ -5,8 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
-cargo build --release -q -p atoll
-ATOLL="$PWD/target/release/atoll"
+ATOLL=$(scripts/build.sh -q)
 work=$(mktemp -d /tmp/atoll-demo.XXXXXX)
 root="$work/state"
 chmod 755 "$work"  # the container's root (uid 100000 on the host) must reach its rootfs

@@ -7,5 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
-cargo build --release -q -p atoll
-exec target/release/atoll demo "$@"
+atoll=$(scripts/build.sh -q)
+exec "$atoll" demo "$@"

@@ -2,7 +2,7 @@
 # Install what atoll builds and tests with on Debian/Ubuntu (as root). Idempotent.
 set -euo pipefail
 need=()
-for pkg in libseccomp-dev pkg-config busybox-static runc crun bubblewrap iproute2 nftables python3 procps time; do
+for pkg in libseccomp-dev libc6-dev pkg-config busybox-static runc crun bubblewrap iproute2 nftables python3 procps time; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -17,7 +17,7 @@ awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-
 # The OCI runtime-tools suite against atoll and runc on this host (docs/conformance.md): fails
 # if atoll passes fewer assertions than runc. ATOLL_CONFORMANCE=0 skips it (local iteration).
 if [ "${ATOLL_CONFORMANCE:-1}" = 1 ]; then
-  cargo build --release -p atoll
+  atoll=$(scripts/build.sh)   # the shipped binary: static, hot functions first
   scripts/conformance/build.sh
-  scripts/conformance/compare.sh "$PWD/target/release/atoll"
+  scripts/conformance/compare.sh "$atoll"
 fi

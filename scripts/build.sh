@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Build the atoll binary as shipped: release, statically linked (glibc and libseccomp), hot
+# functions first (crates/atoll/link/cc-ordered). Prints its path; target/atoll links to it.
+#
+#   scripts/build.sh            # -> target/atoll
+#   scripts/build.sh -q         # quiet cargo
+#   CARGO_TARGET_DIR=/tmp/t CARGO_PROFILE_RELEASE_STRIP=none scripts/build.sh   # elsewhere, with symbols
+#
+# Why static: a short-lived runtime process pays for every page it maps. Dynamically linked,
+# `atoll run` maps 1.5 MiB of ld.so, libc, libgcc_s and libseccomp before doing anything;
+# statically linked it maps only the C library code it calls, laid out with its own hot code,
+# and skips the dynamic loader's symbol resolution (docs/bench.md has the figures).
+# `cargo build --release -p atoll` still works and gives a dynamically linked binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+host=$(rustc -vV | sed -n 's/^host: //p')
+libdir=/usr/lib/$(gcc -print-multiarch 2>/dev/null || echo "${host%%-*}-linux-gnu")
+[ -r "$libdir/libc.a" ] || { echo "build.sh: $libdir/libc.a missing (apt-get install libc6-dev)" >&2; exit 1; }
+[ -r "$libdir/libseccomp.a" ] || { echo "build.sh: $libdir/libseccomp.a missing (apt-get install libseccomp-dev)" >&2; exit 1; }
+# --target keeps +crt-static off the host's build scripts and proc macros
+rustflags_var="CARGO_TARGET_$(echo "$host" | tr 'a-z-' 'A-Z_')_RUSTFLAGS"
+env "$rustflags_var=-C target-feature=+crt-static" \
+    LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="$libdir" \
+    cargo build --release -p atoll --bin atoll --target "$host" "$@" >&2
+out=${CARGO_TARGET_DIR:-target}/$host/release/atoll
+# how much of crates/atoll/link/hot-functions.txt still names real functions (stale: run
+# scripts/order-functions.sh)
+stats=$(ls -t "${CARGO_TARGET_DIR:-target}/$host/release/deps/"atoll-*.order.stats 2>/dev/null | head -1)
+[ -n "$stats" ] && echo "build.sh: hot-function layout: $(cat "$stats")" >&2
+if [ -z "${CARGO_TARGET_DIR:-}" ]; then
+    ln -sfn "$host/release/atoll" target/atoll
+    out=target/atoll
+fi
+realpath -s "$out"
