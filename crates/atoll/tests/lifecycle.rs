@@ -314,6 +314,17 @@ fn delete_force_cleans_up_after_create_killed_at_any_point() {
             .unwrap()
             .flatten()
             .filter(|e| {
+                // A zombie is dead already: killed by delete, reparented to the host's init
+                // (create, its parent, was killed), and reaped only when that init waits. Some
+                // sandbox inits never do, so zombies from earlier runs linger; they hold no
+                // memory, cgroup or mount.
+                let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+                if status
+                    .lines()
+                    .any(|l| l.starts_with("State:") && l.contains("Z (zombie)"))
+                {
+                    return false;
+                }
                 // In the container's cgroup, or still running atoll's init code for this id.
                 let cg = std::fs::read_to_string(e.path().join("cgroup")).unwrap_or_default();
                 let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
