@@ -60,6 +60,20 @@ def reap():
             return
 
 
+def wait_child(p, timeout):
+    """p.wait(timeout) without its polling. CPython's Popen.wait(timeout=...) polls with
+    sleeps that double from 1 ms (wake-ups at about 1, 3, 7, 15, 31, 63 ms), so every timed
+    command looked as if it ended on one of those steps. A pidfd becomes readable the moment
+    the child exits."""
+    fd = os.pidfd_open(p.pid)
+    try:
+        if not select.select([fd], [], [], timeout)[0]:
+            raise subprocess.TimeoutExpired(p.args, timeout)
+    finally:
+        os.close(fd)
+    return p.wait()
+
+
 class Runner:
     def __init__(self, work):
         self.work = work
@@ -85,7 +99,7 @@ class Runner:
             except OSError as e:
                 return None, 0, str(e)
             try:
-                rc = p.wait(timeout=timeout)
+                rc = wait_child(p, timeout)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
@@ -385,7 +399,7 @@ def test_parallel(rts, runner, bundles, count, rounds, rng):
                 rcs = []
                 for p in procs:
                     try:
-                        rcs.append(p.wait(timeout=max(0.1, deadline - time.monotonic())))
+                        rcs.append(wait_child(p, max(0.1, deadline - time.monotonic())))
                     except subprocess.TimeoutExpired:
                         p.kill()
                         p.wait()
