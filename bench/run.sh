@@ -8,8 +8,8 @@
 #   bench/run.sh --quick         # small counts, to check the script itself
 #   bench/run.sh --favordynmods  # with the cgroup "favordynmods" mount option on (docs/bench.md:
 #                                # it takes the kernel's RCU wait out of every runtime's cgroup
-#                                # move). HOST-WIDE, and on 6.18 it cannot be cleared again
-#                                # (remount ignores its absence): it stays on until reboot.
+#                                # move). HOST-WIDE; clearing it is not reliable (6.18 still
+#                                # showed it after a remount without it), the script warns.
 #   ATOLL=/path/to/atoll bench/run.sh
 #
 # Counts: N_RUN (50) N_LIFECYCLE (30) PARALLEL (50) ROUNDS (5) N_RSS (20) WARMUP (3);
@@ -120,7 +120,7 @@ cleanup() {
         # cgroup2, and a remount without the option leaves it), so say so when it stays
         mount -o "remount,$fdm_opts" "$fdm_mount" 2>/dev/null || true
         if findmnt -n -o OPTIONS "$fdm_mount" | tr , '\n' | grep -qx favordynmods; then
-            echo "WARNING: favordynmods stays on for this host until reboot (the kernel does not clear it on remount)" >&2
+            echo "WARNING: favordynmods still shows on $fdm_mount after a remount without it (host-wide)" >&2
         fi
     fi
     if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
@@ -186,6 +186,10 @@ elif mountpoint -q /sys/fs/cgroup/unified 2>/dev/null; then cgmode=hybrid; fi
 # per-cpu rwsem, so a writer no longer waits for an RCU grace period (kernel >= 6.0). It is one
 # kernel-wide flag, set through whichever cgroup2 mount is remounted with the option.
 fdm_state=off
+fdm_any=$(findmnt -n -t cgroup2 -o TARGET | head -1)
+if [ -n "$fdm_any" ] && findmnt -n -o OPTIONS "$fdm_any" | tr , '\n' | grep -qx favordynmods; then
+    fdm_state="on (already set on this host)"
+fi
 if [ "$favordynmods" = 1 ]; then
     m=$(findmnt -n -t cgroup2 -o TARGET | head -1)
     [ -n "$m" ] || { echo "--favordynmods: no cgroup2 mount to set it on" >&2; exit 1; }
