@@ -2,7 +2,7 @@
 
 mod common;
 use common::*;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, PermissionsExt};
 
 /// CVE-2024-21626: a host fd leaked into the container (here an fd of the host's /etc that the
 /// caller of atoll forgot to mark close-on-exec) must not be reachable through /proc/self/fd.
@@ -209,6 +209,35 @@ fn symlinked_dev_console_is_refused() {
         std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(),
         host_pattern
     );
+}
+
+/// A device path that the image already has as a symlink (no /dev mount in the config, so the
+/// image's own /dev is used) must not let the device's chmod follow the link to a host file:
+/// the runtime works before pivot_root, where an absolute link target is the host's.
+#[test]
+fn device_path_symlinked_in_the_image_is_refused() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("dev-link");
+    let victim = b.dir.join("host-victim");
+    std::fs::write(&victim, "host file\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let dev = b.rootfs().join("dev");
+    std::fs::create_dir_all(&dev).unwrap();
+    let _ = std::fs::remove_file(dev.join("zero"));
+    symlink(&victim, dev.join("zero")).unwrap();
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.retain(|m| !m["destination"].as_str().unwrap().starts_with("/dev"));
+    b.set_args(&["true"]);
+    let (code, out, err) = b.run("devlink");
+    assert_ne!(code, 0, "create must refuse: {out}{err}");
+    assert!(
+        err.contains("/dev/zero") && err.contains("symlink"),
+        "the refusal names the path: {err}"
+    );
+    let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600, "the host file's mode changed");
 }
 
 /// CVE-2025-52881-style: a config mount laid over /proc/sys cannot redirect atoll's sysctl
