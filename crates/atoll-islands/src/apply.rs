@@ -3,6 +3,7 @@
 
 use std::fs::OpenOptions;
 use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -38,21 +39,33 @@ fn is_tmpfs(st: &rustix::fs::StatFs) -> bool {
 struct StateLock(#[allow(dead_code)] std::fs::File);
 
 /// The lock file sits beside the state root (`/run/atoll/islands.lock`), not in it, so that the
-/// root's tmpfs can be mounted and unmounted under the lock.
+/// root's tmpfs can be mounted and unmounted under the lock. The last `down` unlinks it while
+/// holding it (`release_state_root`); whoever was waiting then holds a lock on a file that is
+/// no longer at the path, sees that the inodes differ, and opens the path anew.
 fn lock_state(root: &Path) -> Result<StateLock> {
     if let Some(parent) = root.parent() {
         std::fs::create_dir_all(parent).map_err(io(format!("mkdir {}", parent.display())))?;
     }
     let p = root.with_extension("lock");
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&p)
-        .map_err(io(format!("open {}", p.display())))?;
-    rustix::fs::flock(f.as_fd(), rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| io(format!("flock {}", p.display()))(e.into()))?;
-    Ok(StateLock(f))
+    loop {
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(io(format!("open {}", p.display())))?;
+        rustix::fs::flock(f.as_fd(), rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io(format!("flock {}", p.display()))(e.into()))?;
+        let held = f.metadata().map_err(io(format!("fstat {}", p.display())))?;
+        match std::fs::metadata(&p) {
+            Ok(now) if (now.dev(), now.ino()) == (held.dev(), held.ino()) => {
+                return Ok(StateLock(f))
+            }
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(format!("stat {}", p.display()))(e)),
+        }
+    }
 }
 
 /// Create everything the file describes; on failure remove what was made and return the error.
@@ -444,29 +457,42 @@ fn remove_cgroup_parents(name: &str, errs: &mut Vec<String>) {
     }
 }
 
-/// Undo `ensure_tmpfs` once the last project is gone, so no mount outlives atoll's use of it.
-/// Only a tmpfs that is a mount point of its own and holds nothing, under the state lock.
+/// Undo `ensure_tmpfs` once the last project is gone, so no mount, directory or lock file
+/// outlives atoll's use of them. Only an empty state root, under the state lock; a tmpfs only
+/// if it is a mount point of its own.
 fn release_state_root(root: &Path) {
     let Ok(_lock) = lock_state(root) else {
         return;
     };
-    let Ok(st) = rustix::fs::statfs(root) else {
-        return;
+    let missing = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let empty = match std::fs::read_dir(root) {
+        Ok(mut rd) => rd.next().is_none(),
+        // `down` of a project that was never up: the lock file is all there is
+        Err(e) => missing(&e),
     };
+    if !empty {
+        return;
+    }
     let own_mount = match (
         std::fs::metadata(root),
         root.parent().map(std::fs::metadata),
     ) {
-        (Ok(m), Some(Ok(p))) => {
-            std::os::unix::fs::MetadataExt::dev(&m) != std::os::unix::fs::MetadataExt::dev(&p)
-        }
+        (Ok(m), Some(Ok(p))) => m.dev() != p.dev(),
         _ => false,
     };
-    let empty = std::fs::read_dir(root)
-        .map(|mut rd| rd.next().is_none())
-        .unwrap_or(false);
-    if is_tmpfs(&st) && own_mount && empty {
-        // EBUSY: something (a shell, `atoll logs`) has a file or cwd in it; it stays mounted.
-        let _busy_is_fine = rustix::mount::unmount(root, rustix::mount::UnmountFlags::empty());
+    let tmpfs = rustix::fs::statfs(root).is_ok_and(|st| is_tmpfs(&st));
+    if tmpfs
+        && own_mount
+        && rustix::mount::unmount(root, rustix::mount::UnmountFlags::empty()).is_err()
+    {
+        // EBUSY: something (a shell, `atoll logs`) has a file or cwd in it; it all stays.
+        return;
     }
+    // ensure_tmpfs mounted only over an empty directory, so this one is empty too.
+    match std::fs::remove_dir(root) {
+        Ok(()) => {}
+        Err(e) if missing(&e) => {}
+        Err(_) => return,
+    }
+    let _gone_is_fine = std::fs::remove_file(root.with_extension("lock"));
 }
