@@ -13,7 +13,16 @@ repo=$PWD
 trace=/sys/kernel/tracing
 [ -e $trace/uprobe_events ] || mount -t tracefs nodev $trace
 work=$(mktemp -d /tmp/atoll-order.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+cid=atoll-order-$$
+bin=
+cleanup() {
+    # a workload that failed half-way may leave containers behind
+    if [ -n "$bin" ]; then
+        for n in 1 2 3 4; do "$bin" delete --force "$cid-$n" >/dev/null 2>&1 || true; done
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
 # the very build scripts/build.sh ships (a different profile compiles to other functions), plus
 # the linker's map for the addresses its stripped symbols had
 map=$work/atoll.map
@@ -34,7 +43,7 @@ PY
 }
 cat >"$work/workload.sh" <<WL
 set -e
-A=$bin; b=$bundle; id=atoll-order-\$\$
+A=$bin; b=$bundle; id=$cid
 \$A run -b \$b \$id-1 </dev/null
 \$A run -b \$b \$id-2 </dev/null
 python3 -c 'import json,sys; p=sys.argv[1]; c=json.load(open(p)); c["process"]["args"]=["/bin/sleep","5"]; json.dump(c,open(p,"w"))' \$b/config.json
