@@ -515,7 +515,8 @@ fn proc_dev_ptrace_and_keyring_routes_are_closed() {
     unsafe { libc::syscall(libc::SYS_keyctl, 21, key) };
     assert!(got.starts_with("errno="), "host key visible inside: {got}");
 
-    let (_, helper) = probe_bundle("procdev-guard");
+    // kept to the end: dropping it removes the dir the guard makes its socket in
+    let (_helper_bundle, helper) = probe_bundle("procdev-guard");
     let g = Guard::start(&helper, "enforce");
     g.annotate(&mut b, "enforce", Some("mounts=trap"));
     b.set_args(&["sh", "-c", script]);
