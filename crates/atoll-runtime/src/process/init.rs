@@ -28,6 +28,9 @@ pub struct InitCtx<'a> {
     pub caps: CapSets,
     pub seccomp: Option<&'a Filter>,
     pub hierarchies: Vec<Hierarchy>,
+    /// Unshare the network namespace after Go (direct path: clone3 left it out, so that its
+    /// set-up runs while the parent makes and joins the cgroup).
+    pub unshare_net: bool,
     pub no_pivot: bool,
     pub terminal: bool,
     pub preserve_fds: u32,
@@ -65,6 +68,13 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
     // whose flock would otherwise stay held by us) must not live on in the container.
     close_inherited(ctx.preserve_fds, &[sock.as_raw_fd(), ctx.fifo.as_raw_fd()])?;
     protocol::expect(sock, &Msg::Go)?;
+    if ctx.unshare_net {
+        // Before anything else, so hooks and the parent see the container's netns at
+        // /proc/<pid>/ns/net from the first message on; owned by our user namespace if we
+        // have a new one, exactly as if clone3 had made it.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(nix_errno("unshare(CLONE_NEWNET)"))?;
+    }
     let spec = ctx.spec;
     let process = spec
         .process()
@@ -95,7 +105,20 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
         if placed.get() {
             return Ok(());
         }
-        protocol::expect(sock, &Msg::Placed)?;
+        loop {
+            match protocol::recv(sock)? {
+                Some((Msg::JoinCgroup(path), Some(tasks))) => {
+                    atoll_cgroups::join_self(Path::new(&path), tasks.as_fd())?;
+                }
+                Some((Msg::Placed, _)) => break,
+                Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
+                other => {
+                    return Err(RuntimeError::Other(format!(
+                        "init sync: expected JoinCgroup or Placed, got {other:?}"
+                    )))
+                }
+            }
+        }
         placed.set(true);
         if ctx.ns.creates(LinuxNamespaceType::Cgroup) {
             // A new cgroup namespace is rooted at the cgroup we are in now: ours.

@@ -3,11 +3,13 @@
 //!
 //! ```text
 //!   parent (atoll create)                          init (cloned, in the new namespaces)
-//!   clone3(CLONE_NEW*) ───────────────────────────▶ waits for Go
-//!   write uid_map/gid_map, oom adj
-//!   Go ───────────────────────────────────────────▶ hostname, mounts ...
-//!   join cgroup (an RCU grace period: overlaps the mounts)
-//!   Placed ───────────────────────────────────────▶ cgroupns, cgroup mounts, devices ...
+//!   clone3(CLONE_NEW* but NET) ──────────────────▶ waits for Go
+//!   write uid_map/gid_map, oom adj, save state
+//!   Go ───────────────────────────────────────────▶ unshare(NEWNET), hostname, mounts ...
+//!   make the cgroup (v1: meanwhile)
+//!   JoinCgroup(tasks path) + fd, per v1 hierarchy ▶ (read when init first needs its cgroup)
+//!   Placed ───────────────────────────────────────▶ write "0" to each tasks fd: joined;
+//!                                                   cgroupns, cgroup mounts, devices ...
 //!                    ◀──────────────────── Hooks    (only if createRuntime/prestart hooks exist)
 //!   run them in the host namespaces
 //!   State(json) ────────────────────────────────────▶ createContainer hooks, pivot_root, masks,
@@ -28,7 +30,10 @@ use crate::error::{sys, Result, RuntimeError};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum Msg {
     Go,
-    /// The parent has put init in its cgroup.
+    /// With an fd: the `tasks` file (named, for errors) of one v1 hierarchy of init's cgroup,
+    /// opened by the parent; init joins it itself (atoll_cgroups::join_self).
+    JoinCgroup(String),
+    /// Init is in its cgroup in every hierarchy, or will be once it joined those sent before.
     Placed,
     /// Two-stage path: the pid (in the parent's pid namespace) of the real init.
     Stage2(i32),

@@ -97,11 +97,25 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
         ns_flags: ns.all_flags(),
         config: spec.clone(),
     };
-    // Saved before anything is made in the kernel, so `delete --force` after a crash finds the cgroup.
-    store.save(&saved)?;
-    tracing::debug!("create: config checked, state saved");
-    cgroup.create(Some(&effective_resources(&spec)))?;
-    tracing::debug!("create: cgroup made");
+    // Where the cgroup has a cgroup2 place (a pure v2 host, or the unified hierarchy of a
+    // hybrid one) and init is cloned directly, init is born there (CLONE_INTO_CGROUP), so the
+    // cgroup comes first. Otherwise the parent makes it after Go, while init unshares its
+    // network namespace and builds its mounts: the two slowest steps of create then overlap
+    // (the mkdirs in every v1 hierarchy, and the netns's per-net set-up, ~0.7 ms each here).
+    // Either way init joins its v1 hierarchies itself (JoinCgroup): no RCU grace period.
+    let born_in_cgroup = direct_path(&ns) && cgroup.v2_dir().is_some();
+    let resources = effective_resources(&spec);
+    // The state is saved before the cgroup is made, so that `delete --force` after a crash
+    // finds it. Where the cgroup comes after the clone, one save after the clone does (the
+    // init it names dies with us: PDEATHSIG, or EOF on its socket before Go); each save is a
+    // new inode, which on ext4 after much churn costs ~0.4 ms (ext4_new_inode skipping
+    // recently deleted inodes).
+    if born_in_cgroup {
+        store.save(&saved)?;
+        tracing::debug!("create: config checked, state saved");
+        cgroup.create(Some(&resources))?;
+        tracing::debug!("create: cgroup made");
+    }
     guard.cgroup = Some(cgroup);
 
     // What init blocks on until it may exec. `create`: the named exec.fifo that a later
@@ -156,6 +170,7 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
         caps,
         seccomp: seccomp.as_ref(),
         hierarchies,
+        unshare_net: direct_path(&ns) && ns.creates(LinuxNamespaceType::Network),
         no_pivot: opts.no_pivot,
         terminal,
         preserve_fds: opts.preserve_fds,
@@ -169,9 +184,13 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     // Non-dumpable until exec: a container process can't open /proc/<init>/exe or ptrace us
     // while init still runs atoll's code (CVE-2019-5736). execve resets it.
     nix::sys::prctl::set_dumpable(false).map_err(nix_errno("prctl(PR_SET_DUMPABLE, 0)"))?;
-    // On a pure cgroup v2 host the init is born in its cgroup (CLONE_INTO_CGROUP): no migration,
-    // so no wait for an RCU grace period. Elsewhere the parent moves it after Go.
-    let v2_dir = v2_cgroup_dir(guard.cgroup.as_ref().expect("set above"), &ns)?;
+    // Born in its cgroup: no migration, so no wait for an RCU grace period. Elsewhere the parent
+    // moves it after Go.
+    let v2_dir = if born_in_cgroup {
+        Some(v2_cgroup_dir(guard.cgroup.as_ref().expect("set above"))?)
+    } else {
+        None
+    };
     let pid = spawn_init(
         &ctx,
         parent_sock.as_fd(),
@@ -191,23 +210,39 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     }
     saved.pid = pid;
     saved.pid_start = crate::state::pid_start_time(pid).unwrap_or(0);
-    // Go first, then join the cgroup: moving a task between cgroups waits for an RCU grace
-    // period (cgroup_threadgroup_rwsem), the longest step of create. Init builds its mounts
-    // meanwhile and waits for Placed before anything that needs the cgroup (cgroup namespace,
-    // cgroup mounts, messages to us), and long before it could exec.
+    // `run` releases the init as soon as we return: saved as started already. A reader that
+    // does not lock (`list`) may see created/running a few ms early; every command that acts
+    // on the container waits for our lock.
+    saved.started = opts.for_run;
+    store.save(&saved)?;
+    tracing::debug!("create: state saved");
+    // Go first, then the cgroup. Init unshares its netns and builds its mounts meanwhile, and
+    // waits for Placed before anything that needs the cgroup (cgroup namespace, cgroup mounts,
+    // messages to us), long before it could exec.
     protocol::send(parent_sock.as_fd(), &Msg::Go, None)?;
     let gcg = guard.cgroup.as_ref().expect("set above");
-    if v2_dir.is_none() {
-        gcg.add_task(pid)?;
+    if !born_in_cgroup {
+        // A failure here is cleaned up like any other: create removes the dirs it made, the
+        // guard kills init.
+        gcg.create(Some(&resources))?;
+        tracing::debug!("create: cgroup made");
+        // Only the two-stage path on a host with cgroup2 gets here with a v2 place: moved by
+        // pid, which waits for an RCU grace period.
+        gcg.add_task_v2(pid)?;
     }
-    tracing::debug!("create: init in its cgroup");
+    for (path, tasks) in gcg.open_v1_tasks()? {
+        let path = path.to_string_lossy().into_owned();
+        protocol::send(
+            parent_sock.as_fd(),
+            &Msg::JoinCgroup(path),
+            Some(tasks.as_fd()),
+        )?;
+    }
     protocol::send(parent_sock.as_fd(), &Msg::Placed, None)?;
+    tracing::debug!("create: cgroup sent");
     let console = drive(parent_sock.as_fd(), &saved, &spec, opts)?;
     tracing::debug!("create: init ready");
 
-    // `run` releases the init as soon as we return: save it as started right away (one write).
-    saved.started = opts.for_run;
-    store.save(&saved)?;
     if let Some(pf) = &opts.pid_file {
         write_pid_file(pf, pid)?;
     }
@@ -234,7 +269,14 @@ fn spawn_init(
 ) -> Result<i32> {
     let cgroupns = spec::ns_flag(LinuxNamespaceType::Cgroup);
     let direct = direct_path(ns);
-    let flags = if direct { ns.new & !cgroupns } else { 0 };
+    // The cgroup namespace is unshared by init once it is in its cgroup; the network namespace
+    // by init right after Go (InitCtx::unshare_net), in parallel with the parent's work.
+    let netns = spec::ns_flag(LinuxNamespaceType::Network);
+    let flags = if direct {
+        ns.new & !cgroupns & !netns
+    } else {
+        0
+    };
     let linux = spec.linux().as_ref();
     match clone3(flags, cgroup_fd).map_err(|e| RuntimeError::Sys {
         op: format!("clone3(flags {flags:#x})"),
@@ -281,29 +323,18 @@ fn spawn_init(
     }
 }
 
-/// The container's cgroup directory, opened for CLONE_INTO_CGROUP, on a pure v2 host and the
-/// direct spawn path (the two-stage path forks the init from a child; it is moved instead).
-fn v2_cgroup_dir(cg: &Cgroup, ns: &Namespaces) -> Result<Option<OwnedFd>> {
-    let hier = cg.hierarchies();
-    let [only] = hier.as_slice() else {
-        return Ok(None);
-    };
-    if only.fs_type != "cgroup2"
-        || !direct_path(ns)
-        || atoll_cgroups::host_mode() != atoll_cgroups::Mode::V2
-    {
-        return Ok(None);
-    }
-    let fd = rustix::fs::open(
-        &only.dir,
+/// The container's cgroup2 directory, opened for CLONE_INTO_CGROUP.
+fn v2_cgroup_dir(cg: &Cgroup) -> Result<OwnedFd> {
+    let dir = cg.v2_dir().expect("born_in_cgroup: a cgroup2 place exists");
+    rustix::fs::open(
+        dir,
         rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
     .map_err(errno(format!(
         "open {} for CLONE_INTO_CGROUP",
-        only.dir.display()
-    )))?;
-    Ok(Some(fd))
+        dir.display()
+    )))
 }
 
 /// One clone3 does it all unless namespaces must be joined first or a time namespace made.
