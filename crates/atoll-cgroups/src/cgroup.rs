@@ -552,6 +552,17 @@ impl Cgroup {
     pub fn destroy(&self) -> Result<(), CgroupError> {
         let mut errors = Vec::new();
         for p in &self.places {
+            // The common case, a cgroup with no child cgroups and no tasks left: one rmdir. The
+            // walk below (a directory read per level) is for the rest: EBUSY means children or
+            // tasks still leaving, ENOTEMPTY should not happen on cgroupfs but is handled alike.
+            match std::fs::remove_dir(&p.dir) {
+                Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {}
+                // removed now, or already (a delete that stopped half-way): the parents next
+                _ => {
+                    remove_empty_atoll_parents(p);
+                    continue;
+                }
+            }
             match fs::subtree_deepest_first(&p.dir) {
                 Ok(dirs) => {
                     let mut all = true;

@@ -169,6 +169,12 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         }
         Err(e) => return Err(e),
     };
+    delete_locked(store, &saved, force)
+}
+
+/// `delete` once the container is locked and its state read (or still in memory: `run`).
+fn delete_locked(store: &Store, saved: &Saved, force: bool) -> Result<()> {
+    let id = saved.id.as_str();
     let status = saved.status();
     match status {
         // A create killed half-way is "creating" forever: deletable, it is what --force cleans.
@@ -185,10 +191,10 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         }
     }
     let mut errors = Vec::new();
-    let cg = cgroup_of(&saved).unwrap_or(None);
+    let cg = cgroup_of(saved).unwrap_or(None);
     tracing::debug!("delete: state loaded");
     if saved.init_alive() {
-        if let Err(e) = kill_and_wait(&saved, cg.as_ref()) {
+        if let Err(e) = kill_and_wait(saved, cg.as_ref()) {
             errors.push(e.to_string());
         }
     } else if let Some(cg) = &cg {
@@ -387,7 +393,9 @@ pub fn run(store: &Store, opts: &CreateOpts, detach: bool) -> Result<i32> {
         p.finish();
     }
     tracing::debug!(code, "run: container exited");
-    delete(store, &opts.id, true)?;
+    // The state this process created, still in memory: no need to read it back.
+    let _lock = store.lock(&opts.id)?;
+    delete_locked(store, &saved, true)?;
     tracing::debug!("run: deleted");
     Ok(code)
 }
