@@ -6,6 +6,10 @@
 #   bench/run.sh                 # everything, default iteration counts
 #   bench/run.sh --no-atoll      # peers only (e.g. while atoll does not build)
 #   bench/run.sh --quick         # small counts, to check the script itself
+#   bench/run.sh --v2-view       # hybrid host only: every runtime sees a pure cgroup v2 host (the
+#                                # cgroup2 hierarchy mounted over /sys/fs/cgroup in the benchmark's
+#                                # namespace). Its controllers stay bound to v1, so this measures
+#                                # the v2 code paths (CLONE_INTO_CGROUP) without controller costs.
 #   bench/run.sh --favordynmods  # with the cgroup "favordynmods" mount option on (docs/bench.md:
 #                                # it takes the kernel's RCU wait out of every runtime's cgroup
 #                                # move). HOST-WIDE; clearing it is not reliable (6.18 still
@@ -21,13 +25,15 @@ repo=$PWD
 
 use_atoll=1
 favordynmods=0
+v2_view=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-atoll) use_atoll=0 ;;
         --favordynmods) favordynmods=1 ;;
+        --v2-view) v2_view=1 ;;
         --quick) N_RUN=${N_RUN:-5} N_LIFECYCLE=${N_LIFECYCLE:-3} PARALLEL=${PARALLEL:-10}
                  ROUNDS=${ROUNDS:-2} N_RSS=${N_RSS:-3} WARMUP=${WARMUP:-1} ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -94,7 +100,12 @@ driver=(python3 "$repo/bench/driver.py" --work "$work" "${runtime_args[@]}")
 # there, which would otherwise land as plain files on the host's /sys/fs/cgroup tmpfs
 # (hidden under the real unified mount). The whole measurement loop runs inside ONE such
 # namespace, so no per-call wrapper cost is measured.
+# --v2-view instead mounts the cgroup2 hierarchy over /sys/fs/cgroup: a pure v2 host to all.
 ns_setup='
+    if [ "$ATOLL_BENCH_V2_VIEW" = 1 ]; then
+        mount -t cgroup2 atoll-bench-v2view /sys/fs/cgroup || exit 97
+        exec "$@"
+    fi
     if mountpoint -q /sys/fs/cgroup/unified 2>/dev/null &&
        [ "$(stat -fc %T /sys/fs/cgroup/unified)" = cgroup2fs ] &&
        [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then
@@ -182,6 +193,11 @@ json_out=$repo/bench/results/bench-$stamp.json
 cgmode=legacy
 if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then cgmode=unified
 elif mountpoint -q /sys/fs/cgroup/unified 2>/dev/null; then cgmode=hybrid; fi
+export ATOLL_BENCH_V2_VIEW=0
+if [ "$v2_view" = 1 ]; then
+    [ "$cgmode" = hybrid ] || { echo "--v2-view is for hybrid hosts (this one: $cgmode)" >&2; exit 1; }
+    export ATOLL_BENCH_V2_VIEW=1
+fi
 # favordynmods: the threadgroup rwsem that every cgroup move takes for writing stops being a
 # per-cpu rwsem, so a writer no longer waits for an RCU grace period (kernel >= 6.0). It is one
 # kernel-wide flag, set through whichever cgroup2 mount is remounted with the option.
@@ -207,13 +223,16 @@ meta=$(python3 -c 'import json,sys; print(json.dumps({"host_cgroup_mode": sys.ar
   "git_commit": sys.argv[2], "git_dirty": sys.argv[3] != "", "atoll_binary": sys.argv[4],
   "atoll_sha256": sys.argv[5], "config_variant": "no-ambient" if sys.argv[6] == "1" else "runc spec",
   "cgroup_favordynmods": sys.argv[7],
-  "measured_in": "one private mount namespace (unshare -m) for all runtimes; "
-  "on a hybrid host the cgroup2 mount at /sys/fs/cgroup/unified is replaced by a throwaway tmpfs"}))' "$cgmode" \
+  "measured_in": "one private mount namespace (unshare -m) for all runtimes; " + ("the cgroup2 "
+  "hierarchy mounted over /sys/fs/cgroup (--v2-view: a pure v2 host, controllers bound to v1)"
+  if sys.argv[8] == "1" else
+  "on a hybrid host the cgroup2 mount at /sys/fs/cgroup/unified is replaced by a throwaway tmpfs")}))' "$cgmode" \
   "$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
   "$(git -C "$repo" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null | head -1)" \
   "${atoll_src:-}" "$( [ -n "${atoll_src:-}" ] && sha256sum "$work/bin/atoll" | cut -c1-16)" \
-  "${NO_AMBIENT:-0}" "$fdm_state")
+  "${NO_AMBIENT:-0}" "$fdm_state" "$v2_view")
 
+[ "$v2_view" = 1 ] && echo "--v2-view: all runtimes see the cgroup2 hierarchy at /sys/fs/cgroup (controllers bound to v1)"
 echo "host cgroup mode: $cgmode; cgroup favordynmods: $fdm_state; work dir: $work; config: $( [ "${NO_AMBIENT:-0}" = 1 ] &&
     echo 'runc spec without process.capabilities.ambient (NO_AMBIENT=1)' || echo 'runc spec')"
 # in the background so that a signal to this script is handled at once (see cleanup)
