@@ -63,8 +63,23 @@ fn poststart(saved: &Saved) {
 }
 
 pub fn state(store: &Store, id: &str) -> Result<serde_json::Value> {
-    let saved = store.load(id)?;
-    Ok(saved.state_json(saved.status()))
+    match store.load(id) {
+        Ok(saved) => Ok(saved.state_json(saved.status())),
+        // Only the directory: a create still before its first save, or killed there. Shown as
+        // creating, so that whoever looks sees what `delete --force` has to clean.
+        Err(RuntimeError::NotFound(_)) if store.exists(id) => Ok(serde_json::json!({
+            "ociVersion": "1.2.0",
+            "id": id,
+            "pid": 0,
+            "status": Status::Creating.as_str(),
+            "bundle": "",
+            "rootfs": "",
+            "created": "",
+            "owner": "",
+            "annotations": {},
+        })),
+        Err(e) => Err(e),
+    }
 }
 
 /// Wait (up to 10 s) until the init has exec'd the user's process: its /proc/<pid>/exe stops

@@ -294,6 +294,15 @@ fn delete_force_cleans_up_after_create_killed_at_any_point() {
         std::thread::sleep(std::time::Duration::from_micros(step * 400));
         let _ = child.kill();
         let _ = child.wait();
+        // Whatever the kill left is visible: a state dir is listed (as "creating" if the
+        // create died before its first save), so whoever looks knows what to delete.
+        if b.root.join(&id).exists() {
+            let (_, list, _) = b.cmd(&["list", "-q"]);
+            assert!(
+                list.lines().any(|l| l == id),
+                "step {step}: {id} not listed: {list:?}"
+            );
+        }
         // Not existing is fine (killed before the state dir); anything else must succeed.
         let (code, _, err) = b.cmd(&["delete", "--force", &id]);
         assert!(
@@ -301,11 +310,16 @@ fn delete_force_cleans_up_after_create_killed_at_any_point() {
             "step {step}: {err}"
         );
         assert!(!b.root.join(&id).exists(), "step {step}: state dir left");
-        for h in ["memory", "pids", "freezer", "cpu", "devices"] {
-            let dir = std::path::Path::new("/sys/fs/cgroup")
-                .join(h)
-                .join("atoll")
-                .join(&id);
+        // Every hierarchy: the v1 ones, and cgroup2 (unified on a hybrid host, the root on v2).
+        let mut hierarchies: Vec<std::path::PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        hierarchies.push("/sys/fs/cgroup".into());
+        for h in hierarchies {
+            let dir = h.join("atoll").join(&id);
             assert!(!dir.exists(), "step {step}: cgroup {} left", dir.display());
         }
         // No process of the container survives (its init runs atoll with this id's bundle).

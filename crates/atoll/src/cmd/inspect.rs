@@ -10,8 +10,10 @@ use crate::cli::Format;
 pub fn list(store: &Store, format: Format, quiet: bool) -> Result<()> {
     let mut rows = Vec::new();
     for id in store.list()? {
-        let Ok(saved) = store.load(&id) else { continue };
-        rows.push(saved.state_json(saved.status()));
+        // gone meanwhile (a concurrent delete), or unreadable: `state ID` says why
+        if let Ok(row) = container::state(store, &id) {
+            rows.push(row);
+        }
     }
     if quiet {
         for r in &rows {
