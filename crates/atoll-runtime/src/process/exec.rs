@@ -1,9 +1,10 @@
 //! `exec`: a new process in a running container. A first child joins every namespace of the
 //! container's init at once through a pidfd (setns(pidfd, flags), atomic since Linux 5.8), then
-//! forks the process itself so that it lands in the container's pid namespace; the parent puts it
-//! in the container's cgroup before releasing it.
+//! forks the process itself so that it lands in the container's pid namespace, into the
+//! container's cgroup2 cgroup where there is one (CLONE_INTO_CGROUP); before it is released it
+//! joins each v1 hierarchy itself through fds the parent opened (no RCU grace period).
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use atoll_cgroups::Cgroup;
@@ -71,6 +72,26 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
         None,
     )
     .map_err(errno("socketpair(AF_UNIX, SOCK_SEQPACKET)"))?;
+    let cgroup = saved
+        .cgroup
+        .as_deref()
+        .map(Cgroup::from_saved)
+        .transpose()?;
+    // The container's cgroup2 directory, for stage 1 to clone the process straight into it:
+    // moving it there afterwards would wait for an RCU grace period (see atoll_cgroups::join_self).
+    let v2_dir = match cgroup.as_ref().and_then(|c| c.v2_dir()) {
+        Some(d) => Some(
+            rustix::fs::open(
+                d,
+                rustix::fs::OFlags::PATH
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(errno(format!("open {} for CLONE_INTO_CGROUP", d.display())))?,
+        ),
+        None => None,
+    };
     // Non-dumpable from here to execve (CVE-2019-5736): inherited by both children.
     nix::sys::prctl::set_dumpable(false).map_err(nix_errno("prctl(PR_SET_DUMPABLE, 0)"))?;
     let forward = crate::container::forwarded_signals();
@@ -84,6 +105,7 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
                 csock.as_fd(),
                 pidfd.as_fd(),
                 saved.ns_flags,
+                v2_dir.as_ref().map(|d| d.as_raw_fd()),
                 opts,
                 &caps,
                 seccomp.as_ref(),
@@ -92,7 +114,13 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
         Forked::Parent(first) => {
             drop(csock);
             let _ = nix::sys::prctl::set_dumpable(true);
-            let stage2 = protocol::recv(psock.as_fd());
+            let mut born_in_cgroup = false;
+            let stage2 = loop {
+                match protocol::recv(psock.as_fd()) {
+                    Ok(Some((Msg::BornInCgroup, _))) => born_in_cgroup = true,
+                    other => break other,
+                }
+            };
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(first), None);
             let pid = match stage2? {
                 Some((Msg::Stage2(p), _)) => p,
@@ -110,10 +138,17 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
                 );
                 e
             };
-            if let Some(cg) = &saved.cgroup {
-                Cgroup::from_saved(cg)
-                    .and_then(|c| c.add_task(pid))
-                    .map_err(|e| kill(e.into()))?;
+            // Into the container's cgroup before Go, so before it can exec: cgroup2 by pid
+            // unless it was born there; each v1 hierarchy by the process itself (JoinCgroup).
+            if let Some(cg) = &cgroup {
+                if !born_in_cgroup {
+                    cg.add_task_v2(pid).map_err(|e| kill(e.into()))?;
+                }
+                for (path, tasks) in cg.open_v1_tasks().map_err(|e| kill(e.into()))? {
+                    let path = path.to_string_lossy().into_owned();
+                    protocol::send(psock.as_fd(), &Msg::JoinCgroup(path), Some(tasks.as_fd()))
+                        .map_err(kill)?;
+                }
             }
             if !opts.detach {
                 forward
@@ -189,6 +224,7 @@ fn join_and_fork(
     sock: BorrowedFd<'_>,
     pidfd: BorrowedFd<'_>,
     ns_flags: u64,
+    cgroup_fd: Option<RawFd>,
     opts: &ExecOpts,
     caps: &CapSets,
     seccomp: Option<&atoll_seccomp::Filter>,
@@ -201,10 +237,20 @@ fn join_and_fork(
             nix::sched::CloneFlags::from_bits_retain(ns_flags as i32),
         )
         .map_err(nix_errno(format!("setns(pidfd of init, {ns_flags:#x})")))?;
-        match clone3(0, None).map_err(|e| RuntimeError::Sys {
-            op: "clone3 (exec stage 2)".into(),
-            source: e,
-        })? {
+        // Straight into the container's cgroup2 cgroup if the kernel lets us (it may not: a
+        // user namespace joined above can lack write access to it, or a v2 cgroup with
+        // children refuses processes); otherwise the parent moves it.
+        let (forked, born) = match cgroup_fd.map(|fd| clone3(0, Some(fd))) {
+            Some(Ok(f)) => (f, true),
+            _ => (
+                clone3(0, None).map_err(|e| RuntimeError::Sys {
+                    op: "clone3 (exec stage 2)".into(),
+                    source: e,
+                })?,
+                false,
+            ),
+        };
+        match forked {
             Forked::Child => {
                 let err = match process(sock, opts, caps, seccomp) {
                     Ok(p) => p.exec(),
@@ -213,7 +259,12 @@ fn join_and_fork(
                 let _ = protocol::send(sock, &Msg::Error(err.to_string()), None);
                 std::process::exit(127)
             }
-            Forked::Parent(p) => Ok(p),
+            Forked::Parent(p) => {
+                if born {
+                    protocol::send(sock, &Msg::BornInCgroup, None)?;
+                }
+                Ok(p)
+            }
         }
     })();
     match res {
@@ -235,7 +286,20 @@ fn process(
     seccomp: Option<&atoll_seccomp::Filter>,
 ) -> Result<Prepared> {
     super::init::close_inherited(opts.preserve_fds, &[std::os::fd::AsRawFd::as_raw_fd(&sock)])?;
-    protocol::expect(sock, &Msg::Go)?;
+    loop {
+        match protocol::recv(sock)? {
+            Some((Msg::JoinCgroup(path), Some(tasks))) => {
+                atoll_cgroups::join_self(std::path::Path::new(&path), tasks.as_fd())?;
+            }
+            Some((Msg::Go, _)) => break,
+            Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
+            other => {
+                return Err(RuntimeError::Other(format!(
+                    "exec sync: expected JoinCgroup or Go, got {other:?}"
+                )))
+            }
+        }
+    }
     let console: Option<OwnedFd> = if opts.process.terminal().unwrap_or(false) {
         let root = pathrs::Root::open("/")
             .map_err(|e| RuntimeError::Other(format!("open container root: {e}")))?;

@@ -37,6 +37,9 @@ pub enum Msg {
     Placed,
     /// Two-stage path: the pid (in the parent's pid namespace) of the real init.
     Stage2(i32),
+    /// exec, before Stage2: the process was cloned straight into the container's cgroup2
+    /// cgroup (CLONE_INTO_CGROUP), so the parent need not move it there.
+    BornInCgroup,
     /// Two-stage path: a new user namespace exists in this pid; write its id maps.
     NeedMaps(i32),
     MapsDone,
