@@ -286,20 +286,7 @@ fn process(
     seccomp: Option<&atoll_seccomp::Filter>,
 ) -> Result<Prepared> {
     super::init::close_inherited(opts.preserve_fds, &[std::os::fd::AsRawFd::as_raw_fd(&sock)])?;
-    loop {
-        match protocol::recv(sock)? {
-            Some((Msg::JoinCgroup(path), Some(tasks))) => {
-                atoll_cgroups::join_self(std::path::Path::new(&path), tasks.as_fd())?;
-            }
-            Some((Msg::Go, _)) => break,
-            Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
-            other => {
-                return Err(RuntimeError::Other(format!(
-                    "exec sync: expected JoinCgroup or Go, got {other:?}"
-                )))
-            }
-        }
-    }
+    protocol::join_cgroups_until(sock, &Msg::Go)?;
     let console: Option<OwnedFd> = if opts.process.terminal().unwrap_or(false) {
         let root = pathrs::Root::open("/")
             .map_err(|e| RuntimeError::Other(format!("open container root: {e}")))?;

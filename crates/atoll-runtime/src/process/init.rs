@@ -105,20 +105,7 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
         if placed.get() {
             return Ok(());
         }
-        loop {
-            match protocol::recv(sock)? {
-                Some((Msg::JoinCgroup(path), Some(tasks))) => {
-                    atoll_cgroups::join_self(Path::new(&path), tasks.as_fd())?;
-                }
-                Some((Msg::Placed, _)) => break,
-                Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
-                other => {
-                    return Err(RuntimeError::Other(format!(
-                        "init sync: expected JoinCgroup or Placed, got {other:?}"
-                    )))
-                }
-            }
-        }
+        protocol::join_cgroups_until(sock, &Msg::Placed)?;
         placed.set(true);
         if ctx.ns.creates(LinuxNamespaceType::Cgroup) {
             // A new cgroup namespace is rooted at the cgroup we are in now: ours.

@@ -21,7 +21,7 @@
 //! The two-stage path (joining existing namespaces) adds `Stage2(pid)` before Go.
 //! If the parent dies, init reads EOF (and has PDEATHSIG) and exits: nothing half-made survives.
 
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use serde::{Deserialize, Serialize};
 
@@ -87,6 +87,25 @@ pub fn recv(sock: BorrowedFd<'_>) -> Result<Option<(Msg, Option<OwnedFd>)>> {
     let msg = serde_json::from_slice(&buf[..len])
         .map_err(|e| RuntimeError::Other(format!("bad message on the init sync socket: {e}")))?;
     Ok(Some((msg, fd)))
+}
+
+/// Join the v1 hierarchies the parent sends (`JoinCgroup` + a `tasks` fd each, written "0" by
+/// us: atoll_cgroups::join_self) until `until` arrives; anything else is an error.
+pub fn join_cgroups_until(sock: BorrowedFd<'_>, until: &Msg) -> Result<()> {
+    loop {
+        match recv(sock)? {
+            Some((Msg::JoinCgroup(path), Some(tasks))) => {
+                atoll_cgroups::join_self(std::path::Path::new(&path), tasks.as_fd())?;
+            }
+            Some((ref m, _)) if m == until => return Ok(()),
+            Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
+            other => {
+                return Err(RuntimeError::Other(format!(
+                    "init sync: expected JoinCgroup or {until:?}, got {other:?}"
+                )))
+            }
+        }
+    }
 }
 
 /// Expect a specific message; anything else (or EOF) is an error naming what came instead.
