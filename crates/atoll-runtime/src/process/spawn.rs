@@ -184,8 +184,8 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     // Non-dumpable until exec: a container process can't open /proc/<init>/exe or ptrace us
     // while init still runs atoll's code (CVE-2019-5736). execve resets it.
     nix::sys::prctl::set_dumpable(false).map_err(nix_errno("prctl(PR_SET_DUMPABLE, 0)"))?;
-    // Born in its cgroup: no migration, so no wait for an RCU grace period. Elsewhere the parent
-    // moves it after Go.
+    // Born in its cgroup2 cgroup: no migration, so no wait for an RCU grace period. Otherwise
+    // (v1, or the two-stage path) it is placed after Go, see below.
     let v2_dir = if born_in_cgroup {
         Some(v2_cgroup_dir(guard.cgroup.as_ref().expect("set above"))?)
     } else {
