@@ -587,24 +587,15 @@ impl Cgroup {
     }
 }
 
-/// atoll's own top-level parents, kept like systemd's slices: the one place where a host
-/// limits all of atoll's containers (or all islands) at once, which removing them when empty
-/// would silently undo. Keeping them also spares every `run` an mkdir and an rmdir in every
-/// v1 hierarchy (about 0.3 ms each way here). A fixed, small set: they never accumulate.
-pub const KEPT_PARENTS: [&str; 2] = ["/atoll", "/atoll/islands"];
-
-/// The parents atoll made under its own name below the kept ones (`/atoll/islands/<project>`)
-/// go with their last child, so a host does not collect empty cgroup dirs. Parents of any
-/// other path (`/kubepods/...`, a systemd slice) belong to whoever made them and are never
-/// touched. A parent still in use fails rmdir (EBUSY/ENOTEMPTY) and stays; a `create` racing
-/// with this walks again (see `make_dirs`).
+/// The parents atoll made under its own name (`/atoll`, `/atoll/islands/<project>`) go with
+/// their last child, so nothing of atoll's stays in a hierarchy once its last container is
+/// gone. Parents of any other path (`/kubepods/...`, a systemd slice) belong to whoever made
+/// them and are never touched. A parent still in use fails rmdir (EBUSY/ENOTEMPTY) and stays;
+/// a `create` racing with this walks again (see `make_dirs`).
 fn remove_empty_atoll_parents(p: &Place) {
     let rel = Path::new(&p.rel);
     for (rel_dir, dir) in rel.ancestors().zip(p.dir.ancestors()).skip(1) {
-        if rel_dir == Path::new("/")
-            || !rel_dir.starts_with("/atoll")
-            || KEPT_PARENTS.iter().any(|k| rel_dir == Path::new(k))
-        {
+        if rel_dir == Path::new("/") || !rel_dir.starts_with("/atoll") {
             return;
         }
         if std::fs::remove_dir(dir).is_err() {

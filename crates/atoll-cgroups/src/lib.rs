@@ -27,7 +27,7 @@ pub mod stats;
 
 use std::path::PathBuf;
 
-pub use cgroup::{join_self, Cgroup, KEPT_PARENTS};
+pub use cgroup::{join_self, Cgroup};
 pub use error::{CgroupError, Errno};
 pub use layout::Mode;
 pub use oci_spec::runtime::LinuxResources;

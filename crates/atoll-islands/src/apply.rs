@@ -436,9 +436,8 @@ fn kill_stragglers(state_dir: &Path) {
 }
 
 /// The runtime removes each island's own cgroup; the project's parent dirs
-/// (`atoll/islands/<name>`) are removed here, in every hierarchy that has them. `atoll` and
-/// `atoll/islands` stay, as the runtime keeps them (atoll_cgroups::KEPT_PARENTS: a host's
-/// limit on all islands lives there).
+/// (`atoll/islands/<name>`) are removed here, in every hierarchy that has them, and
+/// `atoll/islands` and `atoll` with them when nothing else is left in them.
 fn remove_cgroup_parents(name: &str, errs: &mut Vec<String>) {
     let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
     if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
@@ -450,6 +449,10 @@ fn remove_cgroup_parents(name: &str, errs: &mut Vec<String>) {
             if let Err(e) = std::fs::remove_dir(&d) {
                 errs.push(format!("rmdir {}: {e}", d.display()));
             }
+        }
+        for shared in ["atoll/islands", "atoll"] {
+            // EBUSY/ENOTEMPTY: another project or container still uses it; that is its to remove.
+            let _in_use_is_fine = std::fs::remove_dir(r.join(shared));
         }
     }
 }
