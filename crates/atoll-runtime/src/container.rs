@@ -180,7 +180,9 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         Ok(s) => s,
         Err(RuntimeError::NotFound(_)) | Err(RuntimeError::State { .. }) if force => {
             // A create killed before it saved anything: only the directory is there.
-            return store.remove(id);
+            store.remove(id)?;
+            store.drop_cache_if_unused();
+            return Ok(());
         }
         Err(e) => return Err(e),
     };
@@ -240,6 +242,7 @@ fn delete_locked(store: &Store, saved: &Saved, force: bool) -> Result<()> {
     if let Err(e) = store.remove(id) {
         errors.push(e.to_string());
     }
+    store.drop_cache_if_unused();
     if errors.is_empty() {
         Ok(())
     } else {

@@ -169,6 +169,31 @@ impl Store {
         }
     }
 
+    /// The compiled seccomp filters of this root's containers (atoll_seccomp's cache).
+    pub fn seccomp_cache(&self) -> PathBuf {
+        self.root.join(".cache/seccomp")
+    }
+
+    /// Remove the seccomp cache once no container is left under this root: it serves the
+    /// creates of a working host, and nothing of atoll's should outlive its last container.
+    /// A create racing with this already holds its filter, or compiles it again.
+    pub fn drop_cache_if_unused(&self) {
+        let Ok(rd) = fs::read_dir(&self.root) else {
+            return;
+        };
+        let mut cache = false;
+        for entry in rd.flatten() {
+            if entry.file_name() == ".cache" {
+                cache = true;
+            } else {
+                return;
+            }
+        }
+        if cache {
+            let _gone_or_racing_is_fine = fs::remove_dir_all(self.root.join(".cache"));
+        }
+    }
+
     /// Ids of every container directory, sorted.
     pub fn list(&self) -> Result<Vec<String>> {
         let mut ids = Vec::new();

@@ -106,6 +106,24 @@ fn seccomp_errno_is_what_the_profile_says() {
     );
     let out = b.sh("grep Seccomp: /proc/self/status");
     assert!(out.contains('2'), "filter mode: {out}");
+    // The compiled filter is cached while a container of this root lives, and the cache goes
+    // with the last one: nothing of atoll's outlives its containers.
+    let cache = b.root.join(".cache");
+    assert!(!cache.exists(), "cache left after the last container");
+    b.set_args(&["sleep", "100"]);
+    let id = b.id("cached");
+    let (code, err) = b.create(&id, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        cache.join("seccomp").is_dir(),
+        "no cache while a container lives"
+    );
+    let (code, _, err) = b.cmd(&["delete", "--force", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !cache.exists(),
+        "cache left after delete of the last container"
+    );
 }
 
 #[test]

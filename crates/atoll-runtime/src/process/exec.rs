@@ -52,7 +52,7 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
     {
         Some(s) => Some(atoll_seccomp::Filter::compile_cached(
             s,
-            &store.root().join(".cache/seccomp"),
+            &store.seccomp_cache(),
         )?),
         None => None,
     };

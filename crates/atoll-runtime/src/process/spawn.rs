@@ -64,7 +64,7 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(s) => Some(atoll_seccomp::Filter::compile_cached(
             s,
-            &store.root().join(".cache/seccomp"),
+            &store.seccomp_cache(),
         )?),
         None => None,
     };
@@ -598,5 +598,6 @@ impl Drop for Cleanup<'_> {
         if let Err(e) = self.store.remove(self.id) {
             tracing::warn!("cleanup after failed create: {e}");
         }
+        self.store.drop_cache_if_unused();
     }
 }
