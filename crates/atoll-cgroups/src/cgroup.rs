@@ -257,6 +257,23 @@ impl Cgroup {
         self.unified().map(|p| p.dir.as_path())
     }
 
+    /// [`Cgroup::v2_dir`] opened (O_PATH, O_CLOEXEC) for clone3's CLONE_INTO_CGROUP.
+    pub fn open_v2_dir(&self) -> Result<Option<OwnedFd>, CgroupError> {
+        let Some(dir) = self.v2_dir() else {
+            return Ok(None);
+        };
+        rustix::fs::open(
+            dir,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map(Some)
+        .map_err(|e| CgroupError::Open {
+            path: dir.to_path_buf(),
+            errno: Errno::of(&e.into()),
+        })
+    }
+
     /// Writes `pid` to cgroup.procs in the cgroup2 hierarchy only, if this cgroup has a place
     /// there (the v1 ones are joined with `open_v1_tasks` + `join_self`).
     pub fn add_task_v2(&self, pid: i32) -> Result<(), CgroupError> {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{CgroupError, Errno};
 
 pub(crate) fn read(path: &Path) -> Result<String, CgroupError> {
-    read_pseudo(path).map_err(|e| CgroupError::Read {
+    atoll_sys::pseudofs::read(path).map_err(|e| CgroupError::Read {
         path: path.to_path_buf(),
         errno: Errno::of(&e),
     })
@@ -14,17 +14,7 @@ pub(crate) fn read(path: &Path) -> Result<String, CgroupError> {
 
 /// Reads a file that may be absent on this kernel or configuration.
 pub(crate) fn read_opt(path: &Path) -> Option<String> {
-    read_pseudo(path).ok()
-}
-
-/// cgroupfs and procfs files report a size of 0, so `std::fs::read_to_string` starts with a
-/// 32-byte probe and doubles: 5 to 8 read(2) calls for a 1 KiB file. With 4 KiB of room from
-/// the start it takes two (the data, then end of file).
-pub(crate) fn read_pseudo(path: &Path) -> std::io::Result<String> {
-    use std::io::Read as _;
-    let mut text = String::with_capacity(4096);
-    std::fs::File::open(path)?.read_to_string(&mut text)?;
-    Ok(text)
+    atoll_sys::pseudofs::read(path).ok()
 }
 
 pub(crate) fn read_u64(path: &Path) -> Option<u64> {

@@ -195,12 +195,11 @@ pub(crate) fn own_cgroup<'a>(own: &'a BTreeMap<String, String>, mount: &Mount) -
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
 fn detect() -> Result<Layout, CgroupError> {
-    let text = crate::fs::read_pseudo(Path::new("/proc/self/mountinfo")).map_err(|e| {
-        CgroupError::Read {
+    let text =
+        atoll_sys::pseudofs::read("/proc/self/mountinfo").map_err(|e| CgroupError::Read {
             path: "/proc/self/mountinfo".into(),
             errno: crate::error::Errno::of(&e),
-        }
-    })?;
+        })?;
     let v2_root = rustix::fs::statfs("/sys/fs/cgroup")
         // f_type is i64 here but a narrower type on other architectures.
         .map(|s| {

@@ -67,17 +67,13 @@ pub fn state(store: &Store, id: &str) -> Result<serde_json::Value> {
         Ok(saved) => Ok(saved.state_json(saved.status())),
         // Only the directory: a create still before its first save, or killed there. Shown as
         // creating, so that whoever looks sees what `delete --force` has to clean.
-        Err(RuntimeError::NotFound(_)) if store.exists(id) => Ok(serde_json::json!({
-            "ociVersion": "1.2.0",
-            "id": id,
-            "pid": 0,
-            "status": Status::Creating.as_str(),
-            "bundle": "",
-            "rootfs": "",
-            "created": "",
-            "owner": "",
-            "annotations": {},
-        })),
+        Err(RuntimeError::NotFound(_)) if store.exists(id) => {
+            let bare = Saved {
+                id: id.to_string(),
+                ..Saved::default()
+            };
+            Ok(bare.state_json(Status::Creating))
+        }
         Err(e) => Err(e),
     }
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{sys, Result, RuntimeError};
 
 /// What atoll remembers about one container between commands.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Saved {
     pub id: String,
     pub bundle: PathBuf,
@@ -230,27 +230,15 @@ pub fn check_id(id: &str) -> Result<()> {
 
 /// Field 22 (starttime) of /proc/<pid>/stat, or None if the process is gone.
 pub fn pid_start_time(pid: i32) -> Option<u64> {
-    let stat = read_proc_stat(pid)?;
+    let stat = atoll_sys::pseudofs::read(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split(' ').nth(19)?.parse().ok()
 }
 
-/// /proc/<pid>/stat in one read(2) (std's read_to_string would probe 32 bytes first: its size
-/// is reported as 0).
-fn read_proc_stat(pid: i32) -> Option<String> {
-    use std::io::Read as _;
-    let mut stat = String::with_capacity(1024);
-    fs::File::open(format!("/proc/{pid}/stat"))
-        .ok()?
-        .read_to_string(&mut stat)
-        .ok()?;
-    Some(stat)
-}
-
 /// The process state letter (field 3) of /proc/<pid>/stat.
 pub fn pid_state(pid: i32) -> Option<char> {
-    let stat = read_proc_stat(pid)?;
+    let stat = atoll_sys::pseudofs::read(format!("/proc/{pid}/stat")).ok()?;
     stat[stat.rfind(')')? + 2..].chars().next()
 }
 

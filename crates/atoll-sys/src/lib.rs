@@ -2,12 +2,14 @@
 //!
 //! Each wrapper keeps the syscall's name (for grep) and says, in a SAFETY note, which invariant makes
 //! the call sound: pointer lifetimes, fd ownership, or the single-threaded state it relies on.
+//! Beside them, two small safe helpers every crate shares: `time` and `pseudofs`.
 
 pub mod bpf;
 pub mod mount;
 pub mod netlink;
 pub mod nsfs;
 pub mod process;
+pub mod pseudofs;
 pub mod seccomp;
 pub mod socket;
 pub mod time;

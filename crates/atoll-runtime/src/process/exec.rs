@@ -79,17 +79,8 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
         .transpose()?;
     // The container's cgroup2 directory, for stage 1 to clone the process straight into it:
     // moving it there afterwards would wait for an RCU grace period (see atoll_cgroups::join_self).
-    let v2_dir = match cgroup.as_ref().and_then(|c| c.v2_dir()) {
-        Some(d) => Some(
-            rustix::fs::open(
-                d,
-                rustix::fs::OFlags::PATH
-                    | rustix::fs::OFlags::DIRECTORY
-                    | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )
-            .map_err(errno(format!("open {} for CLONE_INTO_CGROUP", d.display())))?,
-        ),
+    let v2_dir = match &cgroup {
+        Some(c) => c.open_v2_dir()?,
         None => None,
     };
     // Non-dumpable from here to execve (CVE-2019-5736): inherited by both children.

@@ -187,7 +187,7 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     // Born in its cgroup2 cgroup: no migration, so no wait for an RCU grace period. Otherwise
     // (v1, or the two-stage path) it is placed after Go, see below.
     let v2_dir = if born_in_cgroup {
-        Some(v2_cgroup_dir(guard.cgroup.as_ref().expect("set above"))?)
+        guard.cgroup.as_ref().expect("set above").open_v2_dir()?
     } else {
         None
     };
@@ -321,20 +321,6 @@ fn spawn_init(
             Ok(init_pid.expect("loop ends with a pid"))
         }
     }
-}
-
-/// The container's cgroup2 directory, opened for CLONE_INTO_CGROUP.
-fn v2_cgroup_dir(cg: &Cgroup) -> Result<OwnedFd> {
-    let dir = cg.v2_dir().expect("born_in_cgroup: a cgroup2 place exists");
-    rustix::fs::open(
-        dir,
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(errno(format!(
-        "open {} for CLONE_INTO_CGROUP",
-        dir.display()
-    )))
 }
 
 /// One clone3 does it all unless namespaces must be joined first or a time namespace made.
