@@ -156,7 +156,8 @@ impl Rootfs {
         })
     }
 
-    /// Look `path` up inside the rootfs: an O_PATH fd, or None if it does not exist.
+    /// Look `path` up inside the rootfs: an O_PATH fd, or None if it does not exist (ENOENT, or
+    /// ENOTDIR: a component on the way is not a directory).
     ///
     /// This is the resolution pathrs itself uses on kernels with openat2: one openat2 with
     /// RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, so the kernel keeps every component, `..` and
@@ -174,7 +175,7 @@ impl Rootfs {
         for _ in 0..16 {
             match rustix::fs::openat2(&self.root, path, flags, Mode::empty(), resolve) {
                 Ok(fd) => return Ok(Some(fd)),
-                Err(rustix::io::Errno::NOENT) => return Ok(None),
+                Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => return Ok(None),
                 Err(rustix::io::Errno::AGAIN) => continue,
                 Err(rustix::io::Errno::NOSYS) => break,
                 Err(e) => {
@@ -191,7 +192,14 @@ impl Rootfs {
         };
         match found {
             Ok(h) => Ok(Some(h.into())),
-            Err(e) if e.kind() == pathrs::error::ErrorKind::OsError(Some(libc::ENOENT)) => Ok(None),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    pathrs::error::ErrorKind::OsError(Some(libc::ENOENT | libc::ENOTDIR))
+                ) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(pathrs_err(format!(
                 "resolve {} in the rootfs",
                 path.display()
@@ -620,7 +628,9 @@ impl Rootfs {
     /// directories. A path that does not exist is skipped (runtime-spec).
     pub fn mask(&self, paths: &[String]) -> Result<()> {
         for p in paths {
-            let Ok(Some(target)) = self.lookup(Path::new(p), true) else {
+            // A path the image lacks is skipped (runtime-spec); any other error is one: a path
+            // the config asks to hide must not stay visible quietly.
+            let Some(target) = self.lookup(Path::new(p), true)? else {
                 continue;
             };
             let st = rustix::fs::fstat(&target).map_err(errno(format!("fstat masked path {p}")))?;
@@ -655,7 +665,9 @@ impl Rootfs {
     /// readonlyPaths: clone the mount at each path and set it read-only (recursively).
     pub fn readonly(&self, paths: &[String]) -> Result<()> {
         for p in paths {
-            let Ok(Some(target)) = self.lookup(Path::new(p), true) else {
+            // A path the image lacks is skipped (runtime-spec); any other error is one: a path
+            // the config asks to hide must not stay visible quietly.
+            let Some(target) = self.lookup(Path::new(p), true)? else {
                 continue;
             };
             let mnt = open_tree(

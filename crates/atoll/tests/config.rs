@@ -164,6 +164,27 @@ fn masked_and_readonly_paths() {
     );
 }
 
+/// A masked path the image lacks is skipped (runtime-spec); one that cannot be resolved (here a
+/// symlink loop in the image) is an error naming the path, not a path left visible.
+#[test]
+fn masked_path_that_cannot_be_resolved_is_an_error() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("maskloop");
+    std::os::unix::fs::symlink("/loop", b.rootfs().join("loop")).unwrap();
+    b.config["linux"]["maskedPaths"] = serde_json::json!(["/no/such/path", "/loop/secret"]);
+    b.set_args(&["true"]);
+    let (code, _, err) = b.run("maskloop");
+    assert_ne!(
+        code, 0,
+        "a masked path that cannot be resolved must fail: {err}"
+    );
+    assert!(err.contains("/loop/secret"), "{err}");
+    let (_, list, _) = b.cmd(&["list", "-q"]);
+    assert!(list.trim().is_empty(), "left behind: {list}");
+}
+
 #[test]
 fn hostname_env_cwd_rlimits_umask() {
     if !can_run() {
