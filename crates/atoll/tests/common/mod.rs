@@ -119,7 +119,12 @@ impl Bundle {
     }
 
     pub fn id(&mut self, name: &str) -> String {
-        let id = format!("{name}-{}", COUNTER.fetch_add(1, Ordering::SeqCst));
+        // The pid keeps ids (and so cgroup paths /atoll/<id>) apart between test binaries.
+        let id = format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
         self.ids.push(id.clone());
         id
     }
