@@ -1,5 +1,7 @@
 //! One error type for every cgroup operation: each variant names the operation, the file and the
 //! value involved, and keeps the errno typed.
+//! A cause is printed once: a wrapped error is the variant's #[source] and the message does not
+//! repeat it; an errno kept as a plain field is shown by name in the message and is no source.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -71,36 +73,19 @@ impl std::error::Error for Errno {}
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     #[error("read {path:?}: {errno}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        errno: Errno,
-    },
+    Read { path: PathBuf, errno: Errno },
     #[error("write {value:?} to {path:?}: {errno}")]
     Write {
         path: PathBuf,
         value: String,
-        #[source]
         errno: Errno,
     },
     #[error("mkdir {path:?}: {errno}")]
-    Mkdir {
-        path: PathBuf,
-        #[source]
-        errno: Errno,
-    },
+    Mkdir { path: PathBuf, errno: Errno },
     #[error("rmdir {path:?}: {errno}")]
-    Rmdir {
-        path: PathBuf,
-        #[source]
-        errno: Errno,
-    },
+    Rmdir { path: PathBuf, errno: Errno },
     #[error("open {path:?}: {errno}")]
-    Open {
-        path: PathBuf,
-        #[source]
-        errno: Errno,
-    },
+    Open { path: PathBuf, errno: Errno },
     #[error("parse {path:?}: unexpected content {content:?}")]
     Parse { path: PathBuf, content: String },
     #[error("{field}: no cgroup v1 hierarchy is mounted for controller {controller:?}")]

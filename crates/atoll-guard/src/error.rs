@@ -1,4 +1,6 @@
 //! The one error type of the guard: each variant names the step and what it worked on.
+//! A cause is printed once: a wrapped error is the variant's #[source] and the message does not
+//! repeat it; an errno kept as a plain field is shown by name in the message and is no source.
 
 use std::path::PathBuf;
 
@@ -8,7 +10,7 @@ pub enum GuardError {
     #[error("{field}: {msg}")]
     Policy { field: String, msg: String },
     /// A file or socket step (bind, open the alert log, read /proc/<pid>/ns/...).
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}")]
     Io {
         op: &'static str,
         path: PathBuf,
@@ -16,7 +18,7 @@ pub enum GuardError {
         source: std::io::Error,
     },
     /// A syscall without a path (epoll, accept, pidfd_open ...).
-    #[error("{op}: {source}")]
+    #[error("{op}")]
     Sys {
         op: String,
         #[source]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use atoll_net::{firewall, netns, p2p};
+use atoll_runtime::error::report;
 use atoll_runtime::{container, Store};
 
 use crate::bundle;
@@ -357,28 +358,28 @@ fn remove_project(dir: &Path, runtime_root: &Path, name: &str, group: Option<u32
     for id in store.list().unwrap_or_default() {
         if id.starts_with(&prefix) {
             if let Err(e) = container::delete(&store, &id, true) {
-                errs.push(format!("delete container {id}: {e}"));
+                errs.push(format!("delete container {id}: {}", report(&e)));
             }
         }
     }
     if let Err(e) = crate::guard::stop(dir) {
-        errs.push(format!("stop the guard: {e}"));
+        errs.push(format!("stop the guard: {}", report(&e)));
     }
     if let Some(g) = group {
         if let Err(e) = p2p::delete_group(g) {
-            errs.push(format!("delete links (group {g:#x}): {e}"));
+            errs.push(format!("delete links (group {g:#x}): {}", report(&e)));
         }
     }
     if let Ok(rd) = std::fs::read_dir(dir.join("netns")) {
         for e in rd.flatten() {
             if let Err(e) = netns::remove(&e.path()) {
-                errs.push(format!("remove netns: {e}"));
+                errs.push(format!("remove netns: {}", report(&e)));
             }
         }
     }
     let table = plan::table_name(name);
     if let Err(e) = firewall::delete(&table) {
-        errs.push(format!("nft delete table inet {table}: {e}"));
+        errs.push(format!("nft delete table inet {table}: {}", report(&e)));
     }
     remove_cgroup_parents(name, &mut errs);
     if dir.exists() {

@@ -1,4 +1,6 @@
 //! Errors: a bad file names its line and field; a failed step names what it touched.
+//! A cause is printed once: a wrapped error is the variant's #[source] and the message does not
+//! repeat it; an errno kept as a plain field is shown by name in the message and is no source.
 
 use std::path::PathBuf;
 
@@ -30,19 +32,19 @@ impl std::fmt::Display for FileError {
 pub enum IslandsError {
     #[error(transparent)]
     File(#[from] FileError),
-    #[error("{op}: {source}")]
+    #[error("{op}")]
     Io {
         op: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("{op}: {source}")]
+    #[error("{op}")]
     Net {
         op: String,
         #[source]
         source: atoll_net::NetError,
     },
-    #[error("island {island}: {source}")]
+    #[error("island {island}")]
     Runtime {
         island: String,
         #[source]

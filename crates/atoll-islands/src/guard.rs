@@ -107,7 +107,7 @@ pub fn profile(plan: &Plan, island: &IslandPlan) -> Result<serde_json::Value> {
     let sc = atoll_guard::attach_listener(Some(base), &socket(plan), &policy).map_err(|e| {
         IslandsError::Island {
             island: island.spec.name.clone(),
-            msg: format!("guard: {e}"),
+            msg: format!("guard: {}", atoll_runtime::error::report(&e)),
         }
     })?;
     Ok(serde_json::to_value(sc).expect("seccomp serialises"))

@@ -1,5 +1,7 @@
 //! One error type per domain: `NetlinkError` for rtnetlink requests, `NetError` for the rest
 //! (namespaces, sysctls, the nft process). Every variant names the operation and its operand.
+//! A cause is printed once: a wrapped error is the variant's #[source] and the message does not
+//! repeat it; an errno kept as a plain field is shown by name in the message and is no source.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -45,7 +47,7 @@ pub enum NetError {
         errno: Errno,
     },
     /// A file operation on a namespace path (directory creation, unlink).
-    #[error("{op} {path:?}: {source}")]
+    #[error("{op} {path:?}")]
     NetnsFile {
         op: &'static str,
         path: PathBuf,
@@ -62,7 +64,7 @@ pub enum NetError {
     #[error("setns into {target}: {}", ErrnoName(*errno))]
     Setns { target: String, errno: Errno },
     /// A write under /proc/sys/net, done from inside `netns`.
-    #[error("write {value:?} to /proc/{key} in {netns}: {source}")]
+    #[error("write {value:?} to /proc/{key} in {netns}")]
     Sysctl {
         key: String,
         value: String,
@@ -84,8 +86,21 @@ pub enum NetError {
         detail: String,
     },
     /// A plan or teardown that failed in several places; teardown never stops at the first.
-    #[error("{} errors, first: {}", .0.len(), .0[0])]
+    #[error("{} errors, first: {}", .0.len(), with_causes(&.0[0]))]
     Many(Vec<NetError>),
+}
+
+/// An error and its causes on one line ("write ... in db: Permission denied"): the variants
+/// above return their cause from `source()` and do not print it themselves.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
 }
 
 /// " in <netns>" for an island's socket, nothing for the host's.

@@ -208,7 +208,7 @@ fn delete_locked(store: &Store, saved: &Saved, force: bool) -> Result<()> {
     tracing::debug!("delete: state loaded");
     if saved.init_alive() {
         if let Err(e) = kill_and_wait(saved, cg.as_ref()) {
-            errors.push(e.to_string());
+            errors.push(crate::error::report(&e));
         }
     } else if let Some(cg) = &cg {
         // Init is gone but exec'd processes may be left in the cgroup (its pid namespace died
@@ -232,11 +232,11 @@ fn delete_locked(store: &Store, saved: &Saved, force: bool) -> Result<()> {
     tracing::debug!("delete: processes gone, hooks run");
     if let Some(cg) = &cg {
         if let Err(e) = cg.destroy() {
-            errors.push(e.to_string());
+            errors.push(crate::error::report(&e));
         }
     }
     if let Err(e) = store.remove(id) {
-        errors.push(e.to_string());
+        errors.push(crate::error::report(&e));
     }
     store.drop_cache_if_unused();
     if errors.is_empty() {

@@ -9,13 +9,26 @@ use std::time::{Duration, Instant};
 
 use oci_spec::runtime::Hook;
 
-use crate::error::{Result, RuntimeError};
+use crate::error::{report, Result, RuntimeError};
+
+/// Why one hook failed; [`RuntimeError::Hook`] names which hook.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    #[error("cannot start")]
+    Start(#[source] std::io::Error),
+    #[error("wait")]
+    Wait(#[source] std::io::Error),
+    #[error("failed: {0}")]
+    Failed(std::process::ExitStatus),
+    #[error("timed out after {0}s")]
+    TimedOut(i64),
+}
 
 /// Run poststart/poststop hooks: a failure is a warning and the rest still run (runtime-spec).
 pub fn run_all_warn(kind: &'static str, hooks: &[Hook], state: &str) {
     for (i, h) in hooks.iter().enumerate() {
         if let Err(e) = run_one(kind, i, h, state) {
-            tracing::warn!("{e}");
+            tracing::warn!("{}", report(&e));
         }
     }
 }
@@ -28,11 +41,11 @@ pub fn run_all(kind: &'static str, hooks: &[Hook], state: &str) -> Result<()> {
 }
 
 fn run_one(kind: &'static str, index: usize, h: &Hook, state: &str) -> Result<()> {
-    let err = |msg: String| RuntimeError::Hook {
+    let err = |source: HookError| RuntimeError::Hook {
         kind,
         index,
         path: h.path().clone(),
-        msg,
+        source,
     };
     let mut cmd = Command::new(h.path());
     if let Some(args) = h.args() {
@@ -47,7 +60,7 @@ fn run_one(kind: &'static str, index: usize, h: &Hook, state: &str) -> Result<()
         }
     }
     cmd.stdin(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| err(format!("cannot start: {e}")))?;
+    let mut child = cmd.spawn().map_err(|e| err(HookError::Start(e)))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook that does not read its stdin is fine: ignore EPIPE.
         let _hook_may_ignore_stdin = stdin.write_all(state.as_bytes());
@@ -57,27 +70,24 @@ fn run_one(kind: &'static str, index: usize, h: &Hook, state: &str) -> Result<()
         .filter(|t| *t > 0)
         .map(|t| Instant::now() + Duration::from_secs(t as u64));
     if deadline.is_none() {
-        let status = child.wait().map_err(|e| err(format!("wait: {e}")))?;
+        let status = child.wait().map_err(|e| err(HookError::Wait(e)))?;
         return if status.success() {
             Ok(())
         } else {
-            Err(err(format!("failed: {status}")))
+            Err(err(HookError::Failed(status)))
         };
     }
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => return Err(err(format!("failed: {status}"))),
+            Ok(Some(status)) => return Err(err(HookError::Failed(status))),
             Ok(None) => {}
-            Err(e) => return Err(err(format!("wait: {e}"))),
+            Err(e) => return Err(err(HookError::Wait(e))),
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             let _already_dead_is_fine = child.kill();
             let _reap = child.wait();
-            return Err(err(format!(
-                "timed out after {}s",
-                h.timeout().unwrap_or(0)
-            )));
+            return Err(err(HookError::TimedOut(h.timeout().unwrap_or(0))));
         }
         std::thread::sleep(Duration::from_millis(2));
     }

@@ -4,10 +4,10 @@
 use std::collections::HashSet;
 use std::str::FromStr;
 
-use caps::{CapSet, Capability};
+use caps::Capability;
 use oci_spec::runtime::{LinuxCapabilities, LinuxIdMapping, PosixRlimit, Process};
 
-use crate::error::{field, nix_errno, Result, RuntimeError};
+use crate::error::{errno, field, nix_errno, Result};
 
 /// "0 100000 65536\n..." as /proc/<pid>/uid_map wants it.
 pub fn id_map_text(maps: &[LinuxIdMapping]) -> String {
@@ -75,65 +75,82 @@ impl CapSets {
 
     /// Drop everything not in the bounding set. Needs CAP_SETPCAP: call before changing uid.
     pub fn apply_bounding(&self) -> Result<()> {
-        let last = caps::runtime::thread_all_supported();
-        for cap in last {
+        for cap in caps::runtime::thread_all_supported() {
             if !self.bounding.contains(&cap) {
-                caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
-                    RuntimeError::Other(format!("prctl(PR_CAPBSET_DROP, {cap}): {e}"))
-                })?;
+                rustix::thread::remove_capability_from_bounding_set(cap_bit(cap))
+                    .map_err(errno(format!("prctl(PR_CAPBSET_DROP, {cap})")))?;
             }
         }
         Ok(())
     }
 
-    /// Set inheritable, effective, permitted, then raise ambient. Called after the uid change
-    /// (with PR_SET_KEEPCAPS the permitted set survived it). Inheritable stays exactly as asked:
-    /// empty unless the config names caps (CVE-2022-29162).
+    /// Set inheritable, effective and permitted in one capset(2), then raise ambient. Called
+    /// after the uid change (with PR_SET_KEEPCAPS the permitted set survived it). Inheritable
+    /// stays exactly as asked: empty unless the config names caps (CVE-2022-29162).
     pub fn apply_sets(&self) -> Result<()> {
-        let set = |which: CapSet, v: &HashSet<Capability>, n: &str| {
-            caps::set(None, which, v)
-                .map_err(|e| RuntimeError::Other(format!("capset {n} {:?}: {e}", names(v))))
-        };
         // A cap the runtime itself does not hold (not in its permitted or bounding set) cannot be
         // granted: leave it out, as runc does, instead of failing the whole container.
-        let held = caps::read(None, CapSet::Permitted)
-            .map_err(|e| RuntimeError::Other(format!("read permitted caps: {e}")))?;
-        let bounding = caps::read(None, CapSet::Bounding)
-            .map_err(|e| RuntimeError::Other(format!("read bounding caps: {e}")))?;
-        let within = |v: &HashSet<Capability>,
-                      limit: &HashSet<Capability>|
-         -> HashSet<Capability> { v.intersection(limit).copied().collect() };
-        let inheritable = within(&self.inheritable, &bounding);
-        // Each capset must keep effective within permitted: shrink effective before permitted.
-        set(CapSet::Inheritable, &inheritable, "inheritable")?;
-        set(
-            CapSet::Effective,
-            &within(&self.effective, &held),
-            "effective",
-        )?;
-        set(
-            CapSet::Permitted,
-            &within(&self.permitted, &held),
-            "permitted",
-        )?;
-        caps::clear(None, CapSet::Ambient)
-            .map_err(|e| RuntimeError::Other(format!("clear ambient caps: {e}")))?;
+        let held = rustix::thread::capabilities(None)
+            .map_err(errno("capget"))?
+            .permitted;
+        let mut bounding = rustix::thread::CapabilitySet::empty();
+        for cap in caps::runtime::thread_all_supported() {
+            if rustix::thread::capability_is_in_bounding_set(cap_bit(cap))
+                .map_err(errno(format!("prctl(PR_CAPBSET_READ, {cap})")))?
+            {
+                bounding |= cap_bit(cap);
+            }
+        }
+        let inheritable = cap_set(&self.inheritable) & bounding;
+        let permitted = cap_set(&self.permitted) & held;
+        // capset(2) checks the three sets together: effective within the new permitted,
+        // permitted within the old one, inheritable within bounding (with CAP_SETPCAP).
+        let sets = rustix::thread::CapabilitySets {
+            effective: cap_set(&self.effective) & held,
+            permitted,
+            inheritable,
+        };
+        rustix::thread::set_capabilities(None, sets).map_err(errno(format!(
+            "capset effective {:?} permitted {:?} inheritable {:?}",
+            names(&from_bits(sets.effective)),
+            names(&from_bits(sets.permitted)),
+            names(&from_bits(sets.inheritable)),
+        )))?;
+        rustix::thread::clear_ambient_capability_set()
+            .map_err(errno("prctl(PR_CAP_AMBIENT_CLEAR_ALL)"))?;
         for cap in &self.ambient {
             // The kernel raises an ambient cap only if it is permitted and inheritable. Configs
             // from `runc spec` list ambient caps without inheritable ones and runc runs them,
             // skipping what cannot be raised: do the same, and say so.
-            if !inheritable.contains(cap) || !self.permitted.contains(cap) || !held.contains(cap) {
+            let bit = cap_bit(*cap);
+            if !inheritable.contains(bit) || !permitted.contains(bit) {
                 tracing::debug!("process.capabilities.ambient: {cap} is not in inheritable and permitted; not raised");
                 continue;
             }
-            caps::raise(None, CapSet::Ambient, *cap).map_err(|e| {
-                RuntimeError::Other(format!(
-                    "raise ambient {cap} (it must be in permitted and inheritable): {e}"
-                ))
-            })?;
+            rustix::thread::configure_capability_in_ambient_set(bit, true)
+                .map_err(errno(format!("prctl(PR_CAP_AMBIENT_RAISE, {cap})")))?;
         }
         Ok(())
     }
+}
+
+/// The capability as the one-bit set rustix's capget/capset/prctl wrappers take.
+fn cap_bit(cap: Capability) -> rustix::thread::CapabilitySet {
+    rustix::thread::CapabilitySet::from_bits_retain(1u64 << cap.index())
+}
+
+fn cap_set(v: &HashSet<Capability>) -> rustix::thread::CapabilitySet {
+    v.iter()
+        .fold(rustix::thread::CapabilitySet::empty(), |s, c| {
+            s | cap_bit(*c)
+        })
+}
+
+fn from_bits(bits: rustix::thread::CapabilitySet) -> HashSet<Capability> {
+    caps::all()
+        .into_iter()
+        .filter(|c| bits.contains(cap_bit(*c)))
+        .collect()
 }
 
 fn names(v: &HashSet<Capability>) -> Vec<String> {

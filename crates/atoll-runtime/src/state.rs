@@ -12,7 +12,7 @@ use oci_spec::runtime::Spec;
 use rustix::fs::{flock, FlockOperation};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{sys, Result, RuntimeError};
+use crate::error::{errno, sys, Result, RuntimeError};
 
 /// What atoll remembers about one container between commands.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -113,7 +113,7 @@ impl Store {
                 _ => sys(format!("open {}", path.display()))(e),
             })?;
         flock(&file, FlockOperation::LockExclusive)
-            .map_err(crate::error::errno(format!("flock {}", path.display())))?;
+            .map_err(errno(format!("flock {}", path.display())))?;
         Ok(Lock { _file: file })
     }
 
@@ -128,10 +128,7 @@ impl Store {
             io::ErrorKind::NotFound => RuntimeError::NotFound(id.to_string()),
             _ => sys(format!("read {}", path.display()))(e),
         })?;
-        serde_json::from_slice(&data).map_err(|e| RuntimeError::State {
-            path,
-            msg: e.to_string(),
-        })
+        serde_json::from_slice(&data).map_err(|source| RuntimeError::State { path, source })
     }
 
     /// Write state.json atomically (a reader sees the old or the new file, never half of one).
@@ -139,9 +136,9 @@ impl Store {
         let dir = self.dir(&saved.id);
         let tmp = dir.join(".state.json.tmp");
         let path = dir.join("state.json");
-        let data = serde_json::to_vec(saved).map_err(|e| RuntimeError::State {
+        let data = serde_json::to_vec(saved).map_err(|source| RuntimeError::State {
             path: path.clone(),
-            msg: e.to_string(),
+            source,
         })?;
         let mut f = OpenOptions::new()
             .create(true)
@@ -259,7 +256,7 @@ impl Saved {
         let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
             Ok(fd) => fd,
             Err(rustix::io::Errno::SRCH) => return Ok(None),
-            Err(e) => return Err(crate::error::errno(format!("pidfd_open {}", self.pid))(e)),
+            Err(e) => return Err(errno(format!("pidfd_open {}", self.pid))(e)),
         };
         if pid_start_time(self.pid) != Some(self.pid_start) {
             return Ok(None);

@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use crate::error::{sys, Result};
+use crate::error::{errno, in_root, sys, Result};
 
 pub fn send_console(socket: &Path, master: BorrowedFd<'_>) -> Result<()> {
     let stream = UnixStream::connect(socket).map_err(sys(format!(
@@ -33,11 +33,10 @@ pub fn proxy(master: OwnedFd) -> Result<Proxy> {
     let mut saved = None;
     if isatty(&stdin) {
         copy_winsize(master.as_fd());
-        let orig = tcgetattr(&stdin).map_err(crate::error::errno("tcgetattr stdin"))?;
+        let orig = tcgetattr(&stdin).map_err(errno("tcgetattr stdin"))?;
         let mut raw = orig.clone();
         raw.make_raw();
-        tcsetattr(&stdin, OptionalActions::Now, &raw)
-            .map_err(crate::error::errno("tcsetattr stdin raw"))?;
+        tcsetattr(&stdin, OptionalActions::Now, &raw).map_err(errno("tcsetattr stdin raw"))?;
         saved = Some(orig);
     }
     let input = master.try_clone().map_err(sys("dup pty master"))?;
@@ -101,15 +100,13 @@ pub fn open_pty(root: &pathrs::Root) -> Result<(OwnedFd, OwnedFd)> {
                     | pathrs::flags::OpenFlags::O_CLOEXEC,
             )
         })
-        .map_err(|e| {
-            crate::error::RuntimeError::Other(format!("open /dev/pts/ptmx in the container: {e}"))
-        })?
+        .map_err(in_root("open /dev/pts/ptmx in the container"))?
         .into();
-    rustix::pty::unlockpt(&master).map_err(crate::error::errno("unlockpt"))?;
+    rustix::pty::unlockpt(&master).map_err(errno("unlockpt"))?;
     let slave = rustix::pty::ioctl_tiocgptpeer(
         &master,
         rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY,
     )
-    .map_err(crate::error::errno("ioctl(TIOCGPTPEER)"))?;
+    .map_err(errno("ioctl(TIOCGPTPEER)"))?;
     Ok((master, slave))
 }

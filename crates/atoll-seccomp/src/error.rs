@@ -1,4 +1,6 @@
 //! The one error type of this crate: each variant names the step and what it worked on.
+//! A cause is printed once: a wrapped error is the variant's #[source] and the message does not
+//! repeat it; an errno kept as a plain field is shown by name in the message and is no source.
 
 use std::path::PathBuf;
 
@@ -9,7 +11,7 @@ pub enum SeccompError {
     #[error("linux.seccomp.{field}: {msg}")]
     Profile { field: String, msg: String },
     /// libseccomp refused a step while building the filter.
-    #[error("linux.seccomp.{field}: libseccomp {op}: {source}")]
+    #[error("linux.seccomp.{field}: libseccomp {op}")]
     Libseccomp {
         field: String,
         op: String,
@@ -17,7 +19,7 @@ pub enum SeccompError {
         source: libseccomp::error::SeccompError,
     },
     /// Getting the program out of libseccomp (memfd, export, read back).
-    #[error("export the seccomp program: {op}: {source}")]
+    #[error("export the seccomp program: {op}")]
     Export {
         op: &'static str,
         #[source]
@@ -25,14 +27,14 @@ pub enum SeccompError {
     },
     /// seccomp(2) refused the program. EACCES: neither no_new_privs nor CAP_SYS_ADMIN;
     /// EINVAL: a flag or action this kernel does not know.
-    #[error("seccomp(SECCOMP_SET_MODE_FILTER, flags {flags:#x}): {source}")]
+    #[error("seccomp(SECCOMP_SET_MODE_FILTER, flags {flags:#x})")]
     Install {
         flags: u32,
         #[source]
         source: std::io::Error,
     },
     /// Handing the notify fd to the seccomp agent at `listenerPath`.
-    #[error("seccomp listener {path}: {op}: {source}")]
+    #[error("seccomp listener {path}: {op}")]
     Listener {
         path: PathBuf,
         op: &'static str,

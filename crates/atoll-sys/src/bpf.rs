@@ -88,11 +88,11 @@ unsafe fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> io::Result<libc::c_long> {
     Ok(ret)
 }
 
-/// The verifier's complaint on a failed BPF_PROG_LOAD, kept with the errno.
+/// The verifier's complaint on a failed BPF_PROG_LOAD, kept with the errno. The message shows
+/// the errno, so it is no `source()` (a cause is printed once).
 #[derive(Debug, thiserror::Error)]
 #[error("{errno}{}", if verifier_log.is_empty() { String::new() } else { format!(" (verifier: {verifier_log})") })]
 pub struct ProgLoadError {
-    #[source]
     pub errno: io::Error,
     pub verifier_log: String,
 }

@@ -13,7 +13,10 @@ fn main() {
     let code = match cmd::dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {
-            log::error(&cli, &e);
+            // One line, each cause once (atoll_runtime::error::report also skips the cause a
+            // foreign error type prints and returns from source()). runc exits 1 on any error.
+            let line = atoll_runtime::error::report(e.as_ref());
+            log::error(&cli, &anyhow::Error::msg(line));
             1
         }
     };

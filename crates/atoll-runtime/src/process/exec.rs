@@ -247,7 +247,7 @@ fn join_and_fork(
                     Ok(p) => p.exec(),
                     Err(e) => e,
                 };
-                let _ = protocol::send(sock, &Msg::Error(err.to_string()), None);
+                let _ = protocol::send(sock, &Msg::Error(crate::error::report(&err)), None);
                 std::process::exit(127)
             }
             Forked::Parent(p) => {
@@ -264,7 +264,7 @@ fn join_and_fork(
             std::process::exit(0)
         }
         Err(e) => {
-            let _ = protocol::send(sock, &Msg::Error(e.to_string()), None);
+            let _ = protocol::send(sock, &Msg::Error(crate::error::report(&e)), None);
             std::process::exit(1)
         }
     }

@@ -51,8 +51,8 @@ pub fn run(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> ! {
     };
     // Before Ready the parent reports the error; after it (start) the parent has closed its end
     // (send fails with EPIPE) and stderr is all we have. Never both: one error, one line.
-    if protocol::send(sock, &Msg::Error(err.to_string()), None).is_err() {
-        eprintln!("atoll init: {err}");
+    if protocol::send(sock, &Msg::Error(crate::error::report(&err)), None).is_err() {
+        eprintln!("atoll init: {}", crate::error::report(&err));
     }
     std::process::exit(127)
 }

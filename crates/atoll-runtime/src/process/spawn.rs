@@ -376,7 +376,7 @@ fn stage1(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>, ns: &Namespaces, spec: &Spec)
             std::process::exit(0)
         }
         Err(e) => {
-            let _ = protocol::send(sock, &Msg::Error(e.to_string()), None);
+            let _ = protocol::send(sock, &Msg::Error(crate::error::report(&e)), None);
             std::process::exit(1)
         }
     }
@@ -452,7 +452,7 @@ fn drive(
             Some((Msg::NeedMount(i), _)) => match idmapped_mount(saved, spec, i) {
                 Ok(fd) => protocol::send(sock, &Msg::Fd(FdKind::Mount), Some(fd.as_fd()))?,
                 Err(e) => {
-                    protocol::send(sock, &Msg::Error(e.to_string()), None)?;
+                    protocol::send(sock, &Msg::Error(crate::error::report(&e)), None)?;
                     return Err(e);
                 }
             },
@@ -578,11 +578,11 @@ impl Drop for Cleanup<'_> {
         }
         if let Some(cg) = &self.cgroup {
             if let Err(e) = cg.destroy() {
-                tracing::warn!("cleanup after failed create: {e}");
+                tracing::warn!("cleanup after failed create: {}", crate::error::report(&e));
             }
         }
         if let Err(e) = self.store.remove(self.id) {
-            tracing::warn!("cleanup after failed create: {e}");
+            tracing::warn!("cleanup after failed create: {}", crate::error::report(&e));
         }
         self.store.drop_cache_if_unused();
     }

@@ -76,7 +76,7 @@ pub fn down(cli: &Cli, what: Option<&str>) -> Result<i32> {
             Ok(true) => println!("{n}: down"),
             Ok(false) => println!("{n}: was not up"),
             Err(e) => {
-                eprintln!("{n}: {e}");
+                eprintln!("{n}: {}", atoll_runtime::error::report(&e));
                 failed = true;
             }
         }
@@ -580,7 +580,7 @@ fn prove(cli: &Cli, plan: &Plan, p: &mut Proof) -> Result<()> {
         Err(e) => p.check(
             "backup copies db's data while it runs",
             false,
-            &e.to_string(),
+            &atoll_runtime::error::report(&e),
         ),
     }
     let _ = std::fs::remove_dir_all(&dest);
