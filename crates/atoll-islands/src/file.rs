@@ -234,16 +234,7 @@ pub fn load(path: &Path) -> Result<File, FileError> {
 /// Validate the text of an islands file; `path` names it in errors.
 pub fn parse(path: &Path, text: &str) -> Result<File, FileError> {
     let cx = Cx { path, text };
-    let raw: RawFile = toml::from_str(text).map_err(|e| {
-        let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
-        FileError {
-            path: path.to_path_buf(),
-            line,
-            col,
-            field: String::new(),
-            msg: e.message().to_string(),
-        }
-    })?;
+    let raw: RawFile = toml::from_str(text).map_err(|e| cx.toml_error(&e))?;
     let name = match &raw.name {
         Some(n) => {
             check_name(n.get_ref(), 12).map_err(|m| cx.err(n.span(), "name", m))?;
@@ -286,7 +277,10 @@ pub fn parse(path: &Path, text: &str) -> Result<File, FileError> {
         path: path.to_path_buf(),
         name,
         pool,
-        data_root: raw.data_root.map(|d| d.into_inner()),
+        data_root: match &raw.data_root {
+            Some(d) => Some(check_data_root(&cx, d)?),
+            None => None,
+        },
         log_drops: raw.log_drops.unwrap_or(true),
         guard,
         islands,
@@ -319,6 +313,127 @@ impl Cx<'_> {
             field: field.into(),
             msg,
         }
+    }
+}
+
+impl Cx<'_> {
+    /// A TOML syntax or type error, on one line, with the field it is about when the text
+    /// parses far enough to tell (a type error such as `user = -1` or `env = { A = 1 }`).
+    fn toml_error(&self, e: &toml::de::Error) -> FileError {
+        let span = e.span().unwrap_or(0..0);
+        let field = e
+            .span()
+            .and_then(|s| field_at(self.text, s.start))
+            .unwrap_or_default();
+        let msg = e.message().trim().replace('\n', "; ");
+        let msg = if !msg.is_empty() {
+            msg
+        } else if span.start >= self.text.trim_end().len() {
+            "the file ends where a value or a closing bracket is expected (cut short?)".into()
+        } else {
+            "a value or a closing bracket is expected here".into()
+        };
+        let mut err = self.err(span, field, msg);
+        if e.span().is_some() && err.line == 0 {
+            (err.line, err.col) = (1, 1);
+        }
+        err
+    }
+}
+
+/// The dotted path of the key whose value holds byte `offset` (`island[0].env.A`), found by
+/// parsing the text again with spans. None where the text does not parse as TOML.
+fn field_at(text: &str, offset: usize) -> Option<String> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    table_field(doc.as_table(), offset, "")
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+fn table_field(t: &toml_edit::Table, offset: usize, prefix: &str) -> Option<String> {
+    t.iter()
+        .find_map(|(k, item)| item_field(item, offset, &join(prefix, k)))
+}
+
+fn item_field(item: &toml_edit::Item, offset: usize, path: &str) -> Option<String> {
+    match item {
+        toml_edit::Item::Value(v) => value_field(v, offset, path),
+        toml_edit::Item::Table(t) => table_field(t, offset, path),
+        toml_edit::Item::ArrayOfTables(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, t)| table_field(t, offset, &format!("{path}[{i}]"))),
+        toml_edit::Item::None => None,
+    }
+}
+
+fn value_field(v: &toml_edit::Value, offset: usize, path: &str) -> Option<String> {
+    let span = v.span()?;
+    if !(span.start <= offset && offset < span.end.max(span.start + 1)) {
+        return None;
+    }
+    let inner = match v {
+        toml_edit::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| value_field(x, offset, &format!("{path}[{i}]"))),
+        toml_edit::Value::InlineTable(t) => t
+            .iter()
+            .find_map(|(k, x)| value_field(x, offset, &join(path, k))),
+        _ => None,
+    };
+    Some(inner.unwrap_or_else(|| path.to_string()))
+}
+
+/// `data_root` is a host path that `up` creates: relative, it would land wherever atoll was
+/// started from.
+fn check_data_root(cx: &Cx<'_>, d: &Spanned<PathBuf>) -> Result<PathBuf, FileError> {
+    let p = d.get_ref();
+    let dotdot = p.components().any(|c| c == std::path::Component::ParentDir);
+    if !p.is_absolute() || dotdot {
+        return Err(cx.err(
+            d.span(),
+            "data_root",
+            format!(
+                "{:?} must be an absolute host path without '..'",
+                p.display().to_string()
+            ),
+        ));
+    }
+    Ok(p.clone())
+}
+
+/// Paths inside an island that its own mounts and root need (bundle.rs builds them): a data
+/// dir or a bind there would hide the kernel's view (/proc, /sys), the devices (/dev) or the
+/// host's programs (/usr, /bin, /lib*), or make the runtime create a mount point in a host
+/// directory bound read-only.
+const RESERVED_INSIDE: &[&str] = &[
+    "proc", "sys", "dev", "usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32",
+];
+/// Private tmpfs mounts of an island: a path below them is fine, the mount point itself is not.
+const TMPFS_INSIDE: &[&str] = &["tmp", "run", "var"];
+
+/// Why `inside` cannot hold a data dir or a bind, if it cannot.
+fn reserved_inside(inside: &str) -> Option<String> {
+    let parts: Vec<&str> = inside
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    match parts.as_slice() {
+        [] => Some("it is the island's root".into()),
+        [top, ..] if RESERVED_INSIDE.contains(top) => Some(format!(
+            "/{top} belongs to the island's own mounts and root"
+        )),
+        [top] if TMPFS_INSIDE.contains(top) => Some(format!(
+            "/{top} is the island's private tmpfs (a path below it is fine)"
+        )),
+        _ => None,
     }
 }
 
@@ -466,6 +581,13 @@ fn island(
         Ok(v)
     };
     let data = inside(&ri.data, "data", "/data")?;
+    if let Some(why) = reserved_inside(&data) {
+        return Err(cx.err(
+            ri.data.as_ref().map(|v| v.span()).unwrap_or(0..0),
+            f("data"),
+            format!("{data:?} cannot hold the island's data: {why}"),
+        ));
+    }
     let cwd = inside(&ri.cwd, "cwd", &data)?;
     let memory = match &ri.memory {
         Some(m) => Some(parse_bytes(m.get_ref()).map_err(|e| cx.err(m.span(), f("memory"), e))?),
@@ -501,6 +623,13 @@ fn island(
                     "{:?}: want HOST_PATH[:PATH_INSIDE], both absolute",
                     b.get_ref()
                 ),
+            ));
+        }
+        if let Some(why) = reserved_inside(&at) {
+            return Err(cx.err(
+                b.span(),
+                f("binds"),
+                format!("{at:?} cannot be bound into: {why}"),
             ));
         }
         if !Path::new(&host).exists() {
@@ -954,6 +1083,74 @@ ports = [5432, "6000-6010"]
 
         let small = GOOD.replace("10.77.0.0/30", "10.77.0.0/31");
         assert!(err(&small).contains("at least a /30"));
+    }
+
+    const ONE: &str = "name = \"x\"\n[[island]]\nname = \"a\"\ncommand = [\"/bin/sh\"]\n";
+
+    #[test]
+    fn a_cut_short_file_says_so() {
+        let e = err(&format!("{ONE}env = {{ A = "));
+        assert!(e.starts_with("t.toml:5:"), "{e}");
+        assert!(e.contains("cut short"), "{e}");
+        // toml's own messages span lines: they are joined into one.
+        let e = err(&format!("{ONE}caps = ["));
+        assert!(
+            !e.contains('\n') && e.contains("invalid array; expected `]`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        let e = err(&format!("{ONE}user = -1\n"));
+        assert!(e.starts_with("t.toml:5:8: island[0].user: "), "{e}");
+        let e = err(&format!("{ONE}env = {{ A = \"ok\", B = 1 }}\n"));
+        assert!(e.starts_with("t.toml:5:"), "{e}");
+        assert!(e.contains("island[0].env.B: "), "{e}");
+        let e = err(&format!("{ONE}[island.env]\nA = 1\n"));
+        assert!(e.contains(": island[0].env.A: "), "{e}");
+        let e = err(&format!("{ONE}caps = [\"chown\", 1]\n"));
+        assert!(e.contains("island[0].caps[1]: "), "{e}");
+    }
+
+    #[test]
+    fn a_relative_data_root_is_refused() {
+        let e = err(&format!("data_root = \"rel/data\"\n{ONE}"));
+        assert!(e.starts_with("t.toml:1:13: data_root: "), "{e}");
+        assert!(e.contains("absolute"), "{e}");
+        let e = err(&format!("data_root = \"/srv/../etc\"\n{ONE}"));
+        assert!(e.contains("data_root: "), "{e}");
+        assert!(p(&format!("data_root = \"/srv/islands\"\n{ONE}")).is_ok());
+    }
+
+    #[test]
+    fn data_and_binds_stay_off_the_islands_own_mounts() {
+        for bad in [
+            "/proc",
+            "/sys/x",
+            "/dev",
+            "/usr/local/data",
+            "/etc",
+            "/",
+            "/tmp",
+            "//proc/",
+            "/./lib64",
+            "/var",
+        ] {
+            let e = err(&format!("{ONE}data = \"{bad}\"\n"));
+            assert!(
+                e.starts_with("t.toml:5:8: island[0] (a).data: "),
+                "{bad}: {e}"
+            );
+        }
+        for good in ["/data", "/srv/db", "/tmp/x", "/var/lib/db"] {
+            assert!(p(&format!("{ONE}data = \"{good}\"\n")).is_ok(), "{good}");
+        }
+        let e = err(&format!("{ONE}binds = [\"/usr/share:/proc/x\"]\n"));
+        assert!(
+            e.contains("island[0] (a).binds: \"/proc/x\" cannot be bound"),
+            "{e}"
+        );
     }
 
     #[test]
