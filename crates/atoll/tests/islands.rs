@@ -635,3 +635,38 @@ fn a_bind_the_island_cannot_reach_is_named_in_the_error() {
     );
     assert!(leftovers(&p.name, None).is_empty());
 }
+
+/// `up` and `down` with the default --root, in a mount namespace of the test's own with a fresh
+/// tmpfs on /run/atoll: no other project or container shares the root, so what `down` leaves
+/// there is this project's.
+#[test]
+fn down_removes_the_seccomp_cache_under_the_default_root() {
+    if !can_run() {
+        return;
+    }
+    let p = Project::new(
+        "cache",
+        &format!("[[island]]\nname = \"a\"\ncommand = [\"{BB}\", \"sleep\", \"60\"]\n"),
+    );
+    let script = format!(
+        "mount -t tmpfs -o mode=0755 atoll-test /run/atoll || exit 90\n\
+         {ATOLL} up {file} >/dev/null || {{ {ATOLL} down {name}; exit 91; }}\n\
+         echo cached: $(ls /run/atoll/.cache/seccomp)\n\
+         {ATOLL} down {name} >/dev/null || exit 92\n\
+         echo left: $(ls -A /run/atoll)\n",
+        file = p.file.display(),
+        name = p.name
+    );
+    std::fs::create_dir_all("/run/atoll").unwrap();
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let (code, out, err) = decode(out);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(".bpf"), "up compiles into the cache: {out}");
+    assert!(
+        out.contains("left: \n") || out.ends_with("left:\n"),
+        "down leaves nothing in the root: {out}"
+    );
+}
