@@ -80,6 +80,12 @@ const KNOWN_CAPS: &[&str] = &[
 pub const DEFAULT_POOL: &str = "10.77.0.0/16";
 /// The uid an island runs as when the file says nothing: not root.
 pub const DEFAULT_UID: u32 = 1000;
+/// The pids limit of an island when neither it nor its project sets one (podman's default):
+/// ample for a service, and a fork bomb stops there instead of at the host's pid_max, which
+/// every tenant shares.
+pub const DEFAULT_PIDS: i64 = 2048;
+/// The highest pid_max the kernel allows (PID_MAX_LIMIT, 4M on 64-bit).
+const PID_MAX_LIMIT: i64 = 1 << 22;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +95,9 @@ struct RawFile {
     data_root: Option<Spanned<PathBuf>>,
     log_drops: Option<bool>,
     guard: Option<Spanned<String>>,
+    memory: Option<Spanned<toml::Value>>,
+    pids: Option<Spanned<toml::Value>>,
+    cpu: Option<Spanned<toml::Value>>,
     #[serde(default)]
     island: Vec<RawIsland>,
     #[serde(default)]
@@ -112,8 +121,8 @@ struct RawIsland {
     data: Option<Spanned<String>>,
     cwd: Option<Spanned<String>>,
     memory: Option<Spanned<toml::Value>>,
-    pids: Option<Spanned<i64>>,
-    cpu: Option<Spanned<f64>>,
+    pids: Option<Spanned<toml::Value>>,
+    cpu: Option<Spanned<toml::Value>>,
     #[serde(default)]
     binds: Vec<Spanned<String>>,
     guard: Option<Spanned<String>>,
@@ -182,6 +191,8 @@ pub struct Island {
     pub env: BTreeMap<String, String>,
     pub data: String,
     pub cwd: String,
+    /// The effective limits (the island's own, else the project's, else the default); None
+    /// only where the file said "max".
     pub memory: Option<i64>,
     pub pids: Option<i64>,
     pub cpu: Option<f64>,
@@ -267,9 +278,10 @@ pub fn parse(path: &Path, text: &str) -> Result<File, FileError> {
     if raw.island.is_empty() {
         return Err(cx.err(0..0, "island", "the file names no [[island]]".into()));
     }
+    let project = Limits::read(&cx, [&raw.memory, &raw.pids, &raw.cpu], |f| f.to_string())?;
     let mut islands = Vec::new();
     for (i, ri) in raw.island.iter().enumerate() {
-        islands.push(island(&cx, i, ri, guard, &islands)?);
+        islands.push(island(&cx, i, ri, guard, &project, &islands)?);
     }
     let links = links(&cx, &raw.link, &islands, &pool)?;
     let allows = allows(&cx, &raw.allow, &islands, &links)?;
@@ -476,6 +488,7 @@ fn island(
     i: usize,
     ri: &RawIsland,
     file_guard: Guard,
+    project: &Limits,
     before: &[Island],
 ) -> Result<Island, FileError> {
     let name = ri.name.get_ref().clone();
@@ -589,26 +602,10 @@ fn island(
         ));
     }
     let cwd = inside(&ri.cwd, "cwd", &data)?;
-    let memory = match &ri.memory {
-        Some(m) => Some(parse_bytes(m.get_ref()).map_err(|e| cx.err(m.span(), f("memory"), e))?),
-        None => None,
-    };
-    let pids = match &ri.pids {
-        Some(p) if *p.get_ref() < 1 => {
-            return Err(cx.err(p.span(), f("pids"), "must be at least 1".into()))
-        }
-        p => p.as_ref().map(|p| *p.get_ref()),
-    };
-    let cpu = match &ri.cpu {
-        Some(c) if !(*c.get_ref() > 0.0 && *c.get_ref() <= 1024.0) => {
-            return Err(cx.err(
-                c.span(),
-                f("cpu"),
-                "must be a number of CPUs above 0 (0.5 = half a CPU)".into(),
-            ))
-        }
-        c => c.as_ref().map(|c| *c.get_ref()),
-    };
+    let own = Limits::read(cx, [&ri.memory, &ri.pids, &ri.cpu], f)?;
+    let memory = Said::pick(own.memory, project.memory, None);
+    let pids = Said::pick(own.pids, project.pids, Some(DEFAULT_PIDS));
+    let cpu = Said::pick(own.cpu, project.cpu, None);
     let mut binds = Vec::new();
     for b in &ri.binds {
         let (host, at) = match b.get_ref().split_once(':') {
@@ -661,6 +658,87 @@ fn island(
         binds,
         guard,
     })
+}
+
+/// A limit as the file gives it: a value, or "max" (no limit, asked for explicitly).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Said<T> {
+    Max,
+    Value(T),
+}
+
+impl<T> Said<T> {
+    /// The island's own setting wins, then the project's, then atoll's default.
+    fn pick(own: Option<Said<T>>, project: Option<Said<T>>, default: Option<T>) -> Option<T> {
+        match own.or(project) {
+            Some(Said::Max) => None,
+            Some(Said::Value(v)) => Some(v),
+            None => default,
+        }
+    }
+}
+
+/// memory, pids and cpu as one level of the file (the project or an island) sets them.
+struct Limits {
+    memory: Option<Said<i64>>,
+    pids: Option<Said<i64>>,
+    cpu: Option<Said<f64>>,
+}
+
+type RawLimit = Option<Spanned<toml::Value>>;
+
+impl Limits {
+    fn read(
+        cx: &Cx<'_>,
+        [memory, pids, cpu]: [&RawLimit; 3],
+        field: impl Fn(&str) -> String,
+    ) -> Result<Limits, FileError> {
+        fn one<T>(
+            cx: &Cx<'_>,
+            raw: &RawLimit,
+            field: String,
+            parse: fn(&toml::Value) -> Result<T, String>,
+        ) -> Result<Option<Said<T>>, FileError> {
+            let Some(v) = raw else { return Ok(None) };
+            match v.get_ref() {
+                toml::Value::String(s) if s.trim() == "max" => Ok(Some(Said::Max)),
+                other => parse(other)
+                    .map(|x| Some(Said::Value(x)))
+                    .map_err(|m| cx.err(v.span(), field, m)),
+            }
+        }
+        Ok(Limits {
+            memory: one(cx, memory, field("memory"), parse_bytes)?,
+            pids: one(cx, pids, field("pids"), parse_pids)?,
+            cpu: one(cx, cpu, field("cpu"), parse_cpu)?,
+        })
+    }
+}
+
+fn parse_pids(v: &toml::Value) -> Result<i64, String> {
+    match v {
+        toml::Value::Integer(n) if (1..=PID_MAX_LIMIT).contains(n) => Ok(*n),
+        toml::Value::Integer(n) => Err(format!(
+            "{n} is not a pids limit: from 1 to {PID_MAX_LIMIT}, or \"max\""
+        )),
+        other => Err(format!(
+            "a {} is not a pids limit (say 512, or \"max\")",
+            other.type_str()
+        )),
+    }
+}
+
+fn parse_cpu(v: &toml::Value) -> Result<f64, String> {
+    let c = match v {
+        toml::Value::Float(c) => *c,
+        toml::Value::Integer(n) => *n as f64,
+        _ => f64::NAN,
+    };
+    if c > 0.0 && c <= 1024.0 {
+        Ok(c)
+    } else {
+        Err("must be a number of CPUs above 0 (0.5 = half a CPU), or \"max\"".into())
+    }
 }
 
 /// "64M", "1G", "512k" or a plain number of bytes.
@@ -1151,6 +1229,37 @@ ports = [5432, "6000-6010"]
             e.contains("island[0] (a).binds: \"/proc/x\" cannot be bound"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn limits_default_then_project_then_island() {
+        // No limit anywhere: pids 2048, memory and cpu unlimited.
+        let f = p(ONE).unwrap();
+        let i = &f.islands[0];
+        assert_eq!((i.memory, i.pids, i.cpu), (None, Some(DEFAULT_PIDS), None));
+        // The project's defaults apply to an island that says nothing...
+        let text = ONE.replace(
+            "name = \"x\"\n",
+            "name = \"x\"\nmemory = \"256M\"\npids = 512\ncpu = 2\n",
+        );
+        let i = &p(&text).unwrap().islands[0];
+        assert_eq!(
+            (i.memory, i.pids, i.cpu),
+            (Some(256 << 20), Some(512), Some(2.0))
+        );
+        // ...and the island's own values win, "max" included (raised explicitly).
+        let own = format!("{text}memory = \"1G\"\npids = \"max\"\ncpu = 0.5\n");
+        let i = &p(&own).unwrap().islands[0];
+        assert_eq!((i.memory, i.pids, i.cpu), (Some(1 << 30), None, Some(0.5)));
+        let e = err(&format!("pids = 0\n{ONE}"));
+        assert!(
+            e.starts_with("t.toml:1:8: pids: 0 is not a pids limit"),
+            "{e}"
+        );
+        let e = err(&format!("{ONE}pids = \"lots\"\n"));
+        assert!(e.contains("island[0] (a).pids: "), "{e}");
+        let e = err(&format!("{ONE}cpu = -1\n"));
+        assert!(e.contains("island[0] (a).cpu: "), "{e}");
     }
 
     #[test]
