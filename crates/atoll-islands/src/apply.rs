@@ -390,6 +390,10 @@ fn remove_project(dir: &Path, runtime_root: &Path, name: &str, group: Option<u32
     if let Some(root) = dir.parent() {
         release_state_root(root);
     }
+    // The runtime drops its seccomp cache with its last container, except while the state root
+    // lies in its root (the defaults: /run/atoll/islands in /run/atoll) and so looks like one
+    // more container; now that the state root may be gone, look again.
+    store.drop_cache_if_unused();
     if errs.is_empty() {
         Ok(())
     } else {

@@ -30,36 +30,6 @@ const ETC_COPY: &[&str] = &[
 /// /etc/alternatives per island cost ~800 file creations each).
 const ETC_BIND_DIRS: &[&str] = &["ld.so.conf.d", "alternatives"];
 
-/// Syscalls an island never needs and that reach the kernel's shared state.
-const SECCOMP_DENY: &[&str] = &[
-    "add_key",
-    "keyctl",
-    "request_key",
-    "bpf",
-    "perf_event_open",
-    "kexec_load",
-    "kexec_file_load",
-    "init_module",
-    "finit_module",
-    "delete_module",
-    "open_by_handle_at",
-    "name_to_handle_at",
-    "userfaultfd",
-    "acct",
-    "swapon",
-    "swapoff",
-    "reboot",
-    "syslog",
-    "quotactl",
-    "fanotify_init",
-    "vhangup",
-];
-
-const AF_VSOCK: u64 = 40;
-const EPERM: u32 = 1;
-const ENOSYS: u32 = 38;
-const CLONE_NEWUSER: u64 = 0x1000_0000;
-
 /// Write the island's bundle dir (idempotent: `up` after a crash rewrites it).
 pub fn prepare(plan: &Plan, island: &IslandPlan) -> Result<()> {
     let rootfs = island.dir.join("rootfs");
@@ -102,7 +72,7 @@ pub fn prepare(plan: &Plan, island: &IslandPlan) -> Result<()> {
     write_etc(plan, island)?;
     write_data_dir(island)?;
     let mut config = config(island, &extra);
-    config["linux"]["seccomp"] = crate::guard::profile(plan, island)?;
+    config["linux"]["seccomp"] = crate::seccomp::profile(plan, island)?;
     let path = island.dir.join("config.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("json"))
         .map_err(io(format!("write {}", path.display())))
@@ -230,36 +200,6 @@ fn capabilities(island: &IslandPlan) -> Value {
            "inheritable": inh, "ambient": amb})
 }
 
-/// The default island profile: everything allowed but vsock (not namespaced: a tenant could talk
-/// to the host or other VMs' vsock peers), new user namespaces (a way to regain capabilities),
-/// and syscalls that reach shared kernel state. clone3 answers ENOSYS so that libc falls back to
-/// clone, whose flags seccomp can see.
-///
-/// With `guarded`, the calls the escape guard judges (new user namespaces, clone3,
-/// open_by_handle_at) are left to its trap rules, so each attempt is denied AND alerted.
-pub fn seccomp_profile(guarded: bool) -> Value {
-    let deny: Vec<&str> = SECCOMP_DENY
-        .iter()
-        .copied()
-        .filter(|n| !(guarded && *n == "open_by_handle_at"))
-        .collect();
-    let mut rules = vec![
-        json!({"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM,
-               "args": [{"index": 0, "value": AF_VSOCK, "op": "SCMP_CMP_EQ"}]}),
-        json!({"names": deny, "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM}),
-    ];
-    if !guarded {
-        rules.push(
-            json!({"names": ["unshare", "clone"], "action": "SCMP_ACT_ERRNO",
-            "errnoRet": EPERM,
-            "args": [{"index": 0, "value": CLONE_NEWUSER, "valueTwo": CLONE_NEWUSER,
-                      "op": "SCMP_CMP_MASKED_EQ"}]}),
-        );
-        rules.push(json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS}));
-    }
-    json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules})
-}
-
 pub fn config(island: &IslandPlan, extra_mounts: &[Value]) -> Value {
     let mut env = vec![
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
@@ -345,7 +285,7 @@ pub fn config(island: &IslandPlan, extra_mounts: &[Value]) -> Value {
                 "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                 "/proc/sysrq-trigger"],
-            "seccomp": seccomp_profile(false)
+            "seccomp": crate::seccomp::base_profile(false)
         }
     })
 }

@@ -80,6 +80,12 @@ const KNOWN_CAPS: &[&str] = &[
 pub const DEFAULT_POOL: &str = "10.77.0.0/16";
 /// The uid an island runs as when the file says nothing: not root.
 pub const DEFAULT_UID: u32 = 1000;
+/// The pids limit of an island when neither it nor its project sets one (podman's default):
+/// ample for a service, and a fork bomb stops there instead of at the host's pid_max, which
+/// every tenant shares.
+pub const DEFAULT_PIDS: i64 = 2048;
+/// The highest pid_max the kernel allows (PID_MAX_LIMIT, 4M on 64-bit).
+const PID_MAX_LIMIT: i64 = 1 << 22;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +95,9 @@ struct RawFile {
     data_root: Option<Spanned<PathBuf>>,
     log_drops: Option<bool>,
     guard: Option<Spanned<String>>,
+    memory: Option<Spanned<toml::Value>>,
+    pids: Option<Spanned<toml::Value>>,
+    cpu: Option<Spanned<toml::Value>>,
     #[serde(default)]
     island: Vec<RawIsland>,
     #[serde(default)]
@@ -112,8 +121,8 @@ struct RawIsland {
     data: Option<Spanned<String>>,
     cwd: Option<Spanned<String>>,
     memory: Option<Spanned<toml::Value>>,
-    pids: Option<Spanned<i64>>,
-    cpu: Option<Spanned<f64>>,
+    pids: Option<Spanned<toml::Value>>,
+    cpu: Option<Spanned<toml::Value>>,
     #[serde(default)]
     binds: Vec<Spanned<String>>,
     guard: Option<Spanned<String>>,
@@ -182,6 +191,8 @@ pub struct Island {
     pub env: BTreeMap<String, String>,
     pub data: String,
     pub cwd: String,
+    /// The effective limits (the island's own, else the project's, else the default); None
+    /// only where the file said "max".
     pub memory: Option<i64>,
     pub pids: Option<i64>,
     pub cpu: Option<f64>,
@@ -234,16 +245,7 @@ pub fn load(path: &Path) -> Result<File, FileError> {
 /// Validate the text of an islands file; `path` names it in errors.
 pub fn parse(path: &Path, text: &str) -> Result<File, FileError> {
     let cx = Cx { path, text };
-    let raw: RawFile = toml::from_str(text).map_err(|e| {
-        let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
-        FileError {
-            path: path.to_path_buf(),
-            line,
-            col,
-            field: String::new(),
-            msg: e.message().to_string(),
-        }
-    })?;
+    let raw: RawFile = toml::from_str(text).map_err(|e| cx.toml_error(&e))?;
     let name = match &raw.name {
         Some(n) => {
             check_name(n.get_ref(), 12).map_err(|m| cx.err(n.span(), "name", m))?;
@@ -276,9 +278,10 @@ pub fn parse(path: &Path, text: &str) -> Result<File, FileError> {
     if raw.island.is_empty() {
         return Err(cx.err(0..0, "island", "the file names no [[island]]".into()));
     }
+    let project = Limits::read(&cx, [&raw.memory, &raw.pids, &raw.cpu], |f| f.to_string())?;
     let mut islands = Vec::new();
     for (i, ri) in raw.island.iter().enumerate() {
-        islands.push(island(&cx, i, ri, guard, &islands)?);
+        islands.push(island(&cx, i, ri, guard, &project, &islands)?);
     }
     let links = links(&cx, &raw.link, &islands, &pool)?;
     let allows = allows(&cx, &raw.allow, &islands, &links)?;
@@ -286,7 +289,10 @@ pub fn parse(path: &Path, text: &str) -> Result<File, FileError> {
         path: path.to_path_buf(),
         name,
         pool,
-        data_root: raw.data_root.map(|d| d.into_inner()),
+        data_root: match &raw.data_root {
+            Some(d) => Some(check_data_root(&cx, d)?),
+            None => None,
+        },
         log_drops: raw.log_drops.unwrap_or(true),
         guard,
         islands,
@@ -319,6 +325,127 @@ impl Cx<'_> {
             field: field.into(),
             msg,
         }
+    }
+}
+
+impl Cx<'_> {
+    /// A TOML syntax or type error, on one line, with the field it is about when the text
+    /// parses far enough to tell (a type error such as `user = -1` or `env = { A = 1 }`).
+    fn toml_error(&self, e: &toml::de::Error) -> FileError {
+        let span = e.span().unwrap_or(0..0);
+        let field = e
+            .span()
+            .and_then(|s| field_at(self.text, s.start))
+            .unwrap_or_default();
+        let msg = e.message().trim().replace('\n', "; ");
+        let msg = if !msg.is_empty() {
+            msg
+        } else if span.start >= self.text.trim_end().len() {
+            "the file ends where a value or a closing bracket is expected (cut short?)".into()
+        } else {
+            "a value or a closing bracket is expected here".into()
+        };
+        let mut err = self.err(span, field, msg);
+        if e.span().is_some() && err.line == 0 {
+            (err.line, err.col) = (1, 1);
+        }
+        err
+    }
+}
+
+/// The dotted path of the key whose value holds byte `offset` (`island[0].env.A`), found by
+/// parsing the text again with spans. None where the text does not parse as TOML.
+fn field_at(text: &str, offset: usize) -> Option<String> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    table_field(doc.as_table(), offset, "")
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+fn table_field(t: &toml_edit::Table, offset: usize, prefix: &str) -> Option<String> {
+    t.iter()
+        .find_map(|(k, item)| item_field(item, offset, &join(prefix, k)))
+}
+
+fn item_field(item: &toml_edit::Item, offset: usize, path: &str) -> Option<String> {
+    match item {
+        toml_edit::Item::Value(v) => value_field(v, offset, path),
+        toml_edit::Item::Table(t) => table_field(t, offset, path),
+        toml_edit::Item::ArrayOfTables(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, t)| table_field(t, offset, &format!("{path}[{i}]"))),
+        toml_edit::Item::None => None,
+    }
+}
+
+fn value_field(v: &toml_edit::Value, offset: usize, path: &str) -> Option<String> {
+    let span = v.span()?;
+    if !(span.start <= offset && offset < span.end.max(span.start + 1)) {
+        return None;
+    }
+    let inner = match v {
+        toml_edit::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| value_field(x, offset, &format!("{path}[{i}]"))),
+        toml_edit::Value::InlineTable(t) => t
+            .iter()
+            .find_map(|(k, x)| value_field(x, offset, &join(path, k))),
+        _ => None,
+    };
+    Some(inner.unwrap_or_else(|| path.to_string()))
+}
+
+/// `data_root` is a host path that `up` creates: relative, it would land wherever atoll was
+/// started from.
+fn check_data_root(cx: &Cx<'_>, d: &Spanned<PathBuf>) -> Result<PathBuf, FileError> {
+    let p = d.get_ref();
+    let dotdot = p.components().any(|c| c == std::path::Component::ParentDir);
+    if !p.is_absolute() || dotdot {
+        return Err(cx.err(
+            d.span(),
+            "data_root",
+            format!(
+                "{:?} must be an absolute host path without '..'",
+                p.display().to_string()
+            ),
+        ));
+    }
+    Ok(p.clone())
+}
+
+/// Paths inside an island that its own mounts and root need (bundle.rs builds them): a data
+/// dir or a bind there would hide the kernel's view (/proc, /sys), the devices (/dev) or the
+/// host's programs (/usr, /bin, /lib*), or make the runtime create a mount point in a host
+/// directory bound read-only.
+const RESERVED_INSIDE: &[&str] = &[
+    "proc", "sys", "dev", "usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32",
+];
+/// Private tmpfs mounts of an island: a path below them is fine, the mount point itself is not.
+const TMPFS_INSIDE: &[&str] = &["tmp", "run", "var"];
+
+/// Why `inside` cannot hold a data dir or a bind, if it cannot.
+fn reserved_inside(inside: &str) -> Option<String> {
+    let parts: Vec<&str> = inside
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    match parts.as_slice() {
+        [] => Some("it is the island's root".into()),
+        [top, ..] if RESERVED_INSIDE.contains(top) => Some(format!(
+            "/{top} belongs to the island's own mounts and root"
+        )),
+        [top] if TMPFS_INSIDE.contains(top) => Some(format!(
+            "/{top} is the island's private tmpfs (a path below it is fine)"
+        )),
+        _ => None,
     }
 }
 
@@ -361,6 +488,7 @@ fn island(
     i: usize,
     ri: &RawIsland,
     file_guard: Guard,
+    project: &Limits,
     before: &[Island],
 ) -> Result<Island, FileError> {
     let name = ri.name.get_ref().clone();
@@ -466,27 +594,18 @@ fn island(
         Ok(v)
     };
     let data = inside(&ri.data, "data", "/data")?;
+    if let Some(why) = reserved_inside(&data) {
+        return Err(cx.err(
+            ri.data.as_ref().map(|v| v.span()).unwrap_or(0..0),
+            f("data"),
+            format!("{data:?} cannot hold the island's data: {why}"),
+        ));
+    }
     let cwd = inside(&ri.cwd, "cwd", &data)?;
-    let memory = match &ri.memory {
-        Some(m) => Some(parse_bytes(m.get_ref()).map_err(|e| cx.err(m.span(), f("memory"), e))?),
-        None => None,
-    };
-    let pids = match &ri.pids {
-        Some(p) if *p.get_ref() < 1 => {
-            return Err(cx.err(p.span(), f("pids"), "must be at least 1".into()))
-        }
-        p => p.as_ref().map(|p| *p.get_ref()),
-    };
-    let cpu = match &ri.cpu {
-        Some(c) if !(*c.get_ref() > 0.0 && *c.get_ref() <= 1024.0) => {
-            return Err(cx.err(
-                c.span(),
-                f("cpu"),
-                "must be a number of CPUs above 0 (0.5 = half a CPU)".into(),
-            ))
-        }
-        c => c.as_ref().map(|c| *c.get_ref()),
-    };
+    let own = Limits::read(cx, [&ri.memory, &ri.pids, &ri.cpu], f)?;
+    let memory = Said::pick(own.memory, project.memory, None);
+    let pids = Said::pick(own.pids, project.pids, Some(DEFAULT_PIDS));
+    let cpu = Said::pick(own.cpu, project.cpu, None);
     let mut binds = Vec::new();
     for b in &ri.binds {
         let (host, at) = match b.get_ref().split_once(':') {
@@ -501,6 +620,13 @@ fn island(
                     "{:?}: want HOST_PATH[:PATH_INSIDE], both absolute",
                     b.get_ref()
                 ),
+            ));
+        }
+        if let Some(why) = reserved_inside(&at) {
+            return Err(cx.err(
+                b.span(),
+                f("binds"),
+                format!("{at:?} cannot be bound into: {why}"),
             ));
         }
         if !Path::new(&host).exists() {
@@ -532,6 +658,87 @@ fn island(
         binds,
         guard,
     })
+}
+
+/// A limit as the file gives it: a value, or "max" (no limit, asked for explicitly).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Said<T> {
+    Max,
+    Value(T),
+}
+
+impl<T> Said<T> {
+    /// The island's own setting wins, then the project's, then atoll's default.
+    fn pick(own: Option<Said<T>>, project: Option<Said<T>>, default: Option<T>) -> Option<T> {
+        match own.or(project) {
+            Some(Said::Max) => None,
+            Some(Said::Value(v)) => Some(v),
+            None => default,
+        }
+    }
+}
+
+/// memory, pids and cpu as one level of the file (the project or an island) sets them.
+struct Limits {
+    memory: Option<Said<i64>>,
+    pids: Option<Said<i64>>,
+    cpu: Option<Said<f64>>,
+}
+
+type RawLimit = Option<Spanned<toml::Value>>;
+
+impl Limits {
+    fn read(
+        cx: &Cx<'_>,
+        [memory, pids, cpu]: [&RawLimit; 3],
+        field: impl Fn(&str) -> String,
+    ) -> Result<Limits, FileError> {
+        fn one<T>(
+            cx: &Cx<'_>,
+            raw: &RawLimit,
+            field: String,
+            parse: fn(&toml::Value) -> Result<T, String>,
+        ) -> Result<Option<Said<T>>, FileError> {
+            let Some(v) = raw else { return Ok(None) };
+            match v.get_ref() {
+                toml::Value::String(s) if s.trim() == "max" => Ok(Some(Said::Max)),
+                other => parse(other)
+                    .map(|x| Some(Said::Value(x)))
+                    .map_err(|m| cx.err(v.span(), field, m)),
+            }
+        }
+        Ok(Limits {
+            memory: one(cx, memory, field("memory"), parse_bytes)?,
+            pids: one(cx, pids, field("pids"), parse_pids)?,
+            cpu: one(cx, cpu, field("cpu"), parse_cpu)?,
+        })
+    }
+}
+
+fn parse_pids(v: &toml::Value) -> Result<i64, String> {
+    match v {
+        toml::Value::Integer(n) if (1..=PID_MAX_LIMIT).contains(n) => Ok(*n),
+        toml::Value::Integer(n) => Err(format!(
+            "{n} is not a pids limit: from 1 to {PID_MAX_LIMIT}, or \"max\""
+        )),
+        other => Err(format!(
+            "a {} is not a pids limit (say 512, or \"max\")",
+            other.type_str()
+        )),
+    }
+}
+
+fn parse_cpu(v: &toml::Value) -> Result<f64, String> {
+    let c = match v {
+        toml::Value::Float(c) => *c,
+        toml::Value::Integer(n) => *n as f64,
+        _ => f64::NAN,
+    };
+    if c > 0.0 && c <= 1024.0 {
+        Ok(c)
+    } else {
+        Err("must be a number of CPUs above 0 (0.5 = half a CPU), or \"max\"".into())
+    }
 }
 
 /// "64M", "1G", "512k" or a plain number of bytes.
@@ -954,6 +1161,105 @@ ports = [5432, "6000-6010"]
 
         let small = GOOD.replace("10.77.0.0/30", "10.77.0.0/31");
         assert!(err(&small).contains("at least a /30"));
+    }
+
+    const ONE: &str = "name = \"x\"\n[[island]]\nname = \"a\"\ncommand = [\"/bin/sh\"]\n";
+
+    #[test]
+    fn a_cut_short_file_says_so() {
+        let e = err(&format!("{ONE}env = {{ A = "));
+        assert!(e.starts_with("t.toml:5:"), "{e}");
+        assert!(e.contains("cut short"), "{e}");
+        // toml's own messages span lines: they are joined into one.
+        let e = err(&format!("{ONE}caps = ["));
+        assert!(
+            !e.contains('\n') && e.contains("invalid array; expected `]`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        let e = err(&format!("{ONE}user = -1\n"));
+        assert!(e.starts_with("t.toml:5:8: island[0].user: "), "{e}");
+        let e = err(&format!("{ONE}env = {{ A = \"ok\", B = 1 }}\n"));
+        assert!(e.starts_with("t.toml:5:"), "{e}");
+        assert!(e.contains("island[0].env.B: "), "{e}");
+        let e = err(&format!("{ONE}[island.env]\nA = 1\n"));
+        assert!(e.contains(": island[0].env.A: "), "{e}");
+        let e = err(&format!("{ONE}caps = [\"chown\", 1]\n"));
+        assert!(e.contains("island[0].caps[1]: "), "{e}");
+    }
+
+    #[test]
+    fn a_relative_data_root_is_refused() {
+        let e = err(&format!("data_root = \"rel/data\"\n{ONE}"));
+        assert!(e.starts_with("t.toml:1:13: data_root: "), "{e}");
+        assert!(e.contains("absolute"), "{e}");
+        let e = err(&format!("data_root = \"/srv/../etc\"\n{ONE}"));
+        assert!(e.contains("data_root: "), "{e}");
+        assert!(p(&format!("data_root = \"/srv/islands\"\n{ONE}")).is_ok());
+    }
+
+    #[test]
+    fn data_and_binds_stay_off_the_islands_own_mounts() {
+        for bad in [
+            "/proc",
+            "/sys/x",
+            "/dev",
+            "/usr/local/data",
+            "/etc",
+            "/",
+            "/tmp",
+            "//proc/",
+            "/./lib64",
+            "/var",
+        ] {
+            let e = err(&format!("{ONE}data = \"{bad}\"\n"));
+            assert!(
+                e.starts_with("t.toml:5:8: island[0] (a).data: "),
+                "{bad}: {e}"
+            );
+        }
+        for good in ["/data", "/srv/db", "/tmp/x", "/var/lib/db"] {
+            assert!(p(&format!("{ONE}data = \"{good}\"\n")).is_ok(), "{good}");
+        }
+        let e = err(&format!("{ONE}binds = [\"/usr/share:/proc/x\"]\n"));
+        assert!(
+            e.contains("island[0] (a).binds: \"/proc/x\" cannot be bound"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn limits_default_then_project_then_island() {
+        // No limit anywhere: pids 2048, memory and cpu unlimited.
+        let f = p(ONE).unwrap();
+        let i = &f.islands[0];
+        assert_eq!((i.memory, i.pids, i.cpu), (None, Some(DEFAULT_PIDS), None));
+        // The project's defaults apply to an island that says nothing...
+        let text = ONE.replace(
+            "name = \"x\"\n",
+            "name = \"x\"\nmemory = \"256M\"\npids = 512\ncpu = 2\n",
+        );
+        let i = &p(&text).unwrap().islands[0];
+        assert_eq!(
+            (i.memory, i.pids, i.cpu),
+            (Some(256 << 20), Some(512), Some(2.0))
+        );
+        // ...and the island's own values win, "max" included (raised explicitly).
+        let own = format!("{text}memory = \"1G\"\npids = \"max\"\ncpu = 0.5\n");
+        let i = &p(&own).unwrap().islands[0];
+        assert_eq!((i.memory, i.pids, i.cpu), (Some(1 << 30), None, Some(0.5)));
+        let e = err(&format!("pids = 0\n{ONE}"));
+        assert!(
+            e.starts_with("t.toml:1:8: pids: 0 is not a pids limit"),
+            "{e}"
+        );
+        let e = err(&format!("{ONE}pids = \"lots\"\n"));
+        assert!(e.contains("island[0] (a).pids: "), "{e}");
+        let e = err(&format!("{ONE}cpu = -1\n"));
+        assert!(e.contains("island[0] (a).cpu: "), "{e}");
     }
 
     #[test]

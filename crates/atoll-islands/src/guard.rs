@@ -6,12 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use atoll_guard::{Mode, Policy};
-use oci_spec::runtime::LinuxSeccomp;
-
 use crate::error::{io, IslandsError, Result};
 use crate::file::Guard;
-use crate::plan::{IslandPlan, Plan};
+use crate::plan::Plan;
 
 pub fn socket(plan: &Plan) -> PathBuf {
     plan.state_dir.join("guard.sock")
@@ -85,30 +82,4 @@ pub fn stop(state_dir: &Path) -> Result<()> {
     }
     let _ = std::fs::remove_file(pid_file(state_dir));
     Ok(())
-}
-
-/// The island's seccomp profile under the guard (or the plain profile when its guard is off).
-pub fn profile(plan: &Plan, island: &IslandPlan) -> Result<serde_json::Value> {
-    let base = crate::bundle::seccomp_profile(island.spec.guard != Guard::Off);
-    if island.spec.guard == Guard::Off {
-        return Ok(base);
-    }
-    let base: LinuxSeccomp = serde_json::from_value(base).expect("the island profile parses");
-    let policy = Policy {
-        mode: match island.spec.guard {
-            Guard::Enforce => Mode::Enforce,
-            Guard::Detect => Mode::Detect,
-            Guard::Off => Mode::Off,
-        },
-        name: Some(island.spec.name.clone()),
-        allow_userns: false,
-        trap_mounts: true,
-    };
-    let sc = atoll_guard::attach_listener(Some(base), &socket(plan), &policy).map_err(|e| {
-        IslandsError::Island {
-            island: island.spec.name.clone(),
-            msg: format!("guard: {}", atoll_runtime::error::report(&e)),
-        }
-    })?;
-    Ok(serde_json::to_value(sc).expect("seccomp serialises"))
 }

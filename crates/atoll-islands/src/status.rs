@@ -28,6 +28,45 @@ pub struct IslandStatus {
     pub caps: Vec<String>,
     pub addresses: Vec<String>,
     pub guard: String,
+    pub limits: Limits,
+}
+
+/// The limits an island runs under, as `up` wrote them to its cgroup; null (JSON) or "max"
+/// (text) where there is none.
+#[derive(Debug, Serialize)]
+pub struct Limits {
+    /// Bytes.
+    pub memory: Option<i64>,
+    pub pids: Option<i64>,
+    /// CPUs (quota / period).
+    pub cpu: Option<f64>,
+}
+
+impl std::fmt::Display for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.memory {
+            Some(m) => write!(f, "mem={}", bytes(m))?,
+            None => write!(f, "mem=max")?,
+        }
+        match self.pids {
+            Some(p) => write!(f, " pids={p}")?,
+            None => write!(f, " pids=max")?,
+        }
+        match self.cpu {
+            Some(c) => write!(f, " cpu={c}"),
+            None => write!(f, " cpu=max"),
+        }
+    }
+}
+
+/// 64M, 1G: the largest unit that divides the size, as the file would say it.
+fn bytes(n: i64) -> String {
+    for (unit, shift) in [("G", 30), ("M", 20), ("K", 10)] {
+        if n % (1 << shift) == 0 {
+            return format!("{}{unit}", n >> shift);
+        }
+    }
+    n.to_string()
 }
 
 #[derive(Debug, Serialize)]
@@ -81,6 +120,11 @@ fn status_of(plan: &Plan, counters: bool) -> Status {
                     .map(|(ip, dev)| format!("{ip}@{dev}"))
                     .collect(),
                 guard: i.spec.guard.as_str().into(),
+                limits: Limits {
+                    memory: i.spec.memory,
+                    pids: i.spec.pids,
+                    cpu: i.spec.cpu,
+                },
             }
         })
         .collect();
@@ -128,8 +172,8 @@ impl std::fmt::Display for Status {
         writeln!(f, "project {} ({})", self.name, self.file)?;
         writeln!(
             f,
-            "  {:<12} {:<8} {:>7}  {:>5} {:>11}  {:<24} {:<8} ADDRESSES",
-            "ISLAND", "STATUS", "PID", "UID", "HOST-UID", "CAPS", "GUARD"
+            "  {:<12} {:<8} {:>7}  {:>5} {:>11}  {:<24} {:<8} {:<27} ADDRESSES",
+            "ISLAND", "STATUS", "PID", "UID", "HOST-UID", "CAPS", "GUARD", "LIMITS"
         )?;
         for i in &self.islands {
             let caps = if i.caps.is_empty() {
@@ -139,7 +183,7 @@ impl std::fmt::Display for Status {
             };
             writeln!(
                 f,
-                "  {:<12} {:<8} {:>7}  {:>5} {:>11}  {:<24} {:<8} {}",
+                "  {:<12} {:<8} {:>7}  {:>5} {:>11}  {:<24} {:<8} {:<27} {}",
                 i.name,
                 i.status,
                 i.pid,
@@ -147,6 +191,7 @@ impl std::fmt::Display for Status {
                 i.host_uid,
                 caps,
                 i.guard,
+                i.limits.to_string(),
                 i.addresses.join(" ")
             )?;
         }
@@ -178,5 +223,26 @@ impl std::fmt::Display for Status {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_read_as_the_file_writes_them() {
+        let l = Limits {
+            memory: Some(64 << 20),
+            pids: Some(2048),
+            cpu: None,
+        };
+        assert_eq!(l.to_string(), "mem=64M pids=2048 cpu=max");
+        let l = Limits {
+            memory: Some(1000),
+            pids: None,
+            cpu: Some(0.5),
+        };
+        assert_eq!(l.to_string(), "mem=1000 pids=max cpu=0.5");
     }
 }

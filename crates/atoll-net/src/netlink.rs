@@ -415,7 +415,7 @@ impl Request {
         ];
         Request {
             op: "RTM_NEWNEIGH",
-            operand: format!("{addr} lladdr {} dev {name:?}", crate::p2p::fmt_mac(mac)),
+            operand: format!("{addr} lladdr {} dev {name:?}", fmt_mac(mac)),
             flags: NLM_F_CREATE | NLM_F_EXCL,
             msg: RouteNetlinkMessage::NewNeighbour(msg),
         }
@@ -445,4 +445,20 @@ impl Request {
             msg: RouteNetlinkMessage::DelLink(msg),
         }
     }
+}
+
+/// A deterministic, locally administered unicast MAC: byte 0 is `0x02 | side << 2` (bit 1 set:
+/// local; bit 0 clear: unicast), bytes 1–2 fold `group`, bytes 3–5 are the low 24 bits of `link`.
+/// Uniqueness only matters within one veth pair (each pair is its own Ethernet segment), so
+/// the two ends of a pair differ by `side`.
+pub fn mac_for(group: u32, link: u32, side: u8) -> [u8; 6] {
+    let g = ((group >> 16) ^ group) as u16;
+    let [_, l1, l2, l3] = link.to_be_bytes();
+    let [g0, g1] = g.to_be_bytes();
+    [0x02 | ((side & 0x3f) << 2), g0, g1, l1, l2, l3]
+}
+
+pub(crate) fn fmt_mac(mac: [u8; 6]) -> String {
+    let [a, b, c, d, e, f] = mac;
+    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
 }

@@ -19,6 +19,7 @@ use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use pathrs::procfs::ProcfsHandle;
 
 use crate::error::NetError;
+pub use crate::netlink::mac_for;
 use crate::netlink::{Request, Socket};
 use crate::netns::Netns;
 use crate::sysctl;
@@ -101,7 +102,7 @@ pub struct Plan {
 
 /// A host end, for status output.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkInfo {
+pub struct HostEnd {
     pub name: String,
     pub ifindex: u32,
     pub up: bool,
@@ -462,7 +463,7 @@ pub fn delete_group_one_by_one(group: u32) -> Result<(), NetError> {
 }
 
 /// The host ends in `group`, for status output.
-pub fn group_links(group: u32) -> Result<Vec<LinkInfo>, NetError> {
+pub fn group_links(group: u32) -> Result<Vec<HostEnd>, NetError> {
     let mut sock = Socket::open("host")?;
     Ok(sock
         .dump_links()?
@@ -477,7 +478,7 @@ pub fn group_links(group: u32) -> Result<Vec<LinkInfo>, NetError> {
                     _ => None,
                 })
                 .unwrap_or((0, 0));
-            LinkInfo {
+            HostEnd {
                 name: link_name(l).unwrap_or_default().to_owned(),
                 ifindex: l.header.index,
                 up: l.header.flags.contains(LinkFlags::Up),
@@ -488,25 +489,10 @@ pub fn group_links(group: u32) -> Result<Vec<LinkInfo>, NetError> {
         .collect())
 }
 
-/// A deterministic, locally administered unicast MAC: byte 0 is `0x02 | side << 2` (bit 1 set:
-/// local; bit 0 clear: unicast), bytes 1–2 fold `group`, bytes 3–5 are the low 24 bits of `link`.
-/// Uniqueness only matters within one veth pair (each pair is its own Ethernet segment), so
-/// the two ends of a pair differ by `side`.
-pub fn mac_for(group: u32, link: u32, side: u8) -> [u8; 6] {
-    let g = ((group >> 16) ^ group) as u16;
-    let [_, l1, l2, l3] = link.to_be_bytes();
-    let [g0, g1] = g.to_be_bytes();
-    [0x02 | ((side & 0x3f) << 2), g0, g1, l1, l2, l3]
-}
-
-pub(crate) fn fmt_mac(mac: [u8; 6]) -> String {
-    let [a, b, c, d, e, f] = mac;
-    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netlink::fmt_mac;
 
     fn end(ns: &str, ifname: &str, host: &str, x: u8, side: u8) -> End {
         End {

@@ -635,3 +635,137 @@ fn a_bind_the_island_cannot_reach_is_named_in_the_error() {
     );
     assert!(leftovers(&p.name, None).is_empty());
 }
+
+/// A file of an island's cgroup: in the controller's v1 hierarchy where the host has one, else in
+/// cgroup v2 (the whole tree, or the unified hierarchy of a hybrid host).
+fn cgroup_file(project: &str, island: &str, v1: (&str, &str), v2: &str) -> String {
+    let rel = Path::new("atoll/islands").join(project).join(island);
+    let candidates = [
+        Path::new("/sys/fs/cgroup").join(v1.0).join(&rel).join(v1.1),
+        Path::new("/sys/fs/cgroup").join(&rel).join(v2),
+        Path::new("/sys/fs/cgroup/unified").join(&rel).join(v2),
+    ];
+    candidates
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_else(|| panic!("none of {candidates:?} is readable"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn islands_get_a_pids_limit_unless_raised_and_status_shows_the_limits() {
+    if !can_run() {
+        return;
+    }
+    let body = format!(
+        "memory = \"48M\"\n\
+         [[island]]\nname = \"plain\"\ncommand = [\"{BB}\", \"sleep\", \"60\"]\n\
+         [[island]]\nname = \"own\"\ncommand = [\"{BB}\", \"sleep\", \"60\"]\npids = 100\nmemory = \"64M\"\n\
+         [[island]]\nname = \"raised\"\ncommand = [\"{BB}\", \"sleep\", \"60\"]\npids = \"max\"\n"
+    );
+    let mut p = Project::new("lim", &body);
+    let (code, out, err) = p.up();
+    assert_eq!(code, 0, "{out}{err}");
+    let pids = |i: &str| cgroup_file(&p.name, i, ("pids", "pids.max"), "pids.max");
+    let mem = |i: &str| {
+        cgroup_file(
+            &p.name,
+            i,
+            ("memory", "memory.limit_in_bytes"),
+            "memory.max",
+        )
+    };
+    // No `pids` in the island or the project: the default, not the host's whole pid space.
+    assert_eq!(pids("plain"), "2048");
+    // The project's memory default applies; an island's own values win.
+    assert_eq!(mem("plain"), (48u64 << 20).to_string());
+    assert_eq!(pids("own"), "100");
+    assert_eq!(mem("own"), (64u64 << 20).to_string());
+    // Raised explicitly: no pids limit.
+    assert_eq!(pids("raised"), "max");
+
+    let (_, json, _) = p.atoll(&["status", "--json", &p.name]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let limits = |k: usize| v[0]["islands"][k]["limits"].clone();
+    assert_eq!(
+        limits(0),
+        serde_json::json!({"memory": 48 << 20, "pids": 2048, "cpu": null})
+    );
+    assert_eq!(limits(1)["pids"], 100);
+    assert_eq!(limits(2)["pids"], serde_json::Value::Null);
+    let (_, text, _) = p.atoll(&["status", &p.name]);
+    assert!(text.contains("LIMITS"), "{text}");
+    assert!(text.contains("mem=48M pids=2048 cpu=max"), "{text}");
+    assert!(text.contains("mem=64M pids=100 cpu=max"), "{text}");
+}
+
+#[test]
+fn a_relative_data_root_is_refused_before_anything_is_made() {
+    if !can_run() {
+        return;
+    }
+    let dir = PathBuf::from(format!(
+        "/tmp/atoll-tests/islands-relroot-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = format!("t{}rel", std::process::id() % 10000);
+    std::fs::write(
+        dir.join("islands.toml"),
+        format!("name = \"{name}\"\ndata_root = \"rel/data\"\n[[island]]\nname = \"a\"\ncommand = [\"{BB}\", \"sleep\", \"60\"]\n"),
+    )
+    .unwrap();
+    let out = Command::new(ATOLL)
+        .args(["up", "islands.toml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let (code, _, err) = decode(out);
+    let made = dir.join("rel").exists();
+    let _ = Command::new(ATOLL).args(["down", &name]).output();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("islands.toml:2:13: data_root: "),
+        "the error names file, line and field: {err}"
+    );
+    assert!(!made, "a refused file created ./rel");
+    assert!(leftovers(&name, None).is_empty());
+}
+
+/// `up` and `down` with the default --root, in a mount namespace of the test's own with a fresh
+/// tmpfs on /run/atoll: no other project or container shares the root, so what `down` leaves
+/// there is this project's.
+#[test]
+fn down_removes_the_seccomp_cache_under_the_default_root() {
+    if !can_run() {
+        return;
+    }
+    let p = Project::new(
+        "cache",
+        &format!("[[island]]\nname = \"a\"\ncommand = [\"{BB}\", \"sleep\", \"60\"]\n"),
+    );
+    let script = format!(
+        "mount -t tmpfs -o mode=0755 atoll-test /run/atoll || exit 90\n\
+         {ATOLL} up {file} >/dev/null || {{ {ATOLL} down {name}; exit 91; }}\n\
+         echo cached: $(ls /run/atoll/.cache/seccomp)\n\
+         {ATOLL} down {name} >/dev/null || exit 92\n\
+         echo left: $(ls -A /run/atoll)\n",
+        file = p.file.display(),
+        name = p.name
+    );
+    std::fs::create_dir_all("/run/atoll").unwrap();
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let (code, out, err) = decode(out);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(".bpf"), "up compiles into the cache: {out}");
+    assert!(
+        out.contains("left: \n") || out.ends_with("left:\n"),
+        "down leaves nothing in the root: {out}"
+    );
+}
