@@ -16,6 +16,7 @@ use std::time::Duration;
 use atoll_sys::nsfs;
 use atoll_sys::seccomp::{self as sc, SeccompNotif, SeccompNotifResp};
 use rustix::event::epoll;
+use rustix::process::{pidfd_getfd, pidfd_open, PidfdFlags, PidfdGetfdFlags};
 use serde::Deserialize;
 
 use crate::alert::{Alert, AlertLog, Decision};
@@ -428,19 +429,22 @@ fn judge_setns(t: &Tenant, reg: &Registry, notify: BorrowedFd<'_>, n: &SeccompNo
         return Verdict::Alert(ev);
     }
     // A pidfd for the calling thread (its fd table may differ from the leader's).
-    let pidfd =
-        match nsfs::pidfd_open(tid, nsfs::PIDFD_THREAD).or_else(|_| nsfs::pidfd_open(tid, 0)) {
-            Ok(p) => p,
-            Err(_) => return Verdict::Gone,
-        };
+    let Some(pid) = rustix::process::Pid::from_raw(tid) else {
+        return Verdict::Gone;
+    };
+    let thread = PidfdFlags::from_bits_retain(nsfs::PIDFD_THREAD);
+    let pidfd = match pidfd_open(pid, thread).or_else(|_| pidfd_open(pid, PidfdFlags::empty())) {
+        Ok(p) => p,
+        Err(_) => return Verdict::Gone,
+    };
     // The pidfd is for the task blocked in this call only if the id is still valid now: the
     // tid cannot have been reused while that task is alive.
     if !matches!(sc::seccomp_notif_id_valid(notify, n.id), Ok(true)) {
         return Verdict::Gone;
     }
-    let file = match nsfs::pidfd_getfd(pidfd.as_fd(), target_fd) {
+    let file = match pidfd_getfd(&pidfd, target_fd, PidfdGetfdFlags::empty()) {
         Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(libc::EBADF) => return Verdict::Fail(libc::EBADF),
+        Err(rustix::io::Errno::BADF) => return Verdict::Fail(libc::EBADF),
         Err(e) => {
             let mut ev = Event::new("atoll.setns.unverifiable", libc::EPERM);
             ev.detail = Some(format!("pidfd_getfd({target_fd}): {e}"));

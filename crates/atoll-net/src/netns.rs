@@ -6,6 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use atoll_sys::nsfs::NSFS_MAGIC;
 use pathrs::flags::OpenFlags;
 use pathrs::procfs::{ProcfsBase, ProcfsHandle};
 use rustix::fs::{Mode, OFlags};
@@ -16,8 +17,6 @@ use rustix::thread::LinkNameSpaceType;
 use crate::error::NetError;
 use crate::netlink::Socket;
 
-/// `NSFS_MAGIC` (linux/magic.h): the f_type of a namespace file, pinned or under /proc.
-const NSFS_MAGIC: i64 = 0x6e73_6673;
 
 /// A network namespace pinned by a bind mount at `path`.
 #[derive(Debug)]
@@ -52,7 +51,7 @@ impl Netns {
         let src = rustix::fs::open(ns_file, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|errno| netns_err("open netns", ns_file, errno))?;
         let f_type = nsfs_type(&src, ns_file)?;
-        if f_type != NSFS_MAGIC {
+        if f_type as u64 != NSFS_MAGIC {
             return Err(NetError::NotNetns {
                 path: ns_file.to_owned(),
                 f_type,
@@ -77,7 +76,7 @@ impl Netns {
         let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|errno| netns_err("open netns", path, errno))?;
         let f_type = nsfs_type(&fd, path)?;
-        if f_type != NSFS_MAGIC {
+        if f_type as u64 != NSFS_MAGIC {
             return Err(NetError::NotNetns {
                 path: path.to_owned(),
                 f_type,
@@ -221,7 +220,7 @@ fn prepare_mountpoint(path: &Path) -> Result<(), NetError> {
                 Mode::empty(),
             )
             .map_err(|errno| netns_err("open existing netns file", path, errno))?;
-            if nsfs_type(&fd, path)? == NSFS_MAGIC {
+            if nsfs_type(&fd, path)? as u64 == NSFS_MAGIC {
                 return Err(NetError::NetnsExists {
                     path: path.to_owned(),
                 });
@@ -235,12 +234,9 @@ fn prepare_mountpoint(path: &Path) -> Result<(), NetError> {
 /// Body of the creating thread: unshare(CLONE_NEWNET) moves only this thread, which then pins
 /// the namespace by fd and sets `lo` up before it exits.
 fn unshare_netns(path: &Path) -> Result<OwnedFd, NetError> {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|errno| {
-        netns_err(
-            "unshare(CLONE_NEWNET) for",
-            path,
-            Errno::from_raw_os_error(errno as i32),
-        )
+    atoll_sys::namespace::unshare(rustix::thread::UnshareFlags::NEWNET).map_err(|e| {
+        let errno = Errno::from_io_error(&e).unwrap_or(Errno::IO);
+        netns_err("unshare(CLONE_NEWNET) for", path, errno)
     })?;
     let fd = current_netns()?;
     let label = format!("{path:?}");

@@ -6,6 +6,7 @@
 
 pub mod bpf;
 pub mod mount;
+pub mod namespace;
 pub mod netlink;
 pub mod nsfs;
 pub mod process;

@@ -1,10 +1,12 @@
-//! pidfd_open(2), pidfd_getfd(2) and the nsfs ioctls (ioctl_ns(2)): what the guard needs to look
-//! at a namespace fd that lives in another process's fd table, without trusting that process.
+//! The nsfs ioctls (ioctl_ns(2)) and constants: what the guard needs to look at a namespace fd it
+//! took from another process's fd table (rustix's pidfd_open/pidfd_getfd), without trusting that
+//! process. rustix has no wrapper for these ioctls.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// PIDFD_THREAD (Linux 6.9, = O_EXCL): a pidfd for one thread rather than a thread-group leader.
+/// rustix's PidfdFlags does not name it yet; pass it with `PidfdFlags::from_bits_retain`.
 pub const PIDFD_THREAD: u32 = libc::O_EXCL as u32;
 
 // include/uapi/linux/nsfs.h: NSIO is 0xb7; all four are _IO(NSIO, n) = (0xb7 << 8) | n.
@@ -15,33 +17,6 @@ const NS_GET_OWNER_UID: libc::c_ulong = 0xb704;
 
 /// fstatfs(2) f_type of a namespace file (NSFS_MAGIC, include/uapi/linux/magic.h).
 pub const NSFS_MAGIC: u64 = 0x6e73_6673;
-
-/// pidfd_open(pid, flags): a pidfd (always O_CLOEXEC) for `pid` in the caller's pid namespace.
-/// Without PIDFD_THREAD `pid` must be a thread-group leader (EINVAL otherwise); ESRCH if gone.
-pub fn pidfd_open(pid: i32, flags: u32) -> io::Result<OwnedFd> {
-    // SAFETY: no memory is passed; a non-negative return is a new fd installed for this call
-    // only, so we become its sole owner.
-    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, flags) };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: see above: a fresh fd nothing else refers to.
-    Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
-}
-
-/// pidfd_getfd(pidfd, targetfd, 0): a duplicate (O_CLOEXEC) of fd number `target_fd` of the
-/// process `pidfd` names. Needs PTRACE_MODE_ATTACH_REALCREDS over it (EPERM otherwise); EBADF
-/// when the target has no such fd.
-pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, target_fd: i32) -> io::Result<OwnedFd> {
-    // SAFETY: no memory is passed; the pidfd is borrowed for the call; a non-negative return is
-    // a new fd in our table that only we refer to.
-    let ret = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target_fd, 0) };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: see above.
-    Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
-}
 
 /// An ioctl that returns a new fd (NS_GET_USERNS, NS_GET_PARENT).
 fn ns_fd_ioctl(ns: BorrowedFd<'_>, request: libc::c_ulong) -> io::Result<OwnedFd> {
@@ -136,17 +111,5 @@ mod tests {
         let f = open("/dev/null");
         assert!(ns_get_nstype(f.as_fd()).is_err());
         assert!(ns_get_userns(f.as_fd()).is_err());
-    }
-
-    #[test]
-    fn getfd_copies_an_fd_of_ourselves() {
-        use std::os::unix::fs::MetadataExt;
-        let me = pidfd_open(std::process::id() as i32, 0).unwrap();
-        let f = open("/dev/null");
-        let copy = std::fs::File::from(pidfd_getfd(me.as_fd(), f.as_raw_fd()).unwrap());
-        assert_eq!(copy.metadata().unwrap().ino(), f.metadata().unwrap().ino());
-        let e = pidfd_getfd(me.as_fd(), 99_999).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::EBADF));
-        assert!(pidfd_open(-5, 0).is_err());
     }
 }

@@ -420,7 +420,8 @@ fn setns_through_a_pidfd_of_another_tenant_is_denied() {
     let pid = container_pid(&db, &db_id);
     add_caps(&mut b, &["CAP_SYS_ADMIN"]);
     g.annotate(&mut b, "enforce", None);
-    let pidfd = atoll_sys::nsfs::pidfd_open(pid as i32, 0).unwrap();
+    let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap();
     let sock = serve_fd(&helper, "pidfd", std::fs::File::from(pidfd));
     assert_eq!(probe(&mut b, &["setns-recv", &sock, "net"]), EPERM);
     let id = b.ids.last().unwrap().clone();
