@@ -42,3 +42,12 @@ impl GuardError {
         move |source| GuardError::Sys { op, source }
     }
 }
+
+impl From<atoll_seccomp::PolicyError> for GuardError {
+    fn from(e: atoll_seccomp::PolicyError) -> Self {
+        GuardError::Policy {
+            field: e.field,
+            msg: e.msg,
+        }
+    }
+}

@@ -9,13 +9,14 @@ mod alert;
 mod decide;
 mod error;
 mod ns;
-mod policy;
 mod registry;
 mod supervisor;
 
 pub use alert::{parse_lines, Alert, AlertLog, Decision};
+/// The policy and its seccomp rules live in atoll-seccomp (the runtime uses them without the
+/// supervisor); re-exported here, where the supervisor enforces them.
+pub use atoll_seccomp::policy::{attach_listener, trap_rules, Mode, Policy, PolicyError};
 pub use error::GuardError;
 pub use ns::{NsId, NsSet, NsType};
-pub use policy::{attach_listener, trap_rules, Mode, Policy};
 pub use registry::{Owner, Registry, Tenant};
 pub use supervisor::{Supervisor, SupervisorOpts};

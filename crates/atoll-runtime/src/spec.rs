@@ -21,8 +21,6 @@ pub fn load(bundle: &Path) -> Result<Spec> {
     apply_guard_annotation(spec)
 }
 
-// ---- atoll-guard (issue 4): annotations that put a plain container under the guard ----------
-
 /// `org.atoll.guard=enforce|detect|off` (+ `org.atoll.guard.socket=PATH`, default
 /// /run/atoll/guard.sock, and optional `org.atoll.guard.metadata` such as `name=db;mounts=trap`):
 /// add the guard's trap rules and listenerPath to linux.seccomp, creating a default-allow profile
@@ -33,14 +31,14 @@ pub const GUARD_METADATA_ANNOTATION: &str = "org.atoll.guard.metadata";
 pub const GUARD_DEFAULT_SOCKET: &str = "/run/atoll/guard.sock";
 
 fn apply_guard_annotation(mut spec: Spec) -> Result<Spec> {
+    use atoll_seccomp::policy::{attach_listener, Mode, Policy, PolicyError};
     let ann = spec.annotations().clone().unwrap_or_default();
     let Some(mode) = ann.get(GUARD_ANNOTATION) else {
         return Ok(spec);
     };
-    let bad =
-        |k: &str, e: atoll_guard::GuardError| field(format!("annotations.{k:?}"), e.to_string());
-    let mode: atoll_guard::Mode = mode.parse().map_err(|e| bad(GUARD_ANNOTATION, e))?;
-    let base = atoll_guard::Policy {
+    let bad = |k: &str, e: PolicyError| field(format!("annotations.{k:?}"), e.to_string());
+    let mode: Mode = mode.parse().map_err(|e| bad(GUARD_ANNOTATION, e))?;
+    let base = Policy {
         mode,
         ..Default::default()
     };
@@ -48,9 +46,9 @@ fn apply_guard_annotation(mut spec: Spec) -> Result<Spec> {
         .get(GUARD_METADATA_ANNOTATION)
         .map(String::as_str)
         .unwrap_or("");
-    let policy = atoll_guard::Policy::from_metadata(meta, &base)
-        .map_err(|e| bad(GUARD_METADATA_ANNOTATION, e))?;
-    if policy.mode == atoll_guard::Mode::Off {
+    let policy =
+        Policy::from_metadata(meta, &base).map_err(|e| bad(GUARD_METADATA_ANNOTATION, e))?;
+    if policy.mode == Mode::Off {
         return Ok(spec);
     }
     let socket = ann
@@ -58,14 +56,12 @@ fn apply_guard_annotation(mut spec: Spec) -> Result<Spec> {
         .map(String::as_str)
         .unwrap_or(GUARD_DEFAULT_SOCKET);
     let mut linux = spec.linux().clone().unwrap_or_default();
-    let sc = atoll_guard::attach_listener(linux.seccomp().clone(), Path::new(socket), &policy)
+    let sc = attach_listener(linux.seccomp().clone(), Path::new(socket), &policy)
         .map_err(|e| bad(GUARD_ANNOTATION, e))?;
     linux.set_seccomp(Some(sc));
     spec.set_linux(Some(linux));
     Ok(spec)
 }
-
-// ---- end atoll-guard -------------------------------------------------------------------------
 
 /// The root filesystem path, resolved against the bundle, which must be a directory.
 pub fn rootfs(bundle: &Path, spec: &Spec) -> Result<PathBuf> {

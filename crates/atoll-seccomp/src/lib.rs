@@ -8,6 +8,7 @@ mod cache;
 mod error;
 mod filter;
 mod listener;
+pub mod policy;
 mod profile;
 #[cfg(test)]
 mod testutil;
@@ -16,3 +17,4 @@ pub use atoll_sys::seccomp::SockFilter;
 pub use error::SeccompError;
 pub use filter::{CacheUse, Filter};
 pub use listener::{send_to_listener, OCI_VERSION};
+pub use policy::PolicyError;

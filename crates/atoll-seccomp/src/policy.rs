@@ -1,13 +1,22 @@
-//! What a tenant is held to: its mode, and which traps its profile carries. Two outputs: the
-//! seccomp rules that make the kernel ask us ([`trap_rules`], [`attach_listener`]) and the
-//! listenerMetadata string that tells the supervisor the same policy (`mode=detect;name=db`).
+//! What a tenant of the escape guard (atoll-guard) is held to: its mode, and which traps its
+//! profile carries. Two outputs: the seccomp rules that make the kernel ask the guard
+//! ([`trap_rules`], [`attach_listener`]) and the listenerMetadata string that tells the
+//! supervisor the same policy (`mode=detect;name=db`). Pure profile rewriting, kept here so the
+//! runtime can put a container under the guard without depending on the supervisor.
 
 use std::path::Path;
 
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction as Act, LinuxSyscall};
 use serde_json::json;
 
-use crate::GuardError;
+/// A policy value that cannot be read; `field` names where it came from (an annotation, a
+/// listenerMetadata pair, linux.seccomp.listenerPath).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {msg}")]
+pub struct PolicyError {
+    pub field: String,
+    pub msg: String,
+}
 
 /// How the guard answers a call it judges dangerous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -22,13 +31,13 @@ pub enum Mode {
 }
 
 impl std::str::FromStr for Mode {
-    type Err = GuardError;
-    fn from_str(s: &str) -> Result<Mode, GuardError> {
+    type Err = PolicyError;
+    fn from_str(s: &str) -> Result<Mode, PolicyError> {
         match s {
             "enforce" => Ok(Mode::Enforce),
             "detect" => Ok(Mode::Detect),
             "off" => Ok(Mode::Off),
-            other => Err(GuardError::Policy {
+            other => Err(PolicyError {
                 field: "mode".into(),
                 msg: format!("{other:?} is not one of enforce, detect, off"),
             }),
@@ -73,10 +82,10 @@ impl Policy {
     /// Parse listenerMetadata: `key=value` pairs separated by `;`, keys `mode`, `name`,
     /// `userns` (allow|deny), `mounts` (trap|allow). Missing keys keep `base`'s values (the
     /// supervisor's defaults). Unknown keys are refused: a typo must not weaken a policy.
-    pub fn from_metadata(meta: &str, base: &Policy) -> Result<Policy, GuardError> {
+    pub fn from_metadata(meta: &str, base: &Policy) -> Result<Policy, PolicyError> {
         let mut p = base.clone();
         for pair in meta.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            let bad = |msg: String| GuardError::Policy {
+            let bad = |msg: String| PolicyError {
                 field: format!("listenerMetadata {pair:?}"),
                 msg,
             };
@@ -183,14 +192,14 @@ pub fn attach_listener(
     profile: Option<LinuxSeccomp>,
     socket: &Path,
     policy: &Policy,
-) -> Result<LinuxSeccomp, GuardError> {
+) -> Result<LinuxSeccomp, PolicyError> {
     let mut sc = profile.unwrap_or_else(|| {
         serde_json::from_value(json!({"defaultAction": "SCMP_ACT_ALLOW"}))
             .expect("constant profile parses")
     });
     if let Some(p) = sc.listener_path() {
         if p != socket {
-            return Err(GuardError::Policy {
+            return Err(PolicyError {
                 field: "linux.seccomp.listenerPath".into(),
                 msg: format!("already {} (another seccomp agent)", p.display()),
             });
