@@ -14,10 +14,11 @@ pub fn load(bundle: &Path) -> Result<Spec> {
         path: path.clone(),
         msg: format!("cannot read: {e}"),
     })?;
-    let spec: Spec = serde_json::from_slice(&data).map_err(|e| RuntimeError::Config {
+    let mut spec: Spec = serde_json::from_slice(&data).map_err(|e| RuntimeError::Config {
         path: path.clone(),
         msg: e.to_string(),
     })?;
+    crate::lsm::label_mounts(&mut spec);
     apply_guard_annotation(spec)
 }
 
@@ -175,6 +176,7 @@ pub fn namespaces(spec: &Spec) -> Result<Namespaces> {
 
 /// Checks that need the whole config: things the kernel would refuse later, refused now by name.
 pub fn validate(spec: &Spec, ns: &Namespaces) -> Result<()> {
+    crate::lsm::check(spec)?;
     let process = spec
         .process()
         .as_ref()

@@ -257,6 +257,7 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
         };
         nix::sys::personality::set(persona).map_err(nix_errno("personality"))?;
     }
+    crate::lsm::set_exec_label(process)?;
     let ready = finalize(
         process,
         &ctx.caps,

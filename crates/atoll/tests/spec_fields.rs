@@ -1,0 +1,118 @@
+//! config.json fields atoll must apply or refuse by name: LSM labels, the root path, resource
+//! values the kernel would reject or misread, and type errors that name the field's path.
+
+mod common;
+use common::*;
+
+fn merge(a: &mut serde_json::Value, b: &serde_json::Value) {
+    match (a, b) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (a, b) => *a = b.clone(),
+    }
+}
+
+/// Each patch, applied to a good config, makes `run` fail with an error that contains every
+/// string of `expect`, and leaves no container behind.
+fn refused(b: &mut Bundle, patch: serde_json::Value, expect: &[&str]) {
+    let good = b.config.clone();
+    merge(&mut b.config, &patch);
+    b.save();
+    let (code, out, err) = b.run("refused");
+    b.config = good;
+    b.save();
+    assert_ne!(code, 0, "{patch} accepted: {out}");
+    for e in expect {
+        assert!(err.contains(e), "error for {patch} should name {e}: {err}");
+    }
+    let (_, list, _) = b.cmd(&["list", "-q"]);
+    assert!(list.trim().is_empty(), "{patch} left a container: {list}");
+}
+
+fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.starts_with('Y'))
+}
+
+fn selinux_enabled() -> bool {
+    std::path::Path::new("/sys/fs/selinux/enforce").exists()
+}
+
+/// A profile this host cannot apply is refused, naming the field: where AppArmor is off because
+/// it is off, where it is on because no profile of that name is loaded.
+#[test]
+fn apparmor_profile_is_applied_or_refused() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("apparmor");
+    b.set_args(&["true"]);
+    let why = if apparmor_enabled() {
+        "process.apparmorProfile"
+    } else {
+        "AppArmor is not enabled"
+    };
+    refused(
+        &mut b,
+        serde_json::json!({"process": {"apparmorProfile": "atoll-test-no-such-profile"}}),
+        &["process.apparmorProfile", why],
+    );
+}
+
+#[test]
+fn selinux_labels_are_applied_or_refused() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("selinux");
+    b.set_args(&["true"]);
+    let on = selinux_enabled();
+    // Not a valid context under any policy: refused by the kernel where SELinux is on.
+    let label = "atoll_test_no_such_user:no_role:no_type:s0";
+    let why = |f: &'static str| if on { f } else { "SELinux is not enabled" };
+    refused(
+        &mut b,
+        serde_json::json!({"process": {"selinuxLabel": label}}),
+        &["process.selinuxLabel", why("process.selinuxLabel")],
+    );
+    refused(
+        &mut b,
+        serde_json::json!({"linux": {"mountLabel": label}}),
+        &[
+            if on { "context=" } else { "linux.mountLabel" },
+            why("tmpfs"),
+        ],
+    );
+}
+
+/// `exec --apparmor` / `--process-label` (hidden runc flags) are applied or refused, never
+/// ignored.
+#[test]
+fn exec_lsm_flags_are_applied_or_refused() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("execlsm");
+    b.set_args(&["sleep", "100"]);
+    let id = b.id("execlsm");
+    let (code, err) = b.run_detached(&id);
+    assert_eq!(code, 0, "{err}");
+    for (flag, on) in [
+        ("--apparmor", apparmor_enabled()),
+        ("--process-label", selinux_enabled()),
+    ] {
+        let (code, out, err) = b.cmd(&["exec", flag, "atoll_test_no_such:x:y:s0", &id, "true"]);
+        assert_ne!(code, 0, "exec {flag} was ignored: {out}");
+        if !on {
+            assert!(
+                err.contains(flag) && err.contains("is not enabled"),
+                "{flag}: {err}"
+            );
+        }
+    }
+    let (code, _, err) = b.cmd(&["delete", "-f", &id]);
+    assert_eq!(code, 0, "{err}");
+}
