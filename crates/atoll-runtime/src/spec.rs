@@ -7,16 +7,17 @@ use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Spec};
 
 use crate::error::{field, Result, RuntimeError};
 
-/// Parse `bundle/config.json`. serde's message carries the line and column of the bad field.
+/// Parse `bundle/config.json`. An error names the field's path (`process.args`) and serde's
+/// line and column.
 pub fn load(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
     let data = std::fs::read(&path).map_err(|e| RuntimeError::Config {
         path: path.clone(),
         msg: format!("cannot read: {e}"),
     })?;
-    let mut spec: Spec = serde_json::from_slice(&data).map_err(|e| RuntimeError::Config {
+    let mut spec = parse(&data).map_err(|msg| RuntimeError::Config {
         path: path.clone(),
-        msg: e.to_string(),
+        msg,
     })?;
     crate::lsm::label_mounts(&mut spec);
     apply_guard_annotation(spec)
@@ -67,6 +68,23 @@ fn apply_guard_annotation(mut spec: Spec) -> Result<Spec> {
 }
 
 // ---- end atoll-guard -------------------------------------------------------------------------
+
+/// config.json text → Spec; the error names the path of the field that did not fit.
+pub fn parse(data: &[u8]) -> std::result::Result<Spec, String> {
+    let mut de = serde_json::Deserializer::from_slice(data);
+    let spec: Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let at = e.path().to_string();
+        let inner = e.into_inner();
+        if at == "." {
+            inner.to_string()
+        } else {
+            format!("{at}: {inner}")
+        }
+    })?;
+    // Trailing text after the object, as serde_json::from_slice refuses it.
+    de.end().map_err(|e| e.to_string())?;
+    Ok(spec)
+}
 
 /// The root filesystem path, resolved against the bundle, which must be a directory.
 pub fn rootfs(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
@@ -223,6 +241,7 @@ pub fn validate(spec: &Spec, ns: &Namespaces) -> Result<()> {
                 check_sysctl(key, ns)?;
             }
         }
+        check_devices(linux)?;
         if let Some(mounts) = spec.mounts() {
             for (i, m) in mounts.iter().enumerate() {
                 if !m.destination().is_absolute() {
@@ -242,6 +261,48 @@ pub fn validate(spec: &Spec, ns: &Namespaces) -> Result<()> {
                     format!("soft limit {} is above hard limit {}", r.soft(), r.hard()),
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// A device number the kernel can hold: mknod(2) takes a 32-bit dev_t, 12 bits of major and 20
+/// of minor (include/linux/kdev_t.h), so anything larger would silently become another device.
+const MAX_MAJOR: i64 = (1 << 12) - 1;
+const MAX_MINOR: i64 = (1 << 20) - 1;
+
+/// linux.devices and the device cgroup rules, each named by its own index: the rules atoll adds
+/// for linux.devices must never be blamed for a number that came from linux.devices.
+fn check_devices(linux: &oci_spec::runtime::Linux) -> Result<()> {
+    let number = |f: String, v: i64, max: i64| -> Result<()> {
+        if (0..=max).contains(&v) {
+            return Ok(());
+        }
+        Err(field(f, format!("{v} is not a device number (0..={max})")))
+    };
+    for (i, d) in linux.devices().iter().flatten().enumerate() {
+        if !d.path().is_absolute() {
+            return Err(field(
+                format!("linux.devices[{i}].path"),
+                format!("{:?} is not an absolute path", d.path()),
+            ));
+        }
+        if d.typ() != oci_spec::runtime::LinuxDeviceType::P {
+            number(format!("linux.devices[{i}].major"), d.major(), MAX_MAJOR)?;
+            number(format!("linux.devices[{i}].minor"), d.minor(), MAX_MINOR)?;
+        }
+    }
+    let rules = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.devices().as_ref());
+    for (i, r) in rules.into_iter().flatten().enumerate() {
+        // -1 is runc's wildcard, as is a missing number.
+        if let Some(v) = r.major().filter(|&v| v != -1) {
+            number(format!("linux.resources.devices[{i}].major"), v, MAX_MAJOR)?;
+        }
+        if let Some(v) = r.minor().filter(|&v| v != -1) {
+            number(format!("linux.resources.devices[{i}].minor"), v, MAX_MINOR)?;
         }
     }
     Ok(())
@@ -315,6 +376,32 @@ mod tests {
         );
         let e = namespaces(&spec).unwrap_err().to_string();
         assert!(e.contains("linux.namespaces[1]"), "{e}");
+    }
+
+    #[test]
+    fn type_error_names_the_path() {
+        let e = super::parse(
+            br#"{"ociVersion":"1.2.0","process":{"cwd":"/","user":{"uid":0,"gid":0},"args":"sh"}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("process.args: ") && e.contains("line 1"),
+            "{e}"
+        );
+        let e = super::parse(br#"{"ociVersion":"1.2.0"} x"#).unwrap_err();
+        assert!(e.contains("trailing"), "{e}");
+    }
+
+    #[test]
+    fn device_numbers_are_named_where_they_came_from() {
+        let spec = super::parse(
+            br#"{"ociVersion":"1.2.0","linux":{"devices":[{"path":"/dev/a","type":"c","major":1099511627776,"minor":1}]}}"#,
+        )
+        .unwrap();
+        let e = check_devices(spec.linux().as_ref().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("linux.devices[0].major"), "{e}");
     }
 
     #[test]

@@ -116,3 +116,36 @@ fn exec_lsm_flags_are_applied_or_refused() {
     let (code, _, err) = b.cmd(&["delete", "-f", &id]);
     assert_eq!(code, 0, "{err}");
 }
+
+/// A type error names the field's path, not only a line and column.
+#[test]
+fn type_errors_name_the_field_path() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("typeerr");
+    refused(
+        &mut b,
+        serde_json::json!({"process": {"args": "sh"}}),
+        &["process.args", "line"],
+    );
+    refused(
+        &mut b,
+        serde_json::json!({"linux": {"resources": {"pids": {"limit": "many"}}}}),
+        &["linux.resources.pids.limit"],
+    );
+    // A number that parses but no device can have is blamed on linux.devices[0], where it came
+    // from, not on the cgroup rule atoll derives from it.
+    let (code, _, err) = {
+        b.config["linux"]["devices"] = serde_json::json!([
+            {"path": "/dev/big", "type": "c", "major": 1u64 << 40, "minor": 1}
+        ]);
+        b.save();
+        b.run("bigmajor")
+    };
+    b.config["linux"]["devices"] = serde_json::Value::Null;
+    b.save();
+    assert_ne!(code, 0);
+    assert!(err.contains("linux.devices[0].major"), "{err}");
+    assert!(!err.contains("linux.resources.devices"), "{err}");
+}
