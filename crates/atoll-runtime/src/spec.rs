@@ -87,25 +87,78 @@ pub fn parse(data: &[u8]) -> std::result::Result<Spec, String> {
 }
 
 /// The root filesystem path, resolved against the bundle, which must be a directory.
+///
+/// runtime-spec: a relative `root.path` is relative to the bundle. The rules, stricter than the
+/// spec's text and close to runc's (which refuses a root that is, or goes through, a symlink):
+/// - a relative path stays inside the bundle: no `..` component (a root elsewhere is given as
+///   an absolute path, so the config shows what it uses);
+/// - the path is the real one: resolving symlinks must not change it, so what the config names is
+///   what the container gets, not whatever a link points to at create time;
+/// - it is not the host's `/`: that would be no root of its own at all.
 pub fn rootfs(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
     let root = spec
         .root()
         .as_ref()
         .ok_or_else(|| field("root", "missing: a container needs a root filesystem"))?;
-    let p = root.path();
-    let p = if p.is_absolute() {
-        p.clone()
+    let given = root.path();
+    if given.as_os_str().is_empty() {
+        return Err(field("root.path", "empty"));
+    }
+    let p = if given.is_absolute() {
+        given.clone()
     } else {
-        bundle.join(p)
+        if given
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(field(
+                "root.path",
+                format!(
+                    "{given:?} leaves the bundle: a relative root is relative to the bundle; \
+                     give a root elsewhere as an absolute path"
+                ),
+            ));
+        }
+        bundle.join(given)
     };
-    match std::fs::metadata(&p) {
-        Ok(m) if m.is_dir() => Ok(p),
+    let lexical = lexically_clean(&p);
+    let real = match std::fs::canonicalize(&p) {
+        Ok(r) => r,
+        Err(e) => return Err(field("root.path", format!("{}: {e}", p.display()))),
+    };
+    if real != lexical {
+        return Err(field(
+            "root.path",
+            format!(
+                "{} resolves to {}: a root named through a symlink or `..` is refused, \
+                 give the real path",
+                p.display(),
+                real.display()
+            ),
+        ));
+    }
+    if real == Path::new("/") {
+        return Err(field(
+            "root.path",
+            format!("{} is the host's root directory", p.display()),
+        ));
+    }
+    match std::fs::metadata(&real) {
+        Ok(m) if m.is_dir() => Ok(real),
         Ok(_) => Err(field(
             "root.path",
             format!("{} is not a directory", p.display()),
         )),
         Err(e) => Err(field("root.path", format!("{}: {e}", p.display()))),
     }
+}
+
+/// `p` without `.` components and repeated or trailing slashes; `..` stays, so a path with one
+/// never equals its canonical form.
+fn lexically_clean(p: &Path) -> PathBuf {
+    p.components()
+        .filter(|c| *c != std::path::Component::CurDir)
+        .collect()
 }
 
 pub fn ns_flag(t: LinuxNamespaceType) -> u64 {

@@ -149,3 +149,44 @@ fn type_errors_name_the_field_path() {
     assert!(err.contains("linux.devices[0].major"), "{err}");
     assert!(!err.contains("linux.resources.devices"), "{err}");
 }
+
+/// A relative root.path that climbs out of the bundle is refused: "../../../../" from a bundle
+/// four levels deep is the host's /.
+#[test]
+fn root_path_outside_the_bundle_is_refused() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("rootpath");
+    b.set_args(&["true"]);
+    let depth = b.dir.components().count();
+    let up = "../".repeat(depth + 2);
+    refused(
+        &mut b,
+        serde_json::json!({"root": {"path": up}}),
+        &["root.path", "leaves the bundle"],
+    );
+    refused(
+        &mut b,
+        serde_json::json!({"root": {"path": "rootfs/../rootfs"}}),
+        &["root.path"],
+    );
+    refused(
+        &mut b,
+        serde_json::json!({"root": {"path": "/"}}),
+        &["root.path", "host's root"],
+    );
+    // A symlink to the rootfs: runc refuses it, and so does atoll.
+    std::os::unix::fs::symlink("rootfs", b.dir.join("link")).unwrap();
+    refused(
+        &mut b,
+        serde_json::json!({"root": {"path": "link"}}),
+        &["root.path", "symlink"],
+    );
+    // The absolute real path is fine.
+    let abs = b.rootfs().to_string_lossy().into_owned();
+    b.config["root"]["path"] = abs.into();
+    b.save();
+    let (code, _, err) = b.run("abs");
+    assert_eq!(code, 0, "{err}");
+}
