@@ -248,6 +248,9 @@ pub fn namespaces(spec: &Spec) -> Result<Namespaces> {
 /// Checks that need the whole config: things the kernel would refuse later, refused now by name.
 pub fn validate(spec: &Spec, ns: &Namespaces) -> Result<()> {
     crate::lsm::check(spec)?;
+    if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        atoll_cgroups::check_resources(r)?;
+    }
     let process = spec
         .process()
         .as_ref()

@@ -190,3 +190,55 @@ fn root_path_outside_the_bundle_is_refused() {
     let (code, _, err) = b.run("abs");
     assert_eq!(code, 0, "{err}");
 }
+
+/// Values the kernel would refuse or misread are refused with the field's name, before
+/// anything is made.
+#[test]
+fn resource_values_the_kernel_would_misread_are_refused() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("resvalues");
+    b.set_args(&["true"]);
+    for (res, name) in [
+        (
+            serde_json::json!({"pids": {"limit": -7}}),
+            "linux.resources.pids.limit",
+        ),
+        (
+            serde_json::json!({"cpu": {"period": 0}}),
+            "linux.resources.cpu.period",
+        ),
+        (
+            serde_json::json!({"cpu": {"period": 500}}),
+            "linux.resources.cpu.period",
+        ),
+        (
+            serde_json::json!({"cpu": {"quota": 0}}),
+            "linux.resources.cpu.quota",
+        ),
+        (
+            serde_json::json!({"cpu": {"quota": -5}}),
+            "linux.resources.cpu.quota",
+        ),
+        (
+            serde_json::json!({"cpu": {"shares": 0}}),
+            "linux.resources.cpu.shares",
+        ),
+        (
+            serde_json::json!({"memory": {"limit": -2}}),
+            "linux.resources.memory.limit",
+        ),
+    ] {
+        refused(
+            &mut b,
+            serde_json::json!({"linux": {"resources": res}}),
+            &[name],
+        );
+    }
+    // -1 stays "no limit".
+    b.config["linux"]["resources"]["pids"] = serde_json::json!({"limit": -1});
+    b.save();
+    let (code, _, err) = b.run("unlimited");
+    assert_eq!(code, 0, "{err}");
+}
