@@ -247,6 +247,7 @@ pub fn namespaces(spec: &Spec) -> Result<Namespaces> {
 
 /// Checks that need the whole config: things the kernel would refuse later, refused now by name.
 pub fn validate(spec: &Spec, ns: &Namespaces) -> Result<()> {
+    refuse_unapplied(spec)?;
     crate::lsm::check(spec)?;
     if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
         atoll_cgroups::check_resources(r)?;
@@ -318,6 +319,74 @@ pub fn validate(spec: &Spec, ns: &Namespaces) -> Result<()> {
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+const WHY: &str = "not supported by atoll: the container would run without it";
+
+/// Fields atoll parses but does not apply (docs/spec-fields.md): a config that sets one is
+/// refused by name, since running without what it asks for would fail open.
+fn refuse_unapplied(spec: &Spec) -> Result<()> {
+    let platform = [
+        ("solaris", spec.solaris().is_some()),
+        ("windows", spec.windows().is_some()),
+        ("vm", spec.vm().is_some()),
+        ("zos", spec.zos().is_some()),
+    ];
+    if let Some((f, _)) = platform.iter().find(|(_, s)| *s) {
+        return Err(field(*f, "atoll runs Linux containers only"));
+    }
+    if spec.uid_mappings().is_some() || spec.gid_mappings().is_some() {
+        return Err(field(
+            "uidMappings",
+            "not a runtime-spec field: id mappings go in linux.uidMappings/gidMappings",
+        ));
+    }
+    if let Some(p) = spec.process() {
+        refuse_unapplied_process(p)?;
+    }
+    if let Some(l) = spec.linux() {
+        let set = [
+            ("linux.intelRdt", l.intel_rdt().is_some()),
+            ("linux.memoryPolicy", l.memory_policy().is_some()),
+            ("linux.netDevices", l.net_devices().is_some()),
+            (
+                "linux.personality.flags",
+                l.personality()
+                    .as_ref()
+                    .is_some_and(|p| p.flags().as_ref().is_some_and(|f| !f.is_empty())),
+            ),
+        ];
+        if let Some((f, _)) = set.iter().find(|(_, s)| *s) {
+            return Err(field(*f, WHY));
+        }
+    }
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        for o in m.options().iter().flatten() {
+            // runc's own extensions, which atoll does not carry out.
+            if o == "tmpcopyup" || o == "remount" {
+                return Err(field(
+                    format!("mounts[{i}].options"),
+                    format!("{o:?}: {WHY}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The process fields atoll does not apply, refused by name (also for an `exec`'d process).
+pub fn refuse_unapplied_process(p: &oci_spec::runtime::Process) -> Result<()> {
+    let set = [
+        ("process.scheduler", p.scheduler().is_some()),
+        ("process.ioPriority", p.io_priority().is_some()),
+        ("process.execCPUAffinity", p.exec_cpu_affinity().is_some()),
+        ("process.commandLine", p.command_line().is_some()),
+        ("process.user.username", p.user().username().is_some()),
+    ];
+    if let Some((f, _)) = set.iter().find(|(_, s)| *s) {
+        return Err(field(*f, WHY));
     }
     Ok(())
 }

@@ -242,3 +242,76 @@ fn resource_values_the_kernel_would_misread_are_refused() {
     let (code, _, err) = b.run("unlimited");
     assert_eq!(code, 0, "{err}");
 }
+
+/// Fields atoll does not apply are refused by name (docs/spec-fields.md), never run without.
+#[test]
+fn fields_atoll_does_not_apply_are_refused() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("unapplied");
+    b.set_args(&["true"]);
+    let cases = [
+        (
+            serde_json::json!({"process": {"scheduler": {"policy": "SCHED_BATCH"}}}),
+            "process.scheduler",
+        ),
+        (
+            serde_json::json!({"process": {"ioPriority": {"class": "IOPRIO_CLASS_IDLE", "priority": 7}}}),
+            "process.ioPriority",
+        ),
+        (
+            serde_json::json!({"process": {"execCPUAffinity": {"initial": "0"}}}),
+            "process.execCPUAffinity",
+        ),
+        (
+            serde_json::json!({"linux": {"intelRdt": {"closID": "x"}}}),
+            "linux.intelRdt",
+        ),
+        (
+            serde_json::json!({"linux": {"personality": {"domain": "LINUX", "flags": ["ADDR_NO_RANDOMIZE"]}}}),
+            "linux.personality.flags",
+        ),
+        (
+            serde_json::json!({"vm": {"hypervisor": {"path": "/x"}, "kernel": {"path": "/k"}}}),
+            "vm",
+        ),
+        (
+            serde_json::json!({"mounts": [{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]}]}),
+            "mounts[0].options",
+        ),
+    ];
+    for (patch, name) in cases {
+        refused(&mut b, patch, &[name]);
+    }
+}
+
+/// process.consoleSize is the pty's first size (a foreground `run` without a terminal of its
+/// own keeps it).
+#[test]
+fn console_size_is_applied() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("consolesize");
+    b.config["process"]["terminal"] = true.into();
+    b.config["process"]["consoleSize"] = serde_json::json!({"height": 33, "width": 77});
+    b.set_args(&["stty", "size"]);
+    let (code, out, err) = b.run("size");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("33 77"), "{out}");
+}
+
+/// `features` lists an LSM as enabled exactly where atoll applies it: where this host has it.
+#[test]
+fn features_lists_an_lsm_only_where_it_is_applied() {
+    if !can_run() {
+        return;
+    }
+    let b = Bundle::new("featlsm");
+    let (code, out, err) = b.cmd(&["features"]);
+    assert_eq!(code, 0, "{err}");
+    let f: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(f["linux"]["apparmor"]["enabled"], apparmor_enabled(), "{f}");
+    assert_eq!(f["linux"]["selinux"]["enabled"], selinux_enabled(), "{f}");
+}

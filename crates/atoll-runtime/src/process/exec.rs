@@ -288,6 +288,7 @@ fn process(
     } else {
         None
     };
+    crate::tty::set_console_size(console.as_ref(), opts.process.console_size().as_ref())?;
     crate::lsm::set_exec_label(&opts.process)?;
     let p = finalize(
         &opts.process,

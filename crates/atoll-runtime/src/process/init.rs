@@ -191,6 +191,7 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
     } else {
         None
     };
+    crate::tty::set_console_size(console.as_ref(), process.console_size().as_ref())?;
 
     if ctx.has_hooks {
         protocol::send(sock, &Msg::Hooks, None)?;

@@ -79,6 +79,7 @@ pub fn exec(store: &Store, a: &ExecArgs) -> Result<i32> {
         process.set_selinux_label(Some(l.clone()));
     }
     atoll_runtime::lsm::inherit(&mut process, saved.config.process().as_ref());
+    atoll_runtime::spec::refuse_unapplied_process(&process).context("the process to exec")?;
     if a.no_new_privs {
         process.set_no_new_privileges(Some(true));
     }
