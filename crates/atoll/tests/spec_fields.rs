@@ -315,3 +315,34 @@ fn features_lists_an_lsm_only_where_it_is_applied() {
     assert_eq!(f["linux"]["apparmor"]["enabled"], apparmor_enabled(), "{f}");
     assert_eq!(f["linux"]["selinux"]["enabled"], selinux_enabled(), "{f}");
 }
+
+/// An exec'd process's own scheduler or oomScoreAdj would not be applied: refused.
+#[test]
+fn exec_process_fields_atoll_does_not_apply_are_refused() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("execfields");
+    b.set_args(&["sleep", "100"]);
+    let id = b.id("execfields");
+    let (code, err) = b.run_detached(&id);
+    assert_eq!(code, 0, "{err}");
+    let base = serde_json::json!({"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["true"]});
+    for (extra, name) in [
+        (
+            serde_json::json!({"scheduler": {"policy": "SCHED_BATCH"}}),
+            "process.scheduler",
+        ),
+        (serde_json::json!({"oomScoreAdj": 500}), "oomScoreAdj"),
+    ] {
+        let mut p = base.clone();
+        merge(&mut p, &extra);
+        let file = b.dir.join("process.json");
+        std::fs::write(&file, p.to_string()).unwrap();
+        let (code, _, err) = b.cmd(&["exec", "--process", file.to_str().unwrap(), &id]);
+        assert_ne!(code, 0, "{extra} ignored");
+        assert!(err.contains(name), "{err}");
+    }
+    let (code, _, err) = b.cmd(&["delete", "-f", &id]);
+    assert_eq!(code, 0, "{err}");
+}

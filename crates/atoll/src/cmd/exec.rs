@@ -80,6 +80,15 @@ pub fn exec(store: &Store, a: &ExecArgs) -> Result<i32> {
     }
     atoll_runtime::lsm::inherit(&mut process, saved.config.process().as_ref());
     atoll_runtime::spec::refuse_unapplied_process(&process).context("the process to exec")?;
+    // The exec'd process inherits the init's oom_score_adj; a different one would not be applied.
+    let container_adj = saved
+        .config
+        .process()
+        .as_ref()
+        .and_then(|p| p.oom_score_adj());
+    if process.oom_score_adj().is_some() && process.oom_score_adj() != container_adj {
+        bail!("--process: oomScoreAdj: an exec'd process inherits the container's ({container_adj:?}); a different value is not applied");
+    }
     if a.no_new_privs {
         process.set_no_new_privileges(Some(true));
     }
