@@ -132,6 +132,7 @@ impl Cgroup {
     }
 
     fn plan(&self, res: &LinuxResources, updating: bool) -> Result<Vec<Step>, CgroupError> {
+        plan::check(res)?;
         match self.mode {
             Mode::V2 => plan::plan_v2(res, updating),
             Mode::V1 | Mode::Hybrid => plan::plan_v1(res, updating),

@@ -31,6 +31,7 @@ pub use cgroup::{join_self, Cgroup};
 pub use error::{CgroupError, Errno};
 pub use layout::Mode;
 pub use oci_spec::runtime::LinuxResources;
+pub use plan::check as check_resources;
 pub use stats::Stats;
 
 /// One hierarchy as seen for this container, for mounting cgroupfs inside it.

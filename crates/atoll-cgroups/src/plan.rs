@@ -72,6 +72,86 @@ fn check_token(field: &'static str, value: &str) -> Result<(), CgroupError> {
     }
 }
 
+const NEG: &str = "negative: only -1 (no limit) is allowed";
+
+fn out_of_range(field: &'static str, value: impl ToString, why: &'static str) -> CgroupError {
+    CgroupError::Invalid {
+        field,
+        value: value.to_string(),
+        why,
+    }
+}
+
+/// Values the kernel would refuse, or read as something else, refused by name before anything is
+/// made. -1 is "no limit" where a limit can be lifted; 0 keeps its runc meaning of "not set"
+/// where the kernel has no use for it (pids, memory), and is refused where it would be passed on
+/// or silently dropped (cpu period, quota, shares, realtime period).
+pub fn check(res: &LinuxResources) -> Result<(), CgroupError> {
+    if let Some(p) = res.pids() {
+        if p.limit() < -1 {
+            return Err(out_of_range("linux.resources.pids.limit", p.limit(), NEG));
+        }
+    }
+    if let Some(m) = res.memory() {
+        for (f, v) in [
+            ("linux.resources.memory.limit", m.limit()),
+            ("linux.resources.memory.swap", m.swap()),
+            ("linux.resources.memory.reservation", m.reservation()),
+            ("linux.resources.memory.kernel", m.kernel()),
+            ("linux.resources.memory.kernelTCP", m.kernel_tcp()),
+        ] {
+            if let Some(v) = v.filter(|&v| v < -1) {
+                return Err(out_of_range(f, v, NEG));
+            }
+        }
+    }
+    if let Some(c) = res.cpu() {
+        check_cpu(c)?;
+    }
+    Ok(())
+}
+
+/// sched(7) and the kernel's cpu controller: the CFS period is 1 ms..=1 s, a quota is at least
+/// 1 ms or negative (no limit), shares are 2..=262144 (v1 clamps anything else), and an rt period
+/// of 0 is refused.
+fn check_cpu(c: &LinuxCpu) -> Result<(), CgroupError> {
+    if let Some(p) = c.period().filter(|p| !(1_000..=1_000_000).contains(p)) {
+        return Err(out_of_range(
+            "linux.resources.cpu.period",
+            p,
+            "the CFS period is 1000..=1000000 microseconds",
+        ));
+    }
+    if let Some(q) = c
+        .quota()
+        .filter(|&q| q == 0 || q < -1 || (0..1_000).contains(&q))
+    {
+        return Err(out_of_range(
+            "linux.resources.cpu.quota",
+            q,
+            "-1 (no limit) or at least 1000 microseconds",
+        ));
+    }
+    if let Some(s) = c.shares().filter(|s| !(2..=262_144).contains(s)) {
+        return Err(out_of_range(
+            "linux.resources.cpu.shares",
+            s,
+            "shares are 2..=262144",
+        ));
+    }
+    if c.realtime_period() == Some(0) {
+        return Err(out_of_range(
+            "linux.resources.cpu.realtimePeriod",
+            0,
+            "a period of 0 is refused by the kernel",
+        ));
+    }
+    if let Some(r) = c.realtime_runtime().filter(|&r| r < -1) {
+        return Err(out_of_range("linux.resources.cpu.realtimeRuntime", r, NEG));
+    }
+    Ok(())
+}
+
 // ---- v1 ----------------------------------------------------------------------------------------
 
 pub(crate) fn plan_v1(res: &LinuxResources, updating: bool) -> Result<Vec<Step>, CgroupError> {
@@ -803,6 +883,32 @@ mod tests {
         match &steps[8] {
             Step::Write { files, .. } => assert_eq!(files[1], w("io.weight", "default 4950")),
             s => panic!("{s:?}"),
+        }
+    }
+
+    #[test]
+    fn values_the_kernel_would_misread_are_refused() {
+        for (json, field) in [
+            (r#"{"pids": {"limit": -7}}"#, "pids.limit"),
+            (r#"{"cpu": {"period": 0}}"#, "cpu.period"),
+            (r#"{"cpu": {"period": 2000000}}"#, "cpu.period"),
+            (r#"{"cpu": {"quota": 0}}"#, "cpu.quota"),
+            (r#"{"cpu": {"quota": 999}}"#, "cpu.quota"),
+            (r#"{"cpu": {"quota": -2}}"#, "cpu.quota"),
+            (r#"{"cpu": {"shares": 1}}"#, "cpu.shares"),
+            (r#"{"cpu": {"realtimePeriod": 0}}"#, "cpu.realtimePeriod"),
+            (r#"{"memory": {"swap": -3}}"#, "memory.swap"),
+        ] {
+            let e = check(&res(json)).unwrap_err().to_string();
+            assert!(e.contains(field), "{json}: {e}");
+        }
+        for ok in [
+            r#"{"pids": {"limit": -1}}"#,
+            r#"{"pids": {"limit": 0}}"#,
+            r#"{"cpu": {"quota": -1, "period": 100000, "shares": 1024}}"#,
+            r#"{"memory": {"limit": -1, "swap": -1}}"#,
+        ] {
+            assert!(check(&res(ok)).is_ok(), "{ok}");
         }
     }
 

@@ -14,6 +14,10 @@ use std::path::PathBuf;
 pub enum RuntimeError {
     #[error("{path}: {msg}")]
     Config { path: PathBuf, msg: String },
+    /// An AppArmor profile or SELinux label that cannot be applied; `what` names its origin
+    /// (a config.json field or an `exec` flag).
+    #[error("{what}: {msg}")]
+    Lsm { what: String, msg: String },
     #[error("config.json: {field}: {msg}")]
     Field { field: String, msg: String },
     /// A syscall the kernel refused; `op` names the call and its operands.

@@ -6,6 +6,7 @@ pub mod container;
 pub mod error;
 pub mod hooks;
 pub mod identity;
+pub mod lsm;
 pub mod process;
 pub mod rootfs;
 pub mod spec;

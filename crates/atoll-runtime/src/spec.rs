@@ -7,17 +7,19 @@ use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Spec};
 
 use crate::error::{field, Result, RuntimeError};
 
-/// Parse `bundle/config.json`. serde's message carries the line and column of the bad field.
+/// Parse `bundle/config.json`. An error names the field's path (`process.args`) and serde's
+/// line and column.
 pub fn load(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
     let data = std::fs::read(&path).map_err(|e| RuntimeError::Config {
         path: path.clone(),
         msg: format!("cannot read: {e}"),
     })?;
-    let spec: Spec = serde_json::from_slice(&data).map_err(|e| RuntimeError::Config {
+    let mut spec = parse(&data).map_err(|msg| RuntimeError::Config {
         path: path.clone(),
-        msg: e.to_string(),
+        msg,
     })?;
+    crate::lsm::label_mounts(&mut spec);
     apply_guard_annotation(spec)
 }
 
@@ -63,26 +65,96 @@ fn apply_guard_annotation(mut spec: Spec) -> Result<Spec> {
     Ok(spec)
 }
 
+/// config.json text → Spec; the error names the path of the field that did not fit.
+pub fn parse(data: &[u8]) -> std::result::Result<Spec, String> {
+    let mut de = serde_json::Deserializer::from_slice(data);
+    let spec: Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let at = e.path().to_string();
+        let inner = e.into_inner();
+        if at == "." {
+            inner.to_string()
+        } else {
+            format!("{at}: {inner}")
+        }
+    })?;
+    // Trailing text after the object, as serde_json::from_slice refuses it.
+    de.end().map_err(|e| e.to_string())?;
+    Ok(spec)
+}
+
 /// The root filesystem path, resolved against the bundle, which must be a directory.
+///
+/// runtime-spec: a relative `root.path` is relative to the bundle. The rules, stricter than the
+/// spec's text and close to runc's (which refuses a root that is, or goes through, a symlink):
+/// - a relative path stays inside the bundle: no `..` component (a root elsewhere is given as
+///   an absolute path, so the config shows what it uses);
+/// - the path is the real one: resolving symlinks must not change it, so what the config names is
+///   what the container gets, not whatever a link points to at create time;
+/// - it is not the host's `/`: that would be no root of its own at all.
 pub fn rootfs(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
     let root = spec
         .root()
         .as_ref()
         .ok_or_else(|| field("root", "missing: a container needs a root filesystem"))?;
-    let p = root.path();
-    let p = if p.is_absolute() {
-        p.clone()
+    let given = root.path();
+    if given.as_os_str().is_empty() {
+        return Err(field("root.path", "empty"));
+    }
+    let p = if given.is_absolute() {
+        given.clone()
     } else {
-        bundle.join(p)
+        if given
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(field(
+                "root.path",
+                format!(
+                    "{given:?} leaves the bundle: a relative root is relative to the bundle; \
+                     give a root elsewhere as an absolute path"
+                ),
+            ));
+        }
+        bundle.join(given)
     };
-    match std::fs::metadata(&p) {
-        Ok(m) if m.is_dir() => Ok(p),
+    let lexical = lexically_clean(&p);
+    let real = match std::fs::canonicalize(&p) {
+        Ok(r) => r,
+        Err(e) => return Err(field("root.path", format!("{}: {e}", p.display()))),
+    };
+    if real != lexical {
+        return Err(field(
+            "root.path",
+            format!(
+                "{} resolves to {}: a root named through a symlink or `..` is refused, \
+                 give the real path",
+                p.display(),
+                real.display()
+            ),
+        ));
+    }
+    if real == Path::new("/") {
+        return Err(field(
+            "root.path",
+            format!("{} is the host's root directory", p.display()),
+        ));
+    }
+    match std::fs::metadata(&real) {
+        Ok(m) if m.is_dir() => Ok(real),
         Ok(_) => Err(field(
             "root.path",
             format!("{} is not a directory", p.display()),
         )),
         Err(e) => Err(field("root.path", format!("{}: {e}", p.display()))),
     }
+}
+
+/// `p` without `.` components and repeated or trailing slashes; `..` stays, so a path with one
+/// never equals its canonical form.
+fn lexically_clean(p: &Path) -> PathBuf {
+    p.components()
+        .filter(|c| *c != std::path::Component::CurDir)
+        .collect()
 }
 
 pub fn ns_flag(t: LinuxNamespaceType) -> u64 {
@@ -171,6 +243,11 @@ pub fn namespaces(spec: &Spec) -> Result<Namespaces> {
 
 /// Checks that need the whole config: things the kernel would refuse later, refused now by name.
 pub fn validate(spec: &Spec, ns: &Namespaces) -> Result<()> {
+    refuse_unapplied(spec)?;
+    crate::lsm::check(spec)?;
+    if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        atoll_cgroups::check_resources(r)?;
+    }
     let process = spec
         .process()
         .as_ref()
@@ -217,6 +294,7 @@ pub fn validate(spec: &Spec, ns: &Namespaces) -> Result<()> {
                 check_sysctl(key, ns)?;
             }
         }
+        check_devices(linux)?;
         if let Some(mounts) = spec.mounts() {
             for (i, m) in mounts.iter().enumerate() {
                 if !m.destination().is_absolute() {
@@ -236,6 +314,116 @@ pub fn validate(spec: &Spec, ns: &Namespaces) -> Result<()> {
                     format!("soft limit {} is above hard limit {}", r.soft(), r.hard()),
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+const WHY: &str = "not supported by atoll: the container would run without it";
+
+/// Fields atoll parses but does not apply (docs/spec-fields.md): a config that sets one is
+/// refused by name, since running without what it asks for would fail open.
+fn refuse_unapplied(spec: &Spec) -> Result<()> {
+    let platform = [
+        ("solaris", spec.solaris().is_some()),
+        ("windows", spec.windows().is_some()),
+        ("vm", spec.vm().is_some()),
+        ("zos", spec.zos().is_some()),
+    ];
+    if let Some((f, _)) = platform.iter().find(|(_, s)| *s) {
+        return Err(field(*f, "atoll runs Linux containers only"));
+    }
+    if spec.uid_mappings().is_some() || spec.gid_mappings().is_some() {
+        return Err(field(
+            "uidMappings",
+            "not a runtime-spec field: id mappings go in linux.uidMappings/gidMappings",
+        ));
+    }
+    if let Some(p) = spec.process() {
+        refuse_unapplied_process(p)?;
+    }
+    if let Some(l) = spec.linux() {
+        let set = [
+            ("linux.intelRdt", l.intel_rdt().is_some()),
+            ("linux.memoryPolicy", l.memory_policy().is_some()),
+            ("linux.netDevices", l.net_devices().is_some()),
+            (
+                "linux.personality.flags",
+                l.personality()
+                    .as_ref()
+                    .is_some_and(|p| p.flags().as_ref().is_some_and(|f| !f.is_empty())),
+            ),
+        ];
+        if let Some((f, _)) = set.iter().find(|(_, s)| *s) {
+            return Err(field(*f, WHY));
+        }
+    }
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        for o in m.options().iter().flatten() {
+            // runc's own extensions, which atoll does not carry out.
+            if o == "tmpcopyup" || o == "remount" {
+                return Err(field(
+                    format!("mounts[{i}].options"),
+                    format!("{o:?}: {WHY}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The process fields atoll does not apply, refused by name (also for an `exec`'d process).
+pub fn refuse_unapplied_process(p: &oci_spec::runtime::Process) -> Result<()> {
+    let set = [
+        ("process.scheduler", p.scheduler().is_some()),
+        ("process.ioPriority", p.io_priority().is_some()),
+        ("process.execCPUAffinity", p.exec_cpu_affinity().is_some()),
+        ("process.commandLine", p.command_line().is_some()),
+        ("process.user.username", p.user().username().is_some()),
+    ];
+    if let Some((f, _)) = set.iter().find(|(_, s)| *s) {
+        return Err(field(*f, WHY));
+    }
+    Ok(())
+}
+
+/// A device number the kernel can hold: mknod(2) takes a 32-bit dev_t, 12 bits of major and 20
+/// of minor (include/linux/kdev_t.h), so anything larger would silently become another device.
+const MAX_MAJOR: i64 = (1 << 12) - 1;
+const MAX_MINOR: i64 = (1 << 20) - 1;
+
+/// linux.devices and the device cgroup rules, each named by its own index: the rules atoll adds
+/// for linux.devices must never be blamed for a number that came from linux.devices.
+fn check_devices(linux: &oci_spec::runtime::Linux) -> Result<()> {
+    let number = |f: String, v: i64, max: i64| -> Result<()> {
+        if (0..=max).contains(&v) {
+            return Ok(());
+        }
+        Err(field(f, format!("{v} is not a device number (0..={max})")))
+    };
+    for (i, d) in linux.devices().iter().flatten().enumerate() {
+        if !d.path().is_absolute() {
+            return Err(field(
+                format!("linux.devices[{i}].path"),
+                format!("{:?} is not an absolute path", d.path()),
+            ));
+        }
+        if d.typ() != oci_spec::runtime::LinuxDeviceType::P {
+            number(format!("linux.devices[{i}].major"), d.major(), MAX_MAJOR)?;
+            number(format!("linux.devices[{i}].minor"), d.minor(), MAX_MINOR)?;
+        }
+    }
+    let rules = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.devices().as_ref());
+    for (i, r) in rules.into_iter().flatten().enumerate() {
+        // -1 is runc's wildcard, as is a missing number.
+        if let Some(v) = r.major().filter(|&v| v != -1) {
+            number(format!("linux.resources.devices[{i}].major"), v, MAX_MAJOR)?;
+        }
+        if let Some(v) = r.minor().filter(|&v| v != -1) {
+            number(format!("linux.resources.devices[{i}].minor"), v, MAX_MINOR)?;
         }
     }
     Ok(())
@@ -309,6 +497,32 @@ mod tests {
         );
         let e = namespaces(&spec).unwrap_err().to_string();
         assert!(e.contains("linux.namespaces[1]"), "{e}");
+    }
+
+    #[test]
+    fn type_error_names_the_path() {
+        let e = super::parse(
+            br#"{"ociVersion":"1.2.0","process":{"cwd":"/","user":{"uid":0,"gid":0},"args":"sh"}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("process.args: ") && e.contains("line 1"),
+            "{e}"
+        );
+        let e = super::parse(br#"{"ociVersion":"1.2.0"} x"#).unwrap_err();
+        assert!(e.contains("trailing"), "{e}");
+    }
+
+    #[test]
+    fn device_numbers_are_named_where_they_came_from() {
+        let spec = super::parse(
+            br#"{"ociVersion":"1.2.0","linux":{"devices":[{"path":"/dev/a","type":"c","major":1099511627776,"minor":1}]}}"#,
+        )
+        .unwrap();
+        let e = check_devices(spec.linux().as_ref().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("linux.devices[0].major"), "{e}");
     }
 
     #[test]

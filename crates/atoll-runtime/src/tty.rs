@@ -110,3 +110,31 @@ pub fn open_pty(root: &pathrs::Root) -> Result<(OwnedFd, OwnedFd)> {
     .map_err(errno("ioctl(TIOCGPTPEER)"))?;
     Ok((master, slave))
 }
+
+/// `process.consoleSize`: the pty's first window size, set on the slave before the process
+/// starts (TIOCSWINSZ, ioctl_tty(2)).
+pub fn set_console_size(
+    pty: Option<&OwnedFd>,
+    size: Option<&oci_spec::runtime::Box>,
+) -> Result<()> {
+    let (Some(pty), Some(size)) = (pty, size) else {
+        return Ok(());
+    };
+    let dim = |v: u64, f: &str| {
+        u16::try_from(v).map_err(|_| {
+            crate::error::field(
+                format!("process.consoleSize.{f}"),
+                format!("{v} is above 65535"),
+            )
+        })
+    };
+    let ws = rustix::termios::Winsize {
+        ws_row: dim(size.height(), "height")?,
+        ws_col: dim(size.width(), "width")?,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(pty, ws).map_err(crate::error::errno(
+        "ioctl(TIOCSWINSZ) for process.consoleSize",
+    ))
+}

@@ -36,6 +36,7 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
             wanted: "cannot exec in a container that is not running",
         });
     }
+    crate::lsm::check_process(&opts.process, "exec: process")?;
     let caps = CapSets::from_spec(opts.process.capabilities().as_ref())?;
     let terminal = opts.process.terminal().unwrap_or(false);
     if terminal && opts.console_socket.is_none() {
@@ -287,6 +288,8 @@ fn process(
     } else {
         None
     };
+    crate::tty::set_console_size(console.as_ref(), opts.process.console_size().as_ref())?;
+    crate::lsm::set_exec_label(&opts.process)?;
     let p = finalize(
         &opts.process,
         caps,

@@ -191,6 +191,7 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
     } else {
         None
     };
+    crate::tty::set_console_size(console.as_ref(), process.console_size().as_ref())?;
 
     if ctx.has_hooks {
         protocol::send(sock, &Msg::Hooks, None)?;
@@ -257,6 +258,7 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
         };
         nix::sys::personality::set(persona).map_err(nix_errno("personality"))?;
     }
+    crate::lsm::set_exec_label(process)?;
     let ready = finalize(
         process,
         &ctx.caps,

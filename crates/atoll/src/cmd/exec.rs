@@ -68,6 +68,27 @@ pub fn exec(store: &Store, a: &ExecArgs) -> Result<i32> {
         user.set_additional_gids(Some(a.additional_gids.clone()));
         process.set_user(user);
     }
+    // The hidden runc flags: applied like the process's own fields, or refused where this host
+    // has no such LSM (never ignored).
+    if let Some(p) = &a.apparmor {
+        atoll_runtime::lsm::require_apparmor("exec --apparmor", p)?;
+        process.set_apparmor_profile(Some(p.clone()));
+    }
+    if let Some(l) = &a.process_label {
+        atoll_runtime::lsm::require_selinux("exec --process-label", l)?;
+        process.set_selinux_label(Some(l.clone()));
+    }
+    atoll_runtime::lsm::inherit(&mut process, saved.config.process().as_ref());
+    atoll_runtime::spec::refuse_unapplied_process(&process).context("the process to exec")?;
+    // The exec'd process inherits the init's oom_score_adj; a different one would not be applied.
+    let container_adj = saved
+        .config
+        .process()
+        .as_ref()
+        .and_then(|p| p.oom_score_adj());
+    if process.oom_score_adj().is_some() && process.oom_score_adj() != container_adj {
+        bail!("--process: oomScoreAdj: an exec'd process inherits the container's ({container_adj:?}); a different value is not applied");
+    }
     if a.no_new_privs {
         process.set_no_new_privileges(Some(true));
     }
@@ -81,15 +102,6 @@ pub fn exec(store: &Store, a: &ExecArgs) -> Result<i32> {
                     .with_context(|| format!("--cap {s}: unknown capability"))
             })
             .collect::<Result<_>>()?;
-        for set in [
-            c.bounding().clone(),
-            c.effective().clone(),
-            c.permitted().clone(),
-        ]
-        .iter()
-        {
-            let _ = set;
-        }
         let add = |s: &Option<oci_spec::runtime::Capabilities>| {
             let mut s = s.clone().unwrap_or_default();
             s.extend(extra.iter().cloned());

@@ -1,4 +1,6 @@
-//! `features` (runtime-spec features.md): only what atoll implements and has tests for.
+//! `features` (runtime-spec features.md): only what atoll implements and has tests for. The LSMs
+//! are listed as enabled only where this host has them on: elsewhere a profile or label is
+//! refused (docs/spec-fields.md).
 
 pub fn features() -> serde_json::Value {
     let caps: Vec<String> = caps::all()
@@ -32,8 +34,8 @@ pub fn features() -> serde_json::Value {
                 "knownFlags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
                 "supportedFlags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
             },
-            "apparmor": {"enabled": false},
-            "selinux": {"enabled": false},
+            "apparmor": {"enabled": atoll_runtime::lsm::apparmor_enabled()},
+            "selinux": {"enabled": atoll_runtime::lsm::selinux_enabled()},
             "intelRdt": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": true}}
         },
