@@ -1,30 +1,49 @@
-//! Masks.
+//! linux.maskedPaths and linux.readonlyPaths: hide what the container must not read, freeze what
+//! it must not write. A path the image lacks is skipped (runtime-spec); one that cannot be
+//! resolved is an error naming it, never a path left visible.
 
-use super::*;
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use atoll_sys::mount::{self as sysm, MountAttr};
+use rustix::fs::FileType;
+use rustix::mount::{
+    fsconfig_create, fsconfig_set_string, fsmount, fsopen, open_tree, FsMountFlags, FsOpenFlags,
+    MountAttrFlags, OpenTreeFlags,
+};
+
+use super::error::io_errno;
+use super::{MountError, Rootfs};
 
 impl Rootfs {
-    /// directories. A path that does not exist is skipped (runtime-spec).
-    pub fn mask(&self, paths: &[String]) -> Result<()> {
+    /// Bind the host's /dev/null inode over files, an empty read-only tmpfs over directories.
+    pub fn mask(&self, paths: &[String]) -> Result<(), MountError> {
         for p in paths {
-            // A path the image lacks is skipped (runtime-spec); any other error is one: a path
-            // the config asks to hide must not stay visible quietly.
-            let Some(target) = self.lookup(Path::new(p), true)? else {
-                continue;
+            let fail = |call| {
+                move |errno| MountError::Mask {
+                    path: p.clone(),
+                    call,
+                    errno,
+                }
             };
-            let st = rustix::fs::fstat(&target).map_err(errno(format!("fstat masked path {p}")))?;
-            let mnt = if rustix::fs::FileType::from_raw_mode(st.st_mode)
-                == rustix::fs::FileType::Directory
-            {
-                let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
-                    .map_err(errno(format!("fsopen tmpfs to mask {p}")))?;
-                fsconfig_set_string(&fs, "size", "0").map_err(errno("fsconfig size=0"))?;
-                fsconfig_create(&fs).map_err(errno(format!("fsconfig create to mask {p}")))?;
+            let target = match self.lookup(Path::new(p), true) {
+                Ok(Some(target)) => target,
+                Ok(None) => continue,
+                Err(MountError::InRootfs { call, errno, .. }) => return Err(fail(call)(errno)),
+                Err(e) => return Err(e),
+            };
+            let st = rustix::fs::fstat(&target).map_err(fail("fstat"))?;
+            let mnt = if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                let fs =
+                    fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).map_err(fail("fsopen tmpfs"))?;
+                fsconfig_set_string(&fs, "size", "0").map_err(fail("fsconfig size=0"))?;
+                fsconfig_create(&fs).map_err(fail("fsconfig create"))?;
                 fsmount(
                     &fs,
                     FsMountFlags::FSMOUNT_CLOEXEC,
                     MountAttrFlags::MOUNT_ATTR_RDONLY,
                 )
-                .map_err(errno(format!("fsmount tmpfs to mask {p}")))?
+                .map_err(fail("fsmount tmpfs"))?
             } else {
                 open_tree(
                     &self.dev_null,
@@ -33,20 +52,29 @@ impl Rootfs {
                         | OpenTreeFlags::OPEN_TREE_CLOEXEC
                         | OpenTreeFlags::AT_EMPTY_PATH,
                 )
-                .map_err(errno(format!("open_tree /dev/null to mask {p}")))?
+                .map_err(fail("open_tree the host's /dev/null"))?
             };
-            self.attach(mnt.as_fd(), target.as_fd(), &format!("mask {p}"))?;
+            self.attach(mnt.as_fd(), target.as_fd())
+                .map_err(fail("move_mount"))?;
         }
         Ok(())
     }
 
-    /// readonlyPaths: clone the mount at each path and set it read-only (recursively).
-    pub fn readonly(&self, paths: &[String]) -> Result<()> {
+    /// Clone the mount at each path and set it read-only (recursively), nosuid, nodev, noexec.
+    pub fn readonly(&self, paths: &[String]) -> Result<(), MountError> {
         for p in paths {
-            // A path the image lacks is skipped (runtime-spec); any other error is one: a path
-            // the config asks to hide must not stay visible quietly.
-            let Some(target) = self.lookup(Path::new(p), true)? else {
-                continue;
+            let fail = |call| {
+                move |errno| MountError::Readonly {
+                    path: p.clone(),
+                    call,
+                    errno,
+                }
+            };
+            let target = match self.lookup(Path::new(p), true) {
+                Ok(Some(target)) => target,
+                Ok(None) => continue,
+                Err(MountError::InRootfs { call, errno, .. }) => return Err(fail(call)(errno)),
+                Err(e) => return Err(e),
             };
             let mnt = open_tree(
                 &target,
@@ -56,23 +84,18 @@ impl Rootfs {
                     | OpenTreeFlags::AT_EMPTY_PATH
                     | OpenTreeFlags::AT_RECURSIVE,
             )
-            .map_err(errno(format!("open_tree readonly path {p}")))?;
-            sysm::mount_setattr(
-                mnt.as_fd(),
-                true,
-                &MountAttr {
-                    set: sysm::MOUNT_ATTR_RDONLY
-                        | sysm::MOUNT_ATTR_NOSUID
-                        | sysm::MOUNT_ATTR_NODEV
-                        | sysm::MOUNT_ATTR_NOEXEC,
-                    ..Default::default()
-                },
-            )
-            .map_err(|e| RuntimeError::Sys {
-                op: format!("mount_setattr ro on {p}"),
-                source: e,
-            })?;
-            self.attach(mnt.as_fd(), target.as_fd(), &format!("readonly {p}"))?;
+            .map_err(fail("open_tree"))?;
+            let ro = MountAttr {
+                set: sysm::MOUNT_ATTR_RDONLY
+                    | sysm::MOUNT_ATTR_NOSUID
+                    | sysm::MOUNT_ATTR_NODEV
+                    | sysm::MOUNT_ATTR_NOEXEC,
+                ..Default::default()
+            };
+            sysm::mount_setattr(mnt.as_fd(), true, &ro)
+                .map_err(|e| fail("mount_setattr")(io_errno(&e)))?;
+            self.attach(mnt.as_fd(), target.as_fd())
+                .map_err(fail("move_mount"))?;
         }
         Ok(())
     }

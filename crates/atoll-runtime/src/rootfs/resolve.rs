@@ -1,8 +1,23 @@
-//! Paths inside the rootfs: looked up with openat2(RESOLVE_IN_ROOT), made where missing.
+//! Paths inside the rootfs: looked up with openat2(RESOLVE_IN_ROOT), made where missing. Every
+//! fd returned is an O_PATH fd that a mount is attached to, so the path is resolved once, by the
+//! kernel, inside the root.
 
-use super::*;
+use std::fs::Permissions;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use pathrs::InodeType;
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+use super::error::pathrs_errno;
+use super::{MountError, Rootfs};
+
+type Result<T> = std::result::Result<T, MountError>;
 
 impl Rootfs {
+    /// Look `path` up inside the rootfs: an O_PATH fd, or None if it does not exist (ENOENT, or
     /// ENOTDIR: a component on the way is not a directory).
     ///
     /// This is the resolution pathrs itself uses on kernels with openat2: one openat2 with
@@ -13,22 +28,18 @@ impl Rootfs {
     /// container. EAGAIN (a rename or mount raced the walk) is retried; a kernel without
     /// openat2 falls back to pathrs' own resolver.
     pub(super) fn lookup(&self, path: &Path, follow: bool) -> Result<Option<OwnedFd>> {
-        let mut flags = rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC;
+        let mut flags = OFlags::PATH | OFlags::CLOEXEC;
         if !follow {
-            flags |= rustix::fs::OFlags::NOFOLLOW;
+            flags |= OFlags::NOFOLLOW;
         }
-        let resolve = rustix::fs::ResolveFlags::IN_ROOT | rustix::fs::ResolveFlags::NO_MAGICLINKS;
+        let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
         for _ in 0..16 {
             match rustix::fs::openat2(&self.root, path, flags, Mode::empty(), resolve) {
                 Ok(fd) => return Ok(Some(fd)),
-                Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => return Ok(None),
-                Err(rustix::io::Errno::AGAIN) => continue,
-                Err(rustix::io::Errno::NOSYS) => break,
-                Err(e) => {
-                    return Err(errno(format!("openat2 {} in the rootfs", path.display()))(
-                        e,
-                    ))
-                }
+                Err(Errno::NOENT | Errno::NOTDIR) => return Ok(None),
+                Err(Errno::AGAIN) => continue,
+                Err(Errno::NOSYS) => break,
+                Err(errno) => return Err(in_rootfs("openat2", path, errno)),
             }
         }
         let found = if follow {
@@ -38,18 +49,8 @@ impl Rootfs {
         };
         match found {
             Ok(h) => Ok(Some(h.into())),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    pathrs::error::ErrorKind::OsError(Some(libc::ENOENT | libc::ENOTDIR))
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(pathrs_err(format!(
-                "resolve {} in the rootfs",
-                path.display()
-            ))(e)),
+            Err(e) if matches!(pathrs_errno(&e), Some(Errno::NOENT | Errno::NOTDIR)) => Ok(None),
+            Err(e) => Err(pathrs("resolve", path, e)),
         }
     }
 
@@ -59,8 +60,7 @@ impl Rootfs {
     /// parent's fd cannot leave it, and RESOLVE_NO_SYMLINKS refuses a symlink that appears in
     /// its place. None when this does not apply (a deeper path to make, the name already
     /// there): the caller then takes pathrs' mkdir_all/create path.
-    pub(super) fn make_last(&self, dest: &Path, file: bool) -> Result<Option<OwnedFd>> {
-        use rustix::fs::{OFlags, ResolveFlags};
+    fn make_last(&self, dest: &Path, file: bool) -> Result<Option<OwnedFd>> {
         let (Some(parent), Some(name)) = (dest.parent(), dest.file_name()) else {
             return Ok(None);
         };
@@ -82,63 +82,75 @@ impl Rootfs {
         };
         match made {
             Ok(()) => {}
-            Err(rustix::io::Errno::EXIST) => return Ok(None),
-            Err(e) => {
-                let what = if file { "create" } else { "mkdir" };
-                return Err(errno(format!("{what} {} in the rootfs", dest.display()))(e));
+            Err(Errno::EXIST) => return Ok(None),
+            Err(errno) => {
+                return Err(in_rootfs(
+                    if file { "create" } else { "mkdir" },
+                    dest,
+                    errno,
+                ))
             }
         }
         let flags = OFlags::PATH | OFlags::CLOEXEC | OFlags::NOFOLLOW;
         rustix::fs::openat2(&dir, name, flags, Mode::empty(), beneath)
             .map(Some)
-            .map_err(errno(format!("open {} in the rootfs", dest.display())))
+            .map_err(|errno| in_rootfs("openat2", dest, errno))
     }
 
     /// Resolve `dest` inside the rootfs, creating it (as a directory, or an empty file when
     /// `file` is set) if it is missing. Returns an O_PATH fd to mount onto.
-    pub fn target(&self, dest: &Path, file: bool) -> Result<OwnedFd> {
-        let shown = dest.display().to_string();
+    pub(super) fn target(&self, dest: &Path, file: bool) -> Result<OwnedFd> {
         if let Some(fd) = self.lookup(dest, true)? {
             return Ok(fd);
         }
         if let Some(fd) = self.make_last(dest, file)? {
             return Ok(fd);
         }
-        if file {
-            let parent = dest.parent().unwrap_or(Path::new("/"));
-            self.root
-                .mkdir_all(parent, &Permissions::from_mode(0o755))
-                .map_err(pathrs_err(format!(
-                    "mkdir {} in the rootfs",
-                    parent.display()
-                )))?;
-            match self
-                .root
-                .create(dest, &InodeType::File(Permissions::from_mode(0o644)))
-            {
-                Ok(()) => {}
-                Err(e) if e.kind() == pathrs::error::ErrorKind::OsError(Some(libc::EEXIST)) => {}
-                Err(e) => return Err(pathrs_err(format!("create {shown} in the rootfs"))(e)),
-            }
-            let h = self
-                .root
-                .resolve(dest)
-                .map_err(pathrs_err(format!("resolve {shown} in the rootfs")))?;
-            Ok(h.into())
-        } else {
-            let h = self
-                .root
-                .mkdir_all(dest, &Permissions::from_mode(0o755))
-                .map_err(pathrs_err(format!("mkdir {shown} in the rootfs")))?;
-            Ok(h.into())
+        if !file {
+            return self.make_dirs(dest);
         }
+        self.make_dirs(dest.parent().unwrap_or(Path::new("/")))?;
+        match self
+            .root
+            .create(dest, &InodeType::File(Permissions::from_mode(0o644)))
+        {
+            Ok(()) => {}
+            Err(e) if pathrs_errno(&e) == Some(Errno::EXIST) => {}
+            Err(e) => return Err(pathrs("create", dest, e)),
+        }
+        self.reopen(dest)
     }
 
-    pub(super) fn reopen_mountpoint(&self, dest: &Path) -> Result<OwnedFd> {
-        let h = self.root.resolve(dest).map_err(pathrs_err(format!(
-            "resolve {} in the rootfs",
-            dest.display()
-        )))?;
-        Ok(h.into())
+    /// mkdir -p inside the rootfs (pathrs keeps every component inside the root).
+    pub(super) fn make_dirs(&self, dir: &Path) -> Result<OwnedFd> {
+        self.root
+            .mkdir_all(dir, &Permissions::from_mode(0o755))
+            .map(Into::into)
+            .map_err(|e| pathrs("mkdir", dir, e))
+    }
+
+    /// Resolve `dest` again: after a mount was attached there, the new fd names the mount's root
+    /// rather than the directory under it.
+    pub(super) fn reopen(&self, dest: &Path) -> Result<OwnedFd> {
+        self.root
+            .resolve(dest)
+            .map(Into::into)
+            .map_err(|e| pathrs("resolve", dest, e))
+    }
+}
+
+fn in_rootfs(call: &'static str, path: &Path, errno: Errno) -> MountError {
+    MountError::InRootfs {
+        call,
+        path: path.to_path_buf(),
+        errno,
+    }
+}
+
+pub(super) fn pathrs(call: &'static str, path: &Path, cause: pathrs::error::Error) -> MountError {
+    MountError::Pathrs {
+        call,
+        path: path.to_path_buf(),
+        cause,
     }
 }
