@@ -9,7 +9,7 @@
 //! mask (masked and read-only paths), error (MountError).
 
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use pathrs::Root;
 use rustix::fs::{FileType, Mode, OFlags};
@@ -34,7 +34,6 @@ pub use prepared::{prepare_for_init, PreparedMounts};
 /// The rootfs, opened as a pathrs root: every path below is resolved with RESOLVE_IN_ROOT.
 pub struct Rootfs {
     pub root: Root,
-    pub path: PathBuf,
     /// The host's /dev/null, opened (and checked to be 1:3) before anything in the image is
     /// touched: masks bind this inode, never the image's /dev/null (CVE-2025-31133).
     dev_null: OwnedFd,
@@ -58,11 +57,7 @@ impl Rootfs {
         if !is_chr || rustix::fs::major(st.st_rdev) != 1 || rustix::fs::minor(st.st_rdev) != 3 {
             return Err(MountError::HostDevNullNotNull);
         }
-        Ok(Rootfs {
-            root,
-            path: path.to_path_buf(),
-            dev_null,
-        })
+        Ok(Rootfs { root, dev_null })
     }
 
     /// Attach the detached mount `mnt` at `target` (both fds).
