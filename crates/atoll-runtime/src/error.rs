@@ -68,6 +68,8 @@ pub enum RuntimeError {
     Cgroup(#[from] atoll_cgroups::CgroupError),
     #[error(transparent)]
     Seccomp(#[from] atoll_seccomp::SeccompError),
+    #[error(transparent)]
+    Mount(#[from] crate::rootfs::MountError),
     #[error("{0}")]
     Other(String),
 }

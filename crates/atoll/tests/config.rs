@@ -185,6 +185,37 @@ fn masked_path_that_cannot_be_resolved_is_an_error() {
     assert!(list.trim().is_empty(), "left behind: {list}");
 }
 
+/// A mount the kernel refuses is named by its config index and destination, with the step and
+/// the errno's name; a masked path that cannot be resolved names the config list it came from.
+#[test]
+fn refused_mounts_name_the_mount_the_step_and_the_errno() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("mounterr");
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.push(serde_json::json!(
+        {"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["bogus=1"]}
+    ));
+    let index = mounts.len() - 1;
+    b.set_args(&["true"]);
+    let (code, _, err) = b.run("mounterr");
+    assert_ne!(code, 0, "{err}");
+    let want = format!("mounts[{index}] (\"tmpfs\" on \"/t\"): fsconfig bogus=1: EINVAL");
+    assert!(err.contains(&want), "{err}");
+
+    let mut b = Bundle::new("maskerr");
+    std::os::unix::fs::symlink("/loop", b.rootfs().join("loop")).unwrap();
+    b.config["linux"]["maskedPaths"] = serde_json::json!(["/loop/secret"]);
+    b.set_args(&["true"]);
+    let (code, _, err) = b.run("maskerr");
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("maskedPaths \"/loop/secret\": openat2: ELOOP"),
+        "{err}"
+    );
+}
+
 #[test]
 fn hostname_env_cwd_rlimits_umask() {
     if !can_run() {

@@ -16,7 +16,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use super::protocol::{self, FdKind, Msg};
 use crate::error::{errno, field, nix_errno, Result, RuntimeError};
 use crate::identity::{self, CapSets};
-use crate::rootfs::{self, MountCtx, Rootfs};
+use crate::rootfs::{MountCtx, MountError, MountPlan, PreparedMounts, Rootfs, UsernsFor};
 use crate::spec::Namespaces;
 
 /// Everything init needs, prepared by the parent before clone so the child only acts.
@@ -24,6 +24,9 @@ pub struct InitCtx<'a> {
     pub spec: &'a Spec,
     pub bundle: &'a Path,
     pub rootfs: &'a Path,
+    /// What init does to the rootfs, built from the spec before clone (config errors surface
+    /// before any namespace exists).
+    pub mounts: &'a MountPlan<'a>,
     pub ns: &'a Namespaces,
     pub caps: CapSets,
     pub seccomp: Option<&'a Filter>,
@@ -128,60 +131,30 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
     }
     tracing::debug!("init: go");
     let rootfs = prepare_root(ctx)?;
-    let userns_fd = if ctx.ns.has(LinuxNamespaceType::User) {
-        Some(open_self_ns("user")?)
-    } else {
-        None
-    };
+    let plan = ctx.mounts;
     let make_userns = |m: &oci_spec::runtime::Mount| make_idmap_userns(m);
-    let mount_from_parent = |i: usize| -> Result<OwnedFd> {
-        ensure_placed()?;
-        protocol::send(sock, &Msg::NeedMount(i), None)?;
-        match protocol::recv(sock)? {
-            Some((Msg::Fd(FdKind::Mount), Some(fd))) => Ok(fd),
-            Some((Msg::Error(e), _)) => Err(RuntimeError::Other(e)),
-            other => Err(RuntimeError::Other(format!(
-                "init sync: expected a mount fd, got {other:?}"
-            ))),
-        }
-    };
+    let container_userns = || open_self_ns("user");
     let mctx = MountCtx {
         bundle: ctx.bundle,
         cgroup_hierarchies: &ctx.hierarchies,
         cgroupns: ctx.ns.has(LinuxNamespaceType::Cgroup),
-        userns: userns_fd.as_ref().map(|f| f.as_fd()),
-        make_userns: &make_userns,
-        from_parent: if userns_fd.is_some() {
-            Some(&mount_from_parent)
-        } else {
-            None
+        userns: UsernsFor {
+            mount: &make_userns,
+            container: &container_userns,
         },
     };
-    let mounts = spec.mounts().as_deref().unwrap_or(&[]);
-    for (i, m) in mounts.iter().enumerate() {
-        if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
-            ensure_placed()?;
-        }
-        rootfs.mount(i, m, &mctx)?;
-        tracing::debug!(dest = ?m.destination(), "init: mounted");
+    // The mounts before the first that needs the cgroup or the parent go on while the parent
+    // makes the cgroup; the parent's mounts are fetched (it answers after Placed) before the rest.
+    let (early, late) = plan.mounts.split_at(plan.independent());
+    let mut prepared = PreparedMounts::default();
+    rootfs.apply(early, &mut prepared, &mctx)?;
+    if !late.is_empty() {
+        ensure_placed()?;
+        prepared = PreparedMounts::fetch(plan, |index| need_mount(sock, index))?;
+        rootfs.apply(late, &mut prepared, &mctx)?;
     }
-    let dev_is_bind = mounts.iter().any(|m| {
-        m.destination() == Path::new("/dev")
-            && (m.typ().as_deref() == Some("bind")
-                || m.options()
-                    .as_ref()
-                    .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind")))
-    });
-    if !dev_is_bind {
-        rootfs.devices(
-            &rootfs::all_devices(spec),
-            new_user
-                || ctx
-                    .ns
-                    .join
-                    .iter()
-                    .any(|(t, _)| *t == LinuxNamespaceType::User),
-        )?;
+    if let Some(devices) = &plan.devices {
+        rootfs.devices(devices)?;
         rootfs.dev_symlinks()?;
         tracing::debug!("init: devices");
     }
@@ -216,9 +189,9 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
         if let Some(sysctl) = l.sysctl() {
             write_sysctls(sysctl)?;
         }
-        rootfs.mask(l.masked_paths().as_deref().unwrap_or(&[]))?;
+        rootfs.mask(plan.masked)?;
         tracing::debug!("init: masked");
-        rootfs.readonly(l.readonly_paths().as_deref().unwrap_or(&[]))?;
+        rootfs.readonly(plan.readonly)?;
     }
     tracing::debug!("init: mounts, devices, masks done");
     enter_root(ctx, &rootfs)?;
@@ -416,7 +389,7 @@ fn prepare_root(ctx: &InitCtx<'_>) -> Result<Rootfs> {
         "bind mount rootfs {} onto itself",
         ctx.rootfs.display()
     )))?;
-    Rootfs::open(ctx.rootfs)
+    Ok(Rootfs::open(ctx.rootfs)?)
 }
 
 /// linux.rootfsPropagation (default rslave, as runc).
@@ -567,6 +540,17 @@ fn proc_pid_of_child(from: BorrowedFd<'_>, child: i32) -> Result<i32> {
                 "idmap helper (pid {child}) did not report its /proc pid"
             ))
         })
+}
+
+/// NeedMount: the mount the parent makes for config mount `index` (see rootfs::MountKind).
+fn need_mount(sock: BorrowedFd<'_>, index: usize) -> Result<OwnedFd> {
+    protocol::send(sock, &Msg::NeedMount(index), None)?;
+    let why = match protocol::recv(sock)? {
+        Some((Msg::Fd(FdKind::Mount), Some(fd))) => return Ok(fd),
+        Some((Msg::Error(e), _)) => e,
+        other => format!("expected the mount fd, got {other:?}"),
+    };
+    Err(MountError::FromParent { index, why }.into())
 }
 
 /// Open a pty in the container's devpts, bind the slave at /dev/console, send the master to the

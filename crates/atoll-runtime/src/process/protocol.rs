@@ -48,8 +48,9 @@ pub enum Msg {
     Hooks,
     State(String),
     Fd(FdKind),
-    /// Init (in its own user namespace) needs the idmapped bind mount for config mount N: the
-    /// parent makes it and answers `Fd(Mount)`.
+    /// Init (in a user namespace) needs the idmapped bind mount for config mount N: the parent
+    /// makes it and answers `Fd(Mount)`. Sent after Placed, one per such mount, before the init
+    /// applies the first mount that needs the cgroup or the parent (rootfs::MountPlan).
     NeedMount(usize),
     Ready,
     Error(String),

@@ -12,6 +12,7 @@ use super::init::{self, InitCtx};
 use super::protocol::{self, FdKind, Msg};
 use crate::error::{errno, field, nix_errno, sys, Result, RuntimeError};
 use crate::identity::{self, CapSets};
+use crate::rootfs::MountPlan;
 use crate::spec::{self, Namespaces};
 use crate::state::{Saved, Store};
 
@@ -49,6 +50,7 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     let rootfs = spec::rootfs(&bundle, &spec)?;
     let ns = spec::namespaces(&spec)?;
     spec::validate(&spec, &ns)?;
+    let mounts = MountPlan::from_spec(&spec, ns.has(LinuxNamespaceType::User))?;
     let process = spec
         .process()
         .as_ref()
@@ -166,6 +168,7 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
         spec: &spec,
         bundle: &bundle,
         rootfs: &rootfs,
+        mounts: &mounts,
         ns: &ns,
         caps,
         seccomp: seccomp.as_ref(),
@@ -527,15 +530,8 @@ pub fn effective_resources(spec: &Spec) -> oci_spec::runtime::LinuxResources {
 /// namespace: only here, as root in the host's user namespace, may idmapping be turned on. The
 /// mapping is the mount's own uidMappings/gidMappings or else the container's user namespace.
 fn idmapped_mount(saved: &Saved, spec: &Spec, i: usize) -> Result<OwnedFd> {
-    let m = spec
-        .mounts()
-        .as_ref()
-        .and_then(|v| v.get(i))
-        .ok_or_else(|| field(format!("mounts[{i}]"), "no such mount"))?;
-    let userns = |m: &oci_spec::runtime::Mount| -> Result<OwnedFd> {
-        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-            return init::make_idmap_userns(m);
-        }
+    let mounts = spec.mounts().as_deref().unwrap_or(&[]);
+    let container_userns = || -> Result<OwnedFd> {
         let p = format!("/proc/{}/ns/user", saved.pid);
         rustix::fs::open(
             p.as_str(),
@@ -544,7 +540,11 @@ fn idmapped_mount(saved: &Saved, spec: &Spec, i: usize) -> Result<OwnedFd> {
         )
         .map_err(errno(format!("open {p}")))
     };
-    crate::rootfs::bind_mount_fd(&saved.bundle, i, m, &userns)
+    let userns = crate::rootfs::UsernsFor {
+        mount: &init::make_idmap_userns,
+        container: &container_userns,
+    };
+    crate::rootfs::prepare_for_init(&saved.bundle, mounts, i, &userns)
 }
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {

@@ -1,0 +1,73 @@
+//! The container's file view. The spec becomes a [`MountPlan`] first (plain data, built without
+//! a syscall, unit-tested without root); the init then carries it out against a [`Rootfs`]:
+//! mounts in config order (apply), device nodes, and after the createContainer hooks the masked
+//! and read-only paths. Every path is resolved inside the rootfs by the kernel (openat2
+//! RESOLVE_IN_ROOT, or pathrs where openat2 is missing) and every mount is attached by fd.
+//!
+//! Parts: options (option strings → attributes), plan (spec → ops), resolve (paths in the
+//! rootfs), apply (mounts), prepared (detached bind mounts, also the parent's), devices (/dev),
+//! mask (masked and read-only paths), error (MountError).
+
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use pathrs::Root;
+use rustix::fs::{FileType, Mode, OFlags};
+use rustix::mount::{move_mount, MoveMountFlags};
+
+mod apply;
+mod devices;
+mod error;
+mod mask;
+mod options;
+mod plan;
+mod prepared;
+mod resolve;
+
+pub use apply::{MountCtx, UsernsFor};
+pub use devices::{all_devices, Device};
+pub use error::MountError;
+pub use options::{parse_options, Options};
+pub use plan::{DevicePlan, Idmap, IdmapUserns, MountKind, MountOp, MountPlan};
+pub use prepared::{prepare_for_init, PreparedMounts};
+
+/// The rootfs, opened as a pathrs root: every path below is resolved with RESOLVE_IN_ROOT.
+pub struct Rootfs {
+    pub root: Root,
+    /// The host's /dev/null, opened (and checked to be 1:3) before anything in the image is
+    /// touched: masks bind this inode, never the image's /dev/null (CVE-2025-31133).
+    dev_null: OwnedFd,
+}
+
+impl Rootfs {
+    pub fn open(path: &Path) -> Result<Rootfs, MountError> {
+        let root = Root::open(path).map_err(|cause| MountError::OpenRootfs {
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        let fail = |call| move |errno| MountError::HostDevNull { call, errno };
+        let dev_null = rustix::fs::open(
+            "/dev/null",
+            OFlags::PATH | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+        )
+        .map_err(fail("open"))?;
+        let st = rustix::fs::fstat(&dev_null).map_err(fail("fstat"))?;
+        let is_chr = FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice;
+        if !is_chr || rustix::fs::major(st.st_rdev) != 1 || rustix::fs::minor(st.st_rdev) != 3 {
+            return Err(MountError::HostDevNullNotNull);
+        }
+        Ok(Rootfs { root, dev_null })
+    }
+
+    /// Attach the detached mount `mnt` at `target` (both fds).
+    fn attach(&self, mnt: BorrowedFd<'_>, target: BorrowedFd<'_>) -> rustix::io::Result<()> {
+        move_mount(
+            mnt,
+            "",
+            target,
+            "",
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    }
+}
