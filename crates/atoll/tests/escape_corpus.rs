@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const PROBE: &str = env!("CARGO_BIN_EXE_atoll-probe");
-
-/// Copy the probe and the shared libraries it links (ldd) into the rootfs.
+/// Copy the probe (crates/atoll-probe, a test-only package: cargo test --workspace builds it)
+/// and the shared libraries it links (ldd, with the loader) into the rootfs: it is linked
+/// dynamically like every test build, and the rootfs is busybox-static only.
 fn install_probe(b: &Bundle) {
+    let probe = atoll_testkit::probe::probe();
     let root = b.rootfs();
-    std::fs::copy(PROBE, root.join("bin/atoll-probe")).unwrap();
-    let out = Command::new("ldd").arg(PROBE).output().expect("ldd");
+    std::fs::copy(&probe, root.join("bin/atoll-probe")).unwrap();
+    let out = Command::new("ldd").arg(&probe).output().expect("ldd");
     for lib in String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .filter(|w| w.starts_with('/'))
@@ -497,22 +498,17 @@ fn proc_dev_ptrace_and_keyring_routes_are_closed() {
     assert!(probe(&mut b, &["ptrace", &me]).starts_with("errno="));
     // A key in the host root's user keyring (@u = -4), searched for from inside.
     let name = format!("atoll-corpus-{me}");
-    let cname = std::ffi::CString::new(name.clone()).unwrap();
-    // SAFETY: add_key(2) with NUL-terminated strings and a payload slice alive for the call.
-    let key = unsafe {
-        libc::syscall(
-            libc::SYS_add_key,
-            c"user".as_ptr(),
-            cname.as_ptr(),
-            b"secret".as_ptr(),
-            6usize,
-            -4i32,
-        )
+    let on_host = |args: &[&str]| {
+        let out = Command::new(atoll_testkit::probe::probe())
+            .args(args)
+            .output()
+            .expect("run atoll-probe on the host");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    assert!(key > 0, "add_key: {}", std::io::Error::last_os_error());
+    let key = on_host(&["add-key", "-4", &name]);
+    assert!(key.parse::<i32>().is_ok_and(|k| k > 0), "add_key: {key}");
     let got = probe(&mut b, &["keyctl-search", "-4", &name]);
-    // SAFETY: keyctl(KEYCTL_INVALIDATE = 21, key): no memory passed.
-    unsafe { libc::syscall(libc::SYS_keyctl, 21, key) };
+    assert_eq!(on_host(&["key-invalidate", &key]), "ok");
     assert!(got.starts_with("errno="), "host key visible inside: {got}");
 
     // kept to the end: dropping it removes the dir the guard makes its socket in
