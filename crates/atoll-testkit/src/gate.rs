@@ -50,10 +50,14 @@ pub fn first_missing<const N: usize>(missing: [Option<String>; N]) -> Option<Str
 /// Whether `test` can run, given what this host lacks (`None`: nothing). Panics under
 /// `ATOLL_TESTS_MUST_RUN=1` when something is missing; otherwise says so and returns false.
 pub fn gate(test: &str, missing: Option<String>) -> bool {
+    decide(test, missing, must_run())
+}
+
+fn decide(test: &str, missing: Option<String>, must_run: bool) -> bool {
     let Some(why) = missing else {
         return true;
     };
-    if must_run() {
+    if must_run {
         panic!("{test}: cannot run: {why} (ATOLL_TESTS_MUST_RUN=1 makes that a failure)");
     }
     let _terminal_gone_is_fine = writeln!(
@@ -68,5 +72,42 @@ pub fn gate(test: &str, missing: Option<String>) -> bool {
 pub fn require_host(test: &str, missing: Option<String>) {
     if let Some(why) = missing {
         panic!("{test}: this host lacks what the test needs: {why}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_missing_runs() {
+        assert!(decide("t", None, true));
+        assert!(decide("t", None, false));
+    }
+
+    #[test]
+    fn a_local_skip_does_not_run() {
+        assert!(!decide("t", Some("not running as root".into()), false));
+    }
+
+    #[test]
+    #[should_panic(expected = "t: cannot run: not running as root")]
+    fn under_must_run_a_skip_is_a_failure() {
+        decide("t", Some("not running as root".into()), true);
+    }
+
+    #[test]
+    #[should_panic(expected = "this host lacks what the test needs: net_cls is mounted")]
+    fn a_shaped_test_on_the_wrong_host_fails() {
+        require_host("t", Some("net_cls is mounted".into()));
+    }
+
+    #[test]
+    fn first_missing_names_the_first_gap() {
+        assert_eq!(
+            first_missing([None, Some("b".into()), Some("c".into())]).as_deref(),
+            Some("b")
+        );
+        assert_eq!(first_missing::<2>([None, None]), None);
     }
 }
