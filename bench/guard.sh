@@ -8,6 +8,7 @@
 #   bench/guard.sh                   # N=5000000 getpid calls, ROUNDS=7, SETNS=5000
 #   N=1000000 ROUNDS=3 bench/guard.sh
 #   ATOLL=target/release/atoll PROBE=target/release/atoll-probe bench/guard.sh
+#   (the probe is a test-only package: cargo build --release -p atoll -p atoll-probe)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench/guard.sh must run as root" >&2; exit 1; }

@@ -7,6 +7,7 @@
 # filter at all.
 #
 #   bench/islands-guard.sh            # N=5000000, ROUNDS=7
+#   (needs cargo build --release -p atoll -p atoll-probe: the probe is a test-only package)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench/islands-guard.sh must run as root" >&2; exit 1; }

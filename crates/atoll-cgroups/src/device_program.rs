@@ -119,24 +119,18 @@ mod tests {
 
     #[test]
     fn program_denies_devices_outside_the_rules() {
-        let must = std::env::var("ATOLL_TESTS_MUST_RUN").as_deref() == Ok("1");
         let v2 = crate::layout::layout()
             .ok()
             .and_then(|l| l.mounts.iter().find(|m| m.v2).cloned());
-        let why = if !rustix::process::geteuid().is_root() {
-            Some("not root")
-        } else if v2.is_none() {
-            Some("no cgroup2 hierarchy mounted")
-        } else {
-            None
-        };
-        if let Some(why) = why {
-            assert!(!must, "cannot run: {why} (ATOLL_TESTS_MUST_RUN=1)");
-            eprintln!("program_denies_devices_outside_the_rules: skipped: {why}");
+        let missing = atoll_testkit::gate::missing_root().or_else(|| {
+            v2.is_none()
+                .then(|| "no cgroup2 hierarchy mounted".to_string())
+        });
+        if !atoll_testkit::gate::gate("program_denies_devices_outside_the_rules", missing) {
             return;
         }
         let dir = v2
-            .unwrap()
+            .expect("gate checked it")
             .mount_point
             .join(format!("atoll-test-bpf-{}", std::process::id()));
         std::fs::create_dir(&dir).unwrap();

@@ -1,4 +1,3 @@
-#![forbid(unsafe_code)]
 //! A container's cgroup on cgroup v1, v2 and hybrid hosts behind one small interface: create it in
 //! every hierarchy, apply OCI `linux.resources`, join tasks, freeze, list, report stats, remove.
 //!

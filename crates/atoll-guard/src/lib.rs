@@ -3,7 +3,6 @@
 //! their notify fds by the OCI listenerPath protocol, judges each trapped call against what it
 //! recorded about the tenant at registration, answers, and appends one JSON alert line per event.
 //! docs/threat-model.md says what it can and cannot see.
-#![forbid(unsafe_code)]
 
 mod alert;
 mod decide;

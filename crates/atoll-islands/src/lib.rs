@@ -4,8 +4,6 @@
 //!
 //! file (TOML) → plan (plain data, saved first) → apply / teardown.
 
-#![forbid(unsafe_code)]
-
 pub mod apply;
 pub mod backup;
 pub mod bundle;

@@ -15,15 +15,10 @@ use atoll_net::NetError;
 
 /// Root is required; in CI (ATOLL_TESTS_MUST_RUN=1) its absence is a failure, locally a skip.
 fn require_root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("ATOLL_TESTS_MUST_RUN").as_deref() != Ok("1"),
-        "atoll-net integration tests need root (ATOLL_TESTS_MUST_RUN=1)"
-    );
-    eprintln!("skipped: atoll-net integration tests need root");
-    false
+    atoll_testkit::gate::gate(
+        "atoll-net integration tests",
+        atoll_testkit::gate::missing_root(),
+    )
 }
 
 /// Owns everything one test creates; tears it all down on drop.

@@ -1,6 +1,5 @@
 //! The OCI container lifecycle: the state store, process spawn and init, the root filesystem,
 //! identities and capabilities, hooks and the console socket.
-#![forbid(unsafe_code)]
 
 pub mod container;
 pub mod error;

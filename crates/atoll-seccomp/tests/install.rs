@@ -1,15 +1,16 @@
-//! Installing real filters, in forked children (the test process itself stays unfiltered).
-//! No root needed: each child sets no_new_privs first, as the kernel then allows any process to
-//! install a filter. The test harness runs tests on threads, so a child does only allocation-free
-//! work (raw syscalls through rustix, `Filter::install`) before `_exit`.
+//! Installing real filters, each on a thread of its own: a filter installed without TSYNC binds
+//! only the calling thread (seccomp(2)), so the test process and its other threads stay
+//! unfiltered, and no fork is needed. No root needed: each thread sets no_new_privs first (a
+//! per-thread flag, prctl(2)), as the kernel then allows any thread to install a filter. A
+//! thread's checks use raw syscalls through rustix, so no library call the filter denies gets
+//! in the way; its result is its return value.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use atoll_seccomp::Filter;
 use atoll_sys::seccomp::{self as sys, AddfdTarget, SeccompNotifResp};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
 use rustix::fs::{Mode, OFlags, CWD};
 use rustix::io::Errno;
 
@@ -17,30 +18,16 @@ fn filter(json: &str) -> Filter {
     Filter::compile(&serde_json::from_str(json).unwrap()).unwrap()
 }
 
-/// Fork; the child runs `child` and exits with its return value (0 = all as expected).
-fn spawn(child: impl FnOnce() -> i32) -> Pid {
-    // SAFETY: the child runs `child`, which by this file's rule performs only raw syscalls and
-    // no allocation or locking, so the state other harness threads left behind is never touched;
-    // it then leaves with _exit, skipping atexit handlers and stdio flushing.
-    match unsafe { fork() }.expect("fork") {
-        ForkResult::Parent { child } => child,
-        ForkResult::Child => {
-            let code = child();
-            // SAFETY: _exit ends this single-threaded child without running any Rust or libc
-            // teardown that could touch state copied from the parent's other threads.
-            unsafe { libc::_exit(code) }
-        }
-    }
+/// Run `body` on a new thread (the only one the filter will bind); 0 = all as expected.
+fn spawn(body: impl FnOnce() -> i32 + Send + 'static) -> JoinHandle<i32> {
+    std::thread::spawn(body)
 }
 
-fn exit_code(pid: Pid) -> i32 {
-    match waitpid(pid, None).expect("waitpid") {
-        WaitStatus::Exited(_, code) => code,
-        other => panic!("child ended as {other:?}"),
-    }
+fn exit_code(t: JoinHandle<i32>) -> i32 {
+    t.join().expect("filtered thread panicked")
 }
 
-/// Child side: no_new_privs, then the filter. Codes 90+ are setup failures.
+/// Filtered side: no_new_privs, then the filter. Codes 90+ are setup failures.
 fn confine(f: &Filter) -> Result<Option<OwnedFd>, i32> {
     rustix::thread::set_no_new_privs(true).map_err(|_| 90)?;
     f.install().map_err(|_| 91)
@@ -56,7 +43,7 @@ fn errno_rules_and_argument_checks_hold_in_the_kernel() {
             {"names":["rmdir","unlinkat"],"action":"SCMP_ACT_ERRNO","errnoRet":95}]}"#,
     );
     assert!(!f.uses_notify());
-    let pid = spawn(|| {
+    let t = spawn(move || {
         if let Err(code) = confine(&f) {
             return code;
         }
@@ -77,7 +64,7 @@ fn errno_rules_and_argument_checks_hold_in_the_kernel() {
         }
         0
     });
-    assert_eq!(exit_code(pid), 0, "1: mkdirat 0700 not ERRNO(1234); 2: mkdirat 0755 not ENOENT; 3: rmdir not ERRNO(95); 9x: setup");
+    assert_eq!(exit_code(t), 0, "1: mkdirat 0700 not ERRNO(1234); 2: mkdirat 0755 not ENOENT; 3: rmdir not ERRNO(95); 9x: setup");
 }
 
 #[test]
@@ -86,7 +73,7 @@ fn the_default_errno_applies_to_everything_not_listed() {
         r#"{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":1235,"syscalls":[
             {"names":["exit_group","exit","mkdirat"],"action":"SCMP_ACT_ALLOW"}]}"#,
     );
-    let pid = spawn(|| {
+    let t = spawn(move || {
         if let Err(code) = confine(&f) {
             return code;
         }
@@ -102,7 +89,7 @@ fn the_default_errno_applies_to_everything_not_listed() {
         0
     });
     assert_eq!(
-        exit_code(pid),
+        exit_code(t),
         0,
         "1: rmdir not ERRNO(1235); 2: mkdirat not allowed; 9x: setup"
     );
@@ -119,19 +106,19 @@ fn a_cached_program_installs_like_a_fresh_one() {
     let (f, used) = Filter::compile_cached_reporting(&spec, &dir).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(used, atoll_seccomp::CacheUse::Hit);
-    let pid = spawn(|| {
+    let t = spawn(move || {
         if let Err(code) = confine(&f) {
             return code;
         }
         (rustix::fs::mkdirat(CWD, MISSING_PARENT, Mode::from_raw_mode(0o755))
             != Err(Errno::from_raw_os_error(1236))) as i32
     });
-    assert_eq!(exit_code(pid), 0);
+    assert_eq!(exit_code(t), 0);
 }
 
-/// Wait for the listener to have a notification, so a broken child fails the test instead of
-/// hanging it.
-fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, pid: Pid) {
+/// Wait for the listener to have a notification, so a broken thread fails the test instead of
+/// hanging it (dropping the listener on the way out fails its pending call with ENOSYS).
+fn wait_readable(fd: std::os::fd::BorrowedFd<'_>) {
     let mut fds = [rustix::event::PollFd::new(
         &fd,
         rustix::event::PollFlags::IN,
@@ -141,13 +128,7 @@ fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, pid: Pid) {
         tv_nsec: 0,
     };
     let n = rustix::event::poll(&mut fds, Some(&ten_s)).expect("poll");
-    if n == 0 {
-        let _already_dead_is_fine = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        panic!(
-            "no notification within 10 s; child status {:?}",
-            waitpid(pid, None)
-        );
-    }
+    assert!(n > 0, "no notification within 10 s");
 }
 
 #[test]
@@ -165,7 +146,9 @@ fn notify_hands_the_calls_to_the_supervisor() {
         None,
     )
     .unwrap();
-    let pid = spawn(|| {
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let t = spawn(move || {
+        let _receiver_gone_is_caught_below = tid_tx.send(rustix::thread::gettid().as_raw_pid());
         let listener = match confine(&f) {
             Ok(Some(fd)) => fd,
             Ok(None) => return 92,
@@ -195,20 +178,23 @@ fn notify_hands_the_calls_to_the_supervisor() {
             _ => 3,
         }
     });
-    drop(theirs);
+    let tid = tid_rx.recv().expect("the filtered thread's id");
 
     let mut byte = [0u8; 1];
     let (n, listener) = atoll_sys::socket::recv_with_fd(ours.as_fd(), &mut byte).unwrap();
-    let listener = listener.unwrap_or_else(|| {
+    let Some(listener) = listener else {
         panic!(
-            "child sent no listener fd ({n} bytes); exit code {}",
-            exit_code(pid)
+            "the thread sent no listener fd ({n} bytes); its code {}",
+            exit_code(t)
         )
-    });
+    };
 
-    wait_readable(listener.as_fd(), pid);
+    wait_readable(listener.as_fd());
     let n = sys::seccomp_notif_recv(listener.as_fd()).unwrap();
-    assert_eq!(n.pid as i32, pid.as_raw());
+    assert_eq!(
+        n.pid as i32, tid,
+        "the notification names the filtered thread"
+    );
     assert_eq!(i64::from(n.data.nr), libc::SYS_mkdirat);
     assert_eq!(n.data.args[2], 0o755);
     assert!(sys::seccomp_notif_id_valid(listener.as_fd(), n.id).unwrap());
@@ -222,7 +208,7 @@ fn notify_hands_the_calls_to_the_supervisor() {
         "an answered id is no longer valid"
     );
 
-    wait_readable(listener.as_fd(), pid);
+    wait_readable(listener.as_fd());
     let n = sys::seccomp_notif_recv(listener.as_fd()).unwrap();
     assert_eq!(i64::from(n.data.nr), libc::SYS_openat);
     let null = std::fs::File::open("/dev/null").unwrap();
@@ -238,7 +224,7 @@ fn notify_hands_the_calls_to_the_supervisor() {
     assert!(target_fd >= 0);
 
     assert_eq!(
-        exit_code(pid),
+        exit_code(t),
         0,
         "1: mkdirat not EOWNERDEAD; 2: openat failed; 3: fd is not /dev/null; 9x: setup"
     );

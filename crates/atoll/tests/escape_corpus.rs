@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const PROBE: &str = env!("CARGO_BIN_EXE_atoll-probe");
-
-/// Copy the probe and the shared libraries it links (ldd) into the rootfs.
+/// Copy the probe (crates/atoll-probe, a test-only package: cargo test --workspace builds it)
+/// and the shared libraries it links (ldd, with the loader) into the rootfs: it is linked
+/// dynamically like every test build, and the rootfs is busybox-static only.
 fn install_probe(b: &Bundle) {
+    let probe = atoll_testkit::probe::probe();
     let root = b.rootfs();
-    std::fs::copy(PROBE, root.join("bin/atoll-probe")).unwrap();
-    let out = Command::new("ldd").arg(PROBE).output().expect("ldd");
+    std::fs::copy(&probe, root.join("bin/atoll-probe")).unwrap();
+    let out = Command::new("ldd").arg(&probe).output().expect("ldd");
     for lib in String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .filter(|w| w.starts_with('/'))
@@ -377,7 +378,7 @@ fn trapped_calls_fail_with_enosys_once_the_supervisor_is_gone() {
     assert_eq!(out.trim(), "errno=38", "ENOSYS, not success");
 }
 
-/// (8) Kernel attack surface a tenant must not reach: AF_VSOCK and AF_PACKET sockets, bpf(),
+/// (8) Kernel attack surface a tenant must not reach: AF_PACKET sockets, bpf(),
 /// perf_event_open, module loading. Root in a user namespace with the default capabilities.
 #[test]
 fn kernel_surface_calls_fail_inside() {
@@ -396,11 +397,112 @@ fn kernel_surface_calls_fail_inside() {
         let got = probe(&mut b, args);
         assert!(got.starts_with("errno="), "{args:?} must fail: {got}");
     }
-    // AF_VSOCK: creating the socket needs no privilege; what protects the host is that a
-    // container's vsock cannot reach anything (no guest CID of its own). Either the family is
-    // missing (EAFNOSUPPORT) or the socket exists but connect is refused; never "ok" twice.
-    let got = probe(&mut b, &["socket", "vsock"]);
-    assert!(got.starts_with("errno=") || got == "ok", "vsock: {got}");
+}
+
+/// The probe's answer on the host itself, outside any container.
+fn probe_on_host(args: &[&str]) -> String {
+    let out = Command::new(atoll_testkit::probe::probe())
+        .args(args)
+        .output()
+        .expect("run atoll-probe on the host");
+    assert!(out.status.success(), "atoll-probe {args:?} on the host");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// (8) AF_VSOCK in a plain container. vsock is not namespaced: a socket made inside reaches
+/// the hypervisor (CID 2) and the VM's other vsock peers like one made on the host. socket(2)
+/// needs no capability, so a plain container gets what its config's seccomp profile says, and
+/// `atoll spec`'s config, like runc's, has none: the host kernel's answer, which is `ok` where
+/// the kernel has vsock (this VM: virtio-vsock) and EAFNOSUPPORT (97) where it has none. Islands
+/// refuse it (`vsock_is_refused_with_eperm_in_an_island`); a plain container that must not reach
+/// vsock needs a seccomp rule for it in its config.
+#[test]
+fn vsock_in_a_plain_container_is_what_the_host_kernel_answers() {
+    if !can_run() {
+        return;
+    }
+    let host = probe_on_host(&["socket", "vsock"]);
+    assert!(
+        host == "ok" || host == "errno=97",
+        "the host kernel answered socket(AF_VSOCK) with {host}: neither present nor absent"
+    );
+    let (mut b, _) = probe_bundle("vsock-plain");
+    in_userns(&mut b);
+    assert_eq!(
+        probe(&mut b, &["socket", "vsock"]),
+        host,
+        "a plain container (no seccomp profile) gets the host kernel's answer"
+    );
+}
+
+/// `atoll up` of one island, removed with `atoll down` (and its files) on drop.
+struct OneIsland {
+    name: String,
+    dir: PathBuf,
+}
+
+impl OneIsland {
+    /// An island whose command runs `script` with the probe at /opt/atoll-probe and the
+    /// island's data dir at /data (`data_root/<island>` on the host).
+    fn up(script: &str) -> OneIsland {
+        let name = format!("vs{}", std::process::id() % 100_000);
+        let dir = PathBuf::from(format!("/tmp/atoll-tests/island-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("islands.toml");
+        let probe = atoll_testkit::probe::probe();
+        std::fs::write(
+            &file,
+            format!(
+                "name = \"{name}\"\ndata_root = \"{}\"\n\n[[island]]\nname = \"v\"\n\
+                 command = [\"/bin/sh\", \"-c\", {script:?}]\nbinds = [\"{}:/opt/atoll-probe\"]\n\
+                 guard = \"off\"\n",
+                dir.join("data").display(),
+                probe.display()
+            ),
+        )
+        .unwrap();
+        let island = OneIsland { name, dir };
+        let out = Command::new(ATOLL).arg("up").arg(&file).output().unwrap();
+        assert!(
+            out.status.success(),
+            "atoll up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        island
+    }
+
+    /// The content of `file` in the island's data dir, once the island has written it.
+    fn wait_for(&self, file: &str) -> String {
+        let path = self.dir.join("data/v").join(file);
+        let t = Instant::now();
+        loop {
+            let s = std::fs::read_to_string(&path).unwrap_or_default();
+            if s.ends_with('\n') || t.elapsed() > Duration::from_secs(10) {
+                return s.trim().to_string();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for OneIsland {
+    fn drop(&mut self) {
+        let _ = Command::new(ATOLL).args(["down", &self.name]).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(Path::new("/var/log/atoll/islands").join(&self.name));
+    }
+}
+
+/// (8) What islands promise: socket(AF_VSOCK) fails with EPERM, from the islands' seccomp
+/// profile, whatever the kernel offers (docs/islands-file.md).
+#[test]
+fn vsock_is_refused_with_eperm_in_an_island() {
+    if !can_run() {
+        return;
+    }
+    let island = OneIsland::up("/opt/atoll-probe socket vsock > /data/vsock; exec sleep 600");
+    assert_eq!(island.wait_for("vsock"), EPERM);
 }
 
 /// (1) setns(pidfd, CLONE_NEWNET) with a pidfd of another tenant's process passed in: joins
@@ -498,22 +600,17 @@ fn proc_dev_ptrace_and_keyring_routes_are_closed() {
     assert!(probe(&mut b, &["ptrace", &me]).starts_with("errno="));
     // A key in the host root's user keyring (@u = -4), searched for from inside.
     let name = format!("atoll-corpus-{me}");
-    let cname = std::ffi::CString::new(name.clone()).unwrap();
-    // SAFETY: add_key(2) with NUL-terminated strings and a payload slice alive for the call.
-    let key = unsafe {
-        libc::syscall(
-            libc::SYS_add_key,
-            c"user".as_ptr(),
-            cname.as_ptr(),
-            b"secret".as_ptr(),
-            6usize,
-            -4i32,
-        )
+    let on_host = |args: &[&str]| {
+        let out = Command::new(atoll_testkit::probe::probe())
+            .args(args)
+            .output()
+            .expect("run atoll-probe on the host");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    assert!(key > 0, "add_key: {}", std::io::Error::last_os_error());
+    let key = on_host(&["add-key", "-4", &name]);
+    assert!(key.parse::<i32>().is_ok_and(|k| k > 0), "add_key: {key}");
     let got = probe(&mut b, &["keyctl-search", "-4", &name]);
-    // SAFETY: keyctl(KEYCTL_INVALIDATE = 21, key): no memory passed.
-    unsafe { libc::syscall(libc::SYS_keyctl, 21, key) };
+    assert_eq!(on_host(&["key-invalidate", &key]), "ok");
     assert!(got.starts_with("errno="), "host key visible inside: {got}");
 
     // kept to the end: dropping it removes the dir the guard makes its socket in

@@ -10,33 +10,22 @@ pub const ATOLL: &str = env!("CARGO_BIN_EXE_atoll");
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// Tests need root and busybox-static. In CI (ATOLL_TESTS_MUST_RUN=1) a missing requirement is a
-/// failure; locally the test says why it did not run and returns.
+/// failure; locally the test says why it did not run and returns (atoll_testkit::gate).
 pub fn can_run() -> bool {
-    let why = if !nix::unistd::geteuid().is_root() {
-        Some("not running as root")
-    } else if busybox().is_none() {
-        Some("busybox-static is not installed (apt-get install busybox-static)")
-    } else {
-        None
-    };
-    match why {
-        None => true,
-        Some(w) if std::env::var("ATOLL_TESTS_MUST_RUN").as_deref() == Ok("1") => {
-            panic!("required for this test: {w}")
-        }
-        Some(w) => {
-            eprintln!("SKIPPED (not counted as a pass by intent): {w}");
-            false
-        }
-    }
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_string();
+    atoll_testkit::gate::gate(
+        &test,
+        atoll_testkit::gate::first_missing([
+            atoll_testkit::gate::missing_root(),
+            atoll_testkit::gate::missing_busybox(),
+        ]),
+    )
 }
 
-pub fn busybox() -> Option<PathBuf> {
-    ["/bin/busybox", "/usr/bin/busybox"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
+pub use atoll_testkit::gate::busybox;
 
 /// A bundle with a busybox rootfs and a config.json from `atoll spec`, adjusted for tests
 /// (no terminal, writable root), and its own state root. Dropping it deletes the containers and

@@ -1,0 +1,25 @@
+//! config.json → the spec checks every `create`/`run` makes before anything exists:
+//! atoll_runtime::spec::{load, namespaces, validate, rootfs}.
+
+use std::path::Path;
+use std::time::Duration;
+
+#[test]
+fn config_json_never_panics() {
+    let bundle = std::env::temp_dir().join(format!("atoll-fuzz-config-{}", std::process::id()));
+    std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/config_json");
+    let runs = atoll_testkit::fuzz::run("config_json", &corpus, Duration::from_secs(5), |input| {
+        std::fs::write(bundle.join("config.json"), input).unwrap();
+        let Ok(spec) = atoll_runtime::spec::load(&bundle) else {
+            return;
+        };
+        let Ok(ns) = atoll_runtime::spec::namespaces(&spec) else {
+            return;
+        };
+        let _ = atoll_runtime::spec::validate(&spec, &ns);
+        let _ = atoll_runtime::spec::rootfs(&bundle, &spec);
+    });
+    std::fs::remove_dir_all(&bundle).unwrap();
+    eprintln!("config_json: {runs} inputs");
+}
