@@ -4,16 +4,16 @@
 //! container's cgroup2 cgroup where there is one (CLONE_INTO_CGROUP); before it is released it
 //! joins each v1 hierarchy itself through fds the parent opened (no RCU grace period).
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use atoll_cgroups::Cgroup;
-use atoll_sys::process::{clone3, Forked};
+use atoll_sys::process::{CloseFds, SingleThreaded};
 use oci_spec::runtime::Process;
 
 use super::init::{finalize, Prepared};
 use super::protocol::{self, FdKind, Msg};
-use crate::error::{errno, field, nix_errno, Result, RuntimeError};
+use crate::error::{errno, field, nix_errno, sys, Result, RuntimeError};
 use crate::identity::CapSets;
 use crate::state::{Status, Store};
 
@@ -86,86 +86,83 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
     // Non-dumpable from here to execve (CVE-2019-5736): inherited by both children.
     nix::sys::prctl::set_dumpable(false).map_err(nix_errno("prctl(PR_SET_DUMPABLE, 0)"))?;
     let forward = crate::container::forwarded_signals();
-    match clone3(0, None).map_err(|e| RuntimeError::Sys {
-        op: "clone3 (exec)".into(),
-        source: e,
-    })? {
-        Forked::Child => {
-            drop(psock);
-            join_and_fork(
-                csock.as_fd(),
-                pidfd.as_fd(),
-                saved.ns_flags,
-                v2_dir.as_ref().map(|d| d.as_raw_fd()),
-                opts,
-                &caps,
-                seccomp.as_ref(),
-            )
+    // A fork-like clone copies only the calling thread (see atoll_sys::process::clone3): checked
+    // here, and kept true because nothing from here to the clone starts a thread.
+    let proof =
+        SingleThreaded::check().map_err(sys("count this process's threads before clone"))?;
+    let first = atoll_sys::process::spawn(&proof, 0, None, None, |_, proof| {
+        join_and_fork(
+            &proof,
+            csock.as_fd(),
+            pidfd.as_fd(),
+            saved.ns_flags,
+            v2_dir.as_ref().map(|d| d.as_fd()),
+            opts,
+            &caps,
+            seccomp.as_ref(),
+        )
+    })
+    .map_err(sys("clone3/clone (exec)"))?
+    .pid;
+    drop(csock);
+    let _ = nix::sys::prctl::set_dumpable(true);
+    let mut born_in_cgroup = false;
+    let stage2 = loop {
+        match protocol::recv(psock.as_fd()) {
+            Ok(Some((Msg::BornInCgroup, _))) => born_in_cgroup = true,
+            other => break other,
         }
-        Forked::Parent(first) => {
-            drop(csock);
-            let _ = nix::sys::prctl::set_dumpable(true);
-            let mut born_in_cgroup = false;
-            let stage2 = loop {
-                match protocol::recv(psock.as_fd()) {
-                    Ok(Some((Msg::BornInCgroup, _))) => born_in_cgroup = true,
-                    other => break other,
-                }
-            };
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(first), None);
-            let pid = match stage2? {
-                Some((Msg::Stage2(p), _)) => p,
-                Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
-                other => {
-                    return Err(RuntimeError::Other(format!(
-                        "exec sync: unexpected {other:?}"
-                    )))
-                }
-            };
-            let kill = |e: RuntimeError| {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                e
-            };
-            // Into the container's cgroup before Go, so before it can exec: cgroup2 by pid
-            // unless it was born there; each v1 hierarchy by the process itself (JoinCgroup).
-            if let Some(cg) = &cgroup {
-                if !born_in_cgroup {
-                    cg.add_task_v2(pid).map_err(|e| kill(e.into()))?;
-                }
-                for (path, tasks) in cg.open_v1_tasks().map_err(|e| kill(e.into()))? {
-                    let path = path.to_string_lossy().into_owned();
-                    protocol::send(psock.as_fd(), &Msg::JoinCgroup(path), Some(tasks.as_fd()))
-                        .map_err(kill)?;
-                }
-            }
-            if !opts.detach {
-                forward
-                    .thread_block()
-                    .map_err(nix_errno("sigprocmask(SIG_BLOCK)"))?;
-            }
-            protocol::send(psock.as_fd(), &Msg::Go, None).map_err(kill)?;
-            serve(psock.as_fd(), opts, &saved, pid).map_err(kill)?;
-            if let Some(pf) = &opts.pid_file {
-                std::fs::write(pf, pid.to_string())
-                    .map_err(crate::error::sys(format!("write {}", pf.display())))?;
-            }
-            // The socket is CLOEXEC in the child: EOF now means execve succeeded.
-            match protocol::recv(psock.as_fd())? {
-                None => {}
-                Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
-                Some((m, _)) => {
-                    return Err(RuntimeError::Other(format!("exec sync: unexpected {m:?}")))
-                }
-            }
-            if opts.detach {
-                return Ok(0);
-            }
-            crate::container::wait_forwarding(pid, &forward, None)
+    };
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(first), None);
+    let pid = match stage2? {
+        Some((Msg::Stage2(p), _)) => p,
+        Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
+        other => {
+            return Err(RuntimeError::Other(format!(
+                "exec sync: unexpected {other:?}"
+            )))
+        }
+    };
+    let kill = |e: RuntimeError| {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        e
+    };
+    // Into the container's cgroup before Go, so before it can exec: cgroup2 by pid
+    // unless it was born there; each v1 hierarchy by the process itself (JoinCgroup).
+    if let Some(cg) = &cgroup {
+        if !born_in_cgroup {
+            cg.add_task_v2(pid).map_err(|e| kill(e.into()))?;
+        }
+        for (path, tasks) in cg.open_v1_tasks().map_err(|e| kill(e.into()))? {
+            let path = path.to_string_lossy().into_owned();
+            protocol::send(psock.as_fd(), &Msg::JoinCgroup(path), Some(tasks.as_fd()))
+                .map_err(kill)?;
         }
     }
+    if !opts.detach {
+        forward
+            .thread_block()
+            .map_err(nix_errno("sigprocmask(SIG_BLOCK)"))?;
+    }
+    protocol::send(psock.as_fd(), &Msg::Go, None).map_err(kill)?;
+    serve(psock.as_fd(), opts, &saved, pid).map_err(kill)?;
+    if let Some(pf) = &opts.pid_file {
+        std::fs::write(pf, pid.to_string())
+            .map_err(crate::error::sys(format!("write {}", pf.display())))?;
+    }
+    // The socket is CLOEXEC in the child: EOF now means execve succeeded.
+    match protocol::recv(psock.as_fd())? {
+        None => {}
+        Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
+        Some((m, _)) => return Err(RuntimeError::Other(format!("exec sync: unexpected {m:?}"))),
+    }
+    if opts.detach {
+        return Ok(0);
+    }
+    crate::container::wait_forwarding(pid, &forward, None)
 }
 
 fn serve(
@@ -211,15 +208,19 @@ fn serve(
     }
 }
 
+/// The first child: join the container's namespaces, fork the process into its pid namespace
+/// (and its cgroup2 cgroup where the kernel lets us), report its pid; returns its exit status.
+#[allow(clippy::too_many_arguments)]
 fn join_and_fork(
+    proof: &SingleThreaded,
     sock: BorrowedFd<'_>,
     pidfd: BorrowedFd<'_>,
     ns_flags: u64,
-    cgroup_fd: Option<RawFd>,
+    cgroup: Option<BorrowedFd<'_>>,
     opts: &ExecOpts,
     caps: &CapSets,
     seccomp: Option<&atoll_seccomp::Filter>,
-) -> ! {
+) -> i32 {
     let res = (|| -> Result<i32> {
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
             .map_err(nix_errno("prctl(PR_SET_PDEATHSIG)"))?;
@@ -228,44 +229,46 @@ fn join_and_fork(
             nix::sched::CloneFlags::from_bits_retain(ns_flags as i32),
         )
         .map_err(nix_errno(format!("setns(pidfd of init, {ns_flags:#x})")))?;
+        // Nothing but stdio, the preserved fds and the socket crosses into the process.
+        let keep = [sock];
+        let close = CloseFds {
+            from: 3 + opts.preserve_fds,
+            keep: &keep,
+        };
+        let child = |closed: std::io::Result<()>, _: SingleThreaded| {
+            let err = match closed
+                .map_err(sys("close_range (the fds inherited from atoll)"))
+                .and_then(|()| process(sock, opts, caps, seccomp))
+            {
+                Ok(p) => p.exec(),
+                Err(e) => e,
+            };
+            let _ = protocol::send(sock, &Msg::Error(err.to_string()), None);
+            127
+        };
         // Straight into the container's cgroup2 cgroup if the kernel lets us (it may not: a
         // user namespace joined above can lack write access to it, or a v2 cgroup with
         // children refuses processes); otherwise the parent moves it.
-        let (forked, born) = match cgroup_fd.map(|fd| clone3(0, Some(fd))) {
-            Some(Ok(f)) => (f, true),
-            _ => (
-                clone3(0, None).map_err(|e| RuntimeError::Sys {
-                    op: "clone3 (exec stage 2)".into(),
-                    source: e,
-                })?,
-                false,
-            ),
+        let spawned = match cgroup
+            .map(|fd| atoll_sys::process::spawn(proof, 0, Some(fd), Some(close), child))
+        {
+            Some(Ok(s)) => s,
+            _ => atoll_sys::process::spawn(proof, 0, None, Some(close), child)
+                .map_err(sys("clone3/clone (exec stage 2)"))?,
         };
-        match forked {
-            Forked::Child => {
-                let err = match process(sock, opts, caps, seccomp) {
-                    Ok(p) => p.exec(),
-                    Err(e) => e,
-                };
-                let _ = protocol::send(sock, &Msg::Error(err.to_string()), None);
-                std::process::exit(127)
-            }
-            Forked::Parent(p) => {
-                if born {
-                    protocol::send(sock, &Msg::BornInCgroup, None)?;
-                }
-                Ok(p)
-            }
+        if spawned.in_cgroup {
+            protocol::send(sock, &Msg::BornInCgroup, None)?;
         }
+        Ok(spawned.pid)
     })();
     match res {
         Ok(p) => {
             let _ = protocol::send(sock, &Msg::Stage2(p), None);
-            std::process::exit(0)
+            0
         }
         Err(e) => {
             let _ = protocol::send(sock, &Msg::Error(e.to_string()), None);
-            std::process::exit(1)
+            1
         }
     }
 }
@@ -276,7 +279,7 @@ fn process(
     caps: &CapSets,
     seccomp: Option<&atoll_seccomp::Filter>,
 ) -> Result<Prepared> {
-    super::init::close_inherited(opts.preserve_fds, &[std::os::fd::AsRawFd::as_raw_fd(&sock)])?;
+    let _no_log = super::init::log_nothing();
     protocol::join_cgroups_until(sock, &Msg::Go)?;
     let console: Option<OwnedFd> = if opts.process.terminal().unwrap_or(false) {
         let root = pathrs::Root::open("/")

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -14,7 +14,9 @@ use nix::mount::MsFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::protocol::{self, FdKind, Msg};
-use crate::error::{errno, field, nix_errno, Result, RuntimeError};
+use atoll_sys::process::{CloseFds, SingleThreaded};
+
+use crate::error::{errno, field, nix_errno, sys, Result, RuntimeError};
 use crate::identity::{self, CapSets};
 use crate::rootfs::{self, MountCtx, Rootfs};
 use crate::spec::Namespaces;
@@ -43,9 +45,20 @@ pub struct InitCtx<'a> {
     pub new_keyring: Option<std::ffi::CString>,
 }
 
-/// Run init; never returns. Any error goes to the parent as `Msg::Error`, then exit(1).
-pub fn run(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> ! {
-    let err = match init(ctx, sock) {
+/// Run init: returns only if it failed, with the exit status for the child. `closed` is the
+/// outcome of closing the inherited fds (atoll_sys::process::spawn did it before we ran). Any
+/// error goes to the parent as `Msg::Error`.
+pub fn run(
+    ctx: &InitCtx<'_>,
+    sock: BorrowedFd<'_>,
+    closed: std::io::Result<()>,
+    proof: &SingleThreaded,
+) -> i32 {
+    let _no_log = log_nothing();
+    let err = match closed
+        .map_err(sys("close_range (the fds inherited from the parent)"))
+        .and_then(|()| init(ctx, sock, proof))
+    {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -54,19 +67,22 @@ pub fn run(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> ! {
     if protocol::send(sock, &Msg::Error(err.to_string()), None).is_err() {
         eprintln!("atoll init: {err}");
     }
-    std::process::exit(127)
+    127
 }
 
-fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
+/// After spawn closed the inherited fds: the log writer the binary installed is a copy of the
+/// parent's, and its file's fd may be one of those closed (its number reused by the next open),
+/// so this thread logs nothing through it while the guard lives.
+pub fn log_nothing() -> tracing::dispatcher::DefaultGuard {
+    tracing::dispatcher::set_default(&tracing::Dispatch::none())
+}
+
+fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>, proof: &SingleThreaded) -> Result<Infallible> {
     // If the parent dies before we are done, die too: nothing half-made must run on.
     if ctx.die_with_parent {
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
             .map_err(nix_errno("prctl(PR_SET_PDEATHSIG)"))?;
     }
-    // Drop every fd inherited from the parent but the two we use: the caller's stray fds (a host
-    // directory, a jobserver pipe) and the parent's own (its end of the socket, the state lock,
-    // whose flock would otherwise stay held by us) must not live on in the container.
-    close_inherited(ctx.preserve_fds, &[sock.as_raw_fd(), ctx.fifo.as_raw_fd()])?;
     protocol::expect(sock, &Msg::Go)?;
     if ctx.unshare_net {
         // Before anything else, so hooks and the parent see the container's netns at
@@ -133,7 +149,7 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
     } else {
         None
     };
-    let make_userns = |m: &oci_spec::runtime::Mount| make_idmap_userns(m);
+    let make_userns = |m: &oci_spec::runtime::Mount| make_idmap_userns(proof, m);
     let mount_from_parent = |i: usize| -> Result<OwnedFd> {
         ensure_placed()?;
         protocol::send(sock, &Msg::NeedMount(i), None)?;
@@ -496,7 +512,7 @@ fn open_self_ns(name: &str) -> Result<OwnedFd> {
 
 /// A user namespace carrying a mount's own uidMappings/gidMappings, for MOUNT_ATTR_IDMAP: a child
 /// unshares it and waits; we take its ns fd, then let it exit.
-pub fn make_idmap_userns(m: &oci_spec::runtime::Mount) -> Result<OwnedFd> {
+pub fn make_idmap_userns(proof: &SingleThreaded, m: &oci_spec::runtime::Mount) -> Result<OwnedFd> {
     let (uid, gid) = match (m.uid_mappings(), m.gid_mappings()) {
         (Some(u), Some(g)) => (u.clone(), g.clone()),
         _ => {
@@ -510,47 +526,52 @@ pub fn make_idmap_userns(m: &oci_spec::runtime::Mount) -> Result<OwnedFd> {
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(errno("pipe"))?;
     let (pid_r, pid_w) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(errno("pipe"))?;
-    match atoll_sys::process::clone3(libc::CLONE_NEWUSER as u64, None).map_err(|e| {
-        RuntimeError::Sys {
-            op: "clone3(CLONE_NEWUSER) for an idmap".into(),
-            source: e,
-        }
-    })? {
-        atoll_sys::process::Forked::Child => {
-            drop(w);
-            drop(pid_r);
+    // The helper keeps only its two pipe ends: its copy of `w` closed, its read sees EOF as soon
+    // as we drop ours.
+    let keep = [r.as_fd(), pid_w.as_fd()];
+    let child = atoll_sys::process::spawn(
+        proof,
+        libc::CLONE_NEWUSER as u64,
+        None,
+        Some(CloseFds {
+            from: 3,
+            keep: &keep,
+        }),
+        |closed, _| {
+            if closed.is_err() {
+                return 1;
+            }
             // The /proc mounted here until pivot_root is the host's: /proc/self names us by our
             // pid there, which is the number the parent's /proc/<pid>/uid_map path needs.
             let me = std::fs::read_link("/proc/self").unwrap_or_default();
             let _ = rustix::io::write(&pid_w, me.as_os_str().as_encoded_bytes());
-            drop(pid_w);
             let mut b = [0u8; 1];
             let _wait_for_parent = rustix::io::read(&r, &mut b);
-            std::process::exit(0);
-        }
-        atoll_sys::process::Forked::Parent(child) => {
-            drop(r);
-            drop(pid_w);
-            // clone3 returned the child's pid in the container's pid namespace, which /proc (the
-            // host's, until pivot_root) does not number: ask the child for its /proc pid.
-            let res = proc_pid_of_child(pid_r.as_fd(), child).and_then(|pid| {
-                identity::write_id_maps(pid, &uid, &gid)?;
-                Ok(pid)
-            });
-            let res = res.and_then(|pid| {
-                let p = format!("/proc/{pid}/ns/user");
-                rustix::fs::open(
-                    p.as_str(),
-                    rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-                    rustix::fs::Mode::empty(),
-                )
-                .map_err(errno(format!("open {p}")))
-            });
-            drop(w);
-            let _reap = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
-            res
-        }
-    }
+            0
+        },
+    )
+    .map_err(sys("clone3/clone(CLONE_NEWUSER) for an idmap"))?
+    .pid;
+    drop(r);
+    drop(pid_w);
+    // The pid spawn returned is the child's in the container's pid namespace, which /proc (the
+    // host's, until pivot_root) does not number: ask the child for its /proc pid.
+    let res = proc_pid_of_child(pid_r.as_fd(), child).and_then(|pid| {
+        identity::write_id_maps(pid, &uid, &gid)?;
+        Ok(pid)
+    });
+    let res = res.and_then(|pid| {
+        let p = format!("/proc/{pid}/ns/user");
+        rustix::fs::open(
+            p.as_str(),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(errno(format!("open {p}")))
+    });
+    drop(w);
+    let _reap = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
+    res
 }
 
 /// Read the pid the idmap helper `child` reported for itself as the mounted /proc numbers it.
@@ -654,26 +675,6 @@ fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>> {
     v.iter()
         .map(|s| CString::new(s.as_bytes()).map_err(|_| field(what, format!("{s:?} contains NUL"))))
         .collect()
-}
-
-/// Close every fd from 3 + `preserve` up, except those in `keep`.
-pub fn close_inherited(preserve: u32, keep: &[std::os::fd::RawFd]) -> Result<()> {
-    let mut keep: Vec<u32> = keep.iter().map(|&f| f as u32).collect();
-    keep.sort_unstable();
-    let mut first = 3 + preserve;
-    for k in keep.into_iter().filter(|&k| k >= 3 + preserve) {
-        if k > first {
-            atoll_sys::process::close_range(first, k - 1).map_err(|e| RuntimeError::Sys {
-                op: format!("close_range({first}, {})", k - 1),
-                source: e,
-            })?;
-        }
-        first = k + 1;
-    }
-    atoll_sys::process::close_range(first, u32::MAX).map_err(|e| RuntimeError::Sys {
-        op: format!("close_range({first}, ~0)"),
-        source: e,
-    })
 }
 
 /// The user's process starts with default signal dispositions and an empty mask.

@@ -1,11 +1,11 @@
 //! The parent side of `create`: check the config, make the cgroup and state, clone the init into
 //! its namespaces, drive the sync protocol, and on any failure remove everything made so far.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use atoll_cgroups::Cgroup;
-use atoll_sys::process::{clone3, Forked};
+use atoll_sys::process::{CloseFds, SingleThreaded};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::init::{self, InitCtx};
@@ -191,13 +191,18 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     } else {
         None
     };
-    let pid = spawn_init(
+    // A fork-like clone copies only the calling thread (see atoll_sys::process::clone3): checked
+    // here, and kept true because nothing from here to the clone starts a thread.
+    let proof =
+        SingleThreaded::check().map_err(sys("count this process's threads before clone"))?;
+    let (pid, in_cgroup) = spawn_init(
+        &proof,
         &ctx,
         parent_sock.as_fd(),
         child_sock,
         &spec,
         &ns,
-        v2_dir.as_ref().map(|d| d.as_raw_fd()),
+        v2_dir.as_ref().map(|d| d.as_fd()),
     )?;
     tracing::debug!(pid, "create: init cloned");
     guard.child = Some(pid);
@@ -226,8 +231,10 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
         // guard kills init.
         gcg.create(Some(&resources))?;
         tracing::debug!("create: cgroup made");
-        // Only the two-stage path on a host with cgroup2 gets here with a v2 place: moved by
-        // pid, which waits for an RCU grace period.
+    }
+    if !in_cgroup {
+        // The two-stage path, or clone3 answered ENOSYS (clone(2) has no CLONE_INTO_CGROUP):
+        // moved by pid, which waits for an RCU grace period. A no-op without cgroup2.
         gcg.add_task_v2(pid)?;
     }
     for (path, tasks) in gcg.open_v1_tasks()? {
@@ -240,7 +247,7 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     }
     protocol::send(parent_sock.as_fd(), &Msg::Placed, None)?;
     tracing::debug!("create: cgroup sent");
-    let console = drive(parent_sock.as_fd(), &saved, &spec, opts)?;
+    let console = drive(&proof, parent_sock.as_fd(), &saved, &spec, opts)?;
     tracing::debug!("create: init ready");
 
     if let Some(pf) = &opts.pid_file {
@@ -256,17 +263,19 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     })
 }
 
-/// Clone the init. Direct path: one clone3 with every CLONE_NEW* flag (the common case, and the
+/// Clone the init. Direct path: one clone with every CLONE_NEW* flag (the common case, and the
 /// fast one). Two-stage path, when namespaces must be joined or a time namespace made: a first
 /// child joins (setns), unshares, and forks the real init into the new pid/time namespaces.
+/// Returns init's pid and whether it was born in the cgroup2 directory `cgroup`.
 fn spawn_init(
+    proof: &SingleThreaded,
     ctx: &InitCtx<'_>,
     psock: BorrowedFd<'_>,
     csock: OwnedFd,
     spec: &Spec,
     ns: &Namespaces,
-    cgroup_fd: Option<std::os::fd::RawFd>,
-) -> Result<i32> {
+    cgroup: Option<BorrowedFd<'_>>,
+) -> Result<(i32, bool)> {
     let cgroupns = spec::ns_flag(LinuxNamespaceType::Cgroup);
     let direct = direct_path(ns);
     // The cgroup namespace is unshared by init once it is in its cgroup; the network namespace
@@ -277,49 +286,64 @@ fn spawn_init(
     } else {
         0
     };
-    let linux = spec.linux().as_ref();
-    match clone3(flags, cgroup_fd).map_err(|e| RuntimeError::Sys {
-        op: format!("clone3(flags {flags:#x})"),
-        source: e,
-    })? {
-        Forked::Child => {
-            if direct {
-                init::run(ctx, csock.as_fd());
-            }
-            stage1(ctx, csock.as_fd(), ns, spec)
+    let keep = [csock.as_fd(), ctx.fifo];
+    let spawned = if direct {
+        atoll_sys::process::spawn(
+            proof,
+            flags,
+            cgroup,
+            Some(init_fds(ctx, &keep)),
+            |closed, proof| init::run(ctx, csock.as_fd(), closed, &proof),
+        )
+    } else {
+        atoll_sys::process::spawn(proof, 0, None, None, |_, proof| {
+            stage1(&proof, ctx, csock.as_fd(), &keep, ns, spec)
+        })
+    }
+    .map_err(sys(format!("clone3/clone(flags {flags:#x})")))?;
+    let pid = spawned.pid;
+    drop(csock);
+    if direct {
+        if ns.creates(LinuxNamespaceType::User) {
+            write_maps(pid, spec)?;
         }
-        Forked::Parent(pid) => {
-            drop(csock);
-            if direct {
-                if ns.creates(LinuxNamespaceType::User) {
-                    write_maps(pid, spec)?;
-                }
-                return Ok(pid);
+        return Ok((pid, spawned.in_cgroup));
+    }
+    // Two-stage: answer NeedMaps, learn the real init's pid, reap the first child.
+    let reap = || {
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    };
+    loop {
+        match protocol::recv(psock)? {
+            Some((Msg::NeedMaps(p), _)) => {
+                write_maps(p, spec)?;
+                protocol::send(psock, &Msg::MapsDone, None)?;
             }
-            // Two-stage: answer NeedMaps, learn the real init's pid, reap the first child.
-            let mut init_pid = None;
-            while init_pid.is_none() {
-                match protocol::recv(psock)? {
-                    Some((Msg::NeedMaps(p), _)) => {
-                        write_maps(p, spec)?;
-                        protocol::send(psock, &Msg::MapsDone, None)?;
-                    }
-                    Some((Msg::Stage2(p), _)) => init_pid = Some(p),
-                    Some((Msg::Error(e), _)) => {
-                        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-                        return Err(RuntimeError::Init(e));
-                    }
-                    other => {
-                        return Err(RuntimeError::Other(format!(
-                            "stage-1 sync: unexpected {other:?}"
-                        )))
-                    }
-                }
+            Some((Msg::Stage2(p), _)) => {
+                reap();
+                return Ok((p, false));
             }
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-            let _ = linux;
-            Ok(init_pid.expect("loop ends with a pid"))
+            Some((Msg::Error(e), _)) => {
+                reap();
+                return Err(RuntimeError::Init(e));
+            }
+            other => {
+                return Err(RuntimeError::Other(format!(
+                    "stage-1 sync: unexpected {other:?}"
+                )))
+            }
         }
+    }
+}
+
+/// The fds init closes before anything else: every fd inherited from the parent but its socket
+/// and the exec fifo (and stdio and the preserved fds below them). The caller's stray fds (a host
+/// directory, a jobserver pipe) and the parent's own (its end of the socket, the state lock,
+/// whose flock would otherwise stay held by init) must not live on in the container.
+fn init_fds<'a>(ctx: &InitCtx<'_>, keep: &'a [BorrowedFd<'a>]) -> CloseFds<'a> {
+    CloseFds {
+        from: 3 + ctx.preserve_fds,
+        keep,
     }
 }
 
@@ -328,8 +352,16 @@ fn direct_path(ns: &Namespaces) -> bool {
     ns.join.is_empty() && !ns.creates(LinuxNamespaceType::Time)
 }
 
-/// The two-stage path's first child: join, unshare, fork the init, report its pid, exit.
-fn stage1(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>, ns: &Namespaces, spec: &Spec) -> ! {
+/// The two-stage path's first child: join, unshare, fork the init, report its pid; returns its
+/// exit status.
+fn stage1(
+    proof: &SingleThreaded,
+    ctx: &InitCtx<'_>,
+    sock: BorrowedFd<'_>,
+    keep: &[BorrowedFd<'_>],
+    ns: &Namespaces,
+    spec: &Spec,
+) -> i32 {
     let res = (|| -> Result<i32> {
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
             .map_err(nix_errno("prctl(PR_SET_PDEATHSIG)"))?;
@@ -362,22 +394,24 @@ fn stage1(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>, ns: &Namespaces, spec: &Spec)
         if ns.creates(LinuxNamespaceType::Time) {
             write_time_offsets(spec)?;
         }
-        match clone3(0, None).map_err(|e| RuntimeError::Sys {
-            op: "clone3 (stage 2)".into(),
-            source: e,
-        })? {
-            Forked::Child => init::run(ctx, sock),
-            Forked::Parent(p) => Ok(p),
-        }
+        let spawned = atoll_sys::process::spawn(
+            proof,
+            0,
+            None,
+            Some(init_fds(ctx, keep)),
+            |closed, proof| init::run(ctx, sock, closed, &proof),
+        )
+        .map_err(sys("clone3/clone (stage 2)"))?;
+        Ok(spawned.pid)
     })();
     match res {
         Ok(pid) => {
             let _ = protocol::send(sock, &Msg::Stage2(pid), None);
-            std::process::exit(0)
+            0
         }
         Err(e) => {
             let _ = protocol::send(sock, &Msg::Error(e.to_string()), None);
-            std::process::exit(1)
+            1
         }
     }
 }
@@ -425,6 +459,7 @@ fn write_maps(pid: i32, spec: &Spec) -> Result<()> {
 
 /// After Go: serve init until Ready (hooks, console fd, seccomp fd).
 fn drive(
+    proof: &SingleThreaded,
     sock: BorrowedFd<'_>,
     saved: &Saved,
     spec: &Spec,
@@ -449,7 +484,7 @@ fn drive(
                 }
                 protocol::send(sock, &Msg::State(state), None)?;
             }
-            Some((Msg::NeedMount(i), _)) => match idmapped_mount(saved, spec, i) {
+            Some((Msg::NeedMount(i), _)) => match idmapped_mount(proof, saved, spec, i) {
                 Ok(fd) => protocol::send(sock, &Msg::Fd(FdKind::Mount), Some(fd.as_fd()))?,
                 Err(e) => {
                     protocol::send(sock, &Msg::Error(e.to_string()), None)?;
@@ -526,7 +561,7 @@ pub fn effective_resources(spec: &Spec) -> oci_spec::runtime::LinuxResources {
 /// Make the idmapped bind mount for config mount `i` of a container with its own user
 /// namespace: only here, as root in the host's user namespace, may idmapping be turned on. The
 /// mapping is the mount's own uidMappings/gidMappings or else the container's user namespace.
-fn idmapped_mount(saved: &Saved, spec: &Spec, i: usize) -> Result<OwnedFd> {
+fn idmapped_mount(proof: &SingleThreaded, saved: &Saved, spec: &Spec, i: usize) -> Result<OwnedFd> {
     let m = spec
         .mounts()
         .as_ref()
@@ -534,7 +569,7 @@ fn idmapped_mount(saved: &Saved, spec: &Spec, i: usize) -> Result<OwnedFd> {
         .ok_or_else(|| field(format!("mounts[{i}]"), "no such mount"))?;
     let userns = |m: &oci_spec::runtime::Mount| -> Result<OwnedFd> {
         if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-            return init::make_idmap_userns(m);
+            return init::make_idmap_userns(proof, m);
         }
         let p = format!("/proc/{}/ns/user", saved.pid);
         rustix::fs::open(
