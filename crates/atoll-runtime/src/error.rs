@@ -30,6 +30,20 @@ pub enum RuntimeError {
     },
     #[error("container init: {0}")]
     Init(String),
+    /// The init ended without a message: how it ended, as far as the kernel tells, and the OOM
+    /// kills its memory cgroup counted (memory.events or memory.oom_control, "oom_kill").
+    #[error("container init (pid {pid}) {death}{}", oom_note(*oom_kills))]
+    InitDied {
+        pid: i32,
+        death: InitDeath,
+        oom_kills: u64,
+    },
+    /// The other end of the init sync socket closed while we waited for `awaiting`.
+    #[error("init sync: the other side exited while we waited for {awaiting}")]
+    PeerGone { awaiting: String },
+    /// A message arrived out of the protocol's order (protocol::SEQUENCE).
+    #[error("init sync: expected {expected}, got {got}")]
+    Protocol { expected: String, got: String },
     #[error("{kind} hook #{index} ({path}): {msg}")]
     Hook {
         kind: &'static str,
@@ -45,6 +59,37 @@ pub enum RuntimeError {
     Seccomp(#[from] atoll_seccomp::SeccompError),
     #[error("{0}")]
     Other(String),
+}
+
+/// How an init that left no message ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitDeath {
+    /// exit(2) with this status.
+    Exited(i32),
+    /// Killed by this signal.
+    Killed(String),
+    /// Not our child (the two-stage path) or not gone yet: nothing more to tell.
+    Unknown,
+}
+
+impl std::fmt::Display for InitDeath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InitDeath::Exited(code) => write!(f, "exited with status {code} before it was ready"),
+            InitDeath::Killed(signal) => write!(f, "was killed by {signal} before it was ready"),
+            InitDeath::Unknown => write!(f, "exited before it was ready"),
+        }
+    }
+}
+
+fn oom_note(oom_kills: u64) -> String {
+    match oom_kills {
+        0 => String::new(),
+        n => format!(
+            ": the container's memory cgroup counted {n} OOM kill(s), \
+             is linux.resources.memory.limit too low?"
+        ),
+    }
 }
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;

@@ -131,3 +131,99 @@ fn run_and_exec_work_where_clone3_is_answered_enosys() {
     }
     assert_eq!(b.cmd(&["delete", "--force", &id]).0, 0);
 }
+
+/// `create` fails in the init (a bind mount whose source is missing) 40 times, with the CPUs
+/// busy: every time the user reads the init's own error naming the field, never a bare socket
+/// error. The bind comes before the cgroup mount, so the init fails before it reads the cgroup
+/// messages the parent sends meanwhile; a peer that exits with messages unread resets the socket,
+/// and the reset is reported before the error it left (net/core/datagram.c).
+#[test]
+fn init_error_always_reaches_the_user() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("initerr");
+    b.set_args(&["true"]);
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    let at = mounts
+        .iter()
+        .position(|m| m["type"] == "cgroup" || m["type"] == "cgroup2")
+        .unwrap_or(mounts.len());
+    mounts.insert(
+        at,
+        serde_json::json!({
+            "destination": "/mnt", "type": "bind", "source": "/nonexistent/atoll-test",
+            "options": ["rbind"]
+        }),
+    );
+    b.save();
+    let field = format!("mounts[{at}].source");
+    // Busy CPUs delay the parent's wake-up past the init's exit: the window of the reset.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let burners: Vec<_> = (0..std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let mut failures = vec![];
+    for i in 0..40 {
+        let id = b.id("initerr");
+        let (code, err) = b.create(&id, &[]);
+        if code == 0 || !err.contains(&field) || !err.contains("/nonexistent/atoll-test") {
+            failures.push(format!("try {i}: exit {code}: {err}"));
+        }
+        if b.root.join(&id).exists() {
+            failures.push(format!("try {i}: state left"));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in burners {
+        t.join().unwrap();
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A hostname far beyond what the kernel keeps: the error names the field and its length,
+/// short, instead of a lost message ("init exited before it was ready").
+#[test]
+fn huge_hostname_is_named() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("hugehost");
+    b.set_args(&["true"]);
+    b.config["hostname"] = "h".repeat(10 << 20).into();
+    b.save();
+    let id = b.id("hugehost");
+    let (code, err) = b.create(&id, &[]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("hostname: 10485760 bytes"),
+        "{}",
+        &err[..err.len().min(400)]
+    );
+    assert!(err.len() < 1024, "a short message: {} bytes", err.len());
+}
+
+/// A memory limit the init cannot live in: it is OOM-killed before it can report, and the
+/// error says so (from the memory cgroup's oom_kill counter) instead of "exited".
+#[test]
+fn init_oom_killed_by_a_tiny_memory_limit_is_named() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("tinymem");
+    b.set_args(&["true"]);
+    b.config["linux"]["resources"]["memory"] = serde_json::json!({"limit": 4096});
+    b.save();
+    let id = b.id("tinymem");
+    let (code, err) = b.create(&id, &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("OOM kill"), "{err}");
+    assert!(err.contains("memory.limit"), "{err}");
+}

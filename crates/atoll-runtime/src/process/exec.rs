@@ -115,13 +115,8 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
     };
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(first), None);
     let pid = match stage2? {
-        Some((Msg::Stage2(p), _)) => p,
-        Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
-        other => {
-            return Err(RuntimeError::Other(format!(
-                "exec sync: unexpected {other:?}"
-            )))
-        }
+        Some((Msg::Stage2(p), _)) if p > 0 => p,
+        other => return Err(protocol::unexpected("Stage2 with a pid", other)),
     };
     let kill = |e: RuntimeError| {
         let _ = nix::sys::signal::kill(
@@ -156,9 +151,9 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
     // The socket is CLOEXEC in the child: EOF now means execve succeeded.
     match protocol::recv(psock.as_fd())? {
         None => {}
-        Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
-        Some((m, _)) => return Err(RuntimeError::Other(format!("exec sync: unexpected {m:?}"))),
+        other => return Err(protocol::unexpected("EOF (execve)", other)),
     }
+
     if opts.detach {
         return Ok(0);
     }
@@ -174,7 +169,6 @@ fn serve(
     loop {
         match protocol::recv(sock)? {
             Some((Msg::Ready, _)) => return Ok(()),
-            Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
             Some((Msg::Fd(FdKind::Console), Some(fd))) => {
                 let path = opts.console_socket.as_ref().ok_or_else(|| {
                     RuntimeError::Other("console fd without --console-socket".into())
@@ -200,9 +194,10 @@ fn serve(
                 )?;
             }
             other => {
-                return Err(RuntimeError::Other(format!(
-                    "exec sync: unexpected {other:?}"
-                )))
+                return Err(protocol::unexpected(
+                    "Fd(Console), Fd(Seccomp) or Ready",
+                    other,
+                ))
             }
         }
     }

@@ -131,9 +131,11 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>, proof: &SingleThreaded) -> Resu
         Ok(())
     };
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        check_uts_name("hostname", h)?;
         rustix::system::sethostname(h.as_bytes()).map_err(errno(format!("sethostname {h:?}")))?;
     }
     if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+        check_uts_name("domainname", d)?;
         rustix::system::setdomainname(d.as_bytes())
             .map_err(errno(format!("setdomainname {d:?}")))?;
     }
@@ -155,10 +157,7 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>, proof: &SingleThreaded) -> Resu
         protocol::send(sock, &Msg::NeedMount(i), None)?;
         match protocol::recv(sock)? {
             Some((Msg::Fd(FdKind::Mount), Some(fd))) => Ok(fd),
-            Some((Msg::Error(e), _)) => Err(RuntimeError::Other(e)),
-            other => Err(RuntimeError::Other(format!(
-                "init sync: expected a mount fd, got {other:?}"
-            ))),
+            other => Err(protocol::unexpected("Fd(Mount) + fd", other)),
         }
     };
     let mctx = MountCtx {
@@ -212,11 +211,7 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>, proof: &SingleThreaded) -> Resu
         protocol::send(sock, &Msg::Hooks, None)?;
         match protocol::recv(sock)? {
             Some((Msg::State(s), _)) => state_json = s,
-            other => {
-                return Err(RuntimeError::Other(format!(
-                    "init sync: expected State, got {other:?}"
-                )))
-            }
+            other => return Err(protocol::unexpected("State", other)),
         }
         if let Some(h) = spec
             .hooks()
@@ -383,6 +378,22 @@ pub fn finalize(
         argv,
         envp,
     })
+}
+
+/// The kernel keeps at most __NEW_UTS_LEN (64) bytes of a host or domain name and answers EINVAL
+/// beyond: say so by field and length rather than echo the whole value.
+fn check_uts_name(field_name: &str, name: &str) -> Result<()> {
+    const NEW_UTS_LEN: usize = 64;
+    if name.len() > NEW_UTS_LEN {
+        return Err(field(
+            field_name,
+            format!(
+                "{} bytes; the kernel allows at most {NEW_UTS_LEN}",
+                name.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// In a new user namespace: become uid/gid 0 there (if mapped) so files we create are root's.

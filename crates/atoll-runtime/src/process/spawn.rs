@@ -207,47 +207,22 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     tracing::debug!(pid, "create: init cloned");
     guard.child = Some(pid);
     let _ = nix::sys::prctl::set_dumpable(true);
-
-    if let Some(adj) = process.oom_score_adj() {
-        let p = format!("/proc/{pid}/oom_score_adj");
-        std::fs::write(&p, adj.to_string())
-            .map_err(sys(format!("write {p} (process.oomScoreAdj)")))?;
-    }
-    saved.pid = pid;
-    saved.pid_start = crate::state::pid_start_time(pid).unwrap_or(0);
-    // `run` releases the init as soon as we return: saved as started already. A reader that
-    // does not lock (`list`) may see created/running a few ms early; every command that acts
-    // on the container waits for our lock.
-    saved.started = opts.for_run;
-    store.save(&saved)?;
-    tracing::debug!("create: state saved");
-    // Go first, then the cgroup. Init unshares its netns and builds its mounts meanwhile, and
-    // waits for Placed before anything that needs the cgroup (cgroup namespace, cgroup mounts,
-    // messages to us), long before it could exec.
-    protocol::send(parent_sock.as_fd(), &Msg::Go, None)?;
-    let gcg = guard.cgroup.as_ref().expect("set above");
-    if !born_in_cgroup {
-        // A failure here is cleaned up like any other: create removes the dirs it made, the
-        // guard kills init.
-        gcg.create(Some(&resources))?;
-        tracing::debug!("create: cgroup made");
-    }
-    if !in_cgroup {
-        // The two-stage path, or clone3 answered ENOSYS (clone(2) has no CLONE_INTO_CGROUP):
-        // moved by pid, which waits for an RCU grace period. A no-op without cgroup2.
-        gcg.add_task_v2(pid)?;
-    }
-    for (path, tasks) in gcg.open_v1_tasks()? {
-        let path = path.to_string_lossy().into_owned();
-        protocol::send(
-            parent_sock.as_fd(),
-            &Msg::JoinCgroup(path),
-            Some(tasks.as_fd()),
-        )?;
-    }
-    protocol::send(parent_sock.as_fd(), &Msg::Placed, None)?;
-    tracing::debug!("create: cgroup sent");
-    let console = drive(&proof, parent_sock.as_fd(), &saved, &spec, opts)?;
+    let console = serve_init(
+        &proof,
+        parent_sock.as_fd(),
+        pid,
+        in_cgroup,
+        &Serve {
+            store,
+            spec: &spec,
+            opts,
+            cgroup: guard.cgroup.as_ref().expect("set above"),
+            resources: &resources,
+            cgroup_made: born_in_cgroup,
+        },
+        &mut saved,
+    )
+    .map_err(|e| explain_failure(e, parent_sock.as_fd(), pid, &ctx.hierarchies))?;
     tracing::debug!("create: init ready");
 
     if let Some(pf) = &opts.pid_file {
@@ -261,6 +236,159 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
         release,
         console,
     })
+}
+
+/// What the parent needs while it serves a cloned init.
+struct Serve<'a> {
+    store: &'a Store,
+    spec: &'a Spec,
+    opts: &'a CreateOpts,
+    cgroup: &'a Cgroup,
+    resources: &'a oci_spec::runtime::LinuxResources,
+    /// Made before the clone (init born in it); otherwise made here, after Go.
+    cgroup_made: bool,
+}
+
+/// The parent's side of create after the clone: save the state, Go, place init in its cgroup,
+/// then answer it until Ready (protocol::CREATE). Returns the pty master kept for `run`.
+fn serve_init(
+    proof: &SingleThreaded,
+    sock: BorrowedFd<'_>,
+    pid: i32,
+    in_cgroup: bool,
+    s: &Serve<'_>,
+    saved: &mut Saved,
+) -> Result<Option<OwnedFd>> {
+    if let Some(adj) = s.spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+        let p = format!("/proc/{pid}/oom_score_adj");
+        std::fs::write(&p, adj.to_string())
+            .map_err(sys(format!("write {p} (process.oomScoreAdj)")))?;
+    }
+    saved.pid = pid;
+    saved.pid_start = crate::state::pid_start_time(pid).ok_or_else(|| RuntimeError::Sys {
+        op: format!("read init's start time from /proc/{pid}/stat"),
+        source: std::io::Error::from_raw_os_error(libc::ESRCH),
+    })?;
+    // `run` releases the init as soon as we return: saved as started already. A reader that
+    // does not lock (`list`) may see created/running a few ms early; every command that acts
+    // on the container waits for our lock.
+    saved.started = s.opts.for_run;
+    s.store.save(saved)?;
+    tracing::debug!("create: state saved");
+    // Go first, then the cgroup. Init unshares its netns and builds its mounts meanwhile, and
+    // waits for Placed before anything that needs the cgroup (cgroup namespace, cgroup mounts,
+    // messages to us), long before it could exec.
+    protocol::send(sock, &Msg::Go, None)?;
+    if !s.cgroup_made {
+        // A failure here is cleaned up like any other: create removes the dirs it made, the
+        // guard kills init.
+        s.cgroup.create(Some(s.resources))?;
+        tracing::debug!("create: cgroup made");
+    }
+    if !in_cgroup {
+        // The two-stage path, or clone3 answered ENOSYS (clone(2) has no CLONE_INTO_CGROUP):
+        // moved by pid, which waits for an RCU grace period. A no-op without cgroup2.
+        s.cgroup.add_task_v2(pid)?;
+    }
+    for (path, tasks) in s.cgroup.open_v1_tasks()? {
+        let path = path.to_string_lossy().into_owned();
+        protocol::send(sock, &Msg::JoinCgroup(path), Some(tasks.as_fd()))?;
+    }
+    protocol::send(sock, &Msg::Placed, None)?;
+    tracing::debug!("create: cgroup sent");
+    drive(proof, sock, saved, s.spec, s.opts)
+}
+
+/// A step of create failed after the clone. If init left an error in the socket, that is the
+/// cause (a failure of ours may only be its consequence: a cgroup write for a process that is
+/// gone); if init is gone without one, say how it went; otherwise the step's own error.
+fn explain_failure(
+    e: RuntimeError,
+    sock: BorrowedFd<'_>,
+    pid: i32,
+    hierarchies: &[atoll_cgroups::Hierarchy],
+) -> RuntimeError {
+    if let RuntimeError::Init(_) = e {
+        return e;
+    }
+    if let Some(why) = pending_error(sock) {
+        return RuntimeError::Init(why);
+    }
+    let gone = matches!(e, RuntimeError::PeerGone { .. });
+    match death(pid, gone) {
+        Some(death) => RuntimeError::InitDied {
+            pid,
+            death,
+            oom_kills: oom_kills(hierarchies),
+        },
+        None => e,
+    }
+}
+
+/// The Error init left in the socket, if any; never blocks (init may still be running).
+fn pending_error(sock: BorrowedFd<'_>) -> Option<String> {
+    use rustix::event::{poll, PollFd, PollFlags};
+    // Its last message comes last; a few earlier ones (a console fd) may still be queued.
+    for _ in 0..8 {
+        let mut fds = [PollFd::new(&sock, PollFlags::IN)];
+        if !matches!(
+            poll(&mut fds, Some(&rustix::event::Timespec::default())),
+            Ok(1)
+        ) {
+            return None;
+        }
+        match protocol::recv(sock) {
+            Ok(Some((Msg::Error(why), _))) => return Some(why),
+            Ok(Some(_)) => continue,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// How init ended, read without reaping it (WNOWAIT: the Cleanup guard reaps it, and a reaped
+/// pid could be reused before the guard's kill). `gone`: its socket closed, so it is exiting and
+/// worth a short wait; else only an exit that already happened counts. None: it still runs.
+fn death(pid: i32, gone: bool) -> Option<crate::error::InitDeath> {
+    use crate::error::InitDeath;
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+    // The socket closes when init's files do (do_exit), a moment before it becomes a zombie.
+    let tries = if gone { 200 } else { 1 };
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    for _ in 0..tries {
+        match waitid(Id::Pid(nix::unistd::Pid::from_raw(pid)), flags) {
+            Ok(WaitStatus::Exited(_, code)) => return Some(InitDeath::Exited(code)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                return Some(InitDeath::Killed(sig.as_str().to_string()))
+            }
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            // ECHILD: not our child (the two-stage path's init is the first child's).
+            _ => return gone.then_some(InitDeath::Unknown),
+        }
+    }
+    gone.then_some(InitDeath::Unknown)
+}
+
+/// The OOM kills the container's memory cgroup counted: cgroup2 memory.events or v1
+/// memory.oom_control, line "oom_kill N" (Documentation/admin-guide/cgroup-v2.rst, Linux 4.13+
+/// for v1). 0 where neither is there.
+fn oom_kills(hierarchies: &[atoll_cgroups::Hierarchy]) -> u64 {
+    hierarchies
+        .iter()
+        .filter_map(|h| {
+            let file = if h.fs_type == "cgroup2" {
+                "memory.events"
+            } else if h.controllers.split(',').any(|c| c == "memory") {
+                "memory.oom_control"
+            } else {
+                return None;
+            };
+            let text = atoll_sys::pseudofs::read(h.dir.join(file)).ok()?;
+            text.lines()
+                .find_map(|l| l.strip_prefix("oom_kill "))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+        })
+        .sum()
 }
 
 /// Clone the init. Direct path: one clone with every CLONE_NEW* flag (the common case, and the
@@ -315,22 +443,20 @@ fn spawn_init(
     };
     loop {
         match protocol::recv(psock)? {
-            Some((Msg::NeedMaps(p), _)) => {
+            Some((Msg::NeedMaps(p), _)) if p > 0 => {
                 write_maps(p, spec)?;
                 protocol::send(psock, &Msg::MapsDone, None)?;
             }
-            Some((Msg::Stage2(p), _)) => {
+            Some((Msg::Stage2(p), _)) if p > 0 => {
                 reap();
                 return Ok((p, false));
             }
-            Some((Msg::Error(e), _)) => {
-                reap();
-                return Err(RuntimeError::Init(e));
-            }
             other => {
-                return Err(RuntimeError::Other(format!(
-                    "stage-1 sync: unexpected {other:?}"
-                )))
+                reap();
+                return Err(protocol::unexpected(
+                    "NeedMaps, or Stage2 with a pid",
+                    other,
+                ));
             }
         }
     }
@@ -469,7 +595,6 @@ fn drive(
     loop {
         match protocol::recv(sock)? {
             Some((Msg::Ready, _)) => return Ok(console),
-            Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
             Some((Msg::Hooks, _)) => {
                 // The suite (and runtime-spec's hook examples) expect "created" here: the
                 // container exists, its process has not run.
@@ -515,10 +640,12 @@ fn drive(
                     &state,
                 )?;
             }
-            Some((m, _)) => {
-                return Err(RuntimeError::Other(format!("init sync: unexpected {m:?}")))
+            other => {
+                return Err(protocol::unexpected(
+                    "NeedMount, Fd(Console), Hooks, Fd(Seccomp) or Ready",
+                    other,
+                ))
             }
-            None => return Err(RuntimeError::Init("init exited before it was ready".into())),
         }
     }
 }
