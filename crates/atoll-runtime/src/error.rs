@@ -16,6 +16,14 @@ pub enum RuntimeError {
         #[source]
         source: io::Error,
     },
+    /// The kernel refused what a config field asked for: the field, the operation, the errno.
+    #[error("config.json: {field}: {op}")]
+    FieldSys {
+        field: String,
+        op: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("container \"{0}\" does not exist")]
     NotFound(String),
     #[error("container \"{0}\" already exists")]
@@ -114,6 +122,41 @@ pub(crate) fn nix_errno(op: impl Into<String>) -> impl FnOnce(nix::errno::Errno)
     move |e| RuntimeError::Sys {
         op,
         source: io::Error::from_raw_os_error(e as i32),
+    }
+}
+
+/// A pathrs error (a path inside the rootfs, a procfs file) as an io::Error that keeps its errno,
+/// so that callers can tell ENOENT from EACCES; pathrs's own failures (a safety violation, bad
+/// input) carry the errno pathrs gives them (EXDEV, EINVAL) or none.
+pub(crate) fn pathrs_io(e: pathrs::error::Error) -> io::Error {
+    match e.kind() {
+        pathrs::error::ErrorKind::OsError(Some(n)) => io::Error::from_raw_os_error(n),
+        pathrs::error::ErrorKind::SafetyViolation => {
+            io::Error::new(io::ErrorKind::PermissionDenied, e.to_string())
+        }
+        _ => io::Error::other(e.to_string()),
+    }
+}
+
+/// Wrap a pathrs error from operation `op` into [`RuntimeError::Sys`], errno kept.
+pub(crate) fn pathrs(op: impl Into<String>) -> impl FnOnce(pathrs::error::Error) -> RuntimeError {
+    let op = op.into();
+    move |e| RuntimeError::Sys {
+        op,
+        source: pathrs_io(e),
+    }
+}
+
+impl RuntimeError {
+    /// The errno behind this error, where a syscall refused: for the exit-code mapping and for
+    /// callers that act on ENOENT differently from EACCES.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            RuntimeError::Sys { source, .. } | RuntimeError::FieldSys { source, .. } => {
+                source.raw_os_error()
+            }
+            _ => None,
+        }
     }
 }
 

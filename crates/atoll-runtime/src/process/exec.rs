@@ -13,6 +13,7 @@ use oci_spec::runtime::Process;
 
 use super::init::{finalize, Prepared};
 use super::protocol::{self, FdKind, Msg};
+use super::stage1;
 use crate::error::{errno, field, nix_errno, sys, Result, RuntimeError};
 use crate::identity::CapSets;
 use crate::state::{Status, Store};
@@ -90,16 +91,32 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
     // here, and kept true because nothing from here to the clone starts a thread.
     let proof =
         SingleThreaded::check().map_err(sys("count this process's threads before clone"))?;
+    // Nothing but stdio, the preserved fds and the socket crosses into the process.
+    let keep = [csock.as_fd()];
+    let fork = stage1::Fork {
+        sock: csock.as_fd(),
+        cgroup: v2_dir.as_ref().map(|d| d.as_fd()),
+        close: CloseFds {
+            from: 3 + opts.preserve_fds,
+            keep: &keep,
+        },
+    };
     let first = atoll_sys::process::spawn(&proof, 0, None, None, |_, proof| {
-        join_and_fork(
+        stage1::run(
             &proof,
-            csock.as_fd(),
-            pidfd.as_fd(),
-            saved.ns_flags,
-            v2_dir.as_ref().map(|d| d.as_fd()),
-            opts,
-            &caps,
-            seccomp.as_ref(),
+            &fork,
+            || stage1::enter_for_exec(pidfd.as_fd(), saved.ns_flags),
+            &|closed, _| {
+                let err = match closed
+                    .map_err(sys("close_range (the fds inherited from atoll)"))
+                    .and_then(|()| process(fork.sock, opts, &caps, seccomp.as_ref()))
+                {
+                    Ok(p) => p.exec(),
+                    Err(e) => e,
+                };
+                let _ = protocol::send(fork.sock, &Msg::Error(err.to_string()), None);
+                127
+            },
         )
     })
     .map_err(sys("clone3/clone (exec)"))?
@@ -170,9 +187,13 @@ fn serve(
         match protocol::recv(sock)? {
             Some((Msg::Ready, _)) => return Ok(()),
             Some((Msg::Fd(FdKind::Console), Some(fd))) => {
-                let path = opts.console_socket.as_ref().ok_or_else(|| {
-                    RuntimeError::Other("console fd without --console-socket".into())
-                })?;
+                let path = opts
+                    .console_socket
+                    .as_ref()
+                    .ok_or_else(|| RuntimeError::Protocol {
+                        expected: "no console fd (no --console-socket)".into(),
+                        got: "Fd(Console)".into(),
+                    })?;
                 crate::tty::send_console(path, fd.as_fd())?;
             }
             Some((Msg::Fd(FdKind::Seccomp), Some(fd))) => {
@@ -203,71 +224,6 @@ fn serve(
     }
 }
 
-/// The first child: join the container's namespaces, fork the process into its pid namespace
-/// (and its cgroup2 cgroup where the kernel lets us), report its pid; returns its exit status.
-#[allow(clippy::too_many_arguments)]
-fn join_and_fork(
-    proof: &SingleThreaded,
-    sock: BorrowedFd<'_>,
-    pidfd: BorrowedFd<'_>,
-    ns_flags: u64,
-    cgroup: Option<BorrowedFd<'_>>,
-    opts: &ExecOpts,
-    caps: &CapSets,
-    seccomp: Option<&atoll_seccomp::Filter>,
-) -> i32 {
-    let res = (|| -> Result<i32> {
-        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-            .map_err(nix_errno("prctl(PR_SET_PDEATHSIG)"))?;
-        nix::sched::setns(
-            pidfd,
-            nix::sched::CloneFlags::from_bits_retain(ns_flags as i32),
-        )
-        .map_err(nix_errno(format!("setns(pidfd of init, {ns_flags:#x})")))?;
-        // Nothing but stdio, the preserved fds and the socket crosses into the process.
-        let keep = [sock];
-        let close = CloseFds {
-            from: 3 + opts.preserve_fds,
-            keep: &keep,
-        };
-        let child = |closed: std::io::Result<()>, _: SingleThreaded| {
-            let err = match closed
-                .map_err(sys("close_range (the fds inherited from atoll)"))
-                .and_then(|()| process(sock, opts, caps, seccomp))
-            {
-                Ok(p) => p.exec(),
-                Err(e) => e,
-            };
-            let _ = protocol::send(sock, &Msg::Error(err.to_string()), None);
-            127
-        };
-        // Straight into the container's cgroup2 cgroup if the kernel lets us (it may not: a
-        // user namespace joined above can lack write access to it, or a v2 cgroup with
-        // children refuses processes); otherwise the parent moves it.
-        let spawned = match cgroup
-            .map(|fd| atoll_sys::process::spawn(proof, 0, Some(fd), Some(close), child))
-        {
-            Some(Ok(s)) => s,
-            _ => atoll_sys::process::spawn(proof, 0, None, Some(close), child)
-                .map_err(sys("clone3/clone (exec stage 2)"))?,
-        };
-        if spawned.in_cgroup {
-            protocol::send(sock, &Msg::BornInCgroup, None)?;
-        }
-        Ok(spawned.pid)
-    })();
-    match res {
-        Ok(p) => {
-            let _ = protocol::send(sock, &Msg::Stage2(p), None);
-            0
-        }
-        Err(e) => {
-            let _ = protocol::send(sock, &Msg::Error(e.to_string()), None);
-            1
-        }
-    }
-}
-
 fn process(
     sock: BorrowedFd<'_>,
     opts: &ExecOpts,
@@ -277,8 +233,8 @@ fn process(
     let _no_log = super::init::log_nothing();
     protocol::join_cgroups_until(sock, &Msg::Go)?;
     let console: Option<OwnedFd> = if opts.process.terminal().unwrap_or(false) {
-        let root = pathrs::Root::open("/")
-            .map_err(|e| RuntimeError::Other(format!("open container root: {e}")))?;
+        let root =
+            pathrs::Root::open("/").map_err(crate::error::pathrs("open the container's root /"))?;
         let (master, slave) = crate::tty::open_pty(&root)?;
         protocol::send(sock, &Msg::Fd(FdKind::Console), Some(master.as_fd()))?;
         Some(slave)

@@ -77,43 +77,18 @@ pub fn log_nothing() -> tracing::dispatcher::DefaultGuard {
     tracing::dispatcher::set_default(&tracing::Dispatch::none())
 }
 
+/// Init's phases, in order; the messages they exchange with the parent are protocol::CREATE.
 fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>, proof: &SingleThreaded) -> Result<Infallible> {
-    // If the parent dies before we are done, die too: nothing half-made must run on.
-    if ctx.die_with_parent {
-        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-            .map_err(nix_errno("prctl(PR_SET_PDEATHSIG)"))?;
-    }
+    die_with_parent(ctx)?;
     protocol::expect(sock, &Msg::Go)?;
-    if ctx.unshare_net {
-        // Before anything else, so hooks and the parent see the container's netns at
-        // /proc/<pid>/ns/net from the first message on; owned by our user namespace if we
-        // have a new one, exactly as if clone3 had made it.
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(nix_errno("unshare(CLONE_NEWNET)"))?;
-    }
+    enter_net_namespace(ctx)?;
     let spec = ctx.spec;
     let process = spec
         .process()
         .as_ref()
         .ok_or_else(|| field("process", "missing"))?;
-    let linux = spec.linux().as_ref();
-    let new_user = ctx.ns.creates(LinuxNamespaceType::User);
-
-    if new_user {
-        become_ns_root(spec)?;
-    }
-    if let Some(name) = &ctx.new_keyring {
-        // ENOSYS: a kernel without keyrings has nothing to share either.
-        match atoll_sys::process::keyctl_join_session_keyring(name) {
-            Err(e) if e.raw_os_error() != Some(libc::ENOSYS) => {
-                return Err(RuntimeError::Sys {
-                    op: format!("keyctl(KEYCTL_JOIN_SESSION_KEYRING, {name:?})"),
-                    source: e,
-                })
-            }
-            _ => {}
-        }
-    }
+    become_ns_root(ctx)?;
+    join_session_keyring(ctx)?;
     // The parent joins us to our cgroup while we work; wait for that before anything that needs
     // it, and before sending the parent any request (it answers only after Placed).
     let placed = std::cell::Cell::new(false);
@@ -123,28 +98,12 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>, proof: &SingleThreaded) -> Resu
         }
         protocol::join_cgroups_until(sock, &Msg::Placed)?;
         placed.set(true);
-        if ctx.ns.creates(LinuxNamespaceType::Cgroup) {
-            // A new cgroup namespace is rooted at the cgroup we are in now: ours.
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-                .map_err(nix_errno("unshare(CLONE_NEWCGROUP)"))?;
-        }
-        Ok(())
+        enter_cgroup_namespace(ctx)
     };
-    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
-        check_uts_name("hostname", h)?;
-        rustix::system::sethostname(h.as_bytes()).map_err(errno(format!("sethostname {h:?}")))?;
-    }
-    if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
-        check_uts_name("domainname", d)?;
-        rustix::system::setdomainname(d.as_bytes())
-            .map_err(errno(format!("setdomainname {d:?}")))?;
-    }
-
-    let mut state_json = String::new();
+    set_uts_names(spec)?;
     if !ctx.ns.has(LinuxNamespaceType::Mount) {
         return Err(field("linux.namespaces", "a mount namespace is required"));
     }
-    tracing::debug!("init: go");
     let rootfs = prepare_root(ctx)?;
     let userns_fd = if ctx.ns.has(LinuxNamespaceType::User) {
         Some(open_self_ns("user")?)
@@ -180,94 +139,15 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>, proof: &SingleThreaded) -> Resu
         rootfs.mount(i, m, &mctx)?;
         tracing::debug!(dest = ?m.destination(), "init: mounted");
     }
-    let dev_is_bind = mounts.iter().any(|m| {
-        m.destination() == Path::new("/dev")
-            && (m.typ().as_deref() == Some("bind")
-                || m.options()
-                    .as_ref()
-                    .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind")))
-    });
-    if !dev_is_bind {
-        rootfs.devices(
-            &rootfs::all_devices(spec),
-            new_user
-                || ctx
-                    .ns
-                    .join
-                    .iter()
-                    .any(|(t, _)| *t == LinuxNamespaceType::User),
-        )?;
-        rootfs.dev_symlinks()?;
-        tracing::debug!("init: devices");
-    }
+    make_devices(ctx, &rootfs, mounts)?;
     ensure_placed()?;
-    let console = if ctx.terminal {
-        Some(open_console_in(&rootfs, sock)?)
-    } else {
-        None
-    };
-
-    if ctx.has_hooks {
-        protocol::send(sock, &Msg::Hooks, None)?;
-        match protocol::recv(sock)? {
-            Some((Msg::State(s), _)) => state_json = s,
-            other => return Err(protocol::unexpected("State", other)),
-        }
-        if let Some(h) = spec
-            .hooks()
-            .as_ref()
-            .and_then(|h| h.create_container().as_ref())
-        {
-            crate::hooks::run_all("createContainer", h, &state_json)?;
-        }
-    }
-
-    if let Some(l) = linux {
-        if let Some(sysctl) = l.sysctl() {
-            write_sysctls(sysctl)?;
-        }
-        rootfs.mask(l.masked_paths().as_deref().unwrap_or(&[]))?;
-        tracing::debug!("init: masked");
-        rootfs.readonly(l.readonly_paths().as_deref().unwrap_or(&[]))?;
-    }
-    tracing::debug!("init: mounts, devices, masks done");
+    let console = open_console(ctx, &rootfs, sock)?;
+    let state_json = run_create_hooks(ctx, sock)?;
+    write_sysctls_and_masks(ctx, &rootfs)?;
     enter_root(ctx, &rootfs)?;
-    tracing::debug!("init: pivoted");
     drop(rootfs);
-    if spec
-        .root()
-        .as_ref()
-        .is_some_and(|r| r.readonly() == Some(true))
-    {
-        let root = rustix::fs::open(
-            "/",
-            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(errno("open / after pivot_root"))?;
-        atoll_sys::mount::mount_setattr(
-            root.as_fd(),
-            false,
-            &atoll_sys::mount::MountAttr {
-                set: atoll_sys::mount::MOUNT_ATTR_RDONLY,
-                ..Default::default()
-            },
-        )
-        .map_err(|e| RuntimeError::Sys {
-            op: "mount_setattr ro on / (root.readonly)".into(),
-            source: e,
-        })?;
-    }
-
-    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
-        let persona = match p.domain() {
-            oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => {
-                nix::sys::personality::Persona::from_bits_retain(0x0008)
-            }
-            _ => nix::sys::personality::Persona::empty(),
-        };
-        nix::sys::personality::set(persona).map_err(nix_errno("personality"))?;
-    }
+    make_root_readonly(spec)?;
+    set_personality(spec)?;
     let ready = finalize(
         process,
         &ctx.caps,
@@ -276,29 +156,213 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>, proof: &SingleThreaded) -> Resu
         console,
         sock,
     )?;
-    // From Ready on the container outlives `create`: stop dying with it. (Should the parent die
-    // in between, the saved state still names the cgroup and `delete --force` kills us.)
-    nix::sys::prctl::set_pdeathsig(None).map_err(nix_errno("prctl(PR_SET_PDEATHSIG, 0)"))?;
-    protocol::send(sock, &Msg::Ready, None)?;
+    report_ready(sock)?;
+    wait_for_start(ctx.fifo)?;
+    run_start_hooks(spec, &state_json)?;
+    Err(ready.exec())
+}
 
-    // Wait for `start`: it writes one byte to exec.fifo.
+/// If the parent dies before we are done, die too: nothing half-made must run on.
+fn die_with_parent(ctx: &InitCtx<'_>) -> Result<()> {
+    if ctx.die_with_parent {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .map_err(nix_errno("prctl(PR_SET_PDEATHSIG)"))?;
+    }
+    Ok(())
+}
+
+/// Right after Go, so hooks and the parent see the container's netns at /proc/<pid>/ns/net from
+/// the first message on; owned by our user namespace if we have a new one, exactly as if the
+/// clone had made it (the clone leaves it out so that its set-up overlaps the parent's work).
+fn enter_net_namespace(ctx: &InitCtx<'_>) -> Result<()> {
+    if ctx.unshare_net {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(nix_errno("unshare(CLONE_NEWNET)"))?;
+    }
+    Ok(())
+}
+
+/// `--no-new-keyring` not given: a new session keyring named after the container. ENOSYS: a
+/// kernel without keyrings has nothing to share either.
+fn join_session_keyring(ctx: &InitCtx<'_>) -> Result<()> {
+    let Some(name) = &ctx.new_keyring else {
+        return Ok(());
+    };
+    match atoll_sys::process::keyctl_join_session_keyring(name) {
+        Err(e) if e.raw_os_error() != Some(libc::ENOSYS) => Err(RuntimeError::Sys {
+            op: format!("keyctl(KEYCTL_JOIN_SESSION_KEYRING, {name:?})"),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Once in our cgroup: a new cgroup namespace is rooted at the cgroup we are in now, ours.
+fn enter_cgroup_namespace(ctx: &InitCtx<'_>) -> Result<()> {
+    if ctx.ns.creates(LinuxNamespaceType::Cgroup) {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(nix_errno("unshare(CLONE_NEWCGROUP)"))?;
+    }
+    Ok(())
+}
+
+fn set_uts_names(spec: &Spec) -> Result<()> {
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        check_uts_name("hostname", h)?;
+        rustix::system::sethostname(h.as_bytes()).map_err(errno(format!("sethostname {h:?}")))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+        check_uts_name("domainname", d)?;
+        rustix::system::setdomainname(d.as_bytes())
+            .map_err(errno(format!("setdomainname {d:?}")))?;
+    }
+    Ok(())
+}
+
+/// The device nodes and /dev symlinks, unless the config binds its own /dev.
+fn make_devices(
+    ctx: &InitCtx<'_>,
+    rootfs: &Rootfs,
+    mounts: &[oci_spec::runtime::Mount],
+) -> Result<()> {
+    let dev_is_bind = mounts.iter().any(|m| {
+        m.destination() == Path::new("/dev")
+            && (m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .as_ref()
+                    .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind")))
+    });
+    if dev_is_bind {
+        return Ok(());
+    }
+    let in_user_ns = ctx.ns.creates(LinuxNamespaceType::User)
+        || ctx
+            .ns
+            .join
+            .iter()
+            .any(|(t, _)| *t == LinuxNamespaceType::User);
+    rootfs.devices(&rootfs::all_devices(ctx.spec), in_user_ns)?;
+    rootfs.dev_symlinks()
+}
+
+fn open_console(
+    ctx: &InitCtx<'_>,
+    rootfs: &Rootfs,
+    sock: BorrowedFd<'_>,
+) -> Result<Option<OwnedFd>> {
+    if !ctx.terminal {
+        return Ok(None);
+    }
+    open_console_in(rootfs, sock).map(Some)
+}
+
+/// With hooks: Hooks to the parent (which runs prestart and createRuntime), State back, then the
+/// createContainer hooks here. Returns the state JSON the startContainer hooks get.
+fn run_create_hooks(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<String> {
+    if !ctx.has_hooks {
+        return Ok(String::new());
+    }
+    protocol::send(sock, &Msg::Hooks, None)?;
+    let state_json = match protocol::recv(sock)? {
+        Some((Msg::State(s), _)) => s,
+        other => return Err(protocol::unexpected("State", other)),
+    };
+    if let Some(h) = ctx
+        .spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.create_container().as_ref())
+    {
+        crate::hooks::run_all("createContainer", h, &state_json)?;
+    }
+    Ok(state_json)
+}
+
+fn write_sysctls_and_masks(ctx: &InitCtx<'_>, rootfs: &Rootfs) -> Result<()> {
+    let Some(l) = ctx.spec.linux().as_ref() else {
+        return Ok(());
+    };
+    if let Some(sysctl) = l.sysctl() {
+        write_sysctls(sysctl)?;
+    }
+    rootfs.mask(l.masked_paths().as_deref().unwrap_or(&[]))?;
+    rootfs.readonly(l.readonly_paths().as_deref().unwrap_or(&[]))
+}
+
+/// root.readonly: the new / read-only (mount_setattr on the mount itself, not recursively).
+fn make_root_readonly(spec: &Spec) -> Result<()> {
+    let readonly = spec.root().as_ref().and_then(|r| r.readonly());
+    if readonly != Some(true) {
+        return Ok(());
+    }
+    let root = rustix::fs::open(
+        "/",
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(errno("open / after pivot_root"))?;
+    atoll_sys::mount::mount_setattr(
+        root.as_fd(),
+        false,
+        &atoll_sys::mount::MountAttr {
+            set: atoll_sys::mount::MOUNT_ATTR_RDONLY,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| RuntimeError::Sys {
+        op: "mount_setattr ro on / (root.readonly)".into(),
+        source: e,
+    })
+}
+
+fn set_personality(spec: &Spec) -> Result<()> {
+    let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) else {
+        return Ok(());
+    };
+    let persona = match p.domain() {
+        oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => {
+            nix::sys::personality::Persona::from_bits_retain(0x0008)
+        }
+        _ => nix::sys::personality::Persona::empty(),
+    };
+    nix::sys::personality::set(persona).map_err(nix_errno("personality"))?;
+    Ok(())
+}
+
+/// From Ready on the container outlives `create`: stop dying with it. (Should the parent die in
+/// between, the saved state still names the cgroup and `delete --force` kills us.)
+fn report_ready(sock: BorrowedFd<'_>) -> Result<()> {
+    nix::sys::prctl::set_pdeathsig(None).map_err(nix_errno("prctl(PR_SET_PDEATHSIG, 0)"))?;
+    protocol::send(sock, &Msg::Ready, None)
+}
+
+/// Wait for `start`: it writes one byte to exec.fifo (`run`: the parent, to its pipe).
+fn wait_for_start(fifo: BorrowedFd<'_>) -> Result<()> {
     let mut b = [0u8; 1];
     loop {
-        match rustix::io::read(ctx.fifo, &mut b) {
-            Ok(1) => break,
-            Ok(_) => return Err(RuntimeError::Other("exec.fifo closed before start".into())),
+        match rustix::io::read(fifo, &mut b) {
+            Ok(1) => return Ok(()),
+            Ok(_) => {
+                return Err(RuntimeError::Sys {
+                    op: "read exec.fifo: closed before start".into(),
+                    source: std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+                })
+            }
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(errno("read exec.fifo")(e)),
         }
     }
+}
+
+fn run_start_hooks(spec: &Spec, state_json: &str) -> Result<()> {
     if let Some(h) = spec
         .hooks()
         .as_ref()
         .and_then(|h| h.start_container().as_ref())
     {
-        crate::hooks::run_all("startContainer", h, &state_json)?;
+        crate::hooks::run_all("startContainer", h, state_json)?;
     }
-    Err(ready.exec())
+    Ok(())
 }
 
 /// The process, ready for execve: everything checked, nothing left but the call.
@@ -397,8 +461,11 @@ fn check_uts_name(field_name: &str, name: &str) -> Result<()> {
 }
 
 /// In a new user namespace: become uid/gid 0 there (if mapped) so files we create are root's.
-fn become_ns_root(spec: &Spec) -> Result<()> {
-    let linux = spec.linux().as_ref();
+fn become_ns_root(ctx: &InitCtx<'_>) -> Result<()> {
+    if !ctx.ns.creates(LinuxNamespaceType::User) {
+        return Ok(());
+    }
+    let linux = ctx.spec.linux().as_ref();
     let maps_root = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
         m.as_ref()
             .is_some_and(|v| v.iter().any(|x| x.container_id() == 0))
@@ -471,7 +538,7 @@ fn enter_root(ctx: &InitCtx<'_>, rootfs: &Rootfs) -> Result<()> {
     let dir: OwnedFd = rootfs
         .root
         .try_clone()
-        .map_err(|e| RuntimeError::Other(format!("dup rootfs fd: {e}")))?
+        .map_err(crate::error::pathrs("dup the rootfs fd"))?
         .into();
     rustix::process::fchdir(&dir).map_err(errno(format!("fchdir {}", ctx.rootfs.display())))?;
     if ctx.no_pivot {
@@ -592,10 +659,9 @@ fn proc_pid_of_child(from: BorrowedFd<'_>, child: i32) -> Result<i32> {
     std::str::from_utf8(&buf[..n])
         .ok()
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| {
-            RuntimeError::Other(format!(
-                "idmap helper (pid {child}) did not report its /proc pid"
-            ))
+        .ok_or_else(|| RuntimeError::Protocol {
+            expected: format!("the idmap helper (pid {child}) to report its /proc pid"),
+            got: format!("{n} bytes that are no pid"),
         })
 }
 
@@ -629,7 +695,7 @@ fn install_seccomp(seccomp: Option<&Filter>, sock: BorrowedFd<'_>) -> Result<()>
 /// image could have shaped (CVE-2025-52881).
 fn write_sysctls(sysctl: &std::collections::HashMap<String, String>) -> Result<()> {
     let proc = pathrs::procfs::ProcfsHandle::new()
-        .map_err(|e| RuntimeError::Other(format!("open a private procfs: {e}")))?;
+        .map_err(crate::error::pathrs("open a private procfs"))?;
     for (k, v) in sysctl {
         let sub = format!("sys/{}", k.replace('.', "/"));
         let mut f = proc
@@ -638,14 +704,16 @@ fn write_sysctls(sysctl: &std::collections::HashMap<String, String>) -> Result<(
                 &sub,
                 pathrs::flags::OpenFlags::O_WRONLY,
             )
-            .map_err(|e| {
-                field(
-                    format!("linux.sysctl[{k:?}]"),
-                    format!("open /proc/{sub}: {e}"),
-                )
+            .map_err(|e| RuntimeError::FieldSys {
+                field: format!("linux.sysctl[{k:?}]"),
+                op: format!("open /proc/{sub}"),
+                source: crate::error::pathrs_io(e),
             })?;
-        std::io::Write::write_all(&mut f, v.as_bytes())
-            .map_err(|e| field(format!("linux.sysctl[{k:?}]"), format!("write {v:?}: {e}")))?;
+        std::io::Write::write_all(&mut f, v.as_bytes()).map_err(|e| RuntimeError::FieldSys {
+            field: format!("linux.sysctl[{k:?}]"),
+            op: format!("write {v:?} to /proc/{sub}"),
+            source: e,
+        })?;
     }
     Ok(())
 }
@@ -694,4 +762,32 @@ fn reset_signals() -> Result<()> {
     nix::sys::signal::SigSet::empty()
         .thread_set_mask()
         .map_err(nix_errno("sigprocmask(SIG_SETMASK, {})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sysctl that does not exist names its field and keeps ENOENT, so callers can tell it
+    /// from a refused write (EACCES, EPERM).
+    #[test]
+    fn missing_sysctl_keeps_its_errno() {
+        let mut sysctl = std::collections::HashMap::new();
+        sysctl.insert("net.atoll_test.no_such_key".to_string(), "1".to_string());
+        let e = write_sysctls(&sysctl).unwrap_err();
+        assert_eq!(e.errno(), Some(libc::ENOENT), "{e}");
+        assert!(
+            matches!(e, RuntimeError::FieldSys { ref field, .. } if field.contains("no_such_key"))
+        );
+    }
+
+    #[test]
+    fn uts_names_over_64_bytes_are_named() {
+        assert!(check_uts_name("hostname", &"h".repeat(64)).is_ok());
+        let e = check_uts_name("hostname", &"h".repeat(65)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config.json: hostname: 65 bytes; the kernel allows at most 64"
+        );
+    }
 }

@@ -10,6 +10,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::init::{self, InitCtx};
 use super::protocol::{self, FdKind, Msg};
+use super::stage1;
 use crate::error::{errno, field, nix_errno, sys, Result, RuntimeError};
 use crate::identity::{self, CapSets};
 use crate::spec::{self, Namespaces};
@@ -424,8 +425,18 @@ fn spawn_init(
             |closed, proof| init::run(ctx, csock.as_fd(), closed, &proof),
         )
     } else {
+        let fork = stage1::Fork {
+            sock: csock.as_fd(),
+            cgroup: None,
+            close: init_fds(ctx, &keep),
+        };
         atoll_sys::process::spawn(proof, 0, None, None, |_, proof| {
-            stage1(&proof, ctx, csock.as_fd(), &keep, ns, spec)
+            stage1::run(
+                &proof,
+                &fork,
+                || stage1::enter_for_create(fork.sock, ns, spec),
+                &|closed, proof| init::run(ctx, fork.sock, closed, &proof),
+            )
         })
     }
     .map_err(sys(format!("clone3/clone(flags {flags:#x})")))?;
@@ -478,100 +489,6 @@ fn direct_path(ns: &Namespaces) -> bool {
     ns.join.is_empty() && !ns.creates(LinuxNamespaceType::Time)
 }
 
-/// The two-stage path's first child: join, unshare, fork the init, report its pid; returns its
-/// exit status.
-fn stage1(
-    proof: &SingleThreaded,
-    ctx: &InitCtx<'_>,
-    sock: BorrowedFd<'_>,
-    keep: &[BorrowedFd<'_>],
-    ns: &Namespaces,
-    spec: &Spec,
-) -> i32 {
-    let res = (|| -> Result<i32> {
-        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-            .map_err(nix_errno("prctl(PR_SET_PDEATHSIG)"))?;
-        for (t, path) in &ns.join {
-            let f = std::fs::File::open(path).map_err(sys(format!(
-                "open {} (linux.namespaces {})",
-                path.display(),
-                spec::ns_name(*t)
-            )))?;
-            nix::sched::setns(
-                f.as_fd(),
-                nix::sched::CloneFlags::from_bits_retain(spec::ns_flag(*t) as i32),
-            )
-            .map_err(nix_errno(format!(
-                "setns {} ({})",
-                path.display(),
-                spec::ns_name(*t)
-            )))?;
-        }
-        let cgroupns = spec::ns_flag(LinuxNamespaceType::Cgroup);
-        let flags = ns.new & !cgroupns;
-        if flags != 0 {
-            nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(flags as i32))
-                .map_err(nix_errno(format!("unshare(flags {flags:#x})")))?;
-        }
-        if ns.creates(LinuxNamespaceType::User) {
-            protocol::send(sock, &Msg::NeedMaps(std::process::id() as i32), None)?;
-            protocol::expect(sock, &Msg::MapsDone)?;
-        }
-        if ns.creates(LinuxNamespaceType::Time) {
-            write_time_offsets(spec)?;
-        }
-        let spawned = atoll_sys::process::spawn(
-            proof,
-            0,
-            None,
-            Some(init_fds(ctx, keep)),
-            |closed, proof| init::run(ctx, sock, closed, &proof),
-        )
-        .map_err(sys("clone3/clone (stage 2)"))?;
-        Ok(spawned.pid)
-    })();
-    match res {
-        Ok(pid) => {
-            let _ = protocol::send(sock, &Msg::Stage2(pid), None);
-            0
-        }
-        Err(e) => {
-            let _ = protocol::send(sock, &Msg::Error(e.to_string()), None);
-            1
-        }
-    }
-}
-
-fn write_time_offsets(spec: &Spec) -> Result<()> {
-    let Some(offs) = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.time_offsets().as_ref())
-    else {
-        return Ok(());
-    };
-    let mut text = String::new();
-    for (clock, o) in offs {
-        let id = match clock.as_str() {
-            "monotonic" => "monotonic",
-            "boottime" => "boottime",
-            other => {
-                return Err(field(
-                    format!("linux.timeOffsets[{other:?}]"),
-                    "only monotonic and boottime exist",
-                ))
-            }
-        };
-        text.push_str(&format!(
-            "{id} {} {}\n",
-            o.secs().unwrap_or(0),
-            o.nanosecs().unwrap_or(0)
-        ));
-    }
-    std::fs::write("/proc/self/timens_offsets", text)
-        .map_err(sys("write /proc/self/timens_offsets"))
-}
-
 fn write_maps(pid: i32, spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
     let uid = linux
@@ -620,9 +537,10 @@ fn drive(
                 Some(path) => crate::tty::send_console(path, fd.as_fd())?,
                 None if opts.keep_console => console = Some(fd),
                 None => {
-                    return Err(RuntimeError::Other(
-                        "console fd without --console-socket".into(),
-                    ))
+                    return Err(RuntimeError::Protocol {
+                        expected: "no console fd (no --console-socket)".into(),
+                        got: "Fd(Console)".into(),
+                    })
                 }
             },
             Some((Msg::Fd(FdKind::Seccomp), Some(fd))) => {
