@@ -22,7 +22,9 @@ pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// The flags [`spawn`] accepts: new namespaces only. Everything else clone knows (CLONE_VM,
 /// CLONE_THREAD, CLONE_SETTLS, the tid pointers ...) would make the child share memory or state
-/// with us, which the fork-like use below cannot allow.
+/// with us, which the fork-like use below cannot allow. CLONE_NEWTIME is left out: its bit is in
+/// clone(2)'s exit-signal byte (CSIGNAL), so the fallback could not carry it; callers unshare(2)
+/// a time namespace instead.
 pub const NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWCGROUP
     | libc::CLONE_NEWUTS
