@@ -4,16 +4,17 @@
 //! container's cgroup2 cgroup where there is one (CLONE_INTO_CGROUP); before it is released it
 //! joins each v1 hierarchy itself through fds the parent opened (no RCU grace period).
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use atoll_cgroups::Cgroup;
-use atoll_sys::process::{clone3, Forked};
+use atoll_sys::process::{CloseFds, SingleThreaded};
 use oci_spec::runtime::Process;
 
 use super::init::{finalize, Prepared};
 use super::protocol::{self, FdKind, Msg};
-use crate::error::{errno, field, nix_errno, Result, RuntimeError};
+use super::stage1;
+use crate::error::{errno, field, nix_errno, sys, Result, RuntimeError};
 use crate::identity::CapSets;
 use crate::state::{Status, Store};
 
@@ -87,86 +88,94 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
     // Non-dumpable from here to execve (CVE-2019-5736): inherited by both children.
     nix::sys::prctl::set_dumpable(false).map_err(nix_errno("prctl(PR_SET_DUMPABLE, 0)"))?;
     let forward = crate::container::forwarded_signals();
-    match clone3(0, None).map_err(|e| RuntimeError::Sys {
-        op: "clone3 (exec)".into(),
-        source: e,
-    })? {
-        Forked::Child => {
-            drop(psock);
-            join_and_fork(
-                csock.as_fd(),
-                pidfd.as_fd(),
-                saved.ns_flags,
-                v2_dir.as_ref().map(|d| d.as_raw_fd()),
-                opts,
-                &caps,
-                seccomp.as_ref(),
-            )
+    // A fork-like clone copies only the calling thread (see atoll_sys::process::clone3): checked
+    // here, and kept true because nothing from here to the clone starts a thread.
+    let proof =
+        SingleThreaded::check().map_err(sys("count this process's threads before clone"))?;
+    // Nothing but stdio, the preserved fds and the socket crosses into the process.
+    let keep = [csock.as_fd()];
+    let fork = stage1::Fork {
+        sock: csock.as_fd(),
+        cgroup: v2_dir.as_ref().map(|d| d.as_fd()),
+        close: CloseFds {
+            from: 3 + opts.preserve_fds,
+            keep: &keep,
+        },
+    };
+    let first = atoll_sys::process::spawn(&proof, 0, None, None, |_, proof| {
+        stage1::run(
+            &proof,
+            &fork,
+            || stage1::enter_for_exec(pidfd.as_fd(), saved.ns_flags),
+            &|closed, _| {
+                let err = match closed
+                    .map_err(sys("close_range (the fds inherited from atoll)"))
+                    .and_then(|()| process(fork.sock, opts, &caps, seccomp.as_ref()))
+                {
+                    Ok(p) => p.exec(),
+                    Err(e) => e,
+                };
+                let _ = protocol::send(fork.sock, &Msg::Error(crate::error::report(&err)), None);
+                127
+            },
+        )
+    })
+    .map_err(sys("clone3/clone (exec)"))?
+    .pid;
+    drop(csock);
+    let _ = nix::sys::prctl::set_dumpable(true);
+    let mut born_in_cgroup = false;
+    let stage2 = loop {
+        match protocol::recv(psock.as_fd()) {
+            Ok(Some((Msg::BornInCgroup, _))) => born_in_cgroup = true,
+            other => break other,
         }
-        Forked::Parent(first) => {
-            drop(csock);
-            let _ = nix::sys::prctl::set_dumpable(true);
-            let mut born_in_cgroup = false;
-            let stage2 = loop {
-                match protocol::recv(psock.as_fd()) {
-                    Ok(Some((Msg::BornInCgroup, _))) => born_in_cgroup = true,
-                    other => break other,
-                }
-            };
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(first), None);
-            let pid = match stage2? {
-                Some((Msg::Stage2(p), _)) => p,
-                Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
-                other => {
-                    return Err(RuntimeError::Other(format!(
-                        "exec sync: unexpected {other:?}"
-                    )))
-                }
-            };
-            let kill = |e: RuntimeError| {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                e
-            };
-            // Into the container's cgroup before Go, so before it can exec: cgroup2 by pid
-            // unless it was born there; each v1 hierarchy by the process itself (JoinCgroup).
-            if let Some(cg) = &cgroup {
-                if !born_in_cgroup {
-                    cg.add_task_v2(pid).map_err(|e| kill(e.into()))?;
-                }
-                for (path, tasks) in cg.open_v1_tasks().map_err(|e| kill(e.into()))? {
-                    let path = path.to_string_lossy().into_owned();
-                    protocol::send(psock.as_fd(), &Msg::JoinCgroup(path), Some(tasks.as_fd()))
-                        .map_err(kill)?;
-                }
-            }
-            if !opts.detach {
-                forward
-                    .thread_block()
-                    .map_err(nix_errno("sigprocmask(SIG_BLOCK)"))?;
-            }
-            protocol::send(psock.as_fd(), &Msg::Go, None).map_err(kill)?;
-            serve(psock.as_fd(), opts, &saved, pid).map_err(kill)?;
-            if let Some(pf) = &opts.pid_file {
-                std::fs::write(pf, pid.to_string())
-                    .map_err(crate::error::sys(format!("write {}", pf.display())))?;
-            }
-            // The socket is CLOEXEC in the child: EOF now means execve succeeded.
-            match protocol::recv(psock.as_fd())? {
-                None => {}
-                Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
-                Some((m, _)) => {
-                    return Err(RuntimeError::Other(format!("exec sync: unexpected {m:?}")))
-                }
-            }
-            if opts.detach {
-                return Ok(0);
-            }
-            crate::container::wait_forwarding(pid, &forward, None)
+    };
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(first), None);
+    let pid = match stage2? {
+        Some((Msg::Stage2(p), _)) if p > 0 => p,
+        other => return Err(protocol::unexpected("Stage2 with a pid", other)),
+    };
+    let kill = |e: RuntimeError| {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        e
+    };
+    // Into the container's cgroup before Go, so before it can exec: cgroup2 by pid
+    // unless it was born there; each v1 hierarchy by the process itself (JoinCgroup).
+    if let Some(cg) = &cgroup {
+        if !born_in_cgroup {
+            cg.add_task_v2(pid).map_err(|e| kill(e.into()))?;
+        }
+        for (path, tasks) in cg.open_v1_tasks().map_err(|e| kill(e.into()))? {
+            let path = path.to_string_lossy().into_owned();
+            protocol::send(psock.as_fd(), &Msg::JoinCgroup(path), Some(tasks.as_fd()))
+                .map_err(kill)?;
         }
     }
+    if !opts.detach {
+        forward
+            .thread_block()
+            .map_err(nix_errno("sigprocmask(SIG_BLOCK)"))?;
+    }
+    protocol::send(psock.as_fd(), &Msg::Go, None).map_err(kill)?;
+    serve(psock.as_fd(), opts, &saved, pid).map_err(kill)?;
+    if let Some(pf) = &opts.pid_file {
+        std::fs::write(pf, pid.to_string())
+            .map_err(crate::error::sys(format!("write {}", pf.display())))?;
+    }
+    // The socket is CLOEXEC in the child: EOF now means execve succeeded.
+    match protocol::recv(psock.as_fd())? {
+        None => {}
+        other => return Err(protocol::unexpected("EOF (execve)", other)),
+    }
+
+    if opts.detach {
+        return Ok(0);
+    }
+    crate::container::wait_forwarding(pid, &forward, None)
 }
 
 fn serve(
@@ -178,11 +187,14 @@ fn serve(
     loop {
         match protocol::recv(sock)? {
             Some((Msg::Ready, _)) => return Ok(()),
-            Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
             Some((Msg::Fd(FdKind::Console), Some(fd))) => {
-                let path = opts.console_socket.as_ref().ok_or_else(|| {
-                    RuntimeError::Other("console fd without --console-socket".into())
-                })?;
+                let path = opts
+                    .console_socket
+                    .as_ref()
+                    .ok_or_else(|| RuntimeError::Protocol {
+                        expected: "no console fd (no --console-socket)".into(),
+                        got: "Fd(Console)".into(),
+                    })?;
                 crate::tty::send_console(path, fd.as_fd())?;
             }
             Some((Msg::Fd(FdKind::Seccomp), Some(fd))) => {
@@ -204,69 +216,11 @@ fn serve(
                 )?;
             }
             other => {
-                return Err(RuntimeError::Other(format!(
-                    "exec sync: unexpected {other:?}"
-                )))
+                return Err(protocol::unexpected(
+                    "Fd(Console), Fd(Seccomp) or Ready",
+                    other,
+                ))
             }
-        }
-    }
-}
-
-fn join_and_fork(
-    sock: BorrowedFd<'_>,
-    pidfd: BorrowedFd<'_>,
-    ns_flags: u64,
-    cgroup_fd: Option<RawFd>,
-    opts: &ExecOpts,
-    caps: &CapSets,
-    seccomp: Option<&atoll_seccomp::Filter>,
-) -> ! {
-    let res = (|| -> Result<i32> {
-        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-            .map_err(nix_errno("prctl(PR_SET_PDEATHSIG)"))?;
-        nix::sched::setns(
-            pidfd,
-            nix::sched::CloneFlags::from_bits_retain(ns_flags as i32),
-        )
-        .map_err(nix_errno(format!("setns(pidfd of init, {ns_flags:#x})")))?;
-        // Straight into the container's cgroup2 cgroup if the kernel lets us (it may not: a
-        // user namespace joined above can lack write access to it, or a v2 cgroup with
-        // children refuses processes); otherwise the parent moves it.
-        let (forked, born) = match cgroup_fd.map(|fd| clone3(0, Some(fd))) {
-            Some(Ok(f)) => (f, true),
-            _ => (
-                clone3(0, None).map_err(|e| RuntimeError::Sys {
-                    op: "clone3 (exec stage 2)".into(),
-                    source: e,
-                })?,
-                false,
-            ),
-        };
-        match forked {
-            Forked::Child => {
-                let err = match process(sock, opts, caps, seccomp) {
-                    Ok(p) => p.exec(),
-                    Err(e) => e,
-                };
-                let _ = protocol::send(sock, &Msg::Error(crate::error::report(&err)), None);
-                std::process::exit(127)
-            }
-            Forked::Parent(p) => {
-                if born {
-                    protocol::send(sock, &Msg::BornInCgroup, None)?;
-                }
-                Ok(p)
-            }
-        }
-    })();
-    match res {
-        Ok(p) => {
-            let _ = protocol::send(sock, &Msg::Stage2(p), None);
-            std::process::exit(0)
-        }
-        Err(e) => {
-            let _ = protocol::send(sock, &Msg::Error(crate::error::report(&e)), None);
-            std::process::exit(1)
         }
     }
 }
@@ -277,11 +231,11 @@ fn process(
     caps: &CapSets,
     seccomp: Option<&atoll_seccomp::Filter>,
 ) -> Result<Prepared> {
-    super::init::close_inherited(opts.preserve_fds, &[std::os::fd::AsRawFd::as_raw_fd(&sock)])?;
+    let _no_log = super::init::log_nothing();
     protocol::join_cgroups_until(sock, &Msg::Go)?;
     let console: Option<OwnedFd> = if opts.process.terminal().unwrap_or(false) {
-        let root = pathrs::Root::open("/")
-            .map_err(|e| RuntimeError::Other(format!("open container root: {e}")))?;
+        let root =
+            pathrs::Root::open("/").map_err(crate::error::pathrs("open the container's root /"))?;
         let (master, slave) = crate::tty::open_pty(&root)?;
         protocol::send(sock, &Msg::Fd(FdKind::Console), Some(master.as_fd()))?;
         Some(slave)

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -14,7 +14,9 @@ use nix::mount::MsFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::protocol::{self, FdKind, Msg};
-use crate::error::{errno, field, nix_errno, Result, RuntimeError};
+use atoll_sys::process::{CloseFds, SingleThreaded};
+
+use crate::error::{errno, field, nix_errno, sys, Result, RuntimeError};
 use crate::identity::{self, CapSets};
 use crate::rootfs::{MountCtx, MountError, MountPlan, PreparedMounts, Rootfs, UsernsFor};
 use crate::spec::Namespaces;
@@ -46,9 +48,20 @@ pub struct InitCtx<'a> {
     pub new_keyring: Option<std::ffi::CString>,
 }
 
-/// Run init; never returns. Any error goes to the parent as `Msg::Error`, then exit(1).
-pub fn run(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> ! {
-    let err = match init(ctx, sock) {
+/// Run init: returns only if it failed, with the exit status for the child. `closed` is the
+/// outcome of closing the inherited fds (atoll_sys::process::spawn did it before we ran). Any
+/// error goes to the parent as `Msg::Error`.
+pub fn run(
+    ctx: &InitCtx<'_>,
+    sock: BorrowedFd<'_>,
+    closed: std::io::Result<()>,
+    proof: &SingleThreaded,
+) -> i32 {
+    let _no_log = log_nothing();
+    let err = match closed
+        .map_err(sys("close_range (the fds inherited from the parent)"))
+        .and_then(|()| init(ctx, sock, proof))
+    {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -57,50 +70,28 @@ pub fn run(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> ! {
     if protocol::send(sock, &Msg::Error(crate::error::report(&err)), None).is_err() {
         eprintln!("atoll init: {}", crate::error::report(&err));
     }
-    std::process::exit(127)
+    127
 }
 
-fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
-    // If the parent dies before we are done, die too: nothing half-made must run on.
-    if ctx.die_with_parent {
-        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-            .map_err(nix_errno("prctl(PR_SET_PDEATHSIG)"))?;
-    }
-    // Drop every fd inherited from the parent but the two we use: the caller's stray fds (a host
-    // directory, a jobserver pipe) and the parent's own (its end of the socket, the state lock,
-    // whose flock would otherwise stay held by us) must not live on in the container.
-    close_inherited(ctx.preserve_fds, &[sock.as_raw_fd(), ctx.fifo.as_raw_fd()])?;
+/// After spawn closed the inherited fds: the log writer the binary installed is a copy of the
+/// parent's, and its file's fd may be one of those closed (its number reused by the next open),
+/// so this thread logs nothing through it while the guard lives.
+pub fn log_nothing() -> tracing::dispatcher::DefaultGuard {
+    tracing::dispatcher::set_default(&tracing::Dispatch::none())
+}
+
+/// Init's phases, in order; the messages they exchange with the parent are protocol::CREATE.
+fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>, proof: &SingleThreaded) -> Result<Infallible> {
+    die_with_parent(ctx)?;
     protocol::expect(sock, &Msg::Go)?;
-    if ctx.unshare_net {
-        // Before anything else, so hooks and the parent see the container's netns at
-        // /proc/<pid>/ns/net from the first message on; owned by our user namespace if we
-        // have a new one, exactly as if clone3 had made it.
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(nix_errno("unshare(CLONE_NEWNET)"))?;
-    }
+    enter_net_namespace(ctx)?;
     let spec = ctx.spec;
     let process = spec
         .process()
         .as_ref()
         .ok_or_else(|| field("process", "missing"))?;
-    let linux = spec.linux().as_ref();
-    let new_user = ctx.ns.creates(LinuxNamespaceType::User);
-
-    if new_user {
-        become_ns_root(spec)?;
-    }
-    if let Some(name) = &ctx.new_keyring {
-        // ENOSYS: a kernel without keyrings has nothing to share either.
-        match atoll_sys::process::keyctl_join_session_keyring(name) {
-            Err(e) if e.raw_os_error() != Some(libc::ENOSYS) => {
-                return Err(RuntimeError::Sys {
-                    op: format!("keyctl(KEYCTL_JOIN_SESSION_KEYRING, {name:?})"),
-                    source: e,
-                })
-            }
-            _ => {}
-        }
-    }
+    become_ns_root(ctx)?;
+    join_session_keyring(ctx)?;
     // The parent joins us to our cgroup while we work; wait for that before anything that needs
     // it, and before sending the parent any request (it answers only after Placed).
     let placed = std::cell::Cell::new(false);
@@ -110,29 +101,15 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
         }
         protocol::join_cgroups_until(sock, &Msg::Placed)?;
         placed.set(true);
-        if ctx.ns.creates(LinuxNamespaceType::Cgroup) {
-            // A new cgroup namespace is rooted at the cgroup we are in now: ours.
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-                .map_err(nix_errno("unshare(CLONE_NEWCGROUP)"))?;
-        }
-        Ok(())
+        enter_cgroup_namespace(ctx)
     };
-    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
-        rustix::system::sethostname(h.as_bytes()).map_err(errno(format!("sethostname {h:?}")))?;
-    }
-    if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
-        rustix::system::setdomainname(d.as_bytes())
-            .map_err(errno(format!("setdomainname {d:?}")))?;
-    }
-
-    let mut state_json = String::new();
+    set_uts_names(spec)?;
     if !ctx.ns.has(LinuxNamespaceType::Mount) {
         return Err(field("linux.namespaces", "a mount namespace is required"));
     }
-    tracing::debug!("init: go");
     let rootfs = prepare_root(ctx)?;
     let plan = ctx.mounts;
-    let make_userns = |m: &oci_spec::runtime::Mount| make_idmap_userns(m);
+    let make_userns = |m: &oci_spec::runtime::Mount| make_idmap_userns(proof, m);
     let container_userns = || open_self_ns("user");
     let mctx = MountCtx {
         bundle: ctx.bundle,
@@ -153,84 +130,16 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
         prepared = PreparedMounts::fetch(plan, |index| need_mount(sock, index))?;
         rootfs.apply(late, &mut prepared, &mctx)?;
     }
-    if let Some(devices) = &plan.devices {
-        rootfs.devices(devices)?;
-        rootfs.dev_symlinks()?;
-        tracing::debug!("init: devices");
-    }
+    make_devices(&rootfs, plan)?;
     ensure_placed()?;
-    let console = if ctx.terminal {
-        Some(open_console_in(&rootfs, sock)?)
-    } else {
-        None
-    };
+    let console = open_console(ctx, &rootfs, sock)?;
     crate::tty::set_console_size(console.as_ref(), process.console_size().as_ref())?;
-
-    if ctx.has_hooks {
-        protocol::send(sock, &Msg::Hooks, None)?;
-        match protocol::recv(sock)? {
-            Some((Msg::State(s), _)) => state_json = s,
-            other => {
-                return Err(RuntimeError::Other(format!(
-                    "init sync: expected State, got {other:?}"
-                )))
-            }
-        }
-        if let Some(h) = spec
-            .hooks()
-            .as_ref()
-            .and_then(|h| h.create_container().as_ref())
-        {
-            crate::hooks::run_all("createContainer", h, &state_json)?;
-        }
-    }
-
-    if let Some(l) = linux {
-        if let Some(sysctl) = l.sysctl() {
-            write_sysctls(sysctl)?;
-        }
-        rootfs.mask(plan.masked)?;
-        tracing::debug!("init: masked");
-        rootfs.readonly(plan.readonly)?;
-    }
-    tracing::debug!("init: mounts, devices, masks done");
+    let state_json = run_create_hooks(ctx, sock)?;
+    write_sysctls_and_masks(ctx, &rootfs, plan)?;
     enter_root(ctx, &rootfs)?;
-    tracing::debug!("init: pivoted");
     drop(rootfs);
-    if spec
-        .root()
-        .as_ref()
-        .is_some_and(|r| r.readonly() == Some(true))
-    {
-        let root = rustix::fs::open(
-            "/",
-            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(errno("open / after pivot_root"))?;
-        atoll_sys::mount::mount_setattr(
-            root.as_fd(),
-            false,
-            &atoll_sys::mount::MountAttr {
-                set: atoll_sys::mount::MOUNT_ATTR_RDONLY,
-                ..Default::default()
-            },
-        )
-        .map_err(|e| RuntimeError::Sys {
-            op: "mount_setattr ro on / (root.readonly)".into(),
-            source: e,
-        })?;
-    }
-
-    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
-        let persona = match p.domain() {
-            oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => {
-                nix::sys::personality::Persona::from_bits_retain(0x0008)
-            }
-            _ => nix::sys::personality::Persona::empty(),
-        };
-        nix::sys::personality::set(persona).map_err(nix_errno("personality"))?;
-    }
+    make_root_readonly(spec)?;
+    set_personality(spec)?;
     crate::lsm::set_exec_label(process)?;
     let ready = finalize(
         process,
@@ -240,29 +149,194 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<Infallible> {
         console,
         sock,
     )?;
-    // From Ready on the container outlives `create`: stop dying with it. (Should the parent die
-    // in between, the saved state still names the cgroup and `delete --force` kills us.)
-    nix::sys::prctl::set_pdeathsig(None).map_err(nix_errno("prctl(PR_SET_PDEATHSIG, 0)"))?;
-    protocol::send(sock, &Msg::Ready, None)?;
+    report_ready(sock)?;
+    wait_for_start(ctx.fifo)?;
+    run_start_hooks(spec, &state_json)?;
+    Err(ready.exec())
+}
 
-    // Wait for `start`: it writes one byte to exec.fifo.
+/// If the parent dies before we are done, die too: nothing half-made must run on.
+fn die_with_parent(ctx: &InitCtx<'_>) -> Result<()> {
+    if ctx.die_with_parent {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .map_err(nix_errno("prctl(PR_SET_PDEATHSIG)"))?;
+    }
+    Ok(())
+}
+
+/// Right after Go, so hooks and the parent see the container's netns at /proc/<pid>/ns/net from
+/// the first message on; owned by our user namespace if we have a new one, exactly as if the
+/// clone had made it (the clone leaves it out so that its set-up overlaps the parent's work).
+fn enter_net_namespace(ctx: &InitCtx<'_>) -> Result<()> {
+    if ctx.unshare_net {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(nix_errno("unshare(CLONE_NEWNET)"))?;
+    }
+    Ok(())
+}
+
+/// `--no-new-keyring` not given: a new session keyring named after the container. ENOSYS: a
+/// kernel without keyrings has nothing to share either.
+fn join_session_keyring(ctx: &InitCtx<'_>) -> Result<()> {
+    let Some(name) = &ctx.new_keyring else {
+        return Ok(());
+    };
+    match atoll_sys::process::keyctl_join_session_keyring(name) {
+        Err(e) if e.raw_os_error() != Some(libc::ENOSYS) => Err(RuntimeError::Sys {
+            op: format!("keyctl(KEYCTL_JOIN_SESSION_KEYRING, {name:?})"),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Once in our cgroup: a new cgroup namespace is rooted at the cgroup we are in now, ours.
+fn enter_cgroup_namespace(ctx: &InitCtx<'_>) -> Result<()> {
+    if ctx.ns.creates(LinuxNamespaceType::Cgroup) {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(nix_errno("unshare(CLONE_NEWCGROUP)"))?;
+    }
+    Ok(())
+}
+
+fn set_uts_names(spec: &Spec) -> Result<()> {
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        check_uts_name("hostname", h)?;
+        rustix::system::sethostname(h.as_bytes()).map_err(errno(format!("sethostname {h:?}")))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+        check_uts_name("domainname", d)?;
+        rustix::system::setdomainname(d.as_bytes())
+            .map_err(errno(format!("setdomainname {d:?}")))?;
+    }
+    Ok(())
+}
+
+/// The device nodes and /dev symlinks the plan has (none when the config binds its own /dev).
+fn make_devices(rootfs: &Rootfs, plan: &MountPlan<'_>) -> Result<()> {
+    if let Some(devices) = &plan.devices {
+        rootfs.devices(devices)?;
+        rootfs.dev_symlinks()?;
+    }
+    Ok(())
+}
+
+fn open_console(
+    ctx: &InitCtx<'_>,
+    rootfs: &Rootfs,
+    sock: BorrowedFd<'_>,
+) -> Result<Option<OwnedFd>> {
+    if !ctx.terminal {
+        return Ok(None);
+    }
+    open_console_in(rootfs, sock).map(Some)
+}
+
+/// With hooks: Hooks to the parent (which runs prestart and createRuntime), State back, then the
+/// createContainer hooks here. Returns the state JSON the startContainer hooks get.
+fn run_create_hooks(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>) -> Result<String> {
+    if !ctx.has_hooks {
+        return Ok(String::new());
+    }
+    protocol::send(sock, &Msg::Hooks, None)?;
+    let state_json = match protocol::recv(sock)? {
+        Some((Msg::State(s), _)) => s,
+        other => return Err(protocol::unexpected("State", other)),
+    };
+    if let Some(h) = ctx
+        .spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.create_container().as_ref())
+    {
+        crate::hooks::run_all("createContainer", h, &state_json)?;
+    }
+    Ok(state_json)
+}
+
+fn write_sysctls_and_masks(ctx: &InitCtx<'_>, rootfs: &Rootfs, plan: &MountPlan<'_>) -> Result<()> {
+    if let Some(sysctl) = ctx.spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
+        write_sysctls(sysctl)?;
+    }
+    rootfs.mask(plan.masked)?;
+    rootfs.readonly(plan.readonly)?;
+    Ok(())
+}
+
+/// root.readonly: the new / read-only (mount_setattr on the mount itself, not recursively).
+fn make_root_readonly(spec: &Spec) -> Result<()> {
+    let readonly = spec.root().as_ref().and_then(|r| r.readonly());
+    if readonly != Some(true) {
+        return Ok(());
+    }
+    let root = rustix::fs::open(
+        "/",
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(errno("open / after pivot_root"))?;
+    atoll_sys::mount::mount_setattr(
+        root.as_fd(),
+        false,
+        &atoll_sys::mount::MountAttr {
+            set: atoll_sys::mount::MOUNT_ATTR_RDONLY,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| RuntimeError::Sys {
+        op: "mount_setattr ro on / (root.readonly)".into(),
+        source: e,
+    })
+}
+
+fn set_personality(spec: &Spec) -> Result<()> {
+    let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) else {
+        return Ok(());
+    };
+    let persona = match p.domain() {
+        oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => {
+            nix::sys::personality::Persona::from_bits_retain(0x0008)
+        }
+        _ => nix::sys::personality::Persona::empty(),
+    };
+    nix::sys::personality::set(persona).map_err(nix_errno("personality"))?;
+    Ok(())
+}
+
+/// From Ready on the container outlives `create`: stop dying with it. (Should the parent die in
+/// between, the saved state still names the cgroup and `delete --force` kills us.)
+fn report_ready(sock: BorrowedFd<'_>) -> Result<()> {
+    nix::sys::prctl::set_pdeathsig(None).map_err(nix_errno("prctl(PR_SET_PDEATHSIG, 0)"))?;
+    protocol::send(sock, &Msg::Ready, None)
+}
+
+/// Wait for `start`: it writes one byte to exec.fifo (`run`: the parent, to its pipe).
+fn wait_for_start(fifo: BorrowedFd<'_>) -> Result<()> {
     let mut b = [0u8; 1];
     loop {
-        match rustix::io::read(ctx.fifo, &mut b) {
-            Ok(1) => break,
-            Ok(_) => return Err(RuntimeError::Other("exec.fifo closed before start".into())),
+        match rustix::io::read(fifo, &mut b) {
+            Ok(1) => return Ok(()),
+            Ok(_) => {
+                return Err(RuntimeError::Sys {
+                    op: "read exec.fifo: closed before start".into(),
+                    source: std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+                })
+            }
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(errno("read exec.fifo")(e)),
         }
     }
+}
+
+fn run_start_hooks(spec: &Spec, state_json: &str) -> Result<()> {
     if let Some(h) = spec
         .hooks()
         .as_ref()
         .and_then(|h| h.start_container().as_ref())
     {
-        crate::hooks::run_all("startContainer", h, &state_json)?;
+        crate::hooks::run_all("startContainer", h, state_json)?;
     }
-    Err(ready.exec())
+    Ok(())
 }
 
 /// The process, ready for execve: everything checked, nothing left but the call.
@@ -344,9 +418,28 @@ pub fn finalize(
     })
 }
 
+/// The kernel keeps at most __NEW_UTS_LEN (64) bytes of a host or domain name and answers EINVAL
+/// beyond: say so by field and length rather than echo the whole value.
+fn check_uts_name(field_name: &str, name: &str) -> Result<()> {
+    const NEW_UTS_LEN: usize = 64;
+    if name.len() > NEW_UTS_LEN {
+        return Err(field(
+            field_name,
+            format!(
+                "{} bytes; the kernel allows at most {NEW_UTS_LEN}",
+                name.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// In a new user namespace: become uid/gid 0 there (if mapped) so files we create are root's.
-fn become_ns_root(spec: &Spec) -> Result<()> {
-    let linux = spec.linux().as_ref();
+fn become_ns_root(ctx: &InitCtx<'_>) -> Result<()> {
+    if !ctx.ns.creates(LinuxNamespaceType::User) {
+        return Ok(());
+    }
+    let linux = ctx.spec.linux().as_ref();
     let maps_root = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
         m.as_ref()
             .is_some_and(|v| v.iter().any(|x| x.container_id() == 0))
@@ -419,7 +512,7 @@ fn enter_root(ctx: &InitCtx<'_>, rootfs: &Rootfs) -> Result<()> {
     let dir: OwnedFd = rootfs
         .root
         .try_clone()
-        .map_err(|e| RuntimeError::Other(format!("dup rootfs fd: {e}")))?
+        .map_err(crate::error::pathrs("dup the rootfs fd"))?
         .into();
     rustix::process::fchdir(&dir).map_err(errno(format!("fchdir {}", ctx.rootfs.display())))?;
     if ctx.no_pivot {
@@ -471,7 +564,7 @@ fn open_self_ns(name: &str) -> Result<OwnedFd> {
 
 /// A user namespace carrying a mount's own uidMappings/gidMappings, for MOUNT_ATTR_IDMAP: a child
 /// unshares it and waits; we take its ns fd, then let it exit.
-pub fn make_idmap_userns(m: &oci_spec::runtime::Mount) -> Result<OwnedFd> {
+pub fn make_idmap_userns(proof: &SingleThreaded, m: &oci_spec::runtime::Mount) -> Result<OwnedFd> {
     let (uid, gid) = match (m.uid_mappings(), m.gid_mappings()) {
         (Some(u), Some(g)) => (u.clone(), g.clone()),
         _ => {
@@ -485,47 +578,52 @@ pub fn make_idmap_userns(m: &oci_spec::runtime::Mount) -> Result<OwnedFd> {
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(errno("pipe"))?;
     let (pid_r, pid_w) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(errno("pipe"))?;
-    match atoll_sys::process::clone3(libc::CLONE_NEWUSER as u64, None).map_err(|e| {
-        RuntimeError::Sys {
-            op: "clone3(CLONE_NEWUSER) for an idmap".into(),
-            source: e,
-        }
-    })? {
-        atoll_sys::process::Forked::Child => {
-            drop(w);
-            drop(pid_r);
+    // The helper keeps only its two pipe ends: its copy of `w` closed, its read sees EOF as soon
+    // as we drop ours.
+    let keep = [r.as_fd(), pid_w.as_fd()];
+    let child = atoll_sys::process::spawn(
+        proof,
+        libc::CLONE_NEWUSER as u64,
+        None,
+        Some(CloseFds {
+            from: 3,
+            keep: &keep,
+        }),
+        |closed, _| {
+            if closed.is_err() {
+                return 1;
+            }
             // The /proc mounted here until pivot_root is the host's: /proc/self names us by our
             // pid there, which is the number the parent's /proc/<pid>/uid_map path needs.
             let me = std::fs::read_link("/proc/self").unwrap_or_default();
             let _ = rustix::io::write(&pid_w, me.as_os_str().as_encoded_bytes());
-            drop(pid_w);
             let mut b = [0u8; 1];
             let _wait_for_parent = rustix::io::read(&r, &mut b);
-            std::process::exit(0);
-        }
-        atoll_sys::process::Forked::Parent(child) => {
-            drop(r);
-            drop(pid_w);
-            // clone3 returned the child's pid in the container's pid namespace, which /proc (the
-            // host's, until pivot_root) does not number: ask the child for its /proc pid.
-            let res = proc_pid_of_child(pid_r.as_fd(), child).and_then(|pid| {
-                identity::write_id_maps(pid, &uid, &gid)?;
-                Ok(pid)
-            });
-            let res = res.and_then(|pid| {
-                let p = format!("/proc/{pid}/ns/user");
-                rustix::fs::open(
-                    p.as_str(),
-                    rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-                    rustix::fs::Mode::empty(),
-                )
-                .map_err(errno(format!("open {p}")))
-            });
-            drop(w);
-            let _reap = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
-            res
-        }
-    }
+            0
+        },
+    )
+    .map_err(sys("clone3/clone(CLONE_NEWUSER) for an idmap"))?
+    .pid;
+    drop(r);
+    drop(pid_w);
+    // The pid spawn returned is the child's in the container's pid namespace, which /proc (the
+    // host's, until pivot_root) does not number: ask the child for its /proc pid.
+    let res = proc_pid_of_child(pid_r.as_fd(), child).and_then(|pid| {
+        identity::write_id_maps(pid, &uid, &gid)?;
+        Ok(pid)
+    });
+    let res = res.and_then(|pid| {
+        let p = format!("/proc/{pid}/ns/user");
+        rustix::fs::open(
+            p.as_str(),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(errno(format!("open {p}")))
+    });
+    drop(w);
+    let _reap = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
+    res
 }
 
 /// Read the pid the idmap helper `child` reported for itself as the mounted /proc numbers it.
@@ -535,10 +633,9 @@ fn proc_pid_of_child(from: BorrowedFd<'_>, child: i32) -> Result<i32> {
     std::str::from_utf8(&buf[..n])
         .ok()
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| {
-            RuntimeError::Other(format!(
-                "idmap helper (pid {child}) did not report its /proc pid"
-            ))
+        .ok_or_else(|| RuntimeError::Protocol {
+            expected: format!("the idmap helper (pid {child}) to report its /proc pid"),
+            got: format!("{n} bytes that are no pid"),
         })
 }
 
@@ -583,7 +680,7 @@ fn install_seccomp(seccomp: Option<&Filter>, sock: BorrowedFd<'_>) -> Result<()>
 /// image could have shaped (CVE-2025-52881).
 fn write_sysctls(sysctl: &std::collections::HashMap<String, String>) -> Result<()> {
     let proc = pathrs::procfs::ProcfsHandle::new()
-        .map_err(|e| RuntimeError::Other(format!("open a private procfs: {e}")))?;
+        .map_err(crate::error::pathrs("open a private procfs"))?;
     for (k, v) in sysctl {
         let sub = format!("sys/{}", k.replace('.', "/"));
         let mut f = proc
@@ -592,14 +689,16 @@ fn write_sysctls(sysctl: &std::collections::HashMap<String, String>) -> Result<(
                 &sub,
                 pathrs::flags::OpenFlags::O_WRONLY,
             )
-            .map_err(|e| {
-                field(
-                    format!("linux.sysctl[{k:?}]"),
-                    format!("open /proc/{sub}: {e}"),
-                )
+            .map_err(|e| RuntimeError::FieldSys {
+                field: format!("linux.sysctl[{k:?}]"),
+                op: format!("open /proc/{sub}"),
+                source: crate::error::pathrs_io(e),
             })?;
-        std::io::Write::write_all(&mut f, v.as_bytes())
-            .map_err(|e| field(format!("linux.sysctl[{k:?}]"), format!("write {v:?}: {e}")))?;
+        std::io::Write::write_all(&mut f, v.as_bytes()).map_err(|e| RuntimeError::FieldSys {
+            field: format!("linux.sysctl[{k:?}]"),
+            op: format!("write {v:?} to /proc/{sub}"),
+            source: e,
+        })?;
     }
     Ok(())
 }
@@ -642,30 +741,38 @@ fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>> {
         .collect()
 }
 
-/// Close every fd from 3 + `preserve` up, except those in `keep`.
-pub fn close_inherited(preserve: u32, keep: &[std::os::fd::RawFd]) -> Result<()> {
-    let mut keep: Vec<u32> = keep.iter().map(|&f| f as u32).collect();
-    keep.sort_unstable();
-    let mut first = 3 + preserve;
-    for k in keep.into_iter().filter(|&k| k >= 3 + preserve) {
-        if k > first {
-            atoll_sys::process::close_range(first, k - 1).map_err(|e| RuntimeError::Sys {
-                op: format!("close_range({first}, {})", k - 1),
-                source: e,
-            })?;
-        }
-        first = k + 1;
-    }
-    atoll_sys::process::close_range(first, u32::MAX).map_err(|e| RuntimeError::Sys {
-        op: format!("close_range({first}, ~0)"),
-        source: e,
-    })
-}
-
 /// The user's process starts with default signal dispositions and an empty mask.
 fn reset_signals() -> Result<()> {
     atoll_sys::process::reset_signal_dispositions();
     nix::sys::signal::SigSet::empty()
         .thread_set_mask()
         .map_err(nix_errno("sigprocmask(SIG_SETMASK, {})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sysctl that does not exist names its field and keeps ENOENT, so callers can tell it
+    /// from a refused write (EACCES, EPERM).
+    #[test]
+    fn missing_sysctl_keeps_its_errno() {
+        let mut sysctl = std::collections::HashMap::new();
+        sysctl.insert("net.atoll_test.no_such_key".to_string(), "1".to_string());
+        let e = write_sysctls(&sysctl).unwrap_err();
+        assert_eq!(e.errno(), Some(libc::ENOENT), "{e}");
+        assert!(
+            matches!(e, RuntimeError::FieldSys { ref field, .. } if field.contains("no_such_key"))
+        );
+    }
+
+    #[test]
+    fn uts_names_over_64_bytes_are_named() {
+        assert!(check_uts_name("hostname", &"h".repeat(64)).is_ok());
+        let e = check_uts_name("hostname", &"h".repeat(65)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config.json: hostname: 65 bytes; the kernel allows at most 64"
+        );
+    }
 }

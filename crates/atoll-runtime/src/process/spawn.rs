@@ -1,15 +1,16 @@
 //! The parent side of `create`: check the config, make the cgroup and state, clone the init into
 //! its namespaces, drive the sync protocol, and on any failure remove everything made so far.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use atoll_cgroups::Cgroup;
-use atoll_sys::process::{clone3, Forked};
+use atoll_sys::process::{CloseFds, SingleThreaded};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::init::{self, InitCtx};
 use super::protocol::{self, FdKind, Msg};
+use super::stage1;
 use crate::error::{errno, field, nix_errno, sys, Result, RuntimeError};
 use crate::identity::{self, CapSets};
 use crate::rootfs::MountPlan;
@@ -194,56 +195,38 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     } else {
         None
     };
-    let pid = spawn_init(
+    // A fork-like clone copies only the calling thread (see atoll_sys::process::clone3): checked
+    // here, and kept true because nothing from here to the clone starts a thread.
+    let proof =
+        SingleThreaded::check().map_err(sys("count this process's threads before clone"))?;
+    let (pid, in_cgroup) = spawn_init(
+        &proof,
         &ctx,
         parent_sock.as_fd(),
         child_sock,
         &spec,
         &ns,
-        v2_dir.as_ref().map(|d| d.as_raw_fd()),
+        v2_dir.as_ref().map(|d| d.as_fd()),
     )?;
     tracing::debug!(pid, "create: init cloned");
     guard.child = Some(pid);
     let _ = nix::sys::prctl::set_dumpable(true);
-
-    if let Some(adj) = process.oom_score_adj() {
-        let p = format!("/proc/{pid}/oom_score_adj");
-        std::fs::write(&p, adj.to_string())
-            .map_err(sys(format!("write {p} (process.oomScoreAdj)")))?;
-    }
-    saved.pid = pid;
-    saved.pid_start = crate::state::pid_start_time(pid).unwrap_or(0);
-    // `run` releases the init as soon as we return: saved as started already. A reader that
-    // does not lock (`list`) may see created/running a few ms early; every command that acts
-    // on the container waits for our lock.
-    saved.started = opts.for_run;
-    store.save(&saved)?;
-    tracing::debug!("create: state saved");
-    // Go first, then the cgroup. Init unshares its netns and builds its mounts meanwhile, and
-    // waits for Placed before anything that needs the cgroup (cgroup namespace, cgroup mounts,
-    // messages to us), long before it could exec.
-    protocol::send(parent_sock.as_fd(), &Msg::Go, None)?;
-    let gcg = guard.cgroup.as_ref().expect("set above");
-    if !born_in_cgroup {
-        // A failure here is cleaned up like any other: create removes the dirs it made, the
-        // guard kills init.
-        gcg.create(Some(&resources))?;
-        tracing::debug!("create: cgroup made");
-        // Only the two-stage path on a host with cgroup2 gets here with a v2 place: moved by
-        // pid, which waits for an RCU grace period.
-        gcg.add_task_v2(pid)?;
-    }
-    for (path, tasks) in gcg.open_v1_tasks()? {
-        let path = path.to_string_lossy().into_owned();
-        protocol::send(
-            parent_sock.as_fd(),
-            &Msg::JoinCgroup(path),
-            Some(tasks.as_fd()),
-        )?;
-    }
-    protocol::send(parent_sock.as_fd(), &Msg::Placed, None)?;
-    tracing::debug!("create: cgroup sent");
-    let console = drive(parent_sock.as_fd(), &saved, &spec, opts)?;
+    let console = serve_init(
+        &proof,
+        parent_sock.as_fd(),
+        pid,
+        in_cgroup,
+        &Serve {
+            store,
+            spec: &spec,
+            opts,
+            cgroup: guard.cgroup.as_ref().expect("set above"),
+            resources: &resources,
+            cgroup_made: born_in_cgroup,
+        },
+        &mut saved,
+    )
+    .map_err(|e| explain_failure(e, parent_sock.as_fd(), pid, &ctx.hierarchies))?;
     tracing::debug!("create: init ready");
 
     if let Some(pf) = &opts.pid_file {
@@ -259,17 +242,172 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
     })
 }
 
-/// Clone the init. Direct path: one clone3 with every CLONE_NEW* flag (the common case, and the
+/// What the parent needs while it serves a cloned init.
+struct Serve<'a> {
+    store: &'a Store,
+    spec: &'a Spec,
+    opts: &'a CreateOpts,
+    cgroup: &'a Cgroup,
+    resources: &'a oci_spec::runtime::LinuxResources,
+    /// Made before the clone (init born in it); otherwise made here, after Go.
+    cgroup_made: bool,
+}
+
+/// The parent's side of create after the clone: save the state, Go, place init in its cgroup,
+/// then answer it until Ready (protocol::CREATE). Returns the pty master kept for `run`.
+fn serve_init(
+    proof: &SingleThreaded,
+    sock: BorrowedFd<'_>,
+    pid: i32,
+    in_cgroup: bool,
+    s: &Serve<'_>,
+    saved: &mut Saved,
+) -> Result<Option<OwnedFd>> {
+    if let Some(adj) = s.spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+        let p = format!("/proc/{pid}/oom_score_adj");
+        std::fs::write(&p, adj.to_string())
+            .map_err(sys(format!("write {p} (process.oomScoreAdj)")))?;
+    }
+    saved.pid = pid;
+    saved.pid_start = crate::state::pid_start_time(pid).ok_or_else(|| RuntimeError::Sys {
+        op: format!("read init's start time from /proc/{pid}/stat"),
+        source: std::io::Error::from_raw_os_error(libc::ESRCH),
+    })?;
+    // `run` releases the init as soon as we return: saved as started already. A reader that
+    // does not lock (`list`) may see created/running a few ms early; every command that acts
+    // on the container waits for our lock.
+    saved.started = s.opts.for_run;
+    s.store.save(saved)?;
+    tracing::debug!("create: state saved");
+    // Go first, then the cgroup. Init unshares its netns and builds its mounts meanwhile, and
+    // waits for Placed before anything that needs the cgroup (cgroup namespace, cgroup mounts,
+    // messages to us), long before it could exec.
+    protocol::send(sock, &Msg::Go, None)?;
+    if !s.cgroup_made {
+        // A failure here is cleaned up like any other: create removes the dirs it made, the
+        // guard kills init.
+        s.cgroup.create(Some(s.resources))?;
+        tracing::debug!("create: cgroup made");
+    }
+    if !in_cgroup {
+        // The two-stage path, or clone3 answered ENOSYS (clone(2) has no CLONE_INTO_CGROUP):
+        // moved by pid, which waits for an RCU grace period. A no-op without cgroup2.
+        s.cgroup.add_task_v2(pid)?;
+    }
+    for (path, tasks) in s.cgroup.open_v1_tasks()? {
+        let path = path.to_string_lossy().into_owned();
+        protocol::send(sock, &Msg::JoinCgroup(path), Some(tasks.as_fd()))?;
+    }
+    protocol::send(sock, &Msg::Placed, None)?;
+    tracing::debug!("create: cgroup sent");
+    drive(proof, sock, saved, s.spec, s.opts)
+}
+
+/// A step of create failed after the clone. If init left an error in the socket, that is the
+/// cause (a failure of ours may only be its consequence: a cgroup write for a process that is
+/// gone); if init is gone without one, say how it went; otherwise the step's own error.
+fn explain_failure(
+    e: RuntimeError,
+    sock: BorrowedFd<'_>,
+    pid: i32,
+    hierarchies: &[atoll_cgroups::Hierarchy],
+) -> RuntimeError {
+    if let RuntimeError::Init(_) = e {
+        return e;
+    }
+    if let Some(why) = pending_error(sock) {
+        return RuntimeError::Init(why);
+    }
+    let gone = matches!(e, RuntimeError::PeerGone { .. });
+    match death(pid, gone) {
+        Some(death) => RuntimeError::InitDied {
+            pid,
+            death,
+            oom_kills: oom_kills(hierarchies),
+        },
+        None => e,
+    }
+}
+
+/// The Error init left in the socket, if any; never blocks (init may still be running).
+fn pending_error(sock: BorrowedFd<'_>) -> Option<String> {
+    use rustix::event::{poll, PollFd, PollFlags};
+    // Its last message comes last; a few earlier ones (a console fd) may still be queued.
+    for _ in 0..8 {
+        let mut fds = [PollFd::new(&sock, PollFlags::IN)];
+        if !matches!(
+            poll(&mut fds, Some(&rustix::event::Timespec::default())),
+            Ok(1)
+        ) {
+            return None;
+        }
+        match protocol::recv(sock) {
+            Ok(Some((Msg::Error(why), _))) => return Some(why),
+            Ok(Some(_)) => continue,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// How init ended, read without reaping it (WNOWAIT: the Cleanup guard reaps it, and a reaped
+/// pid could be reused before the guard's kill). `gone`: its socket closed, so it is exiting and
+/// worth a short wait; else only an exit that already happened counts. None: it still runs.
+fn death(pid: i32, gone: bool) -> Option<crate::error::InitDeath> {
+    use crate::error::InitDeath;
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+    // The socket closes when init's files do (do_exit), a moment before it becomes a zombie.
+    let tries = if gone { 200 } else { 1 };
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    for _ in 0..tries {
+        match waitid(Id::Pid(nix::unistd::Pid::from_raw(pid)), flags) {
+            Ok(WaitStatus::Exited(_, code)) => return Some(InitDeath::Exited(code)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                return Some(InitDeath::Killed(sig.as_str().to_string()))
+            }
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            // ECHILD: not our child (the two-stage path's init is the first child's).
+            _ => return gone.then_some(InitDeath::Unknown),
+        }
+    }
+    gone.then_some(InitDeath::Unknown)
+}
+
+/// The OOM kills the container's memory cgroup counted: cgroup2 memory.events or v1
+/// memory.oom_control, line "oom_kill N" (Documentation/admin-guide/cgroup-v2.rst, Linux 4.13+
+/// for v1). 0 where neither is there.
+fn oom_kills(hierarchies: &[atoll_cgroups::Hierarchy]) -> u64 {
+    hierarchies
+        .iter()
+        .filter_map(|h| {
+            let file = if h.fs_type == "cgroup2" {
+                "memory.events"
+            } else if h.controllers.split(',').any(|c| c == "memory") {
+                "memory.oom_control"
+            } else {
+                return None;
+            };
+            let text = atoll_sys::pseudofs::read(h.dir.join(file)).ok()?;
+            text.lines()
+                .find_map(|l| l.strip_prefix("oom_kill "))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// Clone the init. Direct path: one clone with every CLONE_NEW* flag (the common case, and the
 /// fast one). Two-stage path, when namespaces must be joined or a time namespace made: a first
 /// child joins (setns), unshares, and forks the real init into the new pid/time namespaces.
+/// Returns init's pid and whether it was born in the cgroup2 directory `cgroup`.
 fn spawn_init(
+    proof: &SingleThreaded,
     ctx: &InitCtx<'_>,
     psock: BorrowedFd<'_>,
     csock: OwnedFd,
     spec: &Spec,
     ns: &Namespaces,
-    cgroup_fd: Option<std::os::fd::RawFd>,
-) -> Result<i32> {
+    cgroup: Option<BorrowedFd<'_>>,
+) -> Result<(i32, bool)> {
     let cgroupns = spec::ns_flag(LinuxNamespaceType::Cgroup);
     let direct = direct_path(ns);
     // The cgroup namespace is unshared by init once it is in its cgroup; the network namespace
@@ -280,139 +418,78 @@ fn spawn_init(
     } else {
         0
     };
-    let linux = spec.linux().as_ref();
-    match clone3(flags, cgroup_fd).map_err(|e| RuntimeError::Sys {
-        op: format!("clone3(flags {flags:#x})"),
-        source: e,
-    })? {
-        Forked::Child => {
-            if direct {
-                init::run(ctx, csock.as_fd());
-            }
-            stage1(ctx, csock.as_fd(), ns, spec)
+    let keep = [csock.as_fd(), ctx.fifo];
+    let spawned = if direct {
+        atoll_sys::process::spawn(
+            proof,
+            flags,
+            cgroup,
+            Some(init_fds(ctx, &keep)),
+            |closed, proof| init::run(ctx, csock.as_fd(), closed, &proof),
+        )
+    } else {
+        let fork = stage1::Fork {
+            sock: csock.as_fd(),
+            cgroup: None,
+            close: init_fds(ctx, &keep),
+        };
+        atoll_sys::process::spawn(proof, 0, None, None, |_, proof| {
+            stage1::run(
+                &proof,
+                &fork,
+                || stage1::enter_for_create(fork.sock, ns, spec),
+                &|closed, proof| init::run(ctx, fork.sock, closed, &proof),
+            )
+        })
+    }
+    .map_err(sys(format!("clone3/clone(flags {flags:#x})")))?;
+    let pid = spawned.pid;
+    drop(csock);
+    if direct {
+        if ns.creates(LinuxNamespaceType::User) {
+            write_maps(pid, spec)?;
         }
-        Forked::Parent(pid) => {
-            drop(csock);
-            if direct {
-                if ns.creates(LinuxNamespaceType::User) {
-                    write_maps(pid, spec)?;
-                }
-                return Ok(pid);
+        return Ok((pid, spawned.in_cgroup));
+    }
+    // Two-stage: answer NeedMaps, learn the real init's pid, reap the first child.
+    let reap = || {
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    };
+    loop {
+        match protocol::recv(psock)? {
+            Some((Msg::NeedMaps(p), _)) if p > 0 => {
+                write_maps(p, spec)?;
+                protocol::send(psock, &Msg::MapsDone, None)?;
             }
-            // Two-stage: answer NeedMaps, learn the real init's pid, reap the first child.
-            let mut init_pid = None;
-            while init_pid.is_none() {
-                match protocol::recv(psock)? {
-                    Some((Msg::NeedMaps(p), _)) => {
-                        write_maps(p, spec)?;
-                        protocol::send(psock, &Msg::MapsDone, None)?;
-                    }
-                    Some((Msg::Stage2(p), _)) => init_pid = Some(p),
-                    Some((Msg::Error(e), _)) => {
-                        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-                        return Err(RuntimeError::Init(e));
-                    }
-                    other => {
-                        return Err(RuntimeError::Other(format!(
-                            "stage-1 sync: unexpected {other:?}"
-                        )))
-                    }
-                }
+            Some((Msg::Stage2(p), _)) if p > 0 => {
+                reap();
+                return Ok((p, false));
             }
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-            let _ = linux;
-            Ok(init_pid.expect("loop ends with a pid"))
+            other => {
+                reap();
+                return Err(protocol::unexpected(
+                    "NeedMaps, or Stage2 with a pid",
+                    other,
+                ));
+            }
         }
+    }
+}
+
+/// The fds init closes before anything else: every fd inherited from the parent but its socket
+/// and the exec fifo (and stdio and the preserved fds below them). The caller's stray fds (a host
+/// directory, a jobserver pipe) and the parent's own (its end of the socket, the state lock,
+/// whose flock would otherwise stay held by init) must not live on in the container.
+fn init_fds<'a>(ctx: &InitCtx<'_>, keep: &'a [BorrowedFd<'a>]) -> CloseFds<'a> {
+    CloseFds {
+        from: 3 + ctx.preserve_fds,
+        keep,
     }
 }
 
 /// One clone3 does it all unless namespaces must be joined first or a time namespace made.
 fn direct_path(ns: &Namespaces) -> bool {
     ns.join.is_empty() && !ns.creates(LinuxNamespaceType::Time)
-}
-
-/// The two-stage path's first child: join, unshare, fork the init, report its pid, exit.
-fn stage1(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>, ns: &Namespaces, spec: &Spec) -> ! {
-    let res = (|| -> Result<i32> {
-        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-            .map_err(nix_errno("prctl(PR_SET_PDEATHSIG)"))?;
-        for (t, path) in &ns.join {
-            let f = std::fs::File::open(path).map_err(sys(format!(
-                "open {} (linux.namespaces {})",
-                path.display(),
-                spec::ns_name(*t)
-            )))?;
-            nix::sched::setns(
-                f.as_fd(),
-                nix::sched::CloneFlags::from_bits_retain(spec::ns_flag(*t) as i32),
-            )
-            .map_err(nix_errno(format!(
-                "setns {} ({})",
-                path.display(),
-                spec::ns_name(*t)
-            )))?;
-        }
-        let cgroupns = spec::ns_flag(LinuxNamespaceType::Cgroup);
-        let flags = ns.new & !cgroupns;
-        if flags != 0 {
-            nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(flags as i32))
-                .map_err(nix_errno(format!("unshare(flags {flags:#x})")))?;
-        }
-        if ns.creates(LinuxNamespaceType::User) {
-            protocol::send(sock, &Msg::NeedMaps(std::process::id() as i32), None)?;
-            protocol::expect(sock, &Msg::MapsDone)?;
-        }
-        if ns.creates(LinuxNamespaceType::Time) {
-            write_time_offsets(spec)?;
-        }
-        match clone3(0, None).map_err(|e| RuntimeError::Sys {
-            op: "clone3 (stage 2)".into(),
-            source: e,
-        })? {
-            Forked::Child => init::run(ctx, sock),
-            Forked::Parent(p) => Ok(p),
-        }
-    })();
-    match res {
-        Ok(pid) => {
-            let _ = protocol::send(sock, &Msg::Stage2(pid), None);
-            std::process::exit(0)
-        }
-        Err(e) => {
-            let _ = protocol::send(sock, &Msg::Error(crate::error::report(&e)), None);
-            std::process::exit(1)
-        }
-    }
-}
-
-fn write_time_offsets(spec: &Spec) -> Result<()> {
-    let Some(offs) = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.time_offsets().as_ref())
-    else {
-        return Ok(());
-    };
-    let mut text = String::new();
-    for (clock, o) in offs {
-        let id = match clock.as_str() {
-            "monotonic" => "monotonic",
-            "boottime" => "boottime",
-            other => {
-                return Err(field(
-                    format!("linux.timeOffsets[{other:?}]"),
-                    "only monotonic and boottime exist",
-                ))
-            }
-        };
-        text.push_str(&format!(
-            "{id} {} {}\n",
-            o.secs().unwrap_or(0),
-            o.nanosecs().unwrap_or(0)
-        ));
-    }
-    std::fs::write("/proc/self/timens_offsets", text)
-        .map_err(sys("write /proc/self/timens_offsets"))
 }
 
 fn write_maps(pid: i32, spec: &Spec) -> Result<()> {
@@ -428,6 +505,7 @@ fn write_maps(pid: i32, spec: &Spec) -> Result<()> {
 
 /// After Go: serve init until Ready (hooks, console fd, seccomp fd).
 fn drive(
+    proof: &SingleThreaded,
     sock: BorrowedFd<'_>,
     saved: &Saved,
     spec: &Spec,
@@ -437,7 +515,6 @@ fn drive(
     loop {
         match protocol::recv(sock)? {
             Some((Msg::Ready, _)) => return Ok(console),
-            Some((Msg::Error(e), _)) => return Err(RuntimeError::Init(e)),
             Some((Msg::Hooks, _)) => {
                 // The suite (and runtime-spec's hook examples) expect "created" here: the
                 // container exists, its process has not run.
@@ -452,7 +529,7 @@ fn drive(
                 }
                 protocol::send(sock, &Msg::State(state), None)?;
             }
-            Some((Msg::NeedMount(i), _)) => match idmapped_mount(saved, spec, i) {
+            Some((Msg::NeedMount(i), _)) => match idmapped_mount(proof, saved, spec, i) {
                 Ok(fd) => protocol::send(sock, &Msg::Fd(FdKind::Mount), Some(fd.as_fd()))?,
                 Err(e) => {
                     protocol::send(sock, &Msg::Error(crate::error::report(&e)), None)?;
@@ -463,9 +540,10 @@ fn drive(
                 Some(path) => crate::tty::send_console(path, fd.as_fd())?,
                 None if opts.keep_console => console = Some(fd),
                 None => {
-                    return Err(RuntimeError::Other(
-                        "console fd without --console-socket".into(),
-                    ))
+                    return Err(RuntimeError::Protocol {
+                        expected: "no console fd (no --console-socket)".into(),
+                        got: "Fd(Console)".into(),
+                    })
                 }
             },
             Some((Msg::Fd(FdKind::Seccomp), Some(fd))) => {
@@ -483,10 +561,12 @@ fn drive(
                     &state,
                 )?;
             }
-            Some((m, _)) => {
-                return Err(RuntimeError::Other(format!("init sync: unexpected {m:?}")))
+            other => {
+                return Err(protocol::unexpected(
+                    "NeedMount, Fd(Console), Hooks, Fd(Seccomp) or Ready",
+                    other,
+                ))
             }
-            None => return Err(RuntimeError::Init("init exited before it was ready".into())),
         }
     }
 }
@@ -529,7 +609,7 @@ pub fn effective_resources(spec: &Spec) -> oci_spec::runtime::LinuxResources {
 /// Make the idmapped bind mount for config mount `i` of a container with its own user
 /// namespace: only here, as root in the host's user namespace, may idmapping be turned on. The
 /// mapping is the mount's own uidMappings/gidMappings or else the container's user namespace.
-fn idmapped_mount(saved: &Saved, spec: &Spec, i: usize) -> Result<OwnedFd> {
+fn idmapped_mount(proof: &SingleThreaded, saved: &Saved, spec: &Spec, i: usize) -> Result<OwnedFd> {
     let mounts = spec.mounts().as_deref().unwrap_or(&[]);
     let container_userns = || -> Result<OwnedFd> {
         let p = format!("/proc/{}/ns/user", saved.pid);
@@ -541,7 +621,7 @@ fn idmapped_mount(saved: &Saved, spec: &Spec, i: usize) -> Result<OwnedFd> {
         .map_err(errno(format!("open {p}")))
     };
     let userns = crate::rootfs::UsernsFor {
-        mount: &init::make_idmap_userns,
+        mount: &|m| init::make_idmap_userns(proof, m),
         container: &container_userns,
     };
     crate::rootfs::prepare_for_init(&saved.bundle, mounts, i, &userns)
