@@ -1,251 +1,20 @@
-//! The islands file (TOML): parsing and validation. Every error names the file, the line and
-//! the field, so a user can fix a file without reading atoll's source. The reference is
-//! docs/islands-file.md.
+//! The islands file's rules: names, paths, capabilities, limits, links and flows. Each check
+//! names the field it refuses; what the file leaves out gets its default here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use toml::Spanned;
 
+use super::syntax::{Cx, RawAllow, RawFile, RawIsland, RawLimit, RawLink};
+use super::*;
 use crate::error::FileError;
 use crate::net::Subnet;
 
-/// Capabilities an island may never hold: they let a tenant rewrite the network, leave its
-/// namespaces or reach the kernel directly, which the border guard and the islands model forbid.
-pub const FORBIDDEN_CAPS: &[&str] = &[
-    "CAP_NET_ADMIN",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_BOOT",
-    "CAP_BPF",
-    "CAP_PERFMON",
-    "CAP_MAC_ADMIN",
-    "CAP_MAC_OVERRIDE",
-    "CAP_SYSLOG",
-    "CAP_SYS_TIME",
-    "CAP_AUDIT_CONTROL",
-    "CAP_DAC_READ_SEARCH",
-];
-
-/// Every capability name the kernel knows (capability(7)).
-const KNOWN_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
-/// The default pool that links without a `subnet` take their /30 from.
-pub const DEFAULT_POOL: &str = "10.77.0.0/16";
-/// The uid an island runs as when the file says nothing: not root.
-pub const DEFAULT_UID: u32 = 1000;
-/// The pids limit of an island when neither it nor its project sets one (podman's default):
-/// ample for a service, and a fork bomb stops there instead of at the host's pid_max, which
-/// every tenant shares.
-pub const DEFAULT_PIDS: i64 = 2048;
-/// The highest pid_max the kernel allows (PID_MAX_LIMIT, 4M on 64-bit).
-const PID_MAX_LIMIT: i64 = 1 << 22;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    name: Option<Spanned<String>>,
-    subnet: Option<Spanned<String>>,
-    data_root: Option<Spanned<PathBuf>>,
-    log_drops: Option<bool>,
-    guard: Option<Spanned<String>>,
-    memory: Option<Spanned<toml::Value>>,
-    pids: Option<Spanned<toml::Value>>,
-    cpu: Option<Spanned<toml::Value>>,
-    #[serde(default)]
-    island: Vec<RawIsland>,
-    #[serde(default)]
-    link: Vec<RawLink>,
-    #[serde(default)]
-    allow: Vec<RawAllow>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawIsland {
-    name: Spanned<String>,
-    command: Spanned<Vec<String>>,
-    user: Option<Spanned<u32>>,
-    group: Option<u32>,
-    #[serde(default)]
-    caps: Vec<Spanned<String>>,
-    hostname: Option<Spanned<String>>,
-    #[serde(default)]
-    env: BTreeMap<String, String>,
-    data: Option<Spanned<String>>,
-    cwd: Option<Spanned<String>>,
-    memory: Option<Spanned<toml::Value>>,
-    pids: Option<Spanned<toml::Value>>,
-    cpu: Option<Spanned<toml::Value>>,
-    #[serde(default)]
-    binds: Vec<Spanned<String>>,
-    guard: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLink {
-    between: Spanned<Vec<Spanned<String>>>,
-    subnet: Option<Spanned<String>>,
-    addresses: Option<Spanned<Vec<Spanned<String>>>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAllow {
-    from: Spanned<String>,
-    to: Spanned<String>,
-    proto: Spanned<String>,
-    #[serde(default)]
-    ports: Vec<Spanned<toml::Value>>,
-    #[serde(default)]
-    both: bool,
-}
-
-/// A validated islands file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct File {
-    pub path: PathBuf,
-    pub name: String,
-    pub pool: Subnet,
-    pub data_root: Option<PathBuf>,
-    pub log_drops: bool,
-    pub guard: Guard,
-    pub islands: Vec<Island>,
-    pub links: Vec<Link>,
-    pub allows: Vec<Allow>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Guard {
-    Enforce,
-    Detect,
-    Off,
-}
-
-impl Guard {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Guard::Enforce => "enforce",
-            Guard::Detect => "detect",
-            Guard::Off => "off",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Island {
-    pub name: String,
-    pub command: Vec<String>,
-    pub uid: u32,
-    pub gid: u32,
-    pub caps: Vec<String>,
-    pub hostname: String,
-    pub env: BTreeMap<String, String>,
-    pub data: String,
-    pub cwd: String,
-    /// The effective limits (the island's own, else the project's, else the default); None
-    /// only where the file said "max".
-    pub memory: Option<i64>,
-    pub pids: Option<i64>,
-    pub cpu: Option<f64>,
-    /// Extra read-only binds: (host path, path inside).
-    pub binds: Vec<(PathBuf, String)>,
-    pub guard: Guard,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Link {
-    /// Indexes into `File::islands`.
-    pub a: usize,
-    pub b: usize,
-    pub subnet: Subnet,
-    pub addr_a: Ipv4Addr,
-    pub addr_b: Ipv4Addr,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Proto {
-    Tcp,
-    Udp,
-    Icmp,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Allow {
-    pub from: usize,
-    pub to: usize,
-    /// Index into `File::links`.
-    pub link: usize,
-    pub proto: Proto,
-    pub ports: Vec<(u16, u16)>,
-    pub both: bool,
-}
-
-/// Read and validate an islands file.
-pub fn load(path: &Path) -> Result<File, FileError> {
-    let text = std::fs::read_to_string(path).map_err(|e| FileError {
-        path: path.to_path_buf(),
-        line: 0,
-        col: 0,
-        field: String::new(),
-        msg: format!("cannot read: {e}"),
-    })?;
-    parse(path, &text)
-}
-
-/// Validate the text of an islands file; `path` names it in errors.
-pub fn parse(path: &Path, text: &str) -> Result<File, FileError> {
-    let cx = Cx { path, text };
-    let raw: RawFile = toml::from_str(text).map_err(|e| cx.toml_error(&e))?;
+/// Check every field of `raw` and resolve names to indexes and defaults to values.
+pub(super) fn file(cx: &Cx<'_>, raw: RawFile) -> Result<File, FileError> {
+    let path = cx.path;
     let name = match &raw.name {
         Some(n) => {
             check_name(n.get_ref(), 12).map_err(|m| cx.err(n.span(), "name", m))?;
@@ -278,19 +47,19 @@ pub fn parse(path: &Path, text: &str) -> Result<File, FileError> {
     if raw.island.is_empty() {
         return Err(cx.err(0..0, "island", "the file names no [[island]]".into()));
     }
-    let project = Limits::read(&cx, [&raw.memory, &raw.pids, &raw.cpu], |f| f.to_string())?;
+    let project = Limits::read(cx, [&raw.memory, &raw.pids, &raw.cpu], |f| f.to_string())?;
     let mut islands = Vec::new();
     for (i, ri) in raw.island.iter().enumerate() {
-        islands.push(island(&cx, i, ri, guard, &project, &islands)?);
+        islands.push(island(cx, i, ri, guard, &project, &islands)?);
     }
-    let links = links(&cx, &raw.link, &islands, &pool)?;
-    let allows = allows(&cx, &raw.allow, &islands, &links)?;
+    let links = links(cx, &raw.link, &islands)?;
+    let allows = allows(cx, &raw.allow, &islands, &links)?;
     Ok(File {
         path: path.to_path_buf(),
         name,
         pool,
         data_root: match &raw.data_root {
-            Some(d) => Some(check_data_root(&cx, d)?),
+            Some(d) => Some(check_data_root(cx, d)?),
             None => None,
         },
         log_drops: raw.log_drops.unwrap_or(true),
@@ -299,108 +68,6 @@ pub fn parse(path: &Path, text: &str) -> Result<File, FileError> {
         links,
         allows,
     })
-}
-
-struct Cx<'a> {
-    path: &'a Path,
-    text: &'a str,
-}
-
-impl Cx<'_> {
-    fn err(
-        &self,
-        span: std::ops::Range<usize>,
-        field: impl Into<String>,
-        msg: String,
-    ) -> FileError {
-        let (line, col) = if span.is_empty() && span.start == 0 {
-            (0, 0)
-        } else {
-            line_col(self.text, span.start)
-        };
-        FileError {
-            path: self.path.to_path_buf(),
-            line,
-            col,
-            field: field.into(),
-            msg,
-        }
-    }
-}
-
-impl Cx<'_> {
-    /// A TOML syntax or type error, on one line, with the field it is about when the text
-    /// parses far enough to tell (a type error such as `user = -1` or `env = { A = 1 }`).
-    fn toml_error(&self, e: &toml::de::Error) -> FileError {
-        let span = e.span().unwrap_or(0..0);
-        let field = e
-            .span()
-            .and_then(|s| field_at(self.text, s.start))
-            .unwrap_or_default();
-        let msg = e.message().trim().replace('\n', "; ");
-        let msg = if !msg.is_empty() {
-            msg
-        } else if span.start >= self.text.trim_end().len() {
-            "the file ends where a value or a closing bracket is expected (cut short?)".into()
-        } else {
-            "a value or a closing bracket is expected here".into()
-        };
-        let mut err = self.err(span, field, msg);
-        if e.span().is_some() && err.line == 0 {
-            (err.line, err.col) = (1, 1);
-        }
-        err
-    }
-}
-
-/// The dotted path of the key whose value holds byte `offset` (`island[0].env.A`), found by
-/// parsing the text again with spans. None where the text does not parse as TOML.
-fn field_at(text: &str, offset: usize) -> Option<String> {
-    let doc = toml_edit::ImDocument::parse(text).ok()?;
-    table_field(doc.as_table(), offset, "")
-}
-
-fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
-        key.to_string()
-    } else {
-        format!("{prefix}.{key}")
-    }
-}
-
-fn table_field(t: &toml_edit::Table, offset: usize, prefix: &str) -> Option<String> {
-    t.iter()
-        .find_map(|(k, item)| item_field(item, offset, &join(prefix, k)))
-}
-
-fn item_field(item: &toml_edit::Item, offset: usize, path: &str) -> Option<String> {
-    match item {
-        toml_edit::Item::Value(v) => value_field(v, offset, path),
-        toml_edit::Item::Table(t) => table_field(t, offset, path),
-        toml_edit::Item::ArrayOfTables(a) => a
-            .iter()
-            .enumerate()
-            .find_map(|(i, t)| table_field(t, offset, &format!("{path}[{i}]"))),
-        toml_edit::Item::None => None,
-    }
-}
-
-fn value_field(v: &toml_edit::Value, offset: usize, path: &str) -> Option<String> {
-    let span = v.span()?;
-    if !(span.start <= offset && offset < span.end.max(span.start + 1)) {
-        return None;
-    }
-    let inner = match v {
-        toml_edit::Value::Array(a) => a
-            .iter()
-            .enumerate()
-            .find_map(|(i, x)| value_field(x, offset, &format!("{path}[{i}]"))),
-        toml_edit::Value::InlineTable(t) => t
-            .iter()
-            .find_map(|(k, x)| value_field(x, offset, &join(path, k))),
-        _ => None,
-    };
-    Some(inner.unwrap_or_else(|| path.to_string()))
 }
 
 /// `data_root` is a host path that `up` creates: relative, it would land wherever atoll was
@@ -447,13 +114,6 @@ fn reserved_inside(inside: &str) -> Option<String> {
         )),
         _ => None,
     }
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-    (line, col)
 }
 
 /// Names become hostnames, interface names (15 bytes) and nft comments: keep them plain.
@@ -535,10 +195,10 @@ fn island(
             format!("uid {uid} is outside the island's 65536 mapped ids"),
         ));
     }
-    let gid = ri.group.unwrap_or(uid);
+    let gid = ri.group.as_ref().map(|g| *g.get_ref()).unwrap_or(uid);
     if gid > 65535 {
         return Err(cx.err(
-            ri.name.span(),
+            ri.group.as_ref().map(|g| g.span()).unwrap_or(0..0),
             f("group"),
             format!("gid {gid} is outside the island's 65536 mapped ids"),
         ));
@@ -551,7 +211,7 @@ fn island(
         } else {
             format!("CAP_{up}")
         };
-        if !KNOWN_CAPS.contains(&full.as_str()) {
+        let Ok(cap) = full.parse::<caps::Capability>() else {
             return Err(cx.err(
                 c.span(),
                 f("caps"),
@@ -560,12 +220,12 @@ fn island(
                     c.get_ref()
                 ),
             ));
-        }
-        if FORBIDDEN_CAPS.contains(&full.as_str()) {
+        };
+        if FORBIDDEN_CAPS.contains(&cap) {
             return Err(cx.err(
                 c.span(),
                 f("caps"),
-                format!("{full} is never granted to an island: it would let the tenant leave its island or rewrite the network"),
+                format!("{cap} is never granted to an island: it would let the tenant leave its island or rewrite the network"),
             ));
         }
         if !caps.contains(&full) {
@@ -685,8 +345,6 @@ struct Limits {
     cpu: Option<Said<f64>>,
 }
 
-type RawLimit = Option<Spanned<toml::Value>>;
-
 impl Limits {
     fn read(
         cx: &Cx<'_>,
@@ -767,12 +425,7 @@ fn parse_bytes(v: &toml::Value) -> Result<i64, String> {
     }
 }
 
-fn links(
-    cx: &Cx<'_>,
-    raw: &[RawLink],
-    islands: &[Island],
-    pool: &Subnet,
-) -> Result<Vec<Link>, FileError> {
+fn links(cx: &Cx<'_>, raw: &[RawLink], islands: &[Island]) -> Result<Vec<Link>, FileError> {
     let find = |n: &Spanned<String>, field: String| {
         islands
             .iter()
@@ -785,9 +438,8 @@ fn links(
                 )
             })
     };
-    // Explicit subnets first, so the pool hands out only what no link asked for.
     let mut taken: Vec<(Subnet, String)> = Vec::new();
-    let mut out: Vec<Option<Link>> = vec![None; raw.len()];
+    let mut out = Vec::with_capacity(raw.len());
     let mut seen_pairs = BTreeSet::new();
     let mut addrs: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
     for (i, rl) in raw.iter().enumerate() {
@@ -819,7 +471,17 @@ fn links(
                 ),
             ));
         }
-        let Some(s) = &rl.subnet else { continue };
+        let Some(s) = &rl.subnet else {
+            if rl.addresses.is_some() {
+                return Err(cx.err(
+                    rl.between.span(),
+                    f("addresses"),
+                    "addresses need an explicit subnet".into(),
+                ));
+            }
+            out.push(Link { a, b, net: None });
+            continue;
+        };
         let subnet = Subnet::parse(s.get_ref()).map_err(|m| cx.err(s.span(), f("subnet"), m))?;
         if subnet.prefix > 30 {
             return Err(cx.err(
@@ -884,56 +546,17 @@ fn links(
                 ));
             }
         }
-        out[i] = Some(Link {
+        out.push(Link {
             a,
             b,
-            subnet,
-            addr_a,
-            addr_b,
+            net: Some(LinkNet {
+                subnet,
+                addr_a,
+                addr_b,
+            }),
         });
     }
-    // Links without a subnet take the next free /30 of the pool.
-    let mut next = 0u32;
-    for (i, rl) in raw.iter().enumerate() {
-        if out[i].is_some() {
-            continue;
-        }
-        if rl.addresses.is_some() {
-            return Err(cx.err(
-                rl.between.span(),
-                format!("link[{i}].addresses"),
-                "addresses need an explicit subnet".into(),
-            ));
-        }
-        let subnet = loop {
-            let Some(s) = pool.nth_30(next) else {
-                return Err(cx.err(
-                    rl.between.span(),
-                    format!("link[{i}]"),
-                    format!("the pool {pool} has no free /30 left"),
-                ));
-            };
-            next += 1;
-            if !taken.iter().any(|(t, _)| t.overlaps(&s)) {
-                break s;
-            }
-        };
-        taken.push((subnet, format!("link[{i}]")));
-        let between = rl.between.get_ref();
-        let a = find(&between[0], format!("link[{i}].between"))?;
-        let b = find(&between[1], format!("link[{i}].between"))?;
-        out[i] = Some(Link {
-            a,
-            b,
-            subnet,
-            addr_a: subnet.host(1),
-            addr_b: subnet.host(2),
-        });
-    }
-    Ok(out
-        .into_iter()
-        .map(|l| l.expect("every link set"))
-        .collect())
+    Ok(out)
 }
 
 fn allows(
@@ -1044,228 +667,5 @@ fn parse_ports(v: &toml::Value) -> Result<(u16, u16), String> {
             "a {} is not a port or a range like \"8000-8080\"",
             other.type_str()
         )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(text: &str) -> Result<File, FileError> {
-        parse(Path::new("t.toml"), text)
-    }
-
-    const GOOD: &str = r#"
-name = "demo"
-[[island]]
-name = "db"
-command = ["/bin/sh", "-c", "sleep 1"]
-memory = "64M"
-[[island]]
-name = "backup"
-command = ["/bin/sh"]
-caps = ["net_bind_service"]
-[[island]]
-name = "web"
-command = ["/bin/sh"]
-[[link]]
-between = ["db", "backup"]
-subnet = "10.77.0.0/30"
-[[link]]
-between = ["web", "db"]
-[[allow]]
-from = "backup"
-to = "db"
-proto = "tcp"
-ports = [5432, "6000-6010"]
-"#;
-
-    #[test]
-    fn a_good_file_parses_and_allocates() {
-        let f = p(GOOD).unwrap();
-        assert_eq!(f.name, "demo");
-        assert_eq!(f.islands.len(), 3);
-        assert_eq!(f.islands[0].memory, Some(64 << 20));
-        assert_eq!(f.islands[1].caps, vec!["CAP_NET_BIND_SERVICE".to_string()]);
-        assert_eq!(f.islands[0].uid, DEFAULT_UID);
-        assert_eq!(f.links[0].addr_a, Ipv4Addr::new(10, 77, 0, 1));
-        // The second link skips the /30 the first one took.
-        assert_eq!(f.links[1].subnet.to_string(), "10.77.0.4/30");
-        assert_eq!(f.allows[0].ports, vec![(5432, 5432), (6000, 6010)]);
-        assert_eq!(f.allows[0].link, 0);
-    }
-
-    fn err(text: &str) -> String {
-        p(text).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn errors_name_line_and_field() {
-        let e = err(&GOOD.replace(
-            "between = [\"web\", \"db\"]",
-            "between = [\"web\", \"dbx\"]",
-        ));
-        assert!(e.starts_with("t.toml:18:"), "{e}");
-        assert!(
-            e.contains("link[1].between") && e.contains("\"dbx\""),
-            "{e}"
-        );
-
-        let e = err(&GOOD.replace("ports = [5432,", "ports = [70000,"));
-        assert!(
-            e.contains("allow[0].ports") && e.contains("70000 is out of range"),
-            "{e}"
-        );
-
-        let e = err(&GOOD.replace("to = \"db\"", "to = \"web\""));
-        assert!(e.contains("no [[link]] joins backup and web"), "{e}");
-
-        let e = err(&GOOD.replace("command = [\"/bin/sh\"]\ncaps", "command = []\ncaps"));
-        assert!(
-            e.contains("island[1] (backup).command") && e.contains("empty"),
-            "{e}"
-        );
-
-        let e = err(&GOOD.replace(
-            "name = \"web\"\ncommand = [\"/bin/sh\"]\n",
-            "name = \"web\"\n",
-        ));
-        assert!(e.contains("missing field `command`"), "{e}");
-        assert!(e.starts_with("t.toml:11:"), "{e}");
-
-        let e = err(&GOOD.replace("net_bind_service", "net_admin"));
-        assert!(e.contains("CAP_NET_ADMIN is never granted"), "{e}");
-    }
-
-    #[test]
-    fn subnets_and_addresses_are_checked() {
-        let two = GOOD.replace(
-            "[[link]]\nbetween = [\"web\", \"db\"]",
-            "[[link]]\nbetween = [\"web\", \"db\"]\nsubnet = \"10.77.0.0/29\"",
-        );
-        let e = err(&two);
-        assert!(e.contains("overlaps 10.77.0.0/30"), "{e}");
-
-        let dup = GOOD.replace(
-            "[[link]]\nbetween = [\"web\", \"db\"]",
-            "[[link]]\nbetween = [\"web\", \"db\"]\nsubnet = \"10.78.0.0/24\"\naddresses = [\"10.78.0.9\", \"10.78.0.9\"]",
-        );
-        assert!(
-            err(&dup).contains("both ends have the address"),
-            "{}",
-            err(&dup)
-        );
-
-        let twice = format!("{GOOD}\n[[link]]\nbetween = [\"backup\", \"db\"]\n");
-        assert!(err(&twice).contains("already linked"));
-
-        let small = GOOD.replace("10.77.0.0/30", "10.77.0.0/31");
-        assert!(err(&small).contains("at least a /30"));
-    }
-
-    const ONE: &str = "name = \"x\"\n[[island]]\nname = \"a\"\ncommand = [\"/bin/sh\"]\n";
-
-    #[test]
-    fn a_cut_short_file_says_so() {
-        let e = err(&format!("{ONE}env = {{ A = "));
-        assert!(e.starts_with("t.toml:5:"), "{e}");
-        assert!(e.contains("cut short"), "{e}");
-        // toml's own messages span lines: they are joined into one.
-        let e = err(&format!("{ONE}caps = ["));
-        assert!(
-            !e.contains('\n') && e.contains("invalid array; expected `]`"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn type_errors_name_the_field() {
-        let e = err(&format!("{ONE}user = -1\n"));
-        assert!(e.starts_with("t.toml:5:8: island[0].user: "), "{e}");
-        let e = err(&format!("{ONE}env = {{ A = \"ok\", B = 1 }}\n"));
-        assert!(e.starts_with("t.toml:5:"), "{e}");
-        assert!(e.contains("island[0].env.B: "), "{e}");
-        let e = err(&format!("{ONE}[island.env]\nA = 1\n"));
-        assert!(e.contains(": island[0].env.A: "), "{e}");
-        let e = err(&format!("{ONE}caps = [\"chown\", 1]\n"));
-        assert!(e.contains("island[0].caps[1]: "), "{e}");
-    }
-
-    #[test]
-    fn a_relative_data_root_is_refused() {
-        let e = err(&format!("data_root = \"rel/data\"\n{ONE}"));
-        assert!(e.starts_with("t.toml:1:13: data_root: "), "{e}");
-        assert!(e.contains("absolute"), "{e}");
-        let e = err(&format!("data_root = \"/srv/../etc\"\n{ONE}"));
-        assert!(e.contains("data_root: "), "{e}");
-        assert!(p(&format!("data_root = \"/srv/islands\"\n{ONE}")).is_ok());
-    }
-
-    #[test]
-    fn data_and_binds_stay_off_the_islands_own_mounts() {
-        for bad in [
-            "/proc",
-            "/sys/x",
-            "/dev",
-            "/usr/local/data",
-            "/etc",
-            "/",
-            "/tmp",
-            "//proc/",
-            "/./lib64",
-            "/var",
-        ] {
-            let e = err(&format!("{ONE}data = \"{bad}\"\n"));
-            assert!(
-                e.starts_with("t.toml:5:8: island[0] (a).data: "),
-                "{bad}: {e}"
-            );
-        }
-        for good in ["/data", "/srv/db", "/tmp/x", "/var/lib/db"] {
-            assert!(p(&format!("{ONE}data = \"{good}\"\n")).is_ok(), "{good}");
-        }
-        let e = err(&format!("{ONE}binds = [\"/usr/share:/proc/x\"]\n"));
-        assert!(
-            e.contains("island[0] (a).binds: \"/proc/x\" cannot be bound"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn limits_default_then_project_then_island() {
-        // No limit anywhere: pids 2048, memory and cpu unlimited.
-        let f = p(ONE).unwrap();
-        let i = &f.islands[0];
-        assert_eq!((i.memory, i.pids, i.cpu), (None, Some(DEFAULT_PIDS), None));
-        // The project's defaults apply to an island that says nothing...
-        let text = ONE.replace(
-            "name = \"x\"\n",
-            "name = \"x\"\nmemory = \"256M\"\npids = 512\ncpu = 2\n",
-        );
-        let i = &p(&text).unwrap().islands[0];
-        assert_eq!(
-            (i.memory, i.pids, i.cpu),
-            (Some(256 << 20), Some(512), Some(2.0))
-        );
-        // ...and the island's own values win, "max" included (raised explicitly).
-        let own = format!("{text}memory = \"1G\"\npids = \"max\"\ncpu = 0.5\n");
-        let i = &p(&own).unwrap().islands[0];
-        assert_eq!((i.memory, i.pids, i.cpu), (Some(1 << 30), None, Some(0.5)));
-        let e = err(&format!("pids = 0\n{ONE}"));
-        assert!(
-            e.starts_with("t.toml:1:8: pids: 0 is not a pids limit"),
-            "{e}"
-        );
-        let e = err(&format!("{ONE}pids = \"lots\"\n"));
-        assert!(e.contains("island[0] (a).pids: "), "{e}");
-        let e = err(&format!("{ONE}cpu = -1\n"));
-        assert!(e.contains("island[0] (a).cpu: "), "{e}");
-    }
-
-    #[test]
-    fn unknown_fields_are_refused() {
-        let e = err(&GOOD.replace("memory = \"64M\"", "memroy = \"64M\""));
-        assert!(e.contains("memroy"), "{e}");
-        assert!(e.starts_with("t.toml:6:"), "{e}");
     }
 }
