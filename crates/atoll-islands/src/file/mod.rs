@@ -273,6 +273,12 @@ ports = [5432, "6000-6010"]
         let e = err(&format!("{ONE}env = {{ A = "));
         assert!(e.starts_with("t.toml:5:"), "{e}");
         assert!(e.contains("cut short"), "{e}");
+        for cut in ["env = ", "hostname = \"a", "caps = [\"chown\",", "[[link"] {
+            let e = err(&format!("{ONE}{cut}"));
+            assert!(e.starts_with("t.toml:5:"), "{cut}: {e}");
+            let msg = e.rsplit(": ").next().unwrap_or_default();
+            assert!(msg.len() > 10, "{cut}: a message, not an empty one: {e}");
+        }
         // toml's own messages span lines: they are joined into one.
         let e = err(&format!("{ONE}caps = ["));
         assert!(

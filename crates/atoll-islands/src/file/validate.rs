@@ -203,35 +203,7 @@ fn island(
             format!("gid {gid} is outside the island's 65536 mapped ids"),
         ));
     }
-    let mut caps = Vec::new();
-    for c in &ri.caps {
-        let up = c.get_ref().to_ascii_uppercase();
-        let full = if up.starts_with("CAP_") {
-            up
-        } else {
-            format!("CAP_{up}")
-        };
-        let Ok(cap) = full.parse::<caps::Capability>() else {
-            return Err(cx.err(
-                c.span(),
-                f("caps"),
-                format!(
-                    "{:?} is not a capability (see capabilities(7))",
-                    c.get_ref()
-                ),
-            ));
-        };
-        if FORBIDDEN_CAPS.contains(&cap) {
-            return Err(cx.err(
-                c.span(),
-                f("caps"),
-                format!("{cap} is never granted to an island: it would let the tenant leave its island or rewrite the network"),
-            ));
-        }
-        if !caps.contains(&full) {
-            caps.push(full);
-        }
-    }
+    let caps = capabilities(cx, &ri.caps, f("caps"))?;
     let hostname = match &ri.hostname {
         Some(h) => {
             check_name(h.get_ref(), 63).map_err(|m| cx.err(h.span(), f("hostname"), m))?;
@@ -266,38 +238,7 @@ fn island(
     let memory = Said::pick(own.memory, project.memory, None);
     let pids = Said::pick(own.pids, project.pids, Some(DEFAULT_PIDS));
     let cpu = Said::pick(own.cpu, project.cpu, None);
-    let mut binds = Vec::new();
-    for b in &ri.binds {
-        let (host, at) = match b.get_ref().split_once(':') {
-            Some((h, a)) => (h.to_string(), a.to_string()),
-            None => (b.get_ref().clone(), b.get_ref().clone()),
-        };
-        if !host.starts_with('/') || !at.starts_with('/') || at.split('/').any(|c| c == "..") {
-            return Err(cx.err(
-                b.span(),
-                f("binds"),
-                format!(
-                    "{:?}: want HOST_PATH[:PATH_INSIDE], both absolute",
-                    b.get_ref()
-                ),
-            ));
-        }
-        if let Some(why) = reserved_inside(&at) {
-            return Err(cx.err(
-                b.span(),
-                f("binds"),
-                format!("{at:?} cannot be bound into: {why}"),
-            ));
-        }
-        if !Path::new(&host).exists() {
-            return Err(cx.err(
-                b.span(),
-                f("binds"),
-                format!("{host} does not exist on this host"),
-            ));
-        }
-        binds.push((PathBuf::from(host), at));
-    }
+    let binds = binds(cx, &ri.binds, f("binds"))?;
     let guard = match &ri.guard {
         Some(g) => parse_guard(g).map_err(|m| cx.err(g.span(), f("guard"), m))?,
         None => file_guard,
@@ -318,6 +259,87 @@ fn island(
         binds,
         guard,
     })
+}
+
+/// Capability names as the kernel spells them (`net_bind_service` → `CAP_NET_BIND_SERVICE`),
+/// each known to the caps crate and none of [`FORBIDDEN_CAPS`]; duplicates dropped.
+fn capabilities(
+    cx: &Cx<'_>,
+    raw: &[Spanned<String>],
+    field: String,
+) -> Result<Vec<String>, FileError> {
+    let mut caps = Vec::new();
+    for c in raw {
+        let up = c.get_ref().to_ascii_uppercase();
+        let full = if up.starts_with("CAP_") {
+            up
+        } else {
+            format!("CAP_{up}")
+        };
+        let Ok(cap) = full.parse::<caps::Capability>() else {
+            return Err(cx.err(
+                c.span(),
+                field.clone(),
+                format!(
+                    "{:?} is not a capability (see capabilities(7))",
+                    c.get_ref()
+                ),
+            ));
+        };
+        if FORBIDDEN_CAPS.contains(&cap) {
+            return Err(cx.err(
+                c.span(),
+                field.clone(),
+                format!("{cap} is never granted to an island: it would let the tenant leave its island or rewrite the network"),
+            ));
+        }
+        if !caps.contains(&full) {
+            caps.push(full);
+        }
+    }
+    Ok(caps)
+}
+
+/// `HOST[:INSIDE]` read-only binds: both absolute, INSIDE off the island's own mounts, HOST
+/// present on this host.
+fn binds(
+    cx: &Cx<'_>,
+    raw: &[Spanned<String>],
+    field: String,
+) -> Result<Vec<(PathBuf, String)>, FileError> {
+    let mut binds = Vec::new();
+    for b in raw {
+        let (host, at) = match b.get_ref().split_once(':') {
+            Some((h, a)) => (h.to_string(), a.to_string()),
+            None => (b.get_ref().clone(), b.get_ref().clone()),
+        };
+        if !host.starts_with('/') || !at.starts_with('/') || at.split('/').any(|c| c == "..") {
+            return Err(cx.err(
+                b.span(),
+                field.clone(),
+                format!(
+                    "{:?}: want HOST_PATH[:PATH_INSIDE], both absolute",
+                    b.get_ref()
+                ),
+            ));
+        }
+        if let Some(why) = reserved_inside(&at) {
+            return Err(cx.err(
+                b.span(),
+                field.clone(),
+                format!("{at:?} cannot be bound into: {why}"),
+            ));
+        }
+        if !Path::new(&host).exists() {
+            return Err(cx.err(
+                b.span(),
+                field.clone(),
+                format!("{host} does not exist on this host"),
+            ));
+        }
+        binds.push((PathBuf::from(host), at));
+    }
+    Ok(binds)
 }
 
 /// A limit as the file gives it: a value, or "max" (no limit, asked for explicitly).
