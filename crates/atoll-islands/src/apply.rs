@@ -83,7 +83,7 @@ pub fn up(file: &File, opts: &UpOpts) -> Result<Plan> {
                 file.name
             )));
         }
-        let plan = plan::build(file, &opts.state_root, &opts.runtime_root, &others);
+        let plan = plan::build(file, &opts.state_root, &opts.runtime_root, &others)?;
         // The plan is on disk before the first resource exists: `down` can always find it.
         plan.save()?;
         plan

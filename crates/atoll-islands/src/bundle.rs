@@ -301,7 +301,7 @@ mod tests {
             "name = \"p\"\n[[island]]\nname = \"web\"\ncommand = [\"/bin/sh\"]\ncaps = [\"CAP_NET_BIND_SERVICE\"]\nmemory = \"32M\"\n",
         )
         .unwrap();
-        let plan = crate::plan::build(&f, Path::new("/s"), Path::new("/r"), &[]);
+        let plan = crate::plan::build(&f, Path::new("/s"), Path::new("/r"), &[]).unwrap();
         let c = config(&plan.islands[0], &[]);
         // The runtime reads configs with oci-spec: a generated one must parse the same way.
         let _: oci_spec::runtime::Spec = serde_json::from_value(c.clone()).unwrap();

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{io, IslandsError, Result};
-use crate::file::{File, Island, Proto};
+use crate::error::{io, FileError, IslandsError, Result};
+use crate::file::{File, Island, LinkNet, Proto};
 use crate::net::Subnet;
 
 /// Where atoll keeps the state of running projects (one dir each, with plan.json).
@@ -151,9 +151,53 @@ pub fn existing(state_root: &Path) -> Vec<Plan> {
     v
 }
 
+/// Every link's subnet and addresses: the file's own, and for each link without one the next
+/// /30 of the file's pool that no link of the file asked for (.1 for `a`, .2 for `b`).
+fn link_nets(file: &File) -> Result<Vec<LinkNet>, FileError> {
+    let mut taken: Vec<Subnet> = file
+        .links
+        .iter()
+        .filter_map(|l| l.net.map(|n| n.subnet))
+        .collect();
+    let mut next = 0u32;
+    let mut nets = Vec::with_capacity(file.links.len());
+    for (i, l) in file.links.iter().enumerate() {
+        if let Some(n) = l.net {
+            nets.push(n);
+            continue;
+        }
+        let subnet = loop {
+            let Some(s) = file.pool.nth_30(next) else {
+                return Err(FileError {
+                    path: file.path.clone(),
+                    line: 0,
+                    col: 0,
+                    field: format!("link[{i}]"),
+                    msg: format!(
+                        "the pool {} has no free /30 left (set `subnet` at the top of the file)",
+                        file.pool
+                    ),
+                });
+            };
+            next += 1;
+            if !taken.iter().any(|t| t.overlaps(&s)) {
+                break s;
+            }
+        };
+        taken.push(subnet);
+        nets.push(LinkNet {
+            subnet,
+            addr_a: subnet.host(1),
+            addr_b: subnet.host(2),
+        });
+    }
+    Ok(nets)
+}
+
 /// Build the plan for `file`, taking a project slot and host uid ranges that no plan in
-/// `others` uses.
-pub fn build(file: &File, state_root: &Path, runtime_root: &Path, others: &[Plan]) -> Plan {
+/// `others` uses, and a /30 of the pool for each link that names no subnet.
+pub fn build(file: &File, state_root: &Path, runtime_root: &Path, others: &[Plan]) -> Result<Plan> {
+    let nets = link_nets(file)?;
     let slot = (0u32..)
         .find(|s| others.iter().all(|p| p.slot != *s))
         .expect("a free slot");
@@ -171,16 +215,16 @@ pub fn build(file: &File, state_root: &Path, runtime_root: &Path, others: &[Plan
         .unwrap_or_else(|| Path::new(DATA_ROOT).join(&file.name));
     let mut hosts: Vec<Vec<(Ipv4Addr, String)>> = vec![Vec::new(); file.islands.len()];
     let mut links = Vec::new();
-    for (n, l) in file.links.iter().enumerate() {
+    for (n, (l, net)) in file.links.iter().zip(&nets).enumerate() {
         let (a, b) = (&file.islands[l.a], &file.islands[l.b]);
-        hosts[l.a].push((l.addr_b, b.name.clone()));
-        hosts[l.b].push((l.addr_a, a.name.clone()));
+        hosts[l.a].push((net.addr_b, b.name.clone()));
+        hosts[l.b].push((net.addr_a, a.name.clone()));
         links.push(LinkPlan {
             a: l.a,
             b: l.b,
-            subnet: l.subnet,
-            addr_a: l.addr_a,
-            addr_b: l.addr_b,
+            subnet: net.subnet,
+            addr_a: net.addr_a,
+            addr_b: net.addr_b,
             if_a: b.name.clone(),
             if_b: a.name.clone(),
             host_a: format!("at{slot:x}-{n}a"),
@@ -246,7 +290,7 @@ pub fn build(file: &File, state_root: &Path, runtime_root: &Path, others: &[Plan
             });
         }
     }
-    Plan {
+    Ok(Plan {
         name: file.name.clone(),
         file: file.path.clone(),
         state_dir,
@@ -258,7 +302,7 @@ pub fn build(file: &File, state_root: &Path, runtime_root: &Path, others: &[Plan
         islands,
         links,
         allows,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -286,7 +330,7 @@ both = true
     #[test]
     fn plans_take_free_slots_and_uid_ranges() {
         let f = crate::file::parse(Path::new("p.toml"), FILE).unwrap();
-        let p1 = build(&f, Path::new("/s"), Path::new("/r"), &[]);
+        let p1 = build(&f, Path::new("/s"), Path::new("/r"), &[]).unwrap();
         assert_eq!(p1.slot, 0);
         assert_eq!(p1.islands[0].host_base, UID_BASE);
         assert_eq!(p1.islands[1].host_base, UID_BASE + UID_RANGE);
@@ -305,11 +349,33 @@ both = true
             Path::new("/s"),
             Path::new("/r"),
             std::slice::from_ref(&p1),
-        );
+        )
+        .unwrap();
         assert_eq!(p2.slot, 1);
         assert_eq!(p2.group, GROUP_BASE + 1);
         assert_eq!(p2.islands[0].host_base, UID_BASE + 2 * UID_RANGE);
         let back: Plan = serde_json::from_slice(&serde_json::to_vec(&p2).unwrap()).unwrap();
         assert_eq!(back, p2);
+    }
+
+    #[test]
+    fn links_without_a_subnet_take_free_30s_of_the_pool() {
+        let text = "subnet = \"10.9.0.0/28\"\n[[island]]\nname = \"a\"\ncommand = [\"/bin/sh\"]\n[[island]]\nname = \"b\"\ncommand = [\"/bin/sh\"]\n[[island]]\nname = \"c\"\ncommand = [\"/bin/sh\"]\n[[link]]\nbetween = [\"a\", \"b\"]\n[[link]]\nbetween = [\"b\", \"c\"]\nsubnet = \"10.9.0.0/30\"\n[[link]]\nbetween = [\"a\", \"c\"]\n";
+        let f = crate::file::parse(Path::new("p.toml"), text).unwrap();
+        let p = build(&f, Path::new("/s"), Path::new("/r"), &[]).unwrap();
+        // The explicit 10.9.0.0/30 is skipped; the others take the next ones in order.
+        let subnets: Vec<String> = p.links.iter().map(|l| l.subnet.to_string()).collect();
+        assert_eq!(subnets, ["10.9.0.4/30", "10.9.0.0/30", "10.9.0.8/30"]);
+        assert_eq!(p.links[0].addr_a.to_string(), "10.9.0.5");
+        assert_eq!(p.links[0].addr_b.to_string(), "10.9.0.6");
+        // A /29 pool holds two /30s: the third link finds none.
+        let small = text.replace("10.9.0.0/28", "10.9.0.0/29");
+        let f = crate::file::parse(Path::new("p.toml"), &small).unwrap();
+        let e = build(&f, Path::new("/s"), Path::new("/r"), &[]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("link[2]: the pool 10.9.0.0/29 has no free /30"),
+            "{e}"
+        );
     }
 }
