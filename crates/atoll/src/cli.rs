@@ -56,7 +56,8 @@ pub struct CreateArgs {
     pub no_pivot: bool,
     #[arg(long = "no-new-keyring")]
     pub no_new_keyring: bool,
-    #[arg(long = "preserve-fds", default_value_t = 0)]
+    #[arg(long = "preserve-fds", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=crate::flags::MAX_PRESERVE_FDS))]
     pub preserve_fds: u32,
     pub id: String,
 }
@@ -119,8 +120,9 @@ pub enum Verb {
     Events {
         #[arg(long)]
         stats: bool,
-        #[arg(long, default_value = "5s")]
-        interval: String,
+        #[arg(long, default_value = "5s", allow_hyphen_values = true,
+              value_parser = crate::flags::interval)]
+        interval: std::time::Duration,
         /// Follow the guard's alerts (JSON lines) about this container or island.
         #[arg(long, conflicts_with = "stats")]
         alerts: bool,
@@ -249,7 +251,8 @@ pub struct ExecArgs {
     pub no_new_privs: bool,
     #[arg(long = "console-socket")]
     pub console_socket: Option<PathBuf>,
-    #[arg(long = "preserve-fds", default_value_t = 0)]
+    #[arg(long = "preserve-fds", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=crate::flags::MAX_PRESERVE_FDS))]
     pub preserve_fds: u32,
     #[arg(long = "process-label", hide = true)]
     pub process_label: Option<String>,
@@ -265,15 +268,17 @@ pub struct UpdateArgs {
     /// A JSON file with a runtime-spec linux.resources object ("-" for stdin).
     #[arg(short, long)]
     pub resources: Option<PathBuf>,
-    #[arg(long)]
-    pub memory: Option<String>,
-    #[arg(long = "memory-swap")]
-    pub memory_swap: Option<String>,
-    #[arg(long = "memory-reservation")]
-    pub memory_reservation: Option<String>,
+    /// Bytes, or with a unit: 512m, 1G; -1 for unlimited.
+    #[arg(long, allow_hyphen_values = true, value_parser = crate::flags::size)]
+    pub memory: Option<i64>,
+    #[arg(long = "memory-swap", allow_hyphen_values = true, value_parser = crate::flags::size)]
+    pub memory_swap: Option<i64>,
+    #[arg(long = "memory-reservation", allow_hyphen_values = true,
+          value_parser = crate::flags::size)]
+    pub memory_reservation: Option<i64>,
     #[arg(long = "cpu-shares")]
     pub cpu_shares: Option<u64>,
-    #[arg(long = "cpu-quota")]
+    #[arg(long = "cpu-quota", allow_hyphen_values = true, value_parser = crate::flags::limit)]
     pub cpu_quota: Option<i64>,
     #[arg(long = "cpu-period")]
     pub cpu_period: Option<u64>,
@@ -281,9 +286,9 @@ pub struct UpdateArgs {
     pub cpuset_cpus: Option<String>,
     #[arg(long = "cpuset-mems")]
     pub cpuset_mems: Option<String>,
-    #[arg(long = "pids-limit")]
+    #[arg(long = "pids-limit", allow_hyphen_values = true, value_parser = crate::flags::limit)]
     pub pids_limit: Option<i64>,
-    #[arg(long = "blkio-weight")]
+    #[arg(long = "blkio-weight", value_parser = crate::flags::blkio_weight)]
     pub blkio_weight: Option<u16>,
     pub id: String,
 }

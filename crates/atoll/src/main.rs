@@ -3,6 +3,7 @@
 
 mod cli;
 mod cmd;
+mod flags;
 mod log;
 
 use clap::Parser;

@@ -68,7 +68,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             interval,
             id,
             ..
-        } => inspect::events(&store, id, *stats, interval)?,
+        } => inspect::events(&store, id, *stats, *interval)?,
         Verb::Features => println!("{}", serde_json::to_string_pretty(&features::features())?),
         Verb::Spec { bundle, rootless } => spec::write(bundle, *rootless).context("spec")?,
         Verb::Guard(g) => return guard::guard(g), // atoll-guard (issue 4)
