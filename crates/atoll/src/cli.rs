@@ -11,7 +11,8 @@ use clap::{Parser, Subcommand, ValueEnum};
     about = "Linux islands for many tenants, on a runc-compatible OCI runtime"
 )]
 pub struct Cli {
-    /// Where container state lives.
+    // ---- atoll-guard (issue 4) ----
+/// Where container state lives.
     #[arg(long, global = true, default_value = "/run/atoll")]
     pub root: PathBuf,
     /// Write errors and debug lines to this file instead of stderr only.
@@ -30,6 +31,7 @@ pub struct Cli {
     #[command(subcommand)]
     pub verb: Verb,
 }
+// ---- end atoll-guard ----
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -93,15 +95,8 @@ pub enum Verb {
     },
     /// Run another process in a running container.
     Exec(ExecArgs),
-    /// List a container's processes (with no id: the islands that are up, as `status`).
-    Ps {
-        #[arg(short, long, value_enum, default_value = "table")]
-        format: Format,
-        id: Option<String>,
-        /// Arguments for ps(1) (default -ef).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        ps_args: Vec<String>,
-    },
+    /// List a container's processes.
+    Ps(PsArgs),
     /// List containers.
     List {
         #[arg(short, long, value_enum, default_value = "table")]
@@ -116,21 +111,8 @@ pub enum Verb {
     /// Change a running container's resource limits.
     Update(UpdateArgs),
     /// Print container events (resource statistics), or with --alerts follow the escape
-    /// guard's alerts for this container or island.
-    Events {
-        #[arg(long)]
-        stats: bool,
-        #[arg(long, default_value = "5s", allow_hyphen_values = true,
-              value_parser = crate::flags::interval)]
-        interval: std::time::Duration,
-        /// Follow the guard's alerts (JSON lines) about this container or island.
-        #[arg(long, conflicts_with = "stats")]
-        alerts: bool,
-        /// The guard's alert log (default: the island's, or /run/atoll/guard-alerts.jsonl).
-        #[arg(long = "alerts-file", requires = "alerts")]
-        alerts_file: Option<PathBuf>,
-        id: String,
-    },
+    /// guard's alerts for this container.
+    Events(EventsArgs),
     /// Print what this runtime supports (runtime-spec features.md).
     Features,
     /// Islands: create everything an islands file describes and start the islands.
@@ -146,12 +128,6 @@ pub enum Verb {
         json: bool,
         project: Option<String>,
     },
-    /// Islands: print an island's output (its init's stdout and stderr).
-    Logs {
-        #[arg(short, long)]
-        follow: bool,
-        island: String,
-    },
     /// Islands: copy an island's data from the host side, never following its symlinks.
     Backup {
         /// Freeze the island while copying, for a consistent copy.
@@ -162,6 +138,9 @@ pub enum Verb {
         island: String,
         dest: PathBuf,
     },
+    /// Islands: exec, ps, events and logs for one island, by its name in the islands file.
+    #[command(subcommand)]
+    Island(IslandVerb),
     /// Bring up the built-in example, prove each point live, print the proof, tear it down.
     Demo {
         /// Leave the demo running (take it down with `atoll down demo`).
@@ -180,7 +159,6 @@ pub enum Verb {
     Guard(GuardVerb), // atoll-guard (issue 4)
 }
 
-// ---- atoll-guard (issue 4) ----
 /// Where `guard serve` appends alerts and `guard events` reads them, unless told otherwise.
 pub const GUARD_ALERTS: &str = "/run/atoll/guard-alerts.jsonl";
 
@@ -205,7 +183,53 @@ pub enum GuardVerb {
         alerts: PathBuf,
     },
 }
-// ---- end atoll-guard ----
+
+/// The verbs that act on one island. They live under `atoll island` so that a runc verb's
+/// container id is only ever looked up in `--root`: a shim driving atoll as runc with its own
+/// `--root` cannot reach a tenant's island by naming it.
+#[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // one value per process, parsed once
+pub enum IslandVerb {
+    /// Run a process in an island, as its user and with its capabilities.
+    Exec(ExecArgs),
+    /// List an island's processes.
+    Ps(PsArgs),
+    /// Print an island's resource statistics, or with --alerts follow the guard's alerts on it.
+    Events(EventsArgs),
+    /// Print an island's output (its init's stdout and stderr).
+    Logs {
+        #[arg(short, long)]
+        follow: bool,
+        /// ISLAND, or PROJECT/ISLAND when several projects have one of that name.
+        island: String,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PsArgs {
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub format: Format,
+    pub id: String,
+    /// Arguments for ps(1) (default -ef).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EventsArgs {
+    #[arg(long)]
+    pub stats: bool,
+    #[arg(long, default_value = "5s", allow_hyphen_values = true,
+          value_parser = crate::flags::interval)]
+    pub interval: std::time::Duration,
+    /// Follow the escape guard's alerts (JSON lines) about this container or island.
+    #[arg(long, conflicts_with = "stats")]
+    pub alerts: bool,
+    /// The guard's alert log (default: the island project's, or /run/atoll/guard-alerts.jsonl).
+    #[arg(long = "alerts-file", requires = "alerts")]
+    pub alerts_file: Option<PathBuf>,
+    pub id: String,
+}
 
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
@@ -225,7 +249,7 @@ pub struct UpArgs {
     pub json: bool,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct ExecArgs {
     /// A process.json (runtime-spec process object) instead of the command line.
     #[arg(short, long)]

@@ -3,6 +3,7 @@
 
 mod cli;
 mod cmd;
+mod demo;
 mod flags;
 mod log;
 

@@ -32,16 +32,34 @@ fn bad_numeric_flag_values_are_errors_naming_the_flag() {
         (&["events", "--interval", "0s", "c1"], "--interval"),
         (&["update", "--memory", "99999999999999G", "c1"], "--memory"),
         (&["update", "--memory", "-5", "c1"], "--memory"),
-        (&["update", "--memory-swap", "9223372036854775807k", "c1"], "--memory-swap"),
-        (&["update", "--memory-reservation", "1x", "c1"], "--memory-reservation"),
+        (
+            &["update", "--memory-swap", "9223372036854775807k", "c1"],
+            "--memory-swap",
+        ),
+        (
+            &["update", "--memory-reservation", "1x", "c1"],
+            "--memory-reservation",
+        ),
         (&["update", "--pids-limit", "-7", "c1"], "--pids-limit"),
         (&["update", "--cpu-quota", "-2", "c1"], "--cpu-quota"),
         (&["update", "--blkio-weight", "5", "c1"], "--blkio-weight"),
         (&["update", "--cpu-shares=-1", "c1"], "--cpu-shares"),
-        (&["run", "--preserve-fds", "4294967295", "c1"], "--preserve-fds"),
-        (&["create", "--preserve-fds", "2147483645", "c1"], "--preserve-fds"),
-        (&["exec", "--preserve-fds", "4294967295", "c1", "true"], "--preserve-fds"),
-        (&["exec", "--additional-gids", "-1", "c1", "true"], "--additional-gids"),
+        (
+            &["run", "--preserve-fds", "4294967295", "c1"],
+            "--preserve-fds",
+        ),
+        (
+            &["create", "--preserve-fds", "2147483645", "c1"],
+            "--preserve-fds",
+        ),
+        (
+            &["exec", "--preserve-fds", "4294967295", "c1", "true"],
+            "--preserve-fds",
+        ),
+        (
+            &["exec", "--additional-gids=-1", "c1", "true"],
+            "--additional-gids",
+        ),
     ];
     for (args, flag) in cases {
         let (code, out, err) = atoll(args);
@@ -59,7 +77,14 @@ fn good_numeric_flag_values_pass_the_parser() {
     for args in [
         &["update", "--memory", "-1", "--pids-limit", "-1", "c1"][..],
         &["update", "--memory", "512m", "--cpu-quota", "-1", "c1"],
-        &["update", "--memory-swap", "8388607T", "--blkio-weight", "0", "c1"],
+        &[
+            "update",
+            "--memory-swap",
+            "8388607T",
+            "--blkio-weight",
+            "0",
+            "c1",
+        ],
         &["events", "--interval", "250ms", "c1"],
         &["exec", "--preserve-fds", "2147483644", "c1", "true"],
     ] {
