@@ -11,8 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
     about = "Linux islands for many tenants, on a runc-compatible OCI runtime"
 )]
 pub struct Cli {
-    // ---- atoll-guard (issue 4) ----
-/// Where container state lives.
+    /// Where container state lives.
     #[arg(long, global = true, default_value = "/run/atoll")]
     pub root: PathBuf,
     /// Write errors and debug lines to this file instead of stderr only.
@@ -31,7 +30,6 @@ pub struct Cli {
     #[command(subcommand)]
     pub verb: Verb,
 }
-// ---- end atoll-guard ----
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -156,7 +154,7 @@ pub enum Verb {
     },
     /// The seccomp-notify guard: serve as the seccomp agent, or read its alerts.
     #[command(subcommand)]
-    Guard(GuardVerb), // atoll-guard (issue 4)
+    Guard(GuardVerb),
 }
 
 /// Where `guard serve` appends alerts and `guard events` reads them, unless told otherwise.

@@ -2,7 +2,7 @@
 
 mod exec;
 mod features;
-mod guard; // atoll-guard (issue 4)
+mod guard;
 mod inspect;
 mod islands;
 mod spec;
@@ -55,7 +55,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Verb::Events(a) => return events(&store, &a.id, a),
         Verb::Features => println!("{}", serde_json::to_string_pretty(&features::features())?),
         Verb::Spec { bundle, rootless } => spec::write(bundle, *rootless).context("spec")?,
-        Verb::Guard(g) => return guard::guard(g), // atoll-guard (issue 4)
+        Verb::Guard(g) => return guard::guard(g),
     }
     Ok(0)
 }
