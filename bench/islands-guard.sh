@@ -34,7 +34,7 @@ TOML
 "$ATOLL" up "$work/islands.toml" >/dev/null
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 plain=() guarded=()
-run() { "$ATOLL" exec "benchguard/$1" -- /opt/atoll-probe getpid-loop "$N"; }
+run() { "$ATOLL" island exec "benchguard/$1" -- /opt/atoll-probe getpid-loop "$N"; }
 for r in $(seq "$ROUNDS"); do # interleaved, first one then the other, so drift hits both alike
     if [ $((r % 2)) = 1 ]; then
         plain+=("$(run plain)"); guarded+=("$(run guarded)")

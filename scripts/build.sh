@@ -17,9 +17,12 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 libdir=/usr/lib/$(gcc -print-multiarch 2>/dev/null || echo "${host%%-*}-linux-gnu")
 [ -r "$libdir/libc.a" ] || { echo "build.sh: $libdir/libc.a missing (apt-get install libc6-dev)" >&2; exit 1; }
 [ -r "$libdir/libseccomp.a" ] || { echo "build.sh: $libdir/libseccomp.a missing (apt-get install libseccomp-dev)" >&2; exit 1; }
-# --target keeps +crt-static off the host's build scripts and proc macros
-rustflags_var="CARGO_TARGET_$(echo "$host" | tr 'a-z-' 'A-Z_')_RUSTFLAGS"
-env "$rustflags_var=-C target-feature=+crt-static" \
+# --target keeps +crt-static off the host's build scripts and proc macros. The linker wrapper is
+# set here, not in .cargo/config.toml, so that other builds (tests, cargo build) link as usual;
+# it links anything but the atoll binary exactly as cc would.
+target_var="CARGO_TARGET_$(echo "$host" | tr 'a-z-' 'A-Z_')"
+env "${target_var}_RUSTFLAGS=-C target-feature=+crt-static" \
+    "${target_var}_LINKER=$PWD/crates/atoll/link/cc-ordered" \
     LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="$libdir" \
     cargo build --release -p atoll --bin atoll --target "$host" "$@" >&2
 out=${CARGO_TARGET_DIR:-target}/$host/release/atoll

@@ -56,7 +56,8 @@ pub struct CreateArgs {
     pub no_pivot: bool,
     #[arg(long = "no-new-keyring")]
     pub no_new_keyring: bool,
-    #[arg(long = "preserve-fds", default_value_t = 0)]
+    #[arg(long = "preserve-fds", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=crate::flags::MAX_PRESERVE_FDS))]
     pub preserve_fds: u32,
     pub id: String,
 }
@@ -92,15 +93,8 @@ pub enum Verb {
     },
     /// Run another process in a running container.
     Exec(ExecArgs),
-    /// List a container's processes (with no id: the islands that are up, as `status`).
-    Ps {
-        #[arg(short, long, value_enum, default_value = "table")]
-        format: Format,
-        id: Option<String>,
-        /// Arguments for ps(1) (default -ef).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        ps_args: Vec<String>,
-    },
+    /// List a container's processes.
+    Ps(PsArgs),
     /// List containers.
     List {
         #[arg(short, long, value_enum, default_value = "table")]
@@ -115,20 +109,8 @@ pub enum Verb {
     /// Change a running container's resource limits.
     Update(UpdateArgs),
     /// Print container events (resource statistics), or with --alerts follow the escape
-    /// guard's alerts for this container or island.
-    Events {
-        #[arg(long)]
-        stats: bool,
-        #[arg(long, default_value = "5s")]
-        interval: String,
-        /// Follow the guard's alerts (JSON lines) about this container or island.
-        #[arg(long, conflicts_with = "stats")]
-        alerts: bool,
-        /// The guard's alert log (default: the island's, or /run/atoll/guard-alerts.jsonl).
-        #[arg(long = "alerts-file", requires = "alerts")]
-        alerts_file: Option<PathBuf>,
-        id: String,
-    },
+    /// guard's alerts for this container.
+    Events(EventsArgs),
     /// Print what this runtime supports (runtime-spec features.md).
     Features,
     /// Islands: create everything an islands file describes and start the islands.
@@ -144,12 +126,6 @@ pub enum Verb {
         json: bool,
         project: Option<String>,
     },
-    /// Islands: print an island's output (its init's stdout and stderr).
-    Logs {
-        #[arg(short, long)]
-        follow: bool,
-        island: String,
-    },
     /// Islands: copy an island's data from the host side, never following its symlinks.
     Backup {
         /// Freeze the island while copying, for a consistent copy.
@@ -160,6 +136,9 @@ pub enum Verb {
         island: String,
         dest: PathBuf,
     },
+    /// Islands: exec, ps, events and logs for one island, by its name in the islands file.
+    #[command(subcommand)]
+    Island(IslandVerb),
     /// Bring up the built-in example, prove each point live, print the proof, tear it down.
     Demo {
         /// Leave the demo running (take it down with `atoll down demo`).
@@ -175,10 +154,9 @@ pub enum Verb {
     },
     /// The seccomp-notify guard: serve as the seccomp agent, or read its alerts.
     #[command(subcommand)]
-    Guard(GuardVerb), // atoll-guard (issue 4)
+    Guard(GuardVerb),
 }
 
-// ---- atoll-guard (issue 4) ----
 /// Where `guard serve` appends alerts and `guard events` reads them, unless told otherwise.
 pub const GUARD_ALERTS: &str = "/run/atoll/guard-alerts.jsonl";
 
@@ -203,7 +181,53 @@ pub enum GuardVerb {
         alerts: PathBuf,
     },
 }
-// ---- end atoll-guard ----
+
+/// The verbs that act on one island. They live under `atoll island` so that a runc verb's
+/// container id is only ever looked up in `--root`: a shim driving atoll as runc with its own
+/// `--root` cannot reach a tenant's island by naming it.
+#[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // one value per process, parsed once
+pub enum IslandVerb {
+    /// Run a process in an island, as its user and with its capabilities.
+    Exec(ExecArgs),
+    /// List an island's processes.
+    Ps(PsArgs),
+    /// Print an island's resource statistics, or with --alerts follow the guard's alerts on it.
+    Events(EventsArgs),
+    /// Print an island's output (its init's stdout and stderr).
+    Logs {
+        #[arg(short, long)]
+        follow: bool,
+        /// ISLAND, or PROJECT/ISLAND when several projects have one of that name.
+        island: String,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PsArgs {
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub format: Format,
+    pub id: String,
+    /// Arguments for ps(1) (default -ef).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EventsArgs {
+    #[arg(long)]
+    pub stats: bool,
+    #[arg(long, default_value = "5s", allow_hyphen_values = true,
+          value_parser = crate::flags::interval)]
+    pub interval: std::time::Duration,
+    /// Follow the escape guard's alerts (JSON lines) about this container or island.
+    #[arg(long, conflicts_with = "stats")]
+    pub alerts: bool,
+    /// The guard's alert log (default: the island project's, or /run/atoll/guard-alerts.jsonl).
+    #[arg(long = "alerts-file", requires = "alerts")]
+    pub alerts_file: Option<PathBuf>,
+    pub id: String,
+}
 
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
@@ -223,7 +247,7 @@ pub struct UpArgs {
     pub json: bool,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct ExecArgs {
     /// A process.json (runtime-spec process object) instead of the command line.
     #[arg(short, long)]
@@ -249,7 +273,8 @@ pub struct ExecArgs {
     pub no_new_privs: bool,
     #[arg(long = "console-socket")]
     pub console_socket: Option<PathBuf>,
-    #[arg(long = "preserve-fds", default_value_t = 0)]
+    #[arg(long = "preserve-fds", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=crate::flags::MAX_PRESERVE_FDS))]
     pub preserve_fds: u32,
     #[arg(long = "process-label", hide = true)]
     pub process_label: Option<String>,
@@ -265,15 +290,17 @@ pub struct UpdateArgs {
     /// A JSON file with a runtime-spec linux.resources object ("-" for stdin).
     #[arg(short, long)]
     pub resources: Option<PathBuf>,
-    #[arg(long)]
-    pub memory: Option<String>,
-    #[arg(long = "memory-swap")]
-    pub memory_swap: Option<String>,
-    #[arg(long = "memory-reservation")]
-    pub memory_reservation: Option<String>,
+    /// Bytes, or with a unit: 512m, 1G; -1 for unlimited.
+    #[arg(long, allow_hyphen_values = true, value_parser = crate::flags::size)]
+    pub memory: Option<i64>,
+    #[arg(long = "memory-swap", allow_hyphen_values = true, value_parser = crate::flags::size)]
+    pub memory_swap: Option<i64>,
+    #[arg(long = "memory-reservation", allow_hyphen_values = true,
+          value_parser = crate::flags::size)]
+    pub memory_reservation: Option<i64>,
     #[arg(long = "cpu-shares")]
     pub cpu_shares: Option<u64>,
-    #[arg(long = "cpu-quota")]
+    #[arg(long = "cpu-quota", allow_hyphen_values = true, value_parser = crate::flags::limit)]
     pub cpu_quota: Option<i64>,
     #[arg(long = "cpu-period")]
     pub cpu_period: Option<u64>,
@@ -281,9 +308,9 @@ pub struct UpdateArgs {
     pub cpuset_cpus: Option<String>,
     #[arg(long = "cpuset-mems")]
     pub cpuset_mems: Option<String>,
-    #[arg(long = "pids-limit")]
+    #[arg(long = "pids-limit", allow_hyphen_values = true, value_parser = crate::flags::limit)]
     pub pids_limit: Option<i64>,
-    #[arg(long = "blkio-weight")]
+    #[arg(long = "blkio-weight", value_parser = crate::flags::blkio_weight)]
     pub blkio_weight: Option<u16>,
     pub id: String,
 }

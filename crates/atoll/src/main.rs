@@ -3,6 +3,8 @@
 
 mod cli;
 mod cmd;
+mod demo;
+mod flags;
 mod log;
 
 use clap::Parser;

@@ -64,10 +64,10 @@ impl Project {
         serde_json::from_slice(&std::fs::read(p).ok()?).ok()
     }
 
-    /// Run a command in an island (`atoll exec PROJECT/ISLAND -- ...`).
+    /// Run a command in an island (`atoll island exec PROJECT/ISLAND -- ...`).
     fn exec(&self, island: &str, args: &[&str]) -> (i32, String) {
         let target = format!("{}/{island}", self.name);
-        let mut a = vec!["exec", target.as_str(), "--"];
+        let mut a = vec!["island", "exec", target.as_str(), "--"];
         a.extend_from_slice(args);
         let (c, o, e) = self.atoll(&a);
         (c, format!("{o}{e}"))
@@ -185,6 +185,64 @@ fn listener(port: u16, reply: &str) -> String {
     format!(
         "[\"{BB}\", \"nc\", \"-ll\", \"-p\", \"{port}\", \"-e\", \"{BB}\", \"echo\", \"{reply}\"]"
     )
+}
+
+/// A runc verb looks its id up in `--root` only: a shim or script driving atoll as runc, with its
+/// own `--root`, cannot reach a tenant's island by naming it. `atoll island VERB` reaches it.
+#[test]
+fn runc_verbs_never_reach_an_island_by_its_name() {
+    if !can_run() {
+        return;
+    }
+    let body = format!("[[island]]\nname = \"x\"\ncommand = [\"{BB}\", \"sleep\", \"1000\"]\n");
+    let mut p = Project::new("verb", &body);
+    let (code, out, err) = p.up();
+    assert_eq!(code, 0, "up: {out}{err}");
+    let root = p.dir.join("runc-root");
+    std::fs::create_dir_all(&root).unwrap();
+    let root = root.to_str().unwrap();
+    let qualified = format!("{}/x", p.name);
+    // PROJECT.ISLAND is also the island's container id in the root `up` used
+    let container_id = format!("{}.x", p.name);
+    for id in ["x", qualified.as_str(), container_id.as_str()] {
+        let verbs: [&[&str]; 6] = [
+            &["exec", id, BB, "true"],
+            &["ps", id],
+            &["events", "--stats", id],
+            &["events", "--alerts", id],
+            &["update", "--pids-limit", "10", id],
+            &["pause", id],
+        ];
+        for verb in verbs {
+            let mut args = vec!["--root", root];
+            args.extend_from_slice(verb);
+            let (code, out, err) = p.atoll(&args);
+            // PROJECT/ISLAND is not even a valid container id
+            let refused = if id == qualified {
+                format!("invalid container id \"{id}\"")
+            } else {
+                format!("container \"{id}\" does not exist")
+            };
+            assert!(
+                code != 0 && err.contains(&refused),
+                "atoll {}: exit {code}\n{out}{err}",
+                args.join(" ")
+            );
+        }
+    }
+    let (code, out) = p.exec("x", &[BB, "cat", "/proc/1/cmdline"]);
+    assert_eq!((code, out.as_str()), (0, "/bin/busybox\0sleep\x001000\0"));
+    let (code, out, err) = p.atoll(&["island", "ps", "--format", "json", &qualified]);
+    assert_eq!(code, 0, "island ps: {out}{err}");
+    let pids: Vec<i32> = serde_json::from_str(&out).unwrap();
+    assert_eq!(pids.len(), 1, "{out}");
+    let (code, out, err) = p.atoll(&["island", "events", "--stats", &qualified]);
+    assert!(
+        code == 0 && out.contains("\"type\":\"stats\""),
+        "island events: {out}{err}"
+    );
+    let (code, out, err) = p.atoll(&["--root", root, "island", "exec", &qualified, BB, "true"]);
+    assert_eq!(code, 0, "island exec ignores --root: {out}{err}");
 }
 
 #[test]
@@ -425,12 +483,12 @@ command = ["{BB}", "sleep", "3600"]
     );
 
     // The escape guard watches every island: a host netns fd handed in from outside (fd 3 of
-    // `atoll exec --preserve-fds 1`) cannot be entered, and the attempt is an alert naming the
+    // `atoll island exec --preserve-fds 1`) cannot be entered, and the attempt is an alert naming the
     // island, the namespace and its owner.
     if Path::new("/usr/bin/python3").exists() {
         let py = "import ctypes, os; c = ctypes.CDLL(None, use_errno=True); r = c.setns(3, 0x40000000); print('setns', r, os.strerror(ctypes.get_errno()))";
         let script = format!(
-            "exec 3</proc/self/ns/net; exec {ATOLL} exec --preserve-fds 1 {}/nocap /usr/bin/python3 -c \"{py}\"",
+            "exec 3</proc/self/ns/net; exec {ATOLL} island exec --preserve-fds 1 {}/nocap /usr/bin/python3 -c \"{py}\"",
             p.name
         );
         let out = Command::new("/bin/sh")
@@ -451,9 +509,9 @@ command = ["{BB}", "sleep", "3600"]
         assert_eq!(a["owner"], "host");
         assert_eq!(a["nstype"], "net");
         assert_eq!(a["decision"], "deny");
-        // `atoll events --alerts ISLAND` follows the same alerts (runc's events stream).
+        // `atoll island events --alerts ISLAND` follows the same alerts (runc's events stream).
         let mut ev = Command::new(ATOLL)
-            .args(["events", "--alerts", &format!("{}/nocap", p.name)])
+            .args(["island", "events", "--alerts", &format!("{}/nocap", p.name)])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -8,16 +8,7 @@ use oci_spec::runtime::Process;
 use crate::cli::ExecArgs;
 
 pub fn exec(store: &Store, a: &ExecArgs) -> Result<i32> {
-    // `atoll exec ISLAND -- CMD`: an island name that is not a container id of this --root.
-    let island_store;
-    let (store, id) = match super::islands::container_of(store, &a.id) {
-        Some((s, id)) => {
-            island_store = s;
-            (&island_store, id)
-        }
-        None => (store, a.id.clone()),
-    };
-    let saved = store.load(&id)?;
+    let saved = store.load(&a.id)?;
     let mut process: Process = match &a.process {
         Some(p) => {
             let data = std::fs::read(p).with_context(|| format!("--process {}", p.display()))?;
@@ -113,7 +104,7 @@ pub fn exec(store: &Store, a: &ExecArgs) -> Result<i32> {
         process.set_capabilities(Some(c));
     }
     let opts = ExecOpts {
-        id,
+        id: a.id.clone(),
         process,
         detach: a.detach,
         pid_file: a.pid_file.clone(),

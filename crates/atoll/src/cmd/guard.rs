@@ -42,36 +42,21 @@ pub fn guard(v: &GuardVerb) -> Result<i32> {
     }
 }
 
-/// `atoll events --alerts ID`: follow the guard's alerts about one container or island (the
-/// alert's `tenant` is the container id), from the island project's log or the default one.
-pub fn follow_alerts(store: &atoll_runtime::Store, id: &str, file: Option<&Path>) -> Result<i32> {
-    let (path, tenant) = match super::islands::container_of(store, id) {
-        Some((_, cid)) => {
-            let (plan, _) = atoll_islands::resolve(Path::new(atoll_islands::plan::STATE_ROOT), id)?;
-            (
-                file.map(Path::to_path_buf)
-                    .unwrap_or_else(|| atoll_islands::guard::alerts(&plan)),
-                cid,
-            )
-        }
-        None => {
-            store.load(id)?;
-            (
-                file.map(Path::to_path_buf)
-                    .unwrap_or_else(|| crate::cli::GUARD_ALERTS.into()),
-                id.to_string(),
-            )
-        }
-    };
+/// `events --alerts ID`: follow the guard's alerts about one container (an alert's `tenant` is
+/// the container id) in `path`, which is created if the guard has written nothing yet.
+pub fn follow_alerts(path: &Path, container_id: &str) -> Result<i32> {
     if !path.exists() {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&path)
+            .open(path)
             .with_context(|| format!("create {}", path.display()))?;
     }
-    let needle = format!("\"tenant\":{}", serde_json::Value::String(tenant));
-    events_matching(&path, true, Some(&needle))?;
+    let needle = format!(
+        "\"tenant\":{}",
+        serde_json::Value::String(container_id.to_string())
+    );
+    events_matching(path, true, Some(&needle))?;
     Ok(0)
 }
 

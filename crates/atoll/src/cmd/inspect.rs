@@ -93,34 +93,19 @@ pub fn ps(store: &Store, id: &str, format: Format, args: &[String]) -> Result<()
     Ok(())
 }
 
-pub fn events(store: &Store, id: &str, stats_once: bool, interval: &str) -> Result<()> {
+pub fn events(store: &Store, id: &str, stats_once: bool, every: Duration) -> Result<()> {
     if stats_once {
         println!("{}", container::stats(store, id)?);
         return Ok(());
     }
-    let every = parse_duration(interval)?;
+    // A container that does not exist is an error; one deleted while followed ends the stream.
+    println!("{}", container::stats(store, id)?);
     loop {
+        std::thread::sleep(every);
         match container::stats(store, id) {
             Ok(s) => println!("{s}"),
             Err(atoll_runtime::RuntimeError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
-        std::thread::sleep(every);
     }
-}
-
-fn parse_duration(s: &str) -> Result<Duration> {
-    let (num, mul) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (s, 1.0)
-    };
-    let v: f64 = num
-        .parse()
-        .with_context(|| format!("--interval {s:?}: not a duration like 5s"))?;
-    Ok(Duration::from_secs_f64(v * mul))
 }

@@ -2,7 +2,7 @@
 
 mod exec;
 mod features;
-mod guard; // atoll-guard (issue 4)
+mod guard;
 mod inspect;
 mod islands;
 mod spec;
@@ -11,7 +11,9 @@ mod update;
 use anyhow::{Context, Result};
 use atoll_runtime::{container, CreateOpts, Store};
 
-use crate::cli::{Cli, CreateArgs, Verb};
+use std::path::Path;
+
+use crate::cli::{Cli, CreateArgs, EventsArgs, Verb, GUARD_ALERTS};
 
 pub fn dispatch(cli: &Cli) -> Result<i32> {
     let store = Store::new(&cli.root);
@@ -34,45 +36,38 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             return Ok(container::run(&store, &create_opts(create), *detach)?)
         }
         Verb::Exec(a) => return exec::exec(&store, a),
-        Verb::Ps {
-            format,
-            id: Some(id),
-            ps_args,
-        } => inspect::ps(&store, id, *format, ps_args)?,
-        Verb::Ps {
-            id: None, format, ..
-        } => return islands::status(None, *format == crate::cli::Format::Json),
+        Verb::Ps(a) => inspect::ps(&store, &a.id, a.format, &a.ps_args)?,
         Verb::Up(a) => return islands::up(cli, a),
         Verb::Down { project } => return islands::down(cli, project.as_deref()),
         Verb::Status { json, project } => return islands::status(project.as_deref(), *json),
-        Verb::Logs { follow, island } => return islands::logs(island, *follow),
+        Verb::Island(v) => return islands::island(v),
         Verb::Backup {
             freeze,
             json,
             island,
             dest,
         } => return islands::backup(island, dest, *freeze, *json),
-        Verb::Demo { keep } => return islands::demo(cli, *keep),
+        Verb::Demo { keep } => return crate::demo::run(cli, *keep),
         Verb::List { format, quiet } => inspect::list(&store, *format, *quiet)?,
         Verb::Pause { id } => container::pause(&store, id)?,
         Verb::Resume { id } => container::resume(&store, id)?,
         Verb::Update(a) => update::update(&store, a)?,
-        Verb::Events {
-            alerts: true,
-            alerts_file,
-            id,
-            ..
-        } => return guard::follow_alerts(&store, id, alerts_file.as_deref()),
-        Verb::Events {
-            stats,
-            interval,
-            id,
-            ..
-        } => inspect::events(&store, id, *stats, interval)?,
+        Verb::Events(a) => return events(&store, &a.id, a),
         Verb::Features => println!("{}", serde_json::to_string_pretty(&features::features())?),
         Verb::Spec { bundle, rootless } => spec::write(bundle, *rootless).context("spec")?,
-        Verb::Guard(g) => return guard::guard(g), // atoll-guard (issue 4)
+        Verb::Guard(g) => return guard::guard(g),
     }
+    Ok(0)
+}
+
+/// `events ID` on a container of `store` (`island events` resolves the island first).
+fn events(store: &Store, id: &str, a: &EventsArgs) -> Result<i32> {
+    if a.alerts {
+        store.load(id)?;
+        let file = a.alerts_file.as_deref();
+        return guard::follow_alerts(file.unwrap_or(Path::new(GUARD_ALERTS)), id);
+    }
+    inspect::events(store, id, a.stats, a.interval)?;
     Ok(0)
 }
 

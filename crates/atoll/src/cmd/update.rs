@@ -25,18 +25,14 @@ pub fn update(store: &Store, a: &UpdateArgs) -> Result<()> {
         let s = obj.entry(section).or_insert_with(|| serde_json::json!({}));
         s[key] = v;
     };
-    if let Some(m) = &a.memory {
-        set("memory", "limit", parse_bytes(m, "--memory")?.into());
+    if let Some(m) = a.memory {
+        set("memory", "limit", m.into());
     }
-    if let Some(m) = &a.memory_swap {
-        set("memory", "swap", parse_bytes(m, "--memory-swap")?.into());
+    if let Some(m) = a.memory_swap {
+        set("memory", "swap", m.into());
     }
-    if let Some(m) = &a.memory_reservation {
-        set(
-            "memory",
-            "reservation",
-            parse_bytes(m, "--memory-reservation")?.into(),
-        );
+    if let Some(m) = a.memory_reservation {
+        set("memory", "reservation", m.into());
     }
     if let Some(v) = a.cpu_shares {
         set("cpu", "shares", v.into());
@@ -63,24 +59,4 @@ pub fn update(store: &Store, a: &UpdateArgs) -> Result<()> {
         .context("resources: not a runtime-spec linux.resources object")?;
     container::update(store, &a.id, &resources)?;
     Ok(())
-}
-
-/// "512m", "1G", "1048576", "-1" (unlimited).
-fn parse_bytes(s: &str, flag: &str) -> Result<i64> {
-    if s == "-1" {
-        return Ok(-1);
-    }
-    let lower = s.to_ascii_lowercase();
-    let t = lower.trim_end_matches('b');
-    let (num, mul) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: i64 = num
-        .parse()
-        .with_context(|| format!("{flag} {s:?}: not a size like 512m"))?;
-    Ok(n * mul)
 }
