@@ -196,7 +196,11 @@ mod tests {
         assert_eq!(facts.ty, NsType::Net);
         let me = NsSet::of_pid(std::process::id() as i32).unwrap();
         assert_eq!(facts.userns_chain.first().copied(), me.get(NsType::User));
-        let me_fd = rustix::process::pidfd_open(rustix::process::getpid(), rustix::process::PidfdFlags::empty()).unwrap();
+        let me_fd = rustix::process::pidfd_open(
+            rustix::process::getpid(),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .unwrap();
         assert_eq!(pidfd_pid(me_fd.as_fd()), Some(std::process::id() as i32));
         assert_eq!(pidfd_pid(f.as_fd()), None);
     }

@@ -70,3 +70,53 @@ pub fn net(op: impl Into<String>) -> impl FnOnce(atoll_net::NetError) -> Islands
     let op = op.into();
     move |source| IslandsError::Net { op, source }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atoll_runtime::error::report;
+
+    /// No message repeats its source's text; the one-line report has each errno once.
+    #[test]
+    fn causes_print_once() {
+        let eacces = || std::io::Error::from_raw_os_error(libc_eacces());
+        let values = [
+            io("mkdir /run/atoll/islands/p")(eacces()),
+            net("pin the netns of web")(atoll_net::NetError::NetnsFile {
+                op: "unlink netns file",
+                path: "/run/atoll/islands/p/netns/web".into(),
+                source: eacces(),
+            }),
+            net("forwarding")(atoll_net::NetError::Sysctl {
+                key: "sys/net/ipv4/ip_forward".into(),
+                value: "1".into(),
+                netns: "web".into(),
+                source: eacces(),
+            }),
+            IslandsError::Runtime {
+                island: "web".into(),
+                source: atoll_runtime::RuntimeError::NotFound("p.web".into()),
+            },
+        ];
+        for e in &values {
+            let mut cur: &(dyn std::error::Error + 'static) = e;
+            while let Some(cause) = cur.source() {
+                let (outer, inner) = (cur.to_string(), cause.to_string());
+                assert!(!outer.contains(&inner), "{outer:?} repeats {inner:?}");
+                cur = cause;
+            }
+        }
+        assert_eq!(
+            report(&values[2]),
+            "forwarding: write \"1\" to /proc/sys/net/ipv4/ip_forward in web: Permission denied (os error 13)"
+        );
+        assert_eq!(
+            report(&values[3]),
+            "island web: container \"p.web\" does not exist"
+        );
+    }
+
+    fn libc_eacces() -> i32 {
+        rustix::io::Errno::ACCESS.raw_os_error()
+    }
+}

@@ -17,7 +17,6 @@ use rustix::thread::LinkNameSpaceType;
 use crate::error::NetError;
 use crate::netlink::Socket;
 
-
 /// A network namespace pinned by a bind mount at `path`.
 #[derive(Debug)]
 pub struct Netns {

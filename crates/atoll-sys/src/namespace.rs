@@ -51,6 +51,9 @@ mod tests {
         .join()
         .unwrap();
         assert_ne!(ours, theirs);
-        assert_eq!(ours, std::fs::read_link("/proc/thread-self/ns/uts").unwrap());
+        assert_eq!(
+            ours,
+            std::fs::read_link("/proc/thread-self/ns/uts").unwrap()
+        );
     }
 }

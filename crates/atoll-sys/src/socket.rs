@@ -78,14 +78,23 @@ mod tests {
     fn an_fd_crosses_a_socketpair() {
         let (a, b) = UnixStream::pair().unwrap();
         let file = std::fs::File::open("/dev/null").unwrap();
-        assert_eq!(send_with_fd(a.as_fd(), b"hi", Some(file.as_fd())).unwrap(), 2);
+        assert_eq!(
+            send_with_fd(a.as_fd(), b"hi", Some(file.as_fd())).unwrap(),
+            2
+        );
         let mut buf = [0u8; 8];
         let (n, fd) = recv_with_fd(b.as_fd(), &mut buf).unwrap();
         assert_eq!(&buf[..n], b"hi");
         let got = std::fs::File::from(fd.expect("the fd came in SCM_RIGHTS"));
-        assert_eq!(got.metadata().unwrap().ino(), file.metadata().unwrap().ino());
+        assert_eq!(
+            got.metadata().unwrap().ino(),
+            file.metadata().unwrap().ino()
+        );
         let flags = rustix::io::fcntl_getfd(&got).unwrap();
-        assert!(flags.contains(rustix::io::FdFlags::CLOEXEC), "received fd is CLOEXEC");
+        assert!(
+            flags.contains(rustix::io::FdFlags::CLOEXEC),
+            "received fd is CLOEXEC"
+        );
 
         assert_eq!(send_with_fd(a.as_fd(), b"no fd", None).unwrap(), 5);
         let (n, fd) = recv_with_fd(b.as_fd(), &mut buf).unwrap();
