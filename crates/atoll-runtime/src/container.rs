@@ -58,7 +58,9 @@ fn poststart(saved: &Saved) {
         // runtime-spec: poststart hooks run after the user's process has been executed.
         wait_for_exec(saved);
         let state = saved.state_json(Status::Running).to_string();
-        crate::hooks::run_all_warn("poststart", h, &state);
+        for e in crate::hooks::run_all_warn("poststart", h, &state) {
+                tracing::warn!("{}", crate::error::report(&e));
+            }
     }
 }
 
@@ -226,7 +228,9 @@ fn delete_locked(store: &Store, saved: &Saved, force: bool) -> Result<()> {
             .and_then(|h| h.poststop().as_ref())
         {
             let state = saved.state_json(Status::Stopped).to_string();
-            crate::hooks::run_all_warn("poststop", h, &state);
+            for e in crate::hooks::run_all_warn("poststop", h, &state) {
+                tracing::warn!("{}", crate::error::report(&e));
+            }
         }
     }
     tracing::debug!("delete: processes gone, hooks run");

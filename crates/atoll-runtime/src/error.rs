@@ -71,14 +71,8 @@ pub enum RuntimeError {
     /// A message arrived out of the protocol's order (protocol::SEQUENCE).
     #[error("init sync: expected {expected}, got {got}")]
     Protocol { expected: String, got: String },
-    #[error("{kind} hook #{index} ({path})")]
-    Hook {
-        kind: &'static str,
-        index: usize,
-        path: PathBuf,
-        #[source]
-        source: crate::hooks::HookError,
-    },
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookFailed),
     /// state.json that does not parse (or a state that does not serialise).
     #[error("state file {path}")]
     State {
@@ -266,7 +260,9 @@ mod tests {
     fn hook_error(path: &std::path::Path) -> RuntimeError {
         let hook: oci_spec::runtime::Hook =
             serde_json::from_value(serde_json::json!({ "path": path })).unwrap();
-        crate::hooks::run_all("createRuntime", &[hook], "{}").unwrap_err()
+        crate::hooks::run_all("createRuntime", &[hook], "{}")
+            .unwrap_err()
+            .into()
     }
 
     #[test]

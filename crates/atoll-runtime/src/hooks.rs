@@ -4,14 +4,24 @@
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use oci_spec::runtime::Hook;
 
-use crate::error::{report, Result, RuntimeError};
+/// Which hook failed and why; the caller decides whether that stops the container.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind} hook #{index} ({path})")]
+pub struct HookFailed {
+    pub kind: &'static str,
+    pub index: usize,
+    pub path: PathBuf,
+    #[source]
+    pub source: HookError,
+}
 
-/// Why one hook failed; [`RuntimeError::Hook`] names which hook.
+/// Why one hook failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
     #[error("cannot start")]
@@ -25,23 +35,25 @@ pub enum HookError {
 }
 
 /// Run poststart/poststop hooks: a failure is a warning and the rest still run (runtime-spec).
-pub fn run_all_warn(kind: &'static str, hooks: &[Hook], state: &str) {
-    for (i, h) in hooks.iter().enumerate() {
-        if let Err(e) = run_one(kind, i, h, state) {
-            tracing::warn!("{}", report(&e));
-        }
-    }
+/// Returns the failures for the caller to log.
+pub fn run_all_warn(kind: &'static str, hooks: &[Hook], state: &str) -> Vec<HookFailed> {
+    hooks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| run_one(kind, i, h, state).err())
+        .collect()
 }
 
-pub fn run_all(kind: &'static str, hooks: &[Hook], state: &str) -> Result<()> {
+/// Run hooks that stop the container on the first failure.
+pub fn run_all(kind: &'static str, hooks: &[Hook], state: &str) -> Result<(), HookFailed> {
     for (i, h) in hooks.iter().enumerate() {
         run_one(kind, i, h, state)?;
     }
     Ok(())
 }
 
-fn run_one(kind: &'static str, index: usize, h: &Hook, state: &str) -> Result<()> {
-    let err = |source: HookError| RuntimeError::Hook {
+fn run_one(kind: &'static str, index: usize, h: &Hook, state: &str) -> Result<(), HookFailed> {
+    let err = |source: HookError| HookFailed {
         kind,
         index,
         path: h.path().clone(),

@@ -3,14 +3,12 @@
 //! move_mount(2), so a symlink planted in the image can never send a mount outside the rootfs
 //! (CVE-2021-30465). Nothing here talks to the parent: what it makes arrives beforehand.
 
-use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use atoll_cgroups::Hierarchy;
 use atoll_sys::mount::{self as sysm, MountAttr};
-use oci_spec::runtime::Mount;
 use rustix::io::Errno;
 use rustix::mount::{
     fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, open_tree,
@@ -18,18 +16,10 @@ use rustix::mount::{
 };
 
 use super::error::io_errno;
-use super::plan::{IdmapUserns, MountKind, MountOp};
-use super::prepared::{bind_source, detached_bind, PreparedMounts};
+use super::plan::{MountKind, MountOp};
+use super::prepared::{bind_source, detached_bind, set_attrs, PreparedMounts, UsernsFor};
 use super::{MountError, Rootfs};
 use crate::error::Result;
-
-/// Where MOUNT_ATTR_IDMAP's user namespace comes from.
-pub struct UsernsFor<'a> {
-    /// Makes one carrying a mount's own uidMappings/gidMappings.
-    pub mount: &'a dyn Fn(&Mount) -> Result<OwnedFd>,
-    /// Opens the container's.
-    pub container: &'a dyn Fn() -> Result<OwnedFd>,
-}
 
 /// What applying the mounts needs beyond the plan.
 pub struct MountCtx<'a> {
@@ -37,19 +27,6 @@ pub struct MountCtx<'a> {
     pub cgroup_hierarchies: &'a [Hierarchy],
     pub cgroupns: bool,
     pub userns: UsernsFor<'a>,
-}
-
-impl MountOp<'_> {
-    /// The error for step `call` of this mount.
-    pub(super) fn failed(&self, call: impl Into<Cow<'static, str>>, errno: Errno) -> MountError {
-        MountError::Mount {
-            index: self.index,
-            fstype: self.fstype.to_string(),
-            dest: self.dest.to_path_buf(),
-            call: call.into(),
-            errno,
-        }
-    }
 }
 
 impl Rootfs {
@@ -223,47 +200,6 @@ impl Rootfs {
             .map_err(|errno| op.failed("move_mount", errno))?;
         Ok(())
     }
-}
-
-/// Set the op's mount attributes on the detached mount `mnt`: the recursive ones first, then
-/// those of its top, then the idmapping (mount_setattr(2) takes one user namespace per call).
-pub(super) fn set_attrs(
-    mnt: BorrowedFd<'_>,
-    op: &MountOp<'_>,
-    userns: &UsernsFor<'_>,
-) -> Result<()> {
-    let o = &op.opts;
-    let fail = |e: std::io::Error| op.failed("mount_setattr", io_errno(&e));
-    if o.rattr_set | o.rattr_clr != 0 {
-        let attr = MountAttr {
-            set: o.rattr_set,
-            clr: o.rattr_clr,
-            ..Default::default()
-        };
-        sysm::mount_setattr(mnt, true, &attr).map_err(fail)?;
-    }
-    if o.attr_set | o.attr_clr != 0 {
-        let attr = MountAttr {
-            set: o.attr_set,
-            clr: o.attr_clr,
-            ..Default::default()
-        };
-        sysm::mount_setattr(mnt, false, &attr).map_err(fail)?;
-    }
-    if let Some(idmap) = op.idmap {
-        let ns = match idmap.userns {
-            IdmapUserns::Mount => (userns.mount)(op.mount)?,
-            IdmapUserns::Container => (userns.container)()?,
-        };
-        let attr = MountAttr {
-            set: sysm::MOUNT_ATTR_IDMAP,
-            userns: Some(ns.as_fd()),
-            ..Default::default()
-        };
-        sysm::mount_setattr(mnt, idmap.recursive, &attr)
-            .map_err(|e| op.failed("mount_setattr MOUNT_ATTR_IDMAP", io_errno(&e)))?;
-    }
-    Ok(())
 }
 
 /// After mounting "proc" check by fstatfs that procfs is what landed there.

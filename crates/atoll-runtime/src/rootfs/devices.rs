@@ -4,84 +4,14 @@
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
-use oci_spec::runtime::{LinuxDeviceType, Spec};
+use oci_spec::runtime::LinuxDeviceType;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawMode};
 use rustix::io::Errno;
 use rustix::mount::{open_tree, OpenTreeFlags};
 
-use super::plan::DevicePlan;
+use super::plan::{Device, DevicePlan};
 use super::{MountError, Rootfs};
 use crate::error::{field, Result};
-
-/// One device node, borrowed from the spec or the default table.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Device<'a> {
-    /// Its index in linux.devices; None for a default device.
-    pub index: Option<usize>,
-    pub path: &'a Path,
-    pub typ: LinuxDeviceType,
-    pub major: i64,
-    pub minor: i64,
-    pub mode: u32,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-}
-
-impl Device<'_> {
-    pub fn typ(&self) -> LinuxDeviceType {
-        self.typ
-    }
-    pub fn major(&self) -> i64 {
-        self.major
-    }
-    pub fn minor(&self) -> i64 {
-        self.minor
-    }
-}
-
-/// The devices every container gets (runtime-spec "Default Devices"): path, major, minor.
-const DEFAULT_DEVICES: [(&str, i64, i64); 6] = [
-    ("/dev/null", 1, 3),
-    ("/dev/zero", 1, 5),
-    ("/dev/full", 1, 7),
-    ("/dev/random", 1, 8),
-    ("/dev/urandom", 1, 9),
-    ("/dev/tty", 5, 0),
-];
-
-/// Every device the container gets: the defaults, then linux.devices (which may override them).
-pub fn all_devices(spec: &Spec) -> Vec<Device<'_>> {
-    let extra = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.devices().as_deref())
-        .unwrap_or(&[]);
-    let mut devs = Vec::with_capacity(DEFAULT_DEVICES.len() + extra.len());
-    devs.extend(DEFAULT_DEVICES.iter().map(|&(path, major, minor)| Device {
-        index: None,
-        path: Path::new(path),
-        typ: LinuxDeviceType::C,
-        major,
-        minor,
-        mode: 0o666,
-        uid: Some(0),
-        gid: Some(0),
-    }));
-    for (i, d) in extra.iter().enumerate() {
-        devs.retain(|x| x.path != d.path());
-        devs.push(Device {
-            index: Some(i),
-            path: d.path(),
-            typ: d.typ(),
-            major: d.major(),
-            minor: d.minor(),
-            mode: d.file_mode().unwrap_or(0o666),
-            uid: d.uid(),
-            gid: d.gid(),
-        });
-    }
-    devs
-}
 
 impl Rootfs {
     /// Make the planned device nodes: mknod, or in a user namespace a bind of the host's node.

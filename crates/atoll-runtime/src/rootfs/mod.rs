@@ -4,9 +4,9 @@
 //! and read-only paths. Every path is resolved inside the rootfs by the kernel (openat2
 //! RESOLVE_IN_ROOT, or pathrs where openat2 is missing) and every mount is attached by fd.
 //!
-//! Parts: options (option strings → attributes), plan (spec → ops), resolve (paths in the
-//! rootfs), apply (mounts), prepared (detached bind mounts, also the parent's), devices (/dev),
-//! mask (masked and read-only paths), error (MountError).
+//! Parts: options (option strings → attributes), plan (spec → ops and device nodes), resolve
+//! (paths in the rootfs), apply (mounts), prepared (detached bind mounts and their attributes,
+//! also the parent's), devices (/dev), mask (masked and read-only paths), error (MountError).
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -24,12 +24,11 @@ mod plan;
 mod prepared;
 mod resolve;
 
-pub use apply::{MountCtx, UsernsFor};
-pub use devices::{all_devices, Device};
+pub use apply::MountCtx;
 pub use error::MountError;
 pub use options::{parse_options, Options};
-pub use plan::{DevicePlan, Idmap, IdmapUserns, MountKind, MountOp, MountPlan};
-pub use prepared::{prepare_for_init, PreparedMounts};
+pub use plan::{all_devices, Device, DevicePlan, Idmap, IdmapUserns, MountKind, MountOp, MountPlan};
+pub use prepared::{prepare_for_init, PreparedMounts, UsernsFor};
 
 /// The rootfs, opened as a pathrs root: every path below is resolved with RESOLVE_IN_ROOT.
 pub struct Rootfs {

@@ -3,17 +3,25 @@
 //! user namespace, which the init fetches ([`PreparedMounts`]) before it applies the plan.
 
 use std::borrow::Cow;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use oci_spec::runtime::Mount;
+use atoll_sys::mount::{self as sysm, MountAttr};
 use rustix::mount::{open_tree, OpenTreeFlags};
 
-use super::apply::{set_attrs, UsernsFor};
 use super::error::{io_errno, Named};
-use super::plan::{mount_op, MountKind, MountOp, MountPlan};
+use super::plan::{mount_op, IdmapUserns, MountKind, MountOp, MountPlan};
 use super::MountError;
 use crate::error::{field, Result};
+
+/// Where MOUNT_ATTR_IDMAP's user namespace comes from.
+pub struct UsernsFor<'a> {
+    /// Makes one carrying a mount's own uidMappings/gidMappings.
+    pub mount: &'a dyn Fn(&Mount) -> Result<OwnedFd>,
+    /// Opens the container's.
+    pub container: &'a dyn Fn() -> Result<OwnedFd>,
+}
 
 /// A bind mount's source (a relative one against the bundle) and whether it is a directory.
 pub(super) fn bind_source<'s>(
@@ -51,6 +59,47 @@ pub(super) fn detached_bind(
         .map_err(|errno| op.failed(format!("open_tree {src:?}"), errno))?;
     set_attrs(mnt.as_fd(), op, userns)?;
     Ok(mnt)
+}
+
+/// Set the op's mount attributes on the detached mount `mnt`: the recursive ones first, then
+/// those of its top, then the idmapping (mount_setattr(2) takes one user namespace per call).
+pub(super) fn set_attrs(
+    mnt: BorrowedFd<'_>,
+    op: &MountOp<'_>,
+    userns: &UsernsFor<'_>,
+) -> Result<()> {
+    let o = &op.opts;
+    let fail = |e: std::io::Error| op.failed("mount_setattr", io_errno(&e));
+    if o.rattr_set | o.rattr_clr != 0 {
+        let attr = MountAttr {
+            set: o.rattr_set,
+            clr: o.rattr_clr,
+            ..Default::default()
+        };
+        sysm::mount_setattr(mnt, true, &attr).map_err(fail)?;
+    }
+    if o.attr_set | o.attr_clr != 0 {
+        let attr = MountAttr {
+            set: o.attr_set,
+            clr: o.attr_clr,
+            ..Default::default()
+        };
+        sysm::mount_setattr(mnt, false, &attr).map_err(fail)?;
+    }
+    if let Some(idmap) = op.idmap {
+        let ns = match idmap.userns {
+            IdmapUserns::Mount => (userns.mount)(op.mount)?,
+            IdmapUserns::Container => (userns.container)()?,
+        };
+        let attr = MountAttr {
+            set: sysm::MOUNT_ATTR_IDMAP,
+            userns: Some(ns.as_fd()),
+            ..Default::default()
+        };
+        sysm::mount_setattr(mnt, idmap.recursive, &attr)
+            .map_err(|e| op.failed("mount_setattr MOUNT_ATTR_IDMAP", io_errno(&e)))?;
+    }
+    Ok(())
 }
 
 /// The parent's answer to NeedMount(`index`): the idmapped bind mount of config mount `index`
