@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The guard's cost (issue 4). Not a test: prints medians and ratios; see docs/bench.md.
+# The guard's cost. Not a test: prints medians and ratios; see docs/bench.md.
 #   1. a syscall-heavy loop (N getpid calls in atoll-probe) in a container without any seccomp
 #      filter and with the guard's filter (org.atoll.guard=enforce): ns per call, and the ratio;
 #   2. the round trip of a trapped setns that the guard allows (the container's own netns):

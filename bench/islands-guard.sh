@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The guard's idle cost inside islands (issue 4). Not a test: prints medians and the ratio.
+# The guard's idle cost inside islands. Not a test: prints medians and the ratio.
 # Two islands of one project run the same syscall-heavy loop (N getpid calls, atoll-probe bound
 # in read-only): `plain` with the islands' default seccomp profile and the guard off, `guarded`
 # with the same profile plus the guard's trap rules (enforce). Every island has a seccomp
