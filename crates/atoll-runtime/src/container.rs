@@ -86,7 +86,7 @@ fn wait_for_exec(saved: &Saved) {
     let ours = std::fs::metadata("/proc/self/exe")
         .ok()
         .map(|m| (m.dev(), m.ino()));
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + KILL_WAIT;
     while Instant::now() < deadline && saved.init_alive() {
         let exe = std::fs::metadata(format!("/proc/{}/exe", saved.pid))
             .ok()
@@ -102,7 +102,7 @@ fn wait_for_exec(saved: &Saved) {
 pub fn parse_signal(s: &str) -> Result<Signal> {
     if let Ok(n) = s.parse::<i32>() {
         return Signal::try_from(n)
-            .map_err(|_| RuntimeError::Other(format!("unknown signal {s:?}")));
+            .map_err(|_| RuntimeError::UnknownSignal(s.into()));
     }
     let up = s.to_ascii_uppercase();
     let name = if up.starts_with("SIG") {
@@ -111,7 +111,7 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
         format!("SIG{up}")
     };
     name.parse::<Signal>()
-        .map_err(|_| RuntimeError::Other(format!("unknown signal {s:?}")))
+        .map_err(|_| RuntimeError::UnknownSignal(s.into()))
 }
 
 pub fn kill(store: &Store, id: &str, sig: Signal, all: bool) -> Result<()> {
@@ -154,7 +154,7 @@ fn signal_init(saved: &Saved, sig: Signal) -> Result<()> {
         wanted: "container not running",
     })?;
     let rsig = rustix::process::Signal::from_named_raw(sig as i32)
-        .ok_or_else(|| RuntimeError::Other(format!("signal {sig}")))?;
+        .ok_or_else(|| RuntimeError::UnknownSignal(sig.to_string()))?;
     rustix::process::pidfd_send_signal(&pidfd, rsig)
         .map_err(errno(format!("pidfd_send_signal {sig} to {}", saved.pid)))
 }
@@ -246,12 +246,15 @@ fn delete_locked(store: &Store, saved: &Saved, force: bool) -> Result<()> {
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(RuntimeError::Other(format!(
-            "delete {id}: {}",
-            errors.join("; ")
-        )))
+        Err(RuntimeError::DeleteIncomplete {
+            id: id.into(),
+            failures: errors,
+        })
     }
 }
+
+/// How long `delete --force` waits for a SIGKILLed init to exit.
+const KILL_WAIT: Duration = Duration::from_secs(10);
 
 fn kill_and_wait(saved: &Saved, cg: Option<&Cgroup>) -> Result<()> {
     let Some(pidfd) = saved.init_pidfd()? else {
@@ -266,7 +269,7 @@ fn kill_and_wait(saved: &Saved, cg: Option<&Cgroup>) -> Result<()> {
     rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL)
         .map_err(errno(format!("kill {}", saved.pid)))?;
     // The pidfd polls readable once the process has exited.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + KILL_WAIT;
     loop {
         let mut fds = [rustix::event::PollFd::new(
             &pidfd,
@@ -280,10 +283,10 @@ fn kill_and_wait(saved: &Saved, cg: Option<&Cgroup>) -> Result<()> {
         match rustix::event::poll(&mut fds, Some(&ts)) {
             Ok(n) if n > 0 => break,
             Ok(_) => {
-                return Err(RuntimeError::Other(format!(
-                    "init {} did not exit within 10s of SIGKILL",
-                    saved.pid
-                )))
+                return Err(RuntimeError::NotKilled {
+                    pid: saved.pid,
+                    secs: KILL_WAIT.as_secs(),
+                })
             }
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(errno("poll pidfd")(e)),
@@ -309,7 +312,7 @@ pub fn pause(store: &Store, id: &str) -> Result<()> {
         });
     }
     cgroup_of(&saved)?
-        .ok_or_else(|| RuntimeError::Other("container has no cgroup".into()))?
+        .ok_or_else(|| RuntimeError::NoCgroup(saved.id.clone()))?
         .freeze()?;
     Ok(())
 }
@@ -326,7 +329,7 @@ pub fn resume(store: &Store, id: &str) -> Result<()> {
         });
     }
     cgroup_of(&saved)?
-        .ok_or_else(|| RuntimeError::Other("container has no cgroup".into()))?
+        .ok_or_else(|| RuntimeError::NoCgroup(saved.id.clone()))?
         .thaw()?;
     Ok(())
 }
@@ -354,7 +357,7 @@ pub fn update(
         });
     }
     let cg =
-        cgroup_of(&saved)?.ok_or_else(|| RuntimeError::Other("container has no cgroup".into()))?;
+        cgroup_of(&saved)?.ok_or_else(|| RuntimeError::NoCgroup(saved.id.clone()))?;
     cg.update(resources)?;
     if let Some(linux) = saved.config.linux_mut() {
         linux.set_resources(Some(resources.clone()));
@@ -365,7 +368,7 @@ pub fn update(
 pub fn stats(store: &Store, id: &str) -> Result<serde_json::Value> {
     let saved = store.load(id)?;
     let cg =
-        cgroup_of(&saved)?.ok_or_else(|| RuntimeError::Other("container has no cgroup".into()))?;
+        cgroup_of(&saved)?.ok_or_else(|| RuntimeError::NoCgroup(saved.id.clone()))?;
     let s = cg.stats()?;
     Ok(serde_json::json!({"type": "stats", "id": id, "data": s}))
 }

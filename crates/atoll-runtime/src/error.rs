@@ -86,8 +86,18 @@ pub enum RuntimeError {
     Seccomp(#[from] atoll_seccomp::SeccompError),
     #[error(transparent)]
     Mount(#[from] crate::rootfs::MountError),
-    #[error("{0}")]
-    Other(String),
+    /// A signal name or number that is not a signal (kill's argument, runc's spellings).
+    #[error("unknown signal {0:?}")]
+    UnknownSignal(String),
+    /// A verb that works on the container's cgroup (pause, update, stats) on one without.
+    #[error("container \"{0}\" has no cgroup")]
+    NoCgroup(String),
+    /// SIGKILL was sent but the init did not exit within `secs` seconds.
+    #[error("init {pid} did not exit within {secs}s of SIGKILL")]
+    NotKilled { pid: i32, secs: u64 },
+    /// `delete` went on past each failure; these are the steps that failed, one line each.
+    #[error("delete {id}: {}", failures.join("; "))]
+    DeleteIncomplete { id: String, failures: Vec<String> },
 }
 
 /// How an init that left no message ended.

@@ -169,8 +169,7 @@ pub fn set_exec_label(process: &Process) -> Result<()> {
     if profile.is_none() && label.is_none() {
         return Ok(());
     }
-    let proc = ProcfsHandle::new()
-        .map_err(|e| RuntimeError::Other(format!("open a private procfs for the LSM: {e}")))?;
+    let proc = ProcfsHandle::new().map_err(crate::error::pathrs("open a private procfs for the LSM"))?;
     if let Some(p) = profile {
         let f = "process.apparmorProfile";
         let value = format!("exec {p}");
