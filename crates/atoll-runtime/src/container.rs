@@ -9,6 +9,7 @@ use atoll_cgroups::Cgroup;
 use nix::sys::signal::Signal;
 
 use crate::error::{errno, nix_errno, Result, RuntimeError};
+use crate::process;
 use crate::process::spawn::{self, CreateOpts};
 use crate::state::{Saved, Status, Store};
 
@@ -59,8 +60,8 @@ fn poststart(saved: &Saved) {
         wait_for_exec(saved);
         let state = saved.state_json(Status::Running).to_string();
         for e in crate::hooks::run_all_warn("poststart", h, &state) {
-                tracing::warn!("{}", crate::error::report(&e));
-            }
+            tracing::warn!("{}", crate::error::report(&e));
+        }
     }
 }
 
@@ -101,8 +102,7 @@ fn wait_for_exec(saved: &Saved) {
 /// Parse "KILL", "SIGKILL", "9" (runc accepts all three).
 pub fn parse_signal(s: &str) -> Result<Signal> {
     if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n)
-            .map_err(|_| RuntimeError::UnknownSignal(s.into()));
+        return Signal::try_from(n).map_err(|_| RuntimeError::UnknownSignal(s.into()));
     }
     let up = s.to_ascii_uppercase();
     let name = if up.starts_with("SIG") {
@@ -127,8 +127,9 @@ pub fn kill(store: &Store, id: &str, sig: Signal, all: bool) -> Result<()> {
     }
     if all {
         if let Some(cg) = cgroup_of(&saved)? {
+            let rsig = to_rustix(sig)?;
             for pid in cg.pids()? {
-                let _gone_is_fine = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+                let _gone_is_fine = process::kill(pid, rsig);
             }
             if status == Status::Paused && sig == Signal::SIGKILL {
                 cg.thaw()?;
@@ -153,10 +154,14 @@ fn signal_init(saved: &Saved, sig: Signal) -> Result<()> {
         status: "stopped",
         wanted: "container not running",
     })?;
-    let rsig = rustix::process::Signal::from_named_raw(sig as i32)
-        .ok_or_else(|| RuntimeError::UnknownSignal(sig.to_string()))?;
-    rustix::process::pidfd_send_signal(&pidfd, rsig)
+    rustix::process::pidfd_send_signal(&pidfd, to_rustix(sig)?)
         .map_err(errno(format!("pidfd_send_signal {sig} to {}", saved.pid)))
+}
+
+/// The same signal as rustix spells it (parsing stays with nix, which names signals).
+fn to_rustix(sig: Signal) -> Result<rustix::process::Signal> {
+    rustix::process::Signal::from_named_raw(sig as i32)
+        .ok_or_else(|| RuntimeError::UnknownSignal(sig.to_string()))
 }
 
 fn cgroup_of(saved: &Saved) -> Result<Option<Cgroup>> {
@@ -217,7 +222,7 @@ fn delete_locked(store: &Store, saved: &Saved, force: bool) -> Result<()> {
         // with init only if it had one).
         let _ = cg.thaw();
         for pid in cg.pids().unwrap_or_default() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            let _gone_is_fine = process::kill(pid, rustix::process::Signal::KILL);
         }
     }
     if status != Status::Creating {
@@ -262,7 +267,7 @@ fn kill_and_wait(saved: &Saved, cg: Option<&Cgroup>) -> Result<()> {
     };
     if let Some(cg) = cg {
         for p in cg.pids().unwrap_or_default() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);
+            let _gone_is_fine = process::kill(p, rustix::process::Signal::KILL);
         }
         let _ = cg.thaw();
     }
@@ -356,8 +361,7 @@ pub fn update(
             wanted: "container not running",
         });
     }
-    let cg =
-        cgroup_of(&saved)?.ok_or_else(|| RuntimeError::NoCgroup(saved.id.clone()))?;
+    let cg = cgroup_of(&saved)?.ok_or_else(|| RuntimeError::NoCgroup(saved.id.clone()))?;
     cg.update(resources)?;
     if let Some(linux) = saved.config.linux_mut() {
         linux.set_resources(Some(resources.clone()));
@@ -367,8 +371,7 @@ pub fn update(
 
 pub fn stats(store: &Store, id: &str) -> Result<serde_json::Value> {
     let saved = store.load(id)?;
-    let cg =
-        cgroup_of(&saved)?.ok_or_else(|| RuntimeError::NoCgroup(saved.id.clone()))?;
+    let cg = cgroup_of(&saved)?.ok_or_else(|| RuntimeError::NoCgroup(saved.id.clone()))?;
     let s = cg.stats()?;
     Ok(serde_json::json!({"type": "stats", "id": id, "data": s}))
 }
@@ -472,8 +475,8 @@ pub fn wait_forwarding(
                 if let (true, Some(m)) = (sig == Signal::SIGWINCH as i32, console) {
                     crate::tty::copy_winsize(m);
                 } else if sig != Signal::SIGCHLD as i32 {
-                    if let Ok(s) = Signal::try_from(sig) {
-                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), s);
+                    if let Some(s) = rustix::process::Signal::from_named_raw(sig) {
+                        let _gone_is_fine = process::kill(pid, s);
                     }
                 }
             }

@@ -169,7 +169,8 @@ pub fn set_exec_label(process: &Process) -> Result<()> {
     if profile.is_none() && label.is_none() {
         return Ok(());
     }
-    let proc = ProcfsHandle::new().map_err(crate::error::pathrs("open a private procfs for the LSM"))?;
+    let proc =
+        ProcfsHandle::new().map_err(crate::error::pathrs("open a private procfs for the LSM"))?;
     if let Some(p) = profile {
         let f = "process.apparmorProfile";
         let value = format!("exec {p}");

@@ -137,10 +137,7 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
         other => return Err(protocol::unexpected("Stage2 with a pid", other)),
     };
     let kill = |e: RuntimeError| {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        let _gone_is_fine = super::kill(pid, rustix::process::Signal::KILL);
         e
     };
     // Into the container's cgroup before Go, so before it can exec: cgroup2 by pid

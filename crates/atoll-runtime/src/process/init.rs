@@ -12,6 +12,7 @@ use atoll_cgroups::Hierarchy;
 use atoll_seccomp::Filter;
 use nix::mount::MsFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use rustix::thread::UnshareFlags;
 
 use super::protocol::{self, FdKind, Msg};
 use atoll_sys::process::{CloseFds, SingleThreaded};
@@ -169,8 +170,8 @@ fn die_with_parent(ctx: &InitCtx<'_>) -> Result<()> {
 /// clone had made it (the clone leaves it out so that its set-up overlaps the parent's work).
 fn enter_net_namespace(ctx: &InitCtx<'_>) -> Result<()> {
     if ctx.unshare_net {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(nix_errno("unshare(CLONE_NEWNET)"))?;
+        atoll_sys::namespace::unshare(UnshareFlags::NEWNET)
+            .map_err(sys("unshare(CLONE_NEWNET)"))?;
     }
     Ok(())
 }
@@ -193,8 +194,8 @@ fn join_session_keyring(ctx: &InitCtx<'_>) -> Result<()> {
 /// Once in our cgroup: a new cgroup namespace is rooted at the cgroup we are in now, ours.
 fn enter_cgroup_namespace(ctx: &InitCtx<'_>) -> Result<()> {
     if ctx.ns.creates(LinuxNamespaceType::Cgroup) {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-            .map_err(nix_errno("unshare(CLONE_NEWCGROUP)"))?;
+        atoll_sys::namespace::unshare(UnshareFlags::NEWCGROUP)
+            .map_err(sys("unshare(CLONE_NEWCGROUP)"))?;
     }
     Ok(())
 }

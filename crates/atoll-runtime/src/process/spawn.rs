@@ -652,9 +652,8 @@ impl Drop for Cleanup<'_> {
             return;
         }
         if let Some(pid) = self.child {
-            let p = nix::unistd::Pid::from_raw(pid);
-            let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(p, None);
+            let _gone_is_fine = super::kill(pid, rustix::process::Signal::KILL);
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         }
         if let Some(cg) = &self.cgroup {
             if let Err(e) = cg.destroy() {

@@ -9,9 +9,13 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use atoll_sys::process::{CloseFds, SingleThreaded};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use rustix::thread::{
+    move_into_link_name_space, move_into_thread_name_spaces, LinkNameSpaceType,
+    ThreadNameSpaceType, UnshareFlags,
+};
 
 use super::protocol::{self, Msg};
-use crate::error::{field, nix_errno, sys, Result};
+use crate::error::{errno, field, nix_errno, sys, Result};
 use crate::spec::{self, Namespaces};
 
 /// Where the real process goes and what it keeps.
@@ -78,11 +82,7 @@ pub fn enter_for_create(sock: BorrowedFd<'_>, ns: &Namespaces, spec: &Spec) -> R
             path.display(),
             spec::ns_name(*t)
         )))?;
-        nix::sched::setns(
-            f.as_fd(),
-            nix::sched::CloneFlags::from_bits_retain(spec::ns_flag(*t) as i32),
-        )
-        .map_err(nix_errno(format!(
+        move_into_link_name_space(f.as_fd(), Some(link_ns_type(*t))).map_err(errno(format!(
             "setns {} ({})",
             path.display(),
             spec::ns_name(*t)
@@ -90,8 +90,8 @@ pub fn enter_for_create(sock: BorrowedFd<'_>, ns: &Namespaces, spec: &Spec) -> R
     }
     let flags = ns.new & !spec::ns_flag(LinuxNamespaceType::Cgroup);
     if flags != 0 {
-        nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(flags as i32))
-            .map_err(nix_errno(format!("unshare(flags {flags:#x})")))?;
+        atoll_sys::namespace::unshare(UnshareFlags::from_bits_retain(flags as u32))
+            .map_err(sys(format!("unshare(flags {flags:#x})")))?;
     }
     if ns.creates(LinuxNamespaceType::User) {
         protocol::send(sock, &Msg::NeedMaps(std::process::id() as i32), None)?;
@@ -106,11 +106,25 @@ pub fn enter_for_create(sock: BorrowedFd<'_>, ns: &Namespaces, spec: &Spec) -> R
 /// `exec`: every namespace of the container's init at once, through its pidfd (setns(2) with a
 /// pidfd, Linux 5.8: atomic, and immune to pid reuse).
 pub fn enter_for_exec(pidfd: BorrowedFd<'_>, ns_flags: u64) -> Result<()> {
-    nix::sched::setns(
+    move_into_thread_name_spaces(
         pidfd,
-        nix::sched::CloneFlags::from_bits_retain(ns_flags as i32),
+        ThreadNameSpaceType::from_bits_retain(ns_flags as u32),
     )
-    .map_err(nix_errno(format!("setns(pidfd of init, {ns_flags:#x})")))
+    .map_err(errno(format!("setns(pidfd of init, {ns_flags:#x})")))
+}
+
+/// setns(2)'s nstype for a namespace joined by path: the kernel checks the fd is one.
+fn link_ns_type(t: LinuxNamespaceType) -> LinkNameSpaceType {
+    match t {
+        LinuxNamespaceType::Mount => LinkNameSpaceType::Mount,
+        LinuxNamespaceType::Cgroup => LinkNameSpaceType::ControlGroup,
+        LinuxNamespaceType::Uts => LinkNameSpaceType::HostNameAndNISDomainName,
+        LinuxNamespaceType::Ipc => LinkNameSpaceType::InterProcessCommunication,
+        LinuxNamespaceType::User => LinkNameSpaceType::User,
+        LinuxNamespaceType::Pid => LinkNameSpaceType::ProcessID,
+        LinuxNamespaceType::Network => LinkNameSpaceType::Network,
+        LinuxNamespaceType::Time => LinkNameSpaceType::Time,
+    }
 }
 
 fn write_time_offsets(spec: &Spec) -> Result<()> {

@@ -27,7 +27,9 @@ mod resolve;
 pub use apply::MountCtx;
 pub use error::MountError;
 pub use options::{parse_options, Options};
-pub use plan::{all_devices, Device, DevicePlan, Idmap, IdmapUserns, MountKind, MountOp, MountPlan};
+pub use plan::{
+    all_devices, Device, DevicePlan, Idmap, IdmapUserns, MountKind, MountOp, MountPlan,
+};
 pub use prepared::{prepare_for_init, PreparedMounts, UsernsFor};
 
 /// The rootfs, opened as a pathrs root: every path below is resolved with RESOLVE_IN_ROOT.

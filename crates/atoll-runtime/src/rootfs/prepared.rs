@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use oci_spec::runtime::Mount;
 use atoll_sys::mount::{self as sysm, MountAttr};
+use oci_spec::runtime::Mount;
 use rustix::mount::{open_tree, OpenTreeFlags};
 
 use super::error::{io_errno, Named};
