@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use atoll_cgroups::Hierarchy;
 use atoll_seccomp::Filter;
-use nix::mount::MsFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use rustix::mount::{MountPropagationFlags as Propagation, UnmountFlags};
 use rustix::thread::UnshareFlags;
 
 use super::protocol::{self, FdKind, Msg};
@@ -461,25 +461,12 @@ fn prepare_root(ctx: &InitCtx<'_>) -> Result<Rootfs> {
     // configured rootfsPropagation is applied after pivot_root, which refuses shared parents and
     // could not bind an unbindable rootfs.
     let first = match root_propagation(ctx.spec)? {
-        MsFlags::MS_PRIVATE => MsFlags::MS_PRIVATE,
-        _ => MsFlags::MS_SLAVE,
+        Propagation::PRIVATE => Propagation::PRIVATE,
+        _ => Propagation::DOWNSTREAM,
     };
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        first | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(nix_errno("mount --make-rslave /"))?;
-    nix::mount::mount(
-        Some(ctx.rootfs),
-        ctx.rootfs,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(nix_errno(format!(
+    rustix::mount::mount_change("/", first | Propagation::REC)
+        .map_err(errno("mount --make-rslave /"))?;
+    rustix::mount::mount_bind_recursive(ctx.rootfs, ctx.rootfs).map_err(errno(format!(
         "bind mount rootfs {} onto itself",
         ctx.rootfs.display()
     )))?;
@@ -487,17 +474,17 @@ fn prepare_root(ctx: &InitCtx<'_>) -> Result<Rootfs> {
 }
 
 /// linux.rootfsPropagation (default rslave, as runc).
-fn root_propagation(spec: &Spec) -> Result<MsFlags> {
+fn root_propagation(spec: &Spec) -> Result<Propagation> {
     let prop = spec
         .linux()
         .as_ref()
         .and_then(|l| l.rootfs_propagation().clone())
         .unwrap_or_else(|| "rslave".into());
     Ok(match prop.as_str() {
-        "shared" | "rshared" => MsFlags::MS_SHARED,
-        "private" | "rprivate" => MsFlags::MS_PRIVATE,
-        "unbindable" | "runbindable" => MsFlags::MS_UNBINDABLE,
-        "slave" | "rslave" => MsFlags::MS_SLAVE,
+        "shared" | "rshared" => Propagation::SHARED,
+        "private" | "rprivate" => Propagation::PRIVATE,
+        "unbindable" | "runbindable" => Propagation::UNBINDABLE,
+        "slave" | "rslave" => Propagation::DOWNSTREAM,
         other => {
             return Err(field(
                 "linux.rootfsPropagation",
@@ -517,36 +504,22 @@ fn enter_root(ctx: &InitCtx<'_>, rootfs: &Rootfs) -> Result<()> {
         .into();
     rustix::process::fchdir(&dir).map_err(errno(format!("fchdir {}", ctx.rootfs.display())))?;
     if ctx.no_pivot {
-        nix::mount::mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-            .map_err(nix_errno("mount --move rootfs / (--no-pivot)"))?;
-        nix::unistd::chroot(".").map_err(nix_errno("chroot . (--no-pivot)"))?;
+        rustix::mount::mount_move(".", "/").map_err(errno("mount --move rootfs / (--no-pivot)"))?;
+        rustix::process::chroot(".").map_err(errno("chroot . (--no-pivot)"))?;
     } else {
         rustix::process::pivot_root(".", ".")
             .map_err(errno(format!("pivot_root {}", ctx.rootfs.display())))?;
         // The old root is now stacked under "."; make it a slave so the detach does not
         // propagate an unmount to the host, then detach it.
-        nix::mount::mount(
-            None::<&str>,
-            ".",
-            None::<&str>,
-            MsFlags::MS_SLAVE | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(nix_errno("mount --make-rslave old root"))?;
-        nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH)
-            .map_err(nix_errno("umount2 old root (MNT_DETACH)"))?;
+        rustix::mount::mount_change(".", Propagation::DOWNSTREAM | Propagation::REC)
+            .map_err(errno("mount --make-rslave old root"))?;
+        rustix::mount::unmount(".", UnmountFlags::DETACH)
+            .map_err(errno("umount2 old root (MNT_DETACH)"))?;
     }
     std::env::set_current_dir("/").map_err(crate::error::sys("chdir / after pivot_root"))?;
     let prop = root_propagation(ctx.spec)?;
-    if prop != MsFlags::MS_SLAVE {
-        nix::mount::mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            prop | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(nix_errno(format!(
+    if prop != Propagation::DOWNSTREAM {
+        rustix::mount::mount_change("/", prop | Propagation::REC).map_err(errno(format!(
             "set linux.rootfsPropagation ({prop:?}) on /"
         )))?;
     }
