@@ -86,6 +86,10 @@ pub enum NetError {
         detail: String,
     },
     /// A plan or teardown that failed in several places; teardown never stops at the first.
+    /// Link group 0 is every host link nobody grouped: deleting it would take the host's own
+    /// interfaces. Only a hand-edited plan can ask for it.
+    #[error("delete link group 0: refused (it holds every ungrouped host link)")]
+    GroupZero,
     #[error("{} errors, first: {}", .0.len(), with_causes(&.0[0]))]
     Many(Vec<NetError>),
 }

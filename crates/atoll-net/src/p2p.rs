@@ -437,7 +437,9 @@ fn link_group(link: &LinkMessage) -> Option<u32> {
 /// unregisters them together, one synchronize_net for the lot, and each veth takes its island
 /// end with it. Ok if the group has no links. Group 0 (every unassigned link) is refused.
 pub fn delete_group(group: u32) -> Result<(), NetError> {
-    assert_ne!(group, 0, "link group 0 holds every ungrouped host link");
+    if group == 0 {
+        return Err(NetError::GroupZero);
+    }
     let mut sock = Socket::open("host")?;
     match sock.execute(&[Request::delete_group(group)]) {
         // rtnl_group_dellink: ENODEV when no link is in the group.
@@ -493,6 +495,13 @@ pub fn group_links(group: u32) -> Result<Vec<HostEnd>, NetError> {
 mod tests {
     use super::*;
     use crate::netlink::fmt_mac;
+
+    /// A hand-edited plan.json naming group 0 is an error, never a delete of every ungrouped host
+    /// link (nor a panic): refused before any socket is opened.
+    #[test]
+    fn group_zero_is_refused() {
+        assert!(matches!(delete_group(0), Err(NetError::GroupZero)));
+    }
 
     fn end(ns: &str, ifname: &str, host: &str, x: u8, side: u8) -> End {
         End {
