@@ -2,11 +2,12 @@
 //! it must not write. A path the image lacks is skipped (runtime-spec); one that cannot be
 //! resolved is an error naming it, never a path left visible.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use atoll_sys::mount::{self as sysm, MountAttr};
 use rustix::fs::FileType;
+use rustix::io::Errno;
 use rustix::mount::{
     fsconfig_create, fsconfig_set_string, fsmount, fsopen, open_tree, FsMountFlags, FsOpenFlags,
     MountAttrFlags, OpenTreeFlags,
@@ -26,11 +27,8 @@ impl Rootfs {
                     errno,
                 }
             };
-            let target = match self.lookup(Path::new(p), true) {
-                Ok(Some(target)) => target,
-                Ok(None) => continue,
-                Err(MountError::InRootfs { call, errno, .. }) => return Err(fail(call)(errno)),
-                Err(e) => return Err(e),
+            let Some(target) = self.lookup_listed(p, fail)? else {
+                continue;
             };
             let st = rustix::fs::fstat(&target).map_err(fail("fstat"))?;
             let mnt = if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
@@ -70,11 +68,8 @@ impl Rootfs {
                     errno,
                 }
             };
-            let target = match self.lookup(Path::new(p), true) {
-                Ok(Some(target)) => target,
-                Ok(None) => continue,
-                Err(MountError::InRootfs { call, errno, .. }) => return Err(fail(call)(errno)),
-                Err(e) => return Err(e),
+            let Some(target) = self.lookup_listed(p, fail)? else {
+                continue;
             };
             let mnt = open_tree(
                 &target,
@@ -98,5 +93,21 @@ impl Rootfs {
                 .map_err(fail("move_mount"))?;
         }
         Ok(())
+    }
+
+    /// Resolve one maskedPaths/readonlyPaths entry: None when the image lacks it (runtime-spec
+    /// skips it); a path that cannot be resolved is that list's error (`fail`), naming it.
+    fn lookup_listed<F>(
+        &self,
+        p: &str,
+        fail: impl Fn(&'static str) -> F,
+    ) -> Result<Option<OwnedFd>, MountError>
+    where
+        F: FnOnce(Errno) -> MountError,
+    {
+        match self.lookup(Path::new(p), true) {
+            Err(MountError::InRootfs { call, errno, .. }) => Err(fail(call)(errno)),
+            other => other,
+        }
     }
 }
