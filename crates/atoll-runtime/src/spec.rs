@@ -292,6 +292,7 @@ pub fn validate(spec: &Spec, ns: &Namespaces) -> Result<()> {
         if let Some(sysctl) = linux.sysctl() {
             for key in sysctl.keys() {
                 check_sysctl(key, ns)?;
+                check_uts_sysctl(key, spec)?;
             }
         }
         check_devices(linux)?;
@@ -467,6 +468,21 @@ fn check_sysctl(key: &str, ns: &Namespaces) -> Result<()> {
     ))
 }
 
+/// kernel.hostname and kernel.domainname set what the `hostname` and `domainname` fields set:
+/// with both given, which one wins would depend on the order they are applied, so the config is
+/// refused, as runc refuses it.
+fn check_uts_sysctl(key: &str, spec: &Spec) -> Result<()> {
+    let conflict = match key {
+        "kernel.hostname" if spec.hostname().is_some() => "hostname",
+        "kernel.domainname" if spec.domainname().is_some() => "domainname",
+        _ => return Ok(()),
+    };
+    Err(field(
+        format!("linux.sysctl[{key:?}]"),
+        format!("conflicts with the {conflict:?} field: set one of them"),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,6 +504,32 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not a namespaced sysctl"));
+    }
+
+    #[test]
+    fn uts_sysctl_next_to_its_field_is_refused_naming_both() {
+        let with = |extra: &str| {
+            parse(&format!(
+                r#"{{"ociVersion":"1.2.0",{extra}"linux":{{"sysctl":{{"kernel.hostname":"h","kernel.domainname":"d"}}}}}}"#
+            ))
+        };
+        let e = check_uts_sysctl("kernel.hostname", &with(r#""hostname":"x","#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("kernel.hostname") && e.contains("\"hostname\""),
+            "{e}"
+        );
+        let e = check_uts_sysctl("kernel.domainname", &with(r#""domainname":"x","#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("kernel.domainname") && e.contains("\"domainname\""),
+            "{e}"
+        );
+        // Alone, each is a namespaced sysctl like any other.
+        assert!(check_uts_sysctl("kernel.hostname", &with("")).is_ok());
+        assert!(check_uts_sysctl("kernel.domainname", &with(r#""hostname":"x","#)).is_ok());
     }
 
     #[test]
