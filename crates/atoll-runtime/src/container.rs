@@ -362,11 +362,29 @@ pub fn update(
         });
     }
     let cg = cgroup_of(&saved)?.ok_or_else(|| RuntimeError::NoCgroup(saved.id.clone()))?;
-    cg.update(resources)?;
+    cg.update(&with_standard_devices(&saved.config, resources))?;
     if let Some(linux) = saved.config.linux_mut() {
         linux.set_resources(Some(resources.clone()));
     }
     store.save(&saved)
+}
+
+/// New device rules replace the old ones whole (a v1 "deny a" first, a new v2 program), so they
+/// get the standard devices' allows appended as at create: clients send the config's own list
+/// (containerd's CRI update sends a bare "deny all"), and without them /dev/null, /dev/ptmx and
+/// /dev/pts/* are denied to every process in the container from then on.
+fn with_standard_devices(
+    config: &oci_spec::runtime::Spec,
+    resources: &oci_spec::runtime::LinuxResources,
+) -> oci_spec::runtime::LinuxResources {
+    if resources.devices().is_none() {
+        return resources.clone();
+    }
+    let mut spec = config.clone();
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    linux.set_resources(Some(resources.clone()));
+    spec.set_linux(Some(linux));
+    spawn::effective_resources(&spec)
 }
 
 pub fn stats(store: &Store, id: &str) -> Result<serde_json::Value> {
