@@ -63,7 +63,7 @@ impl Rootfs {
             }
             MountKind::Fs | MountKind::Proc | MountKind::Sysfs => {
                 let target = self.target(op.dest, false)?;
-                let mnt = match self.fs_mount(op) {
+                let mnt = match self.fs_mount(op, target.as_fd()) {
                     Ok(mnt) => mnt,
                     // sysfs belongs to the network namespace: without a new one (or inside a user
                     // namespace that does not own it) the kernel refuses; bind the host's, as runc
@@ -102,7 +102,8 @@ impl Rootfs {
     }
 
     /// A new instance of the op's filesystem: fsopen, its options through fsconfig, fsmount.
-    fn fs_mount(&self, op: &MountOp<'_>) -> Result<OwnedFd, MountError> {
+    /// `target` is the directory it goes on.
+    fn fs_mount(&self, op: &MountOp<'_>, target: BorrowedFd<'_>) -> Result<OwnedFd, MountError> {
         let fs = fsopen(op.fstype, FsOpenFlags::FSOPEN_CLOEXEC)
             .map_err(|errno| op.failed("fsopen", errno))?;
         if let Some(src) = op.mount.source() {
@@ -119,6 +120,14 @@ impl Rootfs {
                 let kv = v.map_or_else(|| k.to_string(), |v| format!("{k}={v}"));
                 op.failed(format!("fsconfig {kv}"), errno)
             })?;
+        }
+        if op.fstype == "tmpfs" && !op.opts.data.iter().any(|&(k, _)| k == "mode") {
+            // A tmpfs root is 1777 by default; runc gives it the mode of the directory it covers
+            // (the image's, or 0755 where the runtime made it), and images rely on that.
+            let st = rustix::fs::fstat(target).map_err(|errno| op.failed("fstat", errno))?;
+            let mode = format!("{:o}", st.st_mode & 0o7777);
+            fsconfig_set_string(&fs, "mode", mode.as_str())
+                .map_err(|errno| op.failed(format!("fsconfig mode={mode}"), errno))?;
         }
         for &f in &op.opts.sb_flags {
             fsconfig_set_flag(&fs, f).map_err(|errno| op.failed(format!("fsconfig {f}"), errno))?;
