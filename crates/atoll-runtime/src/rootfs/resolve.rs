@@ -2,10 +2,13 @@
 //! fd returned is an O_PATH fd that a mount is attached to, so the path is resolved once, by the
 //! kernel, inside the root.
 
+use std::borrow::Cow;
+use std::ffi::OsString;
 use std::fs::Permissions;
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use pathrs::InodeType;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
@@ -99,13 +102,31 @@ impl Rootfs {
 
     /// Resolve `dest` inside the rootfs, creating it (as a directory, or an empty file when
     /// `file` is set) if it is missing. Returns an O_PATH fd to mount onto.
+    ///
+    /// A destination that is (or goes through) a dangling symlink is made where the symlink
+    /// points, inside the root, as runc does: the new path is only a name, looked up and made
+    /// again in the root, so `..` and absolute targets stay inside it.
     pub(super) fn target(&self, dest: &Path, file: bool) -> Result<OwnedFd> {
-        if let Some(fd) = self.lookup(dest, true)? {
-            return Ok(fd);
+        let mut dest = Cow::Borrowed(dest);
+        let mut links = 0;
+        loop {
+            if let Some(fd) = self.lookup(&dest, true)? {
+                return Ok(fd);
+            }
+            if let Some(fd) = self.make_last(&dest, file)? {
+                return Ok(fd);
+            }
+            let Some(next) = self.follow_dangling(&dest)? else {
+                break;
+            };
+            // path_resolution(7): at most 40 symlinks in one lookup.
+            links += 1;
+            if links > 40 {
+                return Err(in_rootfs("follow symlinks", &dest, Errno::LOOP));
+            }
+            dest = Cow::Owned(next);
         }
-        if let Some(fd) = self.make_last(dest, file)? {
-            return Ok(fd);
-        }
+        let dest = dest.as_ref();
         if !file {
             return self.make_dirs(dest);
         }
@@ -119,6 +140,43 @@ impl Rootfs {
             Err(e) => return Err(pathrs("create", dest, e)),
         }
         self.reopen(dest)
+    }
+
+    /// `dest` does not resolve: if that is because one of its components is a symlink whose
+    /// target is missing, `dest` with that component replaced by the symlink's target (an
+    /// absolute one counts from the root, a relative one from the symlink's directory). None
+    /// when the first missing component is not a symlink: there is only something to make.
+    fn follow_dangling(&self, dest: &Path) -> Result<Option<PathBuf>> {
+        let mut prefix = PathBuf::from("/");
+        let mut rest = dest.components();
+        while let Some(c) = rest.next() {
+            if matches!(c, Component::RootDir | Component::CurDir) {
+                continue;
+            }
+            prefix.push(c);
+            if self.lookup(&prefix, true)?.is_some() {
+                continue;
+            }
+            let Component::Normal(_) = c else {
+                return Ok(None);
+            };
+            let Some(link) = self.lookup(&prefix, false)? else {
+                return Ok(None);
+            };
+            let target = match rustix::fs::readlinkat(&link, "", Vec::new()) {
+                Ok(t) => PathBuf::from(OsString::from_vec(t.into_bytes())),
+                // EINVAL: not a symlink, only missing.
+                Err(Errno::INVAL | Errno::NOENT) => return Ok(None),
+                Err(errno) => return Err(in_rootfs("readlinkat", &prefix, errno)),
+            };
+            let mut next = match prefix.parent() {
+                Some(dir) if target.is_relative() => dir.join(target),
+                _ => Path::new("/").join(target),
+            };
+            next.extend(rest);
+            return Ok(Some(next));
+        }
+        Ok(None)
     }
 
     /// mkdir -p inside the rootfs (pathrs keeps every component inside the root).
