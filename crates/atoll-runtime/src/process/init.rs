@@ -457,15 +457,20 @@ fn become_ns_root(ctx: &InitCtx<'_>) -> Result<()> {
 /// Make our mount tree private to us, bind the rootfs onto itself (pivot_root needs a mount point)
 /// and open it.
 fn prepare_root(ctx: &InitCtx<'_>) -> Result<Rootfs> {
-    // Our own mounts must never propagate back to the host: slave (or private) first. The
-    // configured rootfsPropagation is applied after pivot_root, which refuses shared parents and
-    // could not bind an unbindable rootfs.
-    let first = match root_propagation(ctx.spec)? {
-        Propagation::PRIVATE => Propagation::PRIVATE,
-        _ => Propagation::DOWNSTREAM,
+    // Our own mounts must not propagate back to the host: slave (or private) first, but for
+    // rootfsPropagation shared, which asks for exactly that (an rshared bind's new mounts reach
+    // the host). The rest is applied after pivot_root, which refuses shared parents and could
+    // not bind an unbindable rootfs.
+    let (first, name) = match root_propagation(ctx.spec)? {
+        Propagation::PRIVATE => (Propagation::PRIVATE, "rprivate"),
+        Propagation::SHARED => (Propagation::SHARED, "rshared"),
+        _ => (Propagation::DOWNSTREAM, "rslave"),
     };
     rustix::mount::mount_change("/", first | Propagation::REC)
-        .map_err(errno("mount --make-rslave /"))?;
+        .map_err(errno(format!("mount --make-{name} /")))?;
+    if first == Propagation::SHARED {
+        crate::rootfs::make_rootfs_parent_private(ctx.rootfs)?;
+    }
     rustix::mount::mount_bind_recursive(ctx.rootfs, ctx.rootfs).map_err(errno(format!(
         "bind mount rootfs {} onto itself",
         ctx.rootfs.display()
@@ -507,10 +512,21 @@ fn enter_root(ctx: &InitCtx<'_>, rootfs: &Rootfs) -> Result<()> {
         rustix::mount::mount_move(".", "/").map_err(errno("mount --move rootfs / (--no-pivot)"))?;
         rustix::process::chroot(".").map_err(errno("chroot . (--no-pivot)"))?;
     } else {
+        let old_root = rustix::fs::open(
+            "/",
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(errno("open / (the old root)"))?;
         rustix::process::pivot_root(".", ".")
             .map_err(errno(format!("pivot_root {}", ctx.rootfs.display())))?;
-        // The old root is now stacked under "."; make it a slave so the detach does not
-        // propagate an unmount to the host, then detach it.
+        // The old root is now stacked on ".", but "." still names the new root's mount (a
+        // lookup of "." crosses no mount): go to the old root by fd, as runc does, so that the
+        // rslave below (which keeps the detach from propagating an unmount to the host) touches
+        // the old root only and leaves the new root's propagation (rshared binds) as it is.
+        rustix::process::fchdir(&old_root).map_err(errno("fchdir the old root"))?;
         rustix::mount::mount_change(".", Propagation::DOWNSTREAM | Propagation::REC)
             .map_err(errno("mount --make-rslave old root"))?;
         rustix::mount::unmount(".", UnmountFlags::DETACH)

@@ -78,6 +78,13 @@ pub enum MountError {
     /// The parent's answers did not hold the mount the plan has it make.
     #[error("mounts[{index}]: no mount from the parent for it")]
     NotPrepared { index: usize },
+    /// Making the mount that holds the rootfs private (rootfsPropagation shared).
+    #[error("rootfs {path:?}: make the mount holding it private: {call}: {}", Named(*.errno))]
+    RootfsParent {
+        path: PathBuf,
+        call: &'static str,
+        errno: Errno,
+    },
 }
 
 impl MountError {
@@ -90,7 +97,8 @@ impl MountError {
             | MountError::Readonly { errno, .. }
             | MountError::Device { errno, .. }
             | MountError::Console { errno, .. }
-            | MountError::HostDevNull { errno, .. } => Some(*errno),
+            | MountError::HostDevNull { errno, .. }
+            | MountError::RootfsParent { errno, .. } => Some(*errno),
             MountError::Pathrs { cause, .. } | MountError::OpenRootfs { cause, .. } => {
                 pathrs_errno(cause)
             }

@@ -13,7 +13,8 @@ use std::path::Path;
 
 use pathrs::Root;
 use rustix::fs::{FileType, Mode, OFlags};
-use rustix::mount::{move_mount, MoveMountFlags};
+use rustix::io::Errno;
+use rustix::mount::{mount_change, move_mount, MountPropagationFlags, MoveMountFlags};
 
 mod apply;
 mod devices;
@@ -31,6 +32,34 @@ pub use plan::{
     all_devices, Device, DevicePlan, Idmap, IdmapUserns, MountKind, MountOp, MountPlan,
 };
 pub use prepared::{prepare_for_init, PreparedMounts, UsernsFor};
+
+/// With linux.rootfsPropagation shared, "/" is made rshared (not rslave) so that the container's
+/// copies of the host's mounts stay in the host's peer groups and a mount made under an rshared
+/// bind reaches the host. pivot_root(2) refuses a new root whose parent mount is shared (EINVAL),
+/// so the mount holding the rootfs is made private instead, as runc does; the rootfs bind made
+/// from it next is then private too.
+pub fn make_rootfs_parent_private(rootfs: &Path) -> Result<(), MountError> {
+    let fail = |call| {
+        move |errno| MountError::RootfsParent {
+            path: rootfs.to_path_buf(),
+            call,
+            errno,
+        }
+    };
+    let real = std::fs::canonicalize(rootfs).map_err(|e| fail("realpath")(error::io_errno(&e)))?;
+    for dir in real.ancestors() {
+        match mount_change(dir, MountPropagationFlags::PRIVATE) {
+            Ok(()) => return Ok(()),
+            // mount(2) EINVAL for a propagation change: not a mount point; the mount holding
+            // it is further up.
+            Err(Errno::INVAL) => continue,
+            Err(errno) => return Err(fail("mount MS_PRIVATE")(errno)),
+        }
+    }
+    Err(fail("mount MS_PRIVATE (no mount point above it)")(
+        Errno::INVAL,
+    ))
+}
 
 /// The rootfs, opened as a pathrs root: every path below is resolved with RESOLVE_IN_ROOT.
 pub struct Rootfs {
