@@ -112,6 +112,10 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>, proof: &SingleThreaded) -> Resu
     let plan = ctx.mounts;
     let make_userns = |m: &oci_spec::runtime::Mount| make_idmap_userns(proof, m);
     let container_userns = || open_self_ns("user");
+    let source_from_parent = |index| {
+        ensure_placed()?;
+        need_mount(sock, index)
+    };
     let mctx = MountCtx {
         bundle: ctx.bundle,
         cgroup_hierarchies: &ctx.hierarchies,
@@ -120,6 +124,10 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>, proof: &SingleThreaded) -> Resu
             mount: &make_userns,
             container: &container_userns,
         },
+        source_from_parent: ctx
+            .ns
+            .has(LinuxNamespaceType::User)
+            .then_some(&source_from_parent),
     };
     // The mounts before the first that needs the cgroup or the parent go on while the parent
     // makes the cgroup; the parent's mounts are fetched (it answers after Placed) before the rest.

@@ -18,9 +18,10 @@
 //!   Placed ───────────────────────────────────────▶  a cgroup mount, NeedMount, or after mounts;
 //!                                                     writes "0" to each tasks fd, then
 //!                                                     unshare(NEWCGROUP))
-//!                    ◀──────────────────── NeedMount(i)   (per idmapped bind mount, user ns)
-//!   make the idmapped mount
-//!   Fd(Mount) + mount fd ─────────────────────────▶ attach it
+//!                    ◀──────────────────── NeedMount(i)   (user ns: per idmapped bind mount,
+//!                                                     or bind source init was refused: EACCES)
+//!   make the idmapped mount, or open the source O_PATH in init's mount namespace
+//!   Fd(Mount) + fd ───────────────────────────────▶ attach it / open_tree it and attach
 //!                    ◀──────────────────── Fd(Console) + pty master (process.terminal)
 //!                    ◀──────────────────── Hooks    (prestart/createRuntime/... hooks exist)
 //!   run prestart, createRuntime hooks
@@ -120,7 +121,11 @@ pub const CREATE: &[Step] = &[
     step(Side::Parent, "Go", "always"),
     step(Side::Parent, "JoinCgroup", "once per v1 hierarchy"),
     step(Side::Parent, "Placed", "always"),
-    step(Side::Child, "NeedMount", "per idmapped bind mount"),
+    step(
+        Side::Child,
+        "NeedMount",
+        "per idmapped bind mount or unreachable bind source",
+    ),
     step(Side::Parent, "Fd(Mount)", "answers NeedMount"),
     step(Side::Child, "Fd(Console)", "process.terminal"),
     step(Side::Child, "Hooks", "any hook configured"),

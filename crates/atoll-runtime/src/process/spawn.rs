@@ -624,7 +624,7 @@ fn idmapped_mount(proof: &SingleThreaded, saved: &Saved, spec: &Spec, i: usize) 
         mount: &|m| init::make_idmap_userns(proof, m),
         container: &container_userns,
     };
-    crate::rootfs::prepare_for_init(&saved.bundle, mounts, i, &userns)
+    crate::rootfs::prepare_for_init(&saved.bundle, mounts, i, saved.pid, &userns)
 }
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use atoll_cgroups::Hierarchy;
 use atoll_sys::mount::{self as sysm, MountAttr};
+use rustix::fs::FileType;
 use rustix::io::Errno;
 use rustix::mount::{
     fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, open_tree,
@@ -27,6 +28,9 @@ pub struct MountCtx<'a> {
     pub cgroup_hierarchies: &'a [Hierarchy],
     pub cgroupns: bool,
     pub userns: UsernsFor<'a>,
+    /// In a user namespace: asks the parent (NeedMount) for an O_PATH fd of config mount i's
+    /// bind source when the init may not reach it.
+    pub source_from_parent: Option<&'a dyn Fn(usize) -> Result<OwnedFd>>,
 }
 
 impl Rootfs {
@@ -53,13 +57,23 @@ impl Rootfs {
         let (mnt, target) = match op.kind {
             MountKind::Cgroup => return self.mount_cgroup(op, ctx),
             MountKind::Bind { source } | MountKind::FromParent { source } => {
-                let (src, is_dir) = bind_source(ctx.bundle, op.index, source)?;
-                let target = self.target(op.dest, !is_dir)?;
-                let mnt = match op.kind {
-                    MountKind::FromParent { .. } => prepared.take(op.index)?,
-                    _ => detached_bind(&src, op, &ctx.userns)?,
+                let (mnt, is_dir) = match op.kind {
+                    MountKind::FromParent { .. } => {
+                        let mnt = prepared.take(op.index)?;
+                        let st =
+                            rustix::fs::fstat(&mnt).map_err(|errno| op.failed("fstat", errno))?;
+                        (
+                            mnt,
+                            FileType::from_raw_mode(st.st_mode) == FileType::Directory,
+                        )
+                    }
+                    _ => {
+                        let from_parent = ctx.source_from_parent;
+                        let (src, is_dir) = bind_source(ctx.bundle, op.index, source, from_parent)?;
+                        (detached_bind(&src, op, &ctx.userns)?, is_dir)
+                    }
                 };
-                (mnt, target)
+                (mnt, self.target(op.dest, !is_dir)?)
             }
             MountKind::Fs | MountKind::Proc | MountKind::Sysfs => {
                 let target = self.target(op.dest, false)?;

@@ -8,6 +8,8 @@ use std::path::Path;
 
 use atoll_sys::mount::{self as sysm, MountAttr};
 use oci_spec::runtime::Mount;
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 use rustix::mount::{open_tree, OpenTreeFlags};
 
 use super::error::{io_errno, Named};
@@ -23,31 +25,57 @@ pub struct UsernsFor<'a> {
     pub container: &'a dyn Fn() -> Result<OwnedFd>,
 }
 
-/// A bind mount's source (a relative one against the bundle) and whether it is a directory.
+/// A bind mount's source path: a relative one is against the bundle.
+fn source_path<'s>(bundle: &Path, source: &'s Path) -> Cow<'s, Path> {
+    if source.is_absolute() {
+        Cow::Borrowed(source)
+    } else {
+        Cow::Owned(bundle.join(source))
+    }
+}
+
+/// Where a bind mount's source is: its path, or (a container in a user namespace whose root may
+/// not reach it) an O_PATH fd the parent opened for us.
+pub(super) enum BindSource<'s> {
+    Path(Cow<'s, Path>),
+    Fd(OwnedFd),
+}
+
+/// A bind mount's source and whether it is a directory. `from_parent`: where the path is
+/// refused (EACCES: a directory on the way the container's root may not search), ask the
+/// parent, root in the host's user namespace, to open it (NeedMount); None outside a user
+/// namespace, where nothing would answer differently.
 pub(super) fn bind_source<'s>(
     bundle: &Path,
     index: usize,
     source: &'s Path,
-) -> Result<(Cow<'s, Path>, bool)> {
-    let src = if source.is_absolute() {
-        Cow::Borrowed(source)
-    } else {
-        Cow::Owned(bundle.join(source))
-    };
-    let md = std::fs::metadata(&src).map_err(|e| {
-        let errno = Named(io_errno(&e));
+    from_parent: Option<&dyn Fn(usize) -> Result<OwnedFd>>,
+) -> Result<(BindSource<'s>, bool)> {
+    let src = source_path(bundle, source);
+    let refused = |errno: Errno| {
         field(
             format!("mounts[{index}].source"),
-            format!("{src:?}: {errno}"),
+            format!("{src:?}: {}", Named(errno)),
         )
-    })?;
-    Ok((src, md.is_dir()))
+    };
+    match std::fs::metadata(&src) {
+        Ok(md) => Ok((BindSource::Path(src), md.is_dir())),
+        Err(e) => match (io_errno(&e), from_parent) {
+            (Errno::ACCESS, Some(ask)) => {
+                let fd = ask(index)?;
+                let st = rustix::fs::fstat(&fd).map_err(refused)?;
+                let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+                Ok((BindSource::Fd(fd), is_dir))
+            }
+            (errno, _) => Err(refused(errno)),
+        },
+    }
 }
 
 /// The detached bind mount of `src` for `op`, with every attribute (read-only, nosuid, ...,
 /// idmap) already set.
 pub(super) fn detached_bind(
-    src: &Path,
+    src: &BindSource<'_>,
     op: &MountOp<'_>,
     userns: &UsernsFor<'_>,
 ) -> Result<OwnedFd> {
@@ -55,8 +83,12 @@ pub(super) fn detached_bind(
     if op.opts.recursive_bind {
         flags |= OpenTreeFlags::AT_RECURSIVE;
     }
-    let mnt = open_tree(rustix::fs::CWD, src, flags)
-        .map_err(|errno| op.failed(format!("open_tree {src:?}"), errno))?;
+    let mnt = match src {
+        BindSource::Path(p) => open_tree(rustix::fs::CWD, p.as_ref(), flags)
+            .map_err(|errno| op.failed(format!("open_tree {p:?}"), errno))?,
+        BindSource::Fd(fd) => open_tree(fd, "", flags | OpenTreeFlags::AT_EMPTY_PATH)
+            .map_err(|errno| op.failed("open_tree (the source the parent opened)", errno))?,
+    };
     set_attrs(mnt.as_fd(), op, userns)?;
     Ok(mnt)
 }
@@ -102,27 +134,53 @@ pub(super) fn set_attrs(
     Ok(())
 }
 
-/// The parent's answer to NeedMount(`index`): the idmapped bind mount of config mount `index`
-/// for a container in a user namespace. `userns` gives the mapping's user namespace. Anything
-/// the plan would not have the parent make is refused.
+/// The parent's answer to NeedMount(`index`) from the init `init_pid` of a container in a user
+/// namespace: for an idmapped bind mount, the mount itself (`userns` gives the mapping's user
+/// namespace); for a plain bind mount, whose source the init was refused, an O_PATH fd of the
+/// source that the init clones with open_tree. Anything else is refused.
 pub fn prepare_for_init(
     bundle: &Path,
     mounts: &[Mount],
     index: usize,
+    init_pid: i32,
     userns: &UsernsFor<'_>,
 ) -> Result<OwnedFd> {
     let m = mounts
         .get(index)
         .ok_or_else(|| field(format!("mounts[{index}]"), "no such mount"))?;
     let op = mount_op(index, m, true)?;
-    let MountKind::FromParent { source } = op.kind else {
-        return Err(field(
-            format!("mounts[{index}]"),
-            "not an idmapped bind mount: the init makes it itself",
-        ));
-    };
-    let (src, _) = bind_source(bundle, index, source)?;
-    detached_bind(&src, &op, userns)
+    match op.kind {
+        MountKind::FromParent { source } => {
+            let (src, _) = bind_source(bundle, index, source, None)?;
+            detached_bind(&src, &op, userns)
+        }
+        MountKind::Bind { source } => open_in_init_ns(&source_path(bundle, source), init_pid)
+            .map_err(|errno| {
+                op.failed(format!("open {source:?} for the init"), errno)
+                    .into()
+            }),
+        _ => Err(field(format!("mounts[{index}]"), "not a bind mount")),
+    }
+}
+
+/// `source` opened O_PATH in the init's mount namespace, through its root: open_tree(2) clones
+/// only a mount of the caller's own namespace (EINVAL otherwise), so the fd must name the init's
+/// copy of the host's mount, not ours. RESOLVE_IN_ROOT keeps absolute symlinks on the way in
+/// that root (the host's tree, before pivot_root). As root here, the directories on the way
+/// need not be searchable by the container's root, and the fd carries no such check onwards.
+fn open_in_init_ns(source: &Path, init_pid: i32) -> rustix::io::Result<OwnedFd> {
+    let root = rustix::fs::open(
+        format!("/proc/{init_pid}/root").as_str(),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    rustix::fs::openat2(
+        &root,
+        source,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
 }
 
 /// The mounts the parent made for the init, by config index.
