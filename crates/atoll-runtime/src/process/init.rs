@@ -510,6 +510,7 @@ fn root_propagation(spec: &Spec) -> Result<Propagation> {
 /// pivot_root(".", ".") then detach the old root (no directory needed), or with --no-pivot move
 /// the rootfs onto / and chroot.
 fn enter_root(ctx: &InitCtx<'_>, rootfs: &Rootfs) -> Result<()> {
+    let prop = root_propagation(ctx.spec)?;
     let dir: OwnedFd = rootfs
         .root
         .try_clone()
@@ -520,28 +521,31 @@ fn enter_root(ctx: &InitCtx<'_>, rootfs: &Rootfs) -> Result<()> {
         rustix::mount::mount_move(".", "/").map_err(errno("mount --move rootfs / (--no-pivot)"))?;
         rustix::process::chroot(".").map_err(errno("chroot . (--no-pivot)"))?;
     } else {
-        let old_root = rustix::fs::open(
-            "/",
-            rustix::fs::OFlags::RDONLY
-                | rustix::fs::OFlags::DIRECTORY
-                | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(errno("open / (the old root)"))?;
+        // prepare_root made the old root rslave or rprivate, so detaching it propagates nothing
+        // to the host; but with rootfsPropagation shared it is still in the host's peer groups
+        // and must be made rslave first. After pivot_root it is stacked on ".", yet "." names
+        // the new root's mount (a lookup of "." crosses no mount): reach the old root by an fd
+        // opened before, as runc does, so the new root's propagation (rshared binds) stays.
+        let old_root = (prop == Propagation::SHARED)
+            .then(|| {
+                let flags = rustix::fs::OFlags::RDONLY
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC;
+                rustix::fs::open("/", flags, rustix::fs::Mode::empty())
+            })
+            .transpose()
+            .map_err(errno("open / (the old root)"))?;
         rustix::process::pivot_root(".", ".")
             .map_err(errno(format!("pivot_root {}", ctx.rootfs.display())))?;
-        // The old root is now stacked on ".", but "." still names the new root's mount (a
-        // lookup of "." crosses no mount): go to the old root by fd, as runc does, so that the
-        // rslave below (which keeps the detach from propagating an unmount to the host) touches
-        // the old root only and leaves the new root's propagation (rshared binds) as it is.
-        rustix::process::fchdir(&old_root).map_err(errno("fchdir the old root"))?;
-        rustix::mount::mount_change(".", Propagation::DOWNSTREAM | Propagation::REC)
-            .map_err(errno("mount --make-rslave old root"))?;
+        if let Some(old_root) = old_root {
+            rustix::process::fchdir(&old_root).map_err(errno("fchdir the old root"))?;
+            rustix::mount::mount_change(".", Propagation::DOWNSTREAM | Propagation::REC)
+                .map_err(errno("mount --make-rslave old root"))?;
+        }
         rustix::mount::unmount(".", UnmountFlags::DETACH)
             .map_err(errno("umount2 old root (MNT_DETACH)"))?;
     }
     std::env::set_current_dir("/").map_err(crate::error::sys("chdir / after pivot_root"))?;
-    let prop = root_propagation(ctx.spec)?;
     if prop != Propagation::DOWNSTREAM {
         rustix::mount::mount_change("/", prop | Propagation::REC).map_err(errno(format!(
             "set linux.rootfsPropagation ({prop:?}) on /"
