@@ -29,6 +29,7 @@ use std::path::PathBuf;
 pub use cgroup::{join_self, Cgroup};
 pub use error::{CgroupError, Errno};
 pub use layout::Mode;
+pub use path::SubCgroup;
 pub use oci_spec::runtime::LinuxResources;
 pub use plan::check as check_resources;
 pub use stats::Stats;
