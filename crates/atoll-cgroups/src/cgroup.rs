@@ -145,7 +145,9 @@ impl Cgroup {
                         }
                     }
                     if !found {
-                        return Err(bad("no cgroup v1 hierarchy on this host has that controller"));
+                        return Err(bad(
+                            "no cgroup v1 hierarchy on this host has that controller",
+                        ));
                     }
                 }
             }

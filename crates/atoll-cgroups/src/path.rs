@@ -139,13 +139,11 @@ impl SubCgroup {
     }
 }
 
-/// A sub-cgroup path as "/a/b": it must name something below the container's cgroup.
+/// A sub-cgroup path as "/a/b", or "" for the container's cgroup itself (runc joins "/" and ""
+/// onto it the same way).
 fn clean_sub(sub: &str) -> Result<String, CgroupError> {
     if sub.split('/').all(|c| c.is_empty() || c == ".") {
-        return Err(CgroupError::BadPath {
-            path: sub.to_string(),
-            why: "names no sub-cgroup (leave --cgroup out for the container's own)",
-        });
+        return Ok(String::new());
     }
     clean(&format!("/{sub}"), sub)
 }
@@ -230,6 +228,14 @@ mod tests {
             SubCgroup::parse(&args)
         };
         assert_eq!(parse(&[]).unwrap(), None);
+        assert_eq!(parse(&["/"]).unwrap(), Some(SubCgroup::All(String::new())));
+        assert_eq!(
+            parse(&["cpu:"]).unwrap(),
+            Some(SubCgroup::PerController(vec![(
+                "cpu".into(),
+                String::new()
+            )]))
+        );
         assert_eq!(
             parse(&["a//b/."]).unwrap(),
             Some(SubCgroup::All("/a/b".into()))
@@ -245,15 +251,12 @@ mod tests {
         for bad in [
             &["../x"][..],
             &["a/../../b"],
-            &[""],
-            &["/"],
             &["a", "b"],
             &["cpu:a", "b"],
             &[":a"],
             &["cpu,:a"],
             &["cpu:a", "cpu:b"],
             &["a:b:c"],
-            &["cpu:"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }

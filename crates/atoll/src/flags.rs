@@ -31,8 +31,7 @@ pub fn size(s: &str) -> Result<i64, String> {
     // Digits, then optionally one '.' and digits: no sign, exponent, "inf" or "nan".
     let (int, frac) = num.split_once('.').unwrap_or((num, ""));
     let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-    if int.is_empty() || !digits(int) || !digits(frac) || (num.contains('.') && frac.is_empty())
-    {
+    if int.is_empty() || !digits(int) || !digits(frac) || (num.contains('.') && frac.is_empty()) {
         return Err(BAD.into());
     }
     let too_large = || format!("too large (at most {} bytes)", i64::MAX);
@@ -122,7 +121,9 @@ mod tests {
         assert_eq!(size("1GiB"), Ok(1 << 30));
         assert_eq!(size("2p"), Ok(2 << 50));
         assert_eq!(size("4096b"), Ok(4096));
-        for bad in ["1.", ".5m", "1..2", "1e3", "inf", "nan", "+5", "1  m", " 1m", "1.2.3m"] {
+        for bad in [
+            "1.", ".5m", "1..2", "1e3", "inf", "nan", "+5", "1  m", " 1m", "1.2.3m",
+        ] {
             assert!(size(bad).is_err(), "{bad:?} accepted");
         }
     }

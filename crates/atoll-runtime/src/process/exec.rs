@@ -96,7 +96,9 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
         .map(Cgroup::from_saved)
         .transpose()?;
     if let Some(sub) = &opts.sub_cgroup {
-        let cg = cgroup.as_ref().ok_or_else(|| RuntimeError::NoCgroup(saved.id.clone()))?;
+        let cg = cgroup
+            .as_ref()
+            .ok_or_else(|| RuntimeError::NoCgroup(saved.id.clone()))?;
         cgroup = Some(cg.below(sub)?);
     }
     // The container's cgroup2 directory, for stage 1 to clone the process straight into it:
