@@ -376,10 +376,45 @@ pub fn update(
     }
     let cg = cgroup_of(&saved)?.ok_or_else(|| RuntimeError::NoCgroup(saved.id.clone()))?;
     cg.update(resources)?;
+    let state_file = store.dir(id).join("state.json");
     if let Some(linux) = saved.config.linux_mut() {
-        linux.set_resources(Some(resources.clone()));
+        // Only the fields given change (as in runc): the rest of the saved limits stay.
+        let merged = match linux.resources() {
+            Some(old) => merge_resources(old, resources).map_err(|source| RuntimeError::State {
+                path: state_file,
+                source,
+            })?,
+            None => resources.clone(),
+        };
+        linux.set_resources(Some(merged));
     }
     store.save(&saved)
+}
+
+/// `new` over `old`, field by field: objects merge, anything else (numbers, strings, lists such
+/// as devices) replaces.
+fn merge_resources(
+    old: &oci_spec::runtime::LinuxResources,
+    new: &oci_spec::runtime::LinuxResources,
+) -> std::result::Result<oci_spec::runtime::LinuxResources, serde_json::Error> {
+    fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
+        match (into, from) {
+            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                for (k, v) in b {
+                    match a.get_mut(&k) {
+                        Some(slot) => merge(slot, v),
+                        None => {
+                            a.insert(k, v);
+                        }
+                    }
+                }
+            }
+            (slot, v) => *slot = v,
+        }
+    }
+    let mut value = serde_json::to_value(old)?;
+    merge(&mut value, serde_json::to_value(new)?);
+    serde_json::from_value(value)
 }
 
 pub fn stats(store: &Store, id: &str) -> Result<serde_json::Value> {
@@ -511,5 +546,24 @@ pub fn wait_forwarding(
             Err(e) => return Err(nix_errno("read signalfd")(e)),
         }
         let _ = sfd.as_fd();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn update_merges_saved_resources() {
+        let old: oci_spec::runtime::LinuxResources = serde_json::from_str(
+            r#"{"memory":{"limit":100,"reservation":50},"pids":{"limit":9},
+                "devices":[{"allow":false,"access":"rwm"}]}"#,
+        )
+        .unwrap();
+        let new = serde_json::from_str(r#"{"memory":{"limit":200},"cpu":{"shares":512}}"#).unwrap();
+        let m = serde_json::to_value(super::merge_resources(&old, &new).unwrap()).unwrap();
+        assert_eq!(m["memory"]["limit"], 200);
+        assert_eq!(m["memory"]["reservation"], 50);
+        assert_eq!(m["pids"]["limit"], 9);
+        assert_eq!(m["cpu"]["shares"], 512);
+        assert_eq!(m["devices"][0]["allow"], false);
     }
 }
