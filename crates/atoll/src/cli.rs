@@ -87,8 +87,9 @@ pub enum Verb {
         #[arg(default_value = "SIGTERM")]
         signal: String,
     },
-    /// Delete a container.
+    /// Delete a stopped or created container (a created one's init is killed, as in runc).
     Delete {
+        /// Kill a running or paused container first; a missing container is no error.
         #[arg(short, long)]
         force: bool,
         id: String,
