@@ -375,7 +375,19 @@ pub fn update(
         });
     }
     let cg = cgroup_of(&saved)?.ok_or_else(|| RuntimeError::NoCgroup(saved.id.clone()))?;
-    cg.update(resources)?;
+    if resources.devices().is_some() {
+        // A device list replaces the container's rules: give it the standard devices and
+        // linux.devices after it, as create does. containerd's CRI update passes the spec's
+        // whole resources, whose list starts with "deny all"; without these, /dev/null and
+        // /dev/ptmx stop working (runc's update leaves device rules alone altogether).
+        let mut spec = saved.config.clone();
+        if let Some(linux) = spec.linux_mut() {
+            linux.set_resources(Some(resources.clone()));
+        }
+        cg.update(&spawn::effective_resources(&spec))?;
+    } else {
+        cg.update(resources)?;
+    }
     let state_file = store.dir(id).join("state.json");
     if let Some(linux) = saved.config.linux_mut() {
         // Only the fields given change (as in runc): the rest of the saved limits stay.

@@ -746,3 +746,29 @@ fn exec_cgroup_puts_the_process_in_a_sub_cgroup_like_runc() {
     cleanup();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn update_with_a_device_list_keeps_the_standard_devices_like_runc() {
+    if !can_run_with_runc() {
+        return;
+    }
+    let mut b = Bundle::new("updatedev");
+    let mut r = Runc::new(&b);
+    let (id, _, rid, _) = both_running(&mut b, &mut r, "updatedev");
+    // What containerd's CRI update passes: the spec's resources, device list included.
+    let file = b.dir.join("resources.json");
+    std::fs::write(
+        &file,
+        r#"{"devices":[{"allow":false,"access":"rwm"}],"memory":{"limit":268435456}}"#,
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let (code, _, err) = b.cmd(&["update", "-r", f, &id]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(r.cmd(&["update", "-r", f, &rid]).0, 0);
+    let script = "echo x > /dev/null && exec 3<>/dev/ptmx && echo devices-ok";
+    let (code, out, err) = b.cmd(&["exec", &id, "sh", "-c", script]);
+    let (rcode, rout, _) = r.cmd(&["exec", &rid, "sh", "-c", script]);
+    assert_eq!((rcode, rout.trim()), (0, "devices-ok"));
+    assert_eq!((code, out.trim()), (0, "devices-ok"), "{err}");
+}

@@ -13,7 +13,7 @@ use atoll_runtime::{container, CreateOpts, Store};
 
 use std::path::Path;
 
-use crate::cli::{Cli, CreateArgs, EventsArgs, Verb, GUARD_ALERTS};
+use crate::cli::{Cli, CreateArgs, EventsArgs, IslandVerb, Verb, GUARD_ALERTS};
 
 pub fn dispatch(cli: &Cli) -> Result<i32> {
     let store = Store::new(&cli.root);
@@ -88,7 +88,7 @@ fn events(store: &Store, id: &str, a: &EventsArgs) -> Result<i32> {
 pub fn check_preserved_fds(cli: &Cli) -> Result<()> {
     let n = match &cli.verb {
         Verb::Create(a) | Verb::Run { create: a, .. } => a.preserve_fds,
-        Verb::Exec(a) => a.preserve_fds,
+        Verb::Exec(a) | Verb::Island(IslandVerb::Exec(a)) => a.preserve_fds,
         _ => 0,
     };
     for i in 0..n {
