@@ -106,6 +106,55 @@ impl Cgroup {
         }
     }
 
+    /// This cgroup with `sub` below it, for `exec --cgroup`: the sub-cgroup must already exist
+    /// (joining it fails otherwise, naming the directory), as in runc. A controller prefix picks
+    /// v1 hierarchies; cgroup v2 has one hierarchy and so takes a plain path only (runc: "unknown
+    /// controller").
+    pub fn below(&self, sub: &crate::SubCgroup) -> Result<Cgroup, CgroupError> {
+        let mut places = self.places.clone();
+        match sub {
+            crate::SubCgroup::All(p) => {
+                for pl in &mut places {
+                    *pl = place(&pl.mount, format!("{}{p}", pl.rel));
+                }
+            }
+            crate::SubCgroup::PerController(list) => {
+                let mut moved = vec![None::<&str>; places.len()];
+                for (controller, p) in list {
+                    let bad = |why| CgroupError::BadPath {
+                        path: format!("{controller}:{}", p.trim_start_matches('/')),
+                        why,
+                    };
+                    let mut found = false;
+                    for (i, pl) in places.iter_mut().enumerate() {
+                        if pl.mount.v2 || !pl.mount.has(controller) {
+                            continue;
+                        }
+                        found = true;
+                        match moved[i] {
+                            Some(q) if q != p => {
+                                return Err(bad(
+                                    "controllers mounted together are given different paths",
+                                ))
+                            }
+                            Some(_) => {}
+                            None => {
+                                *pl = place(&pl.mount, format!("{}{p}", pl.rel));
+                                moved[i] = Some(p);
+                            }
+                        }
+                    }
+                    if !found {
+                        return Err(bad(
+                            "no cgroup v1 hierarchy on this host has that controller",
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(Cgroup::from_places(self.mode, places))
+    }
+
     /// The one-line form to store in the state file and give back to `from_saved`. Usually the
     /// cgroup path ("/atoll/c1"); for a relative request whose parents differ per hierarchy, it
     /// adds ";controllers:path" for each hierarchy that differs from the first.

@@ -30,6 +30,7 @@ pub use cgroup::{join_self, Cgroup};
 pub use error::{CgroupError, Errno};
 pub use layout::Mode;
 pub use oci_spec::runtime::LinuxResources;
+pub use path::SubCgroup;
 pub use plan::check as check_resources;
 pub use stats::Stats;
 

@@ -92,6 +92,62 @@ fn expand_slice(slice: &str) -> Result<String, &'static str> {
     Ok(path)
 }
 
+/// `exec --cgroup`: where below the container's cgroup an exec'd process goes, as runc 1.1
+/// takes the flag: one "PATH" for every hierarchy, or "CONTROLLER[,CONTROLLER]:PATH" for the v1
+/// hierarchies of those controllers (the others keep the container's cgroup). Paths are
+/// relative to the container's cgroup, cleaned, never with "..".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubCgroup {
+    All(String),
+    PerController(Vec<(String, String)>),
+}
+
+impl SubCgroup {
+    /// The values of every `--cgroup` flag; None when there are none.
+    pub fn parse(args: &[String]) -> Result<Option<SubCgroup>, CgroupError> {
+        let bad = |arg: &str, why| CgroupError::BadPath {
+            path: arg.to_string(),
+            why,
+        };
+        let mut per = Vec::new();
+        for arg in args {
+            let (controllers, sub) = match arg.split_once(':') {
+                None if args.len() == 1 => return Ok(Some(SubCgroup::All(clean_sub(arg)?))),
+                None => {
+                    return Err(bad(
+                        arg,
+                        "with several --cgroup flags each needs a <controller>: prefix",
+                    ))
+                }
+                Some((_, rest)) if rest.contains(':') => {
+                    return Err(bad(arg, "use [<controller>[,<controller>]:]<path>"))
+                }
+                Some(pair) => pair,
+            };
+            let sub = clean_sub(sub)?;
+            for c in controllers.split(',') {
+                if c.is_empty() {
+                    return Err(bad(arg, "empty <controller> prefix"));
+                }
+                if per.iter().any(|(have, _)| have == c) {
+                    return Err(bad(arg, "a controller is given more than once"));
+                }
+                per.push((c.to_string(), sub.clone()));
+            }
+        }
+        Ok((!per.is_empty()).then_some(SubCgroup::PerController(per)))
+    }
+}
+
+/// A sub-cgroup path as "/a/b", or "" for the container's cgroup itself (runc joins "/" and ""
+/// onto it the same way).
+fn clean_sub(sub: &str) -> Result<String, CgroupError> {
+    if sub.split('/').all(|c| c.is_empty() || c == ".") {
+        return Ok(String::new());
+    }
+    clean(&format!("/{sub}"), sub)
+}
+
 /// Collapses "//" and "."; refuses ".." (it could leave the hierarchy) and the characters the
 /// saved form uses as separators.
 fn clean(path: &str, original: &str) -> Result<String, CgroupError> {
@@ -165,6 +221,47 @@ pub(crate) fn decode_saved(saved: &str) -> Result<(String, Vec<(String, String)>
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sub_cgroups() {
+        let parse = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            SubCgroup::parse(&args)
+        };
+        assert_eq!(parse(&[]).unwrap(), None);
+        assert_eq!(parse(&["/"]).unwrap(), Some(SubCgroup::All(String::new())));
+        assert_eq!(
+            parse(&["cpu:"]).unwrap(),
+            Some(SubCgroup::PerController(vec![(
+                "cpu".into(),
+                String::new()
+            )]))
+        );
+        assert_eq!(
+            parse(&["a//b/."]).unwrap(),
+            Some(SubCgroup::All("/a/b".into()))
+        );
+        assert_eq!(
+            parse(&["cpu,memory:x", "pids:/y"]).unwrap(),
+            Some(SubCgroup::PerController(vec![
+                ("cpu".into(), "/x".into()),
+                ("memory".into(), "/x".into()),
+                ("pids".into(), "/y".into()),
+            ]))
+        );
+        for bad in [
+            &["../x"][..],
+            &["a/../../b"],
+            &["a", "b"],
+            &["cpu:a", "b"],
+            &[":a"],
+            &["cpu,:a"],
+            &["cpu:a", "cpu:b"],
+            &["a:b:c"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
     use super::*;
 
     #[test]

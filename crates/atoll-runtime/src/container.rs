@@ -171,14 +171,25 @@ fn cgroup_of(saved: &Saved) -> Result<Option<Cgroup>> {
     }
 }
 
-/// Remove a container. Without force it must be stopped (or only created, as runc allows).
-/// With force, kill whatever is left first. Cleans up after crashed creates too: missing
+/// Remove a container. Without force it must be stopped, or only created: as runc does, a
+/// created container's init is killed (containerd's shim deletes tasks it never started). With
+/// force, kill whatever is left first; a container that does not exist is then no error (clients
+/// call `delete --force` to be sure it is gone). Cleans up after crashed creates too: missing
 /// pieces are not errors, and every step runs even if an earlier one failed.
 pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
+    crate::state::check_id(id)?;
     if !store.exists(id) {
-        return Err(RuntimeError::NotFound(id.into()));
+        return if force {
+            Ok(())
+        } else {
+            Err(RuntimeError::NotFound(id.into()))
+        };
     }
-    let _lock = store.lock(id)?;
+    // Bounded: whatever holds the lock (a hung command) must not make delete hang with it.
+    let _lock = match store.lock_within(id, LOCK_WAIT) {
+        Err(RuntimeError::NotFound(_)) if force => return Ok(()),
+        other => other?,
+    };
     let saved = match store.load(id) {
         Ok(s) => s,
         Err(RuntimeError::NotFound(_)) | Err(RuntimeError::State { .. }) if force => {
@@ -192,16 +203,18 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     delete_locked(store, &saved, force)
 }
 
+/// How long `delete` waits for another command's lock on the container.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
 /// `delete` once the container is locked and its state read (or still in memory: `run`).
 fn delete_locked(store: &Store, saved: &Saved, force: bool) -> Result<()> {
     let id = saved.id.as_str();
     let status = saved.status();
     match status {
         // A create killed half-way is "creating" forever: deletable, it is what --force cleans.
-        Status::Stopped | Status::Creating => {}
+        // A created container's init has not run the user's process: runc kills it and deletes.
+        Status::Stopped | Status::Creating | Status::Created => {}
         _ if force => {}
-        // runtime-spec: deleting a container that is not stopped MUST fail (runc deletes
-        // created ones anyway; atoll follows the spec: kill it first, or use --force).
         _ => {
             return Err(RuntimeError::BadState {
                 id: id.into(),
@@ -363,8 +376,17 @@ pub fn update(
     }
     let cg = cgroup_of(&saved)?.ok_or_else(|| RuntimeError::NoCgroup(saved.id.clone()))?;
     cg.update(&with_standard_devices(&saved.config, resources))?;
+    let state_file = store.dir(id).join("state.json");
     if let Some(linux) = saved.config.linux_mut() {
-        linux.set_resources(Some(resources.clone()));
+        // Only the fields given change (as in runc): the rest of the saved limits stay.
+        let merged = match linux.resources() {
+            Some(old) => merge_resources(old, resources).map_err(|source| RuntimeError::State {
+                path: state_file,
+                source,
+            })?,
+            None => resources.clone(),
+        };
+        linux.set_resources(Some(merged));
     }
     store.save(&saved)
 }
@@ -387,6 +409,32 @@ fn with_standard_devices(
     spawn::effective_resources(&spec)
 }
 
+/// `new` over `old`, field by field: objects merge, anything else (numbers, strings, lists such
+/// as devices) replaces.
+fn merge_resources(
+    old: &oci_spec::runtime::LinuxResources,
+    new: &oci_spec::runtime::LinuxResources,
+) -> std::result::Result<oci_spec::runtime::LinuxResources, serde_json::Error> {
+    fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
+        match (into, from) {
+            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                for (k, v) in b {
+                    match a.get_mut(&k) {
+                        Some(slot) => merge(slot, v),
+                        None => {
+                            a.insert(k, v);
+                        }
+                    }
+                }
+            }
+            (slot, v) => *slot = v,
+        }
+    }
+    let mut value = serde_json::to_value(old)?;
+    merge(&mut value, serde_json::to_value(new)?);
+    serde_json::from_value(value)
+}
+
 pub fn stats(store: &Store, id: &str) -> Result<serde_json::Value> {
     let saved = store.load(id)?;
     let cg = cgroup_of(&saved)?.ok_or_else(|| RuntimeError::NoCgroup(saved.id.clone()))?;
@@ -394,9 +442,19 @@ pub fn stats(store: &Store, id: &str) -> Result<serde_json::Value> {
     Ok(serde_json::json!({"type": "stats", "id": id, "data": s}))
 }
 
+/// How `run` ends: return once started (`detach`), or wait and then delete the container unless
+/// `keep` (runc's --keep: it stays, stopped, for `state` and `delete`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunMode {
+    pub detach: bool,
+    pub keep: bool,
+}
+
 /// `run`: create, start, and (unless detached) wait for the init, forwarding signals, then
-/// delete it and return its exit status the way a shell reports it (128+signal when killed).
-pub fn run(store: &Store, opts: &CreateOpts, detach: bool) -> Result<i32> {
+/// delete it (unless kept) and return its exit status the way a shell reports it (128+signal
+/// when killed).
+pub fn run(store: &Store, opts: &CreateOpts, how: RunMode) -> Result<i32> {
+    let detach = how.detach;
     if !detach {
         // Orphans of the two-stage path (and of exec) are re-parented to us, so we can wait.
         nix::sys::prctl::set_child_subreaper(true)
@@ -435,6 +493,9 @@ pub fn run(store: &Store, opts: &CreateOpts, detach: bool) -> Result<i32> {
         p.finish();
     }
     tracing::debug!(code, "run: container exited");
+    if how.keep {
+        return Ok(code);
+    }
     // The state this process created, still in memory: no need to read it back.
     let _lock = store.lock(&opts.id)?;
     delete_locked(store, &saved, true)?;
@@ -503,5 +564,24 @@ pub fn wait_forwarding(
             Err(e) => return Err(nix_errno("read signalfd")(e)),
         }
         let _ = sfd.as_fd();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn update_merges_saved_resources() {
+        let old: oci_spec::runtime::LinuxResources = serde_json::from_str(
+            r#"{"memory":{"limit":100,"reservation":50},"pids":{"limit":9},
+                "devices":[{"allow":false,"access":"rwm"}]}"#,
+        )
+        .unwrap();
+        let new = serde_json::from_str(r#"{"memory":{"limit":200},"cpu":{"shares":512}}"#).unwrap();
+        let m = serde_json::to_value(super::merge_resources(&old, &new).unwrap()).unwrap();
+        assert_eq!(m["memory"]["limit"], 200);
+        assert_eq!(m["memory"]["reservation"], 50);
+        assert_eq!(m["pids"]["limit"], 9);
+        assert_eq!(m["cpu"]["shares"], 512);
+        assert_eq!(m["devices"][0]["allow"], false);
     }
 }

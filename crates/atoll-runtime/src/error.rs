@@ -92,6 +92,13 @@ pub enum RuntimeError {
     /// A verb that works on the container's cgroup (pause, update, stats) on one without.
     #[error("container \"{0}\" has no cgroup")]
     NoCgroup(String),
+    /// Another command held the container's lock for longer than `delete` waits.
+    #[error("container \"{id}\": {path:?} is still locked by another command after {secs}s")]
+    Locked {
+        id: String,
+        path: PathBuf,
+        secs: u64,
+    },
     /// SIGKILL was sent but the init did not exit within `secs` seconds.
     #[error("init {pid} did not exit within {secs}s of SIGKILL")]
     NotKilled { pid: i32, secs: u64 },

@@ -7,6 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use oci_spec::runtime::Spec;
 use rustix::fs::{flock, FlockOperation};
@@ -101,8 +102,40 @@ impl Store {
 
     /// Take the container's lock (blocking until any other atoll command on it is done).
     pub fn lock(&self, id: &str) -> Result<Lock> {
+        let (file, path) = self.open_lock(id)?;
+        flock(&file, FlockOperation::LockExclusive)
+            .map_err(errno(format!("flock {}", path.display())))?;
+        Ok(Lock { _file: file })
+    }
+
+    /// Take the container's lock, waiting at most `wait` for whoever holds it: for `delete`,
+    /// which must not hang behind a command that never finishes.
+    pub fn lock_within(&self, id: &str, wait: Duration) -> Result<Lock> {
+        let (file, path) = self.open_lock(id)?;
+        let deadline = Instant::now() + wait;
+        loop {
+            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(Lock { _file: file }),
+                Err(rustix::io::Errno::WOULDBLOCK) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    return Err(RuntimeError::Locked {
+                        id: id.to_string(),
+                        path,
+                        secs: wait.as_secs(),
+                    })
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(errno(format!("flock {}", path.display()))(e)),
+            }
+        }
+    }
+
+    /// The container's directory, opened to flock it (no lock file to create and pay an inode
+    /// for).
+    fn open_lock(&self, id: &str) -> Result<(File, PathBuf)> {
         check_id(id)?;
-        // flock on the directory itself: no lock file to create (and pay an inode for).
         let path = self.dir(id);
         let file = OpenOptions::new()
             .read(true)
@@ -112,9 +145,7 @@ impl Store {
                 io::ErrorKind::NotFound => RuntimeError::NotFound(id.to_string()),
                 _ => sys(format!("open {}", path.display()))(e),
             })?;
-        flock(&file, FlockOperation::LockExclusive)
-            .map_err(errno(format!("flock {}", path.display())))?;
-        Ok(Lock { _file: file })
+        Ok((file, path))
     }
 
     pub fn exists(&self, id: &str) -> bool {

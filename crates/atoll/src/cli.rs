@@ -14,9 +14,10 @@ pub struct Cli {
     /// Where container state lives.
     #[arg(long, global = true, default_value = "/run/atoll")]
     pub root: PathBuf,
-    /// Write errors and debug lines to this file instead of stderr only.
-    #[arg(long, global = true)]
-    pub log: Option<PathBuf>,
+    /// Write errors and debug lines to this file instead of stderr only (a path, as runc takes
+    /// it; empty means stderr). A file that cannot be opened is an error.
+    #[arg(long, global = true, value_parser = crate::flags::log_path)]
+    pub log: Option<LogPath>,
     #[arg(long = "log-format", global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
     #[arg(long, global = true)]
@@ -29,6 +30,14 @@ pub struct Cli {
     pub criu: Option<String>,
     #[command(subcommand)]
     pub verb: Verb,
+}
+
+/// `--log`: runc reads the value as a plain path ("file:/x" is a relative path), and an empty
+/// value as "stderr".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogPath {
+    Stderr,
+    File(PathBuf),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,8 +87,9 @@ pub enum Verb {
         #[arg(default_value = "SIGTERM")]
         signal: String,
     },
-    /// Delete a container.
+    /// Delete a stopped or created container (a created one's init is killed, as in runc).
     Delete {
+        /// Kill a running or paused container first; a missing container is no error.
         #[arg(short, long)]
         force: bool,
         id: String,
@@ -88,6 +98,10 @@ pub enum Verb {
     Run {
         #[arg(short, long)]
         detach: bool,
+        /// Do not delete the container after it exits (it stays, stopped, until `delete`).
+        /// With --detach nothing is deleted anyway.
+        #[arg(long)]
+        keep: bool,
         #[command(flatten)]
         create: CreateArgs,
     },
@@ -280,6 +294,13 @@ pub struct ExecArgs {
     pub process_label: Option<String>,
     #[arg(long = "apparmor", hide = true)]
     pub apparmor: Option<String>,
+    /// Run the process in an existing sub-cgroup of the container: PATH (every hierarchy), or
+    /// CONTROLLER[,CONTROLLER]:PATH (those v1 hierarchies; repeat the flag for others).
+    #[arg(long = "cgroup")]
+    pub cgroup: Vec<String>,
+    /// Exec into a paused container too (the process stays frozen until `resume`).
+    #[arg(long = "ignore-paused")]
+    pub ignore_paused: bool,
     pub id: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -287,29 +308,46 @@ pub struct ExecArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct UpdateArgs {
-    /// A JSON file with a runtime-spec linux.resources object ("-" for stdin).
+    /// A JSON file with a runtime-spec linux.resources object ("-" for stdin). Flags given
+    /// with it override its fields.
     #[arg(short, long)]
     pub resources: Option<PathBuf>,
-    /// Bytes, or with a unit: 512m, 1G; -1 for unlimited.
+    /// Memory limit in bytes, or with a unit (512m, 1.5g, 1GiB); -1 for unlimited.
     #[arg(long, allow_hyphen_values = true, value_parser = crate::flags::size)]
     pub memory: Option<i64>,
+    /// Total of memory and swap, in bytes or with a unit; -1 for unlimited swap.
     #[arg(long = "memory-swap", allow_hyphen_values = true, value_parser = crate::flags::size)]
     pub memory_swap: Option<i64>,
+    /// Memory reservation (soft limit), in bytes or with a unit.
     #[arg(long = "memory-reservation", allow_hyphen_values = true,
           value_parser = crate::flags::size)]
     pub memory_reservation: Option<i64>,
-    #[arg(long = "cpu-shares")]
+    /// CPU shares (relative weight against other containers).
+    #[arg(long = "cpu-share", visible_alias = "cpu-shares")]
     pub cpu_shares: Option<u64>,
+    /// CFS quota in microseconds per period; -1 for no limit.
     #[arg(long = "cpu-quota", allow_hyphen_values = true, value_parser = crate::flags::limit)]
     pub cpu_quota: Option<i64>,
+    /// CFS period in microseconds (0 leaves it unchanged).
     #[arg(long = "cpu-period")]
     pub cpu_period: Option<u64>,
+    /// Realtime period in microseconds (0 leaves it unchanged).
+    #[arg(long = "cpu-rt-period")]
+    pub cpu_rt_period: Option<u64>,
+    /// Realtime runtime in microseconds per realtime period; -1 for no limit.
+    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true,
+          value_parser = crate::flags::limit)]
+    pub cpu_rt_runtime: Option<i64>,
+    /// CPUs the container may use ("0-2,4").
     #[arg(long = "cpuset-cpus")]
     pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use ("0").
     #[arg(long = "cpuset-mems")]
     pub cpuset_mems: Option<String>,
+    /// Most processes the container may have; -1 for unlimited, 0 leaves it unchanged.
     #[arg(long = "pids-limit", allow_hyphen_values = true, value_parser = crate::flags::limit)]
     pub pids_limit: Option<i64>,
+    /// Block IO weight, 10 to 1000 (0 leaves it unchanged).
     #[arg(long = "blkio-weight", value_parser = crate::flags::blkio_weight)]
     pub blkio_weight: Option<u16>,
     pub id: String,

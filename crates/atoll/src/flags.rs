@@ -8,28 +8,52 @@ use std::time::Duration;
 /// preserved range starts after stdin, stdout and stderr.
 pub const MAX_PRESERVE_FDS: i64 = i32::MAX as i64 - 3;
 
-/// A size as runc's `update` takes it: "512m", "1G", "1048576" bytes, "-1" for unlimited.
+/// A size as runc's `update` takes it (docker's RAMInBytes): a number, decimals allowed, an
+/// optional space, then an optional binary unit k/m/g/t/p, an optional "i" and an optional "b"
+/// ("512m", "1.5G", "1 GiB", "4096b"); "-1" is unlimited.
 pub fn size(s: &str) -> Result<i64, String> {
     if s == "-1" {
         return Ok(-1);
     }
+    const BAD: &str = "not a size like 512m, 1.5g, 1GiB or -1 (unlimited)";
     let lower = s.to_ascii_lowercase();
     let t = lower.strip_suffix('b').unwrap_or(&lower);
+    let t = t.strip_suffix('i').unwrap_or(t);
     let (num, shift) = match t.as_bytes().last() {
         Some(b'k') => (&t[..t.len() - 1], 10),
         Some(b'm') => (&t[..t.len() - 1], 20),
         Some(b'g') => (&t[..t.len() - 1], 30),
         Some(b't') => (&t[..t.len() - 1], 40),
+        Some(b'p') => (&t[..t.len() - 1], 50),
         _ => (t, 0),
     };
-    let n: i64 = num
-        .parse()
-        .map_err(|_| "not a size like 512m, 1G or -1 (unlimited)".to_string())?;
-    if n < 0 {
-        return Err("a size is positive, or -1 for unlimited".into());
+    let num = num.strip_suffix(' ').unwrap_or(num);
+    // Digits, then optionally one '.' and digits: no sign, exponent, "inf" or "nan".
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() || !digits(int) || !digits(frac) || (num.contains('.') && frac.is_empty()) {
+        return Err(BAD.into());
     }
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("too large (at most {} bytes)", i64::MAX))
+    let too_large = || format!("too large (at most {} bytes)", i64::MAX);
+    let whole: i64 = int.parse().map_err(|_| too_large())?;
+    let mut bytes = whole.checked_mul(1 << shift).ok_or_else(too_large)?;
+    if !frac.is_empty() {
+        // The fraction of a unit, truncated to whole bytes as runc does.
+        let f: f64 = format!("0.{frac}").parse().map_err(|_| BAD.to_string())?;
+        bytes = bytes
+            .checked_add((f * (1u64 << shift) as f64) as i64)
+            .ok_or_else(too_large)?;
+    }
+    Ok(bytes)
+}
+
+/// `--log`: runc takes any path; an empty value means stderr.
+pub fn log_path(s: &str) -> Result<crate::cli::LogPath, String> {
+    if s.is_empty() {
+        Ok(crate::cli::LogPath::Stderr)
+    } else {
+        Ok(crate::cli::LogPath::File(s.into()))
+    }
 }
 
 /// How often `events` prints: "5s", "500ms", "2m" or plain seconds; positive and finite.
@@ -92,6 +116,16 @@ mod tests {
         assert!(size("").is_err());
         assert!(size("G").is_err());
         assert!(size("1x").is_err());
+        assert_eq!(size("1.5g"), Ok(3 << 29));
+        assert_eq!(size("512 m"), Ok(512 << 20));
+        assert_eq!(size("1GiB"), Ok(1 << 30));
+        assert_eq!(size("2p"), Ok(2 << 50));
+        assert_eq!(size("4096b"), Ok(4096));
+        for bad in [
+            "1.", ".5m", "1..2", "1e3", "inf", "nan", "+5", "1  m", " 1m", "1.2.3m",
+        ] {
+            assert!(size(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

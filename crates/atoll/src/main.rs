@@ -10,15 +10,33 @@ mod log;
 use clap::Parser;
 
 fn main() {
-    let cli = cli::Cli::parse();
-    log::init(&cli);
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // runc exits 1 on a usage error (clap's default is 2); --help and --version exit 0.
+        Err(e) => {
+            let _best_effort = e.print();
+            std::process::exit(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
+    // Before atoll opens any file of its own (the --log file among them): see there.
+    if let Err(e) = cmd::check_preserved_fds(&cli) {
+        eprintln!("atoll: {e:#}");
+        std::process::exit(1);
+    }
+    let sink = match log::init(&cli) {
+        Ok(sink) => sink,
+        Err(e) => {
+            eprintln!("atoll: {e:#}");
+            std::process::exit(1);
+        }
+    };
     let code = match cmd::dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {
             // One line, each cause once (atoll_runtime::error::report also skips the cause a
             // foreign error type prints and returns from source()). runc exits 1 on any error.
             let line = atoll_runtime::error::report(e.as_ref());
-            log::error(&cli, &anyhow::Error::msg(line));
+            log::error(&sink, &anyhow::Error::msg(line));
             1
         }
     };

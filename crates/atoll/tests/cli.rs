@@ -43,7 +43,12 @@ fn bad_numeric_flag_values_are_errors_naming_the_flag() {
         (&["update", "--pids-limit", "-7", "c1"], "--pids-limit"),
         (&["update", "--cpu-quota", "-2", "c1"], "--cpu-quota"),
         (&["update", "--blkio-weight", "5", "c1"], "--blkio-weight"),
-        (&["update", "--cpu-shares=-1", "c1"], "--cpu-shares"),
+        (&["update", "--cpu-share=-1", "c1"], "--cpu-share"),
+        // The alias atoll had before it took runc's spelling.
+        (&["update", "--cpu-shares=-1", "c1"], "--cpu-share"),
+        (&["update", "--cpu-rt-runtime=-2", "c1"], "--cpu-rt-runtime"),
+        (&["update", "--cpu-rt-period=x", "c1"], "--cpu-rt-period"),
+        (&["update", "--memory", "1.2.3m", "c1"], "--memory"),
         (
             &["run", "--preserve-fds", "4294967295", "c1"],
             "--preserve-fds",
@@ -72,6 +77,31 @@ fn bad_numeric_flag_values_are_errors_naming_the_flag() {
 }
 
 #[test]
+fn usage_errors_exit_1_as_in_runc() {
+    // clap's own exit code for a usage error is 2; runc (and its clients' checks) use 1.
+    for args in [
+        &["update", "--bogus", "c1"][..],
+        &["--log-format", "yaml", "list"],
+        &["run", "--detach"],
+    ] {
+        let (code, out, err) = atoll(args);
+        assert_eq!(code, 1, "atoll {}\n{out}{err}", args.join(" "));
+    }
+    assert_eq!(atoll(&["--help"]).0, 0);
+    assert_eq!(atoll(&["--version"]).0, 0);
+}
+
+#[test]
+fn largest_preserve_fds_passes_the_parser() {
+    // Parsed; then refused because this caller has no fd 3 to preserve.
+    let (code, out, err) = atoll(&["exec", "--preserve-fds", "2147483644", "c1", "true"]);
+    assert!(
+        code == 1 && err.contains("unable to stat preserved-fd 0 (of 2147483644)"),
+        "exit {code}\n{out}{err}"
+    );
+}
+
+#[test]
 fn good_numeric_flag_values_pass_the_parser() {
     // Parsed, then refused only because the container does not exist.
     for args in [
@@ -86,7 +116,16 @@ fn good_numeric_flag_values_pass_the_parser() {
             "c1",
         ],
         &["events", "--interval", "250ms", "c1"],
-        &["exec", "--preserve-fds", "2147483644", "c1", "true"],
+        &["update", "--memory", "1.5g", "--cpu-share", "512", "c1"],
+        &["update", "--memory", "1 GiB", "--cpu-shares", "512", "c1"],
+        &[
+            "update",
+            "--cpu-rt-period",
+            "1000000",
+            "--cpu-rt-runtime",
+            "-1",
+            "c1",
+        ],
     ] {
         let (code, out, err) = atoll(args);
         assert!(

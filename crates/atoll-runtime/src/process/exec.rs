@@ -25,17 +25,33 @@ pub struct ExecOpts {
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// `--cgroup`: a sub-cgroup of the container's to put the process in.
+    pub sub_cgroup: Option<atoll_cgroups::SubCgroup>,
+    /// `--ignore-paused`: exec into a paused container too (the process waits, frozen).
+    pub ignore_paused: bool,
 }
 
 pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
     let saved = store.load(&opts.id)?;
     let status = saved.status();
-    if !matches!(status, Status::Running | Status::Created) {
-        return Err(RuntimeError::BadState {
-            id: opts.id.clone(),
-            status: status.as_str(),
-            wanted: "cannot exec in a container that is not running",
-        });
+    match status {
+        Status::Running | Status::Created => {}
+        Status::Paused if opts.ignore_paused => {}
+        // runc refuses too, and names the flag that overrides it.
+        Status::Paused => {
+            return Err(RuntimeError::BadState {
+                id: opts.id.clone(),
+                status: status.as_str(),
+                wanted: "cannot exec in a paused container (use --ignore-paused to override)",
+            })
+        }
+        _ => {
+            return Err(RuntimeError::BadState {
+                id: opts.id.clone(),
+                status: status.as_str(),
+                wanted: "cannot exec in a container that is not running",
+            })
+        }
     }
     crate::lsm::check_process(&opts.process, "exec: process")?;
     let caps = CapSets::from_spec(opts.process.capabilities().as_ref())?;
@@ -74,11 +90,17 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
         None,
     )
     .map_err(errno("socketpair(AF_UNIX, SOCK_SEQPACKET)"))?;
-    let cgroup = saved
+    let mut cgroup = saved
         .cgroup
         .as_deref()
         .map(Cgroup::from_saved)
         .transpose()?;
+    if let Some(sub) = &opts.sub_cgroup {
+        let cg = cgroup
+            .as_ref()
+            .ok_or_else(|| RuntimeError::NoCgroup(saved.id.clone()))?;
+        cgroup = Some(cg.below(sub)?);
+    }
     // The container's cgroup2 directory, for stage 1 to clone the process straight into it:
     // moving it there afterwards would wait for an RCU grace period (see atoll_cgroups::join_self).
     let v2_dir = match &cgroup {

@@ -110,6 +110,8 @@ pub fn exec(store: &Store, a: &ExecArgs) -> Result<i32> {
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
         preserve_fds: a.preserve_fds,
+        sub_cgroup: atoll_cgroups::SubCgroup::parse(&a.cgroup).context("--cgroup")?,
+        ignore_paused: a.ignore_paused,
     };
     Ok(atoll_runtime::process::exec::exec(store, &opts)?)
 }

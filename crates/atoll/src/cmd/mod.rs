@@ -13,7 +13,7 @@ use atoll_runtime::{container, CreateOpts, Store};
 
 use std::path::Path;
 
-use crate::cli::{Cli, CreateArgs, EventsArgs, Verb, GUARD_ALERTS};
+use crate::cli::{Cli, CreateArgs, EventsArgs, IslandVerb, Verb, GUARD_ALERTS};
 
 pub fn dispatch(cli: &Cli) -> Result<i32> {
     let store = Store::new(&cli.root);
@@ -32,8 +32,16 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             container::kill(&store, id, sig, *all)?
         }
         Verb::Delete { force, id } => container::delete(&store, id, *force)?,
-        Verb::Run { detach, create } => {
-            return Ok(container::run(&store, &create_opts(create), *detach)?)
+        Verb::Run {
+            detach,
+            keep,
+            create,
+        } => {
+            let how = container::RunMode {
+                detach: *detach,
+                keep: *keep,
+            };
+            return Ok(container::run(&store, &create_opts(create), how)?);
         }
         Verb::Exec(a) => return exec::exec(&store, a),
         Verb::Ps(a) => inspect::ps(&store, &a.id, a.format, &a.ps_args)?,
@@ -69,6 +77,28 @@ fn events(store: &Store, id: &str, a: &EventsArgs) -> Result<i32> {
     }
     inspect::events(store, id, a.stats, a.interval)?;
     Ok(0)
+}
+
+/// `--preserve-fds N` hands the caller's fds 3..3+N to the container. Each must be open when
+/// atoll starts, as runc requires ("unable to stat preserved-fd"): otherwise the first fds atoll
+/// opens itself (its --log file, the state lock, its end of the init's socket) would land in
+/// that range and be passed on, and an init holding the state lock makes every later command on
+/// the container wait for it. Checked before atoll opens anything, so that with every fd of the
+/// range taken, each fd of atoll's own is above it.
+pub fn check_preserved_fds(cli: &Cli) -> Result<()> {
+    let n = match &cli.verb {
+        Verb::Create(a) | Verb::Run { create: a, .. } => a.preserve_fds,
+        Verb::Exec(a) | Verb::Island(IslandVerb::Exec(a)) => a.preserve_fds,
+        _ => 0,
+    };
+    for i in 0..n {
+        let fd = 3 + u64::from(i);
+        // lstat of the /proc link: says whether the fd is open without touching what it refers
+        // to (and needs no unsafe borrow of a descriptor atoll does not own).
+        std::fs::symlink_metadata(format!("/proc/self/fd/{fd}"))
+            .with_context(|| format!("unable to stat preserved-fd {i} (of {n}): fd {fd}"))?;
+    }
+    Ok(())
 }
 
 fn create_opts(a: &CreateArgs) -> CreateOpts {

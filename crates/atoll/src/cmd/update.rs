@@ -43,6 +43,12 @@ pub fn update(store: &Store, a: &UpdateArgs) -> Result<()> {
     if let Some(v) = a.cpu_period {
         set("cpu", "period", v.into());
     }
+    if let Some(v) = a.cpu_rt_period {
+        set("cpu", "realtimePeriod", v.into());
+    }
+    if let Some(v) = a.cpu_rt_runtime {
+        set("cpu", "realtimeRuntime", v.into());
+    }
     if let Some(v) = &a.cpuset_cpus {
         set("cpu", "cpus", v.clone().into());
     }
