@@ -61,6 +61,12 @@ fn home_comes_from_the_containers_passwd() {
     std::fs::remove_file(&host).unwrap();
     assert_eq!(code, 0, "{err}");
     assert_eq!(env_value(&out, "HOME"), Some("/"), "{out}");
+    // A FIFO there is not read (it would block the init): `/`.
+    std::fs::remove_file(&passwd).unwrap();
+    nix::unistd::mkfifo(&passwd, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let (code, out, err) = b.run("home");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(env_value(&out, "HOME"), Some("/"), "{out}");
     std::fs::remove_file(&passwd).unwrap();
     std::fs::write(&passwd, "root:x:0:0:root:/root:/bin/sh\n").unwrap();
 

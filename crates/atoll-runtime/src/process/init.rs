@@ -453,24 +453,46 @@ fn home_env(process: &oci_spec::runtime::Process) -> Option<String> {
     Some(format!("HOME={home}"))
 }
 
-/// The container's /etc/passwd, read through pathrs inside the root we are in (after pivot_root
-/// or setns, `/` is the container's): a symlink cannot leave it, and anything but a regular
-/// file (a FIFO that would block, a device) is not read. None where there is none to read:
-/// HOME is then `/`, as runc falls back.
+/// The container's /etc/passwd, read inside the root we are in (after pivot_root or setns, `/`
+/// is the container's): openat2 with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS keeps every
+/// symlink and `..` inside it, as rootfs::Rootfs::lookup does, in one call where pathrs' reopen
+/// would mount a private procfs for it on every `run` without HOME. O_NONBLOCK: a FIFO there
+/// cannot block us; anything but a regular file is not read (a device node is opened, under the
+/// container's device cgroup, and left unread). None where there is none to read: HOME is then
+/// `/`, as runc falls back.
 fn read_passwd() -> Option<String> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
     use std::io::Read;
     const MAX: u64 = 4 << 20;
-    let root = pathrs::Root::open("/").ok()?;
-    let handle = root.resolve("/etc/passwd").ok()?;
-    let st = rustix::fs::fstat(&handle).ok()?;
+    let root = rustix::fs::open(
+        "/",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let open = || {
+        rustix::fs::openat2(
+            &root,
+            "etc/passwd",
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )
+    };
+    // EAGAIN: a rename or mount raced the walk and the kernel asks for a retry.
+    let file = (0..16)
+        .map(|_| open())
+        .find(|r| !matches!(r, Err(rustix::io::Errno::AGAIN)))?
+        .ok()?;
+    let st = rustix::fs::fstat(&file).ok()?;
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
         return None;
     }
-    let file = handle
-        .reopen(pathrs::flags::OpenFlags::O_RDONLY | pathrs::flags::OpenFlags::O_CLOEXEC)
-        .ok()?;
     let mut text = String::new();
-    file.take(MAX).read_to_string(&mut text).ok()?;
+    std::fs::File::from(file)
+        .take(MAX)
+        .read_to_string(&mut text)
+        .ok()?;
     Some(text)
 }
 
