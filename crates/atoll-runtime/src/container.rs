@@ -45,24 +45,34 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     let _ = std::fs::remove_file(&fifo);
     saved.started = true;
     store.save(&saved)?;
-    poststart(&saved);
-    Ok(())
+    poststart_or_remove(store, &saved)
 }
 
-fn poststart(saved: &Saved) {
-    if let Some(h) = saved
+/// Run the poststart hooks; the first that fails fails `start` (or `run`), and the container is
+/// killed and removed, as runc and crun do: nothing is left running that the caller was told
+/// did not start.
+fn poststart_or_remove(store: &Store, saved: &Saved) -> Result<()> {
+    let Some(h) = saved
         .config
         .hooks()
         .as_ref()
         .and_then(|h| h.poststart().as_ref())
-    {
-        // runtime-spec: poststart hooks run after the user's process has been executed.
-        wait_for_exec(saved);
-        let state = saved.state_json(Status::Running).to_string();
-        for e in crate::hooks::run_all_warn("poststart", h, &state) {
-            tracing::warn!("{}", crate::error::report(&e));
-        }
+    else {
+        return Ok(());
+    };
+    // runtime-spec: poststart hooks run after the user's process has been executed.
+    wait_for_exec(saved);
+    let state = saved.state_json(Status::Running).to_string();
+    let Err(failed) = crate::hooks::run_all("poststart", h, &state) else {
+        return Ok(());
+    };
+    if let Err(e) = delete_locked(store, saved, true) {
+        tracing::warn!(
+            "after the failed poststart hook: {}",
+            crate::error::report(&e)
+        );
     }
+    Err(failed.into())
 }
 
 pub fn state(store: &Store, id: &str) -> Result<serde_json::Value> {
@@ -480,7 +490,10 @@ pub fn run(store: &Store, opts: &CreateOpts, how: RunMode) -> Result<i32> {
     };
     rustix::io::write(&created.release, b"0").map_err(errno("release the init (pipe)"))?;
     drop(created.release);
-    poststart(&saved);
+    if saved.config.hooks().is_some() {
+        let _lock = store.lock(&opts.id)?;
+        poststart_or_remove(store, &saved)?;
+    }
     if detach {
         return Ok(0);
     }

@@ -34,7 +34,7 @@ pub enum HookError {
     TimedOut(i64),
 }
 
-/// Run poststart/poststop hooks: a failure is a warning and the rest still run (runtime-spec).
+/// Run poststop hooks: a failure is a warning and the rest still run (runtime-spec).
 /// Returns the failures for the caller to log.
 pub fn run_all_warn(kind: &'static str, hooks: &[Hook], state: &str) -> Vec<HookFailed> {
     hooks
@@ -65,10 +65,14 @@ fn run_one(kind: &'static str, index: usize, h: &Hook, state: &str) -> Result<()
             cmd.arg0(first).args(rest);
         }
     }
-    cmd.env_clear();
-    for kv in h.env().as_deref().unwrap_or(&[]) {
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
+    // A hook without `env` runs in the runtime's own environment (PATH in particular), as
+    // runc's and crun's do; one with `env` gets exactly that list.
+    if let Some(env) = h.env() {
+        cmd.env_clear();
+        for kv in env {
+            if let Some((k, v)) = kv.split_once('=') {
+                cmd.env(k, v);
+            }
         }
     }
     cmd.stdin(Stdio::piped());

@@ -64,13 +64,42 @@ impl CapSets {
         let Some(c) = c else {
             return Ok(CapSets::default());
         };
-        Ok(CapSets {
+        let sets = CapSets {
             bounding: to_caps(c.bounding(), "bounding")?,
             effective: to_caps(c.effective(), "effective")?,
             permitted: to_caps(c.permitted(), "permitted")?,
             inheritable: to_caps(c.inheritable(), "inheritable")?,
             ambient: to_caps(c.ambient(), "ambient")?,
-        })
+        };
+        sets.check_within_bounding()?;
+        Ok(sets)
+    }
+
+    /// A capability asked for in another set but left out of the bounding set can never be
+    /// held by the process: capset(2) refuses it as inheritable (EPERM), and execve(2) drops it
+    /// from the permitted and effective sets of a process it is not inheritable for
+    /// (capabilities(7), "Transformation of capabilities during execve"). runc's start fails
+    /// with EPERM; atoll refuses the config at create, naming the capability and the set.
+    fn check_within_bounding(&self) -> Result<()> {
+        for (name, set) in [
+            ("effective", &self.effective),
+            ("permitted", &self.permitted),
+            ("inheritable", &self.inheritable),
+            ("ambient", &self.ambient),
+        ] {
+            let outside: HashSet<Capability> = set.difference(&self.bounding).copied().collect();
+            if !outside.is_empty() {
+                return Err(field(
+                    format!("process.capabilities.{name}"),
+                    format!(
+                        "{} not in process.capabilities.bounding: a capability outside the \
+                         bounding set cannot be held (capset(2): EPERM)",
+                        names(&outside).join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Drop everything not in the bounding set. Needs CAP_SETPCAP: call before changing uid.
@@ -255,6 +284,28 @@ mod tests {
             s.inheritable.is_empty(),
             "inheritable must stay empty unless asked"
         );
+    }
+
+    #[test]
+    fn caps_outside_bounding_are_named_with_their_set() {
+        for set in ["effective", "permitted", "inheritable", "ambient"] {
+            let c: LinuxCapabilities = serde_json::from_value(serde_json::json!({
+                "bounding": ["CAP_KILL"],
+                "effective": ["CAP_KILL"],
+                "permitted": ["CAP_KILL"],
+                set: ["CAP_KILL", "CAP_SYS_ADMIN"],
+            }))
+            .unwrap();
+            let e = CapSets::from_spec(Some(&c)).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "config.json: process.capabilities.{set}: CAP_SYS_ADMIN not in \
+                     process.capabilities.bounding: a capability outside the bounding set cannot \
+                     be held (capset(2): EPERM)"
+                )
+            );
+        }
     }
 
     #[test]

@@ -67,8 +67,48 @@ fn apply_guard_annotation(mut spec: Spec) -> Result<Spec> {
 
 /// config.json text → Spec; the error names the path of the field that did not fit.
 pub fn parse(data: &[u8]) -> std::result::Result<Spec, String> {
-    let mut de = serde_json::Deserializer::from_slice(data);
-    let spec: Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    parse_with(data, |v| {
+        if let Some(p) = v.get_mut("process") {
+            spec_sched_flags(p);
+        }
+    })
+}
+
+/// A runtime-spec process object (`exec --process`) → Process, as [`parse`] does a config.
+pub fn parse_process(data: &[u8]) -> std::result::Result<oci_spec::runtime::Process, String> {
+    parse_with(data, spec_sched_flags)
+}
+
+/// runtime-spec's names for process.scheduler.flags that oci-spec 0.10 spells otherwise (its
+/// serde derives them from its variant names): the spec's name → the one oci-spec reads.
+const SCHED_FLAG_SPELLINGS: [(&str, &str); 2] = [
+    ("SCHED_FLAG_RESET_ON_FORK", "SCHED_RESET_ON_FORK"),
+    ("SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_D_L_OVERRUN"),
+];
+
+/// Rewrite the spec's flag names in a process object's scheduler.flags to oci-spec's.
+fn spec_sched_flags(process: &mut serde_json::Value) {
+    let flags = process
+        .get_mut("scheduler")
+        .and_then(|s| s.get_mut("flags"))
+        .and_then(|f| f.as_array_mut());
+    for f in flags.into_iter().flatten() {
+        if let Some((_, ours)) = SCHED_FLAG_SPELLINGS
+            .iter()
+            .find(|(spec, _)| f.as_str() == Some(spec))
+        {
+            *f = serde_json::Value::from(*ours);
+        }
+    }
+}
+
+/// Deserialize `data`; a document naming a scheduler flag (rare) goes through a JSON value first
+/// so that `fix` can rename the flags, every other one straight into the type.
+fn parse_with<T: serde::de::DeserializeOwned>(
+    data: &[u8],
+    fix: impl FnOnce(&mut serde_json::Value),
+) -> std::result::Result<T, String> {
+    let at_field = |e: serde_path_to_error::Error<serde_json::Error>| {
         let at = e.path().to_string();
         let inner = e.into_inner();
         if at == "." {
@@ -76,10 +116,17 @@ pub fn parse(data: &[u8]) -> std::result::Result<Spec, String> {
         } else {
             format!("{at}: {inner}")
         }
-    })?;
+    };
+    if data.windows(11).any(|w| w == b"SCHED_FLAG_") {
+        let mut v: serde_json::Value = serde_json::from_slice(data).map_err(|e| e.to_string())?;
+        fix(&mut v);
+        return serde_path_to_error::deserialize(v).map_err(at_field);
+    }
+    let mut de = serde_json::Deserializer::from_slice(data);
+    let parsed: T = serde_path_to_error::deserialize(&mut de).map_err(at_field)?;
     // Trailing text after the object, as serde_json::from_slice refuses it.
     de.end().map_err(|e| e.to_string())?;
-    Ok(spec)
+    Ok(parsed)
 }
 
 /// The root filesystem path, resolved against the bundle, which must be a directory.
@@ -376,7 +423,6 @@ fn refuse_unapplied(spec: &Spec) -> Result<()> {
 /// The process fields atoll does not apply, refused by name (also for an `exec`'d process).
 pub fn refuse_unapplied_process(p: &oci_spec::runtime::Process) -> Result<()> {
     let set = [
-        ("process.scheduler", p.scheduler().is_some()),
         ("process.ioPriority", p.io_priority().is_some()),
         ("process.execCPUAffinity", p.exec_cpu_affinity().is_some()),
         ("process.commandLine", p.command_line().is_some()),
@@ -575,5 +621,51 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("bogus") && e.contains("line"), "{e}");
+    }
+
+    /// The spec's names for every scheduler flag parse (two of them oci-spec spells otherwise),
+    /// and the parsed config survives the round trip through the saved state.
+    #[test]
+    fn scheduler_flags_by_the_spec_names() {
+        let all = [
+            "SCHED_FLAG_RESET_ON_FORK",
+            "SCHED_FLAG_RECLAIM",
+            "SCHED_FLAG_DL_OVERRUN",
+            "SCHED_FLAG_KEEP_POLICY",
+            "SCHED_FLAG_KEEP_PARAMS",
+            "SCHED_FLAG_UTIL_CLAMP_MIN",
+            "SCHED_FLAG_UTIL_CLAMP_MAX",
+        ];
+        let json = serde_json::json!({"ociVersion": "1.2.0", "process": {"cwd": "/",
+            "user": {"uid": 0, "gid": 0},
+            "scheduler": {"policy": "SCHED_OTHER", "flags": all}}});
+        let spec = super::parse(json.to_string().as_bytes()).unwrap();
+        let flags = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.scheduler().as_ref())
+            .and_then(|s| s.flags().clone())
+            .unwrap();
+        assert_eq!(flags.len(), 7);
+        let saved = serde_json::to_string(&spec).unwrap();
+        let again: Spec = serde_json::from_str(&saved).unwrap();
+        assert_eq!(again, spec);
+        let p = super::parse_process(json["process"].to_string().as_bytes()).unwrap();
+        assert_eq!(
+            p.scheduler()
+                .as_ref()
+                .unwrap()
+                .flags()
+                .as_ref()
+                .unwrap()
+                .len(),
+            7
+        );
+        let e = super::parse(
+            br#"{"ociVersion":"1.2.0","process":{"cwd":"/","user":{"uid":0,"gid":0},
+                "scheduler":{"policy":"SCHED_OTHER","flags":["SCHED_FLAG_BOGUS"]}}}"#,
+        )
+        .unwrap_err();
+        assert!(e.starts_with("process.scheduler.flags[0]: "), "{e}");
     }
 }

@@ -319,9 +319,54 @@ pub fn keyctl_join_session_keyring(name: &std::ffi::CStr) -> io::Result<()> {
     Ok(())
 }
 
+/// The scheduling attributes of sched_setattr(2), in the kernel's `struct sched_attr` layout up
+/// to SCHED_ATTR_SIZE_VER1 (Linux 5.3, with the utilization clamps). libc has the struct only up
+/// to VER0 and no wrapper; the clamps stay 0, as runc passes them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct SchedAttr {
+    pub size: u32,
+    pub policy: u32,
+    pub flags: u64,
+    pub nice: i32,
+    pub priority: u32,
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
+    pub util_min: u32,
+    pub util_max: u32,
+}
+
+/// sched_setattr(2) on the calling thread (pid 0). `attr.size` is set here.
+pub fn sched_setattr(attr: &SchedAttr) -> io::Result<()> {
+    let mut attr = *attr;
+    attr.size = std::mem::size_of::<SchedAttr>() as u32;
+    // SAFETY: `attr` is a local `repr(C)` struct laid out as the kernel's sched_attr, alive for
+    // the whole call, and its `size` field tells the kernel how many bytes it may read; the
+    // kernel only reads it (flags 0).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setattr,
+            0 as libc::pid_t,
+            &attr as *const SchedAttr,
+            0 as libc::c_uint,
+        )
+    };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The kernel reads SCHED_ATTR_SIZE_VER1 bytes (include/uapi/linux/sched/types.h).
+    #[test]
+    fn sched_attr_is_the_kernels_ver1_size() {
+        assert_eq!(std::mem::size_of::<SchedAttr>(), 56);
+    }
 
     #[test]
     fn spawn_refuses_flags_beyond_namespaces() {

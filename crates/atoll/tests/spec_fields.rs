@@ -253,10 +253,6 @@ fn fields_atoll_does_not_apply_are_refused() {
     b.set_args(&["true"]);
     let cases = [
         (
-            serde_json::json!({"process": {"scheduler": {"policy": "SCHED_BATCH"}}}),
-            "process.scheduler",
-        ),
-        (
             serde_json::json!({"process": {"ioPriority": {"class": "IOPRIO_CLASS_IDLE", "priority": 7}}}),
             "process.ioPriority",
         ),
@@ -316,7 +312,7 @@ fn features_lists_an_lsm_only_where_it_is_applied() {
     assert_eq!(f["linux"]["selinux"]["enabled"], selinux_enabled(), "{f}");
 }
 
-/// An exec'd process's own scheduler or oomScoreAdj would not be applied: refused.
+/// An exec'd process's own ioPriority or oomScoreAdj would not be applied: refused.
 #[test]
 fn exec_process_fields_atoll_does_not_apply_are_refused() {
     if !can_run() {
@@ -330,8 +326,8 @@ fn exec_process_fields_atoll_does_not_apply_are_refused() {
     let base = serde_json::json!({"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["true"]});
     for (extra, name) in [
         (
-            serde_json::json!({"scheduler": {"policy": "SCHED_BATCH"}}),
-            "process.scheduler",
+            serde_json::json!({"ioPriority": {"class": "IOPRIO_CLASS_IDLE", "priority": 7}}),
+            "process.ioPriority",
         ),
         (serde_json::json!({"oomScoreAdj": 500}), "oomScoreAdj"),
     ] {

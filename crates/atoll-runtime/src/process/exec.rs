@@ -18,6 +18,7 @@ use crate::error::{errno, field, nix_errno, sys, Result, RuntimeError};
 use crate::identity::CapSets;
 use crate::state::{Status, Store};
 
+#[derive(Clone)]
 pub struct ExecOpts {
     pub id: String,
     pub process: Process,
@@ -32,6 +33,14 @@ pub struct ExecOpts {
 }
 
 pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
+    let relayed;
+    let opts = match relayed_console_size(opts) {
+        Some(o) => {
+            relayed = o;
+            &relayed
+        }
+        None => opts,
+    };
     let saved = store.load(&opts.id)?;
     let status = saved.status();
     match status {
@@ -56,10 +65,12 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
     crate::lsm::check_process(&opts.process, "exec: process")?;
     let caps = CapSets::from_spec(opts.process.capabilities().as_ref())?;
     let terminal = opts.process.terminal().unwrap_or(false);
-    if terminal && opts.console_socket.is_none() {
+    // In the foreground without a console socket we relay the pty ourselves (as runc does);
+    // detached, nobody would.
+    if terminal && opts.detach && opts.console_socket.is_none() {
         return Err(field(
             "process.terminal",
-            "true, but no --console-socket was given",
+            "true with --detach, but no --console-socket was given",
         ));
     }
     let seccomp = match saved
@@ -180,7 +191,7 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
             .map_err(nix_errno("sigprocmask(SIG_BLOCK)"))?;
     }
     protocol::send(psock.as_fd(), &Msg::Go, None).map_err(kill)?;
-    serve(psock.as_fd(), opts, &saved, pid).map_err(kill)?;
+    let console = serve(psock.as_fd(), opts, &saved, pid).map_err(kill)?;
     if let Some(pf) = &opts.pid_file {
         std::fs::write(pf, pid.to_string())
             .map_err(crate::error::sys(format!("write {}", pf.display())))?;
@@ -194,28 +205,59 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
     if opts.detach {
         return Ok(0);
     }
-    crate::container::wait_forwarding(pid, &forward, None)
+    // Threads start only now, after the clone, with the forwarded signals already blocked.
+    let proxy = console.map(crate::tty::proxy).transpose().map_err(kill)?;
+    let code =
+        crate::container::wait_forwarding(pid, &forward, proxy.as_ref().map(|p| p.master.as_fd()));
+    if let Some(p) = proxy {
+        p.finish();
+    }
+    code
 }
 
+/// A terminal we relay ourselves starts at our own terminal's size: given to the process as its
+/// consoleSize, so that it is set before execve (the relay starts only after it).
+fn relayed_console_size(opts: &ExecOpts) -> Option<ExecOpts> {
+    let relay = opts.process.terminal() == Some(true)
+        && !opts.detach
+        && opts.console_socket.is_none()
+        && opts.process.console_size().is_none();
+    if !relay {
+        return None;
+    }
+    let ws = rustix::termios::tcgetwinsize(std::io::stdin()).ok()?;
+    let mut o = opts.clone();
+    let size = oci_spec::runtime::BoxBuilder::default()
+        .height(u64::from(ws.ws_row))
+        .width(u64::from(ws.ws_col))
+        .build()
+        .ok()?;
+    o.process.set_console_size(Some(size));
+    Some(o)
+}
+
+/// Serve the process until Ready; returns the pty master when we relay it ourselves (a
+/// terminal in the foreground without --console-socket).
 fn serve(
     sock: BorrowedFd<'_>,
     opts: &ExecOpts,
     saved: &crate::state::Saved,
     pid: i32,
-) -> Result<()> {
+) -> Result<Option<OwnedFd>> {
+    let mut console = None;
     loop {
         match protocol::recv(sock)? {
-            Some((Msg::Ready, _)) => return Ok(()),
-            Some((Msg::Fd(FdKind::Console), Some(fd))) => {
-                let path = opts
-                    .console_socket
-                    .as_ref()
-                    .ok_or_else(|| RuntimeError::Protocol {
-                        expected: "no console fd (no --console-socket)".into(),
+            Some((Msg::Ready, _)) => return Ok(console),
+            Some((Msg::Fd(FdKind::Console), Some(fd))) => match &opts.console_socket {
+                Some(path) => crate::tty::send_console(path, fd.as_fd())?,
+                None if !opts.detach => console = Some(fd),
+                None => {
+                    return Err(RuntimeError::Protocol {
+                        expected: "no console fd (detached, no --console-socket)".into(),
                         got: "Fd(Console)".into(),
-                    })?;
-                crate::tty::send_console(path, fd.as_fd())?;
-            }
+                    })
+                }
+            },
             Some((Msg::Fd(FdKind::Seccomp), Some(fd))) => {
                 let s = saved
                     .config

@@ -140,6 +140,7 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>, proof: &SingleThreaded) -> Resu
         rootfs.apply(late, &mut prepared, &mctx)?;
     }
     make_devices(&rootfs, plan)?;
+    make_cwd(&rootfs, process)?;
     ensure_placed()?;
     let console = open_console(ctx, &rootfs, sock)?;
     crate::tty::set_console_size(console.as_ref(), process.console_size().as_ref())?;
@@ -219,6 +220,16 @@ fn set_uts_names(spec: &Spec) -> Result<()> {
             .map_err(errno(format!("setdomainname {d:?}")))?;
     }
     Ok(())
+}
+
+/// process.cwd, made inside the root (mode 0755, as runc does) if the image lacks it; "/" (the
+/// usual cwd) always exists and costs nothing.
+fn make_cwd(rootfs: &Rootfs, process: &oci_spec::runtime::Process) -> Result<()> {
+    let cwd = process.cwd();
+    if cwd == Path::new("/") {
+        return Ok(());
+    }
+    Ok(rootfs.make_cwd(cwd)?)
 }
 
 /// The device nodes and /dev symlinks the plan has (none when the config binds its own /dev).
@@ -381,10 +392,15 @@ pub fn finalize(
         op: "close_range(CLOSE_RANGE_CLOEXEC)".into(),
         source: e,
     })?;
+    // Read as root, before seccomp and the uid switch: /etc/passwd may be unreadable to the user.
+    let home = home_env(process);
     identity::apply_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
     if let Some(umask) = process.user().umask() {
         rustix::process::umask(rustix::fs::Mode::from_raw_mode(umask));
     }
+    // While we still hold CAP_SYS_NICE (a real-time policy needs it) and before a seccomp
+    // profile that might not allow sched_setattr.
+    super::scheduler::apply(process.scheduler().as_ref())?;
     let nnp = process.no_new_privileges().unwrap_or(false);
     if !nnp {
         // Without no_new_privs the kernel wants CAP_SYS_ADMIN to install a filter: do it while
@@ -406,7 +422,8 @@ pub fn finalize(
         "chdir {} (process.cwd)",
         cwd.display()
     )))?;
-    let env = process.env().clone().unwrap_or_default();
+    let mut env = process.env().clone().unwrap_or_default();
+    env.extend(home);
     let args = process.args().clone().unwrap_or_default();
     let first = args.first().ok_or_else(|| field("process.args", "empty"))?;
     let exe = find_executable(first, &env)?;
@@ -414,6 +431,9 @@ pub fn finalize(
     let envp = cstrings(&env, "process.env")?;
     let exe_c = CString::new(exe.as_os_str().as_bytes())
         .map_err(|_| field("process.args[0]", "contains NUL"))?;
+    // The process leads a session and process group of its own inside the container, as runc's
+    // do (setsid(2); with a terminal, that session's controlling terminal).
+    nix::unistd::setsid().map_err(nix_errno("setsid"))?;
     if let Some(slave) = &console {
         set_controlling_terminal(slave.as_fd())?;
     }
@@ -424,6 +444,77 @@ pub fn finalize(
         exe_c,
         argv,
         envp,
+    })
+}
+
+/// `HOME=...` for a process whose env has none (runc sets it): the home of the process's uid in
+/// the container's /etc/passwd, else `/`. None when the env has HOME already (no file read).
+fn home_env(process: &oci_spec::runtime::Process) -> Option<String> {
+    let env = process.env().as_deref().unwrap_or(&[]);
+    if env.iter().any(|e| e.starts_with("HOME=")) {
+        return None;
+    }
+    let uid = process.user().uid();
+    let home = read_passwd()
+        .and_then(|text| passwd_home(&text, uid))
+        .unwrap_or_else(|| "/".into());
+    Some(format!("HOME={home}"))
+}
+
+/// The container's /etc/passwd, read inside the root we are in (after pivot_root or setns, `/`
+/// is the container's): openat2 with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS keeps every
+/// symlink and `..` inside it, as rootfs::Rootfs::lookup does, in one call where pathrs' reopen
+/// would mount a private procfs for it on every `run` without HOME. O_NONBLOCK: a FIFO there
+/// cannot block us; anything but a regular file is not read (a device node is opened, under the
+/// container's device cgroup, and left unread). None where there is none to read: HOME is then
+/// `/`, as runc falls back.
+fn read_passwd() -> Option<String> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use std::io::Read;
+    const MAX: u64 = 4 << 20;
+    let root = rustix::fs::open(
+        "/",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let open = || {
+        rustix::fs::openat2(
+            &root,
+            "etc/passwd",
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )
+    };
+    // EAGAIN: a rename or mount raced the walk and the kernel asks for a retry.
+    let file = (0..16)
+        .map(|_| open())
+        .find(|r| !matches!(r, Err(rustix::io::Errno::AGAIN)))?
+        .ok()?;
+    let st = rustix::fs::fstat(&file).ok()?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return None;
+    }
+    let mut text = String::new();
+    std::fs::File::from(file)
+        .take(MAX)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
+/// The home directory (6th field) of the first passwd(5) line for `uid`; None if there is none
+/// or it is empty.
+fn passwd_home(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        match f.as_slice() {
+            [_, _, u, _, _, home, ..] if u.parse() == Ok(uid) && !home.is_empty() => {
+                Some(home.to_string())
+            }
+            _ => None,
+        }
     })
 }
 
@@ -661,8 +752,8 @@ pub fn open_console_in(rootfs: &Rootfs, sock: BorrowedFd<'_>) -> Result<OwnedFd>
     Ok(slave)
 }
 
+/// After setsid: `slave` becomes the session's controlling terminal and the process's stdio.
 fn set_controlling_terminal(slave: BorrowedFd<'_>) -> Result<()> {
-    nix::unistd::setsid().map_err(nix_errno("setsid"))?;
     rustix::process::ioctl_tiocsctty(slave).map_err(errno("ioctl(TIOCSCTTY)"))?;
     nix::unistd::dup2_stdin(slave).map_err(nix_errno("dup2 tty to stdin"))?;
     nix::unistd::dup2_stdout(slave).map_err(nix_errno("dup2 tty to stdout"))?;
@@ -766,6 +857,15 @@ mod tests {
         assert!(
             matches!(e, RuntimeError::FieldSys { ref field, .. } if field.contains("no_such_key"))
         );
+    }
+
+    #[test]
+    fn home_from_passwd_by_uid() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\n# note\nnohome:x:7:7::\nuser:x:1000:1000::/home/u:/bin/sh\n";
+        assert_eq!(passwd_home(passwd, 0).as_deref(), Some("/root"));
+        assert_eq!(passwd_home(passwd, 1000).as_deref(), Some("/home/u"));
+        assert_eq!(passwd_home(passwd, 7), None);
+        assert_eq!(passwd_home(passwd, 42), None);
     }
 
     #[test]

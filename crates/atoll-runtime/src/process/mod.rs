@@ -3,6 +3,7 @@
 pub mod exec;
 pub mod init;
 pub mod protocol;
+pub mod scheduler;
 pub mod spawn;
 pub mod stage1;
 

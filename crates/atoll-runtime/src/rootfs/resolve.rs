@@ -179,6 +179,12 @@ impl Rootfs {
         Ok(None)
     }
 
+    /// process.cwd: made (a directory, 0755 as runc makes it) if the image lacks it, inside the
+    /// root like any mount point.
+    pub fn make_cwd(&self, cwd: &Path) -> Result<()> {
+        self.target(cwd, false).map(drop)
+    }
+
     /// mkdir -p inside the rootfs (pathrs keeps every component inside the root).
     pub(super) fn make_dirs(&self, dir: &Path) -> Result<OwnedFd> {
         self.root

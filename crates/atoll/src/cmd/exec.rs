@@ -12,9 +12,9 @@ pub fn exec(store: &Store, a: &ExecArgs) -> Result<i32> {
     let mut process: Process = match &a.process {
         Some(p) => {
             let data = std::fs::read(p).with_context(|| format!("--process {}", p.display()))?;
-            serde_json::from_slice(&data).with_context(|| {
-                format!(
-                    "--process {}: not a runtime-spec process object",
+            atoll_runtime::spec::parse_process(&data).map_err(|e| {
+                anyhow::anyhow!(
+                    "--process {}: not a runtime-spec process object: {e}",
                     p.display()
                 )
             })?
