@@ -504,3 +504,395 @@ fn podman_drives_atoll_as_it_drives_runc() {
     d.assert_none("podman");
     eprintln!("podman side by side: {:.1?}", started.elapsed());
 }
+
+// ---------------------------------------------------------------------------------------------
+// containerd
+
+/// An OCI image layout tarball (what `ctr image import` reads) holding one layer, the rootfs
+/// tarball, named `name`; `cmd` is the image's default command.
+fn oci_image_tar(s: &Scratch, name: &str, cmd: &[&str]) -> PathBuf {
+    let layout = s.dir.join("image/layout");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    // Store a blob under its digest; (digest, size).
+    let put = |bytes: &[u8]| {
+        let tmp = s.dir.join("image/blob");
+        std::fs::write(&tmp, bytes).unwrap();
+        let out = Command::new("sha256sum").arg(&tmp).output().unwrap();
+        assert!(out.status.success(), "sha256sum failed");
+        let digest = String::from_utf8_lossy(&out.stdout)
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string();
+        std::fs::rename(&tmp, blobs.join(&digest)).unwrap();
+        (format!("sha256:{digest}"), bytes.len())
+    };
+    let (layer, layer_size) = put(&std::fs::read(s.rootfs_tar()).unwrap());
+    let config = serde_json::json!({
+        "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+        "os": "linux",
+        "config": { "Cmd": cmd, "Env": ["PATH=/bin"] },
+        "rootfs": { "type": "layers", "diff_ids": [layer] },
+    });
+    let (config, config_size) = put(config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_size }],
+    });
+    let (manifest, manifest_size) = put(manifest.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest,
+            "size": manifest_size,
+            "annotations": { "io.containerd.image.name": name },
+        }],
+    });
+    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let tar = s.dir.join("image/oci.tar");
+    let ok = Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(ok.success(), "tar of the OCI layout failed");
+    tar
+}
+
+/// A containerd of its own: root, state, sockets and config.toml under the scratch dir, one
+/// namespace named after this test binary. Dropping it removes the tasks, containers and image,
+/// stops the daemon and the shims it started, and removes what is left.
+struct Containerd {
+    s: Scratch,
+    /// Whether /run/containerd existed before: the shim makes /run/containerd/s for its
+    /// sockets whatever the config says, and this test removes it only if it made it.
+    had_run_dir: bool,
+    daemon: Child,
+    ns: String,
+    image: String,
+}
+
+impl Containerd {
+    /// `extra_config` is appended to config.toml.
+    fn start(name: &str, extra_config: &str) -> Containerd {
+        let s = Scratch::new(name);
+        let had_run_dir = Path::new("/run/containerd").exists();
+        let d = &s.dir;
+        let config = format!(
+            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
+             [grpc]\n  address = \"{d}/containerd.sock\"\n\
+             [ttrpc]\n  address = \"{d}/containerd.sock.ttrpc\"\n\
+             [debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n{extra_config}",
+            root = d.join("root").display(),
+            state = d.join("state").display(),
+            d = d.display(),
+        );
+        std::fs::write(d.join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(d.join("containerd.log")).unwrap();
+        use std::os::unix::process::CommandExt;
+        let daemon = Command::new("containerd")
+            .arg("--config")
+            .arg(d.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("start containerd");
+        let ns = s.cgroup.clone();
+        let c = Containerd {
+            s,
+            had_run_dir,
+            daemon,
+            ns,
+            image: format!("localhost/atoll-clients-{}:busybox", std::process::id()),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while c.ctr(&["version"]).code != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not answer in 30 s: {}",
+                c.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.s.dir.join("containerd.log")).unwrap_or_default()
+    }
+
+    fn ctr(&self, args: &[&str]) -> Outcome {
+        let mut c = Command::new("ctr");
+        c.arg("--address")
+            .arg(self.s.dir.join("containerd.sock"))
+            .args(["--namespace", &self.ns])
+            .args(args);
+        call(c, &self.s.dir)
+    }
+
+    /// ctr run's own defaults (/run/containerd/runc, /run/containerd/fifo) moved under the
+    /// scratch dir.
+    fn private_dirs(&self) -> (String, String) {
+        let d = &self.s.dir;
+        (
+            d.join("runc-root").display().to_string(),
+            d.join("fifo").display().to_string(),
+        )
+    }
+
+    /// `ctr run` with this test's image: `--runc-binary` names the runtime.
+    fn run(&self, runtime: &str, opts: &[&str], id: &str, argv: &[&str]) -> Outcome {
+        let (runc_root, fifo) = self.private_dirs();
+        let mut args = vec![
+            "run",
+            "--runc-binary",
+            runtime,
+            "--runc-root",
+            &runc_root,
+            "--fifo-dir",
+            &fifo,
+        ];
+        args.extend_from_slice(opts);
+        args.push(&self.image);
+        args.push(id);
+        args.extend_from_slice(argv);
+        self.ctr(&args)
+    }
+
+    /// The pids of the runc v2 shims serving this namespace.
+    fn shims(&self) -> Vec<i32> {
+        let mut pids = vec![];
+        for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let ours = args
+                .windows(2)
+                .any(|w| w[0] == b"-namespace" && w[1] == self.ns.as_bytes());
+            if ours
+                && args
+                    .first()
+                    .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"))
+            {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// The STATUS column of `ctr task ls` for `id`.
+    fn task_status(&self, id: &str) -> String {
+        let o = self.ctr(&["task", "ls"]);
+        o.stdout
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.first() == Some(&id)).then(|| f.last().unwrap_or(&"").to_string())
+            })
+            .unwrap_or_else(|| format!("no task {id} (exit {}: {})", o.code, o.stderr.trim()))
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let tasks = self.ctr(&["task", "ls", "--quiet"]).stdout;
+        for id in tasks.lines() {
+            let _ = self.ctr(&["task", "kill", "--signal", "SIGKILL", id]);
+            let _ = self.ctr(&["task", "delete", "--force", id]);
+        }
+        for id in self.ctr(&["container", "ls", "--quiet"]).stdout.lines() {
+            let _ = self.ctr(&["container", "delete", id]);
+        }
+        let _ = self.ctr(&["image", "rm", &self.image]);
+        let pid = nix::unistd::Pid::from_raw(self.daemon.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.daemon.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        // A shim outlives containerd; those of this namespace are ours (`-namespace NS`). Wait
+        // for them to be gone: each removes its socket from /run/containerd/s as it exits.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let shims @ [_, ..] = &self.shims()[..] {
+            for pid in shims {
+                let pid = nix::unistd::Pid::from_raw(*pid);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL);
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !self.had_run_dir {
+            // Empty once the shims are gone; remove_dir fails (and keeps it) otherwise.
+            let _ = std::fs::remove_dir("/run/containerd/s");
+            let _ = std::fs::remove_dir("/run/containerd");
+        }
+    }
+}
+
+/// `ctr run --runc-binary` and `ctr task ...` against containerd's runc v2 shim, once with runc
+/// and once with atoll as the binary the shim calls.
+#[test]
+fn containerd_drives_atoll_as_it_drives_runc() {
+    if !can_run(&[
+        "/usr/bin/containerd",
+        "/usr/bin/ctr",
+        "/usr/bin/containerd-shim-runc-v2",
+        RUNC,
+    ]) {
+        return;
+    }
+    let started = Instant::now();
+    let c = Containerd::start("containerd", "");
+    let tar = oci_image_tar(&c.s, &c.image, &["/bin/sh"]);
+    let o = c.ctr(&["image", "import", tar.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "ctr image import: {}\n{}", o.stderr, c.log());
+    let mut d = Diffs::default();
+    let pid = std::process::id();
+    let id = |rt: &str| format!("ctr-{pid}-{}", if rt == RUNC { "runc" } else { "atoll" });
+    let both = |f: &dyn Fn(&str) -> Outcome| (f(RUNC), f(ATOLL));
+
+    // In the foreground: the process's output and exit code, HOME from /etc/passwd (ctr sets
+    // none; runc fills it in).
+    let (r, a) = both(&|rt| {
+        c.run(
+            rt,
+            &["--rm"],
+            &format!("{}-fg", id(rt)),
+            &["sh", "-c", "echo out; echo $HOME; exit 3"],
+        )
+    });
+    d.expect("ctr run (runc)", &r, 3, "out\n/root");
+    d.same("ctr run", &r, &a, trimmed);
+
+    // Detached; SIGTERM makes its shell exit 7.
+    let script = "trap 'exit 7' TERM; sleep 1000 & wait";
+    let (r, a) = both(&|rt| c.run(rt, &["--detach"], &id(rt), &["sh", "-c", script]));
+    for (rt, o) in [("runc", &r), ("atoll", &a)] {
+        assert_eq!(
+            o.code, 0,
+            "ctr run --detach ({rt}): {}\nearlier differences: {:#?}",
+            o.stderr, d.0
+        );
+    }
+    let with = |args: &[&str]| {
+        let f = |rt: &str| {
+            let n = id(rt);
+            let args: Vec<&str> = args
+                .iter()
+                .map(|a| if *a == "ID" { n.as_str() } else { a })
+                .collect();
+            c.ctr(&args)
+        };
+        (f(RUNC), f(ATOLL))
+    };
+    let status = || (c.task_status(&id(RUNC)), c.task_status(&id(ATOLL)));
+    let fifo = c.private_dirs().1;
+
+    let (r, a) = with(&[
+        "task",
+        "exec",
+        "--fifo-dir",
+        &fifo,
+        "--exec-id",
+        "e1",
+        "ID",
+        "sh",
+        "-c",
+        "id -u; echo $HOME; exit 5",
+    ]);
+    d.expect("task exec (runc)", &r, 5, "0\n/root");
+    d.same("task exec", &r, &a, trimmed);
+
+    let (r, a) = with(&["task", "pause", "ID"]);
+    d.same("task pause", &r, &a, trimmed);
+    let (r, a) = status();
+    d.expect(
+        "status after pause (runc)",
+        &Outcome {
+            code: 0,
+            stdout: r.clone(),
+            stderr: String::new(),
+        },
+        0,
+        "PAUSED",
+    );
+    if r != a {
+        d.0.push(format!("status after pause: runc {r}, atoll {a}"));
+    }
+    let (r, a) = with(&["task", "resume", "ID"]);
+    d.same("task resume", &r, &a, trimmed);
+    let (r, a) = status();
+    if r != "RUNNING" || a != r {
+        d.0.push(format!("status after resume: runc {r}, atoll {a}"));
+    }
+
+    // ps lists host pids (different numbers): the shell and its sleep.
+    let (r, a) = with(&["task", "ps", "ID"]);
+    let rows = |s: &str| s.lines().skip(1).count().to_string();
+    d.expect(
+        "task ps (runc)",
+        &Outcome {
+            stdout: rows(&r.stdout),
+            ..r.clone()
+        },
+        0,
+        "2",
+    );
+    d.same("task ps", &r, &a, rows);
+
+    let (r, a) = with(&["task", "kill", "ID"]);
+    d.same("task kill", &r, &a, trimmed);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status() != ("STOPPED".into(), "STOPPED".into()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (r, a) = status();
+    if r != "STOPPED" || a != r {
+        d.0.push(format!("status after kill: runc {r}, atoll {a}"));
+    }
+    // delete reports the exit code the shim got from the runtime (7, from the trap).
+    let (r, a) = with(&["task", "delete", "ID"]);
+    let exit_note = |o: &Outcome| Outcome {
+        stdout: o
+            .stderr
+            .split("msg=")
+            .nth(1)
+            .unwrap_or("")
+            .replace(&id(RUNC), "ID")
+            .replace(&id(ATOLL), "ID"),
+        ..o.clone()
+    };
+    let (r, a) = (exit_note(&r), exit_note(&a));
+    d.expect(
+        "task delete (runc)",
+        &r,
+        0,
+        "\"task ID exit with non-zero exit code 7\"",
+    );
+    d.same("task delete", &r, &a, trimmed);
+    let (r, a) = with(&["container", "delete", "ID"]);
+    d.same("container delete", &r, &a, trimmed);
+
+    d.assert_none("containerd (ctr --runc-binary)");
+    eprintln!("containerd side by side: {:.1?}", started.elapsed());
+}
