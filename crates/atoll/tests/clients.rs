@@ -8,6 +8,7 @@
 //! Every client call has a timeout; Drop removes containers, daemons, mounts, cgroups and files
 //! also when an assertion fails. Names carry the test binary's pid.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -673,8 +674,10 @@ impl Containerd {
         self.ctr(&args)
     }
 
-    /// The pids of the runc v2 shims serving this namespace.
+    /// The pids of the runc v2 shims of this containerd (`-address` is its socket), in any
+    /// namespace (the CRI plugin uses k8s.io).
     fn shims(&self) -> Vec<i32> {
+        let sock = self.s.dir.join("containerd.sock");
         let mut pids = vec![];
         for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
@@ -682,9 +685,9 @@ impl Containerd {
             };
             let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
             let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            let ours = args
-                .windows(2)
-                .any(|w| w[0] == b"-namespace" && w[1] == self.ns.as_bytes());
+            let ours = args.windows(2).any(|w| {
+                w[0] == b"-address" && Path::new(std::ffi::OsStr::from_bytes(w[1])) == sock
+            });
             if ours
                 && args
                     .first()
@@ -728,7 +731,7 @@ impl Drop for Containerd {
         }
         let _ = self.daemon.kill();
         let _ = self.daemon.wait();
-        // A shim outlives containerd; those of this namespace are ours (`-namespace NS`). Wait
+        // A shim outlives containerd; those started for our socket are ours. Wait
         // for them to be gone: each removes its socket from /run/containerd/s as it exits.
         let deadline = Instant::now() + Duration::from_secs(10);
         while let shims @ [_, ..] = &self.shims()[..] {
@@ -895,4 +898,131 @@ fn containerd_drives_atoll_as_it_drives_runc() {
 
     d.assert_none("containerd (ctr --runc-binary)");
     eprintln!("containerd side by side: {:.1?}", started.elapsed());
+}
+
+/// The CRI plugin's runtime handlers, as Kubernetes RuntimeClass uses them: two handlers in
+/// config.toml, runtime_type io.containerd.runc.v2 with options BinaryName = runc and = atoll,
+/// and `pod_annotations` passing `org.atoll.*` through. A pod per handler, driven by
+/// tests/cri/pod.py with the calls kubelet makes (RunPodSandbox with the handler,
+/// CreateContainer, StartContainer, ExecSync). The runtime's own `state` shows that the handler's
+/// binary ran the container and which pod annotations reached its config.json.
+#[test]
+fn containerd_cri_runtime_class_uses_atoll_by_binary_name() {
+    const PYTHON: &str = "/usr/bin/python3"; // Debian's, where python3-grpcio is installed
+    let tools = [
+        "/usr/bin/containerd",
+        "/usr/bin/ctr",
+        "/usr/bin/containerd-shim-runc-v2",
+        RUNC,
+        PYTHON,
+    ];
+    if !can_run(&tools) {
+        return;
+    }
+    let grpc = Command::new(PYTHON)
+        .args(["-c", "import grpc"])
+        .output()
+        .unwrap();
+    if !grpc.status.success() {
+        let why = "python3-grpcio is not installed (scripts/setup.sh installs it)".to_string();
+        let test = "containerd_cri_runtime_class_uses_atoll_by_binary_name";
+        if !atoll_testkit::gate::gate(test, Some(why)) {
+            return;
+        }
+    }
+    let started = Instant::now();
+    let pid = std::process::id();
+    let dir = PathBuf::from(format!("/tmp/atoll-tests/clients-cri-{pid}"));
+    let image = format!("localhost/atoll-clients-{pid}:pause");
+    let root = |handler: &str| dir.join(format!("{handler}-root"));
+    let handler = |name: &str, binary: &str| {
+        format!(
+            "  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{name}]\n    \
+             runtime_type = \"io.containerd.runc.v2\"\n    pod_annotations = [\"org.atoll.*\"]\n    \
+             [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{name}.options]\n      \
+             BinaryName = \"{binary}\"\n      Root = \"{}\"\n",
+            root(name).display()
+        )
+    };
+    // No CNI plugin: the pods use the host's network namespace (and send nothing). The sandbox
+    // image is the busybox one, its command waiting for SIGTERM. restrict_oom_score_adj: the
+    // sandbox asks for -998, and lowering oom_score_adj needs CAP_SYS_RESOURCE, which CI's root
+    // lacks.
+    let config = format!(
+        "[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"{image}\"\n  \
+         restrict_oom_score_adj = true\n  stream_server_address = \"127.0.0.1\"\n  stream_server_port = \"0\"\n  \
+         [plugins.\"io.containerd.grpc.v1.cri\".cni]\n    bin_dir = \"{d}/cni-bin\"\n    conf_dir = \"{d}/cni-conf\"\n{}{}",
+        handler("runc", RUNC),
+        handler("atoll", ATOLL),
+        d = dir.display(),
+    );
+    let c = Containerd::start("cri", &config);
+    assert_eq!(c.s.dir, dir);
+    let pause = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"];
+    let tar = oci_image_tar(&c.s, &image, &pause);
+    let o = c.ctr(&[
+        "--namespace",
+        "k8s.io",
+        "image",
+        "import",
+        tar.to_str().unwrap(),
+    ]);
+    assert_eq!(o.code, 0, "ctr image import: {}", o.stderr);
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+
+    let pod = |name: &str, binary: &str| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cri/pod.py");
+        let mut cmd = Command::new(PYTHON);
+        cmd.arg(script)
+            .arg(dir.join("containerd.sock"))
+            .arg(name)
+            .arg(binary)
+            // the runc v2 shim gives the runtime --root <Root>/<containerd namespace>
+            .arg(root(name).join("k8s.io"))
+            .arg(format!("atoll-clients-{pid}-{name}"))
+            .arg(&image)
+            .arg(format!("/{}", c.s.cgroup))
+            .arg(dir.join("logs"))
+            .args(["org.atoll.guard=off", "not.passed.through=x"]);
+        let o = call(cmd, &dir);
+        assert_eq!(
+            o.code,
+            0,
+            "pod with handler {name}: {}\n{}",
+            o.stderr,
+            c.log()
+        );
+        serde_json::from_str::<serde_json::Value>(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", o.stdout))
+    };
+    let (r, a) = (pod("runc", RUNC), pod("atoll", ATOLL));
+    let mut d = Diffs::default();
+    for (name, v) in [("runc", &r), ("atoll", &a)] {
+        // `state` answered from this handler's root: its BinaryName ran the container.
+        if v["state"]["status"] != "running" {
+            d.0.push(format!(
+                "{name}: the container is not running under its handler's root: {v}"
+            ));
+        }
+        let ann = &v["state"]["annotations"];
+        if ann["org.atoll.guard"] != "off" || !ann["not.passed.through"].is_null() {
+            d.0.push(format!(
+                "{name}: pod_annotations did not pass exactly org.atoll.*: {ann}"
+            ));
+        }
+        if ann["io.kubernetes.cri.container-type"] != "container" {
+            d.0.push(format!("{name}: no CRI container annotations: {ann}"));
+        }
+    }
+    if r["exec"] != serde_json::json!({"stdout": "0\n/root\n", "stderr": "err\n", "exit_code": 3}) {
+        d.0.push(format!("ExecSync (runc) not as expected: {}", r["exec"]));
+    }
+    if r["exec"] != a["exec"] {
+        d.0.push(format!(
+            "ExecSync:\n  runc:  {}\n  atoll: {}",
+            r["exec"], a["exec"]
+        ));
+    }
+    d.assert_none("containerd CRI (RuntimeClass handler with BinaryName)");
+    eprintln!("containerd CRI side by side: {:.1?}", started.elapsed());
 }
