@@ -1,9 +1,11 @@
 //! Real clients driving atoll side by side with runc: podman (`--runtime`) and containerd
-//! (`ctr run --runc-binary`, and the runc v2 shim with `BinaryName`), each verb once per runtime,
-//! the same outputs and exit codes expected from both. Everything the clients keep (podman's
-//! storage, containerd's root, state and socket, the image) lives in a temporary directory; the
-//! image is a tarball of the host's busybox-static, so nothing is downloaded. No container here
-//! has a network other than its own loopback (`--network none`; ctr makes a new netns).
+//! (`ctr run --runc-binary`, and the CRI plugin's runtime handlers with `BinaryName`, as
+//! Kubernetes RuntimeClass uses them), each verb once per runtime, the same outputs and exit
+//! codes expected from both. Everything the clients keep (podman's storage, containerd's root,
+//! state and socket, the image) lives in a temporary directory; the image is a tarball of the
+//! host's busybox-static, so nothing is downloaded. No container here sends a packet: podman's
+//! have `--network none`, ctr's a new network namespace of their own, and the CRI pods (which
+//! would need a CNI plugin for a namespace of their own) the host's.
 //!
 //! Every client call has a timeout; Drop removes containers, daemons, mounts, cgroups and files
 //! also when an assertion fails. Names carry the test binary's pid.
