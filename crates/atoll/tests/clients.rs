@@ -578,6 +578,9 @@ fn oci_image_tar(s: &Scratch, name: &str, cmd: &[&str]) -> PathBuf {
 /// namespace named after this test binary. Dropping it removes the tasks, containers and image,
 /// stops the daemon and the shims it started, and removes what is left.
 struct Containerd {
+    /// One containerd at a time in this binary: each removes /run/containerd/s if it made it,
+    /// which must not happen while another one's shim is about to bind a socket there.
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
     s: Scratch,
     /// Whether /run/containerd existed before: the shim makes /run/containerd/s for its
     /// sockets whatever the config says, and this test removes it only if it made it.
@@ -590,6 +593,9 @@ struct Containerd {
 impl Containerd {
     /// `extra_config` is appended to config.toml.
     fn start(name: &str, extra_config: &str) -> Containerd {
+        static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        // A test that failed while holding it poisons it; the next one can still run.
+        let one_at_a_time = ONE.lock().unwrap_or_else(|e| e.into_inner());
         let s = Scratch::new(name);
         let had_run_dir = Path::new("/run/containerd").exists();
         let d = &s.dir;
@@ -616,6 +622,7 @@ impl Containerd {
             .expect("start containerd");
         let ns = s.cgroup.clone();
         let c = Containerd {
+            _one_at_a_time: one_at_a_time,
             s,
             had_run_dir,
             daemon,
