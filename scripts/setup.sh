@@ -2,7 +2,11 @@
 # Install what atoll builds and tests with on Debian/Ubuntu (as root). Idempotent.
 set -euo pipefail
 need=()
-for pkg in libseccomp-dev libc6-dev pkg-config busybox-static runc crun bubblewrap iproute2 nftables python3 procps time; do
+# podman, conmon, containerd and python3-grpcio (a CRI client): the side-by-side client tests
+# (crates/atoll/tests/clients.rs); man-db and binutils (readelf): the Debian package and its test
+# (scripts/deb.sh, crates/atoll/tests/package.rs).
+for pkg in libseccomp-dev libc6-dev pkg-config busybox-static runc crun bubblewrap iproute2 nftables python3 procps time \
+           podman conmon containerd python3-grpcio man-db binutils; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
