@@ -325,6 +325,7 @@ impl Cgroup {
                     let dir = self.dir_for("memory", "linux.resources.memory")?;
                     v1_memory_and_swap(dir, *limit, *swap, *swap_optional)?;
                 }
+                Step::V1RtSched { period, runtime } => self.apply_rt(*period, *runtime)?,
                 Step::CheckUsage { limit } => {
                     let dir = self.dir_for("memory", "linux.resources.memory.checkBeforeUpdate")?;
                     let file = if self.mode == Mode::V2 {
@@ -352,6 +353,30 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+
+    /// v1 realtime bandwidth: the ancestors' budget first (a runtime > 0 needs one in every
+    /// cgroup above), then this cgroup's two files in runc's order.
+    fn apply_rt(&self, period: Option<u64>, runtime: Option<i64>) -> Result<(), CgroupError> {
+        const FIELD: &str = "linux.resources.cpu.realtimeRuntime";
+        let dir = self.dir_for("cpu", FIELD)?;
+        if !dir.join("cpu.rt_runtime_us").exists() {
+            return Err(CgroupError::Unsupported {
+                field: FIELD,
+                why: format!(
+                    "{:?} is missing: the kernel has no RT group scheduling (CONFIG_RT_GROUP_SCHED)",
+                    dir.join("cpu.rt_runtime_us")
+                ),
+            });
+        }
+        if let (Some(r), Some(place)) = (runtime.filter(|&r| r > 0), self.place_of(dir)) {
+            crate::rt_budget::ensure(&place.mount.mount_point, dir, period, r)?;
+        }
+        crate::rt_budget::write(dir, period, runtime)
+    }
+
+    fn place_of(&self, dir: &Path) -> Option<&Place> {
+        self.places.iter().find(|p| p.dir == dir)
     }
 
     fn apply_write(

@@ -23,6 +23,12 @@ pub(crate) enum Step {
         swap: i64,
         swap_optional: bool,
     },
+    /// v1 cpu.rt_period_us / cpu.rt_runtime_us, after giving every ancestor cgroup the RT budget
+    /// the runtime needs (a fresh parent has none: see `rt_budget`).
+    V1RtSched {
+        period: Option<u64>,
+        runtime: Option<i64>,
+    },
     /// checkBeforeUpdate: refuse a memory limit below current usage.
     CheckUsage { limit: i64 },
     /// v2 device access: load and attach this program (replacing the previous one).
@@ -43,6 +49,7 @@ impl Step {
         match self {
             Step::Write { controller, .. } => Some(controller),
             Step::V1MemoryAndSwap { .. } | Step::CheckUsage { .. } => Some("memory"),
+            Step::V1RtSched { .. } => Some("cpu"),
             Step::DevicePrograms(_) => None,
         }
     }
@@ -343,22 +350,10 @@ fn cpu_v1(c: &LinuxCpu, steps: &mut Vec<Step>) {
             v.to_string(),
         ));
     }
-    // The rt period goes first: the kernel checks runtime <= period.
-    if let Some(v) = c.realtime_period().filter(|&p| p != 0) {
-        steps.push(write(
-            "linux.resources.cpu.realtimePeriod",
-            "cpu",
-            "cpu.rt_period_us",
-            v.to_string(),
-        ));
-    }
-    if let Some(v) = c.realtime_runtime().filter(|&r| r != 0) {
-        steps.push(write(
-            "linux.resources.cpu.realtimeRuntime",
-            "cpu",
-            "cpu.rt_runtime_us",
-            v.to_string(),
-        ));
+    let period = c.realtime_period().filter(|&p| p != 0);
+    let runtime = c.realtime_runtime().filter(|&r| r != 0);
+    if period.is_some() || runtime.is_some() {
+        steps.push(Step::V1RtSched { period, runtime });
     }
     if let Some(v) = c.idle() {
         steps.push(write(
@@ -985,14 +980,16 @@ mod tests {
                 w("cpu.shares", "512"),
                 w("cpu.cfs_period_us", "100000"),
                 w("cpu.cfs_quota_us", "20000"),
-                w("cpu.rt_period_us", "1000"),
-                w("cpu.rt_runtime_us", "100"),
                 w("cpuset.mems", "0"),
                 w("net_cls.classid", "1048577"),
                 w("net_prio.ifpriomap", "eth0 5"),
                 w("rdma.max", "mlx5_1 hca_handle=3"),
             ]
         );
+        assert!(steps.contains(&Step::V1RtSched {
+            period: Some(1000),
+            runtime: Some(100)
+        }));
         assert!(plan_v1(&res(r#"{"unified": {"memory.high": "1"}}"#), false).is_err());
         assert!(plan_v1(&res(r#"{"memory": {"swappiness": 101}}"#), false).is_err());
         let s = plan_v1(&res(r#"{"memory": {"limit": -1}}"#), false).unwrap();
