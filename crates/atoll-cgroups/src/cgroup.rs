@@ -286,7 +286,8 @@ impl Cgroup {
 
     /// Applies new resources to an existing cgroup (`atoll update`).
     pub fn update(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
-        let steps = self.plan(resources, true)?;
+        let filled = self.with_current_memory_limit(resources)?;
+        let steps = self.plan(filled.as_ref().unwrap_or(resources), true)?;
         // A controller the first config did not need may be needed now.
         let borrowed = self.borrowed_from_unified(&steps);
         if let Some(v2) = self.unified() {
@@ -307,6 +308,23 @@ impl Cgroup {
             }
         }
         self.apply(&steps)
+    }
+
+    /// v2 `update --memory-swap` alone: see `plan::with_current_memory_limit`.
+    fn with_current_memory_limit(
+        &self,
+        res: &LinuxResources,
+    ) -> Result<Option<LinuxResources>, CgroupError> {
+        let wants_swap = res
+            .memory()
+            .as_ref()
+            .is_some_and(|m| m.swap().is_some_and(|s| s > 0) && m.limit().unwrap_or(0) == 0);
+        if self.mode != Mode::V2 || !wants_swap {
+            return Ok(None);
+        }
+        let dir = self.dir_for("memory", "linux.resources.memory.swap")?;
+        let current = fs::read(&dir.join("memory.max"))?;
+        Ok(plan::with_current_memory_limit(res, &current))
     }
 
     fn apply(&self, steps: &[Step]) -> Result<(), CgroupError> {

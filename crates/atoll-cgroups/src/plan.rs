@@ -556,6 +556,28 @@ fn v2_num(v: i64) -> Option<String> {
     }
 }
 
+/// `update` with a swap limit but no memory limit (`update --memory-swap`): runc merges the new
+/// values into the container's config, so the conversion to v2's swap-only value uses the memory
+/// limit in force. Given memory.max as read (`current_max`), returns the resources with that limit
+/// filled in, or None when nothing needs it ("max": no limit to subtract, which the plan refuses
+/// by name as runc does).
+pub(crate) fn with_current_memory_limit(
+    res: &LinuxResources,
+    current_max: &str,
+) -> Option<LinuxResources> {
+    let m = res.memory().as_ref()?;
+    let swap_needs_base = m.swap().is_some_and(|s| s > 0);
+    if !swap_needs_base || m.limit().is_some_and(|l| l != 0) {
+        return None;
+    }
+    let limit: i64 = current_max.trim().parse().ok()?;
+    let mut m = m.clone();
+    m.set_limit(Some(limit));
+    let mut out = res.clone();
+    out.set_memory(Some(m));
+    Some(out)
+}
+
 pub(crate) fn plan_v2(res: &LinuxResources, updating: bool) -> Result<Vec<Step>, CgroupError> {
     let mut steps = Vec::new();
     if let Some(d) = res.devices() {
@@ -949,6 +971,80 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(&s[0], Step::DevicePrograms(r) if r.len() == 1));
+    }
+
+    #[test]
+    fn v2_swap_only_update_uses_the_limit_in_force() {
+        let r = res(r#"{"memory": {"swap": 300}}"#);
+        let filled = with_current_memory_limit(&r, "100\n").unwrap();
+        assert_eq!(
+            writes(&plan_v2(&filled, true).unwrap()),
+            vec![w("memory.swap.max", "200"), w("memory.max", "100")]
+        );
+        // No limit in force: the plan refuses it by name, as runc does.
+        assert!(with_current_memory_limit(&r, "max").is_none());
+        let e = plan_v2(&r, true).unwrap_err().to_string();
+        assert!(e.contains("linux.resources.memory.swap"), "{e}");
+        // A limit given, or no swap: nothing to fill in.
+        for json in [
+            r#"{"memory": {"swap": 300, "limit": 200}}"#,
+            r#"{"memory": {"reservation": 5}}"#,
+            r#"{"memory": {"swap": -1}}"#,
+            r#"{"pids": {"limit": 5}}"#,
+        ] {
+            assert!(with_current_memory_limit(&res(json), "100").is_none(), "{json}");
+        }
+    }
+
+    #[test]
+    fn update_fields_of_runc_update() {
+        // What `runc update` sets, on both versions: each field becomes a write of its file.
+        let r = res(r#"{
+            "cpu": {"realtimePeriod": 1000000, "realtimeRuntime": 5000, "cpus": "0", "mems": "0"},
+            "memory": {"reservation": 4096, "swap": 209715200, "limit": 104857600},
+            "blockIO": {"weight": 300},
+            "pids": {"limit": 20}
+        }"#);
+        let v1 = plan_v1(&r, true).unwrap();
+        assert_eq!(
+            writes(&v1),
+            vec![
+                w("memory.soft_limit_in_bytes", "4096"),
+                w("cpuset.cpus", "0"),
+                w("cpuset.mems", "0"),
+                w("pids.max", "20"),
+                w("blkio.weight", "300"),
+            ]
+        );
+        assert!(v1.contains(&Step::V1RtSched {
+            period: Some(1_000_000),
+            runtime: Some(5000)
+        }));
+        assert!(v1.contains(&Step::V1MemoryAndSwap {
+            limit: 104857600,
+            swap: 209715200,
+            swap_optional: false
+        }));
+        // v2 has no RT bandwidth: refused by name; the rest maps to v2 files.
+        let e = plan_v2(&r, true).unwrap_err().to_string();
+        assert!(e.contains("realtime"), "{e}");
+        let mut no_rt = r.clone();
+        let mut cpu = no_rt.cpu().clone().unwrap();
+        cpu.set_realtime_period(None);
+        cpu.set_realtime_runtime(None);
+        no_rt.set_cpu(Some(cpu));
+        assert_eq!(
+            writes(&plan_v2(&no_rt, true).unwrap()),
+            vec![
+                w("memory.swap.max", "104857600"),
+                w("memory.max", "104857600"),
+                w("memory.low", "4096"),
+                w("cpuset.cpus", "0"),
+                w("cpuset.mems", "0"),
+                w("pids.max", "20"),
+                w("io.bfq.weight", "300"),
+            ]
+        );
     }
 
     #[test]
