@@ -487,6 +487,38 @@ impl Cgroup {
         self.set_frozen(false)
     }
 
+    /// Thaws this cgroup and every cgroup below it that is frozen on its own (a sub-cgroup a
+    /// process inside froze, or one left frozen by a nested manager): a frozen task takes no
+    /// signal on v1, so before `delete --force` sends SIGKILL every one must be thawed. Thawing
+    /// only this cgroup leaves self-frozen children frozen (cgroup v1 freezer: a child's own
+    /// state is independent of its parent's; v2: cgroup.freeze is per cgroup). Parents first,
+    /// so no thawed child waits on a frozen parent. Directories that vanish meanwhile are fine.
+    pub fn thaw_subtree(&self) -> Result<(), CgroupError> {
+        let (top, file, thawed) = match self.freezer_v1() {
+            Some(dir) => (dir, "freezer.state", "THAWED"),
+            None => match self.unified() {
+                Some(p) => (p.dir.as_path(), "cgroup.freeze", "0"),
+                None => return Ok(()),
+            },
+        };
+        let mut dirs = fs::subtree_deepest_first(top)?;
+        dirs.reverse();
+        for dir in dirs {
+            let path = dir.join(file);
+            let Some(state) = fs::read_opt(&path) else {
+                continue;
+            };
+            if state.trim() == thawed {
+                continue;
+            }
+            match fs::write(&path, thawed) {
+                Err(e) if e.errno() == Some(Errno(libc::ENOENT)) => {}
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
     fn set_frozen(&self, frozen: bool) -> Result<(), CgroupError> {
         let op = if frozen { "freeze" } else { "thaw" };
         let (path, value) = if let Some(dir) = self.freezer_v1() {

@@ -571,7 +571,7 @@ pub(crate) fn with_current_memory_limit(
         return None;
     }
     let limit: i64 = current_max.trim().parse().ok()?;
-    let mut m = m.clone();
+    let mut m = *m;
     m.set_limit(Some(limit));
     let mut out = res.clone();
     out.set_memory(Some(m));
@@ -992,7 +992,10 @@ mod tests {
             r#"{"memory": {"swap": -1}}"#,
             r#"{"pids": {"limit": 5}}"#,
         ] {
-            assert!(with_current_memory_limit(&res(json), "100").is_none(), "{json}");
+            assert!(
+                with_current_memory_limit(&res(json), "100").is_none(),
+                "{json}"
+            );
         }
     }
 

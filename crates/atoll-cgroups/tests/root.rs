@@ -561,6 +561,8 @@ fn v2_inner() {
     cgroup.destroy().unwrap();
     assert!(!dir.exists());
 
+    kill_reaches_a_self_frozen_sub_cgroup();
+
     // Leave the shared root as it was.
     let before: Vec<&str> = enabled_before.split_whitespace().collect();
     for c in read(root, "cgroup.subtree_control").split_whitespace() {
@@ -655,4 +657,75 @@ fn v1_rt_runtime_below_fresh_parents() {
         "{err}"
     );
     drop(guard);
+}
+
+/// `delete --force` of a paused container: a task in a sub-cgroup that is frozen on its own
+/// stays frozen when only the container's cgroup is thawed, and a frozen task takes no SIGKILL
+/// (v1); `thaw_subtree` thaws every level, so the kill lands. Runs on the host's layout and,
+/// from `v2_inner`, on cgroup v2.
+fn kill_reaches_a_self_frozen_sub_cgroup() {
+    let cgroup = Cgroup::open(Some(&unique_path()), "x").unwrap();
+    let guard = Guard {
+        cgroup: cgroup.clone(),
+        children: Vec::new(),
+        files: Vec::new(),
+    };
+    cgroup.create(None).unwrap();
+    let (dir, file, frozen) = if host_mode() == Mode::V2 {
+        (dir_of(&cgroup, "freezer"), "cgroup.freeze", "1")
+    } else {
+        (dir_of(&cgroup, "freezer"), "freezer.state", "FROZEN")
+    };
+    let sub = dir.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let mut child = Command::new("sleep").arg("100").spawn().unwrap();
+    let pid = child.id();
+    cgroup.add_task(pid as i32).unwrap();
+    std::fs::write(sub.join("cgroup.procs"), pid.to_string()).unwrap();
+    std::fs::write(sub.join(file), frozen).unwrap();
+    cgroup.freeze().unwrap();
+    wait_until("the sub-cgroup's task is frozen", || {
+        let st = proc_state(pid);
+        // v1 parks it in the freezer (D), v2 in do_freezer_trap (S); either way not running.
+        st.starts_with('D')
+            || std::fs::read_to_string(sub.join("cgroup.events"))
+                .is_ok_and(|e| e.contains("frozen 1"))
+    });
+    cgroup.thaw_subtree().unwrap();
+    assert!(!cgroup.is_frozen().unwrap());
+    child.kill().unwrap();
+    let start = Instant::now();
+    let mut delivered = false;
+    while start.elapsed() < Duration::from_secs(3) {
+        if child.try_wait().unwrap().is_some() {
+            delivered = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if !delivered {
+        // Thaw it by hand so the test fails instead of leaving a frozen task behind.
+        let state = proc_state(pid);
+        let thawed = if file == "cgroup.freeze" {
+            "0"
+        } else {
+            "THAWED"
+        };
+        std::fs::write(sub.join(file), thawed).unwrap();
+        child.wait().unwrap();
+        std::fs::remove_dir(&sub).unwrap();
+        panic!("SIGKILL not delivered: the sub-cgroup's task is still frozen ({state})");
+    }
+    // Reaped by try_wait already; wait() returns its status.
+    child.wait().unwrap();
+    std::fs::remove_dir(&sub).unwrap();
+    drop(guard);
+}
+
+#[test]
+fn kill_after_thaw_subtree() {
+    if !can_run("kill_after_thaw_subtree") {
+        return;
+    }
+    kill_reaches_a_self_frozen_sub_cgroup();
 }
