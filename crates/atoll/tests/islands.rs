@@ -854,8 +854,11 @@ fn unprivileged_ping_follows_the_icmp_flows() {
     if !can_run() {
         return;
     }
+    // A pool of its own: projects brought up at the same time by other tests (or test binaries)
+    // take /30s from the default pool, and equal host routes collide (EEXIST).
+    let pool = format!("10.213.{}.0/24", std::process::id() % 256);
     let body = format!(
-        r#"
+        r#"subnet = "{pool}"
 [[island]]
 name = "a"
 command = ["{BB}", "sleep", "1000"]
