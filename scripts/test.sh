@@ -26,6 +26,10 @@ if grep -q ' - cgroup cgroup ' $mi && ! grep -Eq ' - cgroup cgroup .*[ ,]hugetlb
    grep -qw hugetlb "$uni/cgroup.controllers"; then
   shaped+=(hybrid_hugetlb_from_unified)   # hybrid, hugetlb only in the unified hierarchy
 fi
+cpu_v1=$(awk '$0 ~ / - cgroup cgroup .*[ ,]cpu([ ,]|$)/ { print $5; exit }' $mi)
+if [ -n "$cpu_v1" ] && [ -e "$cpu_v1/cpu.rt_runtime_us" ]; then
+  shaped+=(v1_rt_runtime_below_fresh_parents)   # v1 cpu with RT group scheduling
+fi
 if [ ${#shaped[@]} -gt 0 ]; then
   cargo test -p atoll-cgroups --test root -- --ignored --exact "${shaped[@]}" 2>&1 | tee -a "$log"
 fi

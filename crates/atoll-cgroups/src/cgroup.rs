@@ -335,7 +335,8 @@ impl Cgroup {
 
     /// Applies new resources to an existing cgroup (`atoll update`).
     pub fn update(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
-        let steps = self.plan(resources, true)?;
+        let filled = self.with_current_memory_limit(resources)?;
+        let steps = self.plan(filled.as_ref().unwrap_or(resources), true)?;
         // A controller the first config did not need may be needed now.
         let borrowed = self.borrowed_from_unified(&steps);
         if let Some(v2) = self.unified() {
@@ -358,6 +359,23 @@ impl Cgroup {
         self.apply(&steps)
     }
 
+    /// v2 `update --memory-swap` alone: see `plan::with_current_memory_limit`.
+    fn with_current_memory_limit(
+        &self,
+        res: &LinuxResources,
+    ) -> Result<Option<LinuxResources>, CgroupError> {
+        let wants_swap = res
+            .memory()
+            .as_ref()
+            .is_some_and(|m| m.swap().is_some_and(|s| s > 0) && m.limit().unwrap_or(0) == 0);
+        if self.mode != Mode::V2 || !wants_swap {
+            return Ok(None);
+        }
+        let dir = self.dir_for("memory", "linux.resources.memory.swap")?;
+        let current = fs::read(&dir.join("memory.max"))?;
+        Ok(plan::with_current_memory_limit(res, &current))
+    }
+
     fn apply(&self, steps: &[Step]) -> Result<(), CgroupError> {
         for step in steps {
             match step {
@@ -374,6 +392,7 @@ impl Cgroup {
                     let dir = self.dir_for("memory", "linux.resources.memory")?;
                     v1_memory_and_swap(dir, *limit, *swap, *swap_optional)?;
                 }
+                Step::V1RtSched { period, runtime } => self.apply_rt(*period, *runtime)?,
                 Step::CheckUsage { limit } => {
                     let dir = self.dir_for("memory", "linux.resources.memory.checkBeforeUpdate")?;
                     let file = if self.mode == Mode::V2 {
@@ -401,6 +420,30 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+
+    /// v1 realtime bandwidth: the ancestors' budget first (a runtime > 0 needs one in every
+    /// cgroup above), then this cgroup's two files in runc's order.
+    fn apply_rt(&self, period: Option<u64>, runtime: Option<i64>) -> Result<(), CgroupError> {
+        const FIELD: &str = "linux.resources.cpu.realtimeRuntime";
+        let dir = self.dir_for("cpu", FIELD)?;
+        if !dir.join("cpu.rt_runtime_us").exists() {
+            return Err(CgroupError::Unsupported {
+                field: FIELD,
+                why: format!(
+                    "{:?} is missing: the kernel has no RT group scheduling (CONFIG_RT_GROUP_SCHED)",
+                    dir.join("cpu.rt_runtime_us")
+                ),
+            });
+        }
+        if let (Some(r), Some(place)) = (runtime.filter(|&r| r > 0), self.place_of(dir)) {
+            crate::rt_budget::ensure(&place.mount.mount_point, dir, period, r)?;
+        }
+        crate::rt_budget::write(dir, period, runtime)
+    }
+
+    fn place_of(&self, dir: &Path) -> Option<&Place> {
+        self.places.iter().find(|p| p.dir == dir)
     }
 
     fn apply_write(
@@ -491,6 +534,38 @@ impl Cgroup {
 
     pub fn thaw(&self) -> Result<(), CgroupError> {
         self.set_frozen(false)
+    }
+
+    /// Thaws this cgroup and every cgroup below it that is frozen on its own (a sub-cgroup a
+    /// process inside froze, or one left frozen by a nested manager): a frozen task takes no
+    /// signal on v1, so before `delete --force` sends SIGKILL every one must be thawed. Thawing
+    /// only this cgroup leaves self-frozen children frozen (cgroup v1 freezer: a child's own
+    /// state is independent of its parent's; v2: cgroup.freeze is per cgroup). Parents first,
+    /// so no thawed child waits on a frozen parent. Directories that vanish meanwhile are fine.
+    pub fn thaw_subtree(&self) -> Result<(), CgroupError> {
+        let (top, file, thawed) = match self.freezer_v1() {
+            Some(dir) => (dir, "freezer.state", "THAWED"),
+            None => match self.unified() {
+                Some(p) => (p.dir.as_path(), "cgroup.freeze", "0"),
+                None => return Ok(()),
+            },
+        };
+        let mut dirs = fs::subtree_deepest_first(top)?;
+        dirs.reverse();
+        for dir in dirs {
+            let path = dir.join(file);
+            let Some(state) = fs::read_opt(&path) else {
+                continue;
+            };
+            if state.trim() == thawed {
+                continue;
+            }
+            match fs::write(&path, thawed) {
+                Err(e) if e.errno() == Some(Errno(libc::ENOENT)) => {}
+                other => other?,
+            }
+        }
+        Ok(())
     }
 
     fn set_frozen(&self, frozen: bool) -> Result<(), CgroupError> {

@@ -22,6 +22,7 @@ mod fs;
 mod layout;
 mod path;
 mod plan;
+mod rt_budget;
 pub mod stats;
 
 use std::path::PathBuf;

@@ -23,6 +23,12 @@ pub(crate) enum Step {
         swap: i64,
         swap_optional: bool,
     },
+    /// v1 cpu.rt_period_us / cpu.rt_runtime_us, after giving every ancestor cgroup the RT budget
+    /// the runtime needs (a fresh parent has none: see `rt_budget`).
+    V1RtSched {
+        period: Option<u64>,
+        runtime: Option<i64>,
+    },
     /// checkBeforeUpdate: refuse a memory limit below current usage.
     CheckUsage { limit: i64 },
     /// v2 device access: load and attach this program (replacing the previous one).
@@ -43,6 +49,7 @@ impl Step {
         match self {
             Step::Write { controller, .. } => Some(controller),
             Step::V1MemoryAndSwap { .. } | Step::CheckUsage { .. } => Some("memory"),
+            Step::V1RtSched { .. } => Some("cpu"),
             Step::DevicePrograms(_) => None,
         }
     }
@@ -343,22 +350,10 @@ fn cpu_v1(c: &LinuxCpu, steps: &mut Vec<Step>) {
             v.to_string(),
         ));
     }
-    // The rt period goes first: the kernel checks runtime <= period.
-    if let Some(v) = c.realtime_period().filter(|&p| p != 0) {
-        steps.push(write(
-            "linux.resources.cpu.realtimePeriod",
-            "cpu",
-            "cpu.rt_period_us",
-            v.to_string(),
-        ));
-    }
-    if let Some(v) = c.realtime_runtime().filter(|&r| r != 0) {
-        steps.push(write(
-            "linux.resources.cpu.realtimeRuntime",
-            "cpu",
-            "cpu.rt_runtime_us",
-            v.to_string(),
-        ));
+    let period = c.realtime_period().filter(|&p| p != 0);
+    let runtime = c.realtime_runtime().filter(|&r| r != 0);
+    if period.is_some() || runtime.is_some() {
+        steps.push(Step::V1RtSched { period, runtime });
     }
     if let Some(v) = c.idle() {
         steps.push(write(
@@ -559,6 +554,28 @@ fn v2_num(v: i64) -> Option<String> {
         v if v < 0 => Some("max".into()),
         v => Some(v.to_string()),
     }
+}
+
+/// `update` with a swap limit but no memory limit (`update --memory-swap`): runc merges the new
+/// values into the container's config, so the conversion to v2's swap-only value uses the memory
+/// limit in force. Given memory.max as read (`current_max`), returns the resources with that limit
+/// filled in, or None when nothing needs it ("max": no limit to subtract, which the plan refuses
+/// by name as runc does).
+pub(crate) fn with_current_memory_limit(
+    res: &LinuxResources,
+    current_max: &str,
+) -> Option<LinuxResources> {
+    let m = res.memory().as_ref()?;
+    let swap_needs_base = m.swap().is_some_and(|s| s > 0);
+    if !swap_needs_base || m.limit().is_some_and(|l| l != 0) {
+        return None;
+    }
+    let limit: i64 = current_max.trim().parse().ok()?;
+    let mut m = *m;
+    m.set_limit(Some(limit));
+    let mut out = res.clone();
+    out.set_memory(Some(m));
+    Some(out)
 }
 
 pub(crate) fn plan_v2(res: &LinuxResources, updating: bool) -> Result<Vec<Step>, CgroupError> {
@@ -957,6 +974,83 @@ mod tests {
     }
 
     #[test]
+    fn v2_swap_only_update_uses_the_limit_in_force() {
+        let r = res(r#"{"memory": {"swap": 300}}"#);
+        let filled = with_current_memory_limit(&r, "100\n").unwrap();
+        assert_eq!(
+            writes(&plan_v2(&filled, true).unwrap()),
+            vec![w("memory.swap.max", "200"), w("memory.max", "100")]
+        );
+        // No limit in force: the plan refuses it by name, as runc does.
+        assert!(with_current_memory_limit(&r, "max").is_none());
+        let e = plan_v2(&r, true).unwrap_err().to_string();
+        assert!(e.contains("linux.resources.memory.swap"), "{e}");
+        // A limit given, or no swap: nothing to fill in.
+        for json in [
+            r#"{"memory": {"swap": 300, "limit": 200}}"#,
+            r#"{"memory": {"reservation": 5}}"#,
+            r#"{"memory": {"swap": -1}}"#,
+            r#"{"pids": {"limit": 5}}"#,
+        ] {
+            assert!(
+                with_current_memory_limit(&res(json), "100").is_none(),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn update_fields_of_runc_update() {
+        // What `runc update` sets, on both versions: each field becomes a write of its file.
+        let r = res(r#"{
+            "cpu": {"realtimePeriod": 1000000, "realtimeRuntime": 5000, "cpus": "0", "mems": "0"},
+            "memory": {"reservation": 4096, "swap": 209715200, "limit": 104857600},
+            "blockIO": {"weight": 300},
+            "pids": {"limit": 20}
+        }"#);
+        let v1 = plan_v1(&r, true).unwrap();
+        assert_eq!(
+            writes(&v1),
+            vec![
+                w("memory.soft_limit_in_bytes", "4096"),
+                w("cpuset.cpus", "0"),
+                w("cpuset.mems", "0"),
+                w("pids.max", "20"),
+                w("blkio.weight", "300"),
+            ]
+        );
+        assert!(v1.contains(&Step::V1RtSched {
+            period: Some(1_000_000),
+            runtime: Some(5000)
+        }));
+        assert!(v1.contains(&Step::V1MemoryAndSwap {
+            limit: 104857600,
+            swap: 209715200,
+            swap_optional: false
+        }));
+        // v2 has no RT bandwidth: refused by name; the rest maps to v2 files.
+        let e = plan_v2(&r, true).unwrap_err().to_string();
+        assert!(e.contains("realtime"), "{e}");
+        let mut no_rt = r.clone();
+        let mut cpu = no_rt.cpu().clone().unwrap();
+        cpu.set_realtime_period(None);
+        cpu.set_realtime_runtime(None);
+        no_rt.set_cpu(Some(cpu));
+        assert_eq!(
+            writes(&plan_v2(&no_rt, true).unwrap()),
+            vec![
+                w("memory.swap.max", "104857600"),
+                w("memory.max", "104857600"),
+                w("memory.low", "4096"),
+                w("cpuset.cpus", "0"),
+                w("cpuset.mems", "0"),
+                w("pids.max", "20"),
+                w("io.bfq.weight", "300"),
+            ]
+        );
+    }
+
+    #[test]
     fn v1_plan() {
         let r = res(r#"{
             "devices": [{"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"}],
@@ -985,14 +1079,16 @@ mod tests {
                 w("cpu.shares", "512"),
                 w("cpu.cfs_period_us", "100000"),
                 w("cpu.cfs_quota_us", "20000"),
-                w("cpu.rt_period_us", "1000"),
-                w("cpu.rt_runtime_us", "100"),
                 w("cpuset.mems", "0"),
                 w("net_cls.classid", "1048577"),
                 w("net_prio.ifpriomap", "eth0 5"),
                 w("rdma.max", "mlx5_1 hca_handle=3"),
             ]
         );
+        assert!(steps.contains(&Step::V1RtSched {
+            period: Some(1000),
+            runtime: Some(100)
+        }));
         assert!(plan_v1(&res(r#"{"unified": {"memory.high": "1"}}"#), false).is_err());
         assert!(plan_v1(&res(r#"{"memory": {"swappiness": 101}}"#), false).is_err());
         let s = plan_v1(&res(r#"{"memory": {"limit": -1}}"#), false).unwrap();

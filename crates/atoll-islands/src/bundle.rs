@@ -278,6 +278,12 @@ pub fn config(island: &IslandPlan, extra_mounts: &[Value]) -> Value {
                 {"type": "user"}, {"type": "cgroup"},
                 {"type": "network"}
             ],
+            // Unprivileged ping (ICMP datagram sockets, icmp(7)) for the island's own gids: the
+            // kernel's default range "1 0" allows none, so busybox ping said "permission
+            // denied". The range is read in the writer's user namespace: init writes it inside
+            // the island, where 0..UID_RANGE is every gid the island has. Whether a ping gets
+            // anywhere is still the border guard's decision (an `icmp` allow rule).
+            "sysctl": {"net.ipv4.ping_group_range": format!("0 {}", UID_RANGE - 1)},
             "cgroupsPath": format!("/atoll/islands/{}", island.container_id.replace('.', "/")),
             "resources": resources,
             "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
@@ -306,6 +312,10 @@ mod tests {
         // The runtime reads configs with oci-spec: a generated one must parse the same way.
         let _: oci_spec::runtime::Spec = serde_json::from_value(c.clone()).unwrap();
         assert_eq!(c["process"]["user"]["uid"], 1000);
+        assert_eq!(
+            c["linux"]["sysctl"]["net.ipv4.ping_group_range"], "0 65535",
+            "unprivileged ping for every gid of the island"
+        );
         assert_eq!(
             c["process"]["capabilities"]["ambient"],
             json!(["CAP_NET_BIND_SERVICE"])

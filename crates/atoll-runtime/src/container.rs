@@ -142,7 +142,7 @@ pub fn kill(store: &Store, id: &str, sig: Signal, all: bool) -> Result<()> {
                 let _gone_is_fine = process::kill(pid, rsig);
             }
             if status == Status::Paused && sig == Signal::SIGKILL {
-                cg.thaw()?;
+                cg.thaw_subtree()?;
             }
             return Ok(());
         }
@@ -150,7 +150,7 @@ pub fn kill(store: &Store, id: &str, sig: Signal, all: bool) -> Result<()> {
     signal_init(&saved, sig)?;
     if status == Status::Paused && sig == Signal::SIGKILL {
         if let Some(cg) = cgroup_of(&saved)? {
-            cg.thaw()?;
+            cg.thaw_subtree()?;
         }
     }
     Ok(())
@@ -242,8 +242,8 @@ fn delete_locked(store: &Store, saved: &Saved, force: bool) -> Result<()> {
         }
     } else if let Some(cg) = &cg {
         // Init is gone but exec'd processes may be left in the cgroup (its pid namespace died
-        // with init only if it had one).
-        let _ = cg.thaw();
+        // with init only if it had one). Best effort: destroy reports what stays.
+        let _ = cg.thaw_subtree();
         for pid in cg.pids().unwrap_or_default() {
             let _gone_is_fine = process::kill(pid, rustix::process::Signal::KILL);
         }
@@ -288,11 +288,14 @@ fn kill_and_wait(saved: &Saved, cg: Option<&Cgroup>) -> Result<()> {
     let Some(pidfd) = saved.init_pidfd()? else {
         return Ok(());
     };
+    let mut thawed = Ok(());
     if let Some(cg) = cg {
         for p in cg.pids().unwrap_or_default() {
             let _gone_is_fine = process::kill(p, rustix::process::Signal::KILL);
         }
-        let _ = cg.thaw();
+        // A frozen task takes no SIGKILL (v1): thaw every level, sub-cgroups frozen on their
+        // own too, or the kill never lands (runc thaws a paused container it kills).
+        thawed = cg.thaw_subtree();
     }
     rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL)
         .map_err(errno(format!("kill {}", saved.pid)))?;
@@ -311,10 +314,12 @@ fn kill_and_wait(saved: &Saved, cg: Option<&Cgroup>) -> Result<()> {
         match rustix::event::poll(&mut fds, Some(&ts)) {
             Ok(n) if n > 0 => break,
             Ok(_) => {
+                // Still there: a failed thaw is the likely cause, and the better report.
+                thawed?;
                 return Err(RuntimeError::NotKilled {
                     pid: saved.pid,
                     secs: KILL_WAIT.as_secs(),
-                })
+                });
             }
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(errno("poll pidfd")(e)),

@@ -827,3 +827,75 @@ fn down_removes_the_seccomp_cache_under_the_default_root() {
         "down leaves nothing in the root: {out}"
     );
 }
+
+/// ICMP echo over an unprivileged ICMP datagram socket (icmp(7), what iputils ping uses without
+/// CAP_NET_RAW), run with the host's python3 inside an island: prints "reply", "timeout" or the
+/// socket error. Debian's busybox 1.35 ping opens only a raw socket, so it needs CAP_NET_RAW
+/// whatever ping_group_range says.
+const PY_PING: &str = "import socket,sys
+try:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+except OSError as e:
+    print('socket:', e); sys.exit(2)
+s.settimeout(2)
+s.sendto(bytes([8, 0, 0, 0, 0, 0, 0, 1]) + b'atoll', (sys.argv[1], 0))
+try:
+    data, peer = s.recvfrom(128)
+    print('reply' if data[0] == 0 else 'other', peer[0])
+except socket.timeout:
+    print('timeout'); sys.exit(1)";
+
+/// Unprivileged ping between islands: the islands' netns lets their gids open ICMP datagram
+/// sockets (net.ipv4.ping_group_range), so a non-root island pings a peer over an allowed `icmp`
+/// flow; where no flow allows it the border guard drops it (no reply), and the socket is never
+/// refused (EACCES before: the kernel's default range "1 0" allows no gid).
+#[test]
+fn unprivileged_ping_follows_the_icmp_flows() {
+    if !can_run() {
+        return;
+    }
+    // A pool of its own: projects brought up at the same time by other tests (or test binaries)
+    // take /30s from the default pool, and equal host routes collide (EEXIST).
+    let pool = format!("10.213.{}.0/24", std::process::id() % 256);
+    let body = format!(
+        r#"subnet = "{pool}"
+[[island]]
+name = "a"
+command = ["{BB}", "sleep", "1000"]
+[[island]]
+name = "b"
+command = ["{BB}", "sleep", "1000"]
+[[island]]
+name = "c"
+command = ["{BB}", "sleep", "1000"]
+[[link]]
+between = ["a", "b"]
+[[link]]
+between = ["c", "b"]
+[[allow]]
+from = "a"
+to = "b"
+proto = "icmp"
+"#
+    );
+    let mut p = Project::new("ping", &body);
+    let (code, out, err) = p.up();
+    assert_eq!(code, 0, "up: {out}{err}");
+    let (_, id) = p.exec("a", &[BB, "id"]);
+    assert!(
+        id.contains("uid=1000"),
+        "a is not the unprivileged user: {id}"
+    );
+    let ping = |from: &str, to: String| p.exec(from, &["/usr/bin/python3", "-c", PY_PING, &to]);
+    let b_for_a = p.addr("b", "a");
+    let (c, out) = ping("a", b_for_a.clone());
+    assert!(
+        c == 0 && out.trim() == format!("reply {b_for_a}"),
+        "a -> b ping (allowed icmp flow) must pass: {c} {out}"
+    );
+    let (c, out) = ping("c", p.addr("b", "c"));
+    assert!(
+        c == 1 && out.trim() == "timeout",
+        "c -> b ping (no flow) must be dropped by the guard, not refused: {c} {out}"
+    );
+}

@@ -86,6 +86,7 @@ fn init(ctx: &InitCtx<'_>, sock: BorrowedFd<'_>, proof: &SingleThreaded) -> Resu
     die_with_parent(ctx)?;
     protocol::expect(sock, &Msg::Go)?;
     enter_net_namespace(ctx)?;
+    loopback_up(ctx)?;
     let spec = ctx.spec;
     let process = spec
         .process()
@@ -181,6 +182,16 @@ fn enter_net_namespace(ctx: &InitCtx<'_>) -> Result<()> {
     if ctx.unshare_net {
         atoll_sys::namespace::unshare(UnshareFlags::NEWNET)
             .map_err(sys("unshare(CLONE_NEWNET)"))?;
+    }
+    Ok(())
+}
+
+/// A network namespace we made has `lo` down; runc brings it up (its "loopback" network), and
+/// programs expect 127.0.0.1 to work. A joined namespace (by path) is left as its owner set it.
+fn loopback_up(ctx: &InitCtx<'_>) -> Result<()> {
+    if ctx.ns.creates(LinuxNamespaceType::Network) {
+        atoll_sys::netlink::set_loopback_up()
+            .map_err(sys("RTM_NEWLINK lo IFF_UP (ip link set lo up)"))?;
     }
     Ok(())
 }
