@@ -17,7 +17,7 @@ pub struct Cli {
     /// Write errors and debug lines to this file instead of stderr only (a path, as runc takes
     /// it; empty means stderr). A file that cannot be opened is an error.
     #[arg(long, global = true, value_parser = crate::flags::log_path)]
-    pub log: Option<LogPath>,
+    pub log: Option<crate::flags::LogPath>,
     #[arg(long = "log-format", global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
     #[arg(long, global = true)]
@@ -30,14 +30,6 @@ pub struct Cli {
     pub criu: Option<String>,
     #[command(subcommand)]
     pub verb: Verb,
-}
-
-/// `--log`: runc reads the value as a plain path ("file:/x" is a relative path), and an empty
-/// value as "stderr".
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LogPath {
-    Stderr,
-    File(PathBuf),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! sentinel). clap names the flag and the value in front of each message, so a bad value is an
 //! error such as `invalid value '99999999999999G' for '--memory <MEMORY>': too large`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The largest `--preserve-fds`: the kernel caps descriptors below INT_MAX (fs.nr_open), and the
@@ -47,12 +48,19 @@ pub fn size(s: &str) -> Result<i64, String> {
     Ok(bytes)
 }
 
-/// `--log`: runc takes any path; an empty value means stderr.
-pub fn log_path(s: &str) -> Result<crate::cli::LogPath, String> {
+/// `--log`: runc reads the value as a plain path ("file:/x" is a relative path), and an empty
+/// value as "stderr".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogPath {
+    Stderr,
+    File(PathBuf),
+}
+
+pub fn log_path(s: &str) -> Result<LogPath, String> {
     if s.is_empty() {
-        Ok(crate::cli::LogPath::Stderr)
+        Ok(LogPath::Stderr)
     } else {
-        Ok(crate::cli::LogPath::File(s.into()))
+        Ok(LogPath::File(s.into()))
     }
 }
 

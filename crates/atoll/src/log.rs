@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
-use crate::cli::{Cli, LogFormat, LogPath};
+use crate::cli::{Cli, LogFormat};
+use crate::flags::LogPath;
 
 /// Where the error line goes besides stderr: the `--log` file, opened once by [`init`].
 pub struct Sink {
