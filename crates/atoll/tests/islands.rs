@@ -670,14 +670,21 @@ fn down_after_kill_9_of_up_removes_everything() {
 }
 
 #[test]
-fn a_bind_the_island_cannot_reach_is_named_in_the_error() {
+fn a_bind_under_a_directory_the_island_cannot_reach_is_opened_by_the_runtime() {
     if !can_run() {
         return;
     }
     // The island's init is an unprivileged host uid: a bind source under a 0700 directory is
-    // out of its reach. The error must say which mount and why, not that a pipe broke.
+    // out of its reach, so the runtime opens the source for it (as runc does for a container
+    // with a user namespace); the island sees the bound directory, and only it.
     let hidden = PathBuf::from(format!("/tmp/atoll-tests/hidden-{}", std::process::id()));
     std::fs::create_dir_all(hidden.join("sub")).unwrap();
+    std::fs::write(hidden.join("sub/seen"), "bound\n").unwrap();
+    std::fs::set_permissions(
+        hidden.join("sub/seen"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     std::fs::set_permissions(&hidden, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let body = format!(
         "[[island]]\nname = \"x\"\ncommand = [\"{BB}\", \"sleep\", \"60\"]\nbinds = [\"{}:/opt/sub\"]\n",
@@ -685,11 +692,28 @@ fn a_bind_the_island_cannot_reach_is_named_in_the_error() {
     );
     let mut p = Project::new("bind", &body);
     let (code, out, err) = p.up();
+    let seen = p.exec("x", &[BB, "cat", "/opt/sub/seen"]);
+    drop(p);
     let _ = std::fs::remove_dir_all(&hidden);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(seen, (0, "bound\n".to_string()));
+}
+
+#[test]
+fn a_bind_whose_source_is_missing_is_named_in_the_error() {
+    if !can_run() {
+        return;
+    }
+    let missing = format!("/tmp/atoll-tests/missing-{}/sub", std::process::id());
+    let body = format!(
+        "[[island]]\nname = \"x\"\ncommand = [\"{BB}\", \"sleep\", \"60\"]\nbinds = [\"{missing}:/opt/sub\"]\n"
+    );
+    let mut p = Project::new("bmiss", &body);
+    let (code, out, err) = p.up();
     assert_ne!(code, 0, "{out}");
     assert!(
-        err.contains("mounts[") && err.contains("Permission denied"),
-        "the error names the mount and the reason: {err}"
+        err.contains(&missing),
+        "the error names the missing source: {err}"
     );
     assert!(leftovers(&p.name, None).is_empty());
 }
