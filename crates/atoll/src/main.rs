@@ -21,7 +21,7 @@ fn main() {
     // Before atoll opens any file of its own (the --log file among them): see there.
     if let Err(e) = cmd::check_preserved_fds(&cli) {
         eprintln!("atoll: {e:#}");
-        std::process::exit(1);
+        std::process::exit(failure_code(&cli));
     }
     let sink = match log::init(&cli) {
         Ok(sink) => sink,
@@ -34,10 +34,10 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             // One line, each cause once (atoll_runtime::error::report also skips the cause a
-            // foreign error type prints and returns from source()). runc exits 1 on any error.
+            // foreign error type prints and returns from source()).
             let line = atoll_runtime::error::report(e.as_ref());
             log::error(&sink, &anyhow::Error::msg(line));
-            1
+            failure_code(&cli)
         }
     };
     if cli.debug {
@@ -51,4 +51,13 @@ fn main() {
         tracing::debug!(?hwm, code, "exit");
     }
     std::process::exit(code);
+}
+
+/// The exit status of a verb that failed: runc exits 255 when `exec` fails (so a client can tell
+/// "exec failed" from a process that exited 1) and 1 for every other verb.
+fn failure_code(cli: &cli::Cli) -> i32 {
+    match cli.verb {
+        cli::Verb::Exec(_) => 255,
+        _ => 1,
+    }
 }

@@ -93,10 +93,10 @@ fn usage_errors_exit_1_as_in_runc() {
 
 #[test]
 fn largest_preserve_fds_passes_the_parser() {
-    // Parsed; then refused because this caller has no fd 3 to preserve.
+    // Parsed; then refused because this caller has no fd 3 to preserve (a failed exec: 255).
     let (code, out, err) = atoll(&["exec", "--preserve-fds", "2147483644", "c1", "true"]);
     assert!(
-        code == 1 && err.contains("unable to stat preserved-fd 0 (of 2147483644)"),
+        code == 255 && err.contains("unable to stat preserved-fd 0 (of 2147483644)"),
         "exit {code}\n{out}{err}"
     );
 }
