@@ -5,4 +5,5 @@
 fn main() {
     println!("cargo:rerun-if-changed=link/hot-functions.txt");
     println!("cargo:rerun-if-changed=link/cc-ordered");
+    println!("cargo:rerun-if-changed=link/hot-functions-extra.txt");
 }
