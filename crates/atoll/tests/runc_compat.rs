@@ -21,18 +21,7 @@ fn missing_runc() -> Option<String> {
 }
 
 fn can_run_with_runc() -> bool {
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("this test")
-        .to_string();
-    atoll_testkit::gate::gate(
-        &test,
-        atoll_testkit::gate::first_missing([
-            atoll_testkit::gate::missing_root(),
-            atoll_testkit::gate::missing_busybox(),
-            missing_runc(),
-        ]),
-    )
+    can_run_also(missing_runc())
 }
 
 /// runc with its own --root beside the bundle; deletes its containers when dropped (declare it
@@ -73,17 +62,9 @@ impl Runc {
         let errfile = b
             .dir
             .join(format!("runc-{}.err", args.join("-").replace('/', "_")));
-        let status = self
-            .command()
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&errfile).unwrap())
-            .status()
-            .unwrap();
-        (
-            status.code().unwrap_or(-1),
-            std::fs::read_to_string(&errfile).unwrap_or_default(),
-        )
+        let mut cmd = self.command();
+        cmd.args(args);
+        status_and_stderr(cmd, &errfile)
     }
 }
 

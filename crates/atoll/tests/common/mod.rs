@@ -12,6 +12,11 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 /// Tests need root and busybox-static. In CI (ATOLL_TESTS_MUST_RUN=1) a missing requirement is a
 /// failure; locally the test says why it did not run and returns (atoll_testkit::gate).
 pub fn can_run() -> bool {
+    can_run_also(None)
+}
+
+/// `can_run`, with one more requirement of the test's own (`Some(why)` when it is missing).
+pub fn can_run_also(missing: Option<String>) -> bool {
     let test = std::thread::current()
         .name()
         .unwrap_or("this test")
@@ -21,7 +26,23 @@ pub fn can_run() -> bool {
         atoll_testkit::gate::first_missing([
             atoll_testkit::gate::missing_root(),
             atoll_testkit::gate::missing_busybox(),
+            missing,
         ]),
+    )
+}
+
+/// Run a command that leaves a container process holding its stdio (`create`, `run -d`): never
+/// wait on pipes for it (they stay open until the container exits); stderr goes to `errfile`.
+/// Returns (exit code, stderr).
+pub fn status_and_stderr(mut cmd: Command, errfile: &Path) -> (i32, String) {
+    let status = cmd
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(errfile).unwrap())
+        .status()
+        .unwrap();
+    (
+        status.code().unwrap_or(-1),
+        std::fs::read_to_string(errfile).unwrap_or_default(),
     )
 }
 
@@ -155,17 +176,9 @@ impl Bundle {
     pub fn detached(&self, args: &[&str]) -> (i32, String) {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let errfile = self.dir.join(format!("detached-{n}.err"));
-        let status = self
-            .atoll()
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&errfile).unwrap())
-            .status()
-            .unwrap();
-        (
-            status.code().unwrap_or(-1),
-            std::fs::read_to_string(&errfile).unwrap_or_default(),
-        )
+        let mut cmd = self.atoll();
+        cmd.args(args);
+        status_and_stderr(cmd, &errfile)
     }
 
     /// `atoll create --bundle <bundle> <extra> <id>`.
