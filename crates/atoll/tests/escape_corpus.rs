@@ -65,18 +65,6 @@ fn in_userns(b: &mut Bundle) {
     b.save();
 }
 
-fn add_caps(b: &mut Bundle, caps: &[&str]) {
-    for set in ["bounding", "effective", "permitted"] {
-        let l = b.config["process"]["capabilities"][set]
-            .as_array_mut()
-            .unwrap();
-        for c in caps {
-            l.push(json!(c));
-        }
-    }
-    b.save();
-}
-
 /// `atoll guard serve` in the background; killed (by its pid) on drop.
 struct Guard {
     child: Child,
@@ -200,7 +188,7 @@ fn setns_into_a_host_netns_fd_is_denied_and_alerted() {
         return;
     }
     let (mut b, helper) = probe_bundle("setns-host");
-    add_caps(&mut b, &["CAP_SYS_ADMIN"]);
+    b.add_caps(&["CAP_SYS_ADMIN"]);
     let host_net = || std::fs::File::open("/proc/self/ns/net").unwrap();
 
     let sock = serve_fd(&helper, "control", host_net());
@@ -246,7 +234,7 @@ fn setns_into_another_tenants_mnt_and_pid_ns_is_denied() {
     let pid = container_pid(&db, &db_id);
 
     in_userns(&mut b);
-    add_caps(&mut b, &["CAP_SYS_ADMIN", "CAP_SYS_CHROOT"]);
+    b.add_caps(&["CAP_SYS_ADMIN", "CAP_SYS_CHROOT"]);
     g.annotate(&mut b, "enforce", None);
     for ty in ["mnt", "pid"] {
         let f = std::fs::File::open(format!("/proc/{pid}/ns/{ty}")).unwrap();
@@ -273,7 +261,7 @@ fn setns_into_own_namespaces_works_without_alert() {
     }
     let (mut b, helper) = probe_bundle("setns-own");
     in_userns(&mut b);
-    add_caps(&mut b, &["CAP_SYS_ADMIN", "CAP_SYS_CHROOT"]);
+    b.add_caps(&["CAP_SYS_ADMIN", "CAP_SYS_CHROOT"]);
     let g = Guard::start(&helper, "enforce");
     g.annotate(&mut b, "enforce", None);
     for ty in ["net", "mnt", "uts", "ipc"] {
@@ -292,7 +280,7 @@ fn open_by_handle_at_is_denied_and_alerted() {
         return;
     }
     let (mut b, helper) = probe_bundle("shocker");
-    add_caps(&mut b, &["CAP_DAC_READ_SEARCH"]);
+    b.add_caps(&["CAP_DAC_READ_SEARCH"]);
     let g = Guard::start(&helper, "enforce");
     g.annotate(&mut b, "enforce", None);
     assert_eq!(probe(&mut b, &["open-by-handle"]), EPERM);
@@ -520,7 +508,7 @@ fn setns_through_a_pidfd_of_another_tenant_is_denied() {
     let db_id = db.id("db");
     assert_eq!(db.run_detached(&db_id).0, 0);
     let pid = container_pid(&db, &db_id);
-    add_caps(&mut b, &["CAP_SYS_ADMIN"]);
+    b.add_caps(&["CAP_SYS_ADMIN"]);
     g.annotate(&mut b, "enforce", None);
     let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap();
@@ -544,7 +532,7 @@ fn cgroup_v1_release_agent_is_unreachable() {
     }
     let (mut b, helper) = probe_bundle("release-agent");
     in_userns(&mut b);
-    add_caps(&mut b, &["CAP_SYS_ADMIN"]);
+    b.add_caps(&["CAP_SYS_ADMIN"]);
     let script = "mkdir -p /cg; mount -t cgroup -o rdma cgroup /cg 2>/dev/null; echo mount=$?; \
                   grep -q ' /cg cgroup ' /proc/mounts && echo /helper/pwn > /cg/release_agent \
                   && echo wrote-release-agent; true";
@@ -577,7 +565,7 @@ fn proc_dev_ptrace_and_keyring_routes_are_closed() {
     }
     let (mut b, _) = probe_bundle("procdev");
     in_userns(&mut b);
-    add_caps(&mut b, &["CAP_SYS_ADMIN", "CAP_MKNOD", "CAP_SYS_PTRACE"]);
+    b.add_caps(&["CAP_SYS_ADMIN", "CAP_MKNOD", "CAP_SYS_PTRACE"]);
     let script = "mount -o remount,rw /proc/sys 2>/dev/null; echo procsys=$?; \
         cat /proc/sys/kernel/printk_ratelimit > /tmp/v; \
         cat /tmp/v > /proc/sys/kernel/printk_ratelimit 2>/dev/null; echo sysctlw=$?; \
@@ -638,7 +626,7 @@ fn a_flooding_tenant_neither_starves_others_nor_kills_the_supervisor() {
     let (mut flood, helper) = probe_bundle("flood");
     let mut g = Guard::start(&helper, "enforce");
     g.annotate(&mut flood, "enforce", Some("name=flood"));
-    add_caps(&mut flood, &["CAP_SYS_ADMIN"]);
+    flood.add_caps(&["CAP_SYS_ADMIN"]);
     // setns on its own netns, allowed by the guard, as fast as it can, for far longer than the test.
     flood.set_args(&["/bin/atoll-probe", "setns-loop", "1000000000"]);
     let flood_id = flood.id("flood");

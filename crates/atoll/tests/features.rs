@@ -34,31 +34,6 @@ fn accept_fd(listener: UnixListener) -> mpsc::Receiver<(Vec<u8>, Option<OwnedFd>
     rx
 }
 
-/// Read the pty master in a thread until `needle` shows up or WAIT passes; return all text read.
-fn read_until(master: OwnedFd, needle: &str) -> String {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut f = std::fs::File::from(master);
-        let mut buf = [0u8; 4096];
-        // EIO once the last slave fd closes: the end of the output.
-        while let Ok(n) = f.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + WAIT;
-    let mut text = String::new();
-    while !text.contains(needle) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(chunk) => text.push_str(&String::from_utf8_lossy(&chunk)),
-            Err(_) => break,
-        }
-    }
-    text
-}
-
 fn state_of(b: &Bundle, id: &str) -> String {
     let (_, out, _) = b.cmd(&["state", id]);
     serde_json::from_str::<serde_json::Value>(&out)
@@ -120,7 +95,7 @@ fn console_socket_gets_a_working_pty_master() {
     std::fs::File::from(master.try_clone().unwrap())
         .write_all(b"hello\n")
         .unwrap();
-    let text = read_until(master, "got-hello");
+    let text = read_pty(master, Some("got-hello"), WAIT);
     assert!(text.contains("/dev/pts/0"), "tty inside: {text:?}");
     assert!(text.contains("console-ok"), "/dev/console inside: {text:?}");
     assert!(
@@ -150,7 +125,7 @@ fn exec_tty_sends_its_own_pty_master() {
         .unwrap();
     let received = rx.recv_timeout(WAIT);
     let text = match received {
-        Ok((_, Some(master))) => read_until(master, "exec-ok"),
+        Ok((_, Some(master))) => read_pty(master, Some("exec-ok"), WAIT),
         _ => String::new(),
     };
     let status = exec.wait().unwrap();

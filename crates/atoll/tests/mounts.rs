@@ -4,16 +4,15 @@
 
 mod common;
 
-use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{can_run, Bundle};
+use common::{can_run, read_pty, Bundle};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -26,18 +25,6 @@ fn push_mount(b: &mut Bundle, m: serde_json::Value) {
 /// Beside the bundle, removed with it.
 fn beside(b: &Bundle, name: &str) -> PathBuf {
     b.dir.parent().unwrap().join(name)
-}
-
-fn add_caps(b: &mut Bundle, caps: &[&str]) {
-    for set in ["bounding", "effective", "permitted"] {
-        let l = b.config["process"]["capabilities"][set]
-            .as_array_mut()
-            .unwrap();
-        for c in caps {
-            l.push(json!(c));
-        }
-    }
-    b.save();
 }
 
 #[test]
@@ -212,26 +199,6 @@ fn accept_fd(listener: UnixListener) -> mpsc::Receiver<Option<OwnedFd>> {
     rx
 }
 
-/// Everything the pty master gives until EOF/EIO or WAIT.
-fn read_all(master: OwnedFd) -> String {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut f = std::fs::File::from(master);
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = f.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + WAIT;
-    let mut text = String::new();
-    while let Ok(chunk) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    text
-}
-
 /// `exec -t --console-socket`: (exit code, stderr, what the pty showed).
 fn exec_tty(b: &Bundle, id: &str, n: usize) -> (i32, String, String) {
     let sock = beside(b, &format!("console-{n}.sock"));
@@ -246,7 +213,7 @@ fn exec_tty(b: &Bundle, id: &str, n: usize) -> (i32, String, String) {
         .spawn()
         .unwrap();
     let text = match rx.recv_timeout(WAIT) {
-        Ok(Some(master)) => read_all(master),
+        Ok(Some(master)) => read_pty(master, None, WAIT),
         _ => String::new(),
     };
     let code = exec.wait().unwrap().code().unwrap_or(-1);
@@ -331,7 +298,7 @@ fn rshared_bind_propagates_mounts_back_to_the_host() {
     }
     let mut b = Bundle::new("rootfs-rshared");
     let shared = SharedMount::new(beside(&b, "shared"));
-    add_caps(&mut b, &["CAP_SYS_ADMIN"]);
+    b.add_caps(&["CAP_SYS_ADMIN"]);
     // What containerd sets for a CRI mount with Bidirectional propagation.
     b.config["linux"]["rootfsPropagation"] = json!("rshared");
     push_mount(

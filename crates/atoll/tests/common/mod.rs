@@ -231,3 +231,48 @@ impl Drop for Bundle {
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+impl Bundle {
+    /// Add capabilities to the bounding, effective and permitted sets, and save.
+    pub fn add_caps(&mut self, caps: &[&str]) {
+        for set in ["bounding", "effective", "permitted"] {
+            let l = self.config["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap();
+            for c in caps {
+                l.push(serde_json::json!(c));
+            }
+        }
+        self.save();
+    }
+}
+
+/// Read a pty master in a thread until `until` shows up (or, with None, until EOF: EIO once the
+/// last slave fd closes), or `wait` passes; return all text read.
+pub fn read_pty(
+    master: std::os::fd::OwnedFd,
+    until: Option<&str>,
+    wait: std::time::Duration,
+) -> String {
+    use std::io::Read;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut f = std::fs::File::from(master);
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = f.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + wait;
+    let mut text = String::new();
+    while until.is_none_or(|needle| !text.contains(needle)) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            Err(_) => break,
+        }
+    }
+    text
+}
