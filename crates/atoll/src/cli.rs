@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// The runtime root when `--root` is not given, as runc's /run/runc.
+pub const DEFAULT_ROOT: &str = "/run/atoll";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "atoll",
@@ -12,7 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 )]
 pub struct Cli {
     /// Where container state lives.
-    #[arg(long, global = true, default_value = "/run/atoll")]
+    #[arg(long, global = true, default_value = DEFAULT_ROOT)]
     pub root: PathBuf,
     /// Write errors and debug lines to this file instead of stderr only (a path, as runc takes
     /// it; empty means stderr). A file that cannot be opened is an error.
@@ -145,6 +148,10 @@ pub enum Verb {
     /// Islands: exec, ps, events and logs for one island, by its name in the islands file.
     #[command(subcommand)]
     Island(IslandVerb),
+    /// Walk an island's (or a container's) layers: process, files, network, border guard,
+    /// peer; stop at the first at fault and say why, with the evidence and a fix. Exit 0: no
+    /// fault; 1: a fault was found; 2: doctor could not run.
+    Doctor(DoctorArgs),
     /// Bring up the built-in example, prove each point live, print the proof, tear it down.
     Demo {
         /// Leave the demo running (take it down with `atoll down demo`).
@@ -186,6 +193,23 @@ pub enum GuardVerb {
         #[arg(long, default_value = GUARD_ALERTS)]
         alerts: PathBuf,
     },
+}
+
+/// `atoll doctor`'s question.
+#[derive(clap::Args, Debug)]
+pub struct DoctorArgs {
+    /// PROJECT/ISLAND, an island name found in one project, or a container id (with `--root`
+    /// given, only a container of that root).
+    pub what: String,
+    /// What it cannot reach: PEER[:PORT][/PROTO] (an island of the same project) or
+    /// ADDRESS:PORT[/PROTO].
+    #[arg(long)]
+    pub to: Option<String>,
+    /// A name it cannot resolve.
+    #[arg(long)]
+    pub dns: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The verbs that act on one island. They live under `atoll island` so that a runc verb's

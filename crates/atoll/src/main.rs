@@ -54,10 +54,12 @@ fn main() {
 }
 
 /// The exit status of a verb that failed: runc exits 255 when `exec` fails (so a client can tell
-/// "exec failed" from a process that exited 1) and 1 for every other verb.
+/// "exec failed" from a process that exited 1) and 1 for every other verb but doctor.
 fn failure_code(cli: &cli::Cli) -> i32 {
     match cli.verb {
         cli::Verb::Exec(_) => 255,
+        // 1 is doctor's "a fault was found"; 2 says it could not look.
+        cli::Verb::Doctor(_) => 2,
         _ => 1,
     }
 }

@@ -1,5 +1,6 @@
 //! One function per verb; each returns the process exit code.
 
+mod doctor;
 mod exec;
 mod features;
 mod guard;
@@ -55,6 +56,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             island,
             dest,
         } => return islands::backup(island, dest, *freeze, *json),
+        Verb::Doctor(a) => return doctor::doctor(cli, a),
         Verb::Demo { keep } => return crate::demo::run(cli, *keep),
         Verb::List { format, quiet } => inspect::list(&store, *format, *quiet)?,
         Verb::Pause { id } => container::pause(&store, id)?,
