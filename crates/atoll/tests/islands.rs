@@ -6,128 +6,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::project::{listener, state_dir, Project, BB};
 use common::{can_run, decode, ATOLL};
-
-static N: AtomicUsize = AtomicUsize::new(0);
-
-/// A project brought up from a file; dropping it runs `atoll down` and removes its files.
-struct Project {
-    name: String,
-    dir: PathBuf,
-    file: PathBuf,
-    group: Option<u32>,
-}
-
-impl Project {
-    /// `body` is the file without `name` and `data_root`, which are made unique here.
-    fn new(tag: &str, body: &str) -> Project {
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let name = format!("t{}{}{n}", std::process::id() % 10000, tag);
-        let dir = PathBuf::from(format!("/tmp/atoll-tests/islands-{name}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("islands.toml");
-        std::fs::write(
-            &file,
-            format!(
-                "name = \"{name}\"\ndata_root = \"{}\"\n{body}",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
-        Project {
-            name,
-            dir,
-            file,
-            group: None,
-        }
-    }
-
-    fn atoll(&self, args: &[&str]) -> (i32, String, String) {
-        decode(Command::new(ATOLL).args(args).output().unwrap())
-    }
-
-    fn up(&mut self) -> (i32, String, String) {
-        let r = self.atoll(&["up", self.file.to_str().unwrap()]);
-        self.group = self
-            .plan()
-            .and_then(|p| p["group"].as_u64())
-            .map(|g| g as u32);
-        r
-    }
-
-    fn plan(&self) -> Option<serde_json::Value> {
-        let p = state_dir(&self.name).join("plan.json");
-        serde_json::from_slice(&std::fs::read(p).ok()?).ok()
-    }
-
-    /// Run a command in an island (`atoll island exec PROJECT/ISLAND -- ...`).
-    fn exec(&self, island: &str, args: &[&str]) -> (i32, String) {
-        let target = format!("{}/{island}", self.name);
-        let mut a = vec!["island", "exec", target.as_str(), "--"];
-        a.extend_from_slice(args);
-        let (c, o, e) = self.atoll(&a);
-        (c, format!("{o}{e}"))
-    }
-
-    fn nc(&self, from: &str, ip: &str, port: u16) -> (i32, String) {
-        self.exec(
-            from,
-            &["/bin/busybox", "nc", "-w", "2", ip, &port.to_string()],
-        )
-    }
-
-    /// The address of `island` on its link with `peer`.
-    fn addr(&self, island: &str, peer: &str) -> String {
-        let plan = self.plan().expect("plan");
-        let idx = |n: &str| {
-            plan["islands"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .position(|i| i["name"] == n)
-                .unwrap() as u64
-        };
-        let (a, b) = (idx(island), idx(peer));
-        for l in plan["links"].as_array().unwrap() {
-            if l["a"] == a && l["b"] == b {
-                return l["addr_a"].as_str().unwrap().to_string();
-            }
-            if l["a"] == b && l["b"] == a {
-                return l["addr_b"].as_str().unwrap().to_string();
-            }
-        }
-        panic!("no link {island}-{peer}");
-    }
-
-    fn counter(&self, rule: &str) -> u64 {
-        let (_, out, _) = self.atoll(&["status", "--json", &self.name]);
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        v[0]["rules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["rule"] == rule)
-            .map(|r| r["packets"].as_u64().unwrap())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = Command::new(ATOLL).args(["down", &self.name]).output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-        // `down` keeps logs (like data) for the tenant; a test's are removed.
-        let _ = std::fs::remove_dir_all(Path::new("/var/log/atoll/islands").join(&self.name));
-    }
-}
-
-fn state_dir(name: &str) -> PathBuf {
-    Path::new("/run/atoll/islands").join(name)
-}
 
 /// Everything a project can leave on the host; empty when `down` did its job.
 fn leftovers(name: &str, group: Option<u32>) -> Vec<String> {
@@ -177,14 +59,6 @@ fn leftovers(name: &str, group: Option<u32>) -> Vec<String> {
         }
     }
     left
-}
-
-const BB: &str = "/bin/busybox";
-
-fn listener(port: u16, reply: &str) -> String {
-    format!(
-        "[\"{BB}\", \"nc\", \"-ll\", \"-p\", \"{port}\", \"-e\", \"{BB}\", \"echo\", \"{reply}\"]"
-    )
 }
 
 /// A runc verb looks its id up in `--root` only: a shim or script driving atoll as runc, with its

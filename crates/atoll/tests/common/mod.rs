@@ -2,6 +2,8 @@
 //! invocation with a private --root, and cleanup that runs also when a test fails.
 #![allow(dead_code)]
 
+pub mod project;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
