@@ -152,12 +152,35 @@ pub fn existing(state_root: &Path) -> Vec<Plan> {
 }
 
 /// Every link's subnet and addresses: the file's own, and for each link without one the next
-/// /30 of the file's pool that no link of the file asked for (.1 for `a`, .2 for `b`).
-fn link_nets(file: &File) -> Result<Vec<LinkNet>, FileError> {
+/// /30 of the file's pool that no link of the file, and no link of a project that is up (in
+/// `others`), uses (.1 for `a`, .2 for `b`). The host routes each island address on its own
+/// ends, so two projects on one address would collide there (`RTM_NEWROUTE: EEXIST`): a file's
+/// own subnet that overlaps another project's link is refused by name.
+fn link_nets(file: &File, others: &[Plan]) -> Result<Vec<LinkNet>, FileError> {
+    let elsewhere: Vec<(Subnet, &str)> = others
+        .iter()
+        .flat_map(|p| p.links.iter().map(|l| (l.subnet, p.name.as_str())))
+        .collect();
+    for (i, l) in file.links.iter().enumerate() {
+        let Some(n) = l.net else { continue };
+        if let Some((s, p)) = elsewhere.iter().find(|(s, _)| s.overlaps(&n.subnet)) {
+            return Err(FileError {
+                path: file.path.clone(),
+                line: 0,
+                col: 0,
+                field: format!("link[{i}].subnet"),
+                msg: format!(
+                    "{} overlaps {s}, a link of project {p:?} that is up (the host routes both)",
+                    n.subnet
+                ),
+            });
+        }
+    }
     let mut taken: Vec<Subnet> = file
         .links
         .iter()
         .filter_map(|l| l.net.map(|n| n.subnet))
+        .chain(elsewhere.iter().map(|(s, _)| *s))
         .collect();
     let mut next = 0u32;
     let mut nets = Vec::with_capacity(file.links.len());
@@ -197,7 +220,7 @@ fn link_nets(file: &File) -> Result<Vec<LinkNet>, FileError> {
 /// Build the plan for `file`, taking a project slot and host uid ranges that no plan in
 /// `others` uses, and a /30 of the pool for each link that names no subnet.
 pub fn build(file: &File, state_root: &Path, runtime_root: &Path, others: &[Plan]) -> Result<Plan> {
-    let nets = link_nets(file)?;
+    let nets = link_nets(file, others)?;
     let slot = (0u32..)
         .find(|s| others.iter().all(|p| p.slot != *s))
         .expect("a free slot");
@@ -354,6 +377,10 @@ both = true
         assert_eq!(p2.slot, 1);
         assert_eq!(p2.group, GROUP_BASE + 1);
         assert_eq!(p2.islands[0].host_base, UID_BASE + 2 * UID_RANGE);
+        assert!(
+            !p2.links[0].subnet.overlaps(&p1.links[0].subnet),
+            "a second project's links take /30s the first one does not use"
+        );
         let back: Plan = serde_json::from_slice(&serde_json::to_vec(&p2).unwrap()).unwrap();
         assert_eq!(back, p2);
     }
@@ -375,6 +402,17 @@ both = true
         assert!(
             e.to_string()
                 .contains("link[2]: the pool 10.9.0.0/29 has no free /30"),
+            "{e}"
+        );
+        // A subnet the file names that another project's link already uses is refused.
+        let f = crate::file::parse(Path::new("p.toml"), text).unwrap();
+        let mut first = build(&f, Path::new("/s"), Path::new("/r"), &[]).unwrap();
+        first.name = "other".into();
+        let e = build(&f, Path::new("/s"), Path::new("/r"), &[first]).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "link[1].subnet: 10.9.0.0/30 overlaps 10.9.0.0/30, a link of project \"other\""
+            ),
             "{e}"
         );
     }
