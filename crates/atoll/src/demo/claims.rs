@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use atoll_islands::{backup as bk, status as st};
 
 use super::probe::{host_uid_of, local_addrs, one_line, status_line, Demo};
@@ -26,6 +26,7 @@ pub(crate) fn prove(d: &Demo, p: &mut Tally) -> Result<()> {
     root_is_nobody_outside(d, p)?;
     escape_guard(d, p)?;
     host_side_backup(d, p)?;
+    doctor(d, p)?;
     counters(d, p);
     Ok(())
 }
@@ -260,6 +261,43 @@ fn host_side_backup(d: &Demo, p: &mut Tally) -> Result<()> {
         ),
     }
     let _ = std::fs::remove_dir_all(&dest);
+    Ok(())
+}
+
+/// The demo's one broken flow (intruder is linked to db, but no `[[allow]]` lets it open a
+/// connection): doctor walks the layers and names the border guard, with the entry to add; the
+/// allowed flow next to it is ok at every layer.
+fn doctor(d: &Demo, p: &mut Tally) -> Result<()> {
+    println!("-- 8. atoll doctor: which layer stops intruder -> db tcp/5432?");
+    let ask = |from: &str| -> Result<atoll_doctor::Report> {
+        let idx = d
+            .plan
+            .islands
+            .iter()
+            .position(|i| i.spec.name == from)
+            .with_context(|| format!("the demo has no island {from:?}"))?;
+        let subject = atoll_doctor::Subject::island(d.plan, idx);
+        let target = atoll_doctor::Target::parse("db:5432")?;
+        Ok(atoll_doctor::diagnose(&subject, Some(&target), None)?)
+    };
+    let broken = ask("intruder")?;
+    for l in broken.render().lines() {
+        println!("         : {l}");
+    }
+    let healthy = ask("backup")?;
+    let named = broken.fault().is_some_and(|f| {
+        f.layer == atoll_doctor::Layer::Guard
+            && f.fix.as_deref().is_some_and(|x| x.contains("[[allow]]"))
+    });
+    p.check(
+        "doctor names the border guard for intruder -> db, with the [[allow]] to add; backup -> db is ok at all five layers",
+        named && healthy.exit_code() == 0,
+        &format!(
+            "intruder -> db: {}\nbackup -> db: {}",
+            broken.one_line().unwrap_or_else(|| "no fault found".into()),
+            healthy.one_line().unwrap_or_else(|| "no fault found".into())
+        ),
+    );
     Ok(())
 }
 
