@@ -753,7 +753,18 @@ fn container(c: &Ctx, w: &mut Walk) -> Result<String, Fault> {
                 .links
                 .iter()
                 .find(|l| l.name != "lo" && l.up && snap.addresses_of(l.index).next().is_some())
-                .map_or("<dev>".to_string(), |l| l.name.clone());
+                .map(|l| l.name.clone());
+            let Some(dev) = dev else {
+                return Err(w.fault(
+                    format!(
+                        "no route to {addr} ({}): the container has no interface but lo",
+                        errno_name(e)
+                    ),
+                    "it was started without a network (an OCI network namespace with nothing \
+                     in it, podman's --network=none): recreate it with a network, e.g. podman \
+                     run --network=bridge",
+                ));
+            };
             Err(w.fault(
                 format!("no route to {addr} ({})", errno_name(e)),
                 format!(
