@@ -671,6 +671,12 @@ fn check_host_end(
         ),
     );
     // ip_route_input_slow refuses to forward what arrives on a device without forwarding.
+    if let Err(e) = &fwd {
+        return Err(w.fault(
+            format!("cannot read net.ipv4.conf.{h}.forwarding: {e}"),
+            "run doctor as root in the host's namespaces",
+        ));
+    }
     if fwd.as_deref().ok() != Some("1") {
         return Err(w.fault(
             format!("host end {h} does not forward IPv4"),
@@ -774,5 +780,61 @@ fn container(c: &Ctx, w: &mut Walk) -> Result<String, Fault> {
                 ),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atoll_islands::net::Subnet;
+
+    fn link() -> LinkPlan {
+        LinkPlan {
+            a: 0,
+            b: 2,
+            subnet: Subnet::parse("10.77.0.0/30").unwrap(),
+            addr_a: Ipv4Addr::new(10, 77, 0, 1),
+            addr_b: Ipv4Addr::new(10, 77, 0, 2),
+            if_a: "db".into(),
+            if_b: "web".into(),
+            host_a: "at0-0a".into(),
+            host_b: "at0-0b".into(),
+        }
+    }
+
+    #[test]
+    fn each_island_sees_its_own_end_of_a_link() {
+        let l = link();
+        let s = side(&l, 0);
+        assert_eq!((s.ifname, s.addr, s.host), ("db", l.addr_a, "at0-0a"));
+        assert_eq!(
+            (s.peer_ifname, s.peer_addr, s.peer_host),
+            ("web", l.addr_b, "at0-0b")
+        );
+        let s = side(&l, 2);
+        assert_eq!((s.ifname, s.addr, s.host), ("web", l.addr_b, "at0-0b"));
+        assert_eq!(s.peer_addr, l.addr_a);
+    }
+
+    #[test]
+    fn fixes_name_the_pinned_path_and_offer_the_rebuild() {
+        assert_eq!(
+            in_ns(
+                Path::new("/run/atoll/islands/p/netns/a"),
+                "link set dev lo up"
+            ),
+            "nsenter --net=/run/atoll/islands/p/netns/a ip link set dev lo up"
+        );
+        let w = Walk {
+            evidence: Vec::new(),
+            rebuild: Some("atoll down p && atoll up /p.toml".into()),
+        };
+        let f = w.fault("lo is down in a", "ip link set dev lo up");
+        assert_eq!(
+            f.fix,
+            "ip link set dev lo up\n(or rebuild the whole project: atoll down p && atoll up /p.toml)"
+        );
+        assert_eq!(who("host"), "the host");
+        assert_eq!(who("a"), "a");
     }
 }

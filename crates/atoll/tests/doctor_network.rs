@@ -37,7 +37,7 @@ impl Project {
             format!(
                 r#"name = "{name}"
 data_root = "{data}"
-subnet = "{pool}"
+subnet = "10.{o2}.{o3}.0/24"
 [[island]]
 name = "a"
 command = ["{BB}", "sleep", "1000"]
@@ -57,7 +57,8 @@ ports = [5432]
 "#,
                 data = dir.join("data").display(),
                 // A pool of its own: equal host routes of projects up at the same time collide.
-                pool = format!("10.{}.{}.0/24", 96 + n % 32, std::process::id() % 256),
+                o2 = 96 + n % 32,
+                o3 = std::process::id() % 256,
             ),
         )
         .unwrap();
