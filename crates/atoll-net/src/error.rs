@@ -72,6 +72,14 @@ pub enum NetError {
         #[source]
         source: std::io::Error,
     },
+    /// A read under /proc/sys/net, done from inside `netns` (diagnosis).
+    #[error("read /proc/{key} in {netns}")]
+    SysctlRead {
+        key: String,
+        netns: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// An interface a plan step refers to does not exist (yet) in that namespace.
     #[error("interface {ifname:?} not found in {netns}")]
     NoSuchInterface { ifname: String, netns: String },
@@ -149,6 +157,7 @@ impl fmt::Display for ErrnoName {
             Errno::ADDRNOTAVAIL => "EADDRNOTAVAIL",
             Errno::NETDOWN => "ENETDOWN",
             Errno::NETUNREACH => "ENETUNREACH",
+            Errno::HOSTUNREACH => "EHOSTUNREACH",
             Errno::NOBUFS => "ENOBUFS",
             Errno::MSGSIZE => "EMSGSIZE",
             Errno::OPNOTSUPP => "EOPNOTSUPP",

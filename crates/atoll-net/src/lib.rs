@@ -1,9 +1,10 @@
 //! atoll-net: the network plumbing of islands. Pinned network namespaces (`netns`), routed
 //! point-to-point links that cross the host (`p2p`), and the host's border-guard nftables table
-//! (`firewall`). Every change is planned as plain data first, then applied.
+//! (`firewall`), and read-only views of a namespace for diagnosis (`inspect`). Every change is planned as plain data first, then applied.
 
 mod error;
 pub mod firewall;
+pub mod inspect;
 mod netlink;
 pub mod netns;
 pub mod p2p;

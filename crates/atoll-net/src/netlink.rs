@@ -157,13 +157,88 @@ impl Socket {
 
     /// RTM_GETLINK dump of every link in this netns.
     pub fn dump_links(&mut self) -> Result<Vec<LinkMessage>, NetlinkError> {
+        let msg = RouteNetlinkMessage::GetLink(LinkMessage::default());
+        self.dump(msg, "RTM_GETLINK")?
+            .into_iter()
+            .map(|m| match m {
+                RouteNetlinkMessage::NewLink(link) => Ok(link),
+                other => Err(self.unexpected("RTM_GETLINK", &other)),
+            })
+            .collect()
+    }
+
+    /// RTM_GETADDR dump of every IPv4 address in this netns.
+    pub fn dump_addresses(&mut self) -> Result<Vec<AddressMessage>, NetlinkError> {
+        let mut req = AddressMessage::default();
+        req.header.family = AddressFamily::Inet;
+        self.dump(RouteNetlinkMessage::GetAddress(req), "RTM_GETADDR")?
+            .into_iter()
+            .map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) => Ok(a),
+                other => Err(self.unexpected("RTM_GETADDR", &other)),
+            })
+            .collect()
+    }
+
+    /// RTM_GETNEIGH dump of the IPv4 neighbour table (ARP) of this netns.
+    pub fn dump_neighbours(&mut self) -> Result<Vec<NeighbourMessage>, NetlinkError> {
+        let mut req = NeighbourMessage::default();
+        req.header.family = AddressFamily::Inet;
+        self.dump(RouteNetlinkMessage::GetNeighbour(req), "RTM_GETNEIGH")?
+            .into_iter()
+            .map(|m| match m {
+                RouteNetlinkMessage::NewNeighbour(n) => Ok(n),
+                other => Err(self.unexpected("RTM_GETNEIGH", &other)),
+            })
+            .collect()
+    }
+
+    /// The route the kernel would pick for a packet from this netns to `dst`, as `ip route get`
+    /// asks it: RTM_GETROUTE with RTA_DST and no NLM_F_DUMP runs the output lookup
+    /// (inet_rtm_getroute) and answers one RTM_NEWROUTE, or an error: ENETUNREACH when no route
+    /// matches, EHOSTUNREACH/EACCES/EINVAL for unreachable, prohibit and blackhole routes.
+    /// Nothing is sent on the wire.
+    pub fn get_route(
+        &mut self,
+        dst: Ipv4Addr,
+    ) -> Result<Result<RouteMessage, Errno>, NetlinkError> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let mut out = Vec::new();
-        let msg = RouteNetlinkMessage::GetLink(LinkMessage::default());
+        append(&mut out, route_get_message(dst), NLM_F_REQUEST, seq);
+        self.send(&out)?;
+        // Without NLM_F_ACK the answer is one datagram: the route, or an NLMSG_ERROR.
+        let n = self.recv()?;
+        let (_, reply) = self.parse(0, n)?;
+        if reply.header.sequence_number != seq {
+            return Err(self.protocol(format!(
+                "RTM_GETROUTE reply with sequence number {} (expected {seq})",
+                reply.header.sequence_number
+            )));
+        }
+        match reply.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => Ok(Ok(r)),
+            NetlinkPayload::Error(err) if err.code.is_some() => {
+                Ok(Err(Errno::from_raw_os_error(-err.raw_code())))
+            }
+            other => {
+                Err(self.protocol(format!("unexpected reply to RTM_GETROUTE {dst}: {other:?}")))
+            }
+        }
+    }
+
+    /// Send one dump request and collect its multipart answer up to NLMSG_DONE.
+    fn dump(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        op: &'static str,
+    ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut out = Vec::new();
         append(&mut out, msg, NLM_F_REQUEST | NLM_F_DUMP, seq);
         self.send(&out)?;
-        let mut links = Vec::new();
+        let mut items = Vec::new();
         loop {
             let n = self.recv()?;
             let mut off = 0;
@@ -172,18 +247,16 @@ impl Socket {
                 off += len;
                 if reply.header.sequence_number != seq {
                     return Err(self.protocol(format!(
-                        "dump reply with sequence number {} (expected {seq})",
+                        "{op} dump reply with sequence number {} (expected {seq})",
                         reply.header.sequence_number
                     )));
                 }
                 match reply.payload {
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
-                        links.push(link)
-                    }
-                    NetlinkPayload::Done(_) => return Ok(links),
+                    NetlinkPayload::InnerMessage(m) => items.push(m),
+                    NetlinkPayload::Done(_) => return Ok(items),
                     NetlinkPayload::Error(err) if err.code.is_some() => {
                         return Err(NetlinkError::Nack {
-                            op: "RTM_GETLINK",
+                            op,
                             operand: "dump".into(),
                             netns: self.netns.clone(),
                             errno: Errno::from_raw_os_error(-err.raw_code()),
@@ -192,12 +265,16 @@ impl Socket {
                     }
                     other => {
                         return Err(
-                            self.protocol(format!("unexpected message in link dump: {other:?}"))
+                            self.protocol(format!("unexpected message in {op} dump: {other:?}"))
                         )
                     }
                 }
             }
         }
+    }
+
+    fn unexpected(&self, op: &str, m: &RouteNetlinkMessage) -> NetlinkError {
+        self.protocol(format!("unexpected message in {op} dump: {m:?}"))
     }
 
     fn send(&self, out: &[u8]) -> Result<(), NetlinkError> {
@@ -458,7 +535,26 @@ pub fn mac_for(group: u32, link: u32, side: u8) -> [u8; 6] {
     [0x02 | ((side & 0x3f) << 2), g0, g1, l1, l2, l3]
 }
 
-pub(crate) fn fmt_mac(mac: [u8; 6]) -> String {
+/// A MAC as `ip` prints it (lower-case hex, colon separated).
+pub fn fmt_mac(mac: [u8; 6]) -> String {
     let [a, b, c, d, e, f] = mac;
     format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+}
+
+/// RTM_GETROUTE for one IPv4 destination, the request `ip route get DST` sends: a /32 RTA_DST,
+/// every other header field zero (any table, any scope, no input interface: an output lookup).
+pub(crate) fn route_get_message(dst: Ipv4Addr) -> RouteNetlinkMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = AddressFamily::Inet;
+    msg.header.destination_prefix_length = 32;
+    msg.attributes = vec![RouteAttribute::Destination(RouteAddress::Inet(dst))];
+    RouteNetlinkMessage::GetRoute(msg)
+}
+
+/// A request as it goes on the wire, for tests of the message layout.
+#[cfg(test)]
+pub(crate) fn encode(msg: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    append(&mut out, msg, flags, seq);
+    out
 }
