@@ -85,6 +85,15 @@ pub enum NetError {
         table: String,
         detail: String,
     },
+    /// A socket call of a probe or a socket-diagnostics dump: `connect to 10.1.0.2:5432 in
+    /// "/run/atoll/islands/p/netns/db": EPERM`.
+    #[error("{op} {operand} in {netns}: {}", ErrnoName(*errno))]
+    Socket {
+        op: &'static str,
+        operand: String,
+        netns: String,
+        errno: Errno,
+    },
     /// A plan or teardown that failed in several places; teardown never stops at the first.
     /// Link group 0 is every host link nobody grouped: deleting it would take the host's own
     /// interfaces. Only a hand-edited plan can ask for it.
@@ -120,7 +129,7 @@ impl fmt::Display for InNetns<'_> {
 }
 
 /// Errno as its symbolic name (`EEXIST`), the form kernel docs and man pages use.
-pub(crate) struct ErrnoName(pub Errno);
+pub struct ErrnoName(pub Errno);
 
 impl fmt::Display for ErrnoName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -149,6 +158,10 @@ impl fmt::Display for ErrnoName {
             Errno::ADDRNOTAVAIL => "EADDRNOTAVAIL",
             Errno::NETDOWN => "ENETDOWN",
             Errno::NETUNREACH => "ENETUNREACH",
+            Errno::HOSTUNREACH => "EHOSTUNREACH",
+            Errno::CONNREFUSED => "ECONNREFUSED",
+            Errno::TIMEDOUT => "ETIMEDOUT",
+            Errno::INPROGRESS => "EINPROGRESS",
             Errno::NOBUFS => "ENOBUFS",
             Errno::MSGSIZE => "EMSGSIZE",
             Errno::OPNOTSUPP => "EOPNOTSUPP",

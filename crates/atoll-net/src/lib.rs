@@ -6,10 +6,13 @@ mod error;
 pub mod firewall;
 mod netlink;
 pub mod netns;
+pub mod nft_netns;
 pub mod p2p;
+pub mod probe;
+pub mod sockdiag;
 pub mod sysctl;
 
-pub use error::{NetError, NetlinkError};
+pub use error::{ErrnoName, NetError, NetlinkError};
 
 /// Tear down what a project's plan made: its link groups, its pinned namespaces, its firewall
 /// table, in that order (links go before the table that guards them). Keeps going past errors and
