@@ -27,14 +27,17 @@ use crate::{Ctx, Resolved};
 /// Long enough for any answer between namespaces of one machine (microseconds), short enough
 /// that a dropped probe does not slow doctor down; one SYN, never retransmitted (the first
 /// retransmission is 1 s later, RFC 6298).
-pub const PROBE_TIMEOUT: Duration = Duration::from_millis(150);
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(100);
 
 pub fn check(c: &Ctx) -> LayerReport {
     let Some(r) = c.target else {
-        return LayerReport::not_checked(Layer::Guard, "not checked (no --to)");
+        return LayerReport::not_checked(Layer::Guard, "no --to");
     };
     if r.outside {
-        return LayerReport::not_checked(Layer::Guard, "not checked (outside)");
+        return LayerReport::not_checked(
+            Layer::Guard,
+            "outside: doctor sends nothing off the machine",
+        );
     }
     match &c.subject.island {
         Some(me) => island(c, me, r),
@@ -224,7 +227,7 @@ pub(crate) fn dest(addr: Ipv4Addr, proto: Proto, port: Option<u16>) -> String {
 fn island(c: &Ctx, me: &IslandRef, r: &Resolved) -> LayerReport {
     let plan = &me.plan;
     let Some(peer) = r.peer.as_ref().and_then(|p| p.island.as_ref()) else {
-        return LayerReport::not_checked(Layer::Guard, "not checked (the target is no island)");
+        return LayerReport::not_checked(Layer::Guard, "the target is no island");
     };
     let (from, to) = (me.index, peer.index);
     let (a, b) = (
@@ -359,9 +362,6 @@ fn island(c: &Ctx, me: &IslandRef, r: &Resolved) -> LayerReport {
         (None, false, _) => {
             let (summary, fix) = plan_fault(plan, from, to, fproto, port)
                 .expect("a flow the plan does not allow has a plan fault");
-            if dropped > 0 {
-                evidence.push(format!("confirmed live: {link_drop:?} counted the probe"));
-            }
             LayerReport::fault(Layer::Guard, summary, fix).with_evidence(evidence)
         }
     }
@@ -395,13 +395,10 @@ fn table_unreadable(plan: &Plan, e: atoll_net::NetError) -> LayerReport {
 fn container(c: &Ctx, r: &Resolved) -> LayerReport {
     let s = c.subject;
     if !s.own_netns {
-        return LayerReport::not_checked(
-            Layer::Guard,
-            "not checked (it shares the host's network namespace)",
-        );
+        return LayerReport::not_checked(Layer::Guard, "it shares the host's network namespace");
     }
     let (Some(ns_path), Some(pid), Some(addr)) = (&s.netns, s.pid, r.addr) else {
-        return LayerReport::not_checked(Layer::Guard, "not checked (not running)");
+        return LayerReport::not_checked(Layer::Guard, "not running");
     };
     let ns = match Netns::open(ns_path) {
         Ok(n) => n,

@@ -20,19 +20,22 @@ use crate::Ctx;
 
 pub fn check(c: &Ctx) -> LayerReport {
     let Some(r) = c.target else {
-        return LayerReport::not_checked(Layer::Peer, "not checked (no --to)");
+        return LayerReport::not_checked(Layer::Peer, "no --to");
     };
     if r.outside {
-        return LayerReport::not_checked(Layer::Peer, "not checked (outside)");
+        return LayerReport::not_checked(
+            Layer::Peer,
+            "outside: doctor sends nothing off the machine",
+        );
     }
     let Some(addr) = r.addr else {
-        return LayerReport::not_checked(Layer::Peer, "not checked (no link to the peer)");
+        return LayerReport::not_checked(Layer::Peer, "no link to the peer");
     };
     // The peer: an island of the project, or the container itself (its own address).
     let (name, netns, fix_hint) = match &r.peer {
         Some(p) => {
             let Some(i) = &p.island else {
-                return LayerReport::not_checked(Layer::Peer, "not checked (no island)");
+                return LayerReport::not_checked(Layer::Peer, "no island");
             };
             let island = i.island();
             let hint = format!(
@@ -49,7 +52,7 @@ pub fn check(c: &Ctx) -> LayerReport {
         None => {
             let s = c.subject;
             let Some(ns) = s.netns.clone().filter(|_| s.own_netns) else {
-                return LayerReport::not_checked(Layer::Peer, "not checked (no netns of its own)");
+                return LayerReport::not_checked(Layer::Peer, "no netns of its own");
             };
             let hint = format!(
                 "start the service in container {} (its log: where its manager keeps the \
@@ -82,8 +85,7 @@ pub fn check(c: &Ctx) -> LayerReport {
         return echo(&ns, &name, addr, evidence);
     }
     let Some(port) = r.target.port else {
-        return LayerReport::not_checked(Layer::Peer, "not checked (no port given)")
-            .with_evidence(evidence);
+        return LayerReport::not_checked(Layer::Peer, "no port given").with_evidence(evidence);
     };
     let what = format!("{}/{port}", proto.as_str());
     let all = match sockdiag::listeners(&ns, net_proto(proto)) {
