@@ -484,19 +484,22 @@ fn container(c: &Ctx, r: &Resolved) -> LayerReport {
                 b.family, b.table, b.chain
             ),
         ),
-        None => (
-            format!("{place}: policy {} {}s {what}", b.verdict, b.verdict),
-            format!(
-                "{nsenter} insert rule {} {} {} {} accept",
-                b.family,
-                b.table,
-                b.chain,
-                match port {
-                    Some(p) if proto != Proto::Icmp => format!("{} dport {p}", proto.as_str()),
-                    _ => format!("meta l4proto {}", proto.as_str()),
-                }
-            ),
-        ),
+        // A policy has no handle to delete: accept the flow ahead of it, and its replies (on
+        // `lo` they cross the same hooks back).
+        None => {
+            let chain = format!("{} {} {}", b.family, b.table, b.chain);
+            let flow = match port {
+                Some(p) if proto != Proto::Icmp => format!("{} dport {p}", proto.as_str()),
+                _ => format!("meta l4proto {}", proto.as_str()),
+            };
+            (
+                format!("{place}: policy {} {}s {what}", b.verdict, b.verdict),
+                format!(
+                    "{nsenter} insert rule {chain} {flow} accept
+                     {nsenter} insert rule {chain} ct state established,related accept"
+                ),
+            )
+        }
     };
     if !b.certain {
         evidence.push("the rule has a match doctor cannot evaluate; the probe was dropped".into());

@@ -46,6 +46,10 @@ impl std::fmt::Display for Outcome {
             Outcome::Answered => f.write_str("answered"),
             Outcome::Refused => f.write_str("refused (nothing listens, the packet got there)"),
             Outcome::Silent => f.write_str("no answer"),
+            // A local nftables/iptables drop on the output hook fails the send with EPERM.
+            Outcome::Unreachable(Errno::PERM) => {
+                f.write_str("not sent: a rule of its own netns refused it (EPERM)")
+            }
             Outcome::Unreachable(e) => write!(f, "unreachable ({})", ErrnoName(*e)),
         }
     }
