@@ -354,3 +354,91 @@ fn a_rule_inside_a_containers_netns_is_named_with_the_command_that_removes_it() 
         "the probe was dropped: {text}"
     );
 }
+
+/// `nft` on the host, asserting success; returns stdout.
+fn nft(args: &[&str]) -> String {
+    let (code, out, err) = decode(Command::new("nft").args(args).output().unwrap());
+    assert_eq!(code, 0, "nft {args:?}: {err}");
+    out
+}
+
+#[test]
+fn a_live_table_that_differs_from_the_plan_is_named_with_the_reapply() {
+    if !can_run() {
+        return;
+    }
+    let p = Project::up(&format!(
+        "{TWO}[[allow]]\nfrom = \"a\"\nto = \"b\"\nproto = \"tcp\"\nports = [5432]\n"
+    ));
+    // Someone edits the live table: the allow now names port 1. The plan still says 5432.
+    let table = format!("atoll_{}", p.name);
+    let chain = nft(&["-a", "list", "chain", "inet", &table, "judge"]);
+    let line = chain
+        .lines()
+        .find(|l| l.contains("comment \"allow:a->b:tcp/5432\""))
+        .unwrap_or_else(|| panic!("no allow rule in {chain}"))
+        .trim();
+    let (rule, handle) = line.rsplit_once(" # handle ").unwrap();
+    let edited = rule
+        .replace("tcp dport 5432", "tcp dport 1")
+        .replace("counter packets 0 bytes 0", "counter");
+    assert_ne!(edited, rule, "{line}");
+    let script = format!("replace rule inet {table} judge handle {handle} {edited}\n");
+    let mut c = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(c.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
+    drop(c.stdin.take());
+    assert!(c.wait().unwrap().success(), "nft {script}");
+
+    let (code, v, text) = p.doctor("a", "b:5432");
+    assert_eq!(code, 1, "{text}");
+    assert_fault_at(&v, "guard", &text);
+    let s = layer(&v, "guard")["summary"].as_str().unwrap().to_string();
+    assert!(
+        s.starts_with(
+            "the live table differs from the plan: allow:a->b:tcp/5432 should let it through"
+        ),
+        "{text}"
+    );
+    assert!(
+        evidence(&v, "guard").contains("counter \"drop at"),
+        "{text}"
+    );
+    assert_eq!(
+        fix(&v, "guard"),
+        format!(
+            "re-apply the plan: atoll down {} && atoll up {}",
+            p.name,
+            p.file.display()
+        )
+    );
+}
+
+#[test]
+fn a_missing_table_is_the_guards_fault() {
+    if !can_run() {
+        return;
+    }
+    let p = Project::up(&format!(
+        "{TWO}[[allow]]\nfrom = \"a\"\nto = \"b\"\nproto = \"tcp\"\nports = [5432]\n"
+    ));
+    let table = format!("atoll_{}", p.name);
+    nft(&["delete", "table", "inet", &table]);
+    let (code, v, text) = p.doctor("a", "b:5432");
+    assert_eq!(code, 1, "{text}");
+    assert_fault_at(&v, "guard", &text);
+    assert_eq!(
+        layer(&v, "guard")["summary"],
+        format!(
+            "the project's table inet {table} is missing: the live guard differs from the plan"
+        ),
+        "{text}"
+    );
+    assert!(
+        fix(&v, "guard").contains(&format!("atoll down {}", p.name)),
+        "{text}"
+    );
+}
