@@ -129,7 +129,7 @@ impl fmt::Display for InNetns<'_> {
 }
 
 /// Errno as its symbolic name (`EEXIST`), the form kernel docs and man pages use.
-pub struct ErrnoName(pub Errno);
+pub(crate) struct ErrnoName(pub Errno);
 
 impl fmt::Display for ErrnoName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

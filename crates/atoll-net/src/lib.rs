@@ -1,6 +1,8 @@
 //! atoll-net: the network plumbing of islands. Pinned network namespaces (`netns`), routed
 //! point-to-point links that cross the host (`p2p`), and the host's border-guard nftables table
-//! (`firewall`). Every change is planned as plain data first, then applied.
+//! (`firewall`). Every change is planned as plain data first, then applied. For `atoll doctor`,
+//! read-only views: one probe packet from inside a netns (`probe`), its listening sockets
+//! (`sockdiag`), and the nftables rules of a netns atoll does not manage (`nft_netns`).
 
 mod error;
 pub mod firewall;
@@ -12,7 +14,7 @@ pub mod probe;
 pub mod sockdiag;
 pub mod sysctl;
 
-pub use error::{ErrnoName, NetError, NetlinkError};
+pub use error::{NetError, NetlinkError};
 
 /// Tear down what a project's plan made: its link groups, its pinned namespaces, its firewall
 /// table, in that order (links go before the table that guards them). Keeps going past errors and
