@@ -43,6 +43,9 @@ pub struct Ctx<'a> {
     pub subject: &'a Subject,
     pub target: Option<&'a Resolved>,
     pub dns: Option<&'a str>,
+    /// What the guard layer's probe (from the subject's netns to the target) got back, for the
+    /// peer layer's evidence: one probe per diagnosis.
+    pub probe: std::cell::OnceCell<atoll_net::probe::Outcome>,
 }
 
 /// Diagnose `subject`, optionally towards `target` and for the name `dns`.
@@ -67,6 +70,7 @@ pub fn diagnose(
         subject,
         target: resolved.as_ref(),
         dns,
+        probe: Default::default(),
     });
     report.layers.push(files.report);
     if stopped(&report) {
@@ -88,6 +92,7 @@ pub fn diagnose(
         subject,
         target: resolved.as_ref(),
         dns,
+        probe: Default::default(),
     };
 
     report.layers.push(network::check(&c));

@@ -150,12 +150,18 @@ fn status_of(plan: &Plan, counters: bool) -> Status {
     } else {
         Vec::new()
     };
+    // `drop` reads as every default-deny drop of the project (the per-link `drop <host_if>`
+    // rows say where they entered).
+    let (drop_packets, drop_bytes) = firewall::total_drops(&counted);
     let rules = counted
         .into_iter()
-        .map(|c| RuleStatus {
-            rule: c.rule,
-            packets: c.packets,
-            bytes: c.bytes,
+        .map(|c| {
+            let total = c.rule == firewall::DROP_RULE;
+            RuleStatus {
+                packets: if total { drop_packets } else { c.packets },
+                bytes: if total { drop_bytes } else { c.bytes },
+                rule: c.rule,
+            }
         })
         .collect();
     Status {

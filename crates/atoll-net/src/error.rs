@@ -93,6 +93,15 @@ pub enum NetError {
         table: String,
         detail: String,
     },
+    /// A socket call of a probe or a socket-diagnostics dump: `connect to 10.1.0.2:5432 in
+    /// "/run/atoll/islands/p/netns/db": EPERM`.
+    #[error("{op} {operand} in {netns}: {}", ErrnoName(*errno))]
+    Socket {
+        op: &'static str,
+        operand: String,
+        netns: String,
+        errno: Errno,
+    },
     /// A plan or teardown that failed in several places; teardown never stops at the first.
     /// Link group 0 is every host link nobody grouped: deleting it would take the host's own
     /// interfaces. Only a hand-edited plan can ask for it.
@@ -158,6 +167,9 @@ impl fmt::Display for ErrnoName {
             Errno::NETDOWN => "ENETDOWN",
             Errno::NETUNREACH => "ENETUNREACH",
             Errno::HOSTUNREACH => "EHOSTUNREACH",
+            Errno::CONNREFUSED => "ECONNREFUSED",
+            Errno::TIMEDOUT => "ETIMEDOUT",
+            Errno::INPROGRESS => "EINPROGRESS",
             Errno::NOBUFS => "ENOBUFS",
             Errno::MSGSIZE => "EMSGSIZE",
             Errno::OPNOTSUPP => "EOPNOTSUPP",

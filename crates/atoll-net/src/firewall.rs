@@ -99,6 +99,16 @@ impl Ruleset {
         } else {
             ""
         };
+        // One default-deny rule per host end, so the drops of each link are counted apart
+        // (doctor's evidence, the graph's "drops per link"); the catch-all after them counts
+        // what entered from elsewhere (a packet routed out towards an island).
+        for i in &self.host_ifaces {
+            let _ = writeln!(
+                s,
+                "\t\tiifname \"{i}\" {log}counter drop comment \"{}\"",
+                link_drop_rule(i)
+            );
+        }
         let _ = writeln!(s, "\t\t{log}counter drop comment \"{DROP_RULE}\"");
         let _ = writeln!(s, "\t}}");
         let _ = writeln!(s, "\tchain input {{");
@@ -218,8 +228,28 @@ pub fn delete(table: &str) -> Result<(), NetError> {
     run_nft(table, "delete", &["-f", "-"], Some(&script)).map(drop)
 }
 
-/// Counters of the table's rules, by comment: one per allow id, plus `drop` and
-/// `host-input-drop`. Reads `nft -j list table inet <table>`.
+/// Comment (and counter name) of the default-deny drop of packets that entered from the host
+/// end `host_if`: `drop <host_if>`.
+pub fn link_drop_rule(host_if: &str) -> String {
+    format!("{DROP_RULE} {host_if}")
+}
+
+/// Every default-deny drop of the forward judgement: the per-link counters and the catch-all
+/// (`drop`) together, as (packets, bytes).
+pub fn total_drops(counters: &[Counter]) -> (u64, u64) {
+    counters
+        .iter()
+        .filter(|c| {
+            c.rule == DROP_RULE
+                || c.rule
+                    .strip_prefix(DROP_RULE)
+                    .is_some_and(|r| r.starts_with(' '))
+        })
+        .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes))
+}
+
+/// Counters of the table's rules, by comment: one per allow id, one per host end
+/// (`drop <host_if>`), plus `drop` and `host-input-drop`. Reads `nft -j list table inet <table>`.
 pub fn counters(table: &str) -> Result<Vec<Counter>, NetError> {
     let json = run_nft(
         table,
@@ -361,6 +391,14 @@ mod tests {
         assert_eq!(*judge[2], "ct state invalid drop");
         assert_eq!(
             *judge[5],
+            "iifname \"atab1a\" log prefix \"atoll drop: \" counter drop comment \"drop atab1a\""
+        );
+        assert_eq!(
+            *judge[6],
+            "iifname \"atab1b\" log prefix \"atoll drop: \" counter drop comment \"drop atab1b\""
+        );
+        assert_eq!(
+            *judge[7],
             "log prefix \"atoll drop: \" counter drop comment \"drop\""
         );
         assert!(lines.contains(&"iifname @host_ifaces counter drop comment \"host-input-drop\""));
@@ -373,6 +411,7 @@ mod tests {
         r.log_drops = false;
         let s = r.render();
         assert!(!s.contains("elements"));
+        assert!(!s.contains("iifname \"atab1a\" counter drop"));
         assert!(s.contains("\t\tcounter drop comment \"drop\"\n"));
     }
 
@@ -391,6 +430,24 @@ mod tests {
         r.allows[0].id = "drop".into();
         assert!(r.validate().is_err());
         assert!(demo().validate().is_ok());
+    }
+
+    #[test]
+    fn total_drops_adds_the_per_link_drops_to_the_catch_all() {
+        let c = |rule: &str, packets| Counter {
+            rule: rule.into(),
+            packets,
+            bytes: packets * 60,
+        };
+        let counters = [
+            c("allow:a->b:tcp/80", 5),
+            c(&link_drop_rule("at0-0a"), 2),
+            c(&link_drop_rule("at0-0b"), 3),
+            c(DROP_RULE, 1),
+            c(HOST_INPUT_DROP_RULE, 7),
+            c("dropper", 11),
+        ];
+        assert_eq!(total_drops(&counters), (6, 360));
     }
 
     #[test]

@@ -1,13 +1,19 @@
 //! atoll-net: the network plumbing of islands. Pinned network namespaces (`netns`), routed
 //! point-to-point links that cross the host (`p2p`), and the host's border-guard nftables table
-//! (`firewall`), and read-only views of a namespace for diagnosis (`inspect`). Every change is planned as plain data first, then applied.
+//! (`firewall`). Every change is planned as plain data first, then applied. For `atoll doctor`,
+//! read-only views: links, addresses, routes and neighbours of a netns (`inspect`), one probe
+//! packet from inside a netns (`probe`), its listening sockets (`sockdiag`), and the nftables
+//! rules of a netns atoll does not manage (`nft_netns`).
 
 mod error;
 pub mod firewall;
 pub mod inspect;
 mod netlink;
 pub mod netns;
+pub mod nft_netns;
 pub mod p2p;
+pub mod probe;
+pub mod sockdiag;
 pub mod sysctl;
 
 pub use error::{NetError, NetlinkError};

@@ -103,9 +103,12 @@ fn listen(ns: &Netns, port: u16) -> TcpListener {
 }
 
 fn counter(table: &str, rule: &str) -> u64 {
-    firewall::counters(table)
-        .unwrap()
-        .into_iter()
+    let all = firewall::counters(table).unwrap();
+    if rule == firewall::DROP_RULE {
+        // The default deny counts per host end and in a catch-all: all of them.
+        return firewall::total_drops(&all).0;
+    }
+    all.into_iter()
         .find(|c| c.rule == rule)
         .unwrap_or_else(|| panic!("no counter {rule:?}"))
         .packets

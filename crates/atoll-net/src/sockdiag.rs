@@ -1,0 +1,173 @@
+//! Listening sockets of a network namespace, from the kernel's socket diagnostics (sock_diag(7),
+//! NETLINK_SOCK_DIAG with inet_diag requests) rather than by parsing `ss`: TCP sockets in LISTEN
+//! and bound UDP sockets, IPv4 and IPv6 (a `::` socket also takes IPv4 unless it is v6-only).
+
+use std::net::IpAddr;
+use std::os::fd::OwnedFd;
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+};
+use netlink_packet_sock_diag::constants::{
+    AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, TCP_CLOSE, TCP_LISTEN,
+};
+use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+use netlink_packet_sock_diag::SockDiagMessage;
+use rustix::io::Errno;
+use rustix::net::{netlink, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+
+use crate::error::NetError;
+use crate::firewall::Proto;
+use crate::netns::Netns;
+
+/// A socket that takes new flows on a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub addr: IpAddr,
+    pub port: u16,
+    /// The owner's uid as the kernel sees it (the host's view of an island's user).
+    pub uid: u32,
+    /// The socket's inode (`socket:[N]` in /proc/PID/fd), to find its process.
+    pub inode: u32,
+}
+
+/// Every socket in `netns` that listens for `proto` (TCP: LISTEN; UDP: bound and not
+/// connected, state TCP_CLOSE in inet_diag's terms). ICMP has no sockets to list: empty.
+pub fn listeners(netns: &Netns, proto: Proto) -> Result<Vec<Listener>, NetError> {
+    let (protocol, state) = match proto {
+        Proto::Tcp => (IPPROTO_TCP, TCP_LISTEN),
+        Proto::Udp => (IPPROTO_UDP, TCP_CLOSE),
+        Proto::Icmp => return Ok(Vec::new()),
+    };
+    let label = format!("{:?}", netns.path());
+    let err = |op, errno| NetError::Socket {
+        op,
+        operand: "NETLINK_SOCK_DIAG".into(),
+        netns: label.clone(),
+        errno,
+    };
+    // The namespace of a netlink socket is the one it was created in (netlink(7)).
+    let fd = netns
+        .enter(|| {
+            rustix::net::socket_with(
+                AddressFamily::NETLINK,
+                SocketType::RAW,
+                SocketFlags::CLOEXEC,
+                Some(netlink::SOCK_DIAG),
+            )
+        })?
+        .map_err(|e| err("socket(AF_NETLINK, NETLINK_SOCK_DIAG)", e))?;
+    let mut out = Vec::new();
+    for (seq, family) in [(1, AF_INET), (2, AF_INET6)] {
+        dump(&fd, seq, family, protocol, state, &mut out).map_err(|(op, e)| err(op, e))?;
+    }
+    Ok(out)
+}
+
+fn dump(
+    fd: &OwnedFd,
+    seq: u32,
+    family: u8,
+    protocol: u8,
+    state: u8,
+    out: &mut Vec<Listener>,
+) -> Result<(), (&'static str, Errno)> {
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = seq;
+    let mut msg = NetlinkMessage::new(
+        header,
+        SockDiagMessage::InetRequest(InetRequest {
+            family,
+            protocol,
+            extensions: ExtensionFlags::empty(),
+            states: StateFlags::from_bits_truncate(1 << state),
+            socket_id: if family == AF_INET {
+                SocketId::new_v4()
+            } else {
+                SocketId::new_v6()
+            },
+        })
+        .into(),
+    );
+    msg.finalize();
+    let mut req = vec![0; msg.buffer_len()];
+    msg.serialize(&mut req);
+    rustix::net::send(fd, &req, SendFlags::empty()).map_err(|e| ("sendmsg", e))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match rustix::net::recv(fd, &mut buf[..], RecvFlags::empty()) {
+            Ok((n, _)) => n.min(buf.len()),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(("recvmsg", e)),
+        };
+        let mut off = 0;
+        while off + 16 <= n {
+            let len =
+                u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
+            if len < 16 || off + len > n {
+                return Err(("decode the reply of", Errno::PROTO));
+            }
+            let reply = NetlinkMessage::<SockDiagMessage>::deserialize(&buf[off..off + len])
+                .map_err(|_| ("decode the reply of", Errno::PROTO))?;
+            off += (len + 3) & !3;
+            if reply.header.sequence_number != seq {
+                continue;
+            }
+            match reply.payload {
+                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
+                    out.push(Listener {
+                        addr: r.header.socket_id.source_address,
+                        port: r.header.socket_id.source_port,
+                        uid: r.header.uid,
+                        inode: r.header.inode,
+                    })
+                }
+                NetlinkPayload::Done(_) => return Ok(()),
+                NetlinkPayload::Error(e) if e.code.is_some() => {
+                    let code = e.raw_code();
+                    // A kernel without inet_diag for this protocol (udp_diag is a module).
+                    return Err(("SOCK_DIAG_BY_FAMILY", Errno::from_raw_os_error(-code)));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Whether a listener on `l` takes a flow to `addr` (its own address, or any).
+pub fn takes(l: &Listener, addr: IpAddr) -> bool {
+    l.addr.is_unspecified() || l.addr == addr || mapped(l.addr) == Some(addr)
+}
+
+fn mapped(a: IpAddr) -> Option<IpAddr> {
+    match a {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
+        IpAddr::V4(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn a_wildcard_or_the_same_address_takes_the_flow() {
+        let l = |addr: IpAddr| Listener {
+            addr,
+            port: 5432,
+            uid: 0,
+            inode: 1,
+        };
+        let a: IpAddr = Ipv4Addr::new(10, 1, 0, 2).into();
+        assert!(takes(&l(Ipv4Addr::UNSPECIFIED.into()), a));
+        assert!(takes(&l(Ipv6Addr::UNSPECIFIED.into()), a));
+        assert!(takes(&l(a), a));
+        assert!(takes(
+            &l(Ipv4Addr::new(10, 1, 0, 2).to_ipv6_mapped().into()),
+            a
+        ));
+        assert!(!takes(&l(Ipv4Addr::LOCALHOST.into()), a));
+    }
+}
