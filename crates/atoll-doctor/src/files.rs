@@ -49,7 +49,17 @@ struct Tree {
 impl Tree {
     fn open(s: &Subject) -> Result<Tree, String> {
         if let Some(r) = &s.root {
-            let root = Root::open(r).map_err(|e| format!("open {} as a root: {e}", r.display()))?;
+            // /proc/PID/root is a magic link: opening it (on the host's /proc, which doctor
+            // trusts) gives the tenant's root directory; everything below resolves in it.
+            let fd = rustix::fs::open(
+                r,
+                rustix::fs::OFlags::PATH
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(|e| format!("open {}: {e}", r.display()))?;
+            let root = Root::from_fd(fd);
             return Ok(Tree {
                 root,
                 host_prefix: None,

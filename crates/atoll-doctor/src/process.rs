@@ -58,7 +58,12 @@ pub fn check(subject: &Subject) -> LayerReport {
         .with_evidence(evidence);
     };
     let pid = subject.saved.as_ref().map_or(0, |s| s.pid);
-    evidence.insert(0, format!("state: {} (init pid {pid})", status.as_str()));
+    let state = match status {
+        Status::Stopped => format!("state: stopped (init pid {pid} has exited)"),
+        Status::Creating => "state: creating (no init yet)".to_string(),
+        _ => format!("state: {} (init pid {pid})", status.as_str()),
+    };
+    evidence.insert(0, state);
     let r = match status {
         Status::Running => running(subject, events.as_ref(), &alerts, &fix),
         Status::Created => LayerReport::fault(
@@ -195,7 +200,7 @@ fn cgroup_events(s: &Subject, evidence: &mut Vec<String>) -> Option<Events> {
     let lim = |cur: Option<u64>, max: Option<u64>, show: fn(u64) -> String| {
         let max = max.map_or("max".to_string(), show);
         match cur {
-            Some(c) => format!("{} of {max}", show(c)),
+            Some(c) => format!("{max} (using {})", show(c)),
             None => max,
         }
     };
