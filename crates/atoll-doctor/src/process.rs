@@ -225,7 +225,7 @@ fn bytes(n: u64) -> String {
     for (unit, shift) in [("G", 30), ("M", 20), ("K", 10)] {
         if n >= 1 << shift {
             let whole = n >> shift;
-            let tenth = (n % (1 << shift)) * 10 >> shift;
+            let tenth = ((n % (1 << shift)) * 10) >> shift;
             return if tenth == 0 {
                 format!("{whole}{unit}")
             } else {

@@ -176,7 +176,10 @@ fn stopped_and_paused_islands_are_process_faults_and_status_says_so() {
     }
     let body = format!(
         "[[island]]\nname = \"gone\"\n{SLEEPER}\n[[island]]\nname = \"frozen\"\n{SLEEPER}\n\
-         [[island]]\nname = \"fine\"\n{SLEEPER}\n"
+         [[island]]\nname = \"fine\"\n{SLEEPER}\n\
+         [[island]]\nname = \"full\"\npids = 4\n\
+         command = [\"{BB}\", \"sh\", \"-c\", \"{BB} sleep 1000 & {BB} sleep 1000 & {BB} sleep 1000 & exec {BB} sleep 1000\"]\n\
+         [[island]]\nname = \"esc\"\n{SLEEPER}\n"
     );
     let p = Project::up("st", &body);
 
@@ -248,7 +251,67 @@ fn stopped_and_paused_islands_are_process_faults_and_status_says_so() {
         "{fix}"
     );
 
-    // status: the one line for the two broken islands, null for the healthy one.
+    // running at its pids limit: every fork fails, a fault with the live fix.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let r = loop {
+        let (code, r) = p.doctor("full", &[]);
+        if code == 1 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_fault_at(&r, 0, "process");
+    assert!(
+        text(&layer(&r, 0)["summary"]).starts_with("running, but at its pids limit (4 of 4)"),
+        "{r:#}"
+    );
+    let fix = text(&layer(&r, 0)["fix"]);
+    assert!(
+        fix.contains(" update --pids-limit 64 ") && fix.contains("raise `pids` of [[island]] full"),
+        "{fix}"
+    );
+
+    // A guard alert: a host netns fd handed in from outside cannot be entered (as in
+    // tests/islands.rs); the attempt makes the running island a process fault.
+    let py = "/usr/bin/python3";
+    assert!(
+        Path::new(py).exists() || std::env::var_os("ATOLL_TESTS_MUST_RUN").is_none(),
+        "{py} is needed"
+    );
+    if Path::new(py).exists() {
+        let code = "import ctypes; c = ctypes.CDLL(None, use_errno=True); c.setns(3, 0x40000000)";
+        let script = format!(
+            "exec 3</proc/self/ns/net; exec {ATOLL} island exec --preserve-fds 1 {}/esc {py} -c \"{code}\"",
+            p.name
+        );
+        let out = Command::new("/bin/sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let r = loop {
+            let (code, r) = p.doctor("esc", &[]);
+            if code == 1 || Instant::now() > deadline {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_fault_at(&r, 0, "process");
+        assert_eq!(
+            text(&layer(&r, 0)["summary"]),
+            "running, but the escape guard denied it 1 time (latest: atoll.setns.foreign-namespace in setns)",
+            "{r:#}"
+        );
+        assert!(evidence(layer(&r, 0)).contains("guard alerts in "), "{r:#}");
+        assert!(
+            text(&layer(&r, 0)["fix"])
+                .contains(&format!("atoll island events --alerts {}/esc", p.name)),
+            "{r:#}"
+        );
+    }
+
+    // status: the one line for the broken islands, null for the healthy one.
     let s = p.status();
     let by = |n: &str| {
         s[0]["islands"]
