@@ -299,9 +299,16 @@ pub fn check(c: &Ctx) -> Outcome {
     );
     let mut nameserver = None;
 
-    if let Some(r) = to_peer(c, &entries, &l(HOSTS), uses("files"), &mut ev) {
+    // `--to ISLAND` first; a fault there ends the layer, an answer there still lets `--dns`
+    // be asked.
+    let peer = to_peer(c, &entries, &l(HOSTS), uses("files"), &mut ev);
+    let peer_fault = peer
+        .as_ref()
+        .is_some_and(|r| r.verdict == crate::Verdict::Fault);
+    if let Some(r) = peer {
         report = r;
-    } else if let Some(name) = c.dns {
+    }
+    if let (false, Some(name)) = (peer_fault, c.dns) {
         let found = lookup(&entries, name);
         if uses("files") && !found.is_empty() {
             for e in &found {
