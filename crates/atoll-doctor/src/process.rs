@@ -130,7 +130,23 @@ fn running(s: &Subject, ev: Option<&Events>, alerts: &Alerts, fix: &Fixes) -> La
         );
     }
     let pid = s.pid.unwrap_or(0);
-    LayerReport::ok(Layer::Process, format!("running (init pid {pid})"))
+    // Past events of a tenant that still runs: said, not judged (see the module's verdicts).
+    let mut past = Vec::new();
+    if let Some(n) = ev.and_then(|e| e.oom_kills).filter(|&n| n > 0) {
+        past.push(format!("{n} OOM kill{}", if n == 1 { "" } else { "s" }));
+    }
+    if let Some(n) = ev.and_then(|e| e.pids_max_hits).filter(|&n| n > 0) {
+        past.push(format!(
+            "{n} fork{} refused at the pids limit",
+            if n == 1 { "" } else { "s" }
+        ));
+    }
+    let past = if past.is_empty() {
+        String::new()
+    } else {
+        format!("; earlier: {}", past.join(", "))
+    };
+    LayerReport::ok(Layer::Process, format!("running (init pid {pid}){past}"))
 }
 
 fn stopped(
