@@ -493,6 +493,66 @@ fn no_nameserver_in_resolv_conf_is_a_files_fault() {
     assert_ne!(code, 2, "{r:#}");
 }
 
+/// The tenant's files are read inside its root: an absolute symlink with `..` above `/` stays
+/// in the tenant's tree (its own /etc/hostname, not the host's), and a FIFO planted as
+/// /etc/resolv.conf is refused unopened (opening it would block doctor).
+#[test]
+fn the_tenants_files_never_lead_out_of_its_root() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("doctor-escape");
+    let etc = b.rootfs().join("etc");
+    // The host has an /etc/hostname too: only the tenant's own names "tenant-own".
+    std::fs::write(etc.join("hostname"), "10.5.5.5 tenant-own\n").unwrap();
+    std::os::unix::fs::symlink("/../../../../etc/hostname", etc.join("hosts")).unwrap();
+    std::os::unix::fs::symlink("../../../../etc/passwd", etc.join("nsswitch.conf")).unwrap();
+    nix::unistd::mkfifo(
+        &etc.join("resolv.conf"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    b.set_args(&["sleep", "1000"]);
+    let id = b.id("esc");
+    let (code, err) = b.run_detached(&id);
+    assert_eq!(code, 0, "run -d: {err}");
+
+    let started = Instant::now();
+    let (code, out, err) = b.cmd(&["doctor", &id, "--json"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "doctor waited on the FIFO"
+    );
+    let r: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    assert_eq!(code, 1, "{r:#}");
+    assert_fault_at(&r, 1, "files");
+    let l = layer(&r, 1);
+    assert_eq!(
+        text(&l["summary"]),
+        "/etc/resolv.conf cannot be read: not a regular file (Fifo)",
+        "{r:#}"
+    );
+    assert!(
+        !evidence(l).contains("/etc/hosts: absent"),
+        "the tenant's own hostname file: {r:#}"
+    );
+
+    // With a regular resolv.conf: /etc/hosts -> /../../../../etc/hostname is the tenant's own
+    // hostname file, where "tenant-own" is (the host's names the host).
+    std::fs::remove_file(etc.join("resolv.conf")).unwrap();
+    std::fs::write(etc.join("resolv.conf"), "nameserver 10.1.2.3\n").unwrap();
+    let (code, out, err) = b.cmd(&["doctor", &id, "--json", "--dns", "tenant-own"]);
+    let r: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    assert_ne!(code, 2, "{r:#}");
+    let l = layer(&r, 1);
+    assert_eq!(l["verdict"], "ok", "{r:#}");
+    assert_eq!(
+        text(&l["summary"]),
+        "tenant-own is in /etc/hosts: 10.5.5.5",
+        "{r:#}"
+    );
+}
+
 // ---- podman -------------------------------------------------------------------------------------
 
 /// podman with its own storage and configuration under a scratch dir (as in tests/clients.rs),
