@@ -689,6 +689,25 @@ impl Cgroup {
         })
     }
 
+    /// The kernel's counters of OOM kills and refused forks, and the limits in force (see
+    /// [`crate::Events`]). Reads only; works on a cgroup whose tasks are gone.
+    pub fn events(&self) -> crate::Events {
+        let v2 = self.mode == Mode::V2;
+        let memory = self.dir_for("memory", "events").ok();
+        let pids = self.dir_for("pids", "events").ok();
+        // Hybrid: a controller borrowed from the unified hierarchy has v2 files.
+        let is_unified =
+            |d: Option<&Path>| v2 || d.is_some_and(|d| self.unified().is_some_and(|u| u.dir == d));
+        let mut e = crate::events::read(memory, None, is_unified(memory));
+        let p = crate::events::read(None, pids, is_unified(pids));
+        e.exists |= p.exists;
+        e.pids_max_hits = p.pids_max_hits;
+        e.pids_limit = p.pids_limit;
+        e.pids_current = p.pids_current;
+        e.sources.extend(p.sources);
+        e
+    }
+
     /// Removes every directory of this cgroup, deepest first, in every hierarchy. A missing
     /// directory counts as removed; every error is collected, none stops the rest.
     pub fn destroy(&self) -> Result<(), CgroupError> {

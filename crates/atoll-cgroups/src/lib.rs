@@ -18,6 +18,7 @@ mod cgroup;
 mod device_program;
 pub mod devices;
 mod error;
+pub mod events;
 mod fs;
 mod layout;
 mod path;
@@ -29,6 +30,7 @@ use std::path::PathBuf;
 
 pub use cgroup::{join_self, Cgroup};
 pub use error::{CgroupError, Errno};
+pub use events::Events;
 pub use layout::Mode;
 pub use oci_spec::runtime::LinuxResources;
 pub use path::SubCgroup;

@@ -64,15 +64,30 @@ impl Subject {
         s
     }
 
-    /// The container `id` of the runtime root `root`.
+    /// The container `id` of the runtime root `root`: its full id, or a prefix that only one
+    /// container's id starts with (podman and docker print 12 of the 64 hex digits).
     pub fn container(root: &Path, id: &str) -> Result<Subject, DoctorError> {
-        if !Store::new(root).exists(id) {
-            return Err(DoctorError::NotFound(format!(
-                "no container {id:?} in {}",
-                root.display()
-            )));
+        let store = Store::new(root);
+        let not_found =
+            || DoctorError::NotFound(format!("no container {id:?} in {}", root.display()));
+        // An id is a path component under the root: one that could leave it names nothing.
+        atoll_runtime::state::check_id(id).map_err(|_| not_found())?;
+        if store.exists(id) {
+            return Ok(Subject::from_store(id.to_string(), root, id));
         }
-        Ok(Subject::from_store(id.to_string(), root, id))
+        let ids = store.list().map_err(|e| {
+            DoctorError::NotFound(format!("list the containers of {}: {e}", root.display()))
+        })?;
+        let matching: Vec<&String> = ids.iter().filter(|c| c.starts_with(id)).collect();
+        match matching.as_slice() {
+            [] => Err(not_found()),
+            [one] => Ok(Subject::from_store(one.to_string(), root, one)),
+            many => Err(DoctorError::NotFound(format!(
+                "{} containers of {} start with {id:?}: give more of the id",
+                many.len(),
+                root.display()
+            ))),
+        }
     }
 
     fn from_store(name: String, root: &Path, id: &str) -> Subject {
@@ -103,7 +118,7 @@ impl Subject {
 /// Find what `what` names. With `--root` given, only containers of that root (a script that
 /// drives atoll as runc never reaches an island by accident). Without it: "project/island" is an
 /// island; a bare name is a container of the default root if one exists, else an island of
-/// that name in exactly one project.
+/// that name in exactly one project, else a container whose id it uniquely begins.
 pub fn find(
     what: &str,
     runtime_root: &Path,
@@ -116,12 +131,14 @@ pub fn find(
     if !what.contains('/') && Store::new(runtime_root).exists(what) {
         return Subject::container(runtime_root, what);
     }
-    let (plan, name) = atoll_islands::resolve(islands_state, what).map_err(|e| {
-        DoctorError::NotFound(format!(
-            "{e}; and no container {what:?} in {}",
-            runtime_root.display()
-        ))
-    })?;
+    let (plan, name) = match atoll_islands::resolve(islands_state, what) {
+        Ok(found) => found,
+        // Not an island: a unique prefix of a container id, last, so that it never hides one.
+        Err(e) => {
+            return Subject::container(runtime_root, what)
+                .map_err(|c| DoctorError::NotFound(format!("{e}; and {c}")))
+        }
+    };
     let index = plan
         .islands
         .iter()

@@ -121,16 +121,51 @@ pub fn status(project: Option<&str>, json: bool) -> Result<i32> {
         .filter(|p| project.is_none_or(|n| n == p.name))
         .collect();
     let all: Vec<st::Status> = plans.iter().map(st::status).collect();
+    let verdicts: Vec<Vec<Option<String>>> = plans.iter().map(doctor_verdicts).collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        let mut v = serde_json::to_value(&all)?;
+        for (p, per_island) in verdicts.iter().enumerate() {
+            for (i, line) in per_island.iter().enumerate() {
+                if let Some(island) = v[p]["islands"].get_mut(i) {
+                    island["doctor"] = serde_json::json!(line);
+                }
+            }
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else if all.is_empty() {
         println!("no islands are up");
     } else {
-        for s in &all {
+        for (s, per_island) in all.iter().zip(&verdicts) {
             print!("{s}");
+            let wrong: Vec<(&str, &str)> = s
+                .islands
+                .iter()
+                .zip(per_island)
+                .filter_map(|(i, l)| Some((i.name.as_str(), l.as_deref()?)))
+                .collect();
+            if !wrong.is_empty() {
+                println!("  doctor:");
+            }
+            for (name, line) in wrong {
+                println!("    {name:<12} {line}  (atoll doctor {}/{name})", s.name);
+            }
         }
     }
     Ok(0)
+}
+
+/// The doctor's one line for each island of `plan` (None: nothing wrong): the walk without a
+/// question (process, files, network; nothing is probed), stopped at the first fault.
+fn doctor_verdicts(plan: &Plan) -> Vec<Option<String>> {
+    (0..plan.islands.len())
+        .map(|i| {
+            let subject = atoll_doctor::Subject::island(plan, i);
+            match atoll_doctor::diagnose(&subject, None, None) {
+                Ok(r) => r.one_line(),
+                Err(e) => Some(format!("doctor could not run: {e}")),
+            }
+        })
+        .collect()
 }
 
 fn logs(island: &str, follow: bool) -> Result<i32> {
