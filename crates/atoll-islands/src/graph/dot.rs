@@ -21,6 +21,14 @@ pub const ISLAND_LINE: &str = "#2b6cb0";
 pub const ALERT_FILL: &str = "#fde8e8";
 pub const ALERT_LINE: &str = "#c53030";
 
+const LABEL_NODE: &str =
+    "shape=plaintext, style=filled, fillcolor=white, fontsize=10, margin=\"0.04,0.02\", width=0, height=0";
+const LINK_EDGE: &str = "dir=none, color=\"#4a5568\", penwidth=2";
+const FLOW_EDGE: &str = "color=\"#2f855a\", style=dashed";
+
+/// Projects of up to this many islands are drawn left to right, larger ones top to bottom.
+const WIDE_MAX: usize = 8;
+
 /// Graphviz's `dot`, if installed: /usr/bin/dot, else the first `dot` on PATH.
 pub fn graphviz() -> Option<PathBuf> {
     let fixed = Path::new("/usr/bin/dot");
@@ -72,9 +80,16 @@ pub fn render(g: &Graph) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "digraph \"{}\" {{", quoted(&g.project));
     let title = html_lines(&title_lines(g), true, false);
+    // Left to right reads best for a few islands; a long chain of many would make a page
+    // metres wide, so larger projects grow downwards, the way a page scrolls.
+    let rankdir = if g.islands.len() > WIDE_MAX {
+        "TB"
+    } else {
+        "LR"
+    };
     let _ = writeln!(
         s,
-        "  graph [rankdir=LR, fontname=\"{FONT}\", fontsize=12, labelloc=t, labeljust=l, \
+        "  graph [rankdir={rankdir}, fontname=\"{FONT}\", fontsize=12, labelloc=t, labeljust=l, \
          nodesep=0.35, ranksep=0.6, pad=0.3, id=\"atoll-graph\", class=\"atoll-graph\", \
          label=<{title}>];"
     );
@@ -101,26 +116,44 @@ pub fn render(g: &Graph) -> String {
             html_lines(&lines, true, alert)
         );
     }
+    // Each label is a node of its own on its line (island - label - island): dot never lets
+    // nodes overlap, whereas its own edge labels may collide on parallel edges (a link and the
+    // flows across it).
     for (n, l) in g.links.iter().enumerate() {
         let _ = writeln!(
             s,
-            "  i{} -> i{} [id=\"link-{n}\", class=\"link\", dir=none, color=\"{LINK_COLOR}\", \
-             penwidth=2, fontcolor=\"{LINK_COLOR}\", label=<{}>];",
-            l.a,
-            l.b,
+            "  l{n} [id=\"link-label-{n}\", class=\"link-label\", {LABEL_NODE}, \
+             fontcolor=\"{LINK_COLOR}\", label=<{}>];",
             html_lines(&l.label_lines(g), false, false)
+        );
+        let _ = writeln!(
+            s,
+            "  i{} -> l{n} [id=\"link-{n}\", class=\"link\", {LINK_EDGE}];\n  \
+             l{n} -> i{} [id=\"link-{n}-end\", class=\"link-end\", {LINK_EDGE}];",
+            l.a, l.b
         );
     }
     for (n, f) in g.flows.iter().enumerate() {
         let _ = writeln!(
             s,
-            "  i{} -> i{} [id=\"flow-{n}\", class=\"flow\", color=\"{FLOW_COLOR}\", \
-             fontcolor=\"{FLOW_COLOR}\", style=dashed, arrowsize=0.8, label=\"{}\", \
-             tooltip=\"{}\"];",
-            f.from,
-            f.to,
+            "  f{n} [id=\"flow-label-{n}\", class=\"flow-label\", {LABEL_NODE}, \
+             fontcolor=\"{FLOW_COLOR}\", label=\"{}\", tooltip=\"{}\"];",
             quoted(&f.label()),
             quoted(&f.id)
+        );
+        // Both segments run the link's way (a to b), so that dot ranks the label beside the
+        // link's own; the arrowhead sits at the flow's target end.
+        let l = &g.links[f.link];
+        let (dir_a, dir_b) = if f.to == l.a {
+            ("back", "none")
+        } else {
+            ("none", "forward")
+        };
+        let _ = writeln!(
+            s,
+            "  i{} -> f{n} [id=\"flow-{n}\", class=\"flow\", dir={dir_a}, arrowsize=0.8, {FLOW_EDGE}];\n  \
+             f{n} -> i{} [id=\"flow-{n}-end\", class=\"flow-end\", dir={dir_b}, arrowsize=0.8, {FLOW_EDGE}];",
+            l.a, l.b
         );
     }
     s.push_str("}\n");
@@ -174,9 +207,17 @@ mod tests {
             assert!(d.contains(&format!("i{n} [id=\"island-{n}\"")), "{d}");
         }
         assert!(d.contains("class=\"island alert\""));
-        assert!(d.contains("<B>d&lt;b&gt;&amp;&quot;</B>"), "names are escaped: {d}");
-        assert!(d.contains("i0 -> i1 [id=\"link-0\", class=\"link\", dir=none"));
-        assert!(d.contains("i1 -> i0 [id=\"flow-0\", class=\"flow\""));
+        assert!(
+            d.contains("<B>d&lt;b&gt;&amp;&quot;</B>"),
+            "names are escaped: {d}"
+        );
+        assert!(d.contains("i0 -> l0 [id=\"link-0\", class=\"link\", dir=none"));
+        assert!(d.contains("l0 -> i1 [id=\"link-0-end\""));
+        // backup -> db runs along link db-backup (a = db): the arrowhead is at db, the tail end.
+        assert!(d.contains("i0 -> f0 [id=\"flow-0\", class=\"flow\", dir=back"));
+        assert!(d.contains("f0 -> i1 [id=\"flow-0-end\", class=\"flow-end\", dir=none"));
+        assert!(d.contains("i1 -> f1 [id=\"flow-1\", class=\"flow\", dir=none"));
+        assert!(d.contains("f1 -> i2 [id=\"flow-1-end\", class=\"flow-end\", dir=forward"));
         assert!(d.contains("label=\"tcp/5432 · ? pkts\""));
         assert!(d.contains("tooltip=\"allow:backup->db:tcp/5432\""));
         assert_eq!(d.matches("class=\"link\"").count(), 3);

@@ -127,7 +127,10 @@ impl Node {
             }
         };
         let mut out = vec![
-            format!("{} · uid {} (host {})", self.status, self.uid, self.host_uid),
+            format!(
+                "{} · uid {} (host {})",
+                self.status, self.uid, self.host_uid
+            ),
             format!("caps: {}", list(&self.caps)),
             format!("guard: {}", self.guard),
             format!("devices: {}", list(&self.devices)),
@@ -380,7 +383,11 @@ pub(crate) mod tests {
         let alerts: Vec<u64> = g.islands.iter().map(|i| i.alerts).collect();
         assert_eq!(alerts, [0, 0, 0, 2], "alerts are counted per container id");
         let drops: Vec<Option<u64>> = g.links.iter().map(|l| l.drops).collect();
-        assert_eq!(drops, [Some(0), Some(7), Some(1)], "both host ends of a link");
+        assert_eq!(
+            drops,
+            [Some(0), Some(7), Some(1)],
+            "both host ends of a link"
+        );
         assert_eq!(g.other_drops, Some(4));
         assert_eq!(g.flows[0].rule, "tcp/5432");
         assert_eq!(g.flows[0].label(), "tcp/5432 · 12 pkts");

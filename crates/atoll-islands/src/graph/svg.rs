@@ -194,7 +194,13 @@ fn between(a: &Rect, b: &Rect, off: f64) -> ((f64, f64), (f64, f64)) {
 
 /// The first spot along `seg` for a `w`×`h` label that stays inside `area` and overlaps no
 /// rect of `taken`.
-fn place(seg: ((f64, f64), (f64, f64)), w: f64, h: f64, area: &Rect, taken: &[Rect]) -> Option<Rect> {
+fn place(
+    seg: ((f64, f64), (f64, f64)),
+    w: f64,
+    h: f64,
+    area: &Rect,
+    taken: &[Rect],
+) -> Option<Rect> {
     let ((x0, y0), (x1, y1)) = seg;
     let (dx, dy) = (x1 - x0, y1 - y0);
     let len = (dx * dx + dy * dy).sqrt().max(1e-9);
@@ -346,10 +352,7 @@ pub fn render(g: &Graph) -> String {
         s,
         "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"{FLOW_COLOR}\"/></marker></defs>"
     );
-    let _ = writeln!(
-        s,
-        "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>"
-    );
+    let _ = writeln!(s, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
     let _ = writeln!(s, "<title>atoll project {}</title>", xml_escape(&g.project));
     for (k, l) in title_lines(g).iter().enumerate() {
         let weight = if k == 0 { "bold" } else { "normal" };
@@ -492,7 +495,11 @@ mod tests {
     fn demo_boxes_and_labels_do_not_overlap_and_every_label_has_a_spot() {
         let g = build(&demo_plan(), &Live::default());
         let lay = check(&g);
-        assert!(lay.link_labels.iter().chain(&lay.flow_labels).all(Option::is_some));
+        assert!(lay
+            .link_labels
+            .iter()
+            .chain(&lay.flow_labels)
+            .all(Option::is_some));
         let svg = render(&g);
         assert_eq!(svg.matches("class=\"island\"").count(), 4);
         assert_eq!(svg.matches("class=\"link\"").count(), 3);
@@ -505,8 +512,16 @@ mod tests {
     fn fifty_islands_stay_apart() {
         let g = build(&generated_plan(50), &Live::default());
         let lay = check(&g);
-        let placed = lay.link_labels.iter().chain(&lay.flow_labels).flatten().count();
-        assert!(placed * 10 >= (g.links.len() + g.flows.len()) * 9, "most labels sit on their line");
+        let placed = lay
+            .link_labels
+            .iter()
+            .chain(&lay.flow_labels)
+            .flatten()
+            .count();
+        assert!(
+            placed * 10 >= (g.links.len() + g.flows.len()) * 9,
+            "most labels sit on their line"
+        );
     }
 
     #[test]
