@@ -132,7 +132,26 @@ fn label_size(lines: &[String]) -> (f64, f64) {
     (w + 8.0, lines.len() as f64 * LABEL_LINE_H + 4.0)
 }
 
-/// Islands in breadth-first order from the most linked one, component after component.
+/// Breadth-first distances from `start` (usize::MAX: not reached).
+fn distances(adj: &[Vec<usize>], start: usize) -> Vec<usize> {
+    let mut d = vec![usize::MAX; adj.len()];
+    d[start] = 0;
+    let mut q = VecDeque::from([start]);
+    while let Some(i) = q.pop_front() {
+        for &j in &adj[i] {
+            if d[j] == usize::MAX {
+                d[j] = d[i] + 1;
+                q.push_back(j);
+            }
+        }
+    }
+    d
+}
+
+/// Islands in breadth-first order, component after component, each started from an island at
+/// the far end of its component (Cuthill-McKee's idea: linked islands get near positions in the
+/// order, and the grid is filled in that order, row by row, every other row reversed, so
+/// neighbours in the order are neighbours on the grid).
 fn order(g: &Graph) -> Vec<usize> {
     let n = g.islands.len();
     let mut adj = vec![Vec::new(); n];
@@ -140,16 +159,19 @@ fn order(g: &Graph) -> Vec<usize> {
         adj[l.a].push(l.b);
         adj[l.b].push(l.a);
     }
-    let mut by_degree: Vec<usize> = (0..n).collect();
-    by_degree.sort_by_key(|&i| std::cmp::Reverse(adj[i].len()));
     let mut seen = vec![false; n];
     let mut out = Vec::with_capacity(n);
-    for start in by_degree {
-        if seen[start] {
+    for first in 0..n {
+        if seen[first] {
             continue;
         }
-        seen[start] = true;
-        let mut q = VecDeque::from([start]);
+        let from_first = distances(&adj, first);
+        let far = (0..n)
+            .filter(|&i| from_first[i] != usize::MAX)
+            .max_by_key(|&i| (from_first[i], std::cmp::Reverse(i)))
+            .unwrap_or(first);
+        seen[far] = true;
+        let mut q = VecDeque::from([far]);
         while let Some(i) = q.pop_front() {
             out.push(i);
             for &j in &adj[i] {
@@ -231,6 +253,7 @@ pub fn layout(g: &Graph) -> Layout {
     let mut boxes = vec![Rect::centered(0.0, 0.0, 0.0, 0.0); n];
     for (slot, &i) in order(g).iter().enumerate() {
         let (r, c) = (slot / cols, slot % cols);
+        let c = if r % 2 == 1 { cols - 1 - c } else { c };
         let cx = PAD + cell_w * (c as f64 + 0.5);
         let cy = top + cell_h * (r as f64 + 0.5);
         boxes[i] = Rect::centered(cx, cy, sizes[i].0, sizes[i].1);
