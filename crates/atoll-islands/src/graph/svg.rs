@@ -277,7 +277,7 @@ pub fn layout(g: &Graph) -> Layout {
         .map(|f| {
             let k = per_link[f.link];
             per_link[f.link] += 1;
-            let side = if k % 2 == 0 { 1.0 } else { -1.0 };
+            let side = if k.is_multiple_of(2) { 1.0 } else { -1.0 };
             let off = side * FLOW_SPACING * (k / 2 + 1) as f64;
             // Offsets are to the left of the link's a→b direction, whichever way the flow goes.
             let l = &g.links[f.link];
