@@ -533,7 +533,7 @@ fn fifty_islands_stay_legible_in_both_layouts() {
     }
 }
 
-/// The verb refuses what it cannot draw, by name.
+/// The verb refuses what it cannot draw, by name; `--dot` prints the Graphviz source.
 #[test]
 fn graph_names_what_it_cannot_draw() {
     let (code, _, err) = decode(
@@ -562,5 +562,16 @@ fn graph_names_what_it_cannot_draw() {
     assert!(
         err.contains("ATOLL_GRAPH_LAYOUT=\"nope\": expected auto, graphviz or builtin"),
         "{err}"
+    );
+    let (code, dot, err) = decode(
+        Command::new(ATOLL)
+            .args(["graph", demo, "--dot"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        dot.starts_with("digraph \"demo\" {") && dot.contains("class=\"flow-label\""),
+        "{dot}"
     );
 }

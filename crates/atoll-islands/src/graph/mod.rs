@@ -107,9 +107,10 @@ impl Edge {
 }
 
 impl Flow {
-    /// "tcp/5432 · 12 pkts".
+    /// "tcp/5432 · 12 pkts", "tcp/80 · 1 pkt".
     pub fn label(&self) -> String {
         match self.packets {
+            Some(1) => format!("{} · 1 pkt", self.rule),
             Some(n) => format!("{} · {n} pkts", self.rule),
             None => format!("{} · ? pkts", self.rule),
         }
@@ -392,6 +393,11 @@ pub(crate) mod tests {
         assert_eq!(g.flows[0].rule, "tcp/5432");
         assert_eq!(g.flows[0].label(), "tcp/5432 · 12 pkts");
         assert_eq!(g.flows[1].label(), "tcp/80 · 0 pkts");
+        let one = Flow {
+            packets: Some(1),
+            ..g.flows[1].clone()
+        };
+        assert_eq!(one.label(), "tcp/80 · 1 pkt");
         assert_eq!((g.flows[0].from, g.flows[0].to), (1, 0));
         let web = &g.islands[2];
         assert_eq!(
