@@ -152,6 +152,9 @@ pub enum Verb {
     /// peer; stop at the first at fault and say why, with the evidence and a fix. Exit 0: no
     /// fault; 1: a fault was found; 2: doctor could not run.
     Doctor(DoctorArgs),
+    /// Islands: draw a project (islands, links with their addresses, allowed flows with live
+    /// counters, drops per link, guard alerts) as SVG on stdout, or into --svg FILE, or as DOT.
+    Graph(GraphArgs),
     /// Bring up the built-in example, prove each point live, print the proof, tear it down.
     Demo {
         /// Leave the demo running (take it down with `atoll down demo`).
@@ -210,6 +213,31 @@ pub struct DoctorArgs {
     pub dns: Option<String>,
     #[arg(long)]
     pub json: bool,
+}
+
+/// `atoll graph`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct GraphArgs {
+    /// A project that is up (default: the only one that is up), or an islands file to preview
+    /// before `up` (no live counters).
+    pub project: Option<String>,
+    /// Write the SVG to FILE instead of stdout.
+    #[arg(long, value_name = "FILE", conflicts_with = "dot")]
+    pub svg: Option<PathBuf>,
+    /// Print the graph as Graphviz DOT instead of SVG.
+    #[arg(long)]
+    pub dot: bool,
+    /// Who lays the SVG out: Graphviz's `dot` (auto: when installed) or the built-in grid.
+    /// ATOLL_GRAPH_LAYOUT (auto, graphviz, builtin) sets it when the flag is not given.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub layout: GraphLayout,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphLayout {
+    Auto,
+    Graphviz,
+    Builtin,
 }
 
 /// The verbs that act on one island. They live under `atoll island` so that a runc verb's

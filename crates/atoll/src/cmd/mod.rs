@@ -3,6 +3,7 @@
 mod doctor;
 mod exec;
 mod features;
+mod graph;
 mod guard;
 mod inspect;
 mod islands;
@@ -57,6 +58,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             dest,
         } => return islands::backup(island, dest, *freeze, *json),
         Verb::Doctor(a) => return doctor::doctor(cli, a),
+        Verb::Graph(a) => return graph::graph(cli, a),
         Verb::Demo { keep } => return crate::demo::run(cli, *keep),
         Verb::List { format, quiet } => inspect::list(&store, *format, *quiet)?,
         Verb::Pause { id } => container::pause(&store, id)?,
