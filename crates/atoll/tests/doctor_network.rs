@@ -273,17 +273,22 @@ fn the_islands_neighbour_entry_removed() {
 }
 
 #[test]
-fn no_link_and_outside_addresses_are_named() {
+fn no_link_and_outside_addresses_are_named_with_what_to_add() {
     if !can_run() {
         return;
     }
     let p = Project::up();
+    // A peer with no link has no address a's files could name: the walk stops at layer 2, which
+    // gives the same [[link]] to add.
     let (code, v) = p.doctor("a", "c:80");
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["layers"][1]["verdict"], "fault", "{v:#}");
     assert_eq!(
-        v["layers"][2]["summary"], "no [[link]] between a and c",
+        v["layers"][1]["summary"], "c is not in /etc/hosts: no [[link]] joins a and c",
         "{v:#}"
     );
-    network_fault(code, &v, &["[[link]]\nbetween = [\"a\", \"c\"]"]);
+    let fix = v["layers"][1]["fix"].as_str().unwrap();
+    assert!(fix.contains("[[link]]\nbetween = [\"a\", \"c\"]"), "{v:#}");
     let (code, v) = p.doctor("a", "1.1.1.1:53/udp");
     assert!(
         v["layers"][2]["summary"]
