@@ -6,83 +6,21 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{can_run, decode, Bundle, ATOLL};
+use common::project::{doctor, Project, BB};
+use common::{can_run, decode, Bundle};
 use serde_json::Value;
 
-static N: AtomicUsize = AtomicUsize::new(0);
-const BB: &str = "/bin/busybox";
-
-/// A project brought up from a file; dropping it runs `atoll down` and removes its files.
-struct Project {
-    name: String,
-    dir: PathBuf,
-    file: PathBuf,
+/// A project brought up from `body` (the file without name and data_root).
+fn up(body: &str) -> Project {
+    Project::started("dgrd", body)
 }
 
-impl Project {
-    /// `body` is the file without `name`, `data_root` and `subnet`, which are made unique
-    /// here: the pid and a counter name the project ("guard" is this test file's tag), and
-    /// each project takes a /28 of a pool of its own (projects up at the same time in other
-    /// test binaries would collide on equal host routes).
-    fn up(body: &str) -> Project {
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let pid = std::process::id();
-        let name = format!("guard{}x{n}", pid % 100_000);
-        let dir = PathBuf::from(format!("/tmp/atoll-tests/doctor-{name}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("islands.toml");
-        std::fs::write(
-            &file,
-            format!(
-                "name = \"{name}\"\ndata_root = \"{}\"\nsubnet = \"10.214.{}.{}/28\"\n{body}",
-                dir.join("data").display(),
-                pid % 256,
-                (n % 16) * 16
-            ),
-        )
-        .unwrap();
-        let p = Project { name, dir, file };
-        let (code, out, err) = decode(
-            Command::new(ATOLL)
-                .args(["up", p.file.to_str().unwrap()])
-                .output()
-                .unwrap(),
-        );
-        assert_eq!(code, 0, "atoll up: {out}{err}");
-        p
-    }
-
-    /// `atoll doctor PROJECT/FROM --to TO --json`: (exit code, the report, the text for
-    /// messages).
-    fn doctor(&self, from: &str, to: &str) -> (i32, Value, String) {
-        let subject = format!("{}/{from}", self.name);
-        doctor(&[&subject, "--to", to], None)
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = Command::new(ATOLL).args(["down", &self.name]).output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_dir_all(Path::new("/var/log/atoll/islands").join(&self.name));
-    }
-}
-
-fn doctor(args: &[&str], root: Option<&Path>) -> (i32, Value, String) {
-    let mut c = Command::new(ATOLL);
-    if let Some(r) = root {
-        c.arg("--root").arg(r);
-    }
-    let (code, out, err) = decode(c.arg("doctor").args(args).arg("--json").output().unwrap());
-    let v: Value = serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("doctor {args:?}: not JSON ({e}): {out}{err}"));
-    (code, v, format!("{out}{err}"))
+/// `atoll doctor PROJECT/FROM --to TO --json`: (exit code, the report, the text for messages).
+fn ask(p: &Project, from: &str, to: &str) -> (i32, Value, String) {
+    p.doctor(from, &["--to", to])
 }
 
 /// The report of `layer`.
@@ -144,8 +82,8 @@ fn a_missing_allow_is_the_guards_fault_with_the_block_to_add() {
     if !can_run() {
         return;
     }
-    let p = Project::up(TWO);
-    let (code, v, text) = p.doctor("a", "b:5432");
+    let p = up(TWO);
+    let (code, v, text) = ask(&p, "a", "b:5432");
     assert_eq!(code, 1, "{text}");
     assert_fault_at(&v, "guard", &text);
     let g = layer(&v, "guard");
@@ -179,10 +117,10 @@ fn an_allow_on_the_wrong_port_names_the_allow_and_the_port_to_add() {
     if !can_run() {
         return;
     }
-    let p = Project::up(&format!(
+    let p = up(&format!(
         "{TWO}[[allow]]\nfrom = \"a\"\nto = \"b\"\nproto = \"tcp\"\nports = [80]\n"
     ));
-    let (code, v, text) = p.doctor("a", "b:5432");
+    let (code, v, text) = ask(&p, "a", "b:5432");
     assert_eq!(code, 1, "{text}");
     assert_fault_at(&v, "guard", &text);
     let s = layer(&v, "guard")["summary"].as_str().unwrap().to_string();
@@ -203,10 +141,10 @@ fn the_reverse_of_a_one_way_flow_is_told_apart() {
     if !can_run() {
         return;
     }
-    let p = Project::up(&format!(
+    let p = up(&format!(
         "{TWO}[[allow]]\nfrom = \"a\"\nto = \"b\"\nproto = \"tcp\"\nports = [5432]\n"
     ));
-    let (code, v, text) = p.doctor("b", "a:5432");
+    let (code, v, text) = ask(&p, "b", "a:5432");
     assert_eq!(code, 1, "{text}");
     assert_fault_at(&v, "guard", &text);
     assert_eq!(
@@ -228,8 +166,7 @@ fn a_peer_that_does_not_listen_is_the_peers_fault() {
     if !can_run() {
         return;
     }
-    let p = Project::up(
-        r#"
+    let p = up(r#"
 [[island]]
 name = "a"
 command = ["/bin/busybox", "sleep", "1000"]
@@ -243,9 +180,8 @@ from = "a"
 to = "b"
 proto = "tcp"
 ports = [5432]
-"#,
-    );
-    let (code, v, text) = p.doctor("a", "b:5432");
+"#);
+    let (code, v, text) = ask(&p, "a", "b:5432");
     assert_eq!(code, 1, "{text}");
     assert_eq!(layer(&v, "guard")["verdict"], "ok", "{text}");
     assert!(
@@ -271,13 +207,13 @@ fn a_healthy_flow_is_ok_at_the_guard_and_the_peer() {
     if !can_run() {
         return;
     }
-    let p = Project::up(&format!(
+    let p = up(&format!(
         "{TWO}[[allow]]\nfrom = \"a\"\nto = \"b\"\nproto = \"tcp\"\nports = [5432]\n"
     ));
     // b's nc may still be starting: wait for its socket (at most 5 s), not a fixed time.
     let mut last = None;
     for _ in 0..50 {
-        let r = p.doctor("a", "b:5432");
+        let r = ask(&p, "a", "b:5432");
         if r.0 == 0 {
             last = Some(r);
             break;
@@ -367,7 +303,7 @@ fn a_live_table_that_differs_from_the_plan_is_named_with_the_reapply() {
     if !can_run() {
         return;
     }
-    let p = Project::up(&format!(
+    let p = up(&format!(
         "{TWO}[[allow]]\nfrom = \"a\"\nto = \"b\"\nproto = \"tcp\"\nports = [5432]\n"
     ));
     // Someone edits the live table: the allow now names port 1. The plan still says 5432.
@@ -393,7 +329,7 @@ fn a_live_table_that_differs_from_the_plan_is_named_with_the_reapply() {
     drop(c.stdin.take());
     assert!(c.wait().unwrap().success(), "nft {script}");
 
-    let (code, v, text) = p.doctor("a", "b:5432");
+    let (code, v, text) = ask(&p, "a", "b:5432");
     assert_eq!(code, 1, "{text}");
     assert_fault_at(&v, "guard", &text);
     let s = layer(&v, "guard")["summary"].as_str().unwrap().to_string();
@@ -422,12 +358,12 @@ fn a_missing_table_is_the_guards_fault() {
     if !can_run() {
         return;
     }
-    let p = Project::up(&format!(
+    let p = up(&format!(
         "{TWO}[[allow]]\nfrom = \"a\"\nto = \"b\"\nproto = \"tcp\"\nports = [5432]\n"
     ));
     let table = format!("atoll_{}", p.name);
     nft(&["delete", "table", "inet", &table]);
-    let (code, v, text) = p.doctor("a", "b:5432");
+    let (code, v, text) = ask(&p, "a", "b:5432");
     assert_eq!(code, 1, "{text}");
     assert_fault_at(&v, "guard", &text);
     assert_eq!(

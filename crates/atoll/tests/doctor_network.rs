@@ -6,39 +6,18 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{can_run, decode, Bundle, ATOLL};
+use common::project::{Project, BB};
+use common::{can_run, decode, Bundle};
 use serde_json::Value;
 
-static N: AtomicUsize = AtomicUsize::new(0);
-const BB: &str = "/bin/busybox";
-
-/// A project brought up from a file; dropping it runs `atoll down` and removes its files.
-struct Project {
-    name: String,
-    dir: PathBuf,
-    file: PathBuf,
-}
-
-impl Project {
-    /// a and b linked, a may reach b on tcp/5432 where b listens; c is linked to nobody.
-    fn up() -> Project {
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let name = format!("t{}dnet{n}", std::process::id() % 10000);
-        let dir = PathBuf::from(format!("/tmp/atoll-tests/doctor-net-{name}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("islands.toml");
-        std::fs::write(
-            &file,
-            format!(
-                r#"name = "{name}"
-data_root = "{data}"
-subnet = "10.{o2}.{o3}.0/24"
-[[island]]
+/// a and b linked, a may reach b on tcp/5432 where b listens; c is linked to nobody.
+fn three_islands() -> Project {
+    Project::started(
+        "dnet",
+        &format!(
+            r#"[[island]]
 name = "a"
 command = ["{BB}", "sleep", "1000"]
 [[island]]
@@ -54,64 +33,20 @@ from = "a"
 to = "b"
 proto = "tcp"
 ports = [5432]
-"#,
-                data = dir.join("data").display(),
-                // A pool of its own: equal host routes of projects up at the same time collide.
-                o2 = 96 + n % 32,
-                o3 = std::process::id() % 256,
-            ),
-        )
-        .unwrap();
-        let p = Project { name, dir, file };
-        let (code, out, err) = p.atoll(&["up", p.file.to_str().unwrap()]);
-        assert_eq!(code, 0, "up: {out}{err}");
-        p
-    }
-
-    fn atoll(&self, args: &[&str]) -> (i32, String, String) {
-        decode(Command::new(ATOLL).args(args).output().unwrap())
-    }
-
-    fn plan(&self) -> Value {
-        let p = Path::new("/run/atoll/islands")
-            .join(&self.name)
-            .join("plan.json");
-        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-    }
-
-    /// The pinned netns of `island`, as plan.json records it.
-    fn netns(&self, island: &str) -> String {
-        let plan = self.plan();
-        plan["islands"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["name"] == island)
-            .map(|i| i["netns"].as_str().unwrap().to_string())
-            .unwrap()
-    }
-
-    /// The a–b link of plan.json (a is its `a` side: the file names a first).
-    fn link(&self) -> Value {
-        self.plan()["links"][0].clone()
-    }
-
-    /// `atoll doctor PROJECT/from --to to --json`: exit code and the report.
-    fn doctor(&self, from: &str, to: &str) -> (i32, Value) {
-        let what = format!("{}/{from}", self.name);
-        let (code, out, err) = self.atoll(&["doctor", &what, "--to", to, "--json"]);
-        let v = serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("doctor {what} --to {to}: {e}\n{out}{err}"));
-        (code, v)
-    }
+"#
+        ),
+    )
 }
 
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = Command::new(ATOLL).args(["down", &self.name]).output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_dir_all(Path::new("/var/log/atoll/islands").join(&self.name));
-    }
+/// The a–b link of plan.json (a is its `a` side: the file names a first).
+fn link(p: &Project) -> Value {
+    p.plan().expect("plan")["links"][0].clone()
+}
+
+/// `atoll doctor PROJECT/from --to to --json`: exit code and the report.
+fn ask(p: &Project, from: &str, to: &str) -> (i32, Value) {
+    let (code, v, _) = p.doctor(from, &["--to", to]);
+    (code, v)
 }
 
 fn sh(cmd: &str) {
@@ -144,7 +79,7 @@ fn network_fault(code: i32, v: &Value, want: &[&str]) -> String {
 }
 
 fn network_ok(p: &Project) {
-    let (_, v) = p.doctor("a", "b:5432");
+    let (_, v) = ask(p, "a", "b:5432");
     assert_eq!(v["layers"][2]["verdict"], "ok", "{v:#}");
 }
 
@@ -153,12 +88,12 @@ fn a_healthy_link_passes_the_network_layer() {
     if !can_run() {
         return;
     }
-    let p = Project::up();
-    let (code, v) = p.doctor("a", "b:5432");
+    let p = three_islands();
+    let (code, v) = ask(&p, "a", "b:5432");
     let l = &v["layers"][2];
     assert_eq!(l["verdict"], "ok", "{v:#}");
     assert_eq!(l["fix"], Value::Null);
-    let link = p.link();
+    let link = link(&p);
     let ev = l["evidence"].to_string();
     for want in [
         "[a] lo: UP".to_string(),
@@ -187,10 +122,10 @@ fn lo_down_in_the_island() {
     if !can_run() {
         return;
     }
-    let p = Project::up();
+    let p = three_islands();
     let ns = p.netns("a");
     sh(&format!("nsenter --net={ns} ip link set dev lo down"));
-    let (code, v) = p.doctor("a", "b:5432");
+    let (code, v) = ask(&p, "a", "b:5432");
     assert_eq!(v["layers"][2]["summary"], "lo is down in a", "{v:#}");
     let fix = network_fault(
         code,
@@ -206,10 +141,10 @@ fn a_host_veth_down() {
     if !can_run() {
         return;
     }
-    let p = Project::up();
-    let host_a = p.link()["host_a"].as_str().unwrap().to_string();
+    let p = three_islands();
+    let host_a = link(&p)["host_a"].as_str().unwrap().to_string();
     sh(&format!("ip link set dev {host_a} down"));
-    let (code, v) = p.doctor("a", "b:5432");
+    let (code, v) = ask(&p, "a", "b:5432");
     let fix = network_fault(code, &v, &[&format!("ip link set dev {host_a} up")]);
     assert!(
         v["layers"][2]["summary"]
@@ -228,11 +163,11 @@ fn the_islands_route_to_its_peer_removed() {
     if !can_run() {
         return;
     }
-    let p = Project::up();
+    let p = three_islands();
     let ns = p.netns("a");
-    let peer = p.link()["addr_b"].as_str().unwrap().to_string();
+    let peer = link(&p)["addr_b"].as_str().unwrap().to_string();
     sh(&format!("nsenter --net={ns} ip route del {peer} dev b"));
-    let (code, v) = p.doctor("a", "b:5432");
+    let (code, v) = ask(&p, "a", "b:5432");
     let fix = network_fault(
         code,
         &v,
@@ -255,11 +190,11 @@ fn the_islands_neighbour_entry_removed() {
     if !can_run() {
         return;
     }
-    let p = Project::up();
+    let p = three_islands();
     let ns = p.netns("a");
-    let peer = p.link()["addr_b"].as_str().unwrap().to_string();
+    let peer = link(&p)["addr_b"].as_str().unwrap().to_string();
     sh(&format!("nsenter --net={ns} ip neigh del {peer} dev b"));
-    let (code, v) = p.doctor("a", "b:5432");
+    let (code, v) = ask(&p, "a", "b:5432");
     let fix = network_fault(
         code,
         &v,
@@ -277,10 +212,10 @@ fn no_link_and_outside_addresses_are_named_with_what_to_add() {
     if !can_run() {
         return;
     }
-    let p = Project::up();
+    let p = three_islands();
     // A peer with no link has no address a's files could name: the walk stops at layer 2, which
     // gives the same [[link]] to add.
-    let (code, v) = p.doctor("a", "c:80");
+    let (code, v) = ask(&p, "a", "c:80");
     assert_eq!(code, 1, "{v:#}");
     assert_eq!(v["layers"][1]["verdict"], "fault", "{v:#}");
     assert_eq!(
@@ -289,7 +224,7 @@ fn no_link_and_outside_addresses_are_named_with_what_to_add() {
     );
     let fix = v["layers"][1]["fix"].as_str().unwrap();
     assert!(fix.contains("[[link]]\nbetween = [\"a\", \"c\"]"), "{v:#}");
-    let (code, v) = p.doctor("a", "1.1.1.1:53/udp");
+    let (code, v) = ask(&p, "a", "1.1.1.1:53/udp");
     assert!(
         v["layers"][2]["summary"]
             .as_str()

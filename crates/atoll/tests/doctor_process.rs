@@ -7,128 +7,43 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::project::{Project, BB};
 use common::{can_run, can_run_also, decode, Bundle, ATOLL};
 use serde_json::Value;
 
-static N: AtomicUsize = AtomicUsize::new(0);
-const BB: &str = "/bin/busybox";
-
-/// A project brought up from a file; dropping it runs `atoll down` and removes its files
-/// (the `Project` of tests/islands.rs, reduced to what these tests use).
-struct Project {
-    name: String,
-    dir: PathBuf,
-    file: PathBuf,
+/// The status of `island` in `atoll status --json`.
+fn island_status(p: &Project, island: &str) -> Value {
+    p.status()[0]["islands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == island)
+        .cloned()
+        .unwrap()
 }
 
-impl Project {
-    fn up(tag: &str, body: &str) -> Project {
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let pid = std::process::id();
-        // Names are at most 12 characters; each project takes its links from a /16 of its own,
-        // so that projects of other test binaries running at the same time never collide.
-        let name = format!("p{}{tag}{n}", pid % 10000);
-        let subnet = format!("10.{}.0.0/16", 180 + (pid % 25) * 3 + n as u32 % 3);
-        let dir = PathBuf::from(format!("/tmp/atoll-tests/doctor-{name}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("islands.toml");
-        std::fs::write(
-            &file,
-            format!(
-                "name = \"{name}\"\ndata_root = \"{}\"\nsubnet = \"{subnet}\"\n{body}",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
-        let p = Project { name, dir, file };
-        let (code, out, err) = p.atoll(&["up", p.file.to_str().unwrap()]);
-        assert_eq!(code, 0, "up: {out}{err}");
-        p
-    }
-
-    fn atoll(&self, args: &[&str]) -> (i32, String, String) {
-        decode(Command::new(ATOLL).args(args).output().unwrap())
-    }
-
-    /// `atoll doctor PROJECT/ISLAND ARGS --json`: the exit code and the report.
-    fn doctor(&self, island: &str, args: &[&str]) -> (i32, Value) {
-        let who = format!("{}/{island}", self.name);
-        let mut a = vec!["doctor", who.as_str(), "--json"];
-        a.extend_from_slice(args);
-        let (code, out, err) = self.atoll(&a);
-        let v = serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("doctor {a:?}: exit {code}, {e}: {out}{err}"));
-        (code, v)
-    }
-
-    fn status(&self) -> Value {
-        let (code, out, err) = self.atoll(&["status", "--json", &self.name]);
-        assert_eq!(code, 0, "status: {out}{err}");
-        serde_json::from_str(&out).unwrap()
-    }
-
-    fn island_status(&self, island: &str) -> Value {
-        self.status()[0]["islands"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["name"] == island)
-            .cloned()
-            .unwrap()
-    }
-
-    fn plan(&self) -> Value {
-        let p = Path::new("/run/atoll/islands")
-            .join(&self.name)
-            .join("plan.json");
-        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-    }
-
-    /// `atoll --root R VERB ID` on the island's container, as the plan records them.
-    fn runtime(&self, verb: &str, island: &str) -> (i32, String) {
-        let plan = self.plan();
-        let i = plan["islands"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["name"] == island)
-            .unwrap();
-        let (c, o, e) = self.atoll(&[
-            "--root",
-            plan["runtime_root"].as_str().unwrap(),
-            verb,
-            i["container_id"].as_str().unwrap(),
-        ]);
-        (c, format!("{o}{e}"))
-    }
-
-    /// Waits until `island`'s status is `want` (the kernel acts on its own time).
-    fn wait_status(&self, island: &str, want: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let s = self.island_status(island);
-            if s["status"] == want {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{island} did not become {want}: {s}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+/// Waits until `island`'s status is `want` (the kernel acts on its own time).
+fn wait_status(p: &Project, island: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = island_status(p, island);
+        if s["status"] == want {
+            return;
         }
+        assert!(
+            Instant::now() < deadline,
+            "{island} did not become {want}: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = Command::new(ATOLL).args(["down", &self.name]).output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_dir_all(Path::new("/var/log/atoll/islands").join(&self.name));
-    }
+/// `atoll doctor PROJECT/ISLAND ARGS --json`: the exit code and the report.
+fn ask(p: &Project, island: &str, args: &[&str]) -> (i32, Value) {
+    let (code, v, _) = p.doctor(island, args);
+    (code, v)
 }
 
 /// Layer `i` (0-based) of a report.
@@ -181,10 +96,10 @@ fn stopped_and_paused_islands_are_process_faults_and_status_says_so() {
          command = [\"{BB}\", \"sh\", \"-c\", \"{BB} sleep 1000 & {BB} sleep 1000 & {BB} sleep 1000 & exec {BB} sleep 1000\"]\n\
          [[island]]\nname = \"esc\"\n{SLEEPER}\n"
     );
-    let p = Project::up("st", &body);
+    let p = Project::started("st", &body);
 
     // healthy: exit 0, every layer checked is ok or not checked.
-    let (code, r) = p.doctor("fine", &[]);
+    let (code, r) = ask(&p, "fine", &[]);
     assert_eq!(code, 0, "{r:#}");
     assert_eq!(layer(&r, 0)["verdict"], "ok", "{r:#}");
     assert!(
@@ -199,15 +114,15 @@ fn stopped_and_paused_islands_are_process_faults_and_status_says_so() {
     );
 
     // stopped: the init killed from outside (no OOM kill counted).
-    let pid = p.island_status("gone")["pid"].as_i64().unwrap();
+    let pid = island_status(&p, "gone")["pid"].as_i64().unwrap();
     assert!(pid > 0);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    p.wait_status("gone", "stopped");
-    let (code, r) = p.doctor("gone", &[]);
+    wait_status(&p, "gone", "stopped");
+    let (code, r) = ask(&p, "gone", &[]);
     assert_eq!(code, 1, "{r:#}");
     assert_fault_at(&r, 0, "process");
     let l = layer(&r, 0);
@@ -238,7 +153,7 @@ fn stopped_and_paused_islands_are_process_faults_and_status_says_so() {
     // paused: `atoll pause` on the island's container.
     let (c, o) = p.runtime("pause", "frozen");
     assert_eq!(c, 0, "pause: {o}");
-    let (code, r) = p.doctor("frozen", &[]);
+    let (code, r) = ask(&p, "frozen", &[]);
     assert_eq!(code, 1, "{r:#}");
     assert_fault_at(&r, 0, "process");
     assert!(
@@ -254,7 +169,7 @@ fn stopped_and_paused_islands_are_process_faults_and_status_says_so() {
     // running at its pids limit: every fork fails, a fault with the live fix.
     let deadline = Instant::now() + Duration::from_secs(20);
     let r = loop {
-        let (code, r) = p.doctor("full", &[]);
+        let (code, r) = ask(&p, "full", &[]);
         if code == 1 || Instant::now() > deadline {
             break r;
         }
@@ -291,7 +206,7 @@ fn stopped_and_paused_islands_are_process_faults_and_status_says_so() {
         assert!(out.status.success(), "{out:?}");
         let deadline = Instant::now() + Duration::from_secs(5);
         let r = loop {
-            let (code, r) = p.doctor("esc", &[]);
+            let (code, r) = ask(&p, "esc", &[]);
             if code == 1 || Instant::now() > deadline {
                 break r;
             }
@@ -357,10 +272,10 @@ fn an_oom_killed_peer_is_named_by_the_peer_and_process_layers() {
          [[link]]\nbetween = [\"a\", \"peer\"]\n\
          [[allow]]\nfrom = \"a\"\nto = \"peer\"\nproto = \"tcp\"\nports = [5432]\n"
     );
-    let p = Project::up("oom", &body);
-    p.wait_status("peer", "stopped");
+    let p = Project::started("oom", &body);
+    wait_status(&p, "peer", "stopped");
 
-    let (code, r) = p.doctor("a", &["--to", "peer:5432"]);
+    let (code, r) = ask(&p, "a", &["--to", "peer:5432"]);
     assert_eq!(code, 1, "{r:#}");
     assert_fault_at(&r, 4, "peer");
     let l = layer(&r, 4);
@@ -376,7 +291,7 @@ fn an_oom_killed_peer_is_named_by_the_peer_and_process_layers() {
         "{r:#}"
     );
 
-    let (code, r) = p.doctor("peer", &[]);
+    let (code, r) = ask(&p, "peer", &[]);
     assert_eq!(code, 1, "{r:#}");
     assert_fault_at(&r, 0, "process");
     assert!(
@@ -384,7 +299,7 @@ fn an_oom_killed_peer_is_named_by_the_peer_and_process_layers() {
         "{r:#}"
     );
     assert!(evidence(layer(&r, 0)).contains("OOM kills 1"), "{r:#}");
-    let s = p.island_status("peer");
+    let s = island_status(&p, "peer");
     assert!(
         text(&s["doctor"]).starts_with("process: stopped: OOM-killed"),
         "{s:#}"
@@ -402,9 +317,9 @@ fn a_name_missing_from_hosts_is_a_files_fault_with_the_link_to_add() {
         "[[island]]\nname = \"a\"\n{SLEEPER}\n[[island]]\nname = \"b\"\n{SLEEPER}\n\
          [[island]]\nname = \"c\"\n{SLEEPER}\n[[link]]\nbetween = [\"a\", \"b\"]\n"
     );
-    let p = Project::up("ho", &body);
+    let p = Project::started("ho", &body);
 
-    let (code, r) = p.doctor("a", &["--to", "c"]);
+    let (code, r) = ask(&p, "a", &["--to", "c"]);
     assert_eq!(code, 1, "{r:#}");
     assert_fault_at(&r, 1, "files");
     let l = layer(&r, 1);
@@ -421,7 +336,7 @@ fn a_name_missing_from_hosts_is_a_files_fault_with_the_link_to_add() {
         "{fix}"
     );
 
-    let (_, r) = p.doctor("a", &["--to", "b"]);
+    let (_, r) = ask(&p, "a", &["--to", "b"]);
     assert_eq!(layer(&r, 0)["verdict"], "ok", "{r:#}");
     assert_eq!(layer(&r, 1)["verdict"], "ok", "{r:#}");
     assert!(

@@ -10,6 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::project::Project;
 use common::{can_run_also, decode, ATOLL};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -41,57 +42,6 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A project brought up from a file; dropping it runs `atoll down` and removes its files.
-struct Project {
-    name: String,
-    dir: Scratch,
-    file: PathBuf,
-}
-
-impl Project {
-    fn new(tag: &str, body: &str) -> Project {
-        let name = format!("gr{}{tag}", std::process::id() % 10000);
-        let dir = Scratch::new(&name);
-        let file = dir.0.join("islands.toml");
-        let data = dir.0.join("data");
-        std::fs::write(
-            &file,
-            format!(
-                "name = \"{name}\"\ndata_root = \"{}\"\n{body}",
-                data.display()
-            ),
-        )
-        .unwrap();
-        Project { name, dir, file }
-    }
-
-    fn atoll(&self, args: &[&str]) -> (i32, String, String) {
-        decode(Command::new(ATOLL).args(args).output().unwrap())
-    }
-
-    fn exec(&self, island: &str, args: &[&str]) -> (i32, String) {
-        let target = format!("{}/{island}", self.name);
-        let mut a = vec!["island", "exec", target.as_str(), "--"];
-        a.extend_from_slice(args);
-        let (c, o, e) = self.atoll(&a);
-        (c, format!("{o}{e}"))
-    }
-
-    fn plan(&self) -> serde_json::Value {
-        let p = Path::new("/run/atoll/islands")
-            .join(&self.name)
-            .join("plan.json");
-        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = Command::new(ATOLL).args(["down", &self.name]).output();
-        let _ = std::fs::remove_dir_all(Path::new("/var/log/atoll/islands").join(&self.name));
     }
 }
 
@@ -382,10 +332,10 @@ fn a_live_project_of_four_islands_reads_at_a_glance_in_both_layouts() {
         .filter(|l| !l.starts_with("name = \"demo\"") && !l.starts_with("log_drops"))
         .collect::<Vec<_>>()
         .join("\n");
-    let p = Project::new("demo", &body);
-    let (code, o, e) = p.atoll(&["up", p.file.to_str().unwrap()]);
+    let mut p = Project::new("demo", &body);
+    let (code, o, e) = p.up();
     assert_eq!(code, 0, "up: {o}{e}");
-    let plan = p.plan();
+    let plan = p.plan().expect("plan");
     let expect = Expect::from_plan(&plan);
     assert_eq!(expect.islands, ["db", "backup", "web", "intruder"]);
     let addr = |link: usize, end: &str| plan["links"][link][end].as_str().unwrap().to_string();
@@ -415,8 +365,8 @@ fn a_live_project_of_four_islands_reads_at_a_glance_in_both_layouts() {
     assert!(o.contains("setns -1"), "{o}{e}");
 
     for layout in ["graphviz", "builtin"] {
-        let file = graph(&[&p.name], layout, &p.dir.0);
-        let f = measure(&file, &p.dir.0);
+        let file = graph(&[&p.name], layout, &p.dir);
+        let f = measure(&file, &p.dir);
         assert_readable(&f, &expect, layout);
         let labels: Vec<&str> = f["labels"]
             .as_array()

@@ -44,6 +44,14 @@ impl Project {
         }
     }
 
+    /// `new`, then `up`, which must succeed.
+    pub fn started(tag: &str, body: &str) -> Project {
+        let mut p = Project::new(tag, body);
+        let (code, out, err) = p.up();
+        assert_eq!(code, 0, "atoll up {}: {out}{err}", p.file.display());
+        p
+    }
+
     pub fn atoll(&self, args: &[&str]) -> (i32, String, String) {
         decode(Command::new(ATOLL).args(args).output().unwrap())
     }
@@ -131,4 +139,68 @@ pub fn listener(port: u16, reply: &str) -> String {
     format!(
         "[\"{BB}\", \"nc\", \"-ll\", \"-p\", \"{port}\", \"-e\", \"{BB}\", \"echo\", \"{reply}\"]"
     )
+}
+
+impl Project {
+    /// plan.json's entry for `island`.
+    pub fn island_plan(&self, island: &str) -> serde_json::Value {
+        let plan = self.plan().expect("the project has a plan");
+        plan["islands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == island)
+            .cloned()
+            .unwrap_or_else(|| panic!("no island {island} in the plan"))
+    }
+
+    /// The pinned netns of `island`, as plan.json records it.
+    pub fn netns(&self, island: &str) -> String {
+        self.island_plan(island)["netns"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// `atoll --root R VERB ID` on the island's container, as the plan records them.
+    pub fn runtime(&self, verb: &str, island: &str) -> (i32, String) {
+        let plan = self.plan().expect("the project has a plan");
+        let i = self.island_plan(island);
+        let (c, o, e) = self.atoll(&[
+            "--root",
+            plan["runtime_root"].as_str().unwrap(),
+            verb,
+            i["container_id"].as_str().unwrap(),
+        ]);
+        (c, format!("{o}{e}"))
+    }
+
+    /// `atoll status --json PROJECT`, which must succeed.
+    pub fn status(&self) -> serde_json::Value {
+        let (code, out, err) = self.atoll(&["status", "--json", &self.name]);
+        assert_eq!(code, 0, "status: {out}{err}");
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// `atoll doctor PROJECT/ISLAND ARGS --json`: the exit code, the report, and the output for
+    /// messages.
+    pub fn doctor(&self, island: &str, args: &[&str]) -> (i32, serde_json::Value, String) {
+        let who = format!("{}/{island}", self.name);
+        let mut a = vec![who.as_str()];
+        a.extend_from_slice(args);
+        doctor(&a, None)
+    }
+}
+
+/// `atoll [--root ROOT] doctor ARGS --json`: the exit code, the report, and the output for
+/// messages. Output that is not JSON fails the test (doctor answers in JSON even for a fault).
+pub fn doctor(args: &[&str], root: Option<&Path>) -> (i32, serde_json::Value, String) {
+    let mut c = Command::new(ATOLL);
+    if let Some(r) = root {
+        c.arg("--root").arg(r);
+    }
+    let (code, out, err) = decode(c.arg("doctor").args(args).arg("--json").output().unwrap());
+    let v = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("doctor {args:?}: exit {code}, not JSON ({e}): {out}{err}"));
+    (code, v, format!("{out}{err}"))
 }
