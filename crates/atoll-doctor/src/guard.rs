@@ -117,13 +117,14 @@ fn ports_str(ports: &[(u16, u16)]) -> String {
     if ports.is_empty() {
         return "any port".into();
     }
-    ports
-        .iter()
-        .map(|&(lo, hi)| {
-            if lo == hi {
-                lo.to_string()
+    // The file writes a range as a string ("8000-8080") and a single port as a number.
+    firewall::port_ranges(ports)
+        .into_iter()
+        .map(|p| {
+            if p.contains('-') {
+                format!("\"{p}\"")
             } else {
-                format!("\"{lo}-{hi}\"")
+                p
             }
         })
         .collect::<Vec<_>>()
@@ -299,23 +300,12 @@ fn island(c: &Ctx, me: &IslandRef, r: &Resolved) -> LayerReport {
             }
         };
     }
-    let outcome = match Netns::open(&plan.islands[from].netns).and_then(|ns| {
-        probe::probe(
-            &ns,
-            net_proto(proto),
-            addr,
-            port.unwrap_or(0),
-            PROBE_TIMEOUT,
-        )
-    }) {
+    let outcome = match Netns::open(&plan.islands[from].netns)
+        .and_then(|ns| probe_once(c, &ns, proto, addr, port))
+    {
         Ok(o) => o,
-        Err(e) => {
-            evidence.push(format!("probe: {e}"));
-            return LayerReport::not_checked(Layer::Guard, "the probe could not be sent")
-                .with_evidence(evidence);
-        }
+        Err(e) => return probe_failed(e, evidence),
     };
-    let _ = c.probe.set(outcome);
     evidence.push(format!(
         "probe from {a} to {}: {outcome}",
         dest(addr, proto, port)
@@ -365,6 +355,25 @@ fn island(c: &Ctx, me: &IslandRef, r: &Resolved) -> LayerReport {
             LayerReport::fault(Layer::Guard, summary, fix).with_evidence(evidence)
         }
     }
+}
+
+/// The one probe the guard layer sends, kept for the peer layer's evidence.
+fn probe_once(
+    c: &Ctx,
+    ns: &Netns,
+    proto: Proto,
+    addr: Ipv4Addr,
+    port: Option<u16>,
+) -> Result<probe::Outcome, atoll_net::NetError> {
+    let outcome = probe::probe(ns, net_proto(proto), addr, port.unwrap_or(0), PROBE_TIMEOUT)?;
+    // Set once per walk: the guard layer runs once.
+    let _ = c.probe.set(outcome);
+    Ok(outcome)
+}
+
+fn probe_failed(e: atoll_net::NetError, mut evidence: Vec<String>) -> LayerReport {
+    evidence.push(format!("probe: {e}"));
+    LayerReport::not_checked(Layer::Guard, "the probe could not be sent").with_evidence(evidence)
 }
 
 fn delta(before: &[Counter], after: &[Counter], rule: &str) -> u64 {
@@ -433,21 +442,10 @@ fn container(c: &Ctx, r: &Resolved) -> LayerReport {
             None
         }
     };
-    let outcome = match probe::probe(
-        &ns,
-        net_proto(proto),
-        addr,
-        port.unwrap_or(0),
-        PROBE_TIMEOUT,
-    ) {
+    let outcome = match probe_once(c, &ns, proto, addr, port) {
         Ok(o) => o,
-        Err(e) => {
-            evidence.push(format!("probe: {e}"));
-            return LayerReport::not_checked(Layer::Guard, "the probe could not be sent")
-                .with_evidence(evidence);
-        }
+        Err(e) => return probe_failed(e, evidence),
     };
-    let _ = c.probe.set(outcome);
     evidence.push(format!(
         "probe inside {} to {}: {outcome}",
         s.name,

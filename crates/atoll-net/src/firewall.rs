@@ -190,18 +190,7 @@ fn allow_rule(a: &Allow) -> String {
     let ports = if a.ports.is_empty() {
         format!("meta l4proto {proto}")
     } else {
-        let list: Vec<String> = a
-            .ports
-            .iter()
-            .map(|&(lo, hi)| {
-                if lo == hi {
-                    lo.to_string()
-                } else {
-                    format!("{lo}-{hi}")
-                }
-            })
-            .collect();
-        format!("{proto} dport {{ {} }}", list.join(", "))
+        format!("{proto} dport {{ {} }}", port_ranges(&a.ports).join(", "))
     };
     format!(
         "iifname \"{}\" oifname \"{}\" ip saddr {} ip daddr {} {ports} ct state new counter accept comment \"{}\"",
@@ -214,6 +203,20 @@ fn is_identifier(s: &str) -> bool {
     matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
         && s.len() <= 64
+}
+
+/// Inclusive port ranges as nft and the islands file write them: "5432", "8000-8080".
+pub fn port_ranges(ports: &[(u16, u16)]) -> Vec<String> {
+    ports
+        .iter()
+        .map(|&(lo, hi)| {
+            if lo == hi {
+                lo.to_string()
+            } else {
+                format!("{lo}-{hi}")
+            }
+        })
+        .collect()
 }
 
 /// Delete table `inet <table>`; Ok if absent (the same add-then-delete transaction).

@@ -157,18 +157,10 @@ fn rule_text(a: &AllowPlan) -> String {
     if a.ports.is_empty() {
         return format!("{proto}/any");
     }
-    let ports: Vec<String> = a
-        .ports
-        .iter()
-        .map(|&(lo, hi)| {
-            if lo == hi {
-                lo.to_string()
-            } else {
-                format!("{lo}-{hi}")
-            }
-        })
-        .collect();
-    format!("{proto}/{}", ports.join(","))
+    format!(
+        "{proto}/{}",
+        atoll_net::firewall::port_ranges(&a.ports).join(",")
+    )
 }
 
 /// The graph of `plan` with what `live` saw.
