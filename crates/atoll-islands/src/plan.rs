@@ -3,6 +3,7 @@
 //! something `down` can clean (the house rule: plan, then apply).
 
 use std::net::Ipv4Addr;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -217,6 +218,38 @@ fn link_nets(file: &File, others: &[Plan]) -> Result<Vec<LinkNet>, FileError> {
     Ok(nets)
 }
 
+/// Each island's host uid range: the one its data directory already belongs to when no project
+/// that is up uses it (what the island wrote before `down` stays its own: with a new range its
+/// files would belong to a stranger, and it could not rewrite them), else the first free one.
+fn host_bases(
+    file: &File,
+    data_root: &Path,
+    used: &mut std::collections::BTreeSet<u32>,
+) -> Vec<u32> {
+    let kept: Vec<Option<u32>> = file
+        .islands
+        .iter()
+        .map(|i| {
+            let owner = std::fs::symlink_metadata(data_root.join(&i.name))
+                .ok()?
+                .uid();
+            let k = owner.checked_sub(UID_BASE)? / UID_RANGE;
+            Some(UID_BASE + k * UID_RANGE)
+        })
+        .collect();
+    let mut bases: Vec<Option<u32>> = kept
+        .into_iter()
+        .map(|b| b.filter(|b| used.insert(*b)))
+        .collect();
+    let mut free = (0u32..)
+        .map(|k| UID_BASE + k * UID_RANGE)
+        .filter(|b| !used.contains(b));
+    for b in bases.iter_mut().filter(|b| b.is_none()) {
+        *b = free.next();
+    }
+    bases.into_iter().map(|b| b.expect("uid ranges")).collect()
+}
+
 /// Build the plan for `file`, taking a project slot and host uid ranges that no plan in
 /// `others` uses, and a /30 of the pool for each link that names no subnet.
 pub fn build(file: &File, state_root: &Path, runtime_root: &Path, others: &[Plan]) -> Result<Plan> {
@@ -224,18 +257,16 @@ pub fn build(file: &File, state_root: &Path, runtime_root: &Path, others: &[Plan
     let slot = (0u32..)
         .find(|s| others.iter().all(|p| p.slot != *s))
         .expect("a free slot");
-    let used: std::collections::BTreeSet<u32> = others
+    let mut used: std::collections::BTreeSet<u32> = others
         .iter()
         .flat_map(|p| p.islands.iter().map(|i| i.host_base))
         .collect();
-    let mut bases = (0u32..)
-        .map(|k| UID_BASE + k * UID_RANGE)
-        .filter(|b| !used.contains(b));
     let state_dir = state_root.join(&file.name);
     let data_root = file
         .data_root
         .clone()
         .unwrap_or_else(|| Path::new(DATA_ROOT).join(&file.name));
+    let host_bases = host_bases(file, &data_root, &mut used);
     let mut hosts: Vec<Vec<(Ipv4Addr, String)>> = vec![Vec::new(); file.islands.len()];
     let mut links = Vec::new();
     for (n, (l, net)) in file.links.iter().zip(&nets).enumerate() {
@@ -258,7 +289,8 @@ pub fn build(file: &File, state_root: &Path, runtime_root: &Path, others: &[Plan
         .islands
         .iter()
         .zip(hosts)
-        .map(|(i, hosts)| IslandPlan {
+        .zip(host_bases)
+        .map(|((i, hosts), host_base)| IslandPlan {
             spec: i.clone(),
             container_id: format!("{}.{}", file.name, i.name),
             dir: state_dir.join("islands").join(&i.name),
@@ -267,7 +299,7 @@ pub fn build(file: &File, state_root: &Path, runtime_root: &Path, others: &[Plan
             log: Path::new(LOG_ROOT)
                 .join(&file.name)
                 .join(format!("{}.log", i.name)),
-            host_base: bases.next().expect("uid ranges"),
+            host_base,
             hosts,
         })
         .collect();

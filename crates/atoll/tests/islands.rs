@@ -797,3 +797,41 @@ proto = "icmp"
         "c -> b ping (no flow) must be dropped by the guard, not refused: {c} {out}"
     );
 }
+
+/// An island's data stays its own across `down` and `up`: `up` gives it the host uid range its
+/// data directory belongs to when no project that is up holds that range. With another range
+/// its earlier files would belong to a stranger (unmapped: `nobody`), and it could not rewrite
+/// them.
+#[test]
+fn an_island_keeps_the_uid_range_its_data_belongs_to() {
+    if !can_run() {
+        return;
+    }
+    // A range no test project takes first (each takes the lowest free ones).
+    const UID_BASE: u32 = 1_000_000_000;
+    let base = UID_BASE + 37 * 65536;
+    let body = format!(
+        "[[island]]\nname = \"w\"\ncommand = [\"{BB}\", \"sh\", \"-c\", \"echo two > /data/f && exec {BB} sleep 1000\"]\n"
+    );
+    let mut p = Project::new("keep", &body);
+    let data = p.dir.join("data/w");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("f"), "one\n").unwrap();
+    // Owned as `up` leaves it: by the island's user (uid 1000 inside unless the file says).
+    for f in [&data, &data.join("f")] {
+        std::os::unix::fs::chown(f, Some(base + 1000), Some(base + 1000)).unwrap();
+    }
+    let (code, out, err) = p.up();
+    assert_eq!(code, 0, "up: {out}{err}");
+    let plan = p.plan().unwrap();
+    assert_eq!(plan["islands"][0]["host_base"], base, "{plan}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(data.join("f")).unwrap() != "two\n" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the island could not rewrite its own file: {}",
+            std::fs::read_to_string(data.join("f")).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
