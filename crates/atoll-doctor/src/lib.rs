@@ -61,7 +61,10 @@ pub fn diagnose(
         dns: dns.map(str::to_string),
         layers: Vec::with_capacity(Layer::ALL.len()),
     };
-    report.layers.push(process::check(subject));
+    // Alerts decide the verdict only when the question is the tenant itself.
+    report
+        .layers
+        .push(process::check(subject, target.is_none() && dns.is_none()));
     if stopped(&report) {
         return Ok(finish(report));
     }
@@ -111,7 +114,7 @@ pub fn diagnose(
 /// exited) answers nothing, whatever the path.
 fn peer_layer(c: &Ctx) -> LayerReport {
     if let Some(p) = c.target.and_then(|t| t.peer.as_ref()) {
-        let proc = process::check(p);
+        let proc = process::check(p, false);
         if proc.verdict == Verdict::Fault {
             return LayerReport {
                 layer: Layer::Peer,

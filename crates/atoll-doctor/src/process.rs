@@ -12,9 +12,11 @@
 //!
 //! Verdicts, and why:
 //! - running: ok, unless it is at its pids limit now (every fork fails with EAGAIN: a service
-//!   that cannot fork cannot serve) or the guard alerted about it (a tenant that tried to leave
-//!   its namespaces is the first thing to look at, and in enforce mode the denied call is often
-//!   why the service fails). Past OOM kills and past refused forks of a tenant that still runs
+//!   that cannot fork cannot serve) or, when the question is the tenant itself (no `--to`, no
+//!   `--dns`: `atoll doctor X`, `atoll status`), the guard alerted about it: a tenant that tried
+//!   to leave its namespaces is the first thing to look at. When the question is a flow or a
+//!   name, alerts are evidence on an ok verdict: a denied setns() does not stop a packet, and
+//!   the walk goes on to the layer that does. Past OOM kills and past refused forks of a tenant that still runs
 //!   are evidence, not a fault: the counters never go down, and the init survived them.
 //! - created, creating, paused, stopped, absent: FAULT, with how it ended and the fix
 //!   (`start`, `resume`, the island's log and a re-up, a larger limit).
@@ -38,7 +40,8 @@ const ALERT_TAIL: u64 = 256 << 10;
 const LOG_TAIL: u64 = 4 << 10;
 const LOG_LINES: usize = 3;
 
-pub fn check(subject: &Subject) -> LayerReport {
+/// `alerts_are_faults`: the question is the tenant itself (see the module's verdicts).
+pub fn check(subject: &Subject, alerts_are_faults: bool) -> LayerReport {
     let mut evidence = Vec::new();
     let events = cgroup_events(subject, &mut evidence);
     let alerts = alerts(subject);
@@ -65,7 +68,7 @@ pub fn check(subject: &Subject) -> LayerReport {
     };
     evidence.insert(0, state);
     let r = match status {
-        Status::Running => running(subject, events.as_ref(), &alerts, &fix),
+        Status::Running => running(subject, events.as_ref(), &alerts, alerts_are_faults, &fix),
         Status::Created => LayerReport::fault(
             Layer::Process,
             "created but not started",
@@ -97,7 +100,13 @@ pub fn check(subject: &Subject) -> LayerReport {
     }
 }
 
-fn running(s: &Subject, ev: Option<&Events>, alerts: &Alerts, fix: &Fixes) -> LayerReport {
+fn running(
+    s: &Subject,
+    ev: Option<&Events>,
+    alerts: &Alerts,
+    alerts_are_faults: bool,
+    fix: &Fixes,
+) -> LayerReport {
     if let Some(e) = ev {
         if let (Some(cur), Some(max)) = (e.pids_current, e.pids_limit) {
             if cur >= max {
@@ -111,23 +120,22 @@ fn running(s: &Subject, ev: Option<&Events>, alerts: &Alerts, fix: &Fixes) -> La
             }
         }
     }
-    if let Some(latest) = alerts.latest.as_ref() {
-        return LayerReport::fault(
-            Layer::Process,
-            format!(
-                "running, but the escape guard {} {} time{} (latest: {} in {})",
-                if latest.denied {
-                    "denied it"
-                } else {
-                    "flagged it"
-                },
-                alerts.count,
-                if alerts.count == 1 { "" } else { "s" },
-                latest.rule,
-                latest.syscall
-            ),
-            fix.alerts(),
-        );
+    let alerted = alerts.latest.as_ref().map(|latest| {
+        format!(
+            "the escape guard {} {} time{} (latest: {} in {})",
+            if latest.denied {
+                "denied it"
+            } else {
+                "flagged it"
+            },
+            alerts.count,
+            if alerts.count == 1 { "" } else { "s" },
+            latest.rule,
+            latest.syscall
+        )
+    });
+    if let (Some(what), true) = (&alerted, alerts_are_faults) {
+        return LayerReport::fault(Layer::Process, format!("running, but {what}"), fix.alerts());
     }
     let pid = s.pid.unwrap_or(0);
     // Past events of a tenant that still runs: said, not judged (see the module's verdicts).
@@ -146,7 +154,11 @@ fn running(s: &Subject, ev: Option<&Events>, alerts: &Alerts, fix: &Fixes) -> La
     } else {
         format!("; earlier: {}", past.join(", "))
     };
-    LayerReport::ok(Layer::Process, format!("running (init pid {pid}){past}"))
+    let alerted = alerted.map_or(String::new(), |a| format!("; {a}"));
+    LayerReport::ok(
+        Layer::Process,
+        format!("running (init pid {pid}){past}{alerted}"),
+    )
 }
 
 fn stopped(

@@ -224,6 +224,14 @@ fn stopped_and_paused_islands_are_process_faults_and_status_says_so() {
                 .contains(&format!("atoll island events --alerts {}/esc", p.name)),
             "{r:#}"
         );
+        // Asked about a name (or a flow), the alert is evidence and the walk goes on: a denied
+        // setns() does not explain a lookup or a packet.
+        let (_, r) = ask(&p, "esc", &["--dns", "localhost"]);
+        assert_eq!(layer(&r, 0)["verdict"], "ok", "{r:#}");
+        assert!(
+            text(&layer(&r, 0)["summary"]).contains("the escape guard denied it 1 time"),
+            "{r:#}"
+        );
     }
 
     // status: the one line for the broken islands, null for the healthy one.
