@@ -10,6 +10,8 @@
 //! Every client call has a timeout; Drop removes containers, daemons, mounts, cgroups and files
 //! also when an assertion fails. Names carry the test binary's pid.
 
+mod common;
+
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -152,28 +154,15 @@ impl Scratch {
         ));
         unmount_under(&dir);
         let _ = std::fs::remove_dir_all(&dir);
-        let rootfs = dir.join("image/rootfs");
-        for d in ["bin", "etc", "root", "tmp", "proc", "sys", "dev"] {
-            std::fs::create_dir_all(rootfs.join(d)).unwrap();
-        }
-        let busybox = atoll_testkit::gate::busybox().unwrap();
-        std::fs::copy(&busybox, rootfs.join("bin/busybox")).unwrap();
-        let list = Command::new(&busybox).arg("--list").output().unwrap();
-        for applet in String::from_utf8_lossy(&list.stdout).lines() {
-            // --list names some applets twice; the first link is the one wanted.
-            let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
-        }
-        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-        std::fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
-        let tar = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(dir.join("image/rootfs.tar"))
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(tar.success(), "tar of the busybox rootfs failed");
+        common::busybox_image(
+            &dir.join("image/rootfs"),
+            &dir.join("image/rootfs.tar"),
+            &[],
+            &[
+                ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+                ("etc/group", "root:x:0:\n"),
+            ],
+        );
         Scratch {
             dir,
             cgroup: format!("atoll-clients-{client}-{}", std::process::id()),

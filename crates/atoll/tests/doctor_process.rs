@@ -492,32 +492,20 @@ impl Podman {
         let pid = std::process::id();
         let dir = PathBuf::from(format!("/tmp/atoll-tests/doctor-podman-{pid}"));
         let _ = std::fs::remove_dir_all(&dir);
-        let rootfs = dir.join("rootfs");
-        for d in [
-            "bin", "etc", "root", "tmp", "proc", "sys", "dev", "storage", "run", "tmp",
-        ] {
-            std::fs::create_dir_all(rootfs.join(d)).unwrap();
-        }
         for d in ["storage", "run", "tmp"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
-        let busybox = atoll_testkit::gate::busybox().unwrap();
-        std::fs::copy(&busybox, rootfs.join("bin/busybox")).unwrap();
-        for applet in ["sh", "sleep"] {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-        }
-        std::fs::write(rootfs.join("etc/nsswitch.conf"), "hosts: files dns\n").unwrap();
-        // With --network none podman writes no resolv.conf of its own: the image's is seen.
-        std::fs::write(rootfs.join("etc/resolv.conf"), "nameserver 10.99.0.53\n").unwrap();
-        let tar = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(dir.join("rootfs.tar"))
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(tar.success());
+        common::busybox_image(
+            &dir.join("rootfs"),
+            &dir.join("rootfs.tar"),
+            &["sh", "sleep"],
+            &[
+                ("etc/nsswitch.conf", "hosts: files dns\n"),
+                // With --network none podman writes no resolv.conf of its own: the image's is
+                // seen.
+                ("etc/resolv.conf", "nameserver 10.99.0.53\n"),
+            ],
+        );
         // Only this file is read when CONTAINERS_CONF is set (see tests/clients.rs for why the
         // ulimits).
         std::fs::write(

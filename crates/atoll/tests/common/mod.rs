@@ -278,3 +278,38 @@ pub fn read_pty(
     }
     text
 }
+
+/// A busybox-static image for podman and containerd to import: the tree at `rootfs` (busybox,
+/// the `applets` linked to it, or every applet when empty, and `files` as (path inside,
+/// content)), tarred to `tar`.
+pub fn busybox_image(rootfs: &Path, tar: &Path, applets: &[&str], files: &[(&str, &str)]) {
+    for d in ["bin", "etc", "root", "tmp", "proc", "sys", "dev"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    let busybox = atoll_testkit::gate::busybox().unwrap();
+    std::fs::copy(&busybox, rootfs.join("bin/busybox")).unwrap();
+    let all;
+    let applets: Vec<&str> = if applets.is_empty() {
+        let list = Command::new(&busybox).arg("--list").output().unwrap();
+        all = String::from_utf8_lossy(&list.stdout).to_string();
+        all.lines().collect()
+    } else {
+        applets.to_vec()
+    };
+    for applet in applets {
+        // --list names some applets twice; the first link is the one wanted.
+        let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
+    }
+    for (path, content) in files {
+        std::fs::write(rootfs.join(path.trim_start_matches('/')), content).unwrap();
+    }
+    let ok = Command::new("tar")
+        .arg("-C")
+        .arg(rootfs)
+        .arg("-cf")
+        .arg(tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(ok.success(), "tar of the busybox rootfs failed");
+}
