@@ -250,6 +250,33 @@ mod tests {
     }
 
     #[test]
+    fn a_host_uid_is_passed_through_by_one_island_only() {
+        let text = "name = \"p\"\n[[island]]\nname = \"a\"\ncommand = [\"/bin/sh\"]\nuser = 1001\nidentity = \"passthrough\"\n";
+        let f = crate::file::parse(Path::new("p.toml"), text).unwrap();
+        let first = crate::plan::build(&f, Path::new("/s"), Path::new("/r"), &[]).unwrap();
+        assert_eq!(host_uid(&first.islands[0]), 1001);
+        let (uids, _) = island_maps(&first.islands[0]);
+        assert_eq!(
+            uids[1],
+            json!({"containerID": 1001, "hostID": 1001, "size": 1})
+        );
+        let mut f2 = f.clone();
+        f2.name = "q".into();
+        let e = crate::plan::build(&f2, Path::new("/s"), Path::new("/r"), &[first]).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "island[0] (a).identity: host uid 1001 is already passed through by island p/a"
+            ),
+            "{e}"
+        );
+        // Two islands of one file, too.
+        let two = format!("{text}[[island]]\nname = \"b\"\ncommand = [\"/bin/sh\"]\nuser = 1001\nidentity = \"passthrough\"\n");
+        let f = crate::file::parse(Path::new("p.toml"), &two).unwrap();
+        let e = crate::plan::build(&f, Path::new("/s"), Path::new("/r"), &[]).unwrap_err();
+        assert!(e.to_string().contains("island[1] (b).identity"), "{e}");
+    }
+
+    #[test]
     fn a_passthrough_id_is_a_one_id_extent_in_the_range() {
         let b = crate::plan::UID_BASE;
         assert_eq!(

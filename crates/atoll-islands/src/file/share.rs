@@ -310,3 +310,166 @@ fn filesystem(share: &Share, islands: &[Island]) -> Result<(), String> {
         (ShareIdentity::Idmap, FsClass::Local(_)) => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::file::{parse, File, Identity, ShareIdentity};
+
+    /// A host dir for one test (the checks stat the host).
+    fn dir(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("atoll-share-unit-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("real")).unwrap();
+        d
+    }
+
+    fn file(host: &Path, extra_island: &str, share: &str) -> String {
+        format!(
+            "name = \"p\"\ndata_root = \"/srv/p-data\"\n[[island]]\nname = \"a\"\ncommand = [\"/bin/sh\"]\n{extra_island}\n[[island]]\nname = \"b\"\ncommand = [\"/bin/sh\"]\n[[share]]\nname = \"ex\"\nhost = \"{}\"\nowner = 1001\n{share}\n",
+            host.display()
+        )
+    }
+
+    fn p(text: &str) -> Result<File, String> {
+        parse(Path::new("t.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_share_names_its_islands_paths_and_modes() {
+        let d = dir("good");
+        let f = p(&file(
+            &d.join("real"),
+            "",
+            "islands = [\"a\", \"b:/in:ro\"]",
+        ))
+        .unwrap();
+        let s = &f.shares[0];
+        assert_eq!((s.owner, s.group), (1001, 1001));
+        assert_eq!(s.identity, ShareIdentity::Idmap);
+        assert_eq!(s.mounts[0].path, "/shared/ex");
+        assert!(!s.mounts[0].read_only);
+        assert_eq!((s.mounts[1].island, s.mounts[1].path.as_str()), (1, "/in"));
+        assert!(s.mounts[1].read_only);
+    }
+
+    #[test]
+    fn bad_shares_name_file_line_and_field() {
+        let d = dir("bad");
+        std::os::unix::fs::symlink(d.join("real"), d.join("link")).unwrap();
+        let e = p(&file(&d.join("link"), "", "islands = [\"a\"]")).unwrap_err();
+        assert!(
+            e.starts_with("t.toml:12:8: share[0] (ex).host: ") && e.contains("is a symlink"),
+            "{e}"
+        );
+        let e = p(&file(&d.join("link/x"), "", "islands = [\"a\"]")).unwrap_err();
+        assert!(e.contains("share[0] (ex).host"), "{e}");
+        // Inside (or above) the islands' data: this project's data_root, and the default root.
+        let data = d.join("data");
+        std::fs::create_dir_all(data.join("a")).unwrap();
+        let text = file(&data.join("a"), "", "islands = [\"a\"]")
+            .replace("/srv/p-data", data.to_str().unwrap());
+        let e = p(&text).unwrap_err();
+        assert!(
+            e.contains("(ex).host: ") && e.contains("overlaps the islands' data"),
+            "{e}"
+        );
+        let e = p(&file(Path::new("/var/lib"), "", "islands = [\"a\"]")).unwrap_err();
+        assert!(
+            e.contains("overlaps the islands' data under /var/lib/atoll/islands"),
+            "{e}"
+        );
+        // Mount points that meet the island's own mounts.
+        let real = d.join("real");
+        for (islands, want) in [
+            ("[\"a:/data/x\"]", "meets a's data dir /data"),
+            (
+                "[\"a:/proc/x\"]",
+                "/proc belongs to the island's own mounts",
+            ),
+            ("[\"a:/\"]", "the island's root"),
+            ("[\"zz\"]", "no island is named \"zz\""),
+            ("[\"a:rx\"]", "neither a path inside the island nor ro/rw"),
+            ("[\"a\", \"a:/y\"]", "a is listed twice"),
+            ("[]", "no island mounts the share"),
+        ] {
+            let e = p(&file(&real, "", &format!("islands = {islands}"))).unwrap_err();
+            assert!(
+                e.contains("share[0] (ex).islands: ") && e.contains(want),
+                "{islands}: {e}"
+            );
+            assert!(e.starts_with("t.toml:"), "{e}");
+        }
+        let two = format!(
+            "{}[[share]]\nname = \"ex2\"\nhost = \"{}\"\nowner = 1001\nislands = [\"a:/shared\"]\n",
+            file(&real, "", "islands = [\"a\"]"),
+            real.display()
+        );
+        let e = p(&two).unwrap_err();
+        assert!(
+            e.contains("share[1] (ex2).islands: /shared meets share \"ex\""),
+            "{e}"
+        );
+        let e = p(&file(&real, "", "owner = 0\nislands = [\"a\"]").replace("owner = 1001\n", ""))
+            .unwrap_err();
+        assert!(e.contains("(ex).owner: 0 is root"), "{e}");
+    }
+
+    #[test]
+    fn passthrough_ids_are_checked() {
+        let real = dir("pass").join("real");
+        let e = p(&file(
+            &real,
+            "user = 70000\nidentity = \"passthrough\"",
+            "islands = [\"b\"]",
+        ))
+        .unwrap_err();
+        assert!(
+            e.starts_with("t.toml:6:8: island[0] (a).user: uid 70000 is outside")
+                && e.contains("passthrough uid"),
+            "{e}"
+        );
+        let e = p(&file(
+            &real,
+            "user = 0\nidentity = \"passthrough\"",
+            "islands = [\"b\"]",
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("island[0] (a).identity: passthrough of uid or gid 0"),
+            "{e}"
+        );
+        let e = p(&file(&real, "identity = \"shared\"", "islands = [\"b\"]")).unwrap_err();
+        assert!(
+            e.contains("(a).identity: \"shared\" is not an identity"),
+            "{e}"
+        );
+        // A passthrough island writes as its own uid: the share's owner must be that uid.
+        let e = p(&file(
+            &real,
+            "user = 1002\nidentity = \"passthrough\"",
+            "islands = [\"a\"]",
+        ))
+        .unwrap_err();
+        assert!(e.contains("passes its uid 1002:1002 through"), "{e}");
+        let f = p(&file(
+            &real,
+            "user = 1001\nidentity = \"passthrough\"",
+            "islands = [\"a\"]",
+        ))
+        .unwrap();
+        assert_eq!(f.islands[0].identity, Identity::Passthrough);
+        // kerberos is for network filesystems only.
+        let e = p(&file(
+            &real,
+            "",
+            "identity = \"kerberos\"\nislands = [\"a\"]",
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("(ex).host: identity = \"kerberos\" is for network"),
+            "{e}"
+        );
+    }
+}
