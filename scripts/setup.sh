@@ -5,9 +5,10 @@ need=()
 # podman, conmon, containerd and python3-grpcio (a CRI client): the side-by-side client tests
 # (crates/atoll/tests/clients.rs); man-db and binutils (readelf): the Debian package and its test
 # (scripts/deb.sh, crates/atoll/tests/package.rs); graphviz (`atoll graph` lays out with its `dot`)
-# and chromium (crates/atoll/tests/graph.rs draws the SVG headless and measures it).
+# and chromium (crates/atoll/tests/graph.rs draws the SVG headless and measures it); bindfs (a FUSE
+# filesystem that takes no idmapped mount: the share refusal in crates/atoll/tests/shares.rs).
 for pkg in libseccomp-dev libc6-dev pkg-config busybox-static runc crun bubblewrap iproute2 nftables python3 procps time \
-           podman conmon containerd python3-grpcio man-db binutils chromium graphviz; do
+           podman conmon containerd python3-grpcio man-db binutils chromium graphviz bindfs; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

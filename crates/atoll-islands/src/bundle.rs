@@ -69,9 +69,22 @@ pub fn prepare(plan: &Plan, island: &IslandPlan) -> Result<()> {
             std::fs::write(&target, b"").map_err(io(format!("create {}", target.display())))?;
         }
     }
+    let n = plan
+        .islands
+        .iter()
+        .position(|i| i.spec.name == island.spec.name);
+    let shares = n.map(|n| crate::share::mounts(plan, n)).unwrap_or_default();
+    for m in &shares {
+        let at = m["destination"].as_str().unwrap_or_default();
+        mkdir(&rootfs.join(at.trim_start_matches('/')))?;
+    }
     write_etc(plan, island)?;
     write_data_dir(island)?;
     let mut config = config(island, &extra);
+    if let Some(list) = config["mounts"].as_array_mut() {
+        // Last: the runtime's parent makes an idmapped mount, after the init's own ones.
+        list.extend(shares);
+    }
     config["linux"]["seccomp"] = crate::seccomp::profile(plan, island)?;
     let path = island.dir.join("config.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("json"))
@@ -174,8 +187,11 @@ fn write_data_dir(island: &IslandPlan) -> Result<()> {
             });
         }
     }
-    let uid = island.host_base + island.spec.uid;
-    let gid = island.host_base + island.spec.gid;
+    let uid = crate::share::host_uid(island);
+    let gid = match island.spec.identity {
+        crate::file::Identity::Passthrough => island.spec.gid,
+        crate::file::Identity::Private => island.host_base + island.spec.gid,
+    };
     std::os::unix::fs::chown(d, Some(uid), Some(gid))
         .map_err(io(format!("chown {}", d.display())))?;
     std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
@@ -253,7 +269,7 @@ pub fn config(island: &IslandPlan, extra_mounts: &[Value]) -> Value {
     if let Some(c) = island.spec.cpu {
         resources["cpu"] = json!({"quota": (c * 100_000.0) as i64, "period": 100_000});
     }
-    let map = json!([{"containerID": 0, "hostID": island.host_base, "size": UID_RANGE}]);
+    let (uid_map, gid_map) = crate::share::island_maps(island);
     json!({
         "ociVersion": "1.2.0",
         "process": {
@@ -271,8 +287,8 @@ pub fn config(island: &IslandPlan, extra_mounts: &[Value]) -> Value {
         "mounts": mounts,
         "annotations": {"org.atoll.island": island.spec.name},
         "linux": {
-            "uidMappings": map,
-            "gidMappings": map,
+            "uidMappings": uid_map,
+            "gidMappings": gid_map,
             "namespaces": [
                 {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
                 {"type": "user"}, {"type": "cgroup"},

@@ -14,6 +14,7 @@ pub mod guard;
 pub mod net;
 pub mod plan;
 pub mod seccomp;
+pub mod share;
 pub mod status;
 
 pub use error::{FileError, IslandsError, Result};

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io, FileError, IslandsError, Result};
-use crate::file::{File, Island, LinkNet, Proto};
+use crate::file::{File, Island, LinkNet, Proto, Share};
 use crate::net::Subnet;
 
 /// Where atoll keeps the state of running projects (one dir each, with plan.json).
@@ -39,6 +39,9 @@ pub struct Plan {
     pub islands: Vec<IslandPlan>,
     pub links: Vec<LinkPlan>,
     pub allows: Vec<AllowPlan>,
+    /// The file's `[[share]]`s (crate::share makes their mounts).
+    #[serde(default)]
+    pub shares: Vec<Share>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -254,6 +257,7 @@ fn host_bases(
 /// `others` uses, and a /30 of the pool for each link that names no subnet.
 pub fn build(file: &File, state_root: &Path, runtime_root: &Path, others: &[Plan]) -> Result<Plan> {
     let nets = link_nets(file, others)?;
+    crate::share::check_against(file, others)?;
     let slot = (0u32..)
         .find(|s| others.iter().all(|p| p.slot != *s))
         .expect("a free slot");
@@ -357,6 +361,7 @@ pub fn build(file: &File, state_root: &Path, runtime_root: &Path, others: &[Plan
         islands,
         links,
         allows,
+        shares: file.shares.clone(),
     })
 }
 

@@ -6,6 +6,7 @@ use serde::Serialize;
 use atoll_net::{firewall, p2p};
 use atoll_runtime::{container, Store};
 
+use crate::file::Identity;
 use crate::plan::Plan;
 
 #[derive(Debug, Serialize)]
@@ -15,6 +16,17 @@ pub struct Status {
     pub islands: Vec<IslandStatus>,
     pub links: Vec<LinkStatus>,
     pub rules: Vec<RuleStatus>,
+    pub shares: Vec<ShareStatus>,
+}
+
+/// A `[[share]]` and how each island mounts it.
+#[derive(Debug, Serialize)]
+pub struct ShareStatus {
+    pub name: String,
+    pub host: String,
+    pub owner: String,
+    /// "ISLAND:PATH (rw|ro, idmapped|host ids)".
+    pub mounts: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -29,6 +41,8 @@ pub struct IslandStatus {
     pub addresses: Vec<String>,
     pub guard: String,
     pub limits: Limits,
+    /// "private" or "passthrough" (its user is the same uid on the host: weaker isolation).
+    pub identity: String,
 }
 
 /// The limits an island runs under, as `up` wrote them to its cgroup; null (JSON) or "max"
@@ -112,7 +126,7 @@ fn status_of(plan: &Plan, counters: bool) -> Status {
                     .unwrap_or_else(|| "absent".into()),
                 pid: field("pid").and_then(|v| v.as_i64()).unwrap_or(0),
                 uid: i.spec.uid,
-                host_uid: i.host_base + i.spec.uid,
+                host_uid: crate::share::host_uid(i),
                 caps: i.spec.caps.clone(),
                 addresses: plan
                     .addresses(n)
@@ -124,6 +138,10 @@ fn status_of(plan: &Plan, counters: bool) -> Status {
                     memory: i.spec.memory,
                     pids: i.spec.pids,
                     cpu: i.spec.cpu,
+                },
+                identity: match i.spec.identity {
+                    Identity::Private => "private".into(),
+                    Identity::Passthrough => "passthrough".into(),
                 },
             }
         })
@@ -170,7 +188,37 @@ fn status_of(plan: &Plan, counters: bool) -> Status {
         islands,
         links,
         rules,
+        shares: shares(plan),
     }
+}
+
+fn shares(plan: &Plan) -> Vec<ShareStatus> {
+    plan.shares
+        .iter()
+        .map(|s| ShareStatus {
+            name: s.name.clone(),
+            host: s.host.display().to_string(),
+            owner: format!("{}:{}", s.owner, s.group),
+            mounts: s
+                .mounts
+                .iter()
+                .map(|m| {
+                    let i = &plan.islands[m.island];
+                    format!(
+                        "{}:{} ({}, {})",
+                        i.spec.name,
+                        m.path,
+                        if m.read_only { "ro" } else { "rw" },
+                        if crate::share::idmapped(s, i) {
+                            "idmapped"
+                        } else {
+                            "host ids"
+                        }
+                    )
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 impl std::fmt::Display for Status {
@@ -199,6 +247,26 @@ impl std::fmt::Display for Status {
                 i.guard,
                 i.limits.to_string(),
                 i.addresses.join(" ")
+            )?;
+        }
+        for i in self.islands.iter().filter(|i| i.identity == "passthrough") {
+            writeln!(
+                f,
+                "  identity: {} is host uid {} (passthrough): weaker isolation, the host and its network filesystems see the island's user as that host account",
+                i.name, i.host_uid
+            )?;
+        }
+        if !self.shares.is_empty() {
+            writeln!(f, "  shares:")?;
+        }
+        for s in &self.shares {
+            writeln!(
+                f,
+                "    {} {} (owner {}): {}",
+                s.name,
+                s.host,
+                s.owner,
+                s.mounts.join(", ")
             )?;
         }
         if !self.links.is_empty() {

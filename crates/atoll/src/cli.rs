@@ -135,13 +135,18 @@ pub enum Verb {
         json: bool,
         project: Option<String>,
     },
-    /// Islands: copy an island's data from the host side, never following its symlinks.
+    /// Islands: copy an island's data (or with --share, a share's directory) from the host
+    /// side, never following its symlinks.
     Backup {
-        /// Freeze the island while copying, for a consistent copy.
+        /// Freeze the island (with --share: every island that mounts it) while copying.
         #[arg(long)]
         freeze: bool,
         #[arg(long)]
         json: bool,
+        /// ISLAND names a `[[share]]` (SHARE or PROJECT/SHARE): copy its host directory, the
+        /// files as they are on disk, whatever idmapped mounts the islands see them through.
+        #[arg(long)]
+        share: bool,
         island: String,
         dest: PathBuf,
     },

@@ -2,8 +2,11 @@
 //! checks it; every error names the file, the line and the field, so a user can fix a file
 //! without reading atoll's source. The reference is docs/islands-file.md.
 
+mod share;
 mod syntax;
 mod validate;
+
+pub(crate) use share::inside_data;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -56,6 +59,7 @@ pub struct File {
     pub islands: Vec<Island>,
     pub links: Vec<Link>,
     pub allows: Vec<Allow>,
+    pub shares: Vec<Share>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -95,6 +99,50 @@ pub struct Island {
     /// Extra read-only binds: (host path, path inside).
     pub binds: Vec<(PathBuf, String)>,
     pub guard: Guard,
+    #[serde(default)]
+    pub identity: Identity,
+}
+
+/// Whose host uid an island's user is (docs/identities.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Identity {
+    /// host_base + uid: a host range no other island and no host account has.
+    #[default]
+    Private,
+    /// The island's user (uid and gid) is the same number on the host: NFS with AUTH_SYS sees it.
+    Passthrough,
+}
+
+/// A `[[share]]`: one host directory, mounted into several islands.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Share {
+    pub name: String,
+    /// Canonical: no symlink on the way.
+    pub host: PathBuf,
+    /// Host uid and gid that own what the islands write.
+    pub owner: u32,
+    pub group: u32,
+    pub identity: ShareIdentity,
+    pub mounts: Vec<ShareMount>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShareIdentity {
+    /// Each private island's user is the owner through an idmapped mount.
+    Idmap,
+    /// A network filesystem mounted with sec=krb5: the server checks a credential; plain bind.
+    Kerberos,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ShareMount {
+    /// Index into `File::islands`.
+    pub island: usize,
+    /// Where it appears inside the island.
+    pub path: String,
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

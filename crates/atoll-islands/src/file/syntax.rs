@@ -31,6 +31,8 @@ pub(super) struct RawFile {
     pub(super) link: Vec<RawLink>,
     #[serde(default)]
     pub(super) allow: Vec<RawAllow>,
+    #[serde(default)]
+    pub(super) share: Vec<RawShare>,
 }
 
 #[derive(Deserialize)]
@@ -53,6 +55,20 @@ pub(super) struct RawIsland {
     #[serde(default)]
     pub(super) binds: Vec<Spanned<String>>,
     pub(super) guard: Option<Spanned<String>>,
+    pub(super) identity: Option<Spanned<String>>,
+}
+
+/// `[[share]]`: a host directory mounted into several islands (file/share.rs checks it).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawShare {
+    pub(super) name: Spanned<String>,
+    pub(super) host: Spanned<String>,
+    pub(super) owner: Spanned<i64>,
+    pub(super) group: Option<Spanned<i64>>,
+    pub(super) path: Option<Spanned<String>>,
+    pub(super) islands: Spanned<Vec<Spanned<String>>>,
+    pub(super) identity: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

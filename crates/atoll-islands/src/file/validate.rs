@@ -54,19 +54,29 @@ pub(super) fn file(cx: &Cx<'_>, raw: RawFile) -> Result<File, FileError> {
     }
     let links = links(cx, &raw.link, &islands)?;
     let allows = allows(cx, &raw.allow, &islands, &links)?;
+    let data_root = match &raw.data_root {
+        Some(d) => Some(check_data_root(cx, d)?),
+        None => None,
+    };
+    let shares = super::share::shares(
+        cx,
+        &raw.share,
+        &islands,
+        &data_root
+            .clone()
+            .unwrap_or_else(|| Path::new(crate::plan::DATA_ROOT).join(&name)),
+    )?;
     Ok(File {
         path: path.to_path_buf(),
         name,
         pool,
-        data_root: match &raw.data_root {
-            Some(d) => Some(check_data_root(cx, d)?),
-            None => None,
-        },
+        data_root,
         log_drops: raw.log_drops.unwrap_or(true),
         guard,
         islands,
         links,
         allows,
+        shares,
     })
 }
 
@@ -99,7 +109,7 @@ const RESERVED_INSIDE: &[&str] = &[
 const TMPFS_INSIDE: &[&str] = &["tmp", "run", "var"];
 
 /// Why `inside` cannot hold a data dir or a bind, if it cannot.
-fn reserved_inside(inside: &str) -> Option<String> {
+pub(super) fn reserved_inside(inside: &str) -> Option<String> {
     let parts: Vec<&str> = inside
         .split('/')
         .filter(|c| !c.is_empty() && *c != ".")
@@ -117,7 +127,7 @@ fn reserved_inside(inside: &str) -> Option<String> {
 }
 
 /// Names become hostnames, interface names (15 bytes) and nft comments: keep them plain.
-fn check_name(n: &str, max: usize) -> Result<(), String> {
+pub(super) fn check_name(n: &str, max: usize) -> Result<(), String> {
     let ok = !n.is_empty()
         && n.len() <= max
         && n.as_bytes()[0].is_ascii_lowercase()
@@ -189,10 +199,19 @@ fn island(
         .map(|u| *u.get_ref())
         .unwrap_or(DEFAULT_UID);
     if uid > 65535 {
+        let passed = if ri
+            .identity
+            .as_ref()
+            .is_some_and(|i| i.get_ref() == "passthrough")
+        {
+            " (a passthrough uid is one of them: 0..65535)"
+        } else {
+            ""
+        };
         return Err(cx.err(
             ri.user.as_ref().map(|u| u.span()).unwrap_or(0..0),
             f("user"),
-            format!("uid {uid} is outside the island's 65536 mapped ids"),
+            format!("uid {uid} is outside the island's 65536 mapped ids{passed}"),
         ));
     }
     let gid = ri.group.as_ref().map(|g| *g.get_ref()).unwrap_or(uid);
@@ -203,6 +222,7 @@ fn island(
             format!("gid {gid} is outside the island's 65536 mapped ids"),
         ));
     }
+    let identity = super::share::identity(cx, &ri.identity, uid, gid, f("identity"))?;
     let caps = capabilities(cx, &ri.caps, f("caps"))?;
     let hostname = match &ri.hostname {
         Some(h) => {
@@ -258,6 +278,7 @@ fn island(
         cpu,
         binds,
         guard,
+        identity,
     })
 }
 

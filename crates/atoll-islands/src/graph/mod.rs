@@ -185,7 +185,7 @@ pub fn build(plan: &Plan, live: &Live) -> Graph {
                 .cloned()
                 .unwrap_or_else(|| "absent".into()),
             uid: i.spec.uid,
-            host_uid: i.host_base + i.spec.uid,
+            host_uid: crate::share::host_uid(i),
             caps: i.spec.caps.clone(),
             guard: i.spec.guard.as_str().into(),
             devices: Vec::new(),

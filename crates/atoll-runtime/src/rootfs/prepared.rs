@@ -128,10 +128,27 @@ pub(super) fn set_attrs(
             userns: Some(ns.as_fd()),
             ..Default::default()
         };
-        sysm::mount_setattr(mnt, idmap.recursive, &attr)
-            .map_err(|e| op.failed("mount_setattr MOUNT_ATTR_IDMAP", io_errno(&e)))?;
+        sysm::mount_setattr(mnt, idmap.recursive, &attr).map_err(|e| {
+            let errno = io_errno(&e);
+            op.failed(idmap_refused(mnt, errno), errno)
+        })?;
     }
     Ok(())
+}
+
+/// The failed call, and where the kernel said EINVAL for a filesystem that takes no idmap
+/// (no FS_ALLOW_IDMAP in its type, or SB_I_NOIDMAP: NFS, CIFS, FUSE whose server did not opt
+/// in; mount_setattr(2)), which filesystem it is: the errno alone reads as a bad argument.
+#[allow(clippy::unnecessary_cast)] // f_type's width differs between architectures
+fn idmap_refused(mnt: BorrowedFd<'_>, errno: Errno) -> Cow<'static, str> {
+    let call = "mount_setattr MOUNT_ATTR_IDMAP";
+    match (errno, rustix::fs::fstatfs(mnt)) {
+        (Errno::INVAL, Ok(st)) => Cow::Owned(format!(
+            "{call} (the source's filesystem, f_type {:#x}, may not take idmapped mounts)",
+            st.f_type as u64 & 0xffff_ffff
+        )),
+        _ => Cow::Borrowed(call),
+    }
 }
 
 /// The parent's answer to NeedMount(`index`) from the init `init_pid` of a container in a user

@@ -191,6 +191,53 @@ fn logs(island: &str, follow: bool) -> Result<i32> {
     }
 }
 
+/// `backup --share`: the share's host directory, read as root from the host side, so what the
+/// islands wrote through their idmapped mounts is copied as it is on disk (the owner's).
+pub fn backup_share(what: &str, dest: &Path, freeze: bool, json: bool) -> Result<i32> {
+    let (plan, share) = atoll_islands::share::resolve(&state_root(), what)?;
+    let store = Store::new(&plan.runtime_root);
+    let ids: Vec<&str> = share
+        .mounts
+        .iter()
+        .map(|m| plan.islands[m.island].container_id.as_str())
+        .collect();
+    let mut frozen = Vec::new();
+    let mut r = Ok(bk::Report::default());
+    if freeze {
+        for id in &ids {
+            match container::pause(&store, id) {
+                Ok(()) => frozen.push(*id),
+                Err(e) => {
+                    r = Err(anyhow::Error::from(e).context(format!("freeze {id}")));
+                    break;
+                }
+            }
+        }
+    }
+    if r.is_ok() {
+        r = bk::copy_tree(&share.host, dest).map_err(anyhow::Error::from);
+    }
+    for id in frozen {
+        container::resume(&store, id).with_context(|| format!("thaw {id}"))?;
+    }
+    let r = r?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(0);
+    }
+    println!(
+        "backup of share {}/{} ({}): {} files, {} dirs, {} bytes to {}",
+        plan.name,
+        share.name,
+        share.host.display(),
+        r.files,
+        r.dirs,
+        r.bytes,
+        dest.display()
+    );
+    Ok(0)
+}
+
 pub fn backup(island: &str, dest: &Path, freeze: bool, json: bool) -> Result<i32> {
     let (plan, name) = atoll_islands::resolve(&state_root(), island)?;
     let i = plan

@@ -54,9 +54,17 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Verb::Backup {
             freeze,
             json,
+            share: false,
             island,
             dest,
         } => return islands::backup(island, dest, *freeze, *json),
+        Verb::Backup {
+            freeze,
+            json,
+            share: true,
+            island,
+            dest,
+        } => return islands::backup_share(island, dest, *freeze, *json),
         Verb::Doctor(a) => return doctor::doctor(cli, a),
         Verb::Graph(a) => return graph::graph(cli, a),
         Verb::Demo { keep } => return crate::demo::run(cli, *keep),
