@@ -5,6 +5,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -149,6 +150,44 @@ fn counter_continues_after_restore() {
     let (code, _, err) = b.cmd(&["delete", &id]);
     assert_eq!(code, 0, "delete: {err}");
     assert!(!cgroup_exists(&id));
+}
+
+/// `features` says checkpoint works (runc's annotation) and names the CRIU it drives; with a
+/// --criu that does not exist, it says it does not.
+#[test]
+fn features_report_checkpoint() {
+    if !can_run() {
+        return;
+    }
+    let b = Bundle::new("criu-feat");
+    let (code, out, err) = b.cmd(&["features"]);
+    assert_eq!(code, 0, "{err}");
+    let f: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let a = &f["annotations"];
+    assert_eq!(a["org.opencontainers.runc.checkpoint.enabled"], "true", "{f}");
+    assert!(a["io.github.atoll.criu"].as_str().unwrap().ends_with("criu"), "{f}");
+    let (code, out, err) = b.cmd(&["--criu", "/nonexistent/criu", "features"]);
+    assert_eq!(code, 0, "{err}");
+    let f: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(f["annotations"]["org.opencontainers.runc.checkpoint.enabled"], "false");
+    // And checkpoint with that CRIU is refused before anything is frozen.
+    let mut b = counter();
+    let id = b.id("nocriu");
+    let (code, err) = b.run_detached(&id);
+    assert_eq!(code, 0, "run -d: {err}");
+    let img = images(&b);
+    let (code, _, err) = b.cmd(&[
+        "--criu",
+        "/nonexistent/criu",
+        "checkpoint",
+        "--image-path",
+        img.to_str().unwrap(),
+        &id,
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("/nonexistent/criu"), "{err}");
+    assert_eq!(status(&b, &id), "running");
+    wait_count_above(&b, count(&b));
 }
 
 #[test]
@@ -332,6 +371,17 @@ fn tcp_established_connection_survives() {
     let (code, err) = restore(&b, &id, &["--tcp-established"]);
     assert_eq!(code, 0, "restore --tcp-established: {err}");
     assert_eq!(status(&b, &id), "running");
+    // The namespace the config joins stayed outside the checkpoint and is joined again.
+    let (_, st, _) = b.cmd(&["state", &id]);
+    let pid = serde_json::from_str::<serde_json::Value>(&st).unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+    let ino = |p: String| std::fs::metadata(p).unwrap().ino();
+    assert_eq!(
+        ino(format!("/proc/{pid}/ns/net")),
+        ino(format!("/run/netns/{}", net.container)),
+        "the restored container is not in the netns its config names"
+    );
     for l in out {
         seen.push(l.unwrap());
     }

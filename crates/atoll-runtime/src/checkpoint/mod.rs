@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::state::{pid_start_time, Saved, Status, Store};
 
-pub use preflight::{criu_path, Preflight};
+pub use preflight::{criu_found, criu_path, Preflight};
 
 /// What CRIU's failure or a refused request looks like to the user.
 #[derive(Debug, thiserror::Error)]

@@ -22,6 +22,18 @@ pub fn criu_path(given: Option<&Path>) -> PathBuf {
     "criu".into()
 }
 
+/// The CRIU binary `criu_path` would run, when it exists (a bare name is looked up on PATH):
+/// what `atoll features` reports, without running it.
+pub fn criu_found(given: Option<&Path>) -> Option<PathBuf> {
+    let p = criu_path(given);
+    if p.components().count() > 1 {
+        return p.is_file().then_some(p);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(&p))
+        .find(|c| c.is_file())
+}
+
 const INSTALLED: &str = "/usr/local/sbin/criu";
 /// The result of scripts/criu.sh's smoke test (a dump of a process holding a TCP socket).
 const STAMP: &str = "/var/lib/atoll/criu-check";
@@ -132,6 +144,13 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("anon_inode:[secretmem]", "secretmem cannot be dumped"),
 ];
 
+fn why_unsupported(link: &str) -> Option<&'static str> {
+    UNSUPPORTED
+        .iter()
+        .find(|(p, _)| link.starts_with(p))
+        .map(|(_, why)| *why)
+}
+
 fn unsupported_fds(pid: i32) -> Vec<String> {
     let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
         return Vec::new();
@@ -142,7 +161,7 @@ fn unsupported_fds(pid: i32) -> Vec<String> {
             continue;
         };
         let t = target.to_string_lossy();
-        if let Some((_, why)) = UNSUPPORTED.iter().find(|(p, _)| t.starts_with(p)) {
+        if let Some(why) = why_unsupported(&t) {
             out.push(format!(
                 "pid {pid} fd {} ({t}): {why}",
                 e.file_name().to_string_lossy()
@@ -172,6 +191,16 @@ mod tests {
         assert_eq!(dotted(40201), "4.2.1");
         assert_eq!(dotted(40200), "4.2");
         assert_eq!(dotted(31700), "3.17");
+    }
+
+    #[test]
+    fn fd_kinds() {
+        assert!(why_unsupported("anon_inode:[io_uring]").is_some());
+        assert!(why_unsupported("anon_inode:bpf-prog").is_some());
+        assert!(why_unsupported("anon_inode:kvm-vcpu:0").is_some());
+        for ok in ["pipe:[123]", "socket:[9]", "/dev/null", "anon_inode:[eventpoll]", "anon_inode:[eventfd]"] {
+            assert!(why_unsupported(ok).is_none(), "{ok}");
+        }
     }
 
     #[test]
