@@ -28,7 +28,9 @@ fn missing_criu() -> Option<String> {
         .status()
     {
         Ok(s) if s.success() => None,
-        Ok(_) => Some(format!("`{criu} check` fails (scripts/criu.sh installs a working CRIU)")),
+        Ok(_) => Some(format!(
+            "`{criu} check` fails (scripts/criu.sh installs a working CRIU)"
+        )),
         Err(e) => Some(format!("{criu}: {e} (scripts/criu.sh installs CRIU)")),
     }
 }
@@ -63,7 +65,10 @@ fn wait_count_above(b: &Bundle, n: u64) -> u64 {
         if c > n {
             return c;
         }
-        assert!(Instant::now() < deadline, "the counter stayed at {c} (<= {n})");
+        assert!(
+            Instant::now() < deadline,
+            "the counter stayed at {c} (<= {n})"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -127,7 +132,10 @@ fn counter_continues_after_restore() {
     assert_eq!(code, 0, "checkpoint: {err}");
     // As with runc, the checkpointed container is gone: no state, no cgroup, no counting.
     assert!(status(&b, &id).starts_with("error"), "{}", status(&b, &id));
-    assert!(!cgroup_exists(&id), "the cgroup of {id} is left after checkpoint");
+    assert!(
+        !cgroup_exists(&id),
+        "the cgroup of {id} is left after checkpoint"
+    );
     let frozen = count(&b);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(count(&b), frozen, "the counter moved after checkpoint");
@@ -137,9 +145,15 @@ fn counter_continues_after_restore() {
     assert_eq!(status(&b, &id), "running");
     // Its memory came back: it counts on from where it stopped, not from 1.
     let after = wait_count_above(&b, frozen);
-    assert!(after > frozen && after < frozen + 40, "counter {frozen} -> {after}");
+    assert!(
+        after > frozen && after < frozen + 40,
+        "counter {frozen} -> {after}"
+    );
     let (_, out, _) = b.cmd(&["ps", "--format", "json", &id]);
-    assert!(out.contains(','), "restored container has its processes: {out}");
+    assert!(
+        out.contains(','),
+        "restored container has its processes: {out}"
+    );
     let (code, _, err) = b.cmd(&["kill", &id, "KILL"]);
     assert_eq!(code, 0, "kill the restored container: {err}");
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -164,12 +178,24 @@ fn features_report_checkpoint() {
     assert_eq!(code, 0, "{err}");
     let f: serde_json::Value = serde_json::from_str(&out).unwrap();
     let a = &f["annotations"];
-    assert_eq!(a["org.opencontainers.runc.checkpoint.enabled"], "true", "{f}");
-    assert!(a["io.github.atoll.criu"].as_str().unwrap().ends_with("criu"), "{f}");
+    assert_eq!(
+        a["org.opencontainers.runc.checkpoint.enabled"], "true",
+        "{f}"
+    );
+    assert!(
+        a["io.github.atoll.criu"]
+            .as_str()
+            .unwrap()
+            .ends_with("criu"),
+        "{f}"
+    );
     let (code, out, err) = b.cmd(&["--criu", "/nonexistent/criu", "features"]);
     assert_eq!(code, 0, "{err}");
     let f: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(f["annotations"]["org.opencontainers.runc.checkpoint.enabled"], "false");
+    assert_eq!(
+        f["annotations"]["org.opencontainers.runc.checkpoint.enabled"],
+        "false"
+    );
     // And checkpoint with that CRIU is refused before anything is frozen.
     let mut b = counter();
     let id = b.id("nocriu");
@@ -224,7 +250,10 @@ fn bad_input_is_refused_and_changes_nothing() {
     // A checkpoint that was never made.
     let (code, err) = restore(&b, &id, &[]);
     assert_ne!(code, 0);
-    assert!(err.contains("images") && err.contains("not a directory"), "{err}");
+    assert!(
+        err.contains("images") && err.contains("not a directory"),
+        "{err}"
+    );
     assert!(!b.root.join(&id).exists() && !cgroup_exists(&id));
     // A wrong id.
     let (code, err) = checkpoint(&b, "no-such-container", &[]);
@@ -238,7 +267,10 @@ fn bad_input_is_refused_and_changes_nothing() {
     // What this kernel cannot do is refused, not ignored; the container runs on.
     let (code, err) = checkpoint(&b, &id, &["--pre-dump"]);
     assert_ne!(code, 0);
-    assert!(err.contains("--pre-dump") && err.contains("soft-dirty"), "{err}");
+    assert!(
+        err.contains("--pre-dump") && err.contains("soft-dirty"),
+        "{err}"
+    );
     let (code, err) = checkpoint(&b, &id, &["--empty-ns", "ipc"]);
     assert_ne!(code, 0);
     assert!(err.contains("--empty-ns"), "{err}");
@@ -263,8 +295,14 @@ fn bad_input_is_refused_and_changes_nothing() {
     }
     let (code, err) = restore(&b, &id, &[]);
     assert_ne!(code, 0);
-    assert!(err.contains("criu restore failed") && err.contains("restore.log"), "{err}");
-    assert!(!b.root.join(&id).exists(), "state of a failed restore is left");
+    assert!(
+        err.contains("criu restore failed") && err.contains("restore.log"),
+        "{err}"
+    );
+    assert!(
+        !b.root.join(&id).exists(),
+        "state of a failed restore is left"
+    );
     assert!(!cgroup_exists(&id), "cgroup of a failed restore is left");
 }
 
@@ -288,7 +326,9 @@ impl Netns {
         for args in [
             vec!["netns", "add", c],
             vec!["netns", "add", p],
-            vec!["link", "add", &va, "netns", c, "type", "veth", "peer", &vb, "netns", p],
+            vec![
+                "link", "add", &va, "netns", c, "type", "veth", "peer", &vb, "netns", p,
+            ],
             vec!["-n", c, "addr", "add", "10.251.0.1/30", "dev", &va],
             vec!["-n", p, "addr", "add", "10.251.0.2/30", "dev", &vb],
             vec!["-n", c, "link", "set", &va, "up"],

@@ -208,7 +208,9 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
             .ino();
         rq.add_external(format!("net[{ino}]:{EXT_NETNS}"));
     }
-    let stdio = (0..3).map(|fd| stdio_key(saved.pid, fd)).collect::<Vec<_>>();
+    let stdio = (0..3)
+        .map(|fd| stdio_key(saved.pid, fd))
+        .collect::<Vec<_>>();
     for key in stdio.iter().filter(|k| k.starts_with("file[")) {
         rq.add_external(key.clone());
     }
@@ -506,14 +508,17 @@ fn cgroup_v2_dir(saved: &Saved) -> Option<PathBuf> {
 /// The masked paths that are files in the running container: rootfs/mask.rs binds the host's
 /// /dev/null over them (directories get a tmpfs, which CRIU dumps itself).
 fn masked_files(saved: &Saved) -> Vec<String> {
-    let Some(masked) = saved.config.linux().as_ref().and_then(|l| l.masked_paths().clone()) else {
+    let Some(masked) = saved
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.masked_paths().clone())
+    else {
         return Vec::new();
     };
     masked
         .into_iter()
-        .filter(|p| {
-            fs::metadata(format!("/proc/{}/root{p}", saved.pid)).is_ok_and(|m| !m.is_dir())
-        })
+        .filter(|p| fs::metadata(format!("/proc/{}/root{p}", saved.pid)).is_ok_and(|m| !m.is_dir()))
         .collect()
 }
 
@@ -634,12 +639,7 @@ fn read_descriptors(images: &Path) -> Result<Descriptors> {
 }
 
 /// CRIU's own log has the reason; name it and quote its last error lines.
-fn criu_err(
-    op: &'static str,
-    work: &Path,
-    log: &str,
-    e: rust_criu::CriuError,
-) -> CheckpointError {
+fn criu_err(op: &'static str, work: &Path, log: &str, e: rust_criu::CriuError) -> CheckpointError {
     let log = work.join(log);
     let tail = fs::read_to_string(&log)
         .map(|s| {

@@ -134,13 +134,19 @@ fn kernel() -> String {
 
 /// File kinds CRIU 4.2 has no dumper for, as the kernel names them in /proc/PID/fd.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("anon_inode:[io_uring]", "io_uring instances cannot be dumped"),
+    (
+        "anon_inode:[io_uring]",
+        "io_uring instances cannot be dumped",
+    ),
     ("anon_inode:bpf-prog", "BPF programs cannot be dumped"),
     ("anon_inode:[perf_event]", "perf events cannot be dumped"),
     ("anon_inode:[userfaultfd]", "a userfaultfd cannot be dumped"),
     ("anon_inode:kvm-", "KVM file descriptors cannot be dumped"),
     ("anon_inode:[vfio", "VFIO devices cannot be dumped"),
-    ("anon_inode:[landlock-ruleset]", "Landlock rulesets cannot be dumped"),
+    (
+        "anon_inode:[landlock-ruleset]",
+        "Landlock rulesets cannot be dumped",
+    ),
     ("anon_inode:[secretmem]", "secretmem cannot be dumped"),
 ];
 
@@ -198,7 +204,13 @@ mod tests {
         assert!(why_unsupported("anon_inode:[io_uring]").is_some());
         assert!(why_unsupported("anon_inode:bpf-prog").is_some());
         assert!(why_unsupported("anon_inode:kvm-vcpu:0").is_some());
-        for ok in ["pipe:[123]", "socket:[9]", "/dev/null", "anon_inode:[eventpoll]", "anon_inode:[eventfd]"] {
+        for ok in [
+            "pipe:[123]",
+            "socket:[9]",
+            "/dev/null",
+            "anon_inode:[eventpoll]",
+            "anon_inode:[eventfd]",
+        ] {
             assert!(why_unsupported(ok).is_none(), "{ok}");
         }
     }

@@ -38,8 +38,7 @@ pub fn checkpoint(store: &Store, cli: &Cli, a: &CheckpointArgs) -> Result<()> {
         pre_dump: a.pre_dump,
         parent_path: a.parent_path.clone(),
     };
-    checkpoint::checkpoint(store, &a.id, &opts)
-        .with_context(|| format!("checkpoint {}", a.id))
+    checkpoint::checkpoint(store, &a.id, &opts).with_context(|| format!("checkpoint {}", a.id))
 }
 
 pub fn restore(store: &Store, cli: &Cli, a: &RestoreArgs) -> Result<i32> {
@@ -57,7 +56,8 @@ pub fn restore(store: &Store, cli: &Cli, a: &RestoreArgs) -> Result<i32> {
         // leaves when it dies first (prctl(2) PR_SET_CHILD_SUBREAPER).
         nix::sys::prctl::set_child_subreaper(true).context("prctl PR_SET_CHILD_SUBREAPER")?;
     }
-    let pid = checkpoint::restore(store, &a.id, &opts).with_context(|| format!("restore {}", a.id))?;
+    let pid =
+        checkpoint::restore(store, &a.id, &opts).with_context(|| format!("restore {}", a.id))?;
     if let Some(p) = &a.pid_file {
         let tmp = p.with_extension("tmp");
         std::fs::write(&tmp, pid.to_string()).with_context(|| format!("write {tmp:?}"))?;

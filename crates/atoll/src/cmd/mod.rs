@@ -68,7 +68,10 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Verb::Events(a) => return events(&store, &a.id, a),
         Verb::Checkpoint(a) => checkpoint::checkpoint(&store, cli, a)?,
         Verb::Restore(a) => return checkpoint::restore(&store, cli, a),
-        Verb::Features => println!("{}", serde_json::to_string_pretty(&features::features(cli.criu.as_deref()))?),
+        Verb::Features => println!(
+            "{}",
+            serde_json::to_string_pretty(&features::features(cli.criu.as_deref()))?
+        ),
         Verb::Spec { bundle, rootless } => spec::write(bundle, *rootless).context("spec")?,
         Verb::Guard(g) => return guard::guard(g),
     }
