@@ -438,3 +438,195 @@ fn tcp_established_connection_survives() {
         &seen[seen.len().saturating_sub(3)..]
     );
 }
+
+/// podman with its own storage, run root and containers.conf under a scratch directory, driving
+/// atoll as its runtime (the way crates/atoll/tests/clients.rs drives it); removed on drop.
+struct Podman {
+    dir: PathBuf,
+    cgroup: String,
+    image: String,
+}
+
+impl Podman {
+    fn new() -> Podman {
+        let pid = std::process::id();
+        let dir = PathBuf::from(format!("/tmp/atoll-tests/criu-podman-{pid}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rootfs = dir.join("rootfs");
+        for d in [
+            "bin", "etc", "root", "tmp", "proc", "sys", "dev", "storage", "run",
+        ] {
+            let base = if ["storage", "run"].contains(&d) {
+                &dir
+            } else {
+                &rootfs
+            };
+            std::fs::create_dir_all(base.join(d)).unwrap();
+        }
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        let busybox = common::busybox().unwrap();
+        std::fs::copy(&busybox, rootfs.join("bin/busybox")).unwrap();
+        for applet in ["sh", "nc", "cat", "sleep", "tail", "awk", "wc"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        let tar = dir.join("rootfs.tar");
+        let ok = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        // Only this file is read when CONTAINERS_CONF is set; the limits stay below the host's.
+        std::fs::write(
+            dir.join("containers.conf"),
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\
+             [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("registries.conf"), "").unwrap();
+        let p = Podman {
+            image: format!("localhost/atoll-criu-{pid}:busybox"),
+            cgroup: format!("atoll-criu-podman-{pid}"),
+            dir,
+        };
+        let (code, _, err) = p.podman(&["import", tar.to_str().unwrap(), &p.image]);
+        assert_eq!(code, 0, "podman import: {err}");
+        p
+    }
+
+    fn podman(&self, args: &[&str]) -> (i32, String, String) {
+        let d = &self.dir;
+        let out = Command::new("podman")
+            .env("CONTAINERS_CONF", d.join("containers.conf"))
+            .env("CONTAINERS_REGISTRIES_CONF", d.join("registries.conf"))
+            .arg("--root")
+            .arg(d.join("storage"))
+            .arg("--runroot")
+            .arg(d.join("run"))
+            .arg("--tmpdir")
+            .arg(d.join("tmp"))
+            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
+            .args(["--events-backend", "file", "--runtime", common::ATOLL])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        common::decode(out)
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.podman(&["rm", "--force", "--all", "--time", "0"]);
+        let _ = self.podman(&["rmi", "--force", "--all"]);
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| Path::new(p).starts_with(&self.dir))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        // The cgroup parent podman was given, in every hierarchy (its containers' are gone).
+        for l in info.lines() {
+            if l.contains(" - cgroup ") || l.contains(" - cgroup2 ") {
+                if let Some(mnt) = l.split(' ').nth(4) {
+                    let _ = std::fs::remove_dir(Path::new(mnt).join(&self.cgroup));
+                }
+            }
+        }
+    }
+}
+
+/// podman `container checkpoint/restore --tcp-established --runtime atoll`: a container whose
+/// shell streams numbered lines through an ESTABLISHED loopback connection to an echo server
+/// in the same container (podman's `--network none` netns: no traffic leaves it). After the
+/// restore the echoed lines carry on, none lost or repeated.
+#[test]
+fn podman_checkpoint_restore_tcp_established() {
+    if !common::can_run_also(missing_criu().or_else(|| {
+        (!Path::new("/usr/bin/podman").exists())
+            .then(|| "podman is not installed (scripts/setup.sh installs it)".to_string())
+    })) {
+        return;
+    }
+    let p = Podman::new();
+    let parent = format!("/{}", p.cgroup);
+    let name = format!("criu-tcp-{}", std::process::id());
+    let script = "nc -l -p 7000 -e cat & sleep 0.3; i=0; \
+                  while true; do i=$((i+1)); echo $i; sleep 0.05; done | nc 127.0.0.1 7000 > /tmp/echo";
+    let (code, _, err) = p.podman(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &parent,
+        &p.image,
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(code, 0, "podman run: {err}");
+    let lines = |p: &Podman| -> u64 {
+        let (_, out, _) = p.podman(&["exec", &name, "sh", "-c", "wc -l < /tmp/echo"]);
+        out.trim().parse().unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lines(&p) < 5 {
+        assert!(Instant::now() < deadline, "the container echoes nothing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Without --tcp-established CRIU refuses the connection, and the container runs on.
+    let (code, _, err) = p.podman(&["container", "checkpoint", &name]);
+    assert_ne!(
+        code, 0,
+        "checkpoint of an ESTABLISHED connection without the flag"
+    );
+    assert!(err.contains("tcp-established"), "{err}");
+    let (code, _, err) = p.podman(&["container", "checkpoint", "--tcp-established", &name]);
+    assert_eq!(
+        code, 0,
+        "podman container checkpoint --tcp-established: {err}"
+    );
+    let frozen = {
+        let (_, out, _) = p.podman(&[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Status}}",
+            "--filter",
+            &format!("name={name}"),
+        ]);
+        out
+    };
+    assert!(frozen.starts_with("Exited"), "after checkpoint: {frozen}");
+    let (code, _, err) = p.podman(&["container", "restore", "--tcp-established", &name]);
+    assert_eq!(code, 0, "podman container restore --tcp-established: {err}");
+    let before = lines(&p);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lines(&p) < before + 10 {
+        assert!(
+            Instant::now() < deadline,
+            "no echo after restore (stuck at {before})"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, out, err) = p.podman(&[
+        "exec",
+        &name,
+        "awk",
+        "NR != $1 { print \"line \" NR \" is \" $1; exit 1 }",
+        "/tmp/echo",
+    ]);
+    assert_eq!(code, 0, "echoed lines lost or repeated: {out}{err}");
+}

@@ -135,6 +135,9 @@ struct Descriptors {
     /// Masked files (binds of the host's /dev/null), external mounts at dump.
     #[serde(default)]
     masked: Vec<String>,
+    /// cgroup filesystems mounted as a subtree (mountpoint, host directory), external mounts.
+    #[serde(default)]
+    cgroup_mounts: Vec<(String, String)>,
     cgroup: Option<String>,
 }
 
@@ -202,6 +205,10 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
     for m in &masked {
         rq.set_external_mount(m.clone(), m.clone());
     }
+    let cgroup_mounts = cgroup_subtree_mounts(saved.pid);
+    for (m, _) in &cgroup_mounts {
+        rq.set_external_mount(m.clone(), m.clone());
+    }
     if let Some(path) = netns_path(&saved.config) {
         let ino = fs::metadata(&path)
             .map_err(io("stat network namespace", &path))?
@@ -217,6 +224,7 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
     let desc = Descriptors {
         stdio,
         masked,
+        cgroup_mounts,
         cgroup: saved.cgroup.clone(),
     };
     let desc_path = c.image_path.join(DESCRIPTORS);
@@ -327,6 +335,9 @@ pub fn restore(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
     }
     for m in &desc.masked {
         rq.set_external_mount(m.clone(), "/dev/null".into());
+    }
+    for (m, host) in &desc.cgroup_mounts {
+        rq.set_external_mount(m.clone(), host.clone());
     }
     // Inherited fds: the child (criu swrk) must get them without CLOEXEC; they stay open here
     // until the request is done.
@@ -519,6 +530,43 @@ fn masked_files(saved: &Saved) -> Vec<String> {
     masked
         .into_iter()
         .filter(|p| fs::metadata(format!("/proc/{}/root{p}", saved.pid)).is_ok_and(|m| !m.is_dir()))
+        .collect()
+}
+
+/// cgroup filesystems the container sees from a subtree (its own cgroup, without a cgroup
+/// namespace: mountinfo's root is not "/"). CRIU finds no mount of the whole hierarchy inside
+/// the container to bind them from, so they are external: (mountpoint, the host directory of
+/// the same hierarchy and root), the directory that is bound again on restore.
+fn cgroup_subtree_mounts(pid: i32) -> Vec<(String, String)> {
+    let parse = |text: &str| -> Vec<(String, String, String, String)> {
+        // mountinfo(5): id parent major:minor root mountpoint opts [optional...] - fstype ...
+        text.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                let sep = f.iter().position(|x| *x == "-")?;
+                Some((
+                    f.get(2)?.to_string(),
+                    f.get(3)?.to_string(),
+                    f.get(4)?.to_string(),
+                    f.get(sep + 1)?.to_string(),
+                ))
+            })
+            .collect()
+    };
+    let (Ok(inside), Ok(host)) = (
+        fs::read_to_string(format!("/proc/{pid}/mountinfo")),
+        fs::read_to_string("/proc/self/mountinfo"),
+    ) else {
+        return Vec::new();
+    };
+    let host = parse(&host);
+    parse(&inside)
+        .into_iter()
+        .filter(|(_, root, _, fstype)| (fstype == "cgroup" || fstype == "cgroup2") && root != "/")
+        .filter_map(|(dev, root, point, _)| {
+            let (_, _, hpoint, _) = host.iter().find(|(d, r, _, _)| *d == dev && r == "/")?;
+            Some((point, format!("{}{root}", hpoint.trim_end_matches('/'))))
+        })
         .collect()
 }
 
