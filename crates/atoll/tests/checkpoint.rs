@@ -534,11 +534,20 @@ impl Drop for Podman {
             let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-        // The cgroup parent podman was given, in every hierarchy (its containers' are gone).
+        // The cgroup parent podman was given, in every hierarchy, with what podman made below
+        // it (conmon's cgroup): deepest first.
+        fn rmdir_tree(dir: &Path) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rmdir_tree(&e.path());
+                }
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
         for l in info.lines() {
             if l.contains(" - cgroup ") || l.contains(" - cgroup2 ") {
                 if let Some(mnt) = l.split(' ').nth(4) {
-                    let _ = std::fs::remove_dir(Path::new(mnt).join(&self.cgroup));
+                    rmdir_tree(&Path::new(mnt).join(&self.cgroup));
                 }
             }
         }
