@@ -406,6 +406,22 @@ fn tcp_established_connection_survives() {
         let l = out.next().expect("client ended early").unwrap();
         seen.push(l);
     }
+    // Without --tcp-established CRIU fails the dump after freezing: the container is thawed
+    // and the connection carries on (checked by the client's full count below).
+    let (code, err) = checkpoint(&b, &id, &[]);
+    assert_ne!(
+        code, 0,
+        "dump of an ESTABLISHED connection without --tcp-established"
+    );
+    assert!(err.contains("tcp-established"), "{err}");
+    assert_eq!(status(&b, &id), "running");
+    for _ in 0..5 {
+        seen.push(
+            out.next()
+                .expect("client ended after a failed dump")
+                .unwrap(),
+        );
+    }
     let (code, err) = checkpoint(&b, &id, &["--tcp-established"]);
     assert_eq!(code, 0, "checkpoint --tcp-established: {err}");
     let (code, err) = restore(&b, &id, &["--tcp-established"]);
