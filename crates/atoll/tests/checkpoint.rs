@@ -287,6 +287,11 @@ fn bad_input_is_refused_and_changes_nothing() {
     // A corrupt image directory: CRIU fails, atoll removes what it made.
     let (code, _, err) = b.cmd(&["delete", "--force", &id]);
     assert_eq!(code, 0, "{err}");
+    // (Good images, but a cgroup mode that would leave the tasks outside their limits.)
+    let (code, err) = restore(&b, &id, &["--manage-cgroups-mode", "ignore"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("ignore") && err.contains("limits"), "{err}");
+    assert!(!b.root.join(&id).exists() && !cgroup_exists(&id));
     for f in std::fs::read_dir(images(&b)).unwrap().flatten() {
         let name = f.file_name().to_string_lossy().into_owned();
         if name.starts_with("pstree") || name.starts_with("core-") {

@@ -257,6 +257,14 @@ pub fn restore(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
         });
     }
     let c = &opts.common;
+    if c.manage_cgroups_mode == CgroupsMode::Ignore {
+        return Err(CheckpointError::Unsupported {
+            flag: "restore --manage-cgroups-mode ignore",
+            why: "the restored tasks would stay in atoll's own cgroup, outside the container's \
+                  limits"
+                .into(),
+        });
+    }
     let desc = read_descriptors(&c.image_path)?;
     let bundle = fs::canonicalize(&opts.bundle).map_err(io("bundle", &opts.bundle))?;
     let spec = crate::spec::load(&bundle)?;
@@ -291,6 +299,7 @@ pub fn restore(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
         store,
         id,
         cgroup: None,
+        pid: None,
         armed: true,
     };
     let cgroup = atoll_cgroups::Cgroup::open(cgroups_path.as_deref(), id)
@@ -364,10 +373,23 @@ pub fn restore(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
     rq.restore()
         .map_err(|e| criu_err("restore", &work, "restore.log", e))?;
     drop(keep);
+    let pid = RESTORED_PID.load(Ordering::SeqCst);
+    undo.pid = Some(pid);
+    // Fail closed: the limits below only hold for tasks that CRIU put in this cgroup.
+    let placed = cgroup.pids().map_err(crate::RuntimeError::from)?;
+    if !placed.contains(&pid) {
+        return Err(CheckpointError::Criu {
+            op: "restore",
+            log: work.join("restore.log"),
+            detail: format!(
+                "the restored init (pid {pid}) is not in the container's cgroup {}",
+                cgroup.path()
+            ),
+        });
+    }
     cgroup
         .update(&resources)
         .map_err(crate::RuntimeError::from)?;
-    let pid = RESTORED_PID.load(Ordering::SeqCst);
     let pid_start = pid_start_time(pid).ok_or_else(|| CheckpointError::Criu {
         op: "restore",
         log: work.join("restore.log"),
@@ -410,6 +432,8 @@ struct Undo<'a> {
     store: &'a Store,
     id: &'a str,
     cgroup: Option<atoll_cgroups::Cgroup>,
+    /// The restored init, once CRIU has reported it.
+    pid: Option<i32>,
     armed: bool,
 }
 
@@ -418,8 +442,9 @@ impl Drop for Undo<'_> {
         if !self.armed {
             return;
         }
+        let restored = self.pid.filter(|p| *p > 0);
         if let Some(cg) = &self.cgroup {
-            for pid in cg.pids().unwrap_or_default() {
+            for pid in cg.pids().unwrap_or_default().into_iter().chain(restored) {
                 let _gone_is_fine = rustix::process::kill_process(
                     rustix::process::Pid::from_raw(pid).expect("cgroup pids are > 0"),
                     rustix::process::Signal::KILL,
