@@ -20,3 +20,6 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo (Rust >= 1.85) is required: install it with rustup or Debian's cargo package" >&2
   exit 1
 fi
+# CRIU for `atoll checkpoint`/`restore` (docs/checkpoint.md): built from Debian's source when the
+# installed one cannot dump an inet socket on this kernel; cached after the first run.
+"$(dirname "$0")/criu.sh"

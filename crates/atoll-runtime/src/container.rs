@@ -213,6 +213,12 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     delete_locked(store, &saved, force)
 }
 
+/// After a complete checkpoint (CRIU killed the tasks): remove the container as `delete` does,
+/// with the lock the caller already holds.
+pub(crate) fn remove_after_checkpoint(store: &Store, saved: &Saved) -> Result<()> {
+    delete_locked(store, saved, true)
+}
+
 /// How long `delete` waits for another command's lock on the container.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 

@@ -28,9 +28,10 @@ pub struct Cli {
     /// Accepted for runc compatibility: cgroupsPath "slice:prefix:name" is mapped onto cgroupfs.
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
-    /// Accepted for runc compatibility (atoll does not use criu for these verbs).
+    /// The CRIU binary `checkpoint` and `restore` drive (default: $ATOLL_CRIU, then
+    /// /usr/local/sbin/criu as scripts/criu.sh installs it, then `criu` on PATH).
     #[arg(long, global = true, hide = true)]
-    pub criu: Option<String>,
+    pub criu: Option<PathBuf>,
     #[command(subcommand)]
     pub verb: Verb,
 }
@@ -63,6 +64,85 @@ pub struct CreateArgs {
     #[arg(long = "preserve-fds", default_value_t = 0,
           value_parser = clap::value_parser!(u32).range(0..=crate::flags::MAX_PRESERVE_FDS))]
     pub preserve_fds: u32,
+    pub id: String,
+}
+
+/// The flags `checkpoint` and `restore` share, as runc spells them.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CriuArgs {
+    /// Where CRIU writes (checkpoint) or reads (restore) the images.
+    #[arg(long = "image-path", default_value = "checkpoint")]
+    pub image_path: PathBuf,
+    /// Where CRIU writes its log and work files (default: the image path).
+    #[arg(long = "work-path")]
+    pub work_path: Option<PathBuf>,
+    /// Checkpoint or restore established TCP connections.
+    #[arg(long = "tcp-established")]
+    pub tcp_established: bool,
+    /// Allow external unix sockets.
+    #[arg(long = "ext-unix-sk")]
+    pub ext_unix_sk: bool,
+    /// Allow a shell job (a process attached to the caller's session).
+    #[arg(long = "shell-job")]
+    pub shell_job: bool,
+    /// Handle file locks.
+    #[arg(long = "file-locks")]
+    pub file_locks: bool,
+    /// CRIU's cgroup handling: soft, full, strict or ignore.
+    #[arg(long = "manage-cgroups-mode", default_value = "soft")]
+    pub manage_cgroups_mode: String,
+    /// Create this namespace but do not restore its contents (only "network").
+    #[arg(long = "empty-ns")]
+    pub empty_ns: Option<String>,
+    /// Deduplicate memory pages against the parent images.
+    #[arg(long = "auto-dedup")]
+    pub auto_dedup: bool,
+    /// Lazy migration of memory pages (userfaultfd).
+    #[arg(long = "lazy-pages")]
+    pub lazy_pages: bool,
+    /// An fd CRIU writes to when the lazy-pages server is ready.
+    #[arg(long = "status-fd")]
+    pub status_fd: Option<i32>,
+    /// ADDRESS:PORT of a CRIU page server.
+    #[arg(long = "page-server")]
+    pub page_server: Option<String>,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct CheckpointArgs {
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// Leave the container running after the checkpoint.
+    #[arg(long = "leave-running")]
+    pub leave_running: bool,
+    /// Only dump memory, for a later full checkpoint (refused: needs soft-dirty tracking).
+    #[arg(long = "pre-dump")]
+    pub pre_dump: bool,
+    /// A previous (pre-dump) image directory, relative to the image path.
+    #[arg(long = "parent-path")]
+    pub parent_path: Option<PathBuf>,
+    pub id: String,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// Path to the bundle (the directory with config.json).
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Return once the container is restored instead of waiting for it to exit.
+    #[arg(short, long)]
+    pub detach: bool,
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Without --detach: do not become the subreaper that reaps the restored container.
+    #[arg(long = "no-subreaper")]
+    pub no_subreaper: bool,
     pub id: String,
 }
 
@@ -122,6 +202,10 @@ pub enum Verb {
     Events(EventsArgs),
     /// Print what this runtime supports (runtime-spec features.md).
     Features,
+    /// Checkpoint a running container with CRIU (docs/checkpoint.md).
+    Checkpoint(CheckpointArgs),
+    /// Restore a container from a checkpoint (docs/checkpoint.md).
+    Restore(RestoreArgs),
     /// Islands: create everything an islands file describes and start the islands.
     Up(UpArgs),
     /// Islands: remove everything a project made (also after a crash or `kill -9` of `up`).

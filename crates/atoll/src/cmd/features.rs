@@ -1,8 +1,10 @@
 //! `features` (runtime-spec features.md): only what atoll implements and has tests for. The LSMs
 //! are listed as enabled only where this host has them on: elsewhere a profile or label is
-//! refused (docs/spec-fields.md).
+//! refused (docs/spec-fields.md). Checkpoint/restore is listed as runc lists it, enabled where a
+//! CRIU binary is found (docs/checkpoint.md).
 
-pub fn features() -> serde_json::Value {
+pub fn features(criu: Option<&std::path::Path>) -> serde_json::Value {
+    let criu = atoll_runtime::checkpoint::criu_found(criu);
     let caps: Vec<String> = caps::all()
         .iter()
         .map(|c| c.to_string())
@@ -42,6 +44,8 @@ pub fn features() -> serde_json::Value {
         "annotations": {
             "org.opencontainers.runc.version": "atoll (runc-compatible CLI)",
             "io.github.atoll.cgroup.mode": format!("{:?}", atoll_cgroups::host_mode()),
+            "org.opencontainers.runc.checkpoint.enabled": criu.is_some().to_string(),
+            "io.github.atoll.criu": criu.map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
         }
     })
 }

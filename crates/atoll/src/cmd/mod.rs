@@ -1,5 +1,6 @@
 //! One function per verb; each returns the process exit code.
 
+mod checkpoint;
 mod doctor;
 mod exec;
 mod features;
@@ -73,7 +74,12 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Verb::Resume { id } => container::resume(&store, id)?,
         Verb::Update(a) => update::update(&store, a)?,
         Verb::Events(a) => return events(&store, &a.id, a),
-        Verb::Features => println!("{}", serde_json::to_string_pretty(&features::features())?),
+        Verb::Checkpoint(a) => checkpoint::checkpoint(&store, cli, a)?,
+        Verb::Restore(a) => return checkpoint::restore(&store, cli, a),
+        Verb::Features => println!(
+            "{}",
+            serde_json::to_string_pretty(&features::features(cli.criu.as_deref()))?
+        ),
         Verb::Spec { bundle, rootless } => spec::write(bundle, *rootless).context("spec")?,
         Verb::Guard(g) => return guard::guard(g),
     }
