@@ -6,6 +6,6 @@
 # Traffic stays between network namespaces the demo made; no island has a route off the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh >/dev/null
+scripts/setup.sh demo >/dev/null
 atoll=$(scripts/build.sh -q)
 exec "$atoll" demo "$@"

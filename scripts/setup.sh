@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Install what atoll builds and tests with on Debian/Ubuntu (as root). Idempotent.
+#   scripts/setup.sh        # everything the tests use
+#   scripts/setup.sh demo   # only what building atoll and `atoll demo` need (scripts/demo.sh)
 set -euo pipefail
+mode=${1:-test}
 need=()
+demo_pkgs=(libseccomp-dev libc6-dev pkg-config busybox-static iproute2 nftables python3)
 # podman, conmon, containerd and python3-grpcio (a CRI client): the side-by-side client tests
 # (crates/atoll/tests/clients.rs); man-db and binutils (readelf): the Debian package and its test
 # (scripts/deb.sh, crates/atoll/tests/package.rs); graphviz (`atoll graph` lays out with its `dot`)
 # and chromium (crates/atoll/tests/graph.rs draws the SVG headless and measures it); bindfs (a FUSE
 # filesystem that takes no idmapped mount: the share refusal in crates/atoll/tests/shares.rs).
-for pkg in libseccomp-dev libc6-dev pkg-config busybox-static runc crun bubblewrap iproute2 nftables python3 procps time \
-           podman conmon containerd python3-grpcio man-db binutils chromium graphviz bindfs; do
+test_pkgs=(runc crun bubblewrap procps time podman conmon containerd python3-grpcio man-db binutils
+           chromium graphviz bindfs)
+pkgs=("${demo_pkgs[@]}")
+[ "$mode" = demo ] || pkgs+=("${test_pkgs[@]}")
+for pkg in "${pkgs[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -22,4 +29,4 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 # CRIU for `atoll checkpoint`/`restore` (docs/checkpoint.md): built from Debian's source when the
 # installed one cannot dump an inet socket on this kernel; cached after the first run.
-"$(dirname "$0")/criu.sh"
+[ "$mode" = demo ] || "$(dirname "$0")/criu.sh"
