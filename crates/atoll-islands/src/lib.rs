@@ -9,6 +9,7 @@ pub mod backup;
 pub mod bundle;
 pub mod error;
 pub mod file;
+pub mod fsclass;
 pub mod graph;
 pub mod guard;
 pub mod net;

@@ -16,8 +16,7 @@ use crate::net::Subnet;
 pub const STATE_ROOT: &str = "/run/atoll/islands";
 /// Where islands' logs (their stdout and stderr) go: on disk, not in the tmpfs state.
 pub const LOG_ROOT: &str = "/var/log/atoll/islands";
-/// Where islands' data lives on the host unless the file says `data_root`.
-pub const DATA_ROOT: &str = "/var/lib/atoll/islands";
+pub use crate::file::DATA_ROOT;
 /// First host uid handed to islands; each island gets its own 65536 ids above it, so no two
 /// islands (of any project) share a host uid, and none is a host account.
 pub const UID_BASE: u32 = 1_000_000_000;
@@ -257,7 +256,6 @@ fn host_bases(
 /// `others` uses, and a /30 of the pool for each link that names no subnet.
 pub fn build(file: &File, state_root: &Path, runtime_root: &Path, others: &[Plan]) -> Result<Plan> {
     let nets = link_nets(file, others)?;
-    crate::share::check_against(file, others)?;
     let slot = (0u32..)
         .find(|s| others.iter().all(|p| p.slot != *s))
         .expect("a free slot");

@@ -2,6 +2,7 @@
 //! checks it; every error names the file, the line and the field, so a user can fix a file
 //! without reading atoll's source. The reference is docs/islands-file.md.
 
+mod rules;
 mod share;
 mod syntax;
 mod validate;
@@ -36,6 +37,8 @@ pub const FORBIDDEN_CAPS: &[Capability] = &[
     Capability::CAP_DAC_READ_SEARCH,
 ];
 
+/// Where islands' data lives on the host unless the file says `data_root`.
+pub const DATA_ROOT: &str = "/var/lib/atoll/islands";
 /// The default pool that links without a `subnet` take their /30 from.
 pub const DEFAULT_POOL: &str = "10.77.0.0/16";
 /// The uid an island runs as when the file says nothing: not root.

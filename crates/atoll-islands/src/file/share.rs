@@ -6,11 +6,11 @@ use std::path::{Component, Path, PathBuf};
 
 use toml::Spanned;
 
+use super::rules::reserved_inside;
 use super::syntax::{Cx, RawShare};
-use super::validate::reserved_inside;
 use super::{Identity, Island, Share, ShareIdentity, ShareMount};
 use crate::error::FileError;
-use crate::share::{classify, FsClass};
+use crate::fsclass::{classify, FsClass};
 
 /// An island's `identity`: "private" (its own host uid range, the default) or "passthrough"
 /// (its user keeps the same number on the host). Host root is never passed through.
@@ -52,7 +52,7 @@ pub(super) fn shares(
     for (i, rs) in raw.iter().enumerate() {
         let name = rs.name.get_ref().clone();
         let f = |field: &str| format!("share[{i}] ({name}).{field}");
-        super::validate::check_name(&name, 32).map_err(|m| cx.err(rs.name.span(), f("name"), m))?;
+        super::rules::check_name(&name, 32).map_err(|m| cx.err(rs.name.span(), f("name"), m))?;
         if out.iter().any(|s| s.name == name) {
             return Err(cx.err(
                 rs.name.span(),
@@ -160,7 +160,7 @@ fn host_dir(raw: &str, data_root: &Path) -> Result<PathBuf, String> {
             real.display()
         ));
     }
-    for data in [data_root, Path::new(crate::plan::DATA_ROOT)] {
+    for data in [data_root, Path::new(super::DATA_ROOT)] {
         if inside_data(&real, data) {
             return Err(format!(
                 "{raw} overlaps the islands' data under {}: an island's data dir is private to it",
@@ -300,7 +300,7 @@ fn filesystem(share: &Share, islands: &[Island]) -> Result<(), String> {
             if private.is_empty() {
                 return Ok(());
             }
-            Err(crate::share::cannot_idmap(
+            Err(crate::fsclass::cannot_idmap(
                 &share.name,
                 &share.host,
                 class,
