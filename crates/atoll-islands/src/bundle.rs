@@ -71,7 +71,9 @@ pub fn prepare(plan: &Plan, island: &IslandPlan) -> Result<()> {
     }
     write_etc(plan, island)?;
     write_data_dir(island)?;
+    crate::devices::make_nodes(island)?;
     let mut config = config(island, &extra);
+    crate::devices::apply_to_config(island, &mut config);
     config["linux"]["seccomp"] = crate::seccomp::profile(plan, island)?;
     let path = island.dir.join("config.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("json"))

@@ -29,6 +29,9 @@ pub struct IslandStatus {
     pub addresses: Vec<String>,
     pub guard: String,
     pub limits: Limits,
+    /// Device grants, and what cgroups cannot do for a GPU among them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices: Option<crate::devices::DeviceStatus>,
 }
 
 /// The limits an island runs under, as `up` wrote them to its cgroup; null (JSON) or "max"
@@ -125,6 +128,7 @@ fn status_of(plan: &Plan, counters: bool) -> Status {
                     pids: i.spec.pids,
                     cpu: i.spec.cpu,
                 },
+                devices: crate::devices::DeviceStatus::of(&i.spec),
             }
         })
         .collect();
@@ -200,6 +204,11 @@ impl std::fmt::Display for Status {
                 i.limits.to_string(),
                 i.addresses.join(" ")
             )?;
+        }
+        for i in &self.islands {
+            if let Some(d) = &i.devices {
+                write!(f, "  devices of {}: {d}", i.name)?;
+            }
         }
         if !self.links.is_empty() {
             writeln!(f, "  links:")?;

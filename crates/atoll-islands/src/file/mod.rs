@@ -2,6 +2,7 @@
 //! checks it; every error names the file, the line and the field, so a user can fix a file
 //! without reading atoll's source. The reference is docs/islands-file.md.
 
+mod devices;
 mod syntax;
 mod validate;
 
@@ -95,6 +96,11 @@ pub struct Island {
     /// Extra read-only binds: (host path, path inside).
     pub binds: Vec<(PathBuf, String)>,
     pub guard: Guard,
+    /// Device grants (`devices`), resolved; `shared`: may use a GPU another island uses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<crate::devices::Grant>,
+    #[serde(default)]
+    pub shared: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

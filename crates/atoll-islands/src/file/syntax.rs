@@ -53,6 +53,9 @@ pub(super) struct RawIsland {
     #[serde(default)]
     pub(super) binds: Vec<Spanned<String>>,
     pub(super) guard: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) devices: Vec<Spanned<String>>,
+    pub(super) shared: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]

@@ -52,6 +52,7 @@ pub(super) fn file(cx: &Cx<'_>, raw: RawFile) -> Result<File, FileError> {
     for (i, ri) in raw.island.iter().enumerate() {
         islands.push(island(cx, i, ri, guard, &project, &islands)?);
     }
+    super::devices::grants(cx, &raw.island, &mut islands)?;
     let links = links(cx, &raw.link, &islands)?;
     let allows = allows(cx, &raw.allow, &islands, &links)?;
     Ok(File {
@@ -258,6 +259,8 @@ fn island(
         cpu,
         binds,
         guard,
+        devices: Vec::new(),
+        shared: false,
     })
 }
 
