@@ -42,7 +42,11 @@ pub fn check(subject: &Subject) -> LayerReport {
     let mut evidence = Vec::new();
     let events = cgroup_events(subject, &mut evidence);
     let grants = subject.island.as_ref().map(|r| &r.island().spec);
-    evidence.extend(grants.and_then(atoll_islands::devices::DeviceStatus::of).map(|d| d.one_line()));
+    evidence.extend(
+        grants
+            .and_then(atoll_islands::devices::DeviceStatus::of)
+            .map(|d| d.one_line()),
+    );
     let alerts = alerts(subject);
     let fix = Fixes { s: subject };
 

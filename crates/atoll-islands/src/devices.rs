@@ -273,7 +273,8 @@ impl Registry {
                 .map_err(|e| format!("{entry}: {e:#}"))?;
         }
         let files: Vec<String> = seen_specs.iter().map(|f| f.display().to_string()).collect();
-        grant_from_edits(entry, &mut edits).map_err(|e| format!("{e} (CDI spec {})", files.join(", ")))
+        grant_from_edits(entry, &mut edits)
+            .map_err(|e| format!("{e} (CDI spec {})", files.join(", ")))
     }
 }
 
@@ -306,7 +307,10 @@ fn grant_from_edits(
             ));
         }
     }
-    let rules = linux["resources"]["devices"].as_array().cloned().unwrap_or_default();
+    let rules = linux["resources"]["devices"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let mut nodes = Vec::new();
     for d in linux["devices"].as_array().into_iter().flatten() {
         let kind = d["type"].as_str().unwrap_or("c");
@@ -318,7 +322,10 @@ fn grant_from_edits(
         }
         let num = |k: &str| d[k].as_u64().and_then(|n| u32::try_from(n).ok());
         let (Some(major), Some(minor)) = (num("major"), num("minor")) else {
-            return Err(format!("{entry}: deviceNodes {}: no major/minor", d["path"]));
+            return Err(format!(
+                "{entry}: deviceNodes {}: no major/minor",
+                d["path"]
+            ));
         };
         let access = rules
             .iter()
@@ -326,7 +333,10 @@ fn grant_from_edits(
             .and_then(|r| r["access"].as_str())
             .unwrap_or("rwm");
         let access = if access.is_empty() { "rwm" } else { access };
-        let mode = d["fileMode"].as_u64().map(|m| m as u32 & 0o777).unwrap_or(0o660);
+        let mode = d["fileMode"]
+            .as_u64()
+            .map(|m| m as u32 & 0o777)
+            .unwrap_or(0o660);
         nodes.push(Node {
             path: d["path"].as_str().unwrap_or_default().to_string(),
             kind: kind.chars().next().unwrap_or('c'),
@@ -394,7 +404,11 @@ impl DeviceStatus {
                 (g.asked.clone(), nodes)
             })
             .collect();
-        let gpu = island.devices.iter().any(Grant::is_gpu).then(|| GPU_NOTE.to_string());
+        let gpu = island
+            .devices
+            .iter()
+            .any(Grant::is_gpu)
+            .then(|| GPU_NOTE.to_string());
         Some(DeviceStatus {
             grants,
             gpu,
@@ -560,7 +574,10 @@ pub fn apply_to_config(island: &IslandPlan, config: &mut Value) {
     if let Some(e) = config["process"]["env"].as_array_mut() {
         for kv in env {
             let key = kv.split('=').next().unwrap_or_default().to_string();
-            e.retain(|x| !x.as_str().is_some_and(|x| x.starts_with(&format!("{key}="))));
+            e.retain(|x| {
+                !x.as_str()
+                    .is_some_and(|x| x.starts_with(&format!("{key}=")))
+            });
             e.push(Value::String(kv));
         }
     }
@@ -614,7 +631,10 @@ mod tests {
         assert!(overlap(&GpuUse::Whole(0), &mig.gpu_uses()[0]));
         assert!(!overlap(&GpuUse::Whole(1), &mig.gpu_uses()[0]));
         let e = r.resolve("test.atoll.dev/gpu=7").unwrap_err();
-        assert!(e.contains("known names: test.atoll.dev/gpu=0, test.atoll.dev/gpu=0:1"), "{e}");
+        assert!(
+            e.contains("known names: test.atoll.dev/gpu=0, test.atoll.dev/gpu=0:1"),
+            "{e}"
+        );
         let e = r.resolve("other.dev/x=1").unwrap_err();
         assert!(e.contains("known kinds: test.atoll.dev/gpu"), "{e}");
         let _ = std::fs::remove_dir_all(d);
@@ -622,7 +642,10 @@ mod tests {
 
     #[test]
     fn a_broken_spec_names_its_file_and_field() {
-        let bad = MIG.replace("\"major\": 195, \"minor\": 1,", "\"majr\": 195, \"minor\": 1,");
+        let bad = MIG.replace(
+            "\"major\": 195, \"minor\": 1,",
+            "\"majr\": 195, \"minor\": 1,",
+        );
         let d = spec_dir("bad", &[("t.json", &bad)]);
         let e = Registry::load(vec![d.clone()]).err().unwrap();
         assert!(e.contains("t.json") && e.contains("majr"), "{e}");
@@ -632,9 +655,20 @@ mod tests {
     #[test]
     fn paths_must_be_devices() {
         let g = from_path("/dev/null:rw").unwrap();
-        assert_eq!((g.nodes[0].major, g.nodes[0].minor, g.nodes[0].access.as_str()), (1, 3, "rw"));
-        assert!(from_path("/etc/hostname").unwrap_err().contains("not a device node"));
-        assert!(from_path("/dev/nonexistent-x").unwrap_err().contains("No such file"));
+        assert_eq!(
+            (
+                g.nodes[0].major,
+                g.nodes[0].minor,
+                g.nodes[0].access.as_str()
+            ),
+            (1, 3, "rw")
+        );
+        assert!(from_path("/etc/hostname")
+            .unwrap_err()
+            .contains("not a device node"));
+        assert!(from_path("/dev/nonexistent-x")
+            .unwrap_err()
+            .contains("No such file"));
         assert!(from_path("/dev/null:rx").unwrap_err().contains("access"));
     }
 }

@@ -24,7 +24,10 @@ struct Fixture {
 
 impl Fixture {
     fn new(tag: &str) -> Fixture {
-        let dir = PathBuf::from(format!("/tmp/atoll-tests/devh-{tag}-{}", std::process::id()));
+        let dir = PathBuf::from(format!(
+            "/tmp/atoll-tests/devh-{tag}-{}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         // No driver has major 195 (nvidia) or 238 here: an open that the cgroup allows ends in
@@ -120,7 +123,7 @@ fn mknod(path: &Path, major: u32, minor: u32, mode: u32, gid: u32) {
 
 /// Open `path` read-write in the island, as its user: "OPENED" or the shell's error.
 fn open_in(p: &Project, island: &str, path: &str) -> String {
-    let script = format!("exec 3<>{path} && echo OPENED");
+    let script = format!("exec 3<{path} && echo OPENED");
     p.exec(island, &[BB, "sh", "-c", &script]).1
 }
 
@@ -140,10 +143,15 @@ fn cgroup_dir(p: &Project, island: &str) -> PathBuf {
 fn open_from_cgroup(p: &Project, island: &str, node: &str) -> String {
     let procs = cgroup_dir(p, island).join("cgroup.procs");
     let script = format!(
-        "echo $$ > {} && exec 3<>{node} && echo OPENED",
+        "echo $$ > {} && exec 3<{node} && echo OPENED",
         procs.display()
     );
-    let (_, out, err) = decode(Command::new(BB).args(["sh", "-c", &script]).output().unwrap());
+    let (_, out, err) = decode(
+        Command::new(BB)
+            .args(["sh", "-c", &script])
+            .output()
+            .unwrap(),
+    );
     format!("{out}{err}")
 }
 
@@ -184,52 +192,101 @@ shared = true
     assert_eq!(code, 0, "up: {out}{err}");
 
     // a: its GPU node reaches the (absent) driver; gpu 1 is not there.
-    assert!(open_in(&p, "a", "/dev/tgpu0").contains(ENXIO), "{}", open_in(&p, "a", "/dev/tgpu0"));
-    assert!(open_in(&p, "a", "/dev/tgpu1").contains(ENOENT));
-    assert!(open_in(&p, "a", "/dev/fuse").contains("OPENED"), "{}", open_in(&p, "a", "/dev/fuse"));
+    assert!(
+        open_in(&p, "a", "/dev/tgpu0").contains(ENXIO),
+        "{}",
+        open_in(&p, "a", "/dev/tgpu0")
+    );
+    let out = open_in(&p, "a", "/dev/tgpu1");
+    assert!(out.to_lowercase().contains("no such file"), "{out}");
+    assert!(
+        open_in(&p, "a", "/dev/fuse").contains("OPENED"),
+        "{}",
+        open_in(&p, "a", "/dev/fuse")
+    );
     // The host node is root:video 0660; the island's own node is its user's.
-    let (code, out) = p.exec("a", &[BB, "sh", "-c", "id -u; head -c 4 /dev/zero-video | wc -c"]);
-    assert_eq!((code, out.split_whitespace().collect::<Vec<_>>()), (0, vec!["1000", "4"]), "{out}");
+    let (code, out) = p.exec(
+        "a",
+        &[BB, "sh", "-c", "id -u; head -c 4 /dev/zero-video | wc -c"],
+    );
+    assert_eq!(
+        (code, out.split_whitespace().collect::<Vec<_>>()),
+        (0, vec!["1000", "4"]),
+        "{out}"
+    );
     let (_, env) = p.exec("a", &[BB, "env"]);
     assert!(env.contains("ATOLL_TEST_GPU=yes"), "CDI env applied: {env}");
 
     // b: nothing granted, nothing to see, and mknod is refused.
-    assert!(open_in(&p, "b", "/dev/tgpu0").contains(ENOENT));
-    let (_, out) = p.exec("b", &[BB, "mknod", "/dev/tgpu0", "c", "195", "0"]);
+    let out = open_in(&p, "b", "/dev/tgpu0");
+    assert!(out.to_lowercase().contains("no such file"), "{out}");
+    let (_, out) = p.exec("b", &[BB, "mknod", "/tmp/tgpu0", "c", "195", "0"]);
     assert!(out.contains(EPERM), "mknod in the island: {out}");
 
     // The device cgroups decide by number: a allows 195:0 only; b allows neither.
     let (nv0, nv1) = (fx.path("nv0"), fx.path("nv1"));
-    assert!(open_from_cgroup(&p, "a", &nv0).contains(ENXIO), "{}", open_from_cgroup(&p, "a", &nv0));
-    assert!(open_from_cgroup(&p, "a", &nv1).contains(EPERM), "{}", open_from_cgroup(&p, "a", &nv1));
-    assert!(open_from_cgroup(&p, "b", &nv0).contains(EPERM), "{}", open_from_cgroup(&p, "b", &nv0));
+    assert!(
+        open_from_cgroup(&p, "a", &nv0).contains(ENXIO),
+        "{}",
+        open_from_cgroup(&p, "a", &nv0)
+    );
+    assert!(
+        open_from_cgroup(&p, "a", &nv1).contains(EPERM),
+        "{}",
+        open_from_cgroup(&p, "a", &nv1)
+    );
+    assert!(
+        open_from_cgroup(&p, "b", &nv0).contains(EPERM),
+        "{}",
+        open_from_cgroup(&p, "b", &nv0)
+    );
 
     // c: "all" is every device of the kind.
     for dev in ["/dev/tgpu0", "/dev/tgpu1"] {
-        assert!(open_in(&p, "c", dev).contains(ENXIO), "c {dev}: {}", open_in(&p, "c", dev));
+        assert!(
+            open_in(&p, "c", dev).contains(ENXIO),
+            "c {dev}: {}",
+            open_in(&p, "c", dev)
+        );
     }
     assert!(open_from_cgroup(&p, "c", &nv1).contains(ENXIO));
 
     // status, text and JSON: which devices, and the GPU note.
     let (_, text, _) = p.atoll(&["status", &p.name]);
-    assert!(text.contains("devices of a: test.atoll.dev/gpu=0 -> /dev/tgpu0 c 195:0 rwm"), "{text}");
+    assert!(
+        text.contains("devices of a: test.atoll.dev/gpu=0 -> /dev/tgpu0 c 195:0 rwm"),
+        "{text}"
+    );
     assert!(text.contains(GPU_NOTE), "{text}");
     assert!(!text.contains("devices of b"), "{text}");
     let (_, json, _) = p.atoll(&["status", "--json", &p.name]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let a = &v[0]["islands"][0];
     assert_eq!(a["devices"]["gpu"], GPU_NOTE, "{a:#}");
-    assert_eq!(a["devices"]["grants"][2][1][0], "/dev/fuse c 10:229 rwm", "{a:#}");
+    assert_eq!(
+        a["devices"]["grants"][2][1][0], "/dev/fuse c 10:229 rwm",
+        "{a:#}"
+    );
     assert!(v[0]["islands"][1]["devices"].is_null());
     // doctor's process layer carries the same.
     let who = format!("{}/a", p.name);
     let (_, doc, _) = p.atoll(&["doctor", &who, "--json"]);
-    assert!(doc.contains("devices: test.atoll.dev/gpu=0 (/dev/tgpu0 c 195:0 rwm)") && doc.contains(GPU_NOTE), "{doc}");
+    assert!(
+        doc.contains("devices: test.atoll.dev/gpu=0 (/dev/tgpu0 c 195:0 rwm)")
+            && doc.contains(GPU_NOTE),
+        "{doc}"
+    );
 
     // The island's nodes are removed with it.
     let nodes = p.dir.join("data/.devices/a");
     assert!(nodes.is_dir());
-    assert_eq!(std::fs::metadata(nodes.join("1-0")).unwrap().uid(), p.plan().unwrap()["islands"][0]["host_base"].as_u64().unwrap() as u32 + 1000);
+    assert_eq!(
+        std::fs::metadata(nodes.join("1-0")).unwrap().uid(),
+        p.plan().unwrap()["islands"][0]["host_base"]
+            .as_u64()
+            .unwrap() as u32
+            + 1000
+    );
     let (code, _, err) = p.atoll(&["down", &p.name]);
     assert_eq!(code, 0, "{err}");
     assert!(!nodes.exists(), "down removes the island's nodes");
@@ -250,9 +307,15 @@ fn mig_instances_are_granted_apart() {
     let (code, out, err) = fx.up(&p);
     assert_eq!(code, 0, "up: {out}{err}");
     let (_, ls) = p.exec("m1", &[BB, "ls", "/dev/nvidia-caps"]);
-    assert_eq!(ls.split_whitespace().collect::<Vec<_>>(), ["nvidia-cap11", "nvidia-cap12"]);
+    assert_eq!(
+        ls.split_whitespace().collect::<Vec<_>>(),
+        ["nvidia-cap11", "nvidia-cap12"]
+    );
     let (_, ls) = p.exec("m2", &[BB, "ls", "/dev/nvidia-caps"]);
-    assert_eq!(ls.split_whitespace().collect::<Vec<_>>(), ["nvidia-cap21", "nvidia-cap22"]);
+    assert_eq!(
+        ls.split_whitespace().collect::<Vec<_>>(),
+        ["nvidia-cap21", "nvidia-cap22"]
+    );
     assert!(open_in(&p, "m1", "/dev/nvidia-caps/nvidia-cap11").contains(ENXIO));
     assert!(open_in(&p, "m1", "/dev/tgpu0").contains(ENXIO));
     // The neighbour's caps are refused by number too.
@@ -274,12 +337,14 @@ fn bad_device_entries_are_refused_by_line_and_field() {
         r#"{"cdiVersion": "0.6.0", "kind": "test.atoll.dev/gpu", "devices": [{"name": "0", "containerEdits": {"deviceNodes": [{"pth": "/dev/x"}]}}]}"#,
     )
     .unwrap();
-    let one = |devices: &str| {
-        format!("[[island]]\nname = \"a\"\n{SLEEP}\ndevices = [{devices}]\n")
-    };
+    let one = |devices: &str| format!("[[island]]\nname = \"a\"\n{SLEEP}\ndevices = [{devices}]\n");
     let cases: Vec<(String, &Path, &str)> = vec![
         (one("\"/dev/atoll-no-such-node\""), &fx.specs, ENOENT),
-        (one(&format!("\"{}\"", fx.path("plain"))), &fx.specs, "is not a device node"),
+        (
+            one(&format!("\"{}\"", fx.path("plain"))),
+            &fx.specs,
+            "is not a device node",
+        ),
         (
             one("\"test.atoll.dev/gpu=7\""),
             &fx.specs,
@@ -302,10 +367,18 @@ fn bad_device_entries_are_refused_by_line_and_field() {
         assert_ne!(code, 0, "{body}: {msg}");
         assert!(msg.contains(want), "{body}: want {want:?}: {msg}");
         if want.contains("same GPU") {
-            assert!(msg.contains("island[1] (z).devices[0]") && msg.contains("shared = true") && msg.contains(GPU_NOTE), "{msg}");
+            assert!(
+                msg.contains("island[1] (z).devices[0]")
+                    && msg.contains("shared = true")
+                    && msg.contains(GPU_NOTE),
+                "{msg}"
+            );
             assert!(msg.contains("islands.toml:10:"), "{msg}");
         } else {
-            assert!(msg.contains("islands.toml:6:") && msg.contains("island[0] (a).devices[0]"), "{msg}");
+            assert!(
+                msg.contains("islands.toml:6:") && msg.contains("island[0] (a).devices[0]"),
+                "{msg}"
+            );
         }
         if specs == broken.as_path() {
             assert!(msg.contains("pth"), "the spec's field: {msg}");
@@ -331,19 +404,36 @@ fn engine_injected_cdi_edits_are_enforced_on_v1_and_v2() {
     ]);
     b.config["linux"]["resources"]["devices"] = serde_json::json!([
         {"allow": false, "access": "rwm"},
-        {"allow": true, "type": "c", "major": 195, "minor": 0, "access": "rwm"}
+        {"allow": true, "type": "c", "major": 195, "minor": 0, "access": "rwm"},
+        // mknod (only) of 195:1: the container makes that node itself, and its open shows the
+        // read/write rule deciding; 195:2 it cannot even make.
+        {"allow": true, "type": "c", "major": 195, "minor": 1, "access": "m"}
     ]);
     b.config["process"]["env"]
         .as_array_mut()
         .unwrap()
         .push("ATOLL_TEST_GPU=yes".into());
     // A failed redirection on `exec` ends a shell: each open is in a subshell.
-    let script = "echo env=$ATOLL_TEST_GPU; (exec 3<>/dev/tgpu0); mknod /dev/tgpu1 c 195 1 && (exec 4<>/dev/tgpu1); echo done";
+    let script = "echo env=$ATOLL_TEST_GPU; (exec 3</dev/tgpu0); mknod /dev/tgpu1 c 195 1 && (exec 4</dev/tgpu1); mknod /dev/tgpu2 c 195 2; echo done";
     b.set_args(&["sh", "-c", script]);
     let check = |out: &str, mode: &str| {
         assert!(out.contains("env=yes"), "{mode}: {out}");
-        assert!(out.contains(&format!("/dev/tgpu0': {ENXIO}")), "{mode}: granted: {out}");
-        assert!(out.contains(&format!("/dev/tgpu1': {EPERM}")), "{mode}: made inside: {out}");
+        assert!(
+            out.contains(&format!("/dev/tgpu0: {ENXIO}")),
+            "{mode}: granted: {out}"
+        );
+        assert!(
+            out.contains(&format!("/dev/tgpu1: {EPERM}")),
+            "{mode}: made inside: {out}"
+        );
+        assert!(
+            !out.contains("mknod: /dev/tgpu1"),
+            "{mode}: mknod 195:1 allowed: {out}"
+        );
+        assert!(
+            out.contains(&format!("mknod: /dev/tgpu2: {EPERM}")),
+            "{mode}: {out}"
+        );
         assert!(out.contains("done"), "{mode}: {out}");
     };
     let (code, out, err) = b.run("v1");
@@ -356,7 +446,12 @@ fn engine_injected_cdi_edits_are_enforced_on_v1_and_v2() {
         b.root.display(),
         b.dir.display()
     );
-    let (code, out, err) = decode(Command::new("unshare").args(["-m", "sh", "-c", &v2]).output().unwrap());
+    let (code, out, err) = decode(
+        Command::new("unshare")
+            .args(["-m", "sh", "-c", &v2])
+            .output()
+            .unwrap(),
+    );
     assert_eq!(code, 0, "{out}{err}");
     check(&out, "v2");
 }
@@ -372,7 +467,13 @@ fn cdi_annotations_are_refused_by_name() {
     b.set_args(&["true"]);
     let (code, out, err) = b.run("ann");
     assert_ne!(code, 0, "{out}");
-    assert!(err.contains("annotations.\"cdi.k8s.io/test\"") && err.contains("CDI"), "{err}");
+    assert!(
+        err.contains("annotations.\"cdi.k8s.io/test\"") && err.contains("CDI"),
+        "{err}"
+    );
     let (_, features, _) = b.cmd(&["features"]);
-    assert!(features.contains("io.github.atoll.cdi.annotations"), "{features}");
+    assert!(
+        features.contains("io.github.atoll.cdi.annotations"),
+        "{features}"
+    );
 }
