@@ -46,8 +46,7 @@ pub(super) fn grants(
 /// only where both say `shared = true`.
 fn check_gpus(cx: &Cx<'_>, raw: &[RawIsland], islands: &[Island]) -> Result<(), FileError> {
     for (b, later) in islands.iter().enumerate() {
-        for a in 0..b {
-            let earlier = &islands[a];
+        for earlier in &islands[..b] {
             if earlier.shared && later.shared {
                 continue;
             }
