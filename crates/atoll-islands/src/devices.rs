@@ -206,11 +206,12 @@ impl Registry {
                 .collect();
             files.sort();
             for file in files {
-                let spec = cdi::spec::read_spec(&file, priority as i32)
+                let mut spec = cdi::spec::read_spec(&file, priority as i32)
                     .map_err(|e| format!("CDI spec {}: {e:#}", file.display()))?;
                 let kind = format!("{}/{}", spec.get_vendor(), spec.get_class());
                 let devs = kinds.entry(kind.clone()).or_default();
-                for (name, dev) in spec.get_devices() {
+                // Taken, not cloned: each device holds a copy of its whole spec.
+                for (name, dev) in std::mem::take(&mut spec.devices) {
                     if let Some((other, old)) = devs.get(&name) {
                         if old.get_spec().get_priority() == priority as i32 {
                             return Err(format!(
