@@ -654,6 +654,32 @@ mod tests {
     }
 
     #[test]
+    fn a_grant_is_a_bind_of_the_islands_node_and_one_cgroup_rule() {
+        let f = crate::file::parse(
+            Path::new("p.toml"),
+            "name = \"p\"\n[[island]]\nname = \"web\"\ncommand = [\"/bin/sh\"]\ndevices = [\"/dev/null:rw\"]\n",
+        )
+        .unwrap();
+        let plan = crate::plan::build(&f, Path::new("/s"), Path::new("/r"), &[]).unwrap();
+        let island = &plan.islands[0];
+        let mut c = crate::bundle::config(island, &[]);
+        apply_to_config(island, &mut c);
+        let _: oci_spec::runtime::Spec = serde_json::from_value(c.clone()).unwrap();
+        assert_eq!(
+            c["linux"]["resources"]["devices"],
+            serde_json::json!([{"allow": false, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"}])
+        );
+        let m = c["mounts"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(m["destination"], "/dev/null");
+        assert_eq!(
+            m["source"], "/var/lib/atoll/islands/p/.devices/web/0-0",
+            "beside the data dirs, not in the nodev state tmpfs"
+        );
+        assert!(!m["options"].as_array().unwrap().contains(&"nodev".into()));
+    }
+
+    #[test]
     fn paths_must_be_devices() {
         let g = from_path("/dev/null:rw").unwrap();
         assert_eq!(
