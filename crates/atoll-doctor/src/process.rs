@@ -44,6 +44,12 @@ const LOG_LINES: usize = 3;
 pub fn check(subject: &Subject, alerts_are_faults: bool) -> LayerReport {
     let mut evidence = Vec::new();
     let events = cgroup_events(subject, &mut evidence);
+    let grants = subject.island.as_ref().map(|r| &r.island().spec);
+    evidence.extend(
+        grants
+            .and_then(atoll_islands::devices::DeviceStatus::of)
+            .map(|d| d.one_line()),
+    );
     let alerts = alerts(subject);
     let fix = Fixes { s: subject };
 

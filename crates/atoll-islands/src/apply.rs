@@ -341,12 +341,25 @@ pub fn down(state_root: &Path, runtime_root: &Path, name: &str) -> Result<bool> 
 
 /// Remove everything `plan` made. Keeps going past errors and reports them all.
 pub fn teardown(plan: &Plan) -> Result<()> {
-    remove_project(
+    let removed = remove_project(
         &plan.state_dir,
         &plan.runtime_root,
         &plan.name,
         Some(plan.group),
-    )
+    );
+    let nodes: Vec<String> = plan
+        .islands
+        .iter()
+        .filter_map(|i| crate::devices::remove_nodes(i).err())
+        .collect();
+    match removed {
+        Err(IslandsError::Teardown(mut errs)) => {
+            errs.extend(nodes);
+            Err(IslandsError::Teardown(errs))
+        }
+        Ok(()) if !nodes.is_empty() => Err(IslandsError::Teardown(nodes)),
+        other => other,
+    }
 }
 
 /// The one teardown, in reverse order of `up`: stray processes of a killed `up`, the islands

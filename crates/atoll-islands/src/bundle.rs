@@ -80,7 +80,9 @@ pub fn prepare(plan: &Plan, island: &IslandPlan) -> Result<()> {
     }
     write_etc(plan, island)?;
     write_data_dir(island)?;
+    crate::devices::make_nodes(island)?;
     let mut config = config(island, &extra);
+    crate::devices::apply_to_config(island, &mut config);
     if let Some(list) = config["mounts"].as_array_mut() {
         // Last: the runtime's parent makes an idmapped mount, after the init's own ones.
         list.extend(shares);

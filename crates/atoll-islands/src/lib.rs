@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod backup;
 pub mod bundle;
+pub mod devices;
 pub mod error;
 pub mod file;
 pub mod fsclass;

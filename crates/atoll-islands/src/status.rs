@@ -43,6 +43,9 @@ pub struct IslandStatus {
     pub limits: Limits,
     /// "private" or "passthrough" (its user is the same uid on the host: weaker isolation).
     pub identity: String,
+    /// Device grants, and what cgroups cannot do for a GPU among them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices: Option<crate::devices::DeviceStatus>,
 }
 
 /// The limits an island runs under, as `up` wrote them to its cgroup; null (JSON) or "max"
@@ -143,6 +146,7 @@ fn status_of(plan: &Plan, counters: bool) -> Status {
                     Identity::Private => "private".into(),
                     Identity::Passthrough => "passthrough".into(),
                 },
+                devices: crate::devices::DeviceStatus::of(&i.spec),
             }
         })
         .collect();
@@ -268,6 +272,11 @@ impl std::fmt::Display for Status {
                 s.owner,
                 s.mounts.join(", ")
             )?;
+        }
+        for i in &self.islands {
+            if let Some(d) = &i.devices {
+                write!(f, "  devices of {}: {d}", i.name)?;
+            }
         }
         if !self.links.is_empty() {
             writeln!(f, "  links:")?;

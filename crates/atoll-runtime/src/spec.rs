@@ -406,6 +406,7 @@ fn refuse_unapplied(spec: &Spec) -> Result<()> {
             return Err(field(*f, WHY));
         }
     }
+    refuse_cdi_annotations(spec)?;
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         for o in m.options().iter().flatten() {
             // runc's own extensions, which atoll does not carry out.
@@ -416,6 +417,28 @@ fn refuse_unapplied(spec: &Spec) -> Result<()> {
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// The annotation prefix of CDI device requests (the CDI spec's "cdi.k8s.io/<plugin>_<id>").
+pub const CDI_ANNOTATION_PREFIX: &str = "cdi.k8s.io/";
+
+/// A CDI device request in the annotations is refused by name: the engine (podman, containerd,
+/// CRI-O) resolves CDI names and writes their edits into this config (linux.devices, mounts,
+/// env, hooks), which atoll applies; a request left only as an annotation would run the
+/// container without the device, and resolving it here as well could apply the edits twice.
+fn refuse_cdi_annotations(spec: &Spec) -> Result<()> {
+    let Some(a) = spec.annotations() else {
+        return Ok(());
+    };
+    if let Some((k, v)) = a.iter().find(|(k, _)| k.starts_with(CDI_ANNOTATION_PREFIX)) {
+        return Err(field(
+            format!("annotations.{k:?}"),
+            format!(
+                "a CDI device request ({v}): atoll does not resolve CDI annotations; let the engine inject the devices' edits into config.json (podman --device, containerd/CRI-O with CDI enabled) and drop the annotation"
+            ),
+        ));
     }
     Ok(())
 }

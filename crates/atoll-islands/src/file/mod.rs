@@ -2,6 +2,7 @@
 //! checks it; every error names the file, the line and the field, so a user can fix a file
 //! without reading atoll's source. The reference is docs/islands-file.md.
 
+mod devices;
 mod rules;
 mod share;
 mod syntax;
@@ -104,6 +105,11 @@ pub struct Island {
     pub guard: Guard,
     #[serde(default)]
     pub identity: Identity,
+    /// Device grants (`devices`), resolved; `shared`: may use a GPU another island uses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<crate::devices::grant::Grant>,
+    #[serde(default)]
+    pub shared: bool,
 }
 
 /// Whose host uid an island's user is (docs/identities.md).

@@ -56,6 +56,9 @@ pub(super) struct RawIsland {
     pub(super) binds: Vec<Spanned<String>>,
     pub(super) guard: Option<Spanned<String>>,
     pub(super) identity: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) devices: Vec<Spanned<String>>,
+    pub(super) shared: Option<Spanned<bool>>,
 }
 
 /// `[[share]]`: a host directory mounted into several islands (file/share.rs checks it).

@@ -53,6 +53,7 @@ pub(super) fn file(cx: &Cx<'_>, raw: RawFile) -> Result<File, FileError> {
     for (i, ri) in raw.island.iter().enumerate() {
         islands.push(island(cx, i, ri, guard, &project, &islands)?);
     }
+    super::devices::grants(cx, &raw.island, &mut islands)?;
     let links = links(cx, &raw.link, &islands)?;
     let allows = allows(cx, &raw.allow, &islands, &links)?;
     let data_root = match &raw.data_root {
@@ -236,6 +237,8 @@ fn island(
         binds,
         guard,
         identity,
+        devices: Vec::new(),
+        shared: false,
     })
 }
 

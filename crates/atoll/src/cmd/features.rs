@@ -46,6 +46,11 @@ pub fn features(criu: Option<&std::path::Path>) -> serde_json::Value {
             "io.github.atoll.cgroup.mode": format!("{:?}", atoll_cgroups::host_mode()),
             "org.opencontainers.runc.checkpoint.enabled": criu.is_some().to_string(),
             "io.github.atoll.criu": criu.map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+            // CDI: edits an engine injected (linux.devices, linux.resources.devices, mounts,
+            // env, hooks) are applied like any config; requests left as annotations are refused.
+            "io.github.atoll.cdi.edits": "applied",
+            "io.github.atoll.cdi.annotations": "refused (cdi.k8s.io/*: the engine resolves them)",
+            "io.github.atoll.islands.devices": "paths and CDI names (container-device-interface 1.1; specs in /etc/cdi, /var/run/cdi or $ATOLL_CDI_SPEC_DIRS)",
         }
     })
 }
