@@ -1,6 +1,8 @@
 //! Devices for islands: `grant` resolves the file's entries (paths, CDI names), `node` gives a
 //! planned island its own nodes, binds and cgroup rules.
 
+#[cfg(feature = "cdi")]
+mod cdi;
 pub mod grant;
 mod node;
 
