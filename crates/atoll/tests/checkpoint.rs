@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::podman::Podman;
+
 use common::Bundle;
 
 /// The CRIU atoll uses (docs/checkpoint.md): it must pass `criu check`.
@@ -460,121 +462,6 @@ fn tcp_established_connection_survives() {
     );
 }
 
-/// podman with its own storage, run root and containers.conf under a scratch directory, driving
-/// atoll as its runtime (the way crates/atoll/tests/clients.rs drives it); removed on drop.
-struct Podman {
-    dir: PathBuf,
-    cgroup: String,
-    image: String,
-}
-
-impl Podman {
-    fn new() -> Podman {
-        let pid = std::process::id();
-        let dir = PathBuf::from(format!("/tmp/atoll-tests/criu-podman-{pid}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        let rootfs = dir.join("rootfs");
-        for d in [
-            "bin", "etc", "root", "tmp", "proc", "sys", "dev", "storage", "run",
-        ] {
-            let base = if ["storage", "run"].contains(&d) {
-                &dir
-            } else {
-                &rootfs
-            };
-            std::fs::create_dir_all(base.join(d)).unwrap();
-        }
-        std::fs::create_dir_all(dir.join("tmp")).unwrap();
-        let busybox = common::busybox().unwrap();
-        std::fs::copy(&busybox, rootfs.join("bin/busybox")).unwrap();
-        for applet in ["sh", "nc", "cat", "sleep", "tail", "awk", "wc"] {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-        }
-        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-        let tar = dir.join("rootfs.tar");
-        let ok = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        // Only this file is read when CONTAINERS_CONF is set; the limits stay below the host's.
-        std::fs::write(
-            dir.join("containers.conf"),
-            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\
-             [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
-        )
-        .unwrap();
-        std::fs::write(dir.join("registries.conf"), "").unwrap();
-        let p = Podman {
-            image: format!("localhost/atoll-criu-{pid}:busybox"),
-            cgroup: format!("atoll-criu-podman-{pid}"),
-            dir,
-        };
-        let (code, _, err) = p.podman(&["import", tar.to_str().unwrap(), &p.image]);
-        assert_eq!(code, 0, "podman import: {err}");
-        p
-    }
-
-    fn podman(&self, args: &[&str]) -> (i32, String, String) {
-        let d = &self.dir;
-        let out = Command::new("podman")
-            .env("CONTAINERS_CONF", d.join("containers.conf"))
-            .env("CONTAINERS_REGISTRIES_CONF", d.join("registries.conf"))
-            .arg("--root")
-            .arg(d.join("storage"))
-            .arg("--runroot")
-            .arg(d.join("run"))
-            .arg("--tmpdir")
-            .arg(d.join("tmp"))
-            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
-            .args(["--events-backend", "file", "--runtime", common::ATOLL])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        common::decode(out)
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        let _ = self.podman(&["rm", "--force", "--all", "--time", "0"]);
-        let _ = self.podman(&["rmi", "--force", "--all"]);
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<&str> = info
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|p| Path::new(p).starts_with(&self.dir))
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
-            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-        // The cgroup parent podman was given, in every hierarchy, with what podman made below
-        // it (conmon's cgroup): deepest first.
-        fn rmdir_tree(dir: &Path) {
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    rmdir_tree(&e.path());
-                }
-            }
-            let _ = std::fs::remove_dir(dir);
-        }
-        for l in info.lines() {
-            if l.contains(" - cgroup ") || l.contains(" - cgroup2 ") {
-                if let Some(mnt) = l.split(' ').nth(4) {
-                    rmdir_tree(&Path::new(mnt).join(&self.cgroup));
-                }
-            }
-        }
-    }
-}
-
 /// podman `container checkpoint/restore --tcp-established --runtime atoll`: a container whose
 /// shell streams numbered lines through an ESTABLISHED loopback connection to an echo server
 /// in the same container (podman's `--network none` netns: no traffic leaves it). After the
@@ -587,7 +474,11 @@ fn podman_checkpoint_restore_tcp_established() {
     })) {
         return;
     }
-    let p = Podman::new();
+    let p = Podman::new(
+        "criu",
+        &["sh", "nc", "cat", "sleep", "tail", "awk", "wc"],
+        &[("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")],
+    );
     let parent = format!("/{}", p.cgroup);
     let name = format!("criu-tcp-{}", std::process::id());
     let script = "nc -l -p 7000 -e cat & sleep 0.3; i=0; \

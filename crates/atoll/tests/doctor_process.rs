@@ -5,7 +5,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::podman::Podman;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -478,104 +479,6 @@ fn the_tenants_files_never_lead_out_of_its_root() {
 
 // ---- podman -------------------------------------------------------------------------------------
 
-/// podman with its own storage and configuration under a scratch dir (as in tests/clients.rs),
-/// running containers with atoll. Dropping it removes the containers, the image, the mounts
-/// and the cgroup parent.
-struct Podman {
-    dir: PathBuf,
-    cgroup: String,
-    image: String,
-}
-
-impl Podman {
-    fn new() -> Podman {
-        let pid = std::process::id();
-        let dir = PathBuf::from(format!("/tmp/atoll-tests/doctor-podman-{pid}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        for d in ["storage", "run", "tmp"] {
-            std::fs::create_dir_all(dir.join(d)).unwrap();
-        }
-        common::busybox_image(
-            &dir.join("rootfs"),
-            &dir.join("rootfs.tar"),
-            &["sh", "sleep"],
-            &[
-                ("etc/nsswitch.conf", "hosts: files dns\n"),
-                // With --network none podman writes no resolv.conf of its own: the image's is
-                // seen.
-                ("etc/resolv.conf", "nameserver 10.99.0.53\n"),
-            ],
-        );
-        // Only this file is read when CONTAINERS_CONF is set (see tests/clients.rs for why the
-        // ulimits).
-        std::fs::write(
-            dir.join("containers.conf"),
-            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\
-             [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
-        )
-        .unwrap();
-        std::fs::write(dir.join("registries.conf"), "").unwrap();
-        let p = Podman {
-            dir,
-            cgroup: format!("atoll-doctor-podman-{pid}"),
-            image: format!("localhost/atoll-doctor-{pid}:busybox"),
-        };
-        let tar = p.dir.join("rootfs.tar");
-        let (code, _, err) = p.podman(&["import", tar.to_str().unwrap(), &p.image]);
-        assert_eq!(code, 0, "podman import: {err}");
-        p
-    }
-
-    fn podman(&self, args: &[&str]) -> (i32, String, String) {
-        let d = &self.dir;
-        decode(
-            Command::new("podman")
-                .env("CONTAINERS_CONF", d.join("containers.conf"))
-                .env("CONTAINERS_REGISTRIES_CONF", d.join("registries.conf"))
-                .arg("--root")
-                .arg(d.join("storage"))
-                .arg("--runroot")
-                .arg(d.join("run"))
-                .arg("--tmpdir")
-                .arg(d.join("tmp"))
-                .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
-                .args(["--events-backend", "file", "--runtime", ATOLL])
-                .args(args)
-                .output()
-                .unwrap(),
-        )
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        let _ = self.podman(&["rm", "--force", "--all", "--time", "0"]);
-        let _ = self.podman(&["rmi", "--force", "--all"]);
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<&str> = info
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| Path::new(m).starts_with(&self.dir))
-            .collect();
-        points.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in points {
-            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-        for l in info.lines().filter(|l| l.contains(" - cgroup")) {
-            if let Some(mnt) = l.split(' ').nth(4) {
-                let parent = Path::new(mnt).join(&self.cgroup);
-                if let Ok(rd) = std::fs::read_dir(&parent) {
-                    for e in rd.flatten().filter(|e| e.path().is_dir()) {
-                        let _ = std::fs::remove_dir(e.path());
-                    }
-                }
-                let _ = std::fs::remove_dir(parent);
-            }
-        }
-    }
-}
-
 /// podman runs the container with `--runtime atoll`, passing the runtime `--root /run/<the
 /// runtime's file name>`: /run/atoll, atoll's own default. `atoll doctor ID` finds it there by
 /// the 64-hex id podman prints (and by podman's 12-digit short id, with --root), and reads its
@@ -589,7 +492,16 @@ fn a_podman_container_is_diagnosed_by_its_id() {
     if !can_run_also(missing) {
         return;
     }
-    let p = Podman::new();
+    let p = Podman::new(
+        "doctor",
+        &["sh", "sleep"],
+        &[
+            ("etc/nsswitch.conf", "hosts: files dns\n"),
+            // With --network none podman writes no resolv.conf of its own: the image's is
+            // seen.
+            ("etc/resolv.conf", "nameserver 10.99.0.53\n"),
+        ],
+    );
     let parent = format!("/{}", p.cgroup);
     let (code, out, err) = p.podman(&[
         "run",

@@ -2,6 +2,7 @@
 //! invocation with a private --root, and cleanup that runs also when a test fails.
 #![allow(dead_code)]
 
+pub mod podman;
 pub mod project;
 
 use std::path::{Path, PathBuf};
