@@ -11,7 +11,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::podman::Podman;
-
 use common::Bundle;
 
 /// The CRIU atoll uses (docs/checkpoint.md): it must pass `criu check`.

@@ -5,11 +5,11 @@
 
 mod common;
 
-use common::podman::Podman;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::podman::Podman;
 use common::project::{Project, BB};
 use common::{can_run, can_run_also, decode, Bundle, ATOLL};
 use serde_json::Value;
