@@ -477,3 +477,19 @@ fn cdi_annotations_are_refused_by_name() {
         "{features}"
     );
 }
+
+/// `features` names CDI only where the build resolves it (this test binary does; the shipped
+/// one, without the `cdi` feature, says paths only).
+#[test]
+fn features_name_cdi_only_where_it_is_built_in() {
+    let out = Command::new(ATOLL).arg("features").output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let devices = v["annotations"]["io.github.atoll.islands.devices"]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(
+        devices.contains("CDI names ("),
+        atoll_islands::devices::CDI_BUILT_IN,
+        "{devices}"
+    );
+}

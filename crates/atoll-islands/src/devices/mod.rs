@@ -6,6 +6,9 @@ mod cdi;
 pub mod grant;
 mod node;
 
+/// Whether this build resolves CDI names (the `cdi` feature; docs/devices.md).
+pub const CDI_BUILT_IN: bool = cfg!(feature = "cdi");
+
 pub use grant::*;
 pub use node::*;
 

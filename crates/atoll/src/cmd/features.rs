@@ -50,7 +50,12 @@ pub fn features(criu: Option<&std::path::Path>) -> serde_json::Value {
             // env, hooks) are applied like any config; requests left as annotations are refused.
             "io.github.atoll.cdi.edits": "applied",
             "io.github.atoll.cdi.annotations": "refused (cdi.k8s.io/*: the engine resolves them)",
-            "io.github.atoll.islands.devices": "paths and CDI names (container-device-interface 1.1; specs in /etc/cdi, /var/run/cdi or $ATOLL_CDI_SPEC_DIRS)",
+            // Only what this build resolves: without the `cdi` feature a CDI name is refused.
+            "io.github.atoll.islands.devices": if atoll_islands::devices::CDI_BUILT_IN {
+                "paths and CDI names (container-device-interface 1.1; specs in /etc/cdi, /var/run/cdi or $ATOLL_CDI_SPEC_DIRS)"
+            } else {
+                "paths (CDI names need the cdi build feature: docs/devices.md)"
+            },
         }
     })
 }
