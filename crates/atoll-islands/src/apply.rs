@@ -3,7 +3,7 @@
 
 use std::fs::OpenOptions;
 use std::os::fd::AsFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -246,7 +246,7 @@ fn create_all(plan: &Plan, opts: &UpOpts) -> Result<()> {
         while running.len() < opts.parallel.max(1) {
             let Some(i) = pending.next() else { break };
             std::fs::create_dir_all(&i.dir).map_err(io(format!("mkdir {}", i.dir.display())))?;
-            let log = log_file(&i.log)?;
+            let log = log_file(i)?;
             let child = Command::new(&opts.atoll)
                 .arg("--root")
                 .arg(&plan.runtime_root)
@@ -283,15 +283,27 @@ fn create_all(plan: &Plan, opts: &UpOpts) -> Result<()> {
     }
 }
 
-fn log_file(path: &Path) -> Result<std::fs::File> {
+/// The island's log, its stdout and stderr. It belongs to the island's user as the host sees it,
+/// mode 0600: a service that reopens `/dev/stdout` (nginx's `access_log /dev/stdout`) passes
+/// open(2)'s check on the file's own owner, and no other island's uid, nor any host user but
+/// root, can open it. The island never sees the log's directory, only its open fd.
+fn log_file(island: &crate::plan::IslandPlan) -> Result<std::fs::File> {
+    let path = &island.log;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io(format!("mkdir {}", dir.display())))?;
     }
-    OpenOptions::new()
+    let f = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)
-        .map_err(io(format!("open {}", path.display())))
+        .map_err(io(format!("open {}", path.display())))?;
+    let (uid, gid) = crate::bundle::host_ids(island);
+    std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
+        .map_err(io(format!("chown {} to {uid}:{gid}", path.display())))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(io(format!("chmod 0600 {}", path.display())))?;
+    Ok(f)
 }
 
 /// Islands' state (bundles, rootfs skeletons, netns pins, plans) is small, rewritten on every

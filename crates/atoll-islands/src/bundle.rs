@@ -5,7 +5,7 @@
 //! (CAP_NET_ADMIN is never in an island's bounding set, so the tenant cannot change it).
 
 use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
@@ -59,7 +59,7 @@ pub fn prepare(plan: &Plan, island: &IslandPlan) -> Result<()> {
     // namespace, cannot create them in a rootfs the host owns.
     mkdir(&rootfs.join(island.spec.data.trim_start_matches('/')))?;
     for (host, at) in &island.spec.binds {
-        let target = rootfs.join(at.trim_start_matches('/'));
+        let target = mount_point(island, at);
         if host.is_dir() {
             mkdir(&target)?;
         } else if std::fs::symlink_metadata(&target).is_err() {
@@ -68,6 +68,9 @@ pub fn prepare(plan: &Plan, island: &IslandPlan) -> Result<()> {
             }
             std::fs::write(&target, b"").map_err(io(format!("create {}", target.display())))?;
         }
+    }
+    for at in island.spec.tmpfs.iter().chain(&island.spec.writable) {
+        mkdir(&mount_point(island, at))?;
     }
     let n = plan
         .islands
@@ -80,6 +83,7 @@ pub fn prepare(plan: &Plan, island: &IslandPlan) -> Result<()> {
     }
     write_etc(plan, island)?;
     write_data_dir(island)?;
+    crate::state_dirs::make(island)?;
     crate::devices::make_nodes(island)?;
     let mut config = config(island, &extra);
     crate::devices::apply_to_config(island, &mut config);
@@ -91,6 +95,16 @@ pub fn prepare(plan: &Plan, island: &IslandPlan) -> Result<()> {
     let path = island.dir.join("config.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("json"))
         .map_err(io(format!("write {}", path.display())))
+}
+
+/// Where the mount point for `at` is made on the host: in the island's generated /etc for a
+/// path below /etc (that dir is bound over the rootfs's /etc), else in the rootfs skeleton.
+fn mount_point(island: &IslandPlan, at: &str) -> PathBuf {
+    let rel = at.trim_start_matches('/');
+    match rel.strip_prefix("etc/") {
+        Some(below) => island.dir.join("etc").join(below),
+        None => island.dir.join("rootfs").join(rel),
+    }
 }
 
 fn mkdir(p: &Path) -> Result<()> {
@@ -189,15 +203,20 @@ fn write_data_dir(island: &IslandPlan) -> Result<()> {
             });
         }
     }
-    let uid = crate::share::host_uid(island);
-    let gid = match island.spec.identity {
-        crate::file::Identity::Passthrough => island.spec.gid,
-        crate::file::Identity::Private => island.host_base + island.spec.gid,
-    };
+    let (uid, gid) = host_ids(island);
     std::os::unix::fs::chown(d, Some(uid), Some(gid))
         .map_err(io(format!("chown {}", d.display())))?;
     std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
         .map_err(io(format!("chmod {}", d.display())))
+}
+
+/// The host uid and gid the island's user and group are.
+pub(crate) fn host_ids(island: &IslandPlan) -> (u32, u32) {
+    let gid = match island.spec.identity {
+        crate::file::Identity::Passthrough => island.spec.gid,
+        crate::file::Identity::Private => island.host_base + island.spec.gid,
+    };
+    (crate::share::host_uid(island), gid)
 }
 
 fn ro_bind(host: &Path, at: &str) -> Value {
@@ -261,6 +280,7 @@ pub fn config(island: &IslandPlan, extra_mounts: &[Value]) -> Value {
     for (host, at) in &island.spec.binds {
         mounts.push(ro_bind(host, at));
     }
+    mounts.extend(crate::state_dirs::mounts(island));
     let mut resources = json!({});
     if let Some(m) = island.spec.memory {
         resources["memory"] = json!({"limit": m});
@@ -317,6 +337,41 @@ pub fn config(island: &IslandPlan, extra_mounts: &[Value]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_atoll_puts_in_etc_is_no_mount_point() {
+        for name in ETC_COPY.iter().chain(ETC_BIND_DIRS) {
+            assert!(crate::file::ETC_GENERATED.contains(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn tmpfs_and_writable_dirs_are_mounts_owned_by_the_user() {
+        let f = crate::file::parse(
+            Path::new("p.toml"),
+            "name = \"p\"\ndata_root = \"/srv/isl\"\n[[island]]\nname = \"web\"\ncommand = [\"/bin/sh\"]\nuser = 33\ntmpfs = [\"/run/nginx\"]\nwritable = [\"/var/log/nginx\"]\nbinds = [\"/usr/share:/etc/nginx\"]\n",
+        )
+        .unwrap();
+        let plan = crate::plan::build(&f, Path::new("/s"), Path::new("/r"), &[]).unwrap();
+        let c = config(&plan.islands[0], &[]);
+        let _: oci_spec::runtime::Spec = serde_json::from_value(c.clone()).unwrap();
+        let m = c["mounts"].as_array().unwrap();
+        let at = |d: &str| m.iter().find(|x| x["destination"] == d).cloned().unwrap();
+        assert_eq!(at("/run/nginx")["type"], "tmpfs");
+        assert!(at("/run/nginx")["options"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("uid=33")));
+        assert_eq!(
+            at("/var/log/nginx")["source"],
+            "/srv/isl/.writable/web/var/log/nginx"
+        );
+        assert_eq!(at("/etc/nginx")["options"][1], "ro");
+        assert_eq!(
+            mount_point(&plan.islands[0], "/etc/nginx"),
+            plan.islands[0].dir.join("etc/nginx")
+        );
+    }
 
     #[test]
     fn the_config_is_a_valid_runtime_spec_with_the_islands_rules() {

@@ -17,6 +17,7 @@ pub mod net;
 pub mod plan;
 pub mod seccomp;
 pub mod share;
+pub mod state_dirs;
 pub mod status;
 
 pub use error::{FileError, IslandsError, Result};

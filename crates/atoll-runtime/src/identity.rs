@@ -188,6 +188,46 @@ fn names(v: &HashSet<Capability>) -> Vec<String> {
     n
 }
 
+/// Give the process's stdio to its user, as runc and crun do, so it can reopen `/dev/stdout`
+/// (a magic link to /proc/self/fd/1: open(2) checks the inode's own mode, and a pipe is made
+/// 0600 for whoever created it, pipe(7)). Only pipes, sockets and regular files move: a
+/// character device is the caller's terminal or /dev/null and stays the host's. The gid stays
+/// too (runc's rule: only the owner is needed). EPERM (the owner is not mapped in this user
+/// namespace: a pipe of host root), EINVAL (the user is not mapped) and EROFS leave the fd as
+/// it is, so the process fails later only if it reopens it. Root needs none of this and pays
+/// no syscall.
+pub fn give_stdio_to_user(process: &Process) -> Result<()> {
+    let uid = process.user().uid();
+    if uid == 0 {
+        return Ok(());
+    }
+    use rustix::stdio::{stderr, stdin, stdout};
+    for (n, fd) in [stdin(), stdout(), stderr()].into_iter().enumerate() {
+        let st = match rustix::fs::fstat(fd) {
+            Ok(st) => st,
+            Err(rustix::io::Errno::BADF) => continue,
+            Err(e) => return Err(errno(format!("fstat stdio fd {n}"))(e)),
+        };
+        let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
+        let movable = matches!(
+            kind,
+            rustix::fs::FileType::Fifo
+                | rustix::fs::FileType::Socket
+                | rustix::fs::FileType::RegularFile
+        );
+        if !movable || st.st_uid == uid {
+            continue;
+        }
+        let owner = rustix::fs::Uid::from_raw(uid);
+        match rustix::fs::fchown(fd, Some(owner), None) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::PERM | rustix::io::Errno::INVAL | rustix::io::Errno::ROFS) => {}
+            Err(e) => return Err(errno(format!("fchown stdio fd {n} to uid {uid}"))(e)),
+        }
+    }
+    Ok(())
+}
+
 /// setgroups, setresgid, setresuid, keeping the permitted caps across the switch.
 pub fn switch_user(process: &Process, setgroups_allowed: bool) -> Result<()> {
     let user = process.user();

@@ -3,11 +3,14 @@
 //! without reading atoll's source. The reference is docs/islands-file.md.
 
 mod devices;
+mod mounts;
 mod rules;
 mod share;
 mod syntax;
 mod validate;
 
+#[cfg(test)]
+pub(crate) use rules::ETC_GENERATED;
 pub(crate) use share::inside_data;
 
 use std::collections::BTreeMap;
@@ -102,6 +105,12 @@ pub struct Island {
     pub cpu: Option<f64>,
     /// Extra read-only binds: (host path, path inside).
     pub binds: Vec<(PathBuf, String)>,
+    /// Private tmpfs mounts (paths inside), owned by the island's user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<String>,
+    /// Writable dirs (paths inside) kept in `<data_root>/.writable/<island>/`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writable: Vec<String>,
     pub guard: Guard,
     #[serde(default)]
     pub identity: Identity,

@@ -29,6 +29,42 @@ pub(super) fn reserved_inside(inside: &str) -> Option<String> {
     }
 }
 
+/// What atoll writes or binds into an island's /etc (bundle.rs): a mount there would hide the
+/// island's users, names or loader paths. Anything else below /etc (a service's config dir such
+/// as /etc/nginx) may be a mount point.
+pub(crate) const ETC_GENERATED: &[&str] = &[
+    "passwd",
+    "group",
+    "hosts",
+    "hostname",
+    "nsswitch.conf",
+    "resolv.conf",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "services",
+    "protocols",
+    "localtime",
+    "mime.types",
+    "alternatives",
+];
+
+/// Why `inside` cannot be the mount point of a bind, a tmpfs or a writable dir, if it cannot:
+/// as [`reserved_inside`], except that a path below /etc is fine unless atoll writes it.
+pub(super) fn reserved_for_mount(inside: &str) -> Option<String> {
+    let parts: Vec<&str> = inside
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    match parts.as_slice() {
+        ["etc", name, ..] if ETC_GENERATED.contains(name) => Some(format!(
+            "atoll writes /etc/{name} for the island (its users, names and loader paths)"
+        )),
+        ["etc", _, ..] => None,
+        _ => reserved_inside(inside),
+    }
+}
+
 /// Names become hostnames, interface names (15 bytes) and nft comments: keep them plain.
 pub(super) fn check_name(n: &str, max: usize) -> Result<(), String> {
     let ok = !n.is_empty()

@@ -248,6 +248,12 @@ fn collision(m: &ShareMount, island: &Island, earlier: &[Share]) -> Result<(), S
     if let Some((_, b)) = island.binds.iter().find(|(_, b)| nested(at, b)) {
         return Err(format!("{at} meets {}'s bind at {b}", island.name));
     }
+    if let Some(t) = island.tmpfs.iter().find(|t| nested(at, t)) {
+        return Err(format!("{at} meets {}'s tmpfs at {t}", island.name));
+    }
+    if let Some(w) = island.writable.iter().find(|w| nested(at, w)) {
+        return Err(format!("{at} meets {}'s writable dir at {w}", island.name));
+    }
     for s in earlier {
         if let Some(o) = s
             .mounts

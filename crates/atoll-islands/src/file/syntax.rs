@@ -54,6 +54,10 @@ pub(super) struct RawIsland {
     pub(super) cpu: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub(super) binds: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) tmpfs: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) writable: Vec<Spanned<String>>,
     pub(super) guard: Option<Spanned<String>>,
     pub(super) identity: Option<Spanned<String>>,
     #[serde(default)]

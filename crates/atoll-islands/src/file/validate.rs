@@ -1,7 +1,7 @@
 //! The islands file's rules: names, paths, capabilities, limits, links and flows. Each check
 //! names the field it refuses; what the file leaves out gets its default here.
 
-use super::rules::{check_name, reserved_inside};
+use super::rules::{check_name, reserved_for_mount, reserved_inside};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -217,6 +217,8 @@ fn island(
     let pids = Said::pick(own.pids, project.pids, Some(DEFAULT_PIDS));
     let cpu = Said::pick(own.cpu, project.cpu, None);
     let binds = binds(cx, &ri.binds, f("binds"))?;
+    let (tmpfs, writable) =
+        super::mounts::extra_mounts(cx, &ri.tmpfs, &ri.writable, &data, &binds, f)?;
     let guard = match &ri.guard {
         Some(g) => parse_guard(g).map_err(|m| cx.err(g.span(), f("guard"), m))?,
         None => file_guard,
@@ -235,6 +237,8 @@ fn island(
         pids,
         cpu,
         binds,
+        tmpfs,
+        writable,
         guard,
         identity,
         devices: Vec::new(),
@@ -304,7 +308,7 @@ fn binds(
                 ),
             ));
         }
-        if let Some(why) = reserved_inside(&at) {
+        if let Some(why) = reserved_for_mount(&at) {
             return Err(cx.err(
                 b.span(),
                 field.clone(),

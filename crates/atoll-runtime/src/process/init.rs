@@ -422,6 +422,8 @@ pub fn finalize(
     let setgroups_ok = std::fs::read_to_string("/proc/self/setgroups")
         .map(|s| s.trim() != "deny")
         .unwrap_or(true);
+    // Still root of the container (CAP_CHOWN) here; the user owns its stdio after the switch.
+    identity::give_stdio_to_user(process)?;
     identity::switch_user(process, setgroups_ok)?;
     caps.apply_sets()?;
     if nnp {

@@ -1,0 +1,106 @@
+//! An island's own writable places besides its data dir: `tmpfs` mounts (private, emptied on
+//! every start) and `writable` dirs kept on the host in `<data_root>/.writable/<island>/<path>`
+//! (kept across `down`/`up`, like the data dir), each owned by the island's user.
+
+use std::fs::Permissions;
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use pathrs::flags::{OpenFlags, ResolverFlags};
+use serde_json::{json, Value};
+
+use crate::error::{IslandsError, Result};
+use crate::plan::IslandPlan;
+
+/// Where the island's writable dirs live on the host, beside its data dir (island names never
+/// start with '.', so no island's data dir is ever called this).
+pub fn root(island: &IslandPlan) -> PathBuf {
+    island
+        .data_dir
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join(".writable")
+        .join(&island.spec.name)
+}
+
+/// The host dir of writable path `at` (a normal absolute path inside the island).
+pub fn host_dir(island: &IslandPlan, at: &str) -> PathBuf {
+    root(island).join(at.trim_start_matches('/'))
+}
+
+/// Make each writable dir (mode 0700, owned by the island user's host uid and gid) and the
+/// root-owned dirs above it. Every path is resolved inside the data root (pathrs: openat2
+/// RESOLVE_IN_ROOT, and no symlinks at all), and every dir above a writable dir must be
+/// root's and writable by root only: a dir the tenant owns (a writable dir of an earlier file
+/// that now holds a new one) could have its entries swapped for symlinks between this check and
+/// the runtime's bind, so it is refused instead.
+pub fn make(island: &IslandPlan) -> Result<()> {
+    if island.spec.writable.is_empty() {
+        return Ok(());
+    }
+    let base = island.data_dir.parent().unwrap_or(Path::new("/"));
+    let fail = |at: &str, what: String| IslandsError::Island {
+        island: island.spec.name.clone(),
+        msg: format!("writable {at}: {what}"),
+    };
+    let data_root = pathrs::Root::open(base)
+        .map_err(|e| fail("", format!("open {}: {e}", base.display())))?
+        .with_resolver_flags(ResolverFlags::NO_SYMLINKS);
+    let (uid, gid) = crate::bundle::host_ids(island);
+    for at in &island.spec.writable {
+        let rel = Path::new(".writable")
+            .join(&island.spec.name)
+            .join(at.trim_start_matches('/'));
+        let shown = base.join(&rel);
+        let dir = data_root
+            .mkdir_all(&rel, &Permissions::from_mode(0o755))
+            .map_err(|e| fail(at, format!("mkdir {}: {e}", shown.display())))?;
+        for above in rel
+            .ancestors()
+            .skip(1)
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            let h = data_root
+                .resolve(above)
+                .map_err(|e| fail(at, format!("open {}: {e}", base.join(above).display())))?;
+            let st = rustix::fs::fstat(h.as_fd())
+                .map_err(|e| fail(at, format!("fstat {}: {e}", base.join(above).display())))?;
+            if st.st_uid != 0 || st.st_mode & 0o022 != 0 {
+                return Err(fail(
+                    at,
+                    format!(
+                        "{} (above it) belongs to uid {} with mode {:o}, not to root: it was a writable dir of the island; move it away on the host or choose another path",
+                        base.join(above).display(),
+                        st.st_uid,
+                        st.st_mode & 0o7777
+                    ),
+                ));
+            }
+        }
+        let f = dir
+            .reopen(OpenFlags::O_RDONLY | OpenFlags::O_DIRECTORY)
+            .map_err(|e| fail(at, format!("open {}: {e}", shown.display())))?;
+        std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
+            .map_err(|e| fail(at, format!("chown {} to {uid}:{gid}: {e}", shown.display())))?;
+        f.set_permissions(Permissions::from_mode(0o700))
+            .map_err(|e| fail(at, format!("chmod 0700 {}: {e}", shown.display())))?;
+    }
+    Ok(())
+}
+
+/// The config mounts: each tmpfs (mounted by the island's init inside its user namespace, so
+/// `uid=`/`gid=` are ids inside; tmpfs(5)) and each writable dir, read-write like the data dir.
+pub fn mounts(island: &IslandPlan) -> Vec<Value> {
+    let (uid, gid) = (island.spec.uid, island.spec.gid);
+    let tmpfs = island.spec.tmpfs.iter().map(|at| {
+        json!({"destination": at, "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "nodev", "mode=0755", "size=65536k",
+                           format!("uid={uid}"), format!("gid={gid}")]})
+    });
+    let writable = island.spec.writable.iter().map(|at| {
+        json!({"destination": at, "type": "bind", "source": host_dir(island, at),
+               "options": ["bind", "rw", "nosuid", "nodev"]})
+    });
+    tmpfs.chain(writable).collect()
+}
