@@ -10,9 +10,11 @@ demo_pkgs=(libseccomp-dev libc6-dev pkg-config busybox-static iproute2 nftables 
 # (crates/atoll/tests/clients.rs); man-db and binutils (readelf): the Debian package and its test
 # (scripts/deb.sh, crates/atoll/tests/package.rs); graphviz (`atoll graph` lays out with its `dot`)
 # and chromium (crates/atoll/tests/graph.rs draws the SVG headless and measures it); bindfs (a FUSE
-# filesystem that takes no idmapped mount: the share refusal in crates/atoll/tests/shares.rs).
+# filesystem that takes no idmapped mount: the share refusal in crates/atoll/tests/shares.rs);
+# nginx-light and postgresql (15 on Debian 12): services from the host's /usr as islands
+# (crates/atoll/tests/services.rs).
 test_pkgs=(runc crun bubblewrap procps time podman conmon containerd python3-grpcio man-db binutils
-           chromium graphviz bindfs)
+           chromium graphviz bindfs nginx-light postgresql)
 pkgs=("${demo_pkgs[@]}")
 [ "$mode" = demo ] || pkgs+=("${test_pkgs[@]}")
 for pkg in "${pkgs[@]}"; do

@@ -11,7 +11,19 @@ use std::time::{Duration, Instant};
 use common::project::{state_dir, Project, BB};
 use common::{can_run, can_run_also, Bundle};
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The newest PostgreSQL server Debian's packages installed (15 on Debian 12).
+fn pg_bin() -> Option<String> {
+    let mut versions: Vec<u32> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|v| Path::new(&format!("/usr/lib/postgresql/{v}/bin/postgres")).exists())
+        .collect();
+    versions.sort();
+    versions
+        .last()
+        .map(|v| format!("/usr/lib/postgresql/{v}/bin"))
+}
 const NGINX: &str = "/usr/sbin/nginx";
 
 /// Poll `f` until it returns Some, or panic with `what` and the last value seen.
@@ -20,7 +32,9 @@ fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Result<T, String>) 
     loop {
         match f() {
             Ok(v) => return v,
-            Err(last) if Instant::now() > deadline => panic!("{what}: gave up after {secs}s: {last}"),
+            Err(last) if Instant::now() > deadline => {
+                panic!("{what}: gave up after {secs}s: {last}")
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(200)),
         }
     }
@@ -129,7 +143,12 @@ fn svc_tmpfs_and_writable_dirs_need_no_wrapper_and_writable_ones_last() {
     assert_eq!(code, 0, "{out}{err}");
     let (code, out) = p.exec(
         "app",
-        &[BB, "sh", "-c", "cat /var/lib/svcapp/f /srv/svc/state/g; ls /run/svcapp | wc -l"],
+        &[
+            BB,
+            "sh",
+            "-c",
+            "cat /var/lib/svcapp/f /srv/svc/state/g; ls /run/svcapp | wc -l",
+        ],
     );
     assert_eq!(code, 0, "{out}");
     assert_eq!(out, "kept\nkept2\n0\n");
@@ -142,12 +161,18 @@ fn svc_bad_state_paths_name_the_field_and_make_nothing() {
         return;
     }
     for (bad, says) in [
-        ("tmpfs = [\"/usr/x\"]", "island[0] (a).tmpfs[0]: \"/usr/x\" cannot be mounted on"),
+        (
+            "tmpfs = [\"/usr/x\"]",
+            "island[0] (a).tmpfs[0]: \"/usr/x\" cannot be mounted on",
+        ),
         (
             "writable = [\"/var/lib/a\", \"/var/lib/a/b\"]",
             "island[0] (a).writable[1]: /var/lib/a/b meets writable /var/lib/a",
         ),
-        ("writable = [\"/etc/passwd\"]", "island[0] (a).writable[0]: \"/etc/passwd\""),
+        (
+            "writable = [\"/etc/passwd\"]",
+            "island[0] (a).writable[0]: \"/etc/passwd\"",
+        ),
     ] {
         let mut p = Project::new(
             "svcb",
@@ -190,7 +215,10 @@ fn svc_nginx_logs_a_peers_request_to_stdout() {
         let (code, out) = p.exec("client", &[BB, "wget", "-q", "-O", "-", &url]);
         (code == 0 && out.contains("svc-nginx-ok"))
             .then_some(out.clone())
-            .ok_or(format!("exit {code}: {out}\nweb's log: {}", logs(&p, "web")))
+            .ok_or(format!(
+                "exit {code}: {out}\nweb's log: {}",
+                logs(&p, "web")
+            ))
     });
     assert!(got.contains("svc-nginx-ok"));
     let line = wait_for("the request in web's log", 10, || {
@@ -200,7 +228,10 @@ fn svc_nginx_logs_a_peers_request_to_stdout() {
             .map(str::to_string)
             .ok_or(l)
     });
-    assert!(line.starts_with(&client), "the client's address leads: {line}");
+    assert!(
+        line.starts_with(&client),
+        "the client's address leads: {line}"
+    );
     assert!(!logs(&p, "web").contains("Permission denied"));
     assert!(p.counter("allow:client->web:tcp/80") > 0);
     let _ = std::fs::remove_dir_all(&conf);
@@ -211,20 +242,23 @@ fn svc_nginx_logs_a_peers_request_to_stdout() {
 /// cluster, and a second `db` started on the copy answers the same query.
 #[test]
 fn svc_postgres_shop_dump_freeze_backup_and_restore() {
-    let missing = (!Path::new(PG_BIN).join("postgres").exists()).then(|| {
-        format!("PostgreSQL 15 is not installed in {PG_BIN} (apt-get install postgresql-15)")
+    let bin = pg_bin();
+    let missing = bin.is_none().then(|| {
+        "no PostgreSQL server in /usr/lib/postgresql/*/bin (apt-get install postgresql)".to_string()
     });
     if !can_run_also(missing) {
         return;
     }
+    let pg = bin.expect("checked above");
+    let pg = pg.as_str();
     let pid = std::process::id();
     let db_island = |cmd_extra: &str| {
         format!(
-            "[[island]]\nname = \"db\"\ncommand = [\"/bin/sh\", \"-c\", \"{cmd_extra}exec {PG_BIN}/postgres -D /data/pg -k /run/postgresql -c listen_addresses='*'\"]\ntmpfs = [\"/run/postgresql\"]\nenv = {{ LC_ALL = \"C\" }}\n"
+            "[[island]]\nname = \"db\"\ncommand = [\"/bin/sh\", \"-c\", \"{cmd_extra}exec {pg}/postgres -D /data/pg -k /run/postgresql -c listen_addresses='*'\"]\ntmpfs = [\"/run/postgresql\"]\nenv = {{ LC_ALL = \"C\" }}\n"
         )
     };
     let init = format!(
-        "test -f /data/pg/PG_VERSION || {{ {PG_BIN}/initdb -D /data/pg -U postgres --auth=trust --no-locale -E UTF8 >/data/initdb.log && echo 'host all all 0.0.0.0/0 trust' >> /data/pg/pg_hba.conf; }}; "
+        "test -f /data/pg/PG_VERSION || {{ {pg}/initdb -D /data/pg -U postgres --auth=trust --no-locale -E UTF8 >/data/initdb.log && echo 'host all all 0.0.0.0/0 trust' >> /data/pg/pg_hba.conf; }}; "
     );
     let shop = format!(
         "{}\n[[island]]\nname = \"backup\"\ncommand = [\"{BB}\", \"sleep\", \"100000\"]\n\n[[link]]\nbetween = [\"db\", \"backup\"]\n\n[[allow]]\nfrom = \"backup\"\nto = \"db\"\nproto = \"tcp\"\nports = [5432]\n",
@@ -236,7 +270,7 @@ fn svc_postgres_shop_dump_freeze_backup_and_restore() {
         p.exec(
             from,
             &[
-                &format!("{PG_BIN}/psql"),
+                &format!("{pg}/psql"),
                 "-h",
                 host,
                 "-U",
@@ -249,7 +283,9 @@ fn svc_postgres_shop_dump_freeze_backup_and_restore() {
     };
     wait_for("postgres accepts the backup island", 120, || {
         let (code, out) = psql(&p, "backup", &db, "select 1");
-        (code == 0).then_some(()).ok_or(format!("{out}\ndb's log: {}", logs(&p, "db")))
+        (code == 0)
+            .then_some(())
+            .ok_or(format!("{out}\ndb's log: {}", logs(&p, "db")))
     });
     let row = format!("svc-row-{pid}");
     let (code, out) = psql(
@@ -261,10 +297,22 @@ fn svc_postgres_shop_dump_freeze_backup_and_restore() {
     assert_eq!(code, 0, "{out}");
     let (code, dump) = p.exec(
         "backup",
-        &[&format!("{PG_BIN}/pg_dump"), "-h", &db, "-U", "postgres", "-t", "shop", "postgres"],
+        &[
+            &format!("{pg}/pg_dump"),
+            "-h",
+            &db,
+            "-U",
+            "postgres",
+            "-t",
+            "shop",
+            "postgres",
+        ],
     );
     assert_eq!(code, 0, "{dump}");
-    assert!(dump.contains("CREATE TABLE public.shop") && dump.contains(&row), "{dump}");
+    assert!(
+        dump.contains("CREATE TABLE public.shop") && dump.contains(&row),
+        "{dump}"
+    );
     assert!(p.counter("allow:backup->db:tcp/5432") > 0);
 
     // A frozen copy of the live cluster, restored as the data of a `db` in another project.
@@ -297,7 +345,7 @@ fn svc_postgres_shop_dump_freeze_backup_and_restore() {
         let (code, out) = restored.exec(
             "db",
             &[
-                &format!("{PG_BIN}/psql"),
+                &format!("{pg}/psql"),
                 "-h",
                 "/run/postgresql",
                 "-U",
