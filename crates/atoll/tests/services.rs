@@ -59,7 +59,7 @@ fn svc_an_island_user_reopens_its_stdout_and_no_one_else_reads_it() {
     let p = Project::started(
         "svco",
         &format!(
-            "[[island]]\nname = \"out\"\ncommand = [\"{BB}\", \"sh\", \"-c\", \"echo svc-reopened-out >> /dev/stdout && echo svc-reopened-err >> /dev/stderr; exec {BB} sleep 1000\"]\n"
+            "[[island]]\nname = \"out\"\ncommand = [\"{BB}\", \"sh\", \"-c\", \"echo svc-reopened-out >> /dev/stdout && echo svc-reopened-err >> /dev/stderr; exec {BB} sleep 1000\"]\n\n[[island]]\nname = \"peer\"\ncommand = [\"{BB}\", \"sleep\", \"1000\"]\n"
         ),
     );
     let log = wait_for("the island's lines in its log", 10, || {
@@ -76,6 +76,30 @@ fn svc_an_island_user_reopens_its_stdout_and_no_one_else_reads_it() {
     let m = std::fs::metadata(&file).unwrap();
     assert_eq!((m.uid(), m.gid()), host_ids(&p, "out", 1000), "{file:?}");
     assert_eq!(m.mode() & 0o777, 0o600, "{file:?}");
+    // Its own host uid can read it; the peer island's host uid cannot.
+    let read_as = |(uid, gid): (u32, u32)| {
+        std::process::Command::new("setpriv")
+            .args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={gid}"),
+                "--clear-groups",
+                "cat",
+            ])
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let own = read_as(host_ids(&p, "out", 1000));
+    assert!(
+        String::from_utf8_lossy(&own.stdout).contains("svc-reopened-out"),
+        "{own:?}"
+    );
+    let peer = read_as(host_ids(&p, "peer", 1000));
+    assert!(!peer.status.success(), "{peer:?}");
+    assert!(
+        String::from_utf8_lossy(&peer.stderr).contains("Permission denied"),
+        "{peer:?}"
+    );
 }
 
 #[test]
