@@ -133,6 +133,32 @@ fn svc_plain_run_gives_stdio_to_the_process_user() {
         .status();
     let out = u.sh("echo svc-userns-fd");
     assert!(out.contains("svc-userns-fd"), "{out}");
+    // A file the container's root owns (mapped) is handed on to the user, who reopens it.
+    let file = u.dir.join("svc-out.log");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&file)
+        .unwrap();
+    std::os::unix::fs::fchown(&f, Some(210000), Some(210000)).unwrap();
+    u.set_args(&[
+        "sh",
+        "-c",
+        "echo svc-mapped >> /dev/stdout && stat -c %u /proc/self/fd/1",
+    ]);
+    let id = u.id("svc-mapped");
+    let st = u
+        .atoll()
+        .args(["run", "--bundle"])
+        .arg(&u.dir)
+        .arg(&id)
+        .stdout(f)
+        .status()
+        .unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(st.success(), "{text}");
+    assert_eq!(text, "svc-mapped\n1000\n");
+    assert_eq!(std::fs::metadata(&file).unwrap().uid(), 211000);
 }
 
 #[test]
