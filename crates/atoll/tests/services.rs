@@ -40,6 +40,23 @@ fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Result<T, String>) 
     }
 }
 
+/// A host dir for a test's config files, removed when the test ends, also when it fails.
+struct ConfDir(std::path::PathBuf);
+
+impl ConfDir {
+    fn new(what: &str) -> ConfDir {
+        let d = std::env::temp_dir().join(format!("svc-{what}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        ConfDir(d)
+    }
+}
+
+impl Drop for ConfDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn logs(p: &Project, island: &str) -> String {
     let (_, out, err) = p.atoll(&["island", "logs", &format!("{}/{island}", p.name)]);
     format!("{out}{err}")
@@ -166,8 +183,8 @@ fn svc_tmpfs_and_writable_dirs_need_no_wrapper_and_writable_ones_last() {
     if !can_run() {
         return;
     }
-    let conf = std::env::temp_dir().join(format!("svc-conf-{}", std::process::id()));
-    std::fs::create_dir_all(&conf).unwrap();
+    let conf_dir = ConfDir::new("conf");
+    let conf = &conf_dir.0;
     std::fs::write(conf.join("app.conf"), "svc-config\n").unwrap();
     let body = format!(
         "[[island]]\nname = \"app\"\ncommand = [\"{BB}\", \"sleep\", \"1000\"]\nbinds = [\"{}:/etc/svcapp\"]\ntmpfs = [\"/run/svcapp\"]\nwritable = [\"/var/lib/svcapp\", \"/srv/svc/state\"]\n",
@@ -202,7 +219,6 @@ fn svc_tmpfs_and_writable_dirs_need_no_wrapper_and_writable_ones_last() {
     );
     assert_eq!(code, 0, "{out}");
     assert_eq!(out, "kept\nkept2\n0\n");
-    let _ = std::fs::remove_dir_all(&conf);
 }
 
 #[test]
@@ -246,8 +262,8 @@ fn svc_nginx_logs_a_peers_request_to_stdout() {
     if !can_run_also(missing) {
         return;
     }
-    let conf = std::env::temp_dir().join(format!("svc-nginx-{}", std::process::id()));
-    std::fs::create_dir_all(&conf).unwrap();
+    let conf_dir = ConfDir::new("nginx");
+    let conf = &conf_dir.0;
     std::fs::write(
         conf.join("nginx.conf"),
         "worker_processes 1;\npid /run/nginx/nginx.pid;\nerror_log /dev/stderr info;\nevents { worker_connections 64; }\nhttp {\n  access_log /dev/stdout;\n  server {\n    listen 80;\n    location / { return 200 \"svc-nginx-ok\\n\"; }\n  }\n}\n",
@@ -284,7 +300,6 @@ fn svc_nginx_logs_a_peers_request_to_stdout() {
     );
     assert!(!logs(&p, "web").contains("Permission denied"));
     assert!(p.counter("allow:client->web:tcp/80") > 0);
-    let _ = std::fs::remove_dir_all(&conf);
 }
 
 /// The shop with Debian's PostgreSQL 15: `db` runs initdb + postgres in its data dir, `backup`
