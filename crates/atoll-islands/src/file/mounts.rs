@@ -64,7 +64,7 @@ fn check_one(raw: &str, taken: &[(String, String)]) -> Result<String, String> {
 }
 
 /// `/a//b/./c/` as `/a/b/c`.
-pub(super) fn normal(p: &str) -> String {
+fn normal(p: &str) -> String {
     let parts: Vec<&str> = p
         .split('/')
         .filter(|c| !c.is_empty() && *c != ".")
