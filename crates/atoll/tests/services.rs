@@ -219,6 +219,35 @@ fn svc_tmpfs_and_writable_dirs_need_no_wrapper_and_writable_ones_last() {
     );
     assert_eq!(code, 0, "{out}");
     assert_eq!(out, "kept\nkept2\n0\n");
+    // A new writable dir below one the island owns is refused: its entries are the tenant's
+    // to swap for symlinks between the check and the mount.
+    let (code, out) = p.exec("app", &[BB, "ln", "-s", "/", "/var/lib/svcapp/inner"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, err) = p.atoll(&["down", &p.name]);
+    assert_eq!(code, 0, "{out}{err}");
+    let text = std::fs::read_to_string(&p.file)
+        .unwrap()
+        .replace("\"/var/lib/svcapp\", ", "\"/var/lib/svcapp/inner/x\", ");
+    std::fs::write(&p.file, text).unwrap();
+    let (code, out, err) = p.up();
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        err.contains("island app: writable /var/lib/svcapp/inner/x: "),
+        "{err}"
+    );
+    assert!(
+        err.contains("/var/lib/svcapp (above it) belongs to uid"),
+        "{err}"
+    );
+    assert!(!Path::new("/x").exists());
+    // The same with a plain dir of the tenant's there: refused for its owner.
+    std::fs::remove_file(kept.join("inner")).unwrap();
+    std::fs::create_dir(kept.join("inner")).unwrap();
+    std::os::unix::fs::chown(kept.join("inner"), Some(m.uid()), Some(m.gid())).unwrap();
+    let (code, out, err) = p.up();
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("not to root"), "{err}");
+    assert!(!kept.join("inner/x").exists(), "nothing is made below it");
 }
 
 #[test]
