@@ -37,13 +37,13 @@ fn is_tmpfs(st: &rustix::fs::StatFs) -> bool {
 }
 
 /// Serialises `up`s against each other while they pick slots and uid ranges.
-struct StateLock(#[allow(dead_code)] std::fs::File);
+pub(crate) struct StateLock(#[allow(dead_code)] std::fs::File);
 
 /// The lock file sits beside the state root (`/run/atoll/islands.lock`), not in it, so that the
 /// root's tmpfs can be mounted and unmounted under the lock. The last `down` unlinks it while
 /// holding it (`release_state_root`); whoever was waiting then holds a lock on a file that is
 /// no longer at the path, sees that the inodes differ, and opens the path anew.
-fn lock_state(root: &Path) -> Result<StateLock> {
+pub(crate) fn lock_state(root: &Path) -> Result<StateLock> {
     if let Some(parent) = root.parent() {
         std::fs::create_dir_all(parent).map_err(io(format!("mkdir {}", parent.display())))?;
     }

@@ -292,6 +292,46 @@ fn parse_counters(json: &str) -> Result<Vec<Counter>, String> {
 }
 
 /// One `nft` process; the script (if any) on stdin. Returns stdout.
+/// The table that locks a network namespace during a migration: every packet that is not on
+/// loopback is dropped, in and out, before conntrack (priority raw). A TCP segment that reaches a
+/// netns whose socket is gone (frozen source) or not yet restored (target) would be answered with
+/// an RST, and the peer's connection would die (tcp(7), RFC 793 "reset generation").
+pub const LOCK_TABLE: &str = "atoll_lock";
+
+/// The nft script of `lock`: one transaction.
+pub fn lock_script() -> String {
+    format!(
+        "add table inet {LOCK_TABLE}\n\
+         delete table inet {LOCK_TABLE}\n\
+         table inet {LOCK_TABLE} {{\n\
+         \tchain input {{ type filter hook prerouting priority raw; policy drop; iif \"lo\" accept; }}\n\
+         \tchain output {{ type filter hook output priority raw; policy drop; oif \"lo\" accept; }}\n\
+         }}\n"
+    )
+}
+
+/// Drop all non-loopback traffic of `netns` (see `LOCK_TABLE`); nft runs inside it (a child
+/// inherits the namespaces of the thread that forks it).
+pub fn lock(netns: &crate::netns::Netns) -> Result<(), NetError> {
+    netns.enter(|| run_nft(LOCK_TABLE, "lock", &["-f", "-"], Some(&lock_script())).map(drop))?
+}
+
+/// Remove `lock`'s table from `netns`; Ok if it is not there.
+pub fn unlock(netns: &crate::netns::Netns) -> Result<(), NetError> {
+    let script = format!("add table inet {LOCK_TABLE}\ndelete table inet {LOCK_TABLE}\n");
+    netns.enter(|| run_nft(LOCK_TABLE, "unlock", &["-f", "-"], Some(&script)).map(drop))?
+}
+
+/// Whether `netns` holds `lock`'s table.
+pub fn locked(netns: &crate::netns::Netns) -> Result<bool, NetError> {
+    netns.enter(|| {
+        run_nft(LOCK_TABLE, "list", &["list", "tables"], None).map(|out| {
+            out.lines()
+                .any(|l| l.trim() == format!("table inet {LOCK_TABLE}"))
+        })
+    })?
+}
+
 fn run_nft(
     table: &str,
     what: &'static str,

@@ -234,6 +234,21 @@ pub enum Verb {
         island: String,
         dest: PathBuf,
     },
+    /// Islands: move a running island with CRIU into a fresh network namespace, pid namespace
+    /// and cgroup with the same addresses, links and guard rules; its peers' TCP connections
+    /// carry on. Prints each phase with its time and the outage.
+    Migrate {
+        #[arg(long)]
+        json: bool,
+        /// Where CRIU's images go (default: the project's state directory).
+        #[arg(long)]
+        images: Option<PathBuf>,
+        /// Keep the images after a successful migration.
+        #[arg(long = "keep-images")]
+        keep_images: bool,
+        /// ISLAND or PROJECT/ISLAND.
+        island: String,
+    },
     /// Islands: exec, ps, events and logs for one island, by its name in the islands file.
     #[command(subcommand)]
     Island(IslandVerb),

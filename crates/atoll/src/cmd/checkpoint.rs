@@ -28,6 +28,7 @@ fn common(cli: &Cli, a: &CriuArgs) -> Result<CommonOpts> {
         lazy_pages: a.lazy_pages,
         status_fd: a.status_fd,
         page_server: a.page_server.clone(),
+        user_ns: false,
     })
 }
 
@@ -50,6 +51,7 @@ pub fn restore(store: &Store, cli: &Cli, a: &RestoreArgs) -> Result<i32> {
         bundle: a.bundle.clone(),
         no_pivot: a.no_pivot,
         console_socket: a.console_socket.clone(),
+        stdio_log: None,
     };
     if !a.detach {
         // CRIU restores the init as our child (rst_sibling); as subreaper we also reap what it

@@ -1,0 +1,613 @@
+//! `atoll migrate ISLAND`: move a running island with CRIU into a fresh network namespace, pid
+//! namespace and cgroup that own the same link addresses, with the same links to its peers and
+//! the same border-guard rules, so that its peers' TCP connections carry on.
+//!
+//! A TCP connection is its 4-tuple: the target must own the very addresses the island's sockets
+//! are bound to, and no namespace may answer the peer with an RST while the sockets are in
+//! flight. So both namespaces are locked (firewall::lock) from just before the freeze until the
+//! restored sockets are verified ESTABLISHED; the target gets its addresses only under the lock.
+//!
+//! ```text
+//! preflight   CRIU, every bound address owned by the target, open files, disk   (nothing frozen)
+//! freeze+dump lock source netns; CRIU dumps (--tcp-established, --empty-ns network)
+//! transfer    images to the target (same host: in place)
+//! restore     CRIU restores; in its "setup-namespaces" step atoll pins the new netns, locks
+//!             it, then makes its links and addresses; CRIU then restores the sockets
+//! verify      every connection of the source is ESTABLISHED in the target
+//! cleanup     old host ends go (their routes with them), routes and guard rules move to the
+//!             new ends, plan saved, target unlocked (end of the outage), old netns removed
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use atoll_net::{firewall, netns, p2p, sockdiag};
+use atoll_runtime::checkpoint::{self, CheckpointOpts, CommonOpts, RestoreOpts};
+use atoll_runtime::state::Status;
+use atoll_runtime::{container, Store};
+use serde::Serialize;
+
+use crate::error::{io, net, IslandsError, Result};
+use crate::file::Guard;
+use crate::plan::Plan;
+
+#[derive(Debug, Clone, Default)]
+pub struct MigrateOpts {
+    /// The CRIU binary (--criu); default as `checkpoint`.
+    pub criu: Option<PathBuf>,
+    /// Where the images go; default: the project's state dir (a tmpfs, removed by `down`).
+    pub images: Option<PathBuf>,
+    /// Keep the images after a successful migration.
+    pub keep_images: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    pub name: &'static str,
+    pub ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub project: String,
+    pub island: String,
+    pub pid_before: i32,
+    pub pid_after: i32,
+    /// ESTABLISHED TCP connections carried over (each verified in the target).
+    pub connections: Vec<String>,
+    pub phases: Vec<Phase>,
+    /// From the lock of the source to the unlock of the target: no packet of the island
+    /// passes in between.
+    pub outage_ms: f64,
+    pub images: PathBuf,
+}
+
+/// How the images reach the target. On one host they stay where CRIU wrote them; between
+/// hosts the same steps run with the archive copied (ssh) or the pages streamed by CRIU's page
+/// server (docs/migrate.md).
+pub trait Transport {
+    /// Make the images in `dir` available to the target; return where the target reads them.
+    fn send(&mut self, dir: &Path) -> Result<PathBuf>;
+}
+
+/// Same host: nothing moves.
+pub struct InPlace;
+
+impl Transport for InPlace {
+    fn send(&mut self, dir: &Path) -> Result<PathBuf> {
+        Ok(dir.to_path_buf())
+    }
+}
+
+/// The fresh side of a migration: where the new netns is pinned and what its host ends are
+/// called while the source's still exist (the two names alternate between migrations).
+#[derive(Debug, Clone)]
+struct Target {
+    netns: PathBuf,
+    /// (link index, is end a, new host end name, old host end name)
+    ends: Vec<(usize, bool, String, String)>,
+}
+
+fn alternate_host_name(name: &str) -> String {
+    match name.strip_prefix("at") {
+        Some(rest) => format!("am{rest}"),
+        None => format!("at{}", name.strip_prefix("am").unwrap_or(name)),
+    }
+}
+
+fn target_of(plan: &Plan, idx: usize) -> Target {
+    let island = &plan.islands[idx];
+    let name = &island.spec.name;
+    let pin_name = if island.netns.file_name().and_then(|n| n.to_str()) == Some(name.as_str()) {
+        format!("{name}.m")
+    } else {
+        name.clone()
+    };
+    let netns = plan.state_dir.join("netns").join(pin_name);
+    let mut ends = Vec::new();
+    for (n, l) in plan.links.iter().enumerate() {
+        if l.a == idx {
+            ends.push((n, true, alternate_host_name(&l.host_a), l.host_a.clone()));
+        }
+        if l.b == idx {
+            ends.push((n, false, alternate_host_name(&l.host_b), l.host_b.clone()));
+        }
+    }
+    Target { netns, ends }
+}
+
+/// The target's links as plain data (p2p's steps for the island's ends only): the netns is
+/// locked before this runs, so the addresses it adds answer nobody until the unlock. Host
+/// routes to the island come at the switch, once the source's ends (and routes) are gone.
+fn target_steps(plan: &Plan, t: &Target) -> p2p::Plan {
+    use p2p::{Op, Step, Target as At};
+    let ns = At::Netns(t.netns.clone());
+    let step = |target: &At, op| Step {
+        target: target.clone(),
+        op,
+    };
+    let mut steps = vec![step(
+        &ns,
+        Op::DisableIpv6 {
+            ifname: "default".into(),
+        },
+    )];
+    let mut inside = vec![step(
+        &ns,
+        Op::LinkUp {
+            ifname: "lo".into(),
+            forwarding: false,
+        },
+    )];
+    for (n, is_a, host, _) in &t.ends {
+        let l = &plan.links[*n];
+        let side = u8::from(!*is_a);
+        let (ifname, addr, peer) = if *is_a {
+            (&l.if_a, l.addr_a, l.addr_b)
+        } else {
+            (&l.if_b, l.addr_b, l.addr_a)
+        };
+        let mac = p2p::mac_for(plan.group, *n as u32, side);
+        let host_mac = p2p::mac_for(plan.group, *n as u32, side + 2);
+        steps.push(step(
+            &At::Host,
+            Op::CreateVeth {
+                ifname: host.clone(),
+                mac: host_mac,
+                group: plan.group,
+                peer_ifname: ifname.clone(),
+                peer_mac: mac,
+                peer_netns: t.netns.clone(),
+            },
+        ));
+        steps.push(step(
+            &At::Host,
+            Op::DisableIpv6 {
+                ifname: host.clone(),
+            },
+        ));
+        steps.push(step(
+            &At::Host,
+            Op::LinkUp {
+                ifname: host.clone(),
+                forwarding: true,
+            },
+        ));
+        steps.push(step(
+            &At::Host,
+            Op::Neighbour {
+                ifname: host.clone(),
+                addr,
+                mac,
+            },
+        ));
+        inside.push(step(
+            &ns,
+            Op::PeerAddress {
+                ifname: ifname.clone(),
+                local: addr,
+                peer,
+            },
+        ));
+        inside.push(step(
+            &ns,
+            Op::LinkUp {
+                ifname: ifname.clone(),
+                forwarding: false,
+            },
+        ));
+        inside.push(step(
+            &ns,
+            Op::Neighbour {
+                ifname: ifname.clone(),
+                addr: peer,
+                mac: host_mac,
+            },
+        ));
+    }
+    steps.extend(inside);
+    p2p::Plan { steps }
+}
+
+fn route_steps(plan: &Plan, t: &Target) -> p2p::Plan {
+    let steps = t
+        .ends
+        .iter()
+        .map(|(n, is_a, host, _)| {
+            let l = &plan.links[*n];
+            p2p::Step {
+                target: p2p::Target::Host,
+                op: p2p::Op::LinkRoute {
+                    ifname: host.clone(),
+                    dst: if *is_a { l.addr_a } else { l.addr_b },
+                },
+            }
+        })
+        .collect();
+    p2p::Plan { steps }
+}
+
+/// Remove what a target left: its host ends (each takes its island end) and its netns pin.
+/// Also what a killed `migrate` left, so it runs before every migration too.
+fn remove_target(t: &Target) -> Vec<String> {
+    let mut errs = Vec::new();
+    let names: Vec<String> = t.ends.iter().map(|e| e.2.clone()).collect();
+    if let Err(e) = p2p::delete_host_links(&names) {
+        errs.push(format!("delete host links {names:?}: {e}"));
+    }
+    if let Err(e) = netns::remove(&t.netns) {
+        errs.push(format!("remove netns {}: {e}", t.netns.display()));
+    }
+    errs
+}
+
+/// Refusals before anything is frozen: a bound address the target will not own (the
+/// connections on it would die: the 4-tuple cannot change), an island whose escape guard holds
+/// a seccomp listener CRIU cannot hand over.
+pub fn check_addresses(
+    island: &str,
+    owned: &[IpAddr],
+    socks: &[sockdiag::TcpSocket],
+) -> std::result::Result<(), String> {
+    for s in socks {
+        let ip = match s.local.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        if ip.is_unspecified() || ip.is_loopback() || owned.contains(&ip) {
+            continue;
+        }
+        let what = if s.state == sockdiag::TCP_ESTABLISHED {
+            format!("its connection {} -> {}", s.local, s.remote)
+        } else {
+            format!("its socket on {}", s.local)
+        };
+        return Err(format!(
+            "island {island}: {what} is bound to {ip}, which the target will not own (it owns \
+             {}); a TCP connection is its 4-tuple, so after the move the kernel would find no \
+             socket for it and the peer's connection would die; refused before freezing",
+            owned
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(())
+}
+
+struct Clock<'a> {
+    phases: Vec<Phase>,
+    at: Instant,
+    progress: &'a mut dyn FnMut(&Phase),
+}
+
+impl Clock<'_> {
+    fn done(&mut self, name: &'static str) {
+        let now = Instant::now();
+        let p = Phase {
+            name,
+            ms: now.duration_since(self.at).as_secs_f64() * 1e3,
+        };
+        (self.progress)(&p);
+        self.phases.push(p);
+        self.at = now;
+    }
+}
+
+/// Migrate the island `what` (ISLAND or PROJECT/ISLAND) on this host.
+pub fn migrate(
+    state_root: &Path,
+    what: &str,
+    opts: &MigrateOpts,
+    progress: &mut dyn FnMut(&Phase),
+) -> Result<Report> {
+    let _lock = crate::apply::lock_state(state_root)?;
+    let (plan, name) = crate::resolve(state_root, what)?;
+    let idx = plan
+        .islands
+        .iter()
+        .position(|i| i.spec.name == name)
+        .expect("resolve found it");
+    let mut clock = Clock {
+        phases: Vec::new(),
+        at: Instant::now(),
+        progress,
+    };
+    migrate_locked(plan, idx, opts, &mut clock, &mut InPlace)
+}
+
+fn refuse(island: &str, msg: impl Into<String>) -> IslandsError {
+    IslandsError::Island {
+        island: island.to_string(),
+        msg: msg.into(),
+    }
+}
+
+fn migrate_locked(
+    mut plan: Plan,
+    idx: usize,
+    opts: &MigrateOpts,
+    clock: &mut Clock,
+    transport: &mut dyn Transport,
+) -> Result<Report> {
+    let island = plan.islands[idx].clone();
+    let name = island.spec.name.clone();
+    let id = island.container_id.clone();
+    let store = Store::new(&plan.runtime_root);
+    let rt = |source| IslandsError::Runtime {
+        island: name.clone(),
+        source,
+    };
+    let cp = |source| IslandsError::Checkpoint {
+        island: name.clone(),
+        source,
+    };
+
+    // preflight: nothing is frozen or made until every check passed.
+    let saved = store.load(&id).map_err(rt)?;
+    if saved.status() != Status::Running {
+        return Err(refuse(
+            &name,
+            format!(
+                "is {}, only a running island moves",
+                saved.status().as_str()
+            ),
+        ));
+    }
+    if island.spec.guard != Guard::Off {
+        return Err(refuse(
+            &name,
+            format!(
+                "its escape guard is {:?}: the guard's seccomp listener (SECCOMP_FILTER_FLAG_NEW_LISTENER) \
+                 lives outside the island and CRIU cannot hand it to the restored tasks, whose \
+                 guarded syscalls would then fail; set guard = \"off\" for islands that migrate",
+                island.spec.guard.as_str()
+            ),
+        ));
+    }
+    let criu = checkpoint::criu_path(opts.criu.as_deref());
+    checkpoint::Preflight::criu_only(&criu).map_err(cp)?;
+    let src = netns::Netns::open(&island.netns).map_err(net("open the island's netns"))?;
+    let socks = sockdiag::tcp_sockets(&src).map_err(net("list the island's TCP sockets"))?;
+    let owned: Vec<IpAddr> = plan
+        .addresses(idx)
+        .into_iter()
+        .map(|(a, _)| IpAddr::V4(a))
+        .collect();
+    check_addresses(&name, &owned, &socks).map_err(IslandsError::Other)?;
+    let conns: Vec<(SocketAddr, SocketAddr)> = socks
+        .iter()
+        .filter(|s| s.state == sockdiag::TCP_ESTABLISHED)
+        .map(|s| (s.local, s.remote))
+        .collect();
+    let images = opts
+        .images
+        .clone()
+        .unwrap_or_else(|| plan.state_dir.join("images").join(&name));
+    if images.exists() {
+        std::fs::remove_dir_all(&images).map_err(io(format!("remove {}", images.display())))?;
+    }
+    std::fs::create_dir_all(&images).map_err(io(format!("mkdir {}", images.display())))?;
+    let pids = checkpoint::container_pids(&saved).map_err(cp)?;
+    checkpoint::Preflight::run(&criu, &pids, &images).map_err(cp)?;
+    let target = target_of(&plan, idx);
+    // What a killed migrate left on the target side (never the source's: other names).
+    let stale = remove_target(&target);
+    if !stale.is_empty() {
+        return Err(refuse(
+            &name,
+            format!(
+                "cannot clear a previous migration's leftovers: {}",
+                stale.join("; ")
+            ),
+        ));
+    }
+    clock.done("preflight");
+
+    // freeze+dump: the source is locked first, so once CRIU has closed its sockets (silently,
+    // in repair mode) nothing there answers the peer; a failed dump thaws it and unlocks.
+    firewall::lock(&src).map_err(net("lock the island's netns"))?;
+    let outage = Instant::now();
+    let common = CommonOpts {
+        criu: Some(criu),
+        image_path: images.clone(),
+        tcp_established: true,
+        empty_ns: Some("network".into()),
+        user_ns: true,
+        ..CommonOpts::default()
+    };
+    let dumped = checkpoint::checkpoint(
+        &store,
+        &id,
+        &CheckpointOpts {
+            common: common.clone(),
+            ..CheckpointOpts::default()
+        },
+    );
+    if let Err(e) = dumped {
+        let _unlocked = firewall::unlock(&src);
+        return Err(cp(e));
+    }
+    clock.done("freeze+dump");
+
+    let at_target = transport.send(&images)?;
+    clock.done("transfer");
+
+    // CRIU reopens the inherited log through /proc/self/fd as the restored task (files-reg.c,
+    // open_path), whose uid is the island's host uid: the island's own log becomes its file.
+    std::os::unix::fs::chown(&island.log, Some(island.host_base), Some(island.host_base))
+        .map_err(io(format!("chown {}", island.log.display())))?;
+    let restore_opts = RestoreOpts {
+        common: CommonOpts {
+            image_path: at_target.clone(),
+            ..common
+        },
+        bundle: island.dir.clone(),
+        stdio_log: Some(island.log.clone()),
+        ..RestoreOpts::default()
+    };
+    let pid = match restore_target(&store, &id, &plan, &target, &restore_opts) {
+        Ok(pid) => pid,
+        Err(first) => {
+            // CRIU killed the source after the dump: bring the island back from the same
+            // images, the same way, before giving up.
+            tracing::warn!("migrate {name}: restore failed, restoring again: {first}");
+            remove_target(&target);
+            match restore_target(&store, &id, &plan, &target, &restore_opts) {
+                Ok(pid) => pid,
+                Err(e) => {
+                    remove_target(&target);
+                    let _unlocked = firewall::unlock(&src);
+                    return Err(refuse(
+                        &name,
+                        format!(
+                            "restore failed twice ({first}; then {e}); the island is not \
+                             running; its images are in {}",
+                            at_target.display()
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    clock.done("restore");
+
+    let tgt = netns::Netns::open(&target.netns).map_err(net("open the target netns"))?;
+    if let Err(msg) = verify(&tgt, &conns) {
+        let _ = container::delete(&store, &id, true);
+        remove_target(&target);
+        let _unlocked = firewall::unlock(&src);
+        return Err(refuse(&name, msg));
+    }
+    clock.done("verify");
+
+    // Switch: the source's host ends go (with their routes and the island ends), the island's
+    // routes and guard rules name the new ends, the plan records them, then the target opens.
+    let old_names: Vec<String> = target.ends.iter().map(|e| e.3.clone()).collect();
+    let old_netns = island.netns.clone();
+    p2p::delete_host_links(&old_names).map_err(net("delete the source's host ends"))?;
+    route_steps(&plan, &target)
+        .apply()
+        .map_err(net("route the island's addresses to the new ends"))?;
+    for (n, is_a, host, _) in &target.ends {
+        if *is_a {
+            plan.links[*n].host_a = host.clone();
+        } else {
+            plan.links[*n].host_b = host.clone();
+        }
+    }
+    plan.islands[idx].netns = target.netns.clone();
+    crate::apply::ruleset(&plan)
+        .apply()
+        .map_err(net("border guard"))?;
+    plan.save()?;
+    firewall::unlock(&tgt).map_err(net("unlock the target netns"))?;
+    let outage_ms = outage.elapsed().as_secs_f64() * 1e3;
+    drop(src);
+    netns::remove(&old_netns).map_err(net("remove the source netns"))?;
+    if !opts.keep_images {
+        std::fs::remove_dir_all(&at_target)
+            .map_err(io(format!("remove {}", at_target.display())))?;
+    }
+    clock.done("cleanup");
+    Ok(Report {
+        project: plan.name.clone(),
+        island: name,
+        pid_before: saved.pid,
+        pid_after: pid,
+        connections: conns.iter().map(|(l, r)| format!("{l} -> {r}")).collect(),
+        phases: clock.phases.clone(),
+        outage_ms,
+        images: at_target,
+    })
+}
+
+/// Restore into a fresh netns that the "setup-namespaces" step pins, locks, then links.
+fn restore_target(
+    store: &Store,
+    id: &str,
+    plan: &Plan,
+    target: &Target,
+    opts: &RestoreOpts,
+) -> std::result::Result<i32, String> {
+    let pin = target.netns.clone();
+    let steps = target_steps(plan, target);
+    let setup: checkpoint::SetupNetns = Box::new(move |pid| {
+        let ns = netns::Netns::pin(Path::new(&format!("/proc/{pid}/ns/net")), &pin)
+            .map_err(|e| format!("pin /proc/{pid}/ns/net at {}: {e}", pin.display()))?;
+        firewall::lock(&ns).map_err(|e| format!("lock: {e}"))?;
+        steps.apply().map_err(|e| format!("links: {e}"))
+    });
+    checkpoint::restore_with(store, id, opts, Some(setup))
+        .map_err(|e| atoll_runtime::error::report(&e))
+}
+
+/// rc=0 from CRIU is not enough (a netns that owned the address before the sockets came back
+/// would have reset them): every connection of the source must be ESTABLISHED in the target.
+fn verify(
+    tgt: &netns::Netns,
+    conns: &[(SocketAddr, SocketAddr)],
+) -> std::result::Result<(), String> {
+    let now = sockdiag::tcp_sockets(tgt).map_err(|e| format!("list the target's sockets: {e}"))?;
+    let missing: Vec<String> = conns
+        .iter()
+        .filter(|(l, r)| {
+            !now.iter()
+                .any(|s| s.local == *l && s.remote == *r && s.state == sockdiag::TCP_ESTABLISHED)
+        })
+        .map(|(l, r)| format!("{l} -> {r}"))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "restored, but these connections are not ESTABLISHED in the target: {}",
+            missing.join(", ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_alternate() {
+        assert_eq!(alternate_host_name("at0-1a"), "am0-1a");
+        assert_eq!(alternate_host_name("am0-1a"), "at0-1a");
+    }
+
+    #[test]
+    fn an_address_the_target_does_not_own_is_refused() {
+        let owned = [IpAddr::from([10, 77, 0, 1])];
+        let sock = |l: &str, r: &str, state| sockdiag::TcpSocket {
+            local: l.parse().unwrap(),
+            remote: r.parse().unwrap(),
+            state,
+            uid: 0,
+            inode: 1,
+        };
+        let fine = [
+            sock("0.0.0.0:7000", "0.0.0.0:0", 10),
+            sock("[::]:7001", "[::]:0", 10),
+            sock("127.0.0.1:9", "0.0.0.0:0", 10),
+            sock("10.77.0.1:7000", "10.77.0.2:4000", 1),
+            sock("[::ffff:10.77.0.1]:7000", "[::ffff:10.77.0.2]:4000", 1),
+        ];
+        assert!(check_addresses("srv", &owned, &fine).is_ok());
+        let e = check_addresses(
+            "srv",
+            &owned,
+            &[sock("10.99.0.1:7000", "10.77.0.2:4000", 1)],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("10.99.0.1:7000 -> 10.77.0.2:4000 is bound to 10.99.0.1")
+                && e.contains("owns 10.77.0.1")
+                && e.contains("would die"),
+            "{e}"
+        );
+    }
+}
