@@ -1,0 +1,288 @@
+//! `atoll migrate` with real CRIU on real islands: a peer island's TCP conversation (a numbered
+//! line every 50 ms, each echo checked) survives ten migrations in a row; a migration whose
+//! target cannot own a bound address is refused before anything is frozen; bad input changes
+//! nothing.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::project::{Project, BB};
+
+fn missing_criu() -> Option<String> {
+    let criu = if Path::new("/usr/local/sbin/criu").exists() {
+        "/usr/local/sbin/criu"
+    } else {
+        "criu"
+    };
+    match Command::new(criu)
+        .arg("check")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(s) if s.success() => None,
+        _ => Some(format!(
+            "`{criu} check` fails (scripts/criu.sh installs CRIU)"
+        )),
+    }
+}
+
+fn can_run() -> bool {
+    common::can_run_also(missing_criu())
+}
+
+/// srv echoes every line on port 7000 (busybox nc, one `cat` per connection); cli idles; cli may
+/// open TCP to srv:7000. No escape guard: its seccomp listener cannot move (docs/migrate.md).
+fn echo_body(srv_command: &str) -> String {
+    format!(
+        "guard = \"off\"\n\
+         [[island]]\nname = \"srv\"\ncommand = {srv_command}\n\
+         [[island]]\nname = \"cli\"\ncommand = [\"{BB}\", \"sleep\", \"1000000\"]\n\
+         [[link]]\nbetween = [\"srv\", \"cli\"]\n\
+         [[allow]]\nfrom = \"cli\"\nto = \"srv\"\nproto = \"tcp\"\nports = [7000]\n"
+    )
+}
+
+fn nc_echo() -> String {
+    format!("[\"{BB}\", \"nc\", \"-ll\", \"-p\", \"7000\", \"-e\", \"{BB}\", \"cat\"]")
+}
+
+/// A TCP connection made from inside `netns` (this thread enters it; the socket stays there).
+fn connect_from(netns: &str, to: &str) -> TcpStream {
+    let f = std::fs::File::open(netns).unwrap();
+    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+    let mut last = None;
+    for _ in 0..50 {
+        match TcpStream::connect(to) {
+            Ok(s) => return s,
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("connect to {to} from {netns}: {last:?}");
+}
+
+/// The peer: a numbered line every 50 ms, each echo read back and compared. Returns how many
+/// lines made the round trip, or the first thing that went wrong.
+fn peer(
+    netns: String,
+    to: String,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+) -> Result<u64, String> {
+    let s = connect_from(&netns, &to);
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut n = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        let line = format!("{n}\n");
+        w.write_all(line.as_bytes())
+            .map_err(|e| format!("send line {n}: {e}"))?;
+        let mut got = String::new();
+        r.read_line(&mut got)
+            .map_err(|e| format!("echo of line {n}: {e}"))?;
+        if got != line {
+            return Err(format!("line {n}: sent {line:?}, echoed {got:?}"));
+        }
+        n += 1;
+        done.store(n, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(n)
+}
+
+fn migrate(p: &Project, island: &str) -> (i32, String, String) {
+    p.atoll(&["migrate", "--json", &format!("{}/{island}", p.name)])
+}
+
+/// Host links of the project's group (both generations of names).
+fn host_links(p: &Project) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show", "group", &p.group.unwrap().to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split(": ")
+                .nth(1)
+                .map(|n| n.split('@').next().unwrap().to_string())
+        })
+        .collect()
+}
+
+fn pins(p: &Project) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(common::project::state_dir(&p.name).join("netns"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn srv_pid(p: &Project) -> u64 {
+    let s = p.status();
+    let i = s[0]["islands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "srv")
+        .unwrap()
+        .clone();
+    assert_eq!(i["status"], "running", "{i}");
+    i["pid"].as_u64().unwrap()
+}
+
+#[test]
+fn a_tcp_peer_survives_ten_migrations() {
+    if !can_run() {
+        return;
+    }
+    let p = Project::started("mig", &echo_body(&nc_echo()));
+    let to = format!("{}:7000", p.addr("srv", "cli"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let client = {
+        let (ns, to, stop, done) = (p.netns("cli"), to.clone(), stop.clone(), done.clone());
+        std::thread::spawn(move || peer(ns, to, stop, done))
+    };
+    // The peer makes `more` round trips (within 30 s: TCP's retransmission backs off while
+    // the island is locked, so the first one after a move may wait a few seconds).
+    let progress = |more: u64, when: &str| {
+        let want = done.load(Ordering::SeqCst) + more;
+        for _ in 0..300 {
+            if done.load(Ordering::SeqCst) >= want || client.is_finished() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            done.load(Ordering::SeqCst) >= want,
+            "the peer made no progress {when}"
+        );
+    };
+    progress(5, "before the first migration");
+    let mut pid = srv_pid(&p);
+    for round in 0..10 {
+        let (code, out, err) = migrate(&p, "srv");
+        assert_eq!(code, 0, "migration {round}: {out}{err}");
+        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            r["connections"].as_array().unwrap().len(),
+            1,
+            "migration {round} carried the peer's connection: {r}"
+        );
+        let names: Vec<&str> = r["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|ph| ph["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "preflight",
+                "freeze+dump",
+                "transfer",
+                "restore",
+                "verify",
+                "cleanup"
+            ]
+        );
+        let now = srv_pid(&p);
+        assert_ne!(now, pid, "migration {round}: a new process tree");
+        pid = now;
+        // Exactly one generation of host ends and one netns pin per island are left.
+        assert_eq!(host_links(&p).len(), 2, "{:?}", host_links(&p));
+        assert_eq!(pins(&p).len(), 2, "{:?}", pins(&p));
+        progress(3, &format!("after migration {round}"));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let lines = client
+        .join()
+        .unwrap()
+        .expect("no reset, no lost or duplicated line");
+    assert!(lines >= 35, "{lines} lines made the round trip");
+    // A new connection crosses the guard's rule, which now names the new host ends.
+    let before = p.counter("allow:cli->srv:tcp/7000");
+    let cmd = format!("echo again | {BB} nc -w 2 {} 7000", p.addr("srv", "cli"));
+    let (code, out) = p.exec("cli", &[BB, "sh", "-c", &cmd]);
+    assert_eq!((code, out.trim()), (0, "again"));
+    assert!(p.counter("allow:cli->srv:tcp/7000") > before);
+}
+
+/// srv also listens on 10.99.0.1 (IP_FREEBIND: an address no netns of the project owns).
+fn freebind_body() -> String {
+    let py = "import socket\\n\
+              x = socket.socket()\\n\
+              x.setsockopt(socket.SOL_IP, 15, 1)\\n\
+              x.bind(('10.99.0.1', 7001))\\n\
+              x.listen()\\n\
+              l = socket.socket()\\n\
+              l.bind(('0.0.0.0', 7000))\\n\
+              l.listen()\\n\
+              while True:\\n    c, _ = l.accept(); c.sendall(b'up\\\\n'); c.close()\\n";
+    echo_body(&format!("[\"/usr/bin/python3\", \"-c\", \"{py}\"]"))
+}
+
+#[test]
+fn an_address_the_target_cannot_own_is_refused_before_freezing() {
+    if !can_run() {
+        return;
+    }
+    let p = Project::started("mig", &freebind_body());
+    let ip = p.addr("srv", "cli");
+    let wait_up = || {
+        for _ in 0..50 {
+            if p.nc("cli", &ip, 7000).1.contains("up") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("srv does not answer");
+    };
+    wait_up();
+    let pid = srv_pid(&p);
+    let links = host_links(&p);
+    let (code, out, err) = migrate(&p, "srv");
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("10.99.0.1:7001")
+            && err.contains("target will not own")
+            && err.contains("would die")
+            && err.contains("refused before freezing"),
+        "{err}"
+    );
+    // Nothing was frozen or made: same process, still serving, same links and pins, no images.
+    assert_eq!(srv_pid(&p), pid);
+    wait_up();
+    assert_eq!(host_links(&p), links);
+    assert_eq!(pins(&p), ["cli", "srv"]);
+    assert!(!common::project::state_dir(&p.name).join("images").exists());
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    if !can_run() {
+        return;
+    }
+    let p = Project::started("mig", &echo_body(&nc_echo()));
+    let pid = srv_pid(&p);
+    let (code, _, err) = p.atoll(&["migrate", &format!("{}/nosuch", p.name)]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no island") && err.contains("nosuch"), "{err}");
+    let (code, _, err) = p.atoll(&["migrate", "nosuchproj/srv"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no island"), "{err}");
+    assert_eq!(srv_pid(&p), pid);
+    assert_eq!(pins(&p), ["cli", "srv"]);
+}
