@@ -397,6 +397,7 @@ fn remove_project(dir: &Path, runtime_root: &Path, name: &str, group: Option<u32
     if let Err(e) = firewall::delete(&table) {
         errs.push(format!("nft delete table inet {table}: {}", report(&e)));
     }
+    kill_orphan_cgroups(name, &mut errs);
     remove_cgroup_parents(name, &mut errs);
     if dir.exists() {
         if let Err(e) = std::fs::remove_dir_all(dir) {
@@ -436,7 +437,9 @@ fn kill_stragglers(state_dir: &Path) {
                 continue;
             };
             let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmd).contains(&needle) {
+            if String::from_utf8_lossy(&cmd).contains(&needle)
+                || holds_file_in(&e.path(), state_dir)
+            {
                 found = true;
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
@@ -453,6 +456,40 @@ fn kill_stragglers(state_dir: &Path) {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Whether process `proc_dir` (/proc/PID) has a file open under `dir`: a CRIU left working on a
+/// killed `migrate`'s images there (its command line, `criu swrk N`, names nothing).
+fn holds_file_in(proc_dir: &Path, dir: &Path) -> bool {
+    let Ok(rd) = std::fs::read_dir(proc_dir.join("fd")) else {
+        return false;
+    };
+    rd.flatten()
+        .filter_map(|f| std::fs::read_link(f.path()).ok())
+        .any(|t| t.starts_with(dir))
+}
+
+/// Tasks left in the project's cgroups with no container to own them (a restore that a killed
+/// `migrate` left half-done): cgroup.kill (cgroup-v2.rst) the island dirs, wait for them to
+/// empty, and remove them.
+fn kill_orphan_cgroups(name: &str, errs: &mut Vec<String>) {
+    let project = Path::new("/sys/fs/cgroup/atoll/islands").join(name);
+    let Ok(rd) = std::fs::read_dir(&project) else {
+        return;
+    };
+    for d in rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+        let _gone_is_fine = std::fs::write(d.join("cgroup.kill"), "1");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while std::fs::read_to_string(d.join("cgroup.events"))
+            .is_ok_and(|ev| ev.lines().any(|l| l == "populated 1"))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if let Err(e) = std::fs::remove_dir(&d) {
+            errs.push(format!("rmdir {}: {e}", d.display()));
+        }
     }
 }
 

@@ -286,3 +286,116 @@ fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!(srv_pid(&p), pid);
     assert_eq!(pins(&p), ["cli", "srv"]);
 }
+
+/// Whether the netns pinned at `pin` owns `ip` and lets packets through (no migration lock).
+fn owns_unlocked(pin: &Path, ip: &str) -> bool {
+    let run = |args: &[&str]| {
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", pin.display()))
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let owns = run(&["ip", "-4", "-o", "addr", "show"]).contains(&format!("inet {ip}/"));
+    let locked = run(&["nft", "list", "tables"]).contains("table inet atoll_lock");
+    owns && !locked
+}
+
+/// Processes in the project's cgroups, as /proc/PID/cgroup says.
+fn tasks_in_cgroups_of(project: &str) -> Vec<String> {
+    let needle = format!("/atoll/islands/{project}/");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| {
+            // A zombie's cgroup reads "(deleted)" once its cgroup is gone: it is dead.
+            std::fs::read_to_string(e.path().join("cgroup"))
+                .is_ok_and(|c| c.contains(&needle) && !c.contains("(deleted)"))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn killing_migrate_at_any_phase_then_down_leaves_one_owner_and_nothing_behind() {
+    if !can_run() {
+        return;
+    }
+    // The line `migrate` prints when a phase ends: killing right after it lands in the next.
+    for after in ["migrate", "preflight", "freeze+dump", "restore", "verify"] {
+        let p = Project::started("mig", &echo_body(&nc_echo()));
+        let ip = p.addr("srv", "cli");
+        let group = p.group.unwrap();
+        let mut child = Command::new(common::ATOLL)
+            .args(["migrate", &format!("{}/srv", p.name)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut seen = false;
+        for l in lines.by_ref() {
+            let l = l.unwrap();
+            if l.split_whitespace().next() == Some(after) {
+                seen = true;
+                break;
+            }
+        }
+        assert!(seen, "migrate never printed {after:?}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Whatever CRIU still had in hand, let it end.
+        std::thread::sleep(Duration::from_secs(2));
+        let netns_dir = common::project::state_dir(&p.name).join("netns");
+        let owners: Vec<String> = ["srv", "srv.m"]
+            .iter()
+            .map(|n| netns_dir.join(n))
+            .filter(|pin| pin.exists() && owns_unlocked(pin, &ip))
+            .map(|pin| pin.display().to_string())
+            .collect();
+        assert!(
+            owners.len() <= 1,
+            "killed after {after:?}: {owners:?} all own {ip} unlocked"
+        );
+        let (code, out, err) = p.atoll(&["down", &p.name]);
+        assert_eq!(
+            code, 0,
+            "down after a migrate killed after {after:?}: {out}{err}"
+        );
+        assert!(!common::project::state_dir(&p.name).exists());
+        let links = Command::new("ip")
+            .args(["-o", "link", "show", "group", &group.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&links.stdout).trim().is_empty(),
+            "killed after {after:?}: links left: {}",
+            String::from_utf8_lossy(&links.stdout)
+        );
+        assert!(
+            !Path::new("/sys/fs/cgroup/atoll/islands")
+                .join(&p.name)
+                .exists(),
+            "killed after {after:?}: cgroup left"
+        );
+        let left = tasks_in_cgroups_of(&p.name);
+        assert!(
+            left.is_empty(),
+            "killed after {after:?}: tasks left: {:?}",
+            left.iter()
+                .map(|t| (
+                    std::fs::read_to_string(format!("/proc/{t}/cgroup")).unwrap_or_default(),
+                    std::fs::read_to_string(format!("/proc/{t}/cmdline")).unwrap_or_default()
+                ))
+                .collect::<Vec<_>>()
+        );
+        let tables = Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&tables.stdout)
+            .contains(&format!("atoll_{}", p.name.replace('-', "_"))));
+    }
+}
