@@ -5,6 +5,7 @@
 //! file (TOML) → plan (plain data, saved first) → apply / teardown.
 
 pub mod apply;
+pub mod archive;
 pub mod backup;
 pub mod bundle;
 pub mod devices;

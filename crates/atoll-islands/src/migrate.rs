@@ -277,14 +277,14 @@ pub fn check_addresses(
     Ok(())
 }
 
-struct Clock<'a> {
-    phases: Vec<Phase>,
-    at: Instant,
-    progress: &'a mut dyn FnMut(&Phase),
+pub(crate) struct Clock<'a> {
+    pub(crate) phases: Vec<Phase>,
+    pub(crate) at: Instant,
+    pub(crate) progress: &'a mut dyn FnMut(&Phase),
 }
 
 impl Clock<'_> {
-    fn done(&mut self, name: &'static str) {
+    pub(crate) fn done(&mut self, name: &'static str) {
         let now = Instant::now();
         let p = Phase {
             name,
@@ -325,31 +325,33 @@ fn refuse(island: &str, msg: impl Into<String>) -> IslandsError {
     }
 }
 
-fn migrate_locked(
-    mut plan: Plan,
-    idx: usize,
-    opts: &MigrateOpts,
-    clock: &mut Clock,
-    transport: &mut dyn Transport,
-) -> Result<Report> {
-    let island = plan.islands[idx].clone();
-    let name = island.spec.name.clone();
-    let id = island.container_id.clone();
-    let store = Store::new(&plan.runtime_root);
-    let rt = |source| IslandsError::Runtime {
-        island: name.clone(),
-        source,
-    };
-    let cp = |source| IslandsError::Checkpoint {
-        island: name.clone(),
-        source,
-    };
+/// What preflight learnt: the island's process, its connections, the CRIU to use.
+pub(crate) struct Checked {
+    pub(crate) pid: i32,
+    pub(crate) conns: Vec<(SocketAddr, SocketAddr)>,
+    pub(crate) criu: PathBuf,
+}
 
-    // preflight: nothing is frozen or made until every check passed.
-    let saved = store.load(&id).map_err(rt)?;
+/// Every check that needs no freeze: a running island, no escape guard, CRIU, every bound
+/// address owned by the target (`owned`), no file CRIU cannot dump, room for `images`.
+pub(crate) fn preflight(
+    plan: &Plan,
+    idx: usize,
+    criu: Option<&Path>,
+    images: &Path,
+) -> Result<Checked> {
+    let island = &plan.islands[idx];
+    let name = island.spec.name.as_str();
+    let store = Store::new(&plan.runtime_root);
+    let saved = store
+        .load(&island.container_id)
+        .map_err(|source| IslandsError::Runtime {
+            island: name.to_string(),
+            source,
+        })?;
     if saved.status() != Status::Running {
         return Err(refuse(
-            &name,
+            name,
             format!(
                 "is {}, only a running island moves",
                 saved.status().as_str()
@@ -358,114 +360,143 @@ fn migrate_locked(
     }
     if island.spec.guard != Guard::Off {
         return Err(refuse(
-            &name,
+            name,
             format!(
-                "its escape guard is {:?}: the guard's seccomp listener (SECCOMP_FILTER_FLAG_NEW_LISTENER) \
-                 lives outside the island and CRIU cannot hand it to the restored tasks, whose \
-                 guarded syscalls would then fail; set guard = \"off\" for islands that migrate",
+                "its escape guard is {:?}: the guard's seccomp listener \
+                 (SECCOMP_FILTER_FLAG_NEW_LISTENER) lives outside the island and CRIU cannot hand \
+                 it to the restored tasks, whose guarded syscalls would then fail; set guard = \
+                 \"off\" for islands that migrate",
                 island.spec.guard.as_str()
             ),
         ));
     }
-    let criu = checkpoint::criu_path(opts.criu.as_deref());
+    let cp = |source| IslandsError::Checkpoint {
+        island: name.to_string(),
+        source,
+    };
+    let criu = checkpoint::criu_path(criu);
     checkpoint::Preflight::criu_only(&criu).map_err(cp)?;
     let src = netns::Netns::open(&island.netns).map_err(net("open the island's netns"))?;
     let socks = sockdiag::tcp_sockets(&src).map_err(net("list the island's TCP sockets"))?;
-    let owned: Vec<IpAddr> = plan
-        .addresses(idx)
-        .into_iter()
-        .map(|(a, _)| IpAddr::V4(a))
-        .collect();
-    check_addresses(&name, &owned, &socks).map_err(IslandsError::Other)?;
-    let conns: Vec<(SocketAddr, SocketAddr)> = socks
+    check_addresses(name, &owned(plan, idx), &socks).map_err(IslandsError::Other)?;
+    let conns = socks
         .iter()
         .filter(|s| s.state == sockdiag::TCP_ESTABLISHED)
         .map(|s| (s.local, s.remote))
         .collect();
-    let images = opts
-        .images
-        .clone()
-        .unwrap_or_else(|| plan.state_dir.join("images").join(&name));
     if images.exists() {
-        std::fs::remove_dir_all(&images).map_err(io(format!("remove {}", images.display())))?;
+        std::fs::remove_dir_all(images).map_err(io(format!("remove {}", images.display())))?;
     }
-    std::fs::create_dir_all(&images).map_err(io(format!("mkdir {}", images.display())))?;
+    std::fs::create_dir_all(images).map_err(io(format!("mkdir {}", images.display())))?;
     let pids = checkpoint::container_pids(&saved).map_err(cp)?;
-    checkpoint::Preflight::run(&criu, &pids, &images).map_err(cp)?;
-    let target = target_of(&plan, idx);
-    // What a killed migrate left on the target side (never the source's: other names).
-    let stale = remove_target(&target);
+    checkpoint::Preflight::run(&criu, &pids, images).map_err(cp)?;
+    let stale = remove_target(&target_of(plan, idx));
     if !stale.is_empty() {
         return Err(refuse(
-            &name,
+            name,
             format!(
                 "cannot clear a previous migration's leftovers: {}",
                 stale.join("; ")
             ),
         ));
     }
-    clock.done("preflight");
+    Ok(Checked {
+        pid: saved.pid,
+        conns,
+        criu,
+    })
+}
 
-    // freeze+dump: the source is locked first, so once CRIU has closed its sockets (silently,
-    // in repair mode) nothing there answers the peer; a failed dump thaws it and unlocks.
-    firewall::lock(&src).map_err(net("lock the island's netns"))?;
-    let outage = Instant::now();
-    let common = CommonOpts {
-        criu: Some(criu),
-        image_path: images.clone(),
+pub(crate) fn owned(plan: &Plan, idx: usize) -> Vec<IpAddr> {
+    plan.addresses(idx)
+        .into_iter()
+        .map(|(a, _)| IpAddr::V4(a))
+        .collect()
+}
+
+fn criu_opts(criu: &Path, images: &Path) -> CommonOpts {
+    CommonOpts {
+        criu: Some(criu.to_path_buf()),
+        image_path: images.to_path_buf(),
         tcp_established: true,
         empty_ns: Some("network".into()),
         user_ns: true,
         ..CommonOpts::default()
-    };
+    }
+}
+
+/// Lock the source netns, then CRIU dumps the island (and kills it once the dump is complete).
+/// The source stays locked: once CRIU has closed its sockets (silently, in repair mode) nothing
+/// there may answer the peer. A failed dump thaws the island (CRIU) and unlocks it (here).
+pub(crate) fn freeze_and_dump(
+    plan: &Plan,
+    idx: usize,
+    c: &Checked,
+    images: &Path,
+) -> Result<Instant> {
+    let island = &plan.islands[idx];
+    let src = netns::Netns::open(&island.netns).map_err(net("open the island's netns"))?;
+    firewall::lock(&src).map_err(net("lock the island's netns"))?;
+    let outage = Instant::now();
+    let store = Store::new(&plan.runtime_root);
     let dumped = checkpoint::checkpoint(
         &store,
-        &id,
+        &island.container_id,
         &CheckpointOpts {
-            common: common.clone(),
+            common: criu_opts(&c.criu, images),
             ..CheckpointOpts::default()
         },
     );
-    if let Err(e) = dumped {
+    if let Err(source) = dumped {
         let _unlocked = firewall::unlock(&src);
-        return Err(cp(e));
+        return Err(IslandsError::Checkpoint {
+            island: island.spec.name.clone(),
+            source,
+        });
     }
-    clock.done("freeze+dump");
+    Ok(outage)
+}
 
-    let at_target = transport.send(&images)?;
-    clock.done("transfer");
-
+/// Restore from `images` into a locked target (once more after a failure: the same images,
+/// the same way), verify `conns`, then switch the island over; returns the new pid. The
+/// source netns stays as it was (locked) on failure.
+pub(crate) fn thaw(
+    plan: &mut Plan,
+    idx: usize,
+    criu: &Path,
+    images: &Path,
+    conns: &[(SocketAddr, SocketAddr)],
+    clock: &mut Clock,
+) -> Result<i32> {
+    let island = plan.islands[idx].clone();
+    let name = island.spec.name.clone();
+    let store = Store::new(&plan.runtime_root);
+    let target = target_of(plan, idx);
     // CRIU reopens the inherited log through /proc/self/fd as the restored task (files-reg.c,
     // open_path), whose uid is the island's host uid: the island's own log becomes its file.
     std::os::unix::fs::chown(&island.log, Some(island.host_base), Some(island.host_base))
         .map_err(io(format!("chown {}", island.log.display())))?;
     let restore_opts = RestoreOpts {
-        common: CommonOpts {
-            image_path: at_target.clone(),
-            ..common
-        },
+        common: criu_opts(criu, images),
         bundle: island.dir.clone(),
         stdio_log: Some(island.log.clone()),
         ..RestoreOpts::default()
     };
-    let pid = match restore_target(&store, &id, &plan, &target, &restore_opts) {
+    let pid = match restore_target(&store, &island.container_id, plan, &target, &restore_opts) {
         Ok(pid) => pid,
         Err(first) => {
-            // CRIU killed the source after the dump: bring the island back from the same
-            // images, the same way, before giving up.
-            tracing::warn!("migrate {name}: restore failed, restoring again: {first}");
+            tracing::warn!("restore of {name} failed, restoring again: {first}");
             remove_target(&target);
-            match restore_target(&store, &id, &plan, &target, &restore_opts) {
+            match restore_target(&store, &island.container_id, plan, &target, &restore_opts) {
                 Ok(pid) => pid,
                 Err(e) => {
                     remove_target(&target);
-                    let _unlocked = firewall::unlock(&src);
                     return Err(refuse(
                         &name,
                         format!(
                             "restore failed twice ({first}; then {e}); the island is not \
                              running; its images are in {}",
-                            at_target.display()
+                            images.display()
                         ),
                     ));
                 }
@@ -475,10 +506,11 @@ fn migrate_locked(
     clock.done("restore");
 
     let tgt = netns::Netns::open(&target.netns).map_err(net("open the target netns"))?;
-    if let Err(msg) = verify(&tgt, &conns) {
-        let _ = container::delete(&store, &id, true);
+    if let Err(msg) = verify(&tgt, conns) {
+        if let Err(e) = container::delete(&store, &island.container_id, true) {
+            tracing::warn!("removing the unverified copy of {name}: {e}");
+        }
         remove_target(&target);
-        let _unlocked = firewall::unlock(&src);
         return Err(refuse(&name, msg));
     }
     clock.done("verify");
@@ -486,9 +518,8 @@ fn migrate_locked(
     // Switch: the source's host ends go (with their routes and the island ends), the island's
     // routes and guard rules name the new ends, the plan records them, then the target opens.
     let old_names: Vec<String> = target.ends.iter().map(|e| e.3.clone()).collect();
-    let old_netns = island.netns.clone();
     p2p::delete_host_links(&old_names).map_err(net("delete the source's host ends"))?;
-    route_steps(&plan, &target)
+    route_steps(plan, &target)
         .apply()
         .map_err(net("route the island's addresses to the new ends"))?;
     for (n, is_a, host, _) in &target.ends {
@@ -499,13 +530,38 @@ fn migrate_locked(
         }
     }
     plan.islands[idx].netns = target.netns.clone();
-    crate::apply::ruleset(&plan)
+    crate::apply::ruleset(plan)
         .apply()
         .map_err(net("border guard"))?;
     plan.save()?;
     firewall::unlock(&tgt).map_err(net("unlock the target netns"))?;
+    Ok(pid)
+}
+
+fn migrate_locked(
+    mut plan: Plan,
+    idx: usize,
+    opts: &MigrateOpts,
+    clock: &mut Clock,
+    transport: &mut dyn Transport,
+) -> Result<Report> {
+    let name = plan.islands[idx].spec.name.clone();
+    let old_netns = plan.islands[idx].netns.clone();
+    let images = opts
+        .images
+        .clone()
+        .unwrap_or_else(|| plan.state_dir.join("images").join(&name));
+    let c = preflight(&plan, idx, opts.criu.as_deref(), &images)?;
+    clock.done("preflight");
+    let outage = freeze_and_dump(&plan, idx, &c, &images)?;
+    clock.done("freeze+dump");
+    let at_target = transport.send(&images)?;
+    clock.done("transfer");
+    // On failure the source stays locked: CRIU killed it after the dump, and an unlocked netns
+    // without its sockets would reset the peers' connections that a later `atoll restore` of
+    // the images could still carry on.
+    let pid = thaw(&mut plan, idx, &c.criu, &at_target, &c.conns, clock)?;
     let outage_ms = outage.elapsed().as_secs_f64() * 1e3;
-    drop(src);
     netns::remove(&old_netns).map_err(net("remove the source netns"))?;
     if !opts.keep_images {
         std::fs::remove_dir_all(&at_target)
@@ -515,13 +571,17 @@ fn migrate_locked(
     Ok(Report {
         project: plan.name.clone(),
         island: name,
-        pid_before: saved.pid,
+        pid_before: c.pid,
         pid_after: pid,
-        connections: conns.iter().map(|(l, r)| format!("{l} -> {r}")).collect(),
+        connections: fmt_conns(&c.conns),
         phases: clock.phases.clone(),
         outage_ms,
         images: at_target,
     })
+}
+
+pub(crate) fn fmt_conns(conns: &[(SocketAddr, SocketAddr)]) -> Vec<String> {
+    conns.iter().map(|(l, r)| format!("{l} -> {r}")).collect()
 }
 
 /// Restore into a fresh netns that the "setup-namespaces" step pins, locks, then links.

@@ -121,6 +121,16 @@ pub struct CheckpointArgs {
     /// A previous (pre-dump) image directory, relative to the image path.
     #[arg(long = "parent-path")]
     pub parent_path: Option<PathBuf>,
+    /// Islands: ID is an island (ISLAND or PROJECT/ISLAND); write an island archive (CRIU
+    /// images, manifest, plan) to this new directory, for `atoll restore ARCHIVE`.
+    #[arg(long)]
+    pub to: Option<PathBuf>,
+    /// With --to: put the island's data directory in the archive (moving hosts).
+    #[arg(long = "with-data", requires = "to")]
+    pub with_data: bool,
+    /// With --to: print the report as JSON.
+    #[arg(long, requires = "to")]
+    pub json: bool,
     pub id: String,
 }
 
@@ -143,6 +153,10 @@ pub struct RestoreArgs {
     /// Without --detach: do not become the subreaper that reaps the restored container.
     #[arg(long = "no-subreaper")]
     pub no_subreaper: bool,
+    /// For an island archive (ID is its directory): print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// A container id, or the directory of an island archive (`checkpoint ISLAND --to`).
     pub id: String,
 }
 

@@ -399,3 +399,115 @@ fn killing_migrate_at_any_phase_then_down_leaves_one_owner_and_nothing_behind() 
             .contains(&format!("atoll_{}", p.name.replace('-', "_"))));
     }
 }
+
+/// A copy of the archive `from` at `to`, changed by `spoil`.
+fn spoiled(from: &Path, to: &Path, spoil: impl FnOnce(&Path)) -> String {
+    let _ = std::fs::remove_dir_all(to);
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap()
+        .success());
+    spoil(to);
+    to.display().to_string()
+}
+
+#[test]
+fn an_island_archive_restores_with_its_connection_and_bad_archives_change_nothing() {
+    if !can_run() {
+        return;
+    }
+    let p = Project::started("mig", &echo_body(&nc_echo()));
+    let to = format!("{}:7000", p.addr("srv", "cli"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let client = {
+        let (ns, to, stop, done) = (p.netns("cli"), to.clone(), stop.clone(), done.clone());
+        std::thread::spawn(move || peer(ns, to, stop, done))
+    };
+    while done.load(Ordering::SeqCst) < 5 {
+        assert!(!client.is_finished());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let archive = p.dir.join("archive");
+    let a = archive.to_str().unwrap();
+    // A wrong island name: refused, no archive.
+    let (code, _, err) = p.atoll(&["checkpoint", "--to", a, &format!("{}/nosuch", p.name)]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no island"), "{err}");
+    assert!(!archive.exists());
+    let (code, out, err) = p.atoll(&["checkpoint", "--to", a, &format!("{}/srv", p.name)]);
+    assert_eq!(code, 0, "{out}{err}");
+    for f in [
+        "manifest.json",
+        "plan.json",
+        "images/atoll-descriptors.json",
+    ] {
+        assert!(archive.join(f).is_file(), "{f} is in the archive");
+    }
+    let links = host_links(&p);
+    let bad = |path: &str, want: &[&str]| {
+        let (code, out, err) = p.atoll(&["restore", path]);
+        assert_ne!(code, 0, "restore {path}: {out}");
+        for w in want {
+            assert!(err.contains(w), "restore {path}: {err} lacks {w:?}");
+        }
+        assert_eq!(pins(&p), ["cli", "srv"], "after restore {path}");
+        assert_eq!(host_links(&p), links, "after restore {path}");
+        let s = p.status();
+        assert_ne!(s[0]["islands"][0]["status"], "running");
+    };
+    bad(
+        p.dir.join("nothing-here").to_str().unwrap(),
+        &["no such directory"],
+    );
+    let d = p.dir.join("spoiled");
+    let no_manifest = spoiled(&archive, &d, |d| {
+        std::fs::remove_file(d.join("manifest.json")).unwrap()
+    });
+    bad(&no_manifest, &["manifest.json", "not an island archive"]);
+    let garbled = spoiled(&archive, &d, |d| {
+        std::fs::write(d.join("manifest.json"), "{\"format\": 3").unwrap()
+    });
+    bad(&garbled, &["manifest.json"]);
+    let newer_criu = spoiled(&archive, &d, |d| {
+        let p = d.join("manifest.json");
+        let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        m["criu_version"] = serde_json::json!(50000);
+        std::fs::write(&p, m.to_string()).unwrap();
+    });
+    bad(&newer_criu, &["written by CRIU 5.0.0"]);
+    let broken_images = spoiled(&archive, &d, |d| {
+        for e in std::fs::read_dir(d.join("images")).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("core-") || n.starts_with("pstree") {
+                std::fs::write(e.path(), b"not a CRIU image").unwrap();
+            }
+        }
+    });
+    bad(&broken_images, &["restore failed"]);
+    // The good archive: the peer's connection carries on.
+    let before = done.load(Ordering::SeqCst);
+    let (code, out, err) = p.atoll(&["restore", "--json", a]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["connections"].as_array().unwrap().len(), 1, "{r}");
+    for _ in 0..300 {
+        if done.load(Ordering::SeqCst) >= before + 5 || client.is_finished() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let lines = client
+        .join()
+        .unwrap()
+        .expect("no reset, no lost or duplicated line");
+    assert!(lines >= before + 5, "{lines} lines");
+    // Restoring again while the island runs would make two owners of its address.
+    let (code, _, err) = p.atoll(&["restore", a]);
+    assert_ne!(code, 0);
+    assert!(err.contains("is running here"), "{err}");
+}

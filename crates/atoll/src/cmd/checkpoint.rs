@@ -2,8 +2,10 @@
 //! without --detach waits for the restored container and passes its exit code through.
 
 use anyhow::{bail, Context, Result};
+use atoll_islands::plan::STATE_ROOT;
 use atoll_runtime::checkpoint::{self, CgroupsMode, CheckpointOpts, CommonOpts, RestoreOpts};
 use atoll_runtime::Store;
+use std::path::Path;
 
 use crate::cli::{CheckpointArgs, Cli, CriuArgs, RestoreArgs};
 
@@ -33,6 +35,17 @@ fn common(cli: &Cli, a: &CriuArgs) -> Result<CommonOpts> {
 }
 
 pub fn checkpoint(store: &Store, cli: &Cli, a: &CheckpointArgs) -> Result<()> {
+    if let Some(to) = &a.to {
+        let r = atoll_islands::archive::checkpoint(
+            Path::new(STATE_ROOT),
+            &a.id,
+            to,
+            a.with_data,
+            cli.criu.as_deref(),
+            &mut super::migrate::phase_printer(a.json),
+        )?;
+        return super::migrate::print_report(&r, a.json);
+    }
     let opts = CheckpointOpts {
         common: common(cli, &a.criu)?,
         leave_running: a.leave_running,
@@ -42,7 +55,22 @@ pub fn checkpoint(store: &Store, cli: &Cli, a: &CheckpointArgs) -> Result<()> {
     checkpoint::checkpoint(store, &a.id, &opts).with_context(|| format!("checkpoint {}", a.id))
 }
 
+/// An island archive is a directory with a manifest; a container id never has a '/'.
+fn is_archive(id: &str) -> bool {
+    id.contains('/') || Path::new(id).join("manifest.json").exists()
+}
+
 pub fn restore(store: &Store, cli: &Cli, a: &RestoreArgs) -> Result<i32> {
+    if is_archive(&a.id) {
+        let r = atoll_islands::archive::restore(
+            Path::new(STATE_ROOT),
+            Path::new(&a.id),
+            cli.criu.as_deref(),
+            &mut super::migrate::phase_printer(a.json),
+        )?;
+        super::migrate::print_report(&r, a.json)?;
+        return Ok(0);
+    }
     if a.no_subreaper && !a.detach {
         bail!("restore --no-subreaper needs --detach: without it atoll waits for the restored container, as its reaper");
     }
