@@ -444,6 +444,7 @@ pub(crate) fn freeze_and_dump(
         &island.container_id,
         &CheckpointOpts {
             common: criu_opts(&c.criu, images),
+            ptrace_freeze: true,
             ..CheckpointOpts::default()
         },
     );

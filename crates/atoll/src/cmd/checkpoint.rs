@@ -50,6 +50,7 @@ pub fn checkpoint(store: &Store, cli: &Cli, a: &CheckpointArgs) -> Result<()> {
         common: common(cli, &a.criu)?,
         leave_running: a.leave_running,
         pre_dump: a.pre_dump,
+        ptrace_freeze: false,
         parent_path: a.parent_path.clone(),
     };
     checkpoint::checkpoint(store, &a.id, &opts).with_context(|| format!("checkpoint {}", a.id))
