@@ -385,6 +385,7 @@ pub(crate) fn preflight(
         .map(|s| (s.local, s.remote))
         .collect();
     if images.exists() {
+        crate::apply::unmount_below(images);
         std::fs::remove_dir_all(images).map_err(io(format!("remove {}", images.display())))?;
     }
     std::fs::create_dir_all(images).map_err(io(format!("mkdir {}", images.display())))?;
@@ -518,11 +519,119 @@ pub(crate) fn thaw(
 
     // Switch: the source's host ends go (with their routes and the island ends), the island's
     // routes and guard rules name the new ends, the plan records them, then the target opens.
+    switch(plan, idx, &target)?;
+    firewall::unlock(&tgt).map_err(net("unlock the target netns"))?;
+    Ok(pid)
+}
+
+/// Written before the freeze and removed when the migration has ended either way: what a
+/// later `migrate` needs to finish or undo one that was killed (see `recover`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct Journal {
+    island: String,
+    old_netns: PathBuf,
+    new_netns: PathBuf,
+    /// (link index, is end a, new host end, old host end)
+    ends: Vec<(usize, bool, String, String)>,
+    images: PathBuf,
+    criu: PathBuf,
+    conns: Vec<(SocketAddr, SocketAddr)>,
+}
+
+fn journal_path(plan: &Plan, island: &str) -> PathBuf {
+    plan.state_dir.join(format!("migrating-{island}.json"))
+}
+
+fn write_journal(plan: &Plan, j: &Journal) -> Result<()> {
+    let p = journal_path(plan, &j.island);
+    let tmp = p.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(j).expect("journals serialise"))
+        .map_err(io(format!("write {}", tmp.display())))?;
+    std::fs::rename(&tmp, &p).map_err(io(format!("rename to {}", p.display())))
+}
+
+fn netns_ino(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| m.ino())
+}
+
+/// Finish or undo a migration of island `idx` that a killed `migrate` left (its journal says
+/// what was under way). Exactly one of source and copy serves afterwards:
+/// - the copy runs (in the new netns): finish the switch;
+/// - the original runs (in the old netns): unlock it, remove the target;
+/// - neither runs: stop whatever CRIU left, then restore from the images if the dump was
+///   complete (CRIU writes stats-dump last), else report that the island is down.
+fn recover(plan: &mut Plan, idx: usize, clock: &mut Clock) -> Result<bool> {
+    let name = plan.islands[idx].spec.name.clone();
+    let jp = journal_path(plan, &name);
+    let Ok(data) = std::fs::read(&jp) else {
+        return Ok(false);
+    };
+    let j: Journal = serde_json::from_slice(&data)
+        .map_err(|e| refuse(&name, format!("{}: {e}", jp.display())))?;
+    let target = Target {
+        netns: j.new_netns.clone(),
+        ends: j.ends.clone(),
+    };
+    let store = Store::new(&plan.runtime_root);
+    let id = plan.islands[idx].container_id.clone();
+    let running = store
+        .load(&id)
+        .ok()
+        .filter(|s| s.status() == Status::Running)
+        .and_then(|s| netns_ino(Path::new(&format!("/proc/{}/ns/net", s.pid))));
+    if running.is_some() && running == netns_ino(&j.new_netns) {
+        switch(plan, idx, &target)?;
+        let tgt = netns::Netns::open(&j.new_netns).map_err(net("open the target netns"))?;
+        firewall::unlock(&tgt).map_err(net("unlock the target netns"))?;
+        netns::remove(&j.old_netns).map_err(net("remove the source netns"))?;
+    } else if running.is_some() && running == netns_ino(&j.old_netns) {
+        remove_target(&target);
+        let src = netns::Netns::open(&j.old_netns).map_err(net("open the island's netns"))?;
+        firewall::unlock(&src).map_err(net("unlock the island's netns"))?;
+    } else {
+        // A CRIU still at work on the images, a copy restored behind atoll's back (no state
+        // entry): gone first, so that the restore below is the only copy.
+        crate::apply::kill_holders_of(&j.images);
+        crate::apply::unmount_below(&j.images);
+        if let Err(e) = container::delete(&store, &id, true) {
+            tracing::debug!("recover {name}: no container to delete: {e}");
+        }
+        crate::apply::kill_cgroup(&plan.name, &name);
+        remove_target(&target);
+        if !j.images.join("stats-dump").is_file() {
+            let _ = std::fs::remove_file(&jp);
+            return Err(refuse(
+                &name,
+                format!(
+                    "a killed migration left the island stopped and its dump in {} incomplete: \
+                     `atoll down {}` and up again",
+                    j.images.display(),
+                    plan.name
+                ),
+            ));
+        }
+        thaw(plan, idx, &j.criu, &j.images, &j.conns, clock)?;
+        netns::remove(&j.old_netns).map_err(net("remove the source netns"))?;
+    }
+    std::fs::remove_file(&jp).map_err(io(format!("remove {}", jp.display())))?;
+    clock.done("recover");
+    Ok(true)
+}
+
+/// Move the island's routes and guard rules to the target's host ends and record them: the
+/// source's host ends go first (their routes with them). Safe to run again after a kill.
+fn switch(plan: &mut Plan, idx: usize, target: &Target) -> Result<()> {
     let old_names: Vec<String> = target.ends.iter().map(|e| e.3.clone()).collect();
     p2p::delete_host_links(&old_names).map_err(net("delete the source's host ends"))?;
-    route_steps(plan, &target)
-        .apply()
-        .map_err(net("route the island's addresses to the new ends"))?;
+    for step in route_steps(plan, target).steps {
+        match (p2p::Plan { steps: vec![step] }).apply() {
+            Ok(()) => {}
+            // Already routed by a switch that was killed after this step.
+            Err(e) if e.to_string().contains("EEXIST") => {}
+            Err(e) => return Err(net("route the island's addresses to the new ends")(e)),
+        }
+    }
     for (n, is_a, host, _) in &target.ends {
         if *is_a {
             plan.links[*n].host_a = host.clone();
@@ -534,9 +643,7 @@ pub(crate) fn thaw(
     crate::apply::ruleset(plan)
         .apply()
         .map_err(net("border guard"))?;
-    plan.save()?;
-    firewall::unlock(&tgt).map_err(net("unlock the target netns"))?;
-    Ok(pid)
+    plan.save()
 }
 
 fn migrate_locked(
@@ -547,6 +654,9 @@ fn migrate_locked(
     transport: &mut dyn Transport,
 ) -> Result<Report> {
     let name = plan.islands[idx].spec.name.clone();
+    if recover(&mut plan, idx, clock)? {
+        tracing::info!("finished a migration of {name} that a killed `migrate` left");
+    }
     let old_netns = plan.islands[idx].netns.clone();
     let images = opts
         .images
@@ -554,7 +664,24 @@ fn migrate_locked(
         .unwrap_or_else(|| plan.state_dir.join("images").join(&name));
     let c = preflight(&plan, idx, opts.criu.as_deref(), &images)?;
     clock.done("preflight");
-    let outage = freeze_and_dump(&plan, idx, &c, &images)?;
+    let target = target_of(&plan, idx);
+    let journal = Journal {
+        island: name.clone(),
+        old_netns: old_netns.clone(),
+        new_netns: target.netns.clone(),
+        ends: target.ends.clone(),
+        images: images.clone(),
+        criu: c.criu.clone(),
+        conns: c.conns.clone(),
+    };
+    write_journal(&plan, &journal)?;
+    let outage = match freeze_and_dump(&plan, idx, &c, &images) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = std::fs::remove_file(journal_path(&plan, &name));
+            return Err(e);
+        }
+    };
     clock.done("freeze+dump");
     let at_target = transport.send(&images)?;
     clock.done("transfer");
@@ -564,7 +691,10 @@ fn migrate_locked(
     let pid = thaw(&mut plan, idx, &c.criu, &at_target, &c.conns, clock)?;
     let outage_ms = outage.elapsed().as_secs_f64() * 1e3;
     netns::remove(&old_netns).map_err(net("remove the source netns"))?;
+    let jp = journal_path(&plan, &name);
+    std::fs::remove_file(&jp).map_err(io(format!("remove {}", jp.display())))?;
     if !opts.keep_images {
+        crate::apply::unmount_below(&at_target);
         std::fs::remove_dir_all(&at_target)
             .map_err(io(format!("remove {}", at_target.display())))?;
     }

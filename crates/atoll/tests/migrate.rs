@@ -324,7 +324,8 @@ fn killing_migrate_at_any_phase_then_down_leaves_one_owner_and_nothing_behind() 
         return;
     }
     // The line `migrate` prints when a phase ends: killing right after it lands in the next.
-    for after in ["migrate", "preflight", "freeze+dump", "restore", "verify"] {
+    let phases = ["migrate", "preflight", "freeze+dump", "restore", "verify"];
+    for (after, migrate_again) in phases.iter().flat_map(|ph| [(*ph, false), (*ph, true)]) {
         let p = Project::started("mig", &echo_body(&nc_echo()));
         let ip = p.addr("srv", "cli");
         let group = p.group.unwrap();
@@ -359,6 +360,20 @@ fn killing_migrate_at_any_phase_then_down_leaves_one_owner_and_nothing_behind() 
             owners.len() <= 1,
             "killed after {after:?}: {owners:?} all own {ip} unlocked"
         );
+        if migrate_again {
+            // The next migrate finishes or undoes the killed one, then moves the island: it
+            // serves, from one netns.
+            let (code, out, err) = migrate(&p, "srv");
+            assert_eq!(
+                code, 0,
+                "migrate after one killed after {after:?}: {out}{err}"
+            );
+            let cmd = format!("echo back | {BB} nc -w 2 {ip} 7000");
+            let (code, out) = p.exec("cli", &[BB, "sh", "-c", &cmd]);
+            assert_eq!((code, out.trim()), (0, "back"), "killed after {after:?}");
+            let pins = pins(&p);
+            assert_eq!(pins.len(), 2, "killed after {after:?}: {pins:?}");
+        }
         let (code, out, err) = p.atoll(&["down", &p.name]);
         assert_eq!(
             code, 0,
@@ -374,12 +389,10 @@ fn killing_migrate_at_any_phase_then_down_leaves_one_owner_and_nothing_behind() 
             "killed after {after:?}: links left: {}",
             String::from_utf8_lossy(&links.stdout)
         );
-        assert!(
-            !Path::new("/sys/fs/cgroup/atoll/islands")
-                .join(&p.name)
-                .exists(),
-            "killed after {after:?}: cgroup left"
-        );
+        for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+            let d = Path::new(root).join("atoll/islands").join(&p.name);
+            assert!(!d.exists(), "killed after {after:?}: {} left", d.display());
+        }
         let left = tasks_in_cgroups_of(&p.name);
         assert!(
             left.is_empty(),
