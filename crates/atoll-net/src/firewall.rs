@@ -292,20 +292,26 @@ fn parse_counters(json: &str) -> Result<Vec<Counter>, String> {
 }
 
 /// One `nft` process; the script (if any) on stdin. Returns stdout.
-/// The table that locks a network namespace during a migration: every packet that is not on
-/// loopback is dropped, in and out, before conntrack (priority raw). A TCP segment that reaches a
-/// netns whose socket is gone (frozen source) or not yet restored (target) would be answered with
-/// an RST, and the peer's connection would die (tcp(7), RFC 793 "reset generation").
+/// The table that locks a network namespace during a migration: nothing but loopback passes,
+/// in or out. A TCP segment that reached a netns whose socket is gone (dumped source) or not
+/// yet restored (target) would be answered with an RST, and the peer's connection would die
+/// (RFC 793, "reset generation"). Inbound TCP is answered with ICMP host-unreachable instead
+/// of being dropped silently: a peer retransmitting under an exponential backoff takes that
+/// as a connectivity disruption and reverts the backoff (RFC 6069, Linux tcp_ld_RTO_revert),
+/// so it retries every RTO and its first retransmission after the unlock comes soon; for an
+/// ESTABLISHED socket that does not set IP_RECVERR such an ICMP is only a soft error (tcp(7)).
 pub const LOCK_TABLE: &str = "atoll_lock";
 
-/// The nft script of `lock`: one transaction.
+/// The nft script of `lock`: one transaction. Priority -300: before any other table.
 pub fn lock_script() -> String {
     format!(
         "add table inet {LOCK_TABLE}\n\
          delete table inet {LOCK_TABLE}\n\
          table inet {LOCK_TABLE} {{\n\
-         \tchain input {{ type filter hook prerouting priority raw; policy drop; iif \"lo\" accept; }}\n\
-         \tchain output {{ type filter hook output priority raw; policy drop; oif \"lo\" accept; }}\n\
+         \tchain input {{ type filter hook input priority -300; policy drop; iif \"lo\" accept; \
+         meta l4proto tcp reject with icmpx type host-unreachable; }}\n\
+         \tchain output {{ type filter hook output priority -300; policy drop; oif \"lo\" accept; \
+         icmp type destination-unreachable accept; }}\n\
          }}\n"
     )
 }
