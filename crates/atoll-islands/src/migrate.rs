@@ -422,6 +422,7 @@ fn criu_opts(criu: &Path, images: &Path) -> CommonOpts {
         tcp_established: true,
         empty_ns: Some("network".into()),
         user_ns: true,
+        preflight_done: true,
         ..CommonOpts::default()
     }
 }

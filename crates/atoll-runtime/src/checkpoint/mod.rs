@@ -109,6 +109,9 @@ pub struct CommonOpts {
     pub status_fd: Option<i32>,
     /// "ADDRESS:PORT" of a `criu page-server`.
     pub page_server: Option<String>,
+    /// The caller has run the preflight (`Preflight::run`, `criu_only`) itself, before its own
+    /// freeze: not again, inside the outage (each check starts a `criu swrk`).
+    pub preflight_done: bool,
     /// Allow a container in its own user namespace (islands: CRIU recreates the namespace and
     /// its id maps from the images).
     pub user_ns: bool,
@@ -187,7 +190,9 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
     fs::create_dir_all(&c.image_path).map_err(io("create image directory", &c.image_path))?;
     let work = c.work_path.clone().unwrap_or_else(|| c.image_path.clone());
     fs::create_dir_all(&work).map_err(io("create work directory", &work))?;
-    Preflight::run(&criu, &pids, &c.image_path)?;
+    if !c.preflight_done {
+        Preflight::run(&criu, &pids, &c.image_path)?;
+    }
 
     let images = open_dir(&c.image_path)?;
     let workd = open_dir(&work)?;
@@ -333,7 +338,9 @@ fn restore_inner(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
         });
     }
     let criu = criu_path(c.criu.as_deref());
-    Preflight::criu_only(&criu)?;
+    if !c.preflight_done {
+        Preflight::criu_only(&criu)?;
+    }
     let work = c.work_path.clone().unwrap_or_else(|| c.image_path.clone());
     fs::create_dir_all(&work).map_err(io("create work directory", &work))?;
 

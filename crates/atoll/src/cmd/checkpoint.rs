@@ -31,6 +31,7 @@ fn common(cli: &Cli, a: &CriuArgs) -> Result<CommonOpts> {
         status_fd: a.status_fd,
         page_server: a.page_server.clone(),
         user_ns: false,
+        preflight_done: false,
     })
 }
 
