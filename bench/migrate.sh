@@ -85,7 +85,7 @@ proto = "tcp"
 ports = [7000]
 EOF
     "$ATOLL" up "$work/islands.toml" >/dev/null
-    ip=$(python3 -c 'import json; print(json.load(open("/run/atoll/islands//plan.json"))["links"][0]["addr_a"])')
+    ip=$(python3 -c "import json; print(json.load(open('/run/atoll/islands/$P/plan.json'))['links'][0]['addr_a'])")
     # Wait for the server to have touched its memory and listen.
     for _ in $(seq 1 200); do
         nsenter --net=/run/atoll/islands/$P/netns/cli python3 -c "import socket; socket.create_connection(('$ip', 7000), timeout=1)" 2>/dev/null && break
@@ -94,18 +94,20 @@ EOF
     nsenter --net=/run/atoll/islands/$P/netns/cli python3 "$work/peer.py" "$ip" > "$work/peer.out" &
     client=$!
     sleep 1
-    out=$("$ATOLL" migrate --json --keep-images --images "$work/images" $P/srv)
+    # Images in the project's state directory: a tmpfs, as /run is on most hosts.
+    images=/run/atoll/islands/$P/images/srv
+    out=$("$ATOLL" migrate --json --keep-images $P/srv)
     sleep 4
     kill "$client"; wait "$client" || true; client=
     read -r gap lines < "$work/peer.out"
-    criu_own=$(python3 -c "print(f'{($(span "$work/images/dump.log") + $(span "$work/images/restore.log")) * 1000:.0f}')")
+    criu_own=$(python3 -c "print(f'{($(span "$images/dump.log") + $(span "$images/restore.log")) * 1000:.0f}')")
     echo "$out" | python3 -c "
 import json, sys
 r = json.load(sys.stdin)
 ph = {p['name']: p['ms'] for p in r['phases']}
 print('%-8s %10s ms %9.0f ms %9.0f ms %9.0f ms %9s ms' % ('$mb MB', '$gap', r['outage_ms'], ph['freeze+dump'], ph['restore'], '$criu_own'))
 "
-    rm -rf "$work/images"
+    rm -rf "$images"
 done
 echo "peer-outage: the longest wait for an echo (a line every 10 ms), TCP's retransmission"
 echo "backoff included; atoll-outage: lock of the source netns to unlock of the target;"
