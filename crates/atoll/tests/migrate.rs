@@ -492,6 +492,14 @@ fn an_island_archive_restores_with_its_connection_and_bad_archives_change_nothin
         std::fs::write(&p, m.to_string()).unwrap();
     });
     bad(&newer_criu, &["written by CRIU 5.0.0"]);
+    let elsewhere = spoiled(&archive, &d, |d| {
+        let p = d.join("manifest.json");
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        m["addresses"] = serde_json::json!(["10.99.0.1"]);
+        std::fs::write(&p, m.to_string()).unwrap();
+    });
+    bad(&elsewhere, &["bound to 10.99.0.1", "does not own here", "would die"]);
     let broken_images = spoiled(&archive, &d, |d| {
         for e in std::fs::read_dir(d.join("images")).unwrap().flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
