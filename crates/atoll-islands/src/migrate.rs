@@ -385,6 +385,21 @@ pub(crate) fn preflight(
         .map(|s| (s.local, s.remote))
         .collect();
     if images.exists() {
+        // Only ever a previous run's image directory is replaced, never a directory of
+        // something else that --images happened to name.
+        let previous = ["inventory.img", "atoll-descriptors.json", "dump.log"]
+            .iter()
+            .any(|f| images.join(f).exists());
+        let empty = std::fs::read_dir(images).is_ok_and(|mut rd| rd.next().is_none());
+        if !previous && !empty {
+            return Err(refuse(
+                name,
+                format!(
+                    "{} exists and holds no CRIU images: give a new or empty directory",
+                    images.display()
+                ),
+            ));
+        }
         crate::apply::unmount_below(images);
         std::fs::remove_dir_all(images).map_err(io(format!("remove {}", images.display())))?;
     }

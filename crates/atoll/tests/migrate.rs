@@ -283,6 +283,22 @@ fn bad_input_is_refused_and_changes_nothing() {
     let (code, _, err) = p.atoll(&["migrate", "nosuchproj/srv"]);
     assert_ne!(code, 0);
     assert!(err.contains("no island"), "{err}");
+    // --images naming a directory of something else: refused, its files kept.
+    let other = p.dir.join("precious");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes"), "keep me").unwrap();
+    let (code, _, err) = p.atoll(&[
+        "migrate",
+        "--images",
+        other.to_str().unwrap(),
+        &format!("{}/srv", p.name),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("holds no CRIU images"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(other.join("notes")).unwrap(),
+        "keep me"
+    );
     assert_eq!(srv_pid(&p), pid);
     assert_eq!(pins(&p), ["cli", "srv"]);
 }
@@ -494,12 +510,14 @@ fn an_island_archive_restores_with_its_connection_and_bad_archives_change_nothin
     bad(&newer_criu, &["written by CRIU 5.0.0"]);
     let elsewhere = spoiled(&archive, &d, |d| {
         let p = d.join("manifest.json");
-        let mut m: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
         m["addresses"] = serde_json::json!(["10.99.0.1"]);
         std::fs::write(&p, m.to_string()).unwrap();
     });
-    bad(&elsewhere, &["bound to 10.99.0.1", "does not own here", "would die"]);
+    bad(
+        &elsewhere,
+        &["bound to 10.99.0.1", "does not own here", "would die"],
+    );
     let broken_images = spoiled(&archive, &d, |d| {
         for e in std::fs::read_dir(d.join("images")).unwrap().flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
