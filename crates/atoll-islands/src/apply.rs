@@ -37,13 +37,13 @@ fn is_tmpfs(st: &rustix::fs::StatFs) -> bool {
 }
 
 /// Serialises `up`s against each other while they pick slots and uid ranges.
-struct StateLock(#[allow(dead_code)] std::fs::File);
+pub(crate) struct StateLock(#[allow(dead_code)] std::fs::File);
 
 /// The lock file sits beside the state root (`/run/atoll/islands.lock`), not in it, so that the
 /// root's tmpfs can be mounted and unmounted under the lock. The last `down` unlinks it while
 /// holding it (`release_state_root`); whoever was waiting then holds a lock on a file that is
 /// no longer at the path, sees that the inodes differ, and opens the path anew.
-fn lock_state(root: &Path) -> Result<StateLock> {
+pub(crate) fn lock_state(root: &Path) -> Result<StateLock> {
     if let Some(parent) = root.parent() {
         std::fs::create_dir_all(parent).map_err(io(format!("mkdir {}", parent.display())))?;
     }
@@ -409,8 +409,10 @@ fn remove_project(dir: &Path, runtime_root: &Path, name: &str, group: Option<u32
     if let Err(e) = firewall::delete(&table) {
         errs.push(format!("nft delete table inet {table}: {}", report(&e)));
     }
+    kill_orphan_cgroups(name, &mut errs);
     remove_cgroup_parents(name, &mut errs);
     if dir.exists() {
+        unmount_below(dir);
         if let Err(e) = std::fs::remove_dir_all(dir) {
             errs.push(format!("remove {}: {e}", dir.display()));
         }
@@ -448,7 +450,9 @@ fn kill_stragglers(state_dir: &Path) {
                 continue;
             };
             let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmd).contains(&needle) {
+            if String::from_utf8_lossy(&cmd).contains(&needle)
+                || holds_file_in(&e.path(), state_dir)
+            {
                 found = true;
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
@@ -464,6 +468,104 @@ fn kill_stragglers(state_dir: &Path) {
         if !found || std::time::Instant::now() > deadline {
             return;
         }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Whether process `proc_dir` (/proc/PID) has a file open under `dir`: a CRIU left working on a
+/// killed `migrate`'s images there (its command line, `criu swrk N`, names nothing).
+fn holds_file_in(proc_dir: &Path, dir: &Path) -> bool {
+    let Ok(rd) = std::fs::read_dir(proc_dir.join("fd")) else {
+        return false;
+    };
+    rd.flatten()
+        .filter_map(|f| std::fs::read_link(f.path()).ok())
+        .any(|t| t.starts_with(dir))
+}
+
+/// Tasks left in the project's cgroups with no container to own them (a restore that a killed
+/// `migrate` left half-done): cgroup.kill (cgroup-v2.rst) the island dirs, wait for them to
+/// empty, and remove them.
+fn kill_orphan_cgroups(name: &str, errs: &mut Vec<String>) {
+    let project = cgroup2_root().join("atoll/islands").join(name);
+    let Ok(rd) = std::fs::read_dir(&project) else {
+        return;
+    };
+    for d in rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+        if let Some(island) = d.file_name().and_then(|n| n.to_str()) {
+            kill_cgroup(name, island);
+        }
+        if let Err(e) = std::fs::remove_dir(&d) {
+            errs.push(format!("rmdir {}: {e}", d.display()));
+        }
+    }
+}
+
+/// Where the unified (v2) hierarchy is mounted: /sys/fs/cgroup, or on a hybrid host its
+/// `unified` directory.
+fn cgroup2_root() -> PathBuf {
+    let all = Path::new("/sys/fs/cgroup");
+    if all.join("cgroup.controllers").exists() {
+        all.to_path_buf()
+    } else {
+        all.join("unified")
+    }
+}
+
+/// Detach every mount below `dir`, deepest first: a CRIU killed during a restore leaves its
+/// cgroup yard (`.criu.cgyard.*`, in its work directory) mounted in the host's mount namespace.
+pub(crate) fn unmount_below(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    // mountinfo(5): the 5th field is the mount point.
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(dir) && p != dir)
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        let _gone_is_fine = rustix::mount::unmount(&p, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+/// Kill every process (but this one) that has a file open under `dir`.
+pub(crate) fn kill_holders_of(dir: &Path) {
+    let me = std::process::id().to_string();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| *n != me)
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if holds_file_in(&e.path(), dir) {
+            let _gone_is_fine = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Kill the tasks of island `island`'s cgroup (cgroup.kill) and wait until it is empty.
+pub(crate) fn kill_cgroup(project: &str, island: &str) {
+    let d = cgroup2_root()
+        .join("atoll/islands")
+        .join(project)
+        .join(island);
+    if std::fs::write(d.join("cgroup.kill"), "1").is_err() {
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::fs::read_to_string(d.join("cgroup.events"))
+        .is_ok_and(|ev| ev.lines().any(|l| l == "populated 1"))
+        && std::time::Instant::now() < deadline
+    {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }

@@ -50,6 +50,12 @@ pub enum IslandsError {
         #[source]
         source: atoll_runtime::RuntimeError,
     },
+    #[error("island {island}")]
+    Checkpoint {
+        island: String,
+        #[source]
+        source: atoll_runtime::checkpoint::CheckpointError,
+    },
     #[error("island {island}: {msg}")]
     Island { island: String, msg: String },
     #[error("{0}")]

@@ -5,6 +5,7 @@
 //! file (TOML) → plan (plain data, saved first) → apply / teardown.
 
 pub mod apply;
+pub mod archive;
 pub mod backup;
 pub mod bundle;
 pub mod devices;
@@ -13,6 +14,7 @@ pub mod file;
 pub mod fsclass;
 pub mod graph;
 pub mod guard;
+pub mod migrate;
 pub mod net;
 pub mod plan;
 pub mod seccomp;

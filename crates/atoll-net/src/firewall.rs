@@ -292,6 +292,52 @@ fn parse_counters(json: &str) -> Result<Vec<Counter>, String> {
 }
 
 /// One `nft` process; the script (if any) on stdin. Returns stdout.
+/// The table that locks a network namespace during a migration: nothing but loopback passes,
+/// in or out. A TCP segment that reached a netns whose socket is gone (dumped source) or not
+/// yet restored (target) would be answered with an RST, and the peer's connection would die
+/// (RFC 793, "reset generation"). Inbound TCP is answered with ICMP host-unreachable instead
+/// of being dropped silently: a peer retransmitting under an exponential backoff takes that
+/// as a connectivity disruption and reverts the backoff (RFC 6069, Linux tcp_ld_RTO_revert),
+/// so it retries every RTO and its first retransmission after the unlock comes soon; for an
+/// ESTABLISHED socket that does not set IP_RECVERR such an ICMP is only a soft error (tcp(7)).
+pub const LOCK_TABLE: &str = "atoll_lock";
+
+/// The nft script of `lock`: one transaction. Priority -300: before any other table.
+pub fn lock_script() -> String {
+    format!(
+        "add table inet {LOCK_TABLE}\n\
+         delete table inet {LOCK_TABLE}\n\
+         table inet {LOCK_TABLE} {{\n\
+         \tchain input {{ type filter hook input priority -300; policy drop; iif \"lo\" accept; \
+         meta l4proto tcp reject with icmpx type host-unreachable; }}\n\
+         \tchain output {{ type filter hook output priority -300; policy drop; oif \"lo\" accept; \
+         icmp type destination-unreachable accept; }}\n\
+         }}\n"
+    )
+}
+
+/// Drop all non-loopback traffic of `netns` (see `LOCK_TABLE`); nft runs inside it (a child
+/// inherits the namespaces of the thread that forks it).
+pub fn lock(netns: &crate::netns::Netns) -> Result<(), NetError> {
+    netns.enter(|| run_nft(LOCK_TABLE, "lock", &["-f", "-"], Some(&lock_script())).map(drop))?
+}
+
+/// Remove `lock`'s table from `netns`; Ok if it is not there.
+pub fn unlock(netns: &crate::netns::Netns) -> Result<(), NetError> {
+    let script = format!("add table inet {LOCK_TABLE}\ndelete table inet {LOCK_TABLE}\n");
+    netns.enter(|| run_nft(LOCK_TABLE, "unlock", &["-f", "-"], Some(&script)).map(drop))?
+}
+
+/// Whether `netns` holds `lock`'s table.
+pub fn locked(netns: &crate::netns::Netns) -> Result<bool, NetError> {
+    netns.enter(|| {
+        run_nft(LOCK_TABLE, "list", &["list", "tables"], None).map(|out| {
+            out.lines()
+                .any(|l| l.trim() == format!("table inet {LOCK_TABLE}"))
+        })
+    })?
+}
+
 fn run_nft(
     table: &str,
     what: &'static str,

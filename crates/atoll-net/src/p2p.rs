@@ -451,6 +451,24 @@ pub fn delete_group(group: u32) -> Result<(), NetError> {
     }
 }
 
+/// Delete the host links named `names` (each veth takes its island end with it, and the kernel
+/// drops the routes through it); names that do not exist are skipped.
+pub fn delete_host_links(names: &[String]) -> Result<(), NetError> {
+    let mut sock = Socket::open("host")?;
+    let links = sock.dump_links()?;
+    let reqs: Vec<Request> = links
+        .iter()
+        .filter_map(|l| {
+            let n = link_name(l)?;
+            names
+                .iter()
+                .any(|w| w == n)
+                .then(|| Request::delete_link(l.header.index, n))
+        })
+        .collect();
+    Ok(sock.execute(&reqs)?)
+}
+
 /// Delete host links one by one (one RTM_DELLINK each, one synchronize_net each); only for
 /// measuring against `delete_group`.
 pub fn delete_group_one_by_one(group: u32) -> Result<(), NetError> {

@@ -2,7 +2,7 @@
 //! NETLINK_SOCK_DIAG with inet_diag requests) rather than by parsing `ss`: TCP sockets in LISTEN
 //! and bound UDP sockets, IPv4 and IPv6 (a `::` socket also takes IPv4 unless it is v6-only).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 
 use netlink_packet_core::{
@@ -59,7 +59,55 @@ pub fn listeners(netns: &Netns, proto: Proto) -> Result<Vec<Listener>, NetError>
         .map_err(|e| err("socket(AF_NETLINK, NETLINK_SOCK_DIAG)", e))?;
     let mut out = Vec::new();
     for (seq, family) in [(1, AF_INET), (2, AF_INET6)] {
-        dump(&fd, seq, family, protocol, state, &mut out).map_err(|(op, e)| err(op, e))?;
+        dump(&fd, seq, family, protocol, 1 << state, &mut out).map_err(|(op, e)| err(op, e))?;
+    }
+    Ok(out
+        .into_iter()
+        .map(|s| Listener {
+            addr: s.local.ip(),
+            port: s.local.port(),
+            uid: s.uid,
+            inode: s.inode,
+        })
+        .collect())
+}
+
+/// A TCP socket as inet_diag reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpSocket {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// The kernel's TCP state number (include/net/tcp_states.h: 1 ESTABLISHED, 10 LISTEN).
+    pub state: u8,
+    pub uid: u32,
+    pub inode: u32,
+}
+
+/// TCP_ESTABLISHED in include/net/tcp_states.h.
+pub const TCP_ESTABLISHED: u8 = 1;
+
+/// Every TCP socket of `netns`, in any state, IPv4 and IPv6.
+pub fn tcp_sockets(netns: &Netns) -> Result<Vec<TcpSocket>, NetError> {
+    let label = format!("{:?}", netns.path());
+    let err = |op, errno| NetError::Socket {
+        op,
+        operand: "NETLINK_SOCK_DIAG".into(),
+        netns: label.clone(),
+        errno,
+    };
+    let fd = netns
+        .enter(|| {
+            rustix::net::socket_with(
+                AddressFamily::NETLINK,
+                SocketType::RAW,
+                SocketFlags::CLOEXEC,
+                Some(netlink::SOCK_DIAG),
+            )
+        })?
+        .map_err(|e| err("socket(AF_NETLINK, NETLINK_SOCK_DIAG)", e))?;
+    let mut out = Vec::new();
+    for (seq, family) in [(1, AF_INET), (2, AF_INET6)] {
+        dump(&fd, seq, family, IPPROTO_TCP, 0xfff, &mut out).map_err(|(op, e)| err(op, e))?;
     }
     Ok(out)
 }
@@ -69,8 +117,8 @@ fn dump(
     seq: u32,
     family: u8,
     protocol: u8,
-    state: u8,
-    out: &mut Vec<Listener>,
+    states: u32,
+    out: &mut Vec<TcpSocket>,
 ) -> Result<(), (&'static str, Errno)> {
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | NLM_F_DUMP;
@@ -81,7 +129,7 @@ fn dump(
             family,
             protocol,
             extensions: ExtensionFlags::empty(),
-            states: StateFlags::from_bits_truncate(1 << state),
+            states: StateFlags::from_bits_truncate(states),
             socket_id: if family == AF_INET {
                 SocketId::new_v4()
             } else {
@@ -116,9 +164,11 @@ fn dump(
             }
             match reply.payload {
                 NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
-                    out.push(Listener {
-                        addr: r.header.socket_id.source_address,
-                        port: r.header.socket_id.source_port,
+                    let id = &r.header.socket_id;
+                    out.push(TcpSocket {
+                        local: SocketAddr::new(id.source_address, id.source_port),
+                        remote: SocketAddr::new(id.destination_address, id.destination_port),
+                        state: r.header.state,
                         uid: r.header.uid,
                         inode: r.header.inode,
                     })

@@ -121,6 +121,16 @@ pub struct CheckpointArgs {
     /// A previous (pre-dump) image directory, relative to the image path.
     #[arg(long = "parent-path")]
     pub parent_path: Option<PathBuf>,
+    /// Islands: ID is an island (ISLAND or PROJECT/ISLAND); write an island archive (CRIU
+    /// images, manifest, plan) to this new directory, for `atoll restore ARCHIVE`.
+    #[arg(long)]
+    pub to: Option<PathBuf>,
+    /// With --to: put the island's data directory in the archive (moving hosts).
+    #[arg(long = "with-data", requires = "to")]
+    pub with_data: bool,
+    /// With --to: print the report as JSON.
+    #[arg(long, requires = "to")]
+    pub json: bool,
     pub id: String,
 }
 
@@ -143,6 +153,10 @@ pub struct RestoreArgs {
     /// Without --detach: do not become the subreaper that reaps the restored container.
     #[arg(long = "no-subreaper")]
     pub no_subreaper: bool,
+    /// For an island archive (ID is its directory): print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// A container id, or the directory of an island archive (`checkpoint ISLAND --to`).
     pub id: String,
 }
 
@@ -233,6 +247,21 @@ pub enum Verb {
         share: bool,
         island: String,
         dest: PathBuf,
+    },
+    /// Islands: move a running island with CRIU into a fresh network namespace, pid namespace
+    /// and cgroup with the same addresses, links and guard rules; its peers' TCP connections
+    /// carry on. Prints each phase with its time and the outage.
+    Migrate {
+        #[arg(long)]
+        json: bool,
+        /// Where CRIU's images go (default: the project's state directory).
+        #[arg(long)]
+        images: Option<PathBuf>,
+        /// Keep the images after a successful migration.
+        #[arg(long = "keep-images")]
+        keep_images: bool,
+        /// ISLAND or PROJECT/ISLAND.
+        island: String,
     },
     /// Islands: exec, ps, events and logs for one island, by its name in the islands file.
     #[command(subcommand)]

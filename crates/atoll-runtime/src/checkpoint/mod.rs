@@ -10,6 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Mutex;
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use rust_criu::rust_criu_protobuf::rpc::Criu_notify;
@@ -108,11 +109,20 @@ pub struct CommonOpts {
     pub status_fd: Option<i32>,
     /// "ADDRESS:PORT" of a `criu page-server`.
     pub page_server: Option<String>,
+    /// The caller has run the preflight (`Preflight::run`, `criu_only`) itself, before its own
+    /// freeze: not again, inside the outage (each check starts a `criu swrk`).
+    pub preflight_done: bool,
+    /// Allow a container in its own user namespace (islands: CRIU recreates the namespace and
+    /// its id maps from the images).
+    pub user_ns: bool,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct CheckpointOpts {
     pub common: CommonOpts,
+    /// Seize the tasks with ptrace instead of freezing their cgroup: CRIU polls cgroup.freeze
+    /// every 100 ms, ptrace stops a small tree at once (islands: one to a few tasks).
+    pub ptrace_freeze: bool,
     pub leave_running: bool,
     pub pre_dump: bool,
     pub parent_path: Option<PathBuf>,
@@ -124,6 +134,9 @@ pub struct RestoreOpts {
     pub bundle: PathBuf,
     pub no_pivot: bool,
     pub console_socket: Option<PathBuf>,
+    /// Hand the restored tasks this file (opened for append) where they had a file outside the
+    /// container as stdout or stderr, instead of this process's own stdio (an island's log).
+    pub stdio_log: Option<PathBuf>,
 }
 
 /// What atoll writes next to CRIU's images: the container's stdio as the kernel named them at
@@ -177,7 +190,9 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
     fs::create_dir_all(&c.image_path).map_err(io("create image directory", &c.image_path))?;
     let work = c.work_path.clone().unwrap_or_else(|| c.image_path.clone());
     fs::create_dir_all(&work).map_err(io("create work directory", &work))?;
-    Preflight::run(&criu, &pids, &c.image_path)?;
+    if !c.preflight_done {
+        Preflight::run(&criu, &pids, &c.image_path)?;
+    }
 
     let images = open_dir(&c.image_path)?;
     let workd = open_dir(&work)?;
@@ -193,7 +208,7 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
     if let Some(p) = &opts.parent_path {
         rq.set_parent_img(p.to_string_lossy().into_owned());
     }
-    if let Some(dir) = cgroup_v2_dir(&saved) {
+    if let Some(dir) = cgroup_v2_dir(&saved).filter(|_| !opts.ptrace_freeze) {
         // Freeze through the cgroup (cgroup.freeze), not task by task: no task forks away.
         rq.set_freeze_cgroup(dir.to_string_lossy().into_owned());
     }
@@ -249,6 +264,44 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
 /// rootfs, its cgroup, the network namespace it names by path), record it under --root as
 /// running, and return its init's host pid. A failure removes the cgroup and the state made.
 pub fn restore(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
+    restore_with(store, id, opts, None)
+}
+
+/// Configures the fresh, empty network namespace of a restore with `--empty-ns network`: called
+/// with the restored root task's host pid once CRIU has made its namespaces and before it
+/// restores any socket (CRIU's "setup-namespaces" action, criu(8) --action-script). An error
+/// makes CRIU abandon the restore.
+pub type SetupNetns = Box<dyn FnMut(i32) -> std::result::Result<(), String> + Send>;
+
+static SETUP_NETNS: Mutex<Option<SetupNetns>> = Mutex::new(None);
+static SETUP_FAILED: Mutex<Option<String>> = Mutex::new(None);
+
+/// `restore`, with `setup` run on the new network namespace (see `SetupNetns`).
+pub fn restore_with(
+    store: &Store,
+    id: &str,
+    opts: &RestoreOpts,
+    setup: Option<SetupNetns>,
+) -> Result<i32> {
+    *SETUP_FAILED.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    *SETUP_NETNS.lock().unwrap_or_else(|e| e.into_inner()) = setup;
+    let r = restore_inner(store, id, opts);
+    *SETUP_NETNS.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    match (
+        r,
+        SETUP_FAILED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(),
+    ) {
+        (Err(_), Some(why)) => Err(CheckpointError::Preflight(format!(
+            "setting up the restored network namespace: {why}"
+        ))),
+        (r, _) => r,
+    }
+}
+
+fn restore_inner(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
     crate::state::check_id(id)?;
     if opts.no_pivot {
         return Err(CheckpointError::Unsupported {
@@ -285,7 +338,9 @@ pub fn restore(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
         });
     }
     let criu = criu_path(c.criu.as_deref());
-    Preflight::criu_only(&criu)?;
+    if !c.preflight_done {
+        Preflight::criu_only(&criu)?;
+    }
     let work = c.work_path.clone().unwrap_or_else(|| c.image_path.clone());
     fs::create_dir_all(&work).map_err(io("create work directory", &work))?;
 
@@ -359,7 +414,36 @@ pub fn restore(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
             .map_err(|e| criu_err("restore", &work, "restore.log", e))?;
         keep.push(fd);
     }
+    if let Some(log) = &opts.stdio_log {
+        let f = fs::OpenOptions::new()
+            .append(true)
+            .open(log)
+            .map_err(io("open log", log))?;
+        // Far above the numbers CRIU's own files take when it starts (it moves and closes
+        // descriptors it opens early, and an inherited fd must survive until it is stored).
+        let fd = rustix::io::fcntl_dupfd_cloexec(&f, 200).map_err(|e| CheckpointError::Io {
+            what: "dup",
+            path: log.clone(),
+            source: e.into(),
+        })?;
+        drop(f);
+        inheritable(&fd, log)?;
+        // stdout and stderr; stdin stays whatever CRIU reopens (an island's is /dev/null).
+        let mut keys: Vec<&String> = desc.stdio[1..]
+            .iter()
+            .filter(|k| k.starts_with("file["))
+            .collect();
+        keys.dedup();
+        for key in keys {
+            rq.add_inherit_fd(fd.as_raw_fd(), key.clone())
+                .map_err(|e| criu_err("restore", &work, "restore.log", e))?;
+        }
+        keep.push(fd);
+    }
     for (n, name) in desc.stdio.iter().enumerate() {
+        if opts.stdio_log.is_some() && n > 0 && name.starts_with("file[") {
+            continue;
+        }
         // A pipe or socket from outside the container cannot be reopened by path: hand ours in
         // its place (runc does the same with its descriptors.json).
         if name.starts_with("pipe:") || name.starts_with("socket:") || name.starts_with("file[") {
@@ -423,6 +507,18 @@ fn note_restored_pid(script: &str, notify: &Criu_notify, _fd: Option<i32>) -> i3
     if script == "post-restore" {
         RESTORED_PID.store(notify.pid(), Ordering::SeqCst);
     }
+    if script == "setup-namespaces" {
+        if let Some(setup) = SETUP_NETNS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            if let Err(why) = setup(notify.pid()) {
+                *SETUP_FAILED.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                return -1;
+            }
+        }
+    }
     0
 }
 
@@ -473,11 +569,12 @@ fn refuse_common(c: &CommonOpts, spec: &Spec) -> Result<()> {
     if let Some(ps) = &c.page_server {
         parse_page_server(ps)?;
     }
-    if spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|n| n.iter().any(|n| n.typ() == LinuxNamespaceType::User))
+    if !c.user_ns
+        && spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|n| n.iter().any(|n| n.typ() == LinuxNamespaceType::User))
     {
         return Err(CheckpointError::Unsupported {
             flag: "linux.namespaces user",
@@ -525,7 +622,7 @@ fn set_common(rq: &mut Criu, c: &CommonOpts) {
 }
 
 /// Every process of the container: the cgroup's, or the init alone without one.
-fn container_pids(saved: &Saved) -> Result<Vec<i32>> {
+pub fn container_pids(saved: &Saved) -> Result<Vec<i32>> {
     if let Some(cg) = &saved.cgroup {
         let cg = atoll_cgroups::Cgroup::from_saved(cg).map_err(crate::RuntimeError::from)?;
         let pids = cg.pids().map_err(crate::RuntimeError::from)?;
@@ -587,7 +684,12 @@ fn cgroup_subtree_mounts(pid: i32) -> Vec<(String, String)> {
     let host = parse(&host);
     parse(&inside)
         .into_iter()
-        .filter(|(_, root, _, fstype)| (fstype == "cgroup" || fstype == "cgroup2") && root != "/")
+        .filter(|(_, root, point, fstype)| {
+            let cgroup = fstype == "cgroup" || fstype == "cgroup2";
+            // Host device nodes bound in by a user-namespaced container (it cannot mknod).
+            let device = fstype == "devtmpfs" && point.starts_with("/dev/");
+            (cgroup || device) && root != "/"
+        })
         .filter_map(|(dev, root, point, _)| {
             let (_, _, hpoint, _) = host.iter().find(|(d, r, _, _)| *d == dev && r == "/")?;
             Some((point, format!("{}{root}", hpoint.trim_end_matches('/'))))

@@ -2,8 +2,10 @@
 //! without --detach waits for the restored container and passes its exit code through.
 
 use anyhow::{bail, Context, Result};
+use atoll_islands::plan::STATE_ROOT;
 use atoll_runtime::checkpoint::{self, CgroupsMode, CheckpointOpts, CommonOpts, RestoreOpts};
 use atoll_runtime::Store;
+use std::path::Path;
 
 use crate::cli::{CheckpointArgs, Cli, CriuArgs, RestoreArgs};
 
@@ -28,20 +30,49 @@ fn common(cli: &Cli, a: &CriuArgs) -> Result<CommonOpts> {
         lazy_pages: a.lazy_pages,
         status_fd: a.status_fd,
         page_server: a.page_server.clone(),
+        user_ns: false,
+        preflight_done: false,
     })
 }
 
 pub fn checkpoint(store: &Store, cli: &Cli, a: &CheckpointArgs) -> Result<()> {
+    if let Some(to) = &a.to {
+        let r = atoll_islands::archive::checkpoint(
+            Path::new(STATE_ROOT),
+            &a.id,
+            to,
+            a.with_data,
+            cli.criu.as_deref(),
+            &mut super::migrate::phase_printer(a.json),
+        )?;
+        return super::migrate::print_report(&r, a.json);
+    }
     let opts = CheckpointOpts {
         common: common(cli, &a.criu)?,
         leave_running: a.leave_running,
         pre_dump: a.pre_dump,
+        ptrace_freeze: false,
         parent_path: a.parent_path.clone(),
     };
     checkpoint::checkpoint(store, &a.id, &opts).with_context(|| format!("checkpoint {}", a.id))
 }
 
+/// An island archive is a directory with a manifest; a container id never has a '/'.
+fn is_archive(id: &str) -> bool {
+    id.contains('/') || Path::new(id).join("manifest.json").exists()
+}
+
 pub fn restore(store: &Store, cli: &Cli, a: &RestoreArgs) -> Result<i32> {
+    if is_archive(&a.id) {
+        let r = atoll_islands::archive::restore(
+            Path::new(STATE_ROOT),
+            Path::new(&a.id),
+            cli.criu.as_deref(),
+            &mut super::migrate::phase_printer(a.json),
+        )?;
+        super::migrate::print_report(&r, a.json)?;
+        return Ok(0);
+    }
     if a.no_subreaper && !a.detach {
         bail!("restore --no-subreaper needs --detach: without it atoll waits for the restored container, as its reaper");
     }
@@ -50,6 +81,7 @@ pub fn restore(store: &Store, cli: &Cli, a: &RestoreArgs) -> Result<i32> {
         bundle: a.bundle.clone(),
         no_pivot: a.no_pivot,
         console_socket: a.console_socket.clone(),
+        stdio_log: None,
     };
     if !a.detach {
         // CRIU restores the init as our child (rst_sibling); as subreaper we also reap what it

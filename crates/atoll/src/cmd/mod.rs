@@ -8,6 +8,7 @@ mod graph;
 mod guard;
 mod inspect;
 mod islands;
+mod migrate;
 mod spec;
 mod update;
 
@@ -66,6 +67,12 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             island,
             dest,
         } => return islands::backup_share(island, dest, *freeze, *json),
+        Verb::Migrate {
+            json,
+            images,
+            keep_images,
+            island,
+        } => return migrate::migrate(cli, island, images.clone(), *keep_images, *json),
         Verb::Doctor(a) => return doctor::doctor(cli, a),
         Verb::Graph(a) => return graph::graph(cli, a),
         Verb::Demo { keep } => return crate::demo::run(cli, *keep),

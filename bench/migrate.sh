@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The outage of `atoll migrate` seen by a TCP peer: an echo server island holding 0 (small),
+# 10 MB, 100 MB and 1 GB resident is migrated while a peer island sends a line every 10 ms;
+# the outage is the longest wait for an echo (freeze to the first echoed byte after thaw).
+# Side by side: atoll's own lock-to-unlock outage, and CRIU's own time on the same images (the
+# spans of its dump.log and restore.log, i.e. CRIU driven by hand minus atoll's steps).
+# Not a test; prints one table.
+#
+#   bench/migrate.sh            # ATOLL=target/release/atoll for the release binary
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "bench/migrate.sh must run as root" >&2; exit 1; }
+ATOLL=$(realpath "${ATOLL:-target/debug/atoll}")
+SIZES=${SIZES:-"0 10 100 1024"}
+P=benchmig
+work=$(mktemp -d /tmp/atoll-bench-migrate.XXXXXX)
+chmod 755 "$work"
+cleanup() {
+    [ -n "${client:-}" ] && kill "$client" 2>/dev/null || true
+    "$ATOLL" down $P >/dev/null 2>&1 || true
+    rm -rf "$work" /var/log/atoll/islands/$P
+}
+trap cleanup EXIT
+
+cat > "$work/peer.py" <<'EOF'
+import socket, sys, time, signal
+s = socket.create_connection((sys.argv[1], 7000), timeout=60)
+f = s.makefile("rb")
+gap, n, last = 0.0, 0, time.monotonic()
+def done(*_):
+    print(f"{gap * 1000:.0f} {n}", flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, done)
+while True:
+    s.sendall(b"%d\n" % n)
+    if f.readline() != b"%d\n" % n:
+        print("BAD", n, flush=True)
+        sys.exit(1)
+    now = time.monotonic()
+    gap = max(gap, now - last)
+    last = now
+    n += 1
+    time.sleep(0.01)
+EOF
+
+# CRIU's elapsed seconds in one of its logs (its last timestamp).
+span() { tail -1 "$1" | sed -E 's/^\(([0-9.]+)\).*/\1/'; }
+
+printf '%-8s %12s %12s %12s %12s %12s\n' resident peer-outage atoll-outage atoll-dump atoll-restore criu-own
+for mb in $SIZES; do
+    "$ATOLL" down $P >/dev/null 2>&1 || true
+    cat > "$work/islands.toml" <<EOF
+name = "$P"
+data_root = "$work/data"
+guard = "off"
+[[island]]
+name = "srv"
+command = ["/usr/bin/python3", "-c", '''
+import socket, threading
+buf = bytearray($mb << 20)
+for i in range(0, len(buf), 4096):
+    buf[i] = 1
+def serve(c):
+    while True:
+        d = c.recv(65536)
+        if not d:
+            return
+        c.sendall(d)
+l = socket.socket()
+l.bind(("0.0.0.0", 7000))
+l.listen()
+while True:
+    c, _ = l.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+''']
+[[island]]
+name = "cli"
+command = ["/bin/busybox", "sleep", "1000000"]
+[[link]]
+between = ["srv", "cli"]
+[[allow]]
+from = "cli"
+to = "srv"
+proto = "tcp"
+ports = [7000]
+EOF
+    "$ATOLL" up "$work/islands.toml" >/dev/null
+    ip=$(python3 -c "import json; print(json.load(open('/run/atoll/islands/$P/plan.json'))['links'][0]['addr_a'])")
+    # Wait for the server to have touched its memory and listen.
+    for _ in $(seq 1 200); do
+        nsenter --net=/run/atoll/islands/$P/netns/cli python3 -c "import socket; socket.create_connection(('$ip', 7000), timeout=1)" 2>/dev/null && break
+        sleep 0.1
+    done
+    nsenter --net=/run/atoll/islands/$P/netns/cli python3 "$work/peer.py" "$ip" > "$work/peer.out" &
+    client=$!
+    sleep 1
+    # Images in the project's state directory: a tmpfs, as /run is on most hosts.
+    images=/run/atoll/islands/$P/images/srv
+    out=$("$ATOLL" migrate --json --keep-images $P/srv)
+    sleep 4
+    kill "$client"; wait "$client" || true; client=
+    read -r gap lines < "$work/peer.out"
+    criu_own=$(python3 -c "print(f'{($(span "$images/dump.log") + $(span "$images/restore.log")) * 1000:.0f}')")
+    echo "$out" | python3 -c "
+import json, sys
+r = json.load(sys.stdin)
+ph = {p['name']: p['ms'] for p in r['phases']}
+print('%-8s %10s ms %9.0f ms %9.0f ms %9.0f ms %9s ms' % ('$mb MB', '$gap', r['outage_ms'], ph['freeze+dump'], ph['restore'], '$criu_own'))
+"
+    rm -rf "$images"
+done
+echo "peer-outage: the longest wait for an echo (a line every 10 ms), TCP's retransmission"
+echo "backoff included; atoll-outage: lock of the source netns to unlock of the target;"
+echo "criu-own: CRIU's dump.log + restore.log spans on the same images."
+echo "--lazy-pages: not implemented by migrate (see docs/migrate.md)."

@@ -1,0 +1,295 @@
+//! Island archives: `atoll checkpoint ISLAND --to ARCHIVE` and `atoll restore ARCHIVE`, the two
+//! halves of a migration with a copy in between (another host: scp the directory; the steps are
+//! those of `migrate`, crate::migrate). An archive is a directory:
+//!
+//! ```text
+//! manifest.json   format, version, CRIU and kernel that made it, project, island, addresses,
+//!                 the connections to verify after restore, whether data/ is in it
+//! plan.json       the project's plan at checkpoint time (links, guard rules)
+//! images/         CRIU's images and atoll-descriptors.json
+//! data/           the island's data directory (--with-data: when moving hosts)
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{io, IslandsError, Result};
+use crate::migrate::{self, Clock, Phase, Report};
+
+pub const FORMAT: &str = "atoll-island-archive";
+pub const VERSION: u32 = 1;
+const MANIFEST: &str = "manifest.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    /// CRIU's version number (major*10000 + minor*100 + sublevel) that wrote the images.
+    pub criu_version: u32,
+    pub kernel: String,
+    pub project: String,
+    pub island: String,
+    /// The island's link addresses: the restoring host must give it exactly these.
+    pub addresses: Vec<IpAddr>,
+    pub connections: Vec<(SocketAddr, SocketAddr)>,
+    pub data: bool,
+}
+
+fn bad(archive: &Path, msg: impl std::fmt::Display) -> IslandsError {
+    IslandsError::Other(format!("archive {}: {msg}", archive.display()))
+}
+
+/// Read and check an archive's manifest (no CRIU needed).
+pub fn read_manifest(archive: &Path) -> Result<Manifest> {
+    if !archive.is_dir() {
+        return Err(bad(
+            archive,
+            "no such directory (an island archive is the directory `atoll checkpoint ISLAND --to` made)",
+        ));
+    }
+    let p = archive.join(MANIFEST);
+    let data = std::fs::read(&p).map_err(|e| {
+        bad(
+            archive,
+            format!(
+                "{MANIFEST}: {e} (not an island archive made by `atoll checkpoint ISLAND --to`)"
+            ),
+        )
+    })?;
+    let m: Manifest =
+        serde_json::from_slice(&data).map_err(|e| bad(archive, format!("{MANIFEST}: {e}")))?;
+    if m.format != FORMAT || m.version != VERSION {
+        return Err(bad(
+            archive,
+            format!(
+                "{MANIFEST}: format {:?} version {}, this atoll reads {FORMAT:?} version {VERSION}",
+                m.format, m.version
+            ),
+        ));
+    }
+    if !archive.join("images/atoll-descriptors.json").is_file() {
+        return Err(bad(archive, "images/atoll-descriptors.json is missing"));
+    }
+    Ok(m)
+}
+
+/// Images from a CRIU with another major version, or a newer one, may not load here (CRIU
+/// keeps its image format compatible forwards only, within a major version).
+pub fn check_criu(archive: &Path, made_by: u32, here: u32) -> Result<()> {
+    if made_by / 10000 != here / 10000 || made_by > here {
+        return Err(bad(
+            archive,
+            format!(
+                "its images were written by CRIU {}, this host has CRIU {}: restore with the same \
+                 or a newer CRIU of the same major version",
+                dotted(made_by),
+                dotted(here)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn dotted(v: u32) -> String {
+    format!("{}.{}.{}", v / 10000, v / 100 % 100, v % 100)
+}
+
+/// Checkpoint the island into `archive` (which must not exist). The island stops; its netns
+/// stays locked, so its peers' connections wait (TCP retransmits) instead of being reset.
+pub fn checkpoint(
+    state_root: &Path,
+    what: &str,
+    archive: &Path,
+    with_data: bool,
+    criu: Option<&Path>,
+    progress: &mut dyn FnMut(&Phase),
+) -> Result<Report> {
+    if archive.exists() {
+        return Err(bad(archive, "exists already; give a new directory"));
+    }
+    let _lock = crate::apply::lock_state(state_root)?;
+    let (plan, name) = crate::resolve(state_root, what)?;
+    let idx = plan
+        .islands
+        .iter()
+        .position(|i| i.spec.name == name)
+        .expect("resolve found it");
+    let mut clock = Clock {
+        phases: Vec::new(),
+        at: Instant::now(),
+        progress,
+    };
+    let images = archive.join("images");
+    let made = (|| {
+        let c = migrate::preflight(&plan, idx, criu, &images)?;
+        let version = atoll_runtime::checkpoint::Preflight::criu_only(&c.criu).map_err(|e| {
+            IslandsError::Checkpoint {
+                island: name.clone(),
+                source: e,
+            }
+        })?;
+        clock.done("preflight");
+        let outage = migrate::freeze_and_dump(&plan, idx, &c, &images)?;
+        clock.done("freeze+dump");
+        let island = &plan.islands[idx];
+        if with_data {
+            crate::backup::copy_tree(&island.data_dir, &archive.join("data"))?;
+        }
+        std::fs::copy(plan.path(), archive.join("plan.json"))
+            .map_err(io(format!("copy {}", plan.path().display())))?;
+        let m = Manifest {
+            format: FORMAT.into(),
+            version: VERSION,
+            criu_version: version,
+            kernel: rustix::system::uname()
+                .release()
+                .to_string_lossy()
+                .into_owned(),
+            project: plan.name.clone(),
+            island: name.clone(),
+            addresses: migrate::owned(&plan, idx),
+            connections: c.conns.clone(),
+            data: with_data,
+        };
+        let p = archive.join(MANIFEST);
+        std::fs::write(
+            &p,
+            serde_json::to_vec_pretty(&m).expect("manifests serialise"),
+        )
+        .map_err(io(format!("write {}", p.display())))?;
+        clock.done("transfer");
+        Ok::<_, IslandsError>((c, outage))
+    })();
+    let (c, outage) = match made {
+        Ok(x) => x,
+        Err(e) => {
+            // Nothing of a failed checkpoint stays; the island was thawed (or never frozen).
+            let _ = std::fs::remove_dir_all(archive);
+            return Err(e);
+        }
+    };
+    Ok(Report {
+        project: plan.name.clone(),
+        island: name,
+        pid_before: c.pid,
+        pid_after: 0,
+        connections: migrate::fmt_conns(&c.conns),
+        phases: clock.phases.clone(),
+        outage_ms: outage.elapsed().as_secs_f64() * 1e3,
+        images: images.clone(),
+    })
+}
+
+/// Restore an island archive into the project that is up here and has the island with the same
+/// addresses; its connections are verified, then it takes over the island's links.
+pub fn restore(
+    state_root: &Path,
+    archive: &Path,
+    criu: Option<&Path>,
+    progress: &mut dyn FnMut(&Phase),
+) -> Result<Report> {
+    let m = read_manifest(archive)?;
+    let criu_path = atoll_runtime::checkpoint::criu_path(criu);
+    let here = atoll_runtime::checkpoint::Preflight::criu_only(&criu_path).map_err(|e| {
+        IslandsError::Checkpoint {
+            island: m.island.clone(),
+            source: e,
+        }
+    })?;
+    check_criu(archive, m.criu_version, here)?;
+    let _lock = crate::apply::lock_state(state_root)?;
+    let (mut plan, name) = crate::resolve(state_root, &format!("{}/{}", m.project, m.island))
+        .map_err(|_| {
+            bad(
+                archive,
+                format!(
+                    "island {}/{} is not up here: bring its project up first (`atoll up FILE`); \
+                     the archive's plan.json shows its links",
+                    m.project, m.island
+                ),
+            )
+        })?;
+    let idx = plan
+        .islands
+        .iter()
+        .position(|i| i.spec.name == name)
+        .expect("resolve found it");
+    let island = plan.islands[idx].clone();
+    let store = atoll_runtime::Store::new(&plan.runtime_root);
+    if store.exists(&island.container_id) {
+        return Err(bad(
+            archive,
+            format!(
+                "island {}/{} is running here: restoring would give its addresses to two \
+                 islands; an archive replaces an island that was checkpointed",
+                m.project, m.island
+            ),
+        ));
+    }
+    let owned = migrate::owned(&plan, idx);
+    if let Some(a) = m.addresses.iter().find(|a| !owned.contains(a)) {
+        return Err(bad(
+            archive,
+            format!(
+                "the island's connections are bound to {a}, which island {}/{} does not own here \
+                 (it owns {owned:?}): they would die",
+                m.project, m.island
+            ),
+        ));
+    }
+    if m.data && !dir_has_entries(&island.data_dir) {
+        crate::backup::copy_tree(&archive.join("data"), &island.data_dir)?;
+    }
+    let mut clock = Clock {
+        phases: Vec::new(),
+        at: Instant::now(),
+        progress,
+    };
+    let started = Instant::now();
+    let old_netns = island.netns.clone();
+    let images = archive.join("images");
+    let pid = migrate::thaw(
+        &mut plan,
+        idx,
+        &criu_path,
+        &images,
+        &m.connections,
+        &mut clock,
+    )?;
+    let outage_ms = started.elapsed().as_secs_f64() * 1e3;
+    atoll_net::netns::remove(&old_netns)
+        .map_err(crate::error::net("remove the island's old netns"))?;
+    clock.done("cleanup");
+    Ok(Report {
+        project: plan.name.clone(),
+        island: name,
+        pid_before: 0,
+        pid_after: pid,
+        connections: migrate::fmt_conns(&m.connections),
+        phases: clock.phases.clone(),
+        outage_ms,
+        images,
+    })
+}
+
+fn dir_has_entries(p: &Path) -> bool {
+    std::fs::read_dir(p).is_ok_and(|mut rd| rd.next().is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn criu_compatibility() {
+        let a = Path::new("/a");
+        assert!(check_criu(a, 40201, 40201).is_ok());
+        assert!(check_criu(a, 40200, 40201).is_ok());
+        let e = check_criu(a, 40300, 40201).unwrap_err().to_string();
+        assert!(e.contains("CRIU 4.3.0") && e.contains("CRIU 4.2.1"), "{e}");
+        assert!(check_criu(a, 31700, 40201).is_err());
+    }
+}

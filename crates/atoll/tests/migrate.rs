@@ -1,0 +1,552 @@
+//! `atoll migrate` with real CRIU on real islands: a peer island's TCP conversation (a numbered
+//! line every 50 ms, each echo checked) survives ten migrations in a row; a migration whose
+//! target cannot own a bound address is refused before anything is frozen; bad input changes
+//! nothing.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::project::{Project, BB};
+
+fn missing_criu() -> Option<String> {
+    let criu = if Path::new("/usr/local/sbin/criu").exists() {
+        "/usr/local/sbin/criu"
+    } else {
+        "criu"
+    };
+    match Command::new(criu)
+        .arg("check")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(s) if s.success() => None,
+        _ => Some(format!(
+            "`{criu} check` fails (scripts/criu.sh installs CRIU)"
+        )),
+    }
+}
+
+fn can_run() -> bool {
+    common::can_run_also(missing_criu())
+}
+
+/// srv echoes every line on port 7000 (busybox nc, one `cat` per connection); cli idles; cli may
+/// open TCP to srv:7000. No escape guard: its seccomp listener cannot move (docs/migrate.md).
+fn echo_body(srv_command: &str) -> String {
+    format!(
+        "guard = \"off\"\n\
+         [[island]]\nname = \"srv\"\ncommand = {srv_command}\n\
+         [[island]]\nname = \"cli\"\ncommand = [\"{BB}\", \"sleep\", \"1000000\"]\n\
+         [[link]]\nbetween = [\"srv\", \"cli\"]\n\
+         [[allow]]\nfrom = \"cli\"\nto = \"srv\"\nproto = \"tcp\"\nports = [7000]\n"
+    )
+}
+
+fn nc_echo() -> String {
+    format!("[\"{BB}\", \"nc\", \"-ll\", \"-p\", \"7000\", \"-e\", \"{BB}\", \"cat\"]")
+}
+
+/// A TCP connection made from inside `netns` (this thread enters it; the socket stays there).
+fn connect_from(netns: &str, to: &str) -> TcpStream {
+    let f = std::fs::File::open(netns).unwrap();
+    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+    let mut last = None;
+    for _ in 0..50 {
+        match TcpStream::connect(to) {
+            Ok(s) => return s,
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("connect to {to} from {netns}: {last:?}");
+}
+
+/// The peer: a numbered line every 50 ms, each echo read back and compared. Returns how many
+/// lines made the round trip, or the first thing that went wrong.
+fn peer(
+    netns: String,
+    to: String,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+) -> Result<u64, String> {
+    let s = connect_from(&netns, &to);
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut n = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        let line = format!("{n}\n");
+        w.write_all(line.as_bytes())
+            .map_err(|e| format!("send line {n}: {e}"))?;
+        let mut got = String::new();
+        r.read_line(&mut got)
+            .map_err(|e| format!("echo of line {n}: {e}"))?;
+        if got != line {
+            return Err(format!("line {n}: sent {line:?}, echoed {got:?}"));
+        }
+        n += 1;
+        done.store(n, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(n)
+}
+
+fn migrate(p: &Project, island: &str) -> (i32, String, String) {
+    p.atoll(&["migrate", "--json", &format!("{}/{island}", p.name)])
+}
+
+/// Host links of the project's group (both generations of names).
+fn host_links(p: &Project) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show", "group", &p.group.unwrap().to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split(": ")
+                .nth(1)
+                .map(|n| n.split('@').next().unwrap().to_string())
+        })
+        .collect()
+}
+
+fn pins(p: &Project) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(common::project::state_dir(&p.name).join("netns"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn srv_pid(p: &Project) -> u64 {
+    let s = p.status();
+    let i = s[0]["islands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "srv")
+        .unwrap()
+        .clone();
+    assert_eq!(i["status"], "running", "{i}");
+    i["pid"].as_u64().unwrap()
+}
+
+#[test]
+fn a_tcp_peer_survives_ten_migrations() {
+    if !can_run() {
+        return;
+    }
+    let p = Project::started("mig", &echo_body(&nc_echo()));
+    let to = format!("{}:7000", p.addr("srv", "cli"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let client = {
+        let (ns, to, stop, done) = (p.netns("cli"), to.clone(), stop.clone(), done.clone());
+        std::thread::spawn(move || peer(ns, to, stop, done))
+    };
+    // The peer makes `more` round trips (within 30 s: TCP's retransmission backs off while
+    // the island is locked, so the first one after a move may wait a few seconds).
+    let progress = |more: u64, when: &str| {
+        let want = done.load(Ordering::SeqCst) + more;
+        for _ in 0..300 {
+            if done.load(Ordering::SeqCst) >= want || client.is_finished() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            done.load(Ordering::SeqCst) >= want,
+            "the peer made no progress {when}"
+        );
+    };
+    progress(5, "before the first migration");
+    let mut pid = srv_pid(&p);
+    for round in 0..10 {
+        let (code, out, err) = migrate(&p, "srv");
+        assert_eq!(code, 0, "migration {round}: {out}{err}");
+        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            r["connections"].as_array().unwrap().len(),
+            1,
+            "migration {round} carried the peer's connection: {r}"
+        );
+        let names: Vec<&str> = r["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|ph| ph["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "preflight",
+                "freeze+dump",
+                "transfer",
+                "restore",
+                "verify",
+                "cleanup"
+            ]
+        );
+        let now = srv_pid(&p);
+        assert_ne!(now, pid, "migration {round}: a new process tree");
+        pid = now;
+        // Exactly one generation of host ends and one netns pin per island are left.
+        assert_eq!(host_links(&p).len(), 2, "{:?}", host_links(&p));
+        assert_eq!(pins(&p).len(), 2, "{:?}", pins(&p));
+        progress(3, &format!("after migration {round}"));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let lines = client
+        .join()
+        .unwrap()
+        .expect("no reset, no lost or duplicated line");
+    assert!(lines >= 35, "{lines} lines made the round trip");
+    // A new connection crosses the guard's rule, which now names the new host ends.
+    let before = p.counter("allow:cli->srv:tcp/7000");
+    let cmd = format!("echo again | {BB} nc -w 2 {} 7000", p.addr("srv", "cli"));
+    let (code, out) = p.exec("cli", &[BB, "sh", "-c", &cmd]);
+    assert_eq!((code, out.trim()), (0, "again"));
+    assert!(p.counter("allow:cli->srv:tcp/7000") > before);
+}
+
+/// srv also listens on 10.99.0.1 (IP_FREEBIND: an address no netns of the project owns).
+fn freebind_body() -> String {
+    let py = "import socket\\n\
+              x = socket.socket()\\n\
+              x.setsockopt(socket.SOL_IP, 15, 1)\\n\
+              x.bind(('10.99.0.1', 7001))\\n\
+              x.listen()\\n\
+              l = socket.socket()\\n\
+              l.bind(('0.0.0.0', 7000))\\n\
+              l.listen()\\n\
+              while True:\\n    c, _ = l.accept(); c.sendall(b'up\\\\n'); c.close()\\n";
+    echo_body(&format!("[\"/usr/bin/python3\", \"-c\", \"{py}\"]"))
+}
+
+#[test]
+fn an_address_the_target_cannot_own_is_refused_before_freezing() {
+    if !can_run() {
+        return;
+    }
+    let p = Project::started("mig", &freebind_body());
+    let ip = p.addr("srv", "cli");
+    let wait_up = || {
+        for _ in 0..50 {
+            if p.nc("cli", &ip, 7000).1.contains("up") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("srv does not answer");
+    };
+    wait_up();
+    let pid = srv_pid(&p);
+    let links = host_links(&p);
+    let (code, out, err) = migrate(&p, "srv");
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("10.99.0.1:7001")
+            && err.contains("target will not own")
+            && err.contains("would die")
+            && err.contains("refused before freezing"),
+        "{err}"
+    );
+    // Nothing was frozen or made: same process, still serving, same links and pins, no images.
+    assert_eq!(srv_pid(&p), pid);
+    wait_up();
+    assert_eq!(host_links(&p), links);
+    assert_eq!(pins(&p), ["cli", "srv"]);
+    assert!(!common::project::state_dir(&p.name).join("images").exists());
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    if !can_run() {
+        return;
+    }
+    let p = Project::started("mig", &echo_body(&nc_echo()));
+    let pid = srv_pid(&p);
+    let (code, _, err) = p.atoll(&["migrate", &format!("{}/nosuch", p.name)]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no island") && err.contains("nosuch"), "{err}");
+    let (code, _, err) = p.atoll(&["migrate", "nosuchproj/srv"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no island"), "{err}");
+    // --images naming a directory of something else: refused, its files kept.
+    let other = p.dir.join("precious");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes"), "keep me").unwrap();
+    let (code, _, err) = p.atoll(&[
+        "migrate",
+        "--images",
+        other.to_str().unwrap(),
+        &format!("{}/srv", p.name),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("holds no CRIU images"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(other.join("notes")).unwrap(),
+        "keep me"
+    );
+    assert_eq!(srv_pid(&p), pid);
+    assert_eq!(pins(&p), ["cli", "srv"]);
+}
+
+/// Whether the netns pinned at `pin` owns `ip` and lets packets through (no migration lock).
+fn owns_unlocked(pin: &Path, ip: &str) -> bool {
+    let run = |args: &[&str]| {
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", pin.display()))
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let owns = run(&["ip", "-4", "-o", "addr", "show"]).contains(&format!("inet {ip}/"));
+    let locked = run(&["nft", "list", "tables"]).contains("table inet atoll_lock");
+    owns && !locked
+}
+
+/// Processes in the project's cgroups, as /proc/PID/cgroup says.
+fn tasks_in_cgroups_of(project: &str) -> Vec<String> {
+    let needle = format!("/atoll/islands/{project}/");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| {
+            // A zombie's cgroup reads "(deleted)" once its cgroup is gone: it is dead.
+            std::fs::read_to_string(e.path().join("cgroup"))
+                .is_ok_and(|c| c.contains(&needle) && !c.contains("(deleted)"))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn killing_migrate_at_any_phase_then_down_leaves_one_owner_and_nothing_behind() {
+    if !can_run() {
+        return;
+    }
+    // The line `migrate` prints when a phase ends: killing right after it lands in the next.
+    let phases = ["migrate", "preflight", "freeze+dump", "restore", "verify"];
+    for (after, migrate_again) in phases.iter().flat_map(|ph| [(*ph, false), (*ph, true)]) {
+        let p = Project::started("mig", &echo_body(&nc_echo()));
+        let ip = p.addr("srv", "cli");
+        let group = p.group.unwrap();
+        let mut child = Command::new(common::ATOLL)
+            .args(["migrate", &format!("{}/srv", p.name)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut seen = false;
+        for l in lines.by_ref() {
+            let l = l.unwrap();
+            if l.split_whitespace().next() == Some(after) {
+                seen = true;
+                break;
+            }
+        }
+        assert!(seen, "migrate never printed {after:?}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Whatever CRIU still had in hand, let it end.
+        std::thread::sleep(Duration::from_secs(2));
+        let netns_dir = common::project::state_dir(&p.name).join("netns");
+        let owners: Vec<String> = ["srv", "srv.m"]
+            .iter()
+            .map(|n| netns_dir.join(n))
+            .filter(|pin| pin.exists() && owns_unlocked(pin, &ip))
+            .map(|pin| pin.display().to_string())
+            .collect();
+        assert!(
+            owners.len() <= 1,
+            "killed after {after:?}: {owners:?} all own {ip} unlocked"
+        );
+        if migrate_again {
+            // The next migrate finishes or undoes the killed one, then moves the island: it
+            // serves, from one netns.
+            let (code, out, err) = migrate(&p, "srv");
+            assert_eq!(
+                code, 0,
+                "migrate after one killed after {after:?}: {out}{err}"
+            );
+            let cmd = format!("echo back | {BB} nc -w 2 {ip} 7000");
+            let (code, out) = p.exec("cli", &[BB, "sh", "-c", &cmd]);
+            assert_eq!((code, out.trim()), (0, "back"), "killed after {after:?}");
+            let pins = pins(&p);
+            assert_eq!(pins.len(), 2, "killed after {after:?}: {pins:?}");
+        }
+        let (code, out, err) = p.atoll(&["down", &p.name]);
+        assert_eq!(
+            code, 0,
+            "down after a migrate killed after {after:?}: {out}{err}"
+        );
+        assert!(!common::project::state_dir(&p.name).exists());
+        let links = Command::new("ip")
+            .args(["-o", "link", "show", "group", &group.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&links.stdout).trim().is_empty(),
+            "killed after {after:?}: links left: {}",
+            String::from_utf8_lossy(&links.stdout)
+        );
+        for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+            let d = Path::new(root).join("atoll/islands").join(&p.name);
+            assert!(!d.exists(), "killed after {after:?}: {} left", d.display());
+        }
+        let left = tasks_in_cgroups_of(&p.name);
+        assert!(
+            left.is_empty(),
+            "killed after {after:?}: tasks left: {:?}",
+            left.iter()
+                .map(|t| (
+                    std::fs::read_to_string(format!("/proc/{t}/cgroup")).unwrap_or_default(),
+                    std::fs::read_to_string(format!("/proc/{t}/cmdline")).unwrap_or_default()
+                ))
+                .collect::<Vec<_>>()
+        );
+        let tables = Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&tables.stdout)
+            .contains(&format!("atoll_{}", p.name.replace('-', "_"))));
+    }
+}
+
+/// A copy of the archive `from` at `to`, changed by `spoil`.
+fn spoiled(from: &Path, to: &Path, spoil: impl FnOnce(&Path)) -> String {
+    let _ = std::fs::remove_dir_all(to);
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap()
+        .success());
+    spoil(to);
+    to.display().to_string()
+}
+
+#[test]
+fn an_island_archive_restores_with_its_connection_and_bad_archives_change_nothing() {
+    if !can_run() {
+        return;
+    }
+    let p = Project::started("mig", &echo_body(&nc_echo()));
+    let to = format!("{}:7000", p.addr("srv", "cli"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let client = {
+        let (ns, to, stop, done) = (p.netns("cli"), to.clone(), stop.clone(), done.clone());
+        std::thread::spawn(move || peer(ns, to, stop, done))
+    };
+    while done.load(Ordering::SeqCst) < 5 {
+        assert!(!client.is_finished());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let archive = p.dir.join("archive");
+    let a = archive.to_str().unwrap();
+    // A wrong island name: refused, no archive.
+    let (code, _, err) = p.atoll(&["checkpoint", "--to", a, &format!("{}/nosuch", p.name)]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no island"), "{err}");
+    assert!(!archive.exists());
+    let (code, out, err) = p.atoll(&["checkpoint", "--to", a, &format!("{}/srv", p.name)]);
+    assert_eq!(code, 0, "{out}{err}");
+    for f in [
+        "manifest.json",
+        "plan.json",
+        "images/atoll-descriptors.json",
+    ] {
+        assert!(archive.join(f).is_file(), "{f} is in the archive");
+    }
+    let links = host_links(&p);
+    let bad = |path: &str, want: &[&str]| {
+        let (code, out, err) = p.atoll(&["restore", path]);
+        assert_ne!(code, 0, "restore {path}: {out}");
+        for w in want {
+            assert!(err.contains(w), "restore {path}: {err} lacks {w:?}");
+        }
+        assert_eq!(pins(&p), ["cli", "srv"], "after restore {path}");
+        assert_eq!(host_links(&p), links, "after restore {path}");
+        let s = p.status();
+        assert_ne!(s[0]["islands"][0]["status"], "running");
+    };
+    bad(
+        p.dir.join("nothing-here").to_str().unwrap(),
+        &["no such directory"],
+    );
+    let d = p.dir.join("spoiled");
+    let no_manifest = spoiled(&archive, &d, |d| {
+        std::fs::remove_file(d.join("manifest.json")).unwrap()
+    });
+    bad(&no_manifest, &["manifest.json", "not an island archive"]);
+    let garbled = spoiled(&archive, &d, |d| {
+        std::fs::write(d.join("manifest.json"), "{\"format\": 3").unwrap()
+    });
+    bad(&garbled, &["manifest.json"]);
+    let newer_criu = spoiled(&archive, &d, |d| {
+        let p = d.join("manifest.json");
+        let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        m["criu_version"] = serde_json::json!(50000);
+        std::fs::write(&p, m.to_string()).unwrap();
+    });
+    bad(&newer_criu, &["written by CRIU 5.0.0"]);
+    let elsewhere = spoiled(&archive, &d, |d| {
+        let p = d.join("manifest.json");
+        let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        m["addresses"] = serde_json::json!(["10.99.0.1"]);
+        std::fs::write(&p, m.to_string()).unwrap();
+    });
+    bad(
+        &elsewhere,
+        &["bound to 10.99.0.1", "does not own here", "would die"],
+    );
+    let broken_images = spoiled(&archive, &d, |d| {
+        for e in std::fs::read_dir(d.join("images")).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("core-") || n.starts_with("pstree") {
+                std::fs::write(e.path(), b"not a CRIU image").unwrap();
+            }
+        }
+    });
+    bad(&broken_images, &["restore failed"]);
+    // The good archive: the peer's connection carries on.
+    let before = done.load(Ordering::SeqCst);
+    let (code, out, err) = p.atoll(&["restore", "--json", a]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["connections"].as_array().unwrap().len(), 1, "{r}");
+    for _ in 0..300 {
+        if done.load(Ordering::SeqCst) >= before + 5 || client.is_finished() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let lines = client
+        .join()
+        .unwrap()
+        .expect("no reset, no lost or duplicated line");
+    assert!(lines >= before + 5, "{lines} lines");
+    // Restoring again while the island runs would make two owners of its address.
+    let (code, _, err) = p.atoll(&["restore", a]);
+    assert_ne!(code, 0);
+    assert!(err.contains("is running here"), "{err}");
+}
