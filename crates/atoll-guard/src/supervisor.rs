@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use atoll_sys::nsfs;
 use atoll_sys::seccomp::{self as sc, SeccompNotif, SeccompNotifResp};
@@ -19,7 +19,7 @@ use rustix::event::epoll;
 use rustix::process::{pidfd_getfd, pidfd_open, PidfdFlags, PidfdGetfdFlags};
 use serde::Deserialize;
 
-use crate::alert::{Alert, AlertLog, Decision};
+use crate::alert::{Alert, AlertLog, Decision, Sinks};
 use crate::decide::{self, judge_ns, ns_facts, NsFacts};
 use crate::ns::NsType;
 use crate::registry::{Owner, Registry, Tenant};
@@ -45,6 +45,10 @@ pub struct SupervisorOpts {
     pub alerts: PathBuf,
     /// Policy for tenants whose listenerMetadata does not say otherwise.
     pub policy: Policy,
+    /// Leave after this long without a tenant (a supervisor `create` started); None: serve on.
+    pub idle_exit: Option<Duration>,
+    /// Alert sinks besides the log file.
+    pub sinks: Sinks,
 }
 
 pub struct Supervisor {
@@ -55,6 +59,15 @@ pub struct Supervisor {
     policy: Policy,
     next_token: u64,
     socket: PathBuf,
+    /// We bound the socket path (and remove it when dropped); an inherited one is the keeper's.
+    owns_path: bool,
+    /// The keeper's channel: every tenant is copied there (keeper.rs).
+    keeper: Option<OwnedFd>,
+    idle_exit: Option<Duration>,
+    idle_since: Option<Instant>,
+    events: Vec<epoll::Event>,
+    /// The keeper's memfd where each received notification is noted before it is judged.
+    inflight: Option<OwnedFd>,
 }
 
 /// The runtime-spec "Container Process State" message, as far as we read it.
@@ -114,19 +127,54 @@ enum Verdict {
 impl Supervisor {
     /// Bind the socket (mode 0600), open the alert log, record the host's namespaces.
     pub fn bind(opts: &SupervisorOpts) -> Result<Supervisor, GuardError> {
-        let log = AlertLog::open(&opts.alerts)?;
-        let reg = Registry::new()?;
-        if let Ok(m) = std::fs::symlink_metadata(&opts.socket) {
-            use std::os::unix::fs::FileTypeExt;
-            if m.file_type().is_socket() {
-                std::fs::remove_file(&opts.socket)
-                    .map_err(GuardError::io("remove stale socket", &opts.socket))?;
+        let listener = bind_socket(&opts.socket)?;
+        let mut sup = Supervisor::with_listener(listener, None, opts)?;
+        sup.owns_path = true;
+        Ok(sup)
+    }
+
+    /// Serve on a listener the keeper bound (our stdin), copying every tenant to the keeper at
+    /// `keeper`; first take back the tenants the keeper holds (a previous supervisor's).
+    pub fn inherit(
+        listener: UnixListener,
+        keeper: OwnedFd,
+        opts: &SupervisorOpts,
+    ) -> Result<Supervisor, GuardError> {
+        let mut sup = Supervisor::with_listener(listener, None, opts)?;
+        loop {
+            match crate::keeper::recv(keeper.as_fd()) {
+                Ok(Some((crate::keeper::Message::Slot, Some(fd)))) => sup.inflight = Some(fd),
+                Ok(Some((crate::keeper::Message::Keep(rec), Some(fd)))) => {
+                    sup.next_token = sup.next_token.max(rec.token + 1);
+                    match Tenant::restore(&rec, &sup.policy, fd) {
+                        Ok(t) => sup.add(rec.token, t)?,
+                        Err(e) => tracing::warn!(tenant = %rec.id, "guard: cannot take back: {e}"),
+                    }
+                }
+                Ok(Some((crate::keeper::Message::End, _))) => break,
+                Ok(Some((other, _))) => {
+                    return Err(GuardError::Protocol(format!("keeper sent {other:?}")))
+                }
+                Ok(None) => return Err(GuardError::Protocol("keeper closed the channel".into())),
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) => return Err(GuardError::sys("recvmsg (keeper channel)")(e)),
             }
         }
-        let listener =
-            UnixListener::bind(&opts.socket).map_err(GuardError::io("bind", &opts.socket))?;
-        std::fs::set_permissions(&opts.socket, std::fs::Permissions::from_mode(0o600))
-            .map_err(GuardError::io("chmod 0600", &opts.socket))?;
+        if sup.tenants() > 0 {
+            tracing::info!(tenants = sup.tenants(), "guard: took back the keeper's tenants");
+            sup.answer_inflight();
+        }
+        sup.keeper = Some(keeper);
+        Ok(sup)
+    }
+
+    fn with_listener(
+        listener: UnixListener,
+        keeper: Option<OwnedFd>,
+        opts: &SupervisorOpts,
+    ) -> Result<Supervisor, GuardError> {
+        let log = AlertLog::open(&opts.alerts)?.with_sinks(opts.sinks.clone());
+        let reg = Registry::new()?;
         listener
             .set_nonblocking(true)
             .map_err(GuardError::io("set O_NONBLOCK on", &opts.socket))?;
@@ -147,14 +195,111 @@ impl Supervisor {
             policy: opts.policy.clone(),
             next_token: 1,
             socket: opts.socket.clone(),
+            owns_path: false,
+            keeper,
+            idle_exit: opts.idle_exit,
+            idle_since: None,
+            events: Vec::with_capacity(64),
+            inflight: None,
         })
     }
 
-    /// Serve forever.
+    /// Serve until idle for `idle_exit` (forever without it).
     pub fn run(&mut self) -> Result<(), GuardError> {
+        self.run_with(|_| {})
+    }
+
+    /// [`Supervisor::run`], calling `changed` whenever a tenant came or went.
+    pub fn run_with(&mut self, mut changed: impl FnMut(&Supervisor)) -> Result<(), GuardError> {
+        let mut count = self.reg.len();
         loop {
-            self.turn(None)?;
+            if self.reg.len() != count {
+                count = self.reg.len();
+                changed(self);
+            }
+            let wait = match (self.idle_exit, self.reg.is_empty()) {
+                (Some(idle), true) => {
+                    let since = *self.idle_since.get_or_insert_with(Instant::now);
+                    match idle.checked_sub(since.elapsed()) {
+                        Some(left) if !left.is_zero() => Some(left),
+                        _ => {
+                            if self.leave_if_idle()? {
+                                return Ok(());
+                            }
+                            self.idle_since = Some(Instant::now());
+                            Some(idle)
+                        }
+                    }
+                }
+                _ => {
+                    self.idle_since = None;
+                    None
+                }
+            };
+            self.turn(wait)?;
         }
+    }
+
+    /// The call our predecessor had received when it died, if its caller still waits: judged
+    /// and answered now (the kernel delivers a notification once; unanswered, it would block
+    /// its caller for as long as the keeper holds the fd).
+    fn answer_inflight(&mut self) {
+        let Some(slot) = &self.inflight else { return };
+        let mut buf = [0u8; crate::keeper::INFLIGHT_LEN];
+        if !matches!(rustix::io::pread(slot, &mut buf, 0), Ok(n) if n == buf.len()) {
+            return;
+        }
+        let Some((token, n)) = crate::keeper::decode_inflight(&buf) else { return };
+        let Some(t) = self.reg.get(token) else { return };
+        if matches!(sc::seccomp_notif_id_valid(t.notify.as_fd(), n.id), Ok(true)) {
+            tracing::info!(tenant = %t.id, "guard: answering the call our predecessor left");
+            self.judge_and_answer(token, n);
+        }
+    }
+
+    /// Leave if no create is handing us a tenant: under the exclusive lock creators hold shared
+    /// while they connect and send, take what is queued, and if that is nothing, remove the
+    /// socket path (later creates start a new supervisor) and say so.
+    fn leave_if_idle(&mut self) -> Result<bool, GuardError> {
+        let mut lock_path = self.socket.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock = match std::fs::File::open(&lock_path) {
+            Ok(f) => Some(f),
+            // The directory is gone (a test's root removed): nobody can come to us.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(GuardError::io("open", PathBuf::from(lock_path))(e)),
+        };
+        if let Some(l) = &lock {
+            match rustix::fs::flock(l, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::WOULDBLOCK) => return Ok(false),
+                Err(e) => return Err(GuardError::sys("flock(LOCK_EX|LOCK_NB)")(e.into())),
+            }
+        }
+        self.accept_some();
+        if !self.reg.is_empty() {
+            return Ok(false);
+        }
+        if self.is_our_path() {
+            let _ = std::fs::remove_file(&self.socket); // gone already: nothing to do
+        }
+        tracing::info!(socket = %self.socket.display(), "guard: no tenant left; leaving");
+        // The lock is released at exit, after the path is gone.
+        std::mem::forget(lock);
+        Ok(true)
+    }
+
+    /// Does the socket path still name our listener (not a newer supervisor's)?
+    fn is_our_path(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let ours = rustix::fs::fstat(&self.listener).ok();
+        let there = std::fs::metadata(&self.socket).ok();
+        matches!((ours, there), (Some(a), Some(b)) if a.st_ino == b.ino() && a.st_dev == b.dev())
+    }
+
+    /// The container ids of the tenants.
+    pub fn tenant_ids(&self) -> Vec<String> {
+        self.reg.ids()
     }
 
     /// Number of notify fds being watched.
@@ -166,6 +311,16 @@ impl Supervisor {
     pub fn register(&mut self, t: Tenant) -> Result<(), GuardError> {
         let token = self.next_token;
         self.next_token += 1;
+        if let Some(k) = &self.keeper {
+            // First to the keeper: if we die from here on, the tenant is handed back.
+            let rec = t.record(token);
+            crate::keeper::send(k.as_fd(), &crate::keeper::Message::Keep(rec), Some(t.notify.as_fd()))
+                .map_err(GuardError::sys("sendmsg (keeper channel)"))?;
+        }
+        self.add(token, t)
+    }
+
+    fn add(&mut self, token: u64, t: Tenant) -> Result<(), GuardError> {
         epoll::add(
             &self.epoll,
             &t.notify,
@@ -180,7 +335,8 @@ impl Supervisor {
 
     /// One wait and what it brought. Returns the number of ready fds.
     pub fn turn(&mut self, timeout: Option<Duration>) -> Result<usize, GuardError> {
-        let mut events = Vec::with_capacity(64);
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
         let ts = timeout.map(|d| rustix::event::Timespec {
             tv_sec: d.as_secs() as i64,
             tv_nsec: d.subsec_nanos() as i64,
@@ -191,7 +347,10 @@ impl Supervisor {
             ts.as_ref(),
         ) {
             Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => return Ok(0),
+            Err(rustix::io::Errno::INTR) => {
+                self.events = events;
+                return Ok(0);
+            }
             Err(e) => return Err(GuardError::sys("epoll_wait")(e.into())),
         }
         for ev in &events {
@@ -205,11 +364,19 @@ impl Supervisor {
                 // The filter has no task left (all of the tenant's processes exited).
                 if let Some(t) = self.reg.remove(token) {
                     let _ = epoll::delete(&self.epoll, &t.notify); // closing it removes it anyway
+                    if let Some(k) = &self.keeper {
+                        let drop_it = crate::keeper::Message::Drop(token);
+                        if let Err(e) = crate::keeper::send(k.as_fd(), &drop_it, None) {
+                            tracing::warn!("guard: tell the keeper {} is gone: {e}", t.id);
+                        }
+                    }
                     tracing::info!(tenant = %t.id, "guard: tenant gone");
                 }
             }
         }
-        Ok(events.len())
+        let n = events.len();
+        self.events = events;
+        Ok(n)
     }
 
     fn accept_some(&mut self) {
@@ -247,6 +414,9 @@ impl Supervisor {
         let mut buf = vec![0u8; MAX_MESSAGE];
         let (mut n, fd) = atoll_sys::socket::recv_with_fd(conn.as_fd(), &mut buf)
             .map_err(GuardError::sys("recvmsg (registration)"))?;
+        if n == 0 && fd.is_none() {
+            return Ok(()); // a probe: connected and closed
+        }
         let fd = fd.ok_or_else(|| GuardError::Protocol("no fd in SCM_RIGHTS".into()))?;
         let mut rest = (&conn).take((MAX_MESSAGE - n) as u64);
         loop {
@@ -298,6 +468,17 @@ impl Supervisor {
                 return;
             }
         };
+        if let Some(slot) = &self.inflight {
+            // One pwrite: what a supervisor that replaces us after a kill needs to answer this
+            // call, which the kernel will not deliver twice (keeper.rs).
+            let _ = rustix::io::pwrite(slot, &crate::keeper::encode_inflight(token, &n), 0);
+        }
+        self.judge_and_answer(token, n);
+    }
+
+    fn judge_and_answer(&mut self, token: u64, n: SeccompNotif) {
+        let Some(t) = self.reg.get(token) else { return };
+        let fd = t.notify.as_fd();
         let verdict = judge(t, &self.reg, fd, &n);
         let (resp, alert) = match verdict {
             Verdict::Gone => return,
@@ -338,8 +519,24 @@ impl Supervisor {
 
 impl Drop for Supervisor {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.socket); // best effort: a later bind replaces it
+        if self.owns_path && self.is_our_path() {
+            let _ = std::fs::remove_file(&self.socket); // best effort: a later bind replaces it
+        }
     }
+}
+
+/// Bind `socket` (mode 0600), replacing a stale socket file there.
+pub fn bind_socket(socket: &Path) -> Result<UnixListener, GuardError> {
+    if let Ok(m) = std::fs::symlink_metadata(socket) {
+        use std::os::unix::fs::FileTypeExt;
+        if m.file_type().is_socket() {
+            std::fs::remove_file(socket).map_err(GuardError::io("remove stale socket", socket))?;
+        }
+    }
+    let listener = UnixListener::bind(socket).map_err(GuardError::io("bind", socket))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(GuardError::io("chmod 0600", socket))?;
+    Ok(listener)
 }
 
 fn syscall_name(nr: i64) -> &'static str {
@@ -463,7 +660,7 @@ fn judge_setns(t: &Tenant, reg: &Registry, notify: BorrowedFd<'_>, n: &SeccompNo
         // task sharing this fd table could dup2 a foreign namespace onto the same number. Our
         // filter already refuses the ways to get a second fd-table user besides threads
         // (clone3, clone CLONE_FILES without CLONE_THREAD, io_uring); threads we refuse here.
-        let (_, threads) = decide::task_status(n.pid);
+        let threads = decide::thread_count(n.pid);
         if threads != 1 {
             let mut ev = Event::new("atoll.setns.shared-fd-table", libc::EPERM);
             ev.detail = Some(format!(
@@ -485,6 +682,18 @@ fn foreign(f: &NsFacts, owner: Owner, detail: Option<String>) -> Verdict {
 }
 
 fn judge_nsfs(t: &Tenant, reg: &Registry, ns: BorrowedFd<'_>, nstype: i32) -> Verdict {
+    // The common case, a tenant joining one of its own namespaces, needs two calls (fstat,
+    // NS_GET_NSTYPE), not the walk up the user namespaces that naming a foreign one takes.
+    if let (Ok(id), Ok(flag)) = (crate::ns::NsId::of_fd(ns), nsfs::ns_get_nstype(ns)) {
+        if let Some(own) = t.ns.find(id) {
+            if nstype != 0 && nstype != flag {
+                return Verdict::Fail(libc::EINVAL);
+            }
+            if own.clone_flag() == flag {
+                return Verdict::Continue;
+            }
+        }
+    }
     let f = match ns_facts(ns) {
         Ok(f) => f,
         Err(e) => {
