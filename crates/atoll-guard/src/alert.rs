@@ -122,7 +122,12 @@ impl AlertLog {
             .write_all(&line)
             .map_err(GuardError::io("append to alert log", &self.path))?;
         if let Some(p) = self.sinks.syslog.clone() {
-            let msg = rfc5424(alert, &self.host, std::process::id(), &line[..line.len() - 1]);
+            let msg = rfc5424(
+                alert,
+                &self.host,
+                std::process::id(),
+                &line[..line.len() - 1],
+            );
             let sent = UnixDatagram::unbound().and_then(|s| {
                 s.set_write_timeout(Some(SINK_TIMEOUT))?;
                 s.send_to(msg.as_bytes(), &p)
@@ -193,7 +198,11 @@ pub fn rfc5424(a: &Alert, host: &str, pid: u32, json: &[u8]) -> String {
         })
     };
     let token = |v: &str, max: usize| {
-        let t: String = v.chars().filter(|c| c.is_ascii_graphic()).take(max).collect();
+        let t: String = v
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(max)
+            .collect();
         if t.is_empty() {
             "-".to_string()
         } else {

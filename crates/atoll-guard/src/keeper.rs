@@ -107,7 +107,11 @@ pub fn decode_inflight(b: &[u8; INFLIGHT_LEN]) -> Option<(u64, SeccompNotif)> {
     ))
 }
 
-pub fn send(chan: BorrowedFd<'_>, msg: &Message, fd: Option<BorrowedFd<'_>>) -> std::io::Result<()> {
+pub fn send(
+    chan: BorrowedFd<'_>,
+    msg: &Message,
+    fd: Option<BorrowedFd<'_>>,
+) -> std::io::Result<()> {
     let body = serde_json::to_vec(msg).expect("a channel message serializes");
     atoll_sys::socket::send_with_fd(chan, &body, fd).map(drop)
 }
@@ -156,7 +160,11 @@ pub fn run(listener: UnixListener, worker: impl Fn() -> Command) -> Result<(), G
             .stdout(Stdio::from(theirs))
             .spawn()
             .map_err(GuardError::sys("spawn the guard worker"))?;
-        tracing::info!(worker = child.id(), tenants = tenants.len(), "keeper: worker started");
+        tracing::info!(
+            worker = child.id(),
+            tenants = tenants.len(),
+            "keeper: worker started"
+        );
         // The slot, every tenant, then End: the worker serves nothing before it has them all.
         if let Err(e) = send(ours.as_fd(), &Message::Slot, Some(slot.as_fd())) {
             tracing::warn!("keeper: hand over the in-flight slot: {e}");
@@ -168,7 +176,9 @@ pub fn run(listener: UnixListener, worker: impl Fn() -> Command) -> Result<(), G
         }
         let _ = send(ours.as_fd(), &Message::End, None); // a dead worker shows at wait below
         serve(ours.as_fd(), &mut tenants);
-        let status = child.wait().map_err(GuardError::sys("wait for the guard worker"))?;
+        let status = child
+            .wait()
+            .map_err(GuardError::sys("wait for the guard worker"))?;
         if status.success() {
             tracing::info!("keeper: worker left (idle); leaving");
             return Ok(());

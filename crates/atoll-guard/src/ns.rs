@@ -135,7 +135,10 @@ impl NsSet {
 
     /// As (st_dev, st_ino) per type, in [`NsType::ALL`] order (what the keeper stores).
     pub fn to_pairs(&self) -> Vec<Option<(u64, u64)>> {
-        self.0.iter().map(|x| x.map(|id| (id.dev, id.ino))).collect()
+        self.0
+            .iter()
+            .map(|x| x.map(|id| (id.dev, id.ino)))
+            .collect()
     }
 
     pub fn from_pairs(pairs: &[Option<(u64, u64)>]) -> NsSet {

@@ -38,7 +38,11 @@ impl Tenant {
     }
 
     /// A tenant the keeper handed back: its policy and namespaces as first recorded.
-    pub fn restore(rec: &crate::keeper::TenantRecord, base: &Policy, notify: OwnedFd) -> Result<Tenant, GuardError> {
+    pub fn restore(
+        rec: &crate::keeper::TenantRecord,
+        base: &Policy,
+        notify: OwnedFd,
+    ) -> Result<Tenant, GuardError> {
         Ok(Tenant {
             id: rec.id.clone(),
             policy: Policy::from_metadata(&rec.metadata, base)?,

@@ -161,7 +161,10 @@ impl Supervisor {
             }
         }
         if sup.tenants() > 0 {
-            tracing::info!(tenants = sup.tenants(), "guard: took back the keeper's tenants");
+            tracing::info!(
+                tenants = sup.tenants(),
+                "guard: took back the keeper's tenants"
+            );
             sup.answer_inflight();
         }
         sup.keeper = Some(keeper);
@@ -249,7 +252,9 @@ impl Supervisor {
         if !matches!(rustix::io::pread(slot, &mut buf, 0), Ok(n) if n == buf.len()) {
             return;
         }
-        let Some((token, n)) = crate::keeper::decode_inflight(&buf) else { return };
+        let Some((token, n)) = crate::keeper::decode_inflight(&buf) else {
+            return;
+        };
         let Some(t) = self.reg.get(token) else { return };
         if matches!(sc::seccomp_notif_id_valid(t.notify.as_fd(), n.id), Ok(true)) {
             tracing::info!(tenant = %t.id, "guard: answering the call our predecessor left");
@@ -314,8 +319,12 @@ impl Supervisor {
         if let Some(k) = &self.keeper {
             // First to the keeper: if we die from here on, the tenant is handed back.
             let rec = t.record(token);
-            crate::keeper::send(k.as_fd(), &crate::keeper::Message::Keep(rec), Some(t.notify.as_fd()))
-                .map_err(GuardError::sys("sendmsg (keeper channel)"))?;
+            crate::keeper::send(
+                k.as_fd(),
+                &crate::keeper::Message::Keep(rec),
+                Some(t.notify.as_fd()),
+            )
+            .map_err(GuardError::sys("sendmsg (keeper channel)"))?;
         }
         self.add(token, t)
     }
@@ -323,7 +332,8 @@ impl Supervisor {
     fn add(&mut self, token: u64, t: Tenant) -> Result<(), GuardError> {
         // Synchronous wake-ups: the trapped task hands its CPU to us and we hand it back, instead
         // of two cross-CPU wake-ups per call. Older kernels (EINVAL) just wake as before.
-        let _ = sc::seccomp_notif_set_flags(t.notify.as_fd(), sc::SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
+        let _ =
+            sc::seccomp_notif_set_flags(t.notify.as_fd(), sc::SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
         epoll::add(
             &self.epoll,
             &t.notify,
@@ -393,8 +403,16 @@ impl Supervisor {
                 }
             };
             // Handled here, not returned: one bad client must not stop the daemon.
-            if let Err(e) = self.registration(conn) {
-                tracing::warn!("guard: registration refused: {e}");
+            match self.registration(conn) {
+                Ok(()) => {}
+                // The container ran and exited before we read its namespaces (`run /bin/true`):
+                // nothing left to guard.
+                Err(GuardError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    tracing::debug!("guard: tenant gone before it was registered")
+                }
+                Err(e) => tracing::warn!("guard: registration refused: {e}"),
             }
         }
     }

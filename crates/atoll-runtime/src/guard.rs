@@ -171,13 +171,16 @@ impl GuardNode {
     pub fn mode_for(&self, spec: &Spec) -> Result<(Mode, &'static str)> {
         let ann = spec.annotations().as_ref();
         if let Some(m) = ann.and_then(|a| a.get(GUARD_ANNOTATION)) {
-            let m = m
-                .parse()
-                .map_err(|e: PolicyError| field(format!("annotations.{GUARD_ANNOTATION:?}"), e.msg))?;
+            let m = m.parse().map_err(|e: PolicyError| {
+                field(format!("annotations.{GUARD_ANNOTATION:?}"), e.msg)
+            })?;
             return Ok((m, "annotation"));
         }
         if reaches_host(spec) {
-            Ok((self.privileged, "privileged default (host pid namespace or every capability)"))
+            Ok((
+                self.privileged,
+                "privileged default (host pid namespace or every capability)",
+            ))
         } else {
             Ok((self.mode, "node default"))
         }
@@ -221,7 +224,9 @@ pub fn reaches_host(spec: &Spec) -> bool {
         .and_then(|p| p.capabilities().as_ref())
         .and_then(|c| c.bounding().as_ref());
     bounding.is_some_and(|b| {
-        b.len() >= FULL_CAPS && b.contains(&Capability::SysAdmin) && b.contains(&Capability::SysModule)
+        b.len() >= FULL_CAPS
+            && b.contains(&Capability::SysAdmin)
+            && b.contains(&Capability::SysModule)
     })
 }
 
@@ -370,12 +375,10 @@ fn start_supervisor(node: &GuardNode, socket: &Path) -> Result<()> {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    let status = cmd
-        .status()
-        .map_err(|e| RuntimeError::Sys {
-            op: "spawn /proc/self/exe guard serve --daemon".into(),
-            source: e,
-        })?;
+    let status = cmd.status().map_err(|e| RuntimeError::Sys {
+        op: "spawn /proc/self/exe guard serve --daemon".into(),
+        source: e,
+    })?;
     if !status.success() {
         return Err(RuntimeError::Sys {
             op: format!(

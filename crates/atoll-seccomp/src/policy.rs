@@ -271,7 +271,10 @@ const AF_VSOCK: u64 = 40;
 pub fn deny_vsock(sc: &mut LinuxSeccomp) {
     let mut theirs = sc.syscalls().clone().unwrap_or_default();
     let socket = "socket".to_string();
-    let mentions: Vec<&LinuxSyscall> = theirs.iter().filter(|r| r.names().contains(&socket)).collect();
+    let mentions: Vec<&LinuxSyscall> = theirs
+        .iter()
+        .filter(|r| r.names().contains(&socket))
+        .collect();
     let lets = if mentions.is_empty() {
         lets_through(sc.default_action())
     } else {
@@ -283,15 +286,22 @@ pub fn deny_vsock(sc: &mut LinuxSeccomp) {
         return;
     }
     for r in theirs.iter_mut() {
-        let kept = r.names().iter().filter(|n| **n != socket).cloned().collect();
+        let kept = r
+            .names()
+            .iter()
+            .filter(|n| **n != socket)
+            .cloned()
+            .collect();
         r.set_names(kept);
     }
     theirs.retain(|r| !r.names().is_empty());
     theirs.push(rule(json!({"names": ["socket"], "action": "SCMP_ACT_ERRNO",
         "errnoRet": libc::EAFNOSUPPORT, "args": [{"index": 0, "value": AF_VSOCK, "op": "SCMP_CMP_EQ"}]})));
     if !lets_through(sc.default_action()) {
-        theirs.push(rule(json!({"names": ["socket"], "action": "SCMP_ACT_ALLOW",
-            "args": [{"index": 0, "value": AF_VSOCK, "op": "SCMP_CMP_NE"}]})));
+        theirs.push(rule(
+            json!({"names": ["socket"], "action": "SCMP_ACT_ALLOW",
+            "args": [{"index": 0, "value": AF_VSOCK, "op": "SCMP_CMP_NE"}]}),
+        ));
     }
     sc.set_syscalls(Some(theirs));
 }
@@ -396,13 +406,17 @@ mod tests {
         );
         assert!(names(&all, Act::ScmpActAllow).contains(&"read".to_string()));
 
-        let mut strict: LinuxSeccomp = serde_json::from_value(json!({"defaultAction": "SCMP_ACT_ERRNO",
+        let mut strict: LinuxSeccomp =
+            serde_json::from_value(json!({"defaultAction": "SCMP_ACT_ERRNO",
             "syscalls": [{"names": ["socket", "read"], "action": "SCMP_ACT_ALLOW"}]}))
-        .unwrap();
+            .unwrap();
         deny_vsock(&mut strict);
         let all = strict.syscalls().clone().unwrap();
         assert!(names(&all, Act::ScmpActErrno).contains(&"socket".to_string()));
-        assert!(names(&all, Act::ScmpActAllow).contains(&"socket".to_string()), "other families");
+        assert!(
+            names(&all, Act::ScmpActAllow).contains(&"socket".to_string()),
+            "other families"
+        );
         assert!(names(&all, Act::ScmpActAllow).contains(&"read".to_string()));
 
         let other: LinuxSeccomp = serde_json::from_value(

@@ -398,9 +398,14 @@ const LISTEN_FDS_START: i32 = 3;
 pub fn take_listen_fds() -> Vec<OwnedFd> {
     use std::os::fd::FromRawFd;
     static TAKEN: AtomicBool = AtomicBool::new(false);
-    let ours = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok())
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
         == Some(std::process::id());
-    let n: i32 = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let n: i32 = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     if !ours || n <= 0 || TAKEN.swap(true, Ordering::SeqCst) {
         return Vec::new();
     }
@@ -410,10 +415,13 @@ pub fn take_listen_fds() -> Vec<OwnedFd> {
     std::env::remove_var("LISTEN_FDS");
     std::env::remove_var("LISTEN_FDNAMES");
     (LISTEN_FDS_START..LISTEN_FDS_START + n)
-        .filter(|fd| rustix::io::fcntl_getfd(
-            // SAFETY: only probes whether the number is open; no ownership is claimed here.
-            unsafe { BorrowedFd::borrow_raw(*fd) },
-        ).is_ok())
+        .filter(|fd| {
+            rustix::io::fcntl_getfd(
+                // SAFETY: only probes whether the number is open; no ownership is claimed here.
+                unsafe { BorrowedFd::borrow_raw(*fd) },
+            )
+            .is_ok()
+        })
         // SAFETY: systemd opened these fds for this process (LISTEN_PID is ours) and nothing in
         // this process has claimed them: TAKEN makes this the only owner, once.
         .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })

@@ -304,7 +304,11 @@ fn user_namespace_creation_is_denied_when_forbidden() {
     let (mut b, helper) = probe_bundle("userns-create");
     b.config["annotations"] = json!({"org.atoll.guard": "off"});
     b.save();
-    assert_eq!(probe(&mut b, &["unshare-user"]), "ok", "control: the guard switched off");
+    assert_eq!(
+        probe(&mut b, &["unshare-user"]),
+        "ok",
+        "control: the guard switched off"
+    );
     let g = Guard::start(&helper, "enforce");
     g.annotate(&mut b, "enforce", None);
     assert_eq!(probe(&mut b, &["unshare-user"]), EPERM);

@@ -227,7 +227,10 @@ fn grd_privileged_defaults_to_detect() {
     c.b.config["annotations"] = json!({"org.atoll.guard": "enforce"});
     c.b.save();
     let (out, _) = c.host_setns();
-    assert_eq!(out, EPERM, "the annotation wins over the privileged default");
+    assert_eq!(
+        out, EPERM,
+        "the annotation wins over the privileged default"
+    );
 
     // Every capability, own pid namespace: detect too.
     let mut p = Case::new("allcaps", QUICK);
@@ -267,7 +270,10 @@ fn grd_annotation_overrides_the_default() {
     c.b.save();
     let (code, _, err, _) = c.probe(&["getpid-loop", "1"]);
     assert_ne!(code, 0);
-    assert!(err.contains("org.atoll.guard") && err.contains("sometimes"), "{err}");
+    assert!(
+        err.contains("org.atoll.guard") && err.contains("sometimes"),
+        "{err}"
+    );
     assert_supervisor_leaves(&c.socket());
 }
 
@@ -304,7 +310,10 @@ fn grd_node_file_sets_the_policy_and_bad_files_are_named() {
     std::fs::write(&c.node, "[guard]\nsocket = 3\n").unwrap();
     let (code, _, err, _) = c.probe(&["getpid-loop", "1"]);
     assert_ne!(code, 0);
-    assert!(err.contains(c.node.to_str().unwrap()) && err.contains("socket"), "{err}");
+    assert!(
+        err.contains(c.node.to_str().unwrap()) && err.contains("socket"),
+        "{err}"
+    );
     assert_supervisor_leaves(&c.socket());
 }
 
@@ -334,7 +343,11 @@ fn grd_ten_parallel_creates_start_one_supervisor() {
         .collect();
     for (mut k, errfile) in kids {
         let st = k.wait().unwrap();
-        assert!(st.success(), "{}", std::fs::read_to_string(errfile).unwrap());
+        assert!(
+            st.success(),
+            "{}",
+            std::fs::read_to_string(errfile).unwrap()
+        );
     }
     let sups = supervisors(&c.socket());
     let keepers = sups.iter().filter(|(_, k)| k == "serve").count();
@@ -390,7 +403,12 @@ fn grd_supervisor_kill9_under_load_loses_no_tenant() {
         .unwrap();
     assert!(out.success());
     let load = c.helper.join("load");
-    let lines = || std::fs::read_to_string(&load).unwrap_or_default().lines().count();
+    let lines = || {
+        std::fs::read_to_string(&load)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
     let t = Instant::now();
     while lines() < 3 {
         assert!(t.elapsed() < Duration::from_secs(10), "no load");
@@ -416,7 +434,10 @@ fn grd_supervisor_kill9_under_load_loses_no_tenant() {
     let before = lines();
     let t = Instant::now();
     while lines() < before + 3 {
-        assert!(t.elapsed() < Duration::from_secs(10), "the load loop stopped after the kill");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the load loop stopped after the kill"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let st = c.atoll().args(["guard", "status"]).output().unwrap();
@@ -435,11 +456,18 @@ fn grd_supervisor_kill9_under_load_loses_no_tenant() {
     std::fs::write(c.helper.join("go"), "").unwrap();
     let result = c.helper.join("result");
     let t = Instant::now();
-    while std::fs::read_to_string(&result).unwrap_or_default().is_empty() {
+    while std::fs::read_to_string(&result)
+        .unwrap_or_default()
+        .is_empty()
+    {
         assert!(t.elapsed() < Duration::from_secs(10), "no result");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(std::fs::read_to_string(&result).unwrap().trim(), EPERM, "judged, not ENOSYS");
+    assert_eq!(
+        std::fs::read_to_string(&result).unwrap().trim(),
+        EPERM,
+        "judged, not ENOSYS"
+    );
     let a = c.wait_alerts(&id, 1);
     assert_eq!(a[0]["rule"], "atoll.setns.foreign-namespace");
     let out = c.atoll().args(["delete", "--force", &id]).output().unwrap();
@@ -461,7 +489,9 @@ fn grd_alerts_reach_syslog_and_collector() {
     let _ = std::fs::remove_file(&syslog);
     let _ = std::fs::remove_file(&collector);
     let dgram = std::os::unix::net::UnixDatagram::bind(&syslog).unwrap();
-    dgram.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    dgram
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let stream = std::os::unix::net::UnixListener::bind(&collector).unwrap();
     let mut c = Case::new(
         "sinks",
@@ -476,10 +506,17 @@ fn grd_alerts_reach_syslog_and_collector() {
     let n = dgram.recv(&mut buf).expect("a syslog message");
     let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(msg.starts_with("<84>1 "), "{msg}");
-    assert!(msg.contains(" atoll-guard ") && msg.contains(" atoll.setns.foreign-namespace "), "{msg}");
-    assert!(msg.contains(&format!("tenant=\"{id}\"")) && msg.contains("decision=\"deny\""), "{msg}");
+    assert!(
+        msg.contains(" atoll-guard ") && msg.contains(" atoll.setns.foreign-namespace "),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("tenant=\"{id}\"")) && msg.contains("decision=\"deny\""),
+        "{msg}"
+    );
     let (conn, _) = stream.accept().unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(conn), &mut line).unwrap();
     let v: Value = serde_json::from_str(&line).unwrap();

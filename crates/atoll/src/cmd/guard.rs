@@ -60,7 +60,14 @@ pub fn guard(cli: &Cli, v: &GuardVerb) -> Result<i32> {
             mode,
             idle_exit_ms,
             keeper_pid,
-        } => worker(cli, socket, alerts, mode.as_deref(), *idle_exit_ms, *keeper_pid),
+        } => worker(
+            cli,
+            socket,
+            alerts,
+            mode.as_deref(),
+            *idle_exit_ms,
+            *keeper_pid,
+        ),
         GuardVerb::Status => {
             let node = node()?;
             println!("{}", serde_json::to_string_pretty(&status(&node))?);

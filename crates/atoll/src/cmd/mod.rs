@@ -14,7 +14,6 @@ mod update;
 use anyhow::{Context, Result};
 use atoll_runtime::{container, CreateOpts, Store};
 
-
 use crate::cli::{Cli, CreateArgs, EventsArgs, IslandVerb, Verb};
 
 pub fn dispatch(cli: &Cli) -> Result<i32> {
