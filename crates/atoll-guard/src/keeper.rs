@@ -5,8 +5,9 @@
 //! keeper ──spawn──▶ worker (stdin: the listener, stdout: our SOCK_SEQPACKET channel)
 //! keeper ◀─ Keep{record}+fd / Drop{token} ── worker   (as tenants come and go)
 //! keeper ── Slot+memfd, Keep{record}+fd … End ──▶ worker (first thing, each start)
-//! worker: pwrite(memfd, the notification it just received) before judging it, so that a
-//! successor answers a call the dead one had taken (the kernel delivers each only once).
+//! worker: pwrite(memfd, the notification it just received) at its tenant's record before
+//! judging it, so that a successor answers a call the dead one had taken (the kernel delivers
+//! each only once).
 //! worker exits 0 (idle): the keeper exits too.
 
 use std::collections::HashMap;
@@ -59,6 +60,14 @@ pub enum Message {
 /// The in-flight slot's record: token, then `struct seccomp_notif` field by field (native
 /// endianness: the keeper and the worker are the same binary on the same machine).
 pub const INFLIGHT_LEN: usize = 8 + 8 + 4 + 4 + 4 + 4 + 8 + 6 * 8;
+
+/// Tenants share the slot file by token, modulo this many records (~360 KiB): two live tenants
+/// on one record overwrite each other's note, and the token in it tells whose it is.
+const SLOTS: u64 = 4096;
+
+pub fn slot_offset(token: u64) -> u64 {
+    (token % SLOTS) * INFLIGHT_LEN as u64
+}
 
 pub fn encode_inflight(token: u64, n: &SeccompNotif) -> [u8; INFLIGHT_LEN] {
     let mut b = [0u8; INFLIGHT_LEN];

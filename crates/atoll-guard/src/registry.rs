@@ -129,6 +129,10 @@ impl Registry {
         self.tenants.is_empty()
     }
 
+    pub fn tokens(&self) -> Vec<u64> {
+        self.tenants.keys().copied().collect()
+    }
+
     /// The container ids of the tenants (for `atoll guard status`).
     pub fn ids(&self) -> Vec<String> {
         let mut v: Vec<String> = self.tenants.values().map(|t| t.id.clone()).collect();

@@ -243,22 +243,42 @@ impl Supervisor {
         }
     }
 
-    /// The call our predecessor had received when it died, if its caller still waits: judged
-    /// and answered now (the kernel delivers a notification once; unanswered, it would block
-    /// its caller for as long as the keeper holds the fd).
+    /// The calls our predecessor had received when it died, whose callers still wait (the
+    /// kernel delivers a notification once; unanswered, it would block its caller for as long
+    /// as the keeper holds the fd). The last one it noted per tenant is judged and answered now.
+    /// Any other still pending (SENT: we have received nothing yet, so a dead supervisor did)
+    /// was taken between its receive and its note: ids are consecutive per filter, so it is
+    /// one of the next few, answered EINTR (fail closed; we never saw its arguments).
     fn answer_inflight(&mut self) {
         let Some(slot) = &self.inflight else { return };
-        let mut buf = [0u8; crate::keeper::INFLIGHT_LEN];
-        if !matches!(rustix::io::pread(slot, &mut buf, 0), Ok(n) if n == buf.len()) {
-            return;
+        let mut found = Vec::new();
+        for token in self.reg.tokens() {
+            let mut buf = [0u8; crate::keeper::INFLIGHT_LEN];
+            let at = crate::keeper::slot_offset(token);
+            if !matches!(rustix::io::pread(slot, &mut buf, at), Ok(n) if n == buf.len()) {
+                continue;
+            }
+            match crate::keeper::decode_inflight(&buf) {
+                Some((t, n)) if t == token => found.push((token, n)),
+                _ => {}
+            }
         }
-        let Some((token, n)) = crate::keeper::decode_inflight(&buf) else {
-            return;
-        };
-        let Some(t) = self.reg.get(token) else { return };
-        if matches!(sc::seccomp_notif_id_valid(t.notify.as_fd(), n.id), Ok(true)) {
-            tracing::info!(tenant = %t.id, "guard: answering the call our predecessor left");
-            self.judge_and_answer(token, n);
+        for (token, n) in found {
+            let Some(t) = self.reg.get(token) else {
+                continue;
+            };
+            let fd = t.notify.as_fd();
+            for k in 1..=8 {
+                let id = n.id.wrapping_add(k);
+                if matches!(sc::seccomp_notif_id_valid(fd, id), Ok(true)) {
+                    tracing::warn!(tenant = %t.id, "guard: a call our predecessor took unnoted: EINTR");
+                    let _ = sc::seccomp_notif_send(fd, &SeccompNotifResp::fail(id, libc::EINTR));
+                }
+            }
+            if matches!(sc::seccomp_notif_id_valid(fd, n.id), Ok(true)) {
+                tracing::info!(tenant = %t.id, "guard: answering the call our predecessor left");
+                self.judge_and_answer(token, n);
+            }
         }
     }
 
@@ -492,7 +512,8 @@ impl Supervisor {
         if let Some(slot) = &self.inflight {
             // One pwrite: what a supervisor that replaces us after a kill needs to answer this
             // call, which the kernel will not deliver twice (keeper.rs).
-            let _ = rustix::io::pwrite(slot, &crate::keeper::encode_inflight(token, &n), 0);
+            let at = crate::keeper::slot_offset(token);
+            let _ = rustix::io::pwrite(slot, &crate::keeper::encode_inflight(token, &n), at);
         }
         self.judge_and_answer(token, n);
     }

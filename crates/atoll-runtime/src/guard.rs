@@ -17,6 +17,10 @@ use crate::error::{field, Result, RuntimeError};
 pub const NODE_CONFIG: &str = "/etc/atoll/config.toml";
 pub const NODE_CONFIG_ENV: &str = "ATOLL_CONFIG";
 
+/// The guard's files under --root: a dot directory, which no container id can name
+/// (state::check_id), so `list` and the seccomp cache's cleanup see no container in it.
+pub const GUARD_DIR: &str = ".guard";
+
 /// Per-container overrides (annotations).
 pub const GUARD_ANNOTATION: &str = "org.atoll.guard";
 pub const GUARD_SOCKET_ANNOTATION: &str = "org.atoll.guard.socket";
@@ -62,8 +66,8 @@ pub struct GuardNode {
     /// Mode of a container meant to reach the host (host pid namespace, or the full capability
     /// set): detect by default, so node agents keep working and every setns still alerts.
     pub privileged: Mode,
-    /// The supervisor's socket (a container's listenerPath): `<root>/guard.sock` by default,
-    /// one supervisor per --root.
+    /// The supervisor's socket (a container's listenerPath): `<root>/.guard/guard.sock` by
+    /// default, one supervisor per --root.
     pub socket: PathBuf,
     pub alert_log: PathBuf,
     /// Start a supervisor from `create` when none answers at `socket`.
@@ -88,8 +92,8 @@ impl GuardNode {
             root: root.clone(),
             mode: Mode::Enforce,
             privileged: Mode::Detect,
-            socket: root.join("guard.sock"),
-            alert_log: root.join("guard-alerts.jsonl"),
+            socket: root.join(GUARD_DIR).join("guard.sock"),
+            alert_log: root.join(GUARD_DIR).join("alerts.jsonl"),
             autostart: true,
             idle_exit: DEFAULT_IDLE_EXIT,
             allow_userns: false,
@@ -402,7 +406,7 @@ mod tests {
         let n = GuardNode::parse("", root).unwrap();
         assert_eq!(n.mode, Mode::Enforce);
         assert_eq!(n.privileged, Mode::Detect);
-        assert_eq!(n.socket, Path::new("/run/x/guard.sock"));
+        assert_eq!(n.socket, Path::new("/run/x/.guard/guard.sock"));
         let n = GuardNode::parse(
             "[guard]\nmode = \"detect\"\nprivileged = \"off\"\nsocket = \"/s\"\nidle_exit_ms = 5\nsyslog = \"/dev/log\"\n",
             root,

@@ -211,10 +211,11 @@ impl Store {
         };
         let mut cache = false;
         for entry in rd.flatten() {
-            if entry.file_name() == ".cache" {
+            let name = entry.file_name();
+            if name == ".cache" {
                 cache = true;
-            } else {
-                return;
+            } else if !name.to_string_lossy().starts_with('.') {
+                return; // a container (ids never start with '.'; .guard is the guard's)
             }
         }
         if cache {

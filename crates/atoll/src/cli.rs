@@ -311,7 +311,7 @@ pub enum GuardVerb {
         /// Keep printing new lines as they are appended.
         #[arg(short, long)]
         follow: bool,
-        /// Default: the node file's alert_log, else <root>/guard-alerts.jsonl.
+        /// Default: the node file's alert_log, else <root>/.guard/alerts.jsonl.
         #[arg(long)]
         alerts: Option<PathBuf>,
     },
@@ -400,7 +400,7 @@ pub struct EventsArgs {
     /// Follow the escape guard's alerts (JSON lines) about this container or island.
     #[arg(long, conflicts_with = "stats")]
     pub alerts: bool,
-    /// The guard's alert log (default: the island project's, or /run/atoll/guard-alerts.jsonl).
+    /// The guard's alert log (default: the island project's, or the node file's alert_log, else <root>/.guard/alerts.jsonl).
     #[arg(long = "alerts-file", requires = "alerts")]
     pub alerts_file: Option<PathBuf>,
     pub id: String,

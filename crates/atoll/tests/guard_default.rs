@@ -60,11 +60,11 @@ impl Case {
     }
 
     fn socket(&self) -> PathBuf {
-        self.b.root.join("guard.sock")
+        self.b.root.join(".guard/guard.sock")
     }
 
     fn alerts(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.b.root.join("guard-alerts.jsonl"))
+        std::fs::read_to_string(self.b.root.join(".guard/alerts.jsonl"))
             .unwrap_or_default()
             .lines()
             .map(|l| serde_json::from_str(l).expect("each alert line is JSON"))
@@ -436,7 +436,8 @@ fn grd_supervisor_kill9_under_load_loses_no_tenant() {
     while lines() < before + 3 {
         assert!(
             t.elapsed() < Duration::from_secs(10),
-            "the load loop stopped after the kill"
+            "the load loop stopped after the kill; supervisor log:\n{}",
+            std::fs::read_to_string(c.b.root.join(".guard/guard.sock.log")).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -444,12 +445,13 @@ fn grd_supervisor_kill9_under_load_loses_no_tenant() {
     let st: Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(st["supervisor"]["running"]["worker"], new, "{st}");
     assert_eq!(st["supervisor"]["running"]["tenants"], json!([id]), "{st}");
+    // Each line is a loop's median (all allowed) or, for a call a killed supervisor took
+    // between its receive and its note, EINTR (fail closed); never ENOSYS.
+    let text = std::fs::read_to_string(&load).unwrap();
     assert!(
-        std::fs::read_to_string(&load)
-            .unwrap()
-            .lines()
-            .all(|l| l.parse::<u64>().is_ok()),
-        "every own-netns setns was allowed, none ENOSYS"
+        text.lines()
+            .all(|l| l.parse::<u64>().is_ok() || l == "errno=4"),
+        "own-netns setns: allowed or EINTR, never ENOSYS: {text}"
     );
 
     serve_fd(&c.helper, "hostnet");
