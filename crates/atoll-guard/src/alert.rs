@@ -135,13 +135,13 @@ impl AlertLog {
             sent.map_err(GuardError::io("send alert to syslog", &p))?;
         }
         if let Some(p) = self.sinks.collector.clone() {
-            self.to_collector(&p, &line)
+            self.send_to_collector(&p, &line)
                 .map_err(GuardError::io("send alert to collector", &p))?;
         }
         Ok(())
     }
 
-    fn to_collector(&mut self, path: &Path, line: &[u8]) -> std::io::Result<()> {
+    fn send_to_collector(&mut self, path: &Path, line: &[u8]) -> std::io::Result<()> {
         for attempt in 0..2 {
             if self.collector.is_none() {
                 self.collector = Some(match UnixStream::connect(path) {
@@ -267,7 +267,7 @@ mod tests {
         );
         let line = serde_json::to_string(&Alert {
             decision: Decision::AllowDetect,
-            ..a
+            ..a.clone()
         })
         .unwrap();
         assert!(line.contains(r#""decision":"allow-detect""#));

@@ -358,37 +358,6 @@ pub fn sched_setattr(attr: &SchedAttr) -> io::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The kernel reads SCHED_ATTR_SIZE_VER1 bytes (include/uapi/linux/sched/types.h).
-    #[test]
-    fn sched_attr_is_the_kernels_ver1_size() {
-        assert_eq!(std::mem::size_of::<SchedAttr>(), 56);
-    }
-
-    #[test]
-    fn spawn_refuses_flags_beyond_namespaces() {
-        // Unit tests run on several threads, so make the proof by hand only where it is true;
-        // the flag check comes first either way.
-        let proof = SingleThreaded {
-            _one_thread: PhantomData,
-        };
-        let e = spawn(&proof, libc::CLONE_VM as u64, None, None, |_, _| 0).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
-    }
-
-    #[test]
-    fn check_counts_this_process_threads() {
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let t = std::thread::spawn(move || rx.recv());
-        assert!(SingleThreaded::check().is_err(), "two threads now");
-        drop(tx);
-        let _ = t.join();
-    }
-}
-
 /// The first fd systemd passes (sd_listen_fds(3): SD_LISTEN_FDS_START).
 const LISTEN_FDS_START: i32 = 3;
 
@@ -426,4 +395,35 @@ pub fn take_listen_fds() -> Vec<OwnedFd> {
         // this process has claimed them: TAKEN makes this the only owner, once.
         .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel reads SCHED_ATTR_SIZE_VER1 bytes (include/uapi/linux/sched/types.h).
+    #[test]
+    fn sched_attr_is_the_kernels_ver1_size() {
+        assert_eq!(std::mem::size_of::<SchedAttr>(), 56);
+    }
+
+    #[test]
+    fn spawn_refuses_flags_beyond_namespaces() {
+        // Unit tests run on several threads, so make the proof by hand only where it is true;
+        // the flag check comes first either way.
+        let proof = SingleThreaded {
+            _one_thread: PhantomData,
+        };
+        let e = spawn(&proof, libc::CLONE_VM as u64, None, None, |_, _| 0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    }
+
+    #[test]
+    fn check_counts_this_process_threads() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        assert!(SingleThreaded::check().is_err(), "two threads now");
+        drop(tx);
+        let _ = t.join();
+    }
 }
