@@ -214,7 +214,10 @@ mod tests {
         assert_eq!(pidfd_pid(me_fd.as_fd()), Some(std::process::id() as i32));
         assert_eq!(pidfd_pid(f.as_fd()), None);
         // A single-threaded child (our own thread count moves with the test harness's).
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         assert_eq!(thread_count(child.id()), 1);
         assert_eq!(task_status(child.id()).1, 1);
         child.kill().unwrap();

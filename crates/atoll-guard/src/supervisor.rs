@@ -68,6 +68,17 @@ pub struct Supervisor {
     events: Vec<epoll::Event>,
     /// The keeper's memfd where each received notification is noted before it is judged.
     inflight: Option<OwnedFd>,
+    /// (st_dev, st_ino) of the socket path when we started: the path's own inode, which the
+    /// listener fd does not give (fstat on it is the sockfs inode). A later supervisor's
+    /// socket at the same path is another inode, never ours to remove.
+    path_id: Option<(u64, u64)>,
+}
+
+fn path_id(p: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(p)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// The runtime-spec "Container Process State" message, as far as we read it.
@@ -204,6 +215,7 @@ impl Supervisor {
             idle_since: None,
             events: Vec::with_capacity(64),
             inflight: None,
+            path_id: path_id(&opts.socket),
         })
     }
 
@@ -316,10 +328,7 @@ impl Supervisor {
 
     /// Does the socket path still name our listener (not a newer supervisor's)?
     fn is_our_path(&self) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        let ours = rustix::fs::fstat(&self.listener).ok();
-        let there = std::fs::metadata(&self.socket).ok();
-        matches!((ours, there), (Some(a), Some(b)) if a.st_ino == b.ino() && a.st_dev == b.dev())
+        self.path_id.is_some() && path_id(&self.socket) == self.path_id
     }
 
     /// The container ids of the tenants.

@@ -272,6 +272,9 @@ fn worker(
     tracing::info!(socket = %socket.display(), alerts = %alerts.display(), "guard: serving");
     sup.run_with(|s| write_status(s))?;
     let _ = std::fs::remove_file(&status);
+    // Idle, socket removed: the seccomp cache kept for the next `run` goes now, as it would
+    // have with the last container (Store::drop_cache_if_unused).
+    atoll_runtime::Store::new(&cli.root).drop_cache_if_unused();
     Ok(0)
 }
 
