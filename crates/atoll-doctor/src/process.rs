@@ -30,9 +30,9 @@ use atoll_runtime::Status;
 use crate::report::{Layer, LayerReport};
 use crate::subject::Subject;
 
-/// The guard's alert log for containers that are not islands (`atoll guard serve`'s default,
-/// GUARD_ALERTS in the binary's cli.rs).
-pub const CONTAINER_ALERTS: &str = "/run/atoll/guard-alerts.jsonl";
+/// The guard's alert log for containers that are not islands, where the node file cannot be
+/// read (otherwise its `alert_log`, by default `<root>/.guard/alerts.jsonl`).
+pub const CONTAINER_ALERTS: &str = "/run/atoll/.guard/alerts.jsonl";
 
 /// Only the end of an alert log or an island's log is read: doctor stays fast on a host whose
 /// logs have grown, and the recent lines are the ones that matter.
@@ -359,7 +359,9 @@ impl Alerts {
 fn alert_file(s: &Subject) -> PathBuf {
     match &s.island {
         Some(i) => atoll_islands::guard::alerts(&i.plan),
-        None => PathBuf::from(CONTAINER_ALERTS),
+        None => atoll_runtime::guard::GuardNode::load(&s.runtime_root)
+            .map(|n| n.alert_log)
+            .unwrap_or_else(|_| PathBuf::from(CONTAINER_ALERTS)),
     }
 }
 

@@ -1,10 +1,13 @@
 //! The alert log: one JSON object per line, appended with a single write(2) on an O_APPEND
-//! file, so concurrent writers never interleave and a Falco-style shipper can tail it.
+//! file, so concurrent writers never interleave and a Falco-style shipper can tail it; and, where
+//! the node file asks, the same alert to syslog (RFC 5424) and to a collector's unix socket.
 //! Rule ids are stable API: see docs/threat-model.md.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,12 +49,40 @@ pub struct Alert {
     pub detail: Option<String>,
 }
 
-/// The append-only alert file.
+/// Where alerts go besides the log file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sinks {
+    /// A unix datagram socket that reads RFC 5424 messages (/dev/log, or a collector's).
+    pub syslog: Option<PathBuf>,
+    /// A unix socket (stream or datagram) that reads JSON lines.
+    pub collector: Option<PathBuf>,
+}
+
+/// The append-only alert file, and the sinks.
 #[derive(Debug)]
 pub struct AlertLog {
     path: PathBuf,
     file: std::fs::File,
+    sinks: Sinks,
+    collector: Option<Collector>,
+    host: String,
 }
+
+/// The collector connection, made at the first alert and again after a failure.
+#[derive(Debug)]
+enum Collector {
+    Stream(UnixStream),
+    Datagram(UnixDatagram),
+}
+
+/// A sink that does not take an alert within this time loses it (the log file has it): the
+/// supervisor must not stall its tenants behind a slow reader.
+const SINK_TIMEOUT: Duration = Duration::from_millis(100);
+/// RFC 5424 PRI: facility authpriv (10), severity warning (4).
+const SYSLOG_PRI: u32 = 10 * 8 + 4;
+/// The SD-ID's enterprise number: 32473, the one RFC 5612 reserves for documentation and
+/// examples, until atoll has its own.
+const SD_ID: &str = "atoll@32473";
 
 impl AlertLog {
     /// Open (create, 0600) `path` for appending.
@@ -63,24 +94,142 @@ impl AlertLog {
             .custom_flags(libc::O_CLOEXEC)
             .open(path)
             .map_err(GuardError::io("open alert log", path))?;
+        let host = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
         Ok(AlertLog {
             path: path.to_path_buf(),
             file,
+            sinks: Sinks::default(),
+            collector: None,
+            host,
         })
     }
 
-    /// Append one line (one write(2) call).
+    /// Also send each alert to `sinks`.
+    pub fn with_sinks(mut self, sinks: Sinks) -> AlertLog {
+        self.sinks = sinks;
+        self
+    }
+
+    /// Append one line (one write(2) call), then hand the alert to the sinks. A sink that fails
+    /// is reported, never fatal: the file has the alert.
     pub fn write(&mut self, alert: &Alert) -> Result<(), GuardError> {
         let mut line = serde_json::to_vec(alert).expect("an Alert serializes");
         line.push(b'\n');
         self.file
             .write_all(&line)
-            .map_err(GuardError::io("append to alert log", &self.path))
+            .map_err(GuardError::io("append to alert log", &self.path))?;
+        if let Some(p) = self.sinks.syslog.clone() {
+            let msg = rfc5424(
+                alert,
+                &self.host,
+                std::process::id(),
+                &line[..line.len() - 1],
+            );
+            let sent = UnixDatagram::unbound().and_then(|s| {
+                s.set_write_timeout(Some(SINK_TIMEOUT))?;
+                s.send_to(msg.as_bytes(), &p)
+            });
+            sent.map_err(GuardError::io("send alert to syslog", &p))?;
+        }
+        if let Some(p) = self.sinks.collector.clone() {
+            self.send_to_collector(&p, &line)
+                .map_err(GuardError::io("send alert to collector", &p))?;
+        }
+        Ok(())
+    }
+
+    fn send_to_collector(&mut self, path: &Path, line: &[u8]) -> std::io::Result<()> {
+        for attempt in 0..2 {
+            if self.collector.is_none() {
+                self.collector = Some(match UnixStream::connect(path) {
+                    Ok(s) => {
+                        s.set_write_timeout(Some(SINK_TIMEOUT))?;
+                        Collector::Stream(s)
+                    }
+                    // A datagram socket refuses a stream connect with EPROTOTYPE.
+                    Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {
+                        let d = UnixDatagram::unbound()?;
+                        d.set_write_timeout(Some(SINK_TIMEOUT))?;
+                        d.connect(path)?;
+                        Collector::Datagram(d)
+                    }
+                    Err(e) => return Err(e),
+                });
+            }
+            let res = match self.collector.as_mut().expect("set above") {
+                Collector::Stream(s) => s.write_all(line),
+                Collector::Datagram(d) => d.send(line).map(drop),
+            };
+            match res {
+                Ok(()) => return Ok(()),
+                // The collector restarted: one new connection, then give up on this alert.
+                Err(e) if attempt == 0 && e.raw_os_error() == Some(libc::EPIPE) => {
+                    self.collector = None
+                }
+                Err(e) => {
+                    self.collector = None;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// One RFC 5424 message: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] MSG`, the rule
+/// id as MSGID (at most 32 printable characters), the main fields as structured data, and the
+/// JSON line as MSG.
+pub fn rfc5424(a: &Alert, host: &str, pid: u32, json: &[u8]) -> String {
+    // RFC 5424 6.3.3: inside a PARAM-VALUE, '"', '\\' and ']' are escaped with a backslash.
+    let esc = |v: &str| {
+        v.chars().fold(String::new(), |mut s, c| {
+            if matches!(c, '"' | '\\' | ']') {
+                s.push('\\');
+            }
+            s.push(c);
+            s
+        })
+    };
+    let token = |v: &str, max: usize| {
+        let t: String = v
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(max)
+            .collect();
+        if t.is_empty() {
+            "-".to_string()
+        } else {
+            t
+        }
+    };
+    let decision = match a.decision {
+        Decision::Deny => "deny",
+        Decision::AllowDetect => "allow-detect",
+    };
+    let mut sd = format!(
+        "[{SD_ID} tenant=\"{}\" pid=\"{}\" syscall=\"{}\" decision=\"{decision}\"",
+        esc(&a.tenant),
+        a.pid,
+        esc(&a.syscall)
+    );
+    if let Some(o) = &a.owner {
+        sd.push_str(&format!(" owner=\"{}\"", esc(o)));
+    }
+    sd.push(']');
+    format!(
+        "<{SYSLOG_PRI}>1 {} {} atoll-guard {pid} {} {sd} {}",
+        token(&a.time, 64),
+        token(host, 255),
+        token(&a.rule, 32),
+        String::from_utf8_lossy(json)
+    )
 }
 
 /// Parse an alert file's lines (for `atoll guard events` and tests); bad lines are skipped.
@@ -118,10 +267,16 @@ mod tests {
         );
         let line = serde_json::to_string(&Alert {
             decision: Decision::AllowDetect,
-            ..a
+            ..a.clone()
         })
         .unwrap();
         assert!(line.contains(r#""decision":"allow-detect""#));
         assert_eq!(parse_lines(&format!("junk\n{line}\n")).len(), 1);
+        let m = rfc5424(&a, "node1", 7, b"{}");
+        assert_eq!(
+            m,
+            "<84>1 2026-01-01T00:00:00.000000000Z node1 atoll-guard 7 atoll.setns.foreign-namespace \
+             [atoll@32473 tenant=\"web\" pid=\"42\" syscall=\"setns\" decision=\"deny\" owner=\"host\"] {}"
+        );
     }
 }

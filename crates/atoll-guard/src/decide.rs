@@ -91,6 +91,16 @@ pub fn pidfd_pid(fd: BorrowedFd<'_>) -> Option<i32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// The number of threads in `tid`'s thread group: procfs gives /proc/<pid>/task a link count of
+/// 2 + the threads (fs/proc/base.c, proc_task_getattr), one stat instead of reading and
+/// parsing /proc/<pid>/status. 0 if it cannot be read.
+pub fn thread_count(tid: u32) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{tid}/task"))
+        .map(|m| m.nlink().saturating_sub(2) as u32)
+        .unwrap_or(0)
+}
+
 /// Real uid and thread count of a task, from /proc/<pid>/status.
 pub fn task_status(pid: u32) -> (i64, u32) {
     let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
@@ -203,5 +213,14 @@ mod tests {
         .unwrap();
         assert_eq!(pidfd_pid(me_fd.as_fd()), Some(std::process::id() as i32));
         assert_eq!(pidfd_pid(f.as_fd()), None);
+        // A single-threaded child (our own thread count moves with the test harness's).
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        assert_eq!(thread_count(child.id()), 1);
+        assert_eq!(task_status(child.id()).1, 1);
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 }

@@ -7,15 +7,16 @@
 mod alert;
 mod decide;
 mod error;
+pub mod keeper;
 mod ns;
 mod registry;
 mod supervisor;
 
-pub use alert::{parse_lines, Alert, AlertLog, Decision};
+pub use alert::{parse_lines, rfc5424, Alert, AlertLog, Decision, Sinks};
 /// The policy and its seccomp rules live in atoll-seccomp (the runtime uses them without the
 /// supervisor); re-exported here, where the supervisor enforces them.
 pub use atoll_seccomp::policy::{attach_listener, trap_rules, Mode, Policy, PolicyError};
 pub use error::GuardError;
 pub use ns::{NsId, NsSet, NsType};
 pub use registry::{Owner, Registry, Tenant};
-pub use supervisor::{Supervisor, SupervisorOpts};
+pub use supervisor::{bind_socket, Supervisor, SupervisorOpts};

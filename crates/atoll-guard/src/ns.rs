@@ -133,6 +133,22 @@ impl NsSet {
             .map(|(t, _)| t)
     }
 
+    /// As (st_dev, st_ino) per type, in [`NsType::ALL`] order (what the keeper stores).
+    pub fn to_pairs(&self) -> Vec<Option<(u64, u64)>> {
+        self.0
+            .iter()
+            .map(|x| x.map(|id| (id.dev, id.ino)))
+            .collect()
+    }
+
+    pub fn from_pairs(pairs: &[Option<(u64, u64)>]) -> NsSet {
+        let mut set = NsSet::default();
+        for (slot, p) in set.0.iter_mut().zip(pairs) {
+            *slot = p.map(|(dev, ino)| NsId { dev, ino });
+        }
+        set
+    }
+
     #[cfg(test)]
     pub(crate) fn with(mut self, t: NsType, id: NsId) -> NsSet {
         self.0[NsType::ALL.iter().position(|x| *x == t).unwrap()] = Some(id);

@@ -37,6 +37,32 @@ impl Tenant {
         })
     }
 
+    /// A tenant the keeper handed back: its policy and namespaces as first recorded.
+    pub fn restore(
+        rec: &crate::keeper::TenantRecord,
+        base: &Policy,
+        notify: OwnedFd,
+    ) -> Result<Tenant, GuardError> {
+        Ok(Tenant {
+            id: rec.id.clone(),
+            policy: Policy::from_metadata(&rec.metadata, base)?,
+            pid: rec.pid,
+            ns: NsSet::from_pairs(&rec.ns),
+            notify,
+        })
+    }
+
+    /// What the keeper stores of this tenant.
+    pub fn record(&self, token: u64) -> crate::keeper::TenantRecord {
+        crate::keeper::TenantRecord {
+            token,
+            id: self.id.clone(),
+            pid: self.pid,
+            metadata: self.policy.to_metadata(),
+            ns: self.ns.to_pairs(),
+        }
+    }
+
     /// How alerts name this tenant as an owner.
     pub fn owner(&self) -> Owner {
         match &self.policy.name {
@@ -101,6 +127,17 @@ impl Registry {
 
     pub fn is_empty(&self) -> bool {
         self.tenants.is_empty()
+    }
+
+    pub fn tokens(&self) -> Vec<u64> {
+        self.tenants.keys().copied().collect()
+    }
+
+    /// The container ids of the tenants (for `atoll guard status`).
+    pub fn ids(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.tenants.values().map(|t| t.id.clone()).collect();
+        v.sort();
+        v
     }
 
     /// The owner of namespace `id`: the host first (a tenant sharing a host namespace does not

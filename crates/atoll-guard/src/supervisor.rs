@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use atoll_sys::nsfs;
 use atoll_sys::seccomp::{self as sc, SeccompNotif, SeccompNotifResp};
@@ -19,7 +19,7 @@ use rustix::event::epoll;
 use rustix::process::{pidfd_getfd, pidfd_open, PidfdFlags, PidfdGetfdFlags};
 use serde::Deserialize;
 
-use crate::alert::{Alert, AlertLog, Decision};
+use crate::alert::{Alert, AlertLog, Decision, Sinks};
 use crate::decide::{self, judge_ns, ns_facts, NsFacts};
 use crate::ns::NsType;
 use crate::registry::{Owner, Registry, Tenant};
@@ -45,6 +45,10 @@ pub struct SupervisorOpts {
     pub alerts: PathBuf,
     /// Policy for tenants whose listenerMetadata does not say otherwise.
     pub policy: Policy,
+    /// Leave after this long without a tenant (a supervisor `create` started); None: serve on.
+    pub idle_exit: Option<Duration>,
+    /// Alert sinks besides the log file.
+    pub sinks: Sinks,
 }
 
 pub struct Supervisor {
@@ -55,6 +59,26 @@ pub struct Supervisor {
     policy: Policy,
     next_token: u64,
     socket: PathBuf,
+    /// We bound the socket path (and remove it when dropped); an inherited one is the keeper's.
+    owns_path: bool,
+    /// The keeper's channel: every tenant is copied there (keeper.rs).
+    keeper: Option<OwnedFd>,
+    idle_exit: Option<Duration>,
+    idle_since: Option<Instant>,
+    events: Vec<epoll::Event>,
+    /// The keeper's memfd where each received notification is noted before it is judged.
+    inflight: Option<OwnedFd>,
+    /// (st_dev, st_ino) of the socket path when we started: the path's own inode, which the
+    /// listener fd does not give (fstat on it is the sockfs inode). A later supervisor's
+    /// socket at the same path is another inode, never ours to remove.
+    path_id: Option<(u64, u64)>,
+}
+
+fn path_id(p: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(p)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// The runtime-spec "Container Process State" message, as far as we read it.
@@ -114,19 +138,57 @@ enum Verdict {
 impl Supervisor {
     /// Bind the socket (mode 0600), open the alert log, record the host's namespaces.
     pub fn bind(opts: &SupervisorOpts) -> Result<Supervisor, GuardError> {
-        let log = AlertLog::open(&opts.alerts)?;
-        let reg = Registry::new()?;
-        if let Ok(m) = std::fs::symlink_metadata(&opts.socket) {
-            use std::os::unix::fs::FileTypeExt;
-            if m.file_type().is_socket() {
-                std::fs::remove_file(&opts.socket)
-                    .map_err(GuardError::io("remove stale socket", &opts.socket))?;
+        let listener = bind_socket(&opts.socket)?;
+        let mut sup = Supervisor::with_listener(listener, None, opts)?;
+        sup.owns_path = true;
+        Ok(sup)
+    }
+
+    /// Serve on a listener the keeper bound (our stdin), copying every tenant to the keeper at
+    /// `keeper`; first take back the tenants the keeper holds (a previous supervisor's).
+    pub fn inherit(
+        listener: UnixListener,
+        keeper: OwnedFd,
+        opts: &SupervisorOpts,
+    ) -> Result<Supervisor, GuardError> {
+        let mut sup = Supervisor::with_listener(listener, None, opts)?;
+        loop {
+            match crate::keeper::recv(keeper.as_fd()) {
+                Ok(Some((crate::keeper::Message::Slot, Some(fd)))) => sup.inflight = Some(fd),
+                Ok(Some((crate::keeper::Message::Keep(rec), Some(fd)))) => {
+                    sup.next_token = sup.next_token.max(rec.token + 1);
+                    match Tenant::restore(&rec, &sup.policy, fd) {
+                        Ok(t) => sup.add(rec.token, t)?,
+                        Err(e) => tracing::warn!(tenant = %rec.id, "guard: cannot take back: {e}"),
+                    }
+                }
+                Ok(Some((crate::keeper::Message::End, _))) => break,
+                Ok(Some((other, _))) => {
+                    return Err(GuardError::Protocol(format!("keeper sent {other:?}")))
+                }
+                Ok(None) => return Err(GuardError::Protocol("keeper closed the channel".into())),
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) => return Err(GuardError::sys("recvmsg (keeper channel)")(e)),
             }
         }
-        let listener =
-            UnixListener::bind(&opts.socket).map_err(GuardError::io("bind", &opts.socket))?;
-        std::fs::set_permissions(&opts.socket, std::fs::Permissions::from_mode(0o600))
-            .map_err(GuardError::io("chmod 0600", &opts.socket))?;
+        if sup.tenants() > 0 {
+            tracing::info!(
+                tenants = sup.tenants(),
+                "guard: took back the keeper's tenants"
+            );
+            sup.answer_inflight();
+        }
+        sup.keeper = Some(keeper);
+        Ok(sup)
+    }
+
+    fn with_listener(
+        listener: UnixListener,
+        keeper: Option<OwnedFd>,
+        opts: &SupervisorOpts,
+    ) -> Result<Supervisor, GuardError> {
+        let log = AlertLog::open(&opts.alerts)?.with_sinks(opts.sinks.clone());
+        let reg = Registry::new()?;
         listener
             .set_nonblocking(true)
             .map_err(GuardError::io("set O_NONBLOCK on", &opts.socket))?;
@@ -147,14 +209,131 @@ impl Supervisor {
             policy: opts.policy.clone(),
             next_token: 1,
             socket: opts.socket.clone(),
+            owns_path: false,
+            keeper,
+            idle_exit: opts.idle_exit,
+            idle_since: None,
+            events: Vec::with_capacity(64),
+            inflight: None,
+            path_id: path_id(&opts.socket),
         })
     }
 
-    /// Serve forever.
+    /// Serve until idle for `idle_exit` (forever without it).
     pub fn run(&mut self) -> Result<(), GuardError> {
+        self.run_with(|_| {})
+    }
+
+    /// [`Supervisor::run`], calling `changed` whenever a tenant came or went.
+    pub fn run_with(&mut self, mut changed: impl FnMut(&Supervisor)) -> Result<(), GuardError> {
+        let mut count = self.reg.len();
         loop {
-            self.turn(None)?;
+            if self.reg.len() != count {
+                count = self.reg.len();
+                changed(self);
+            }
+            let wait = match (self.idle_exit, self.reg.is_empty()) {
+                (Some(idle), true) => {
+                    let since = *self.idle_since.get_or_insert_with(Instant::now);
+                    match idle.checked_sub(since.elapsed()) {
+                        Some(left) if !left.is_zero() => Some(left),
+                        _ => {
+                            if self.leave_if_idle()? {
+                                return Ok(());
+                            }
+                            self.idle_since = Some(Instant::now());
+                            Some(idle)
+                        }
+                    }
+                }
+                _ => {
+                    self.idle_since = None;
+                    None
+                }
+            };
+            self.turn(wait)?;
         }
+    }
+
+    /// The calls our predecessor had received when it died, whose callers still wait (the
+    /// kernel delivers a notification once; unanswered, it would block its caller for as long
+    /// as the keeper holds the fd). The last one it noted per tenant is judged and answered now.
+    /// Any other still pending (SENT: we have received nothing yet, so a dead supervisor did)
+    /// was taken between its receive and its note: ids are consecutive per filter, so it is
+    /// one of the next few, answered EINTR (fail closed; we never saw its arguments).
+    fn answer_inflight(&mut self) {
+        let Some(slot) = &self.inflight else { return };
+        let mut found = Vec::new();
+        for token in self.reg.tokens() {
+            let mut buf = [0u8; crate::keeper::INFLIGHT_LEN];
+            let at = crate::keeper::slot_offset(token);
+            if !matches!(rustix::io::pread(slot, &mut buf, at), Ok(n) if n == buf.len()) {
+                continue;
+            }
+            match crate::keeper::decode_inflight(&buf) {
+                Some((t, n)) if t == token => found.push((token, n)),
+                _ => {}
+            }
+        }
+        for (token, n) in found {
+            let Some(t) = self.reg.get(token) else {
+                continue;
+            };
+            let fd = t.notify.as_fd();
+            for k in 1..=8 {
+                let id = n.id.wrapping_add(k);
+                if matches!(sc::seccomp_notif_id_valid(fd, id), Ok(true)) {
+                    tracing::warn!(tenant = %t.id, "guard: a call our predecessor took unnoted: EINTR");
+                    let _ = sc::seccomp_notif_send(fd, &SeccompNotifResp::fail(id, libc::EINTR));
+                }
+            }
+            if matches!(sc::seccomp_notif_id_valid(fd, n.id), Ok(true)) {
+                tracing::info!(tenant = %t.id, "guard: answering the call our predecessor left");
+                self.judge_and_answer(token, n);
+            }
+        }
+    }
+
+    /// Leave if no create is handing us a tenant: under the exclusive lock creators hold shared
+    /// while they connect and send, take what is queued, and if that is nothing, remove the
+    /// socket path (later creates start a new supervisor) and say so.
+    fn leave_if_idle(&mut self) -> Result<bool, GuardError> {
+        let mut lock_path = self.socket.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock = match std::fs::File::open(&lock_path) {
+            Ok(f) => Some(f),
+            // The directory is gone (a test's root removed): nobody can come to us.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(GuardError::io("open", PathBuf::from(lock_path))(e)),
+        };
+        if let Some(l) = &lock {
+            match rustix::fs::flock(l, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::WOULDBLOCK) => return Ok(false),
+                Err(e) => return Err(GuardError::sys("flock(LOCK_EX|LOCK_NB)")(e.into())),
+            }
+        }
+        self.accept_some();
+        if !self.reg.is_empty() {
+            return Ok(false);
+        }
+        if self.is_our_path() {
+            let _ = std::fs::remove_file(&self.socket); // gone already: nothing to do
+        }
+        tracing::info!(socket = %self.socket.display(), "guard: no tenant left; leaving");
+        // The lock is released at exit, after the path is gone.
+        std::mem::forget(lock);
+        Ok(true)
+    }
+
+    /// Does the socket path still name our listener (not a newer supervisor's)?
+    fn is_our_path(&self) -> bool {
+        self.path_id.is_some() && path_id(&self.socket) == self.path_id
+    }
+
+    /// The container ids of the tenants.
+    pub fn tenant_ids(&self) -> Vec<String> {
+        self.reg.ids()
     }
 
     /// Number of notify fds being watched.
@@ -166,6 +345,24 @@ impl Supervisor {
     pub fn register(&mut self, t: Tenant) -> Result<(), GuardError> {
         let token = self.next_token;
         self.next_token += 1;
+        if let Some(k) = &self.keeper {
+            // First to the keeper: if we die from here on, the tenant is handed back.
+            let rec = t.record(token);
+            crate::keeper::send(
+                k.as_fd(),
+                &crate::keeper::Message::Keep(rec),
+                Some(t.notify.as_fd()),
+            )
+            .map_err(GuardError::sys("sendmsg (keeper channel)"))?;
+        }
+        self.add(token, t)
+    }
+
+    fn add(&mut self, token: u64, t: Tenant) -> Result<(), GuardError> {
+        // Synchronous wake-ups: the trapped task hands its CPU to us and we hand it back, instead
+        // of two cross-CPU wake-ups per call. Older kernels (EINVAL) just wake as before.
+        let _ =
+            sc::seccomp_notif_set_flags(t.notify.as_fd(), sc::SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
         epoll::add(
             &self.epoll,
             &t.notify,
@@ -180,7 +377,8 @@ impl Supervisor {
 
     /// One wait and what it brought. Returns the number of ready fds.
     pub fn turn(&mut self, timeout: Option<Duration>) -> Result<usize, GuardError> {
-        let mut events = Vec::with_capacity(64);
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
         let ts = timeout.map(|d| rustix::event::Timespec {
             tv_sec: d.as_secs() as i64,
             tv_nsec: d.subsec_nanos() as i64,
@@ -191,7 +389,10 @@ impl Supervisor {
             ts.as_ref(),
         ) {
             Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => return Ok(0),
+            Err(rustix::io::Errno::INTR) => {
+                self.events = events;
+                return Ok(0);
+            }
             Err(e) => return Err(GuardError::sys("epoll_wait")(e.into())),
         }
         for ev in &events {
@@ -205,11 +406,19 @@ impl Supervisor {
                 // The filter has no task left (all of the tenant's processes exited).
                 if let Some(t) = self.reg.remove(token) {
                     let _ = epoll::delete(&self.epoll, &t.notify); // closing it removes it anyway
+                    if let Some(k) = &self.keeper {
+                        let drop_it = crate::keeper::Message::Drop(token);
+                        if let Err(e) = crate::keeper::send(k.as_fd(), &drop_it, None) {
+                            tracing::warn!("guard: tell the keeper {} is gone: {e}", t.id);
+                        }
+                    }
                     tracing::info!(tenant = %t.id, "guard: tenant gone");
                 }
             }
         }
-        Ok(events.len())
+        let n = events.len();
+        self.events = events;
+        Ok(n)
     }
 
     fn accept_some(&mut self) {
@@ -223,8 +432,16 @@ impl Supervisor {
                 }
             };
             // Handled here, not returned: one bad client must not stop the daemon.
-            if let Err(e) = self.registration(conn) {
-                tracing::warn!("guard: registration refused: {e}");
+            match self.registration(conn) {
+                Ok(()) => {}
+                // The container ran and exited before we read its namespaces (`run /bin/true`):
+                // nothing left to guard.
+                Err(GuardError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    tracing::debug!("guard: tenant gone before it was registered")
+                }
+                Err(e) => tracing::warn!("guard: registration refused: {e}"),
             }
         }
     }
@@ -247,6 +464,9 @@ impl Supervisor {
         let mut buf = vec![0u8; MAX_MESSAGE];
         let (mut n, fd) = atoll_sys::socket::recv_with_fd(conn.as_fd(), &mut buf)
             .map_err(GuardError::sys("recvmsg (registration)"))?;
+        if n == 0 && fd.is_none() {
+            return Ok(()); // a probe: connected and closed
+        }
         let fd = fd.ok_or_else(|| GuardError::Protocol("no fd in SCM_RIGHTS".into()))?;
         let mut rest = (&conn).take((MAX_MESSAGE - n) as u64);
         loop {
@@ -298,6 +518,18 @@ impl Supervisor {
                 return;
             }
         };
+        if let Some(slot) = &self.inflight {
+            // One pwrite: what a supervisor that replaces us after a kill needs to answer this
+            // call, which the kernel will not deliver twice (keeper.rs).
+            let at = crate::keeper::slot_offset(token);
+            let _ = rustix::io::pwrite(slot, &crate::keeper::encode_inflight(token, &n), at);
+        }
+        self.judge_and_answer(token, n);
+    }
+
+    fn judge_and_answer(&mut self, token: u64, n: SeccompNotif) {
+        let Some(t) = self.reg.get(token) else { return };
+        let fd = t.notify.as_fd();
         let verdict = judge(t, &self.reg, fd, &n);
         let (resp, alert) = match verdict {
             Verdict::Gone => return,
@@ -338,8 +570,24 @@ impl Supervisor {
 
 impl Drop for Supervisor {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.socket); // best effort: a later bind replaces it
+        if self.owns_path && self.is_our_path() {
+            let _ = std::fs::remove_file(&self.socket); // best effort: a later bind replaces it
+        }
     }
+}
+
+/// Bind `socket` (mode 0600), replacing a stale socket file there.
+pub fn bind_socket(socket: &Path) -> Result<UnixListener, GuardError> {
+    if let Ok(m) = std::fs::symlink_metadata(socket) {
+        use std::os::unix::fs::FileTypeExt;
+        if m.file_type().is_socket() {
+            std::fs::remove_file(socket).map_err(GuardError::io("remove stale socket", socket))?;
+        }
+    }
+    let listener = UnixListener::bind(socket).map_err(GuardError::io("bind", socket))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(GuardError::io("chmod 0600", socket))?;
+    Ok(listener)
 }
 
 fn syscall_name(nr: i64) -> &'static str {
@@ -463,7 +711,7 @@ fn judge_setns(t: &Tenant, reg: &Registry, notify: BorrowedFd<'_>, n: &SeccompNo
         // task sharing this fd table could dup2 a foreign namespace onto the same number. Our
         // filter already refuses the ways to get a second fd-table user besides threads
         // (clone3, clone CLONE_FILES without CLONE_THREAD, io_uring); threads we refuse here.
-        let (_, threads) = decide::task_status(n.pid);
+        let threads = decide::thread_count(n.pid);
         if threads != 1 {
             let mut ev = Event::new("atoll.setns.shared-fd-table", libc::EPERM);
             ev.detail = Some(format!(
@@ -485,6 +733,18 @@ fn foreign(f: &NsFacts, owner: Owner, detail: Option<String>) -> Verdict {
 }
 
 fn judge_nsfs(t: &Tenant, reg: &Registry, ns: BorrowedFd<'_>, nstype: i32) -> Verdict {
+    // The common case, a tenant joining one of its own namespaces, needs two calls (fstat,
+    // NS_GET_NSTYPE), not the walk up the user namespaces that naming a foreign one takes.
+    if let (Ok(id), Ok(flag)) = (crate::ns::NsId::of_fd(ns), nsfs::ns_get_nstype(ns)) {
+        if let Some(own) = t.ns.find(id) {
+            if nstype != 0 && nstype != flag {
+                return Verdict::Fail(libc::EINVAL);
+            }
+            if own.clone_flag() == flag {
+                return Verdict::Continue;
+            }
+        }
+    }
     let f = match ns_facts(ns) {
         Ok(f) => f,
         Err(e) => {

@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod container;
 pub mod error;
+pub mod guard;
 pub mod hooks;
 pub mod identity;
 pub mod lsm;

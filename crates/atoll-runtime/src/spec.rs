@@ -7,9 +7,9 @@ use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Spec};
 
 use crate::error::{field, Result, RuntimeError};
 
-/// Parse `bundle/config.json`. An error names the field's path (`process.args`) and serde's
-/// line and column.
-pub fn load(bundle: &Path) -> Result<Spec> {
+/// Parse `bundle/config.json` and put it under the escape guard as `node` says (crate::guard).
+/// An error names the field's path (`process.args`) and serde's line and column.
+pub fn load(bundle: &Path, node: &crate::guard::GuardNode) -> Result<Spec> {
     let path = bundle.join("config.json");
     let data = std::fs::read(&path).map_err(|e| RuntimeError::Config {
         path: path.clone(),
@@ -20,49 +20,7 @@ pub fn load(bundle: &Path) -> Result<Spec> {
         msg,
     })?;
     crate::lsm::label_mounts(&mut spec);
-    apply_guard_annotation(spec)
-}
-
-/// `org.atoll.guard=enforce|detect|off` (+ `org.atoll.guard.socket=PATH`, default
-/// /run/atoll/guard.sock, and optional `org.atoll.guard.metadata` such as `name=db;mounts=trap`):
-/// add the guard's trap rules and listenerPath to linux.seccomp, creating a default-allow profile
-/// if there is none. Applied at load, so the saved config (and `exec`) carry the same filter.
-pub const GUARD_ANNOTATION: &str = "org.atoll.guard";
-pub const GUARD_SOCKET_ANNOTATION: &str = "org.atoll.guard.socket";
-pub const GUARD_METADATA_ANNOTATION: &str = "org.atoll.guard.metadata";
-pub const GUARD_DEFAULT_SOCKET: &str = "/run/atoll/guard.sock";
-
-fn apply_guard_annotation(mut spec: Spec) -> Result<Spec> {
-    use atoll_seccomp::policy::{attach_listener, Mode, Policy, PolicyError};
-    let ann = spec.annotations().clone().unwrap_or_default();
-    let Some(mode) = ann.get(GUARD_ANNOTATION) else {
-        return Ok(spec);
-    };
-    let bad = |k: &str, e: PolicyError| field(format!("annotations.{k:?}"), e.to_string());
-    let mode: Mode = mode.parse().map_err(|e| bad(GUARD_ANNOTATION, e))?;
-    let base = Policy {
-        mode,
-        ..Default::default()
-    };
-    let meta = ann
-        .get(GUARD_METADATA_ANNOTATION)
-        .map(String::as_str)
-        .unwrap_or("");
-    let policy =
-        Policy::from_metadata(meta, &base).map_err(|e| bad(GUARD_METADATA_ANNOTATION, e))?;
-    if policy.mode == Mode::Off {
-        return Ok(spec);
-    }
-    let socket = ann
-        .get(GUARD_SOCKET_ANNOTATION)
-        .map(String::as_str)
-        .unwrap_or(GUARD_DEFAULT_SOCKET);
-    let mut linux = spec.linux().clone().unwrap_or_default();
-    let sc = attach_listener(linux.seccomp().clone(), Path::new(socket), &policy)
-        .map_err(|e| bad(GUARD_ANNOTATION, e))?;
-    linux.set_seccomp(Some(sc));
-    spec.set_linux(Some(linux));
-    Ok(spec)
+    crate::guard::apply(spec, node)
 }
 
 /// config.json text → Spec; the error names the path of the field that did not fit.

@@ -202,19 +202,27 @@ impl Store {
         self.root.join(".cache/seccomp")
     }
 
-    /// Remove the seccomp cache once no container is left under this root: it serves the
-    /// creates of a working host, and nothing of atoll's should outlive its last container.
+    /// Remove the seccomp cache once no container is left under this root and its guard
+    /// supervisor has left: it serves the creates of a working host, and nothing of atoll's
+    /// should outlive its last container (the supervisor leaves a short idle time after it).
     /// A create racing with this already holds its filter, or compiles it again.
     pub fn drop_cache_if_unused(&self) {
+        // While this root's guard supervisor is up (its socket is there until it leaves, idle),
+        // the cache serves the next `run`; the supervisor drops it when it leaves.
+        let guard_socket = self.root.join(crate::guard::GUARD_DIR).join("guard.sock");
+        if fs::symlink_metadata(guard_socket).is_ok() {
+            return;
+        }
         let Ok(rd) = fs::read_dir(&self.root) else {
             return;
         };
         let mut cache = false;
         for entry in rd.flatten() {
-            if entry.file_name() == ".cache" {
+            let name = entry.file_name();
+            if name == ".cache" {
                 cache = true;
-            } else {
-                return;
+            } else if !name.to_string_lossy().starts_with('.') {
+                return; // a container (ids never start with '.'; .guard is the guard's)
             }
         }
         if cache {

@@ -261,6 +261,51 @@ pub fn attach_listener(
     Ok(sc)
 }
 
+/// AF_VSOCK (linux/socket.h): a socket family that talks to the hypervisor host, outside every
+/// network namespace and so outside the border guard.
+const AF_VSOCK: u64 = 40;
+
+/// Make `socket(AF_VSOCK, ...)` fail with EAFNOSUPPORT (what a kernel without vsock answers),
+/// as islands already do. A profile that denies `socket` outright keeps its decision; one that
+/// allows it unconditionally gets the allow narrowed to the other families.
+pub fn deny_vsock(sc: &mut LinuxSeccomp) {
+    let mut theirs = sc.syscalls().clone().unwrap_or_default();
+    let socket = "socket".to_string();
+    let mentions: Vec<&LinuxSyscall> = theirs
+        .iter()
+        .filter(|r| r.names().contains(&socket))
+        .collect();
+    let lets = if mentions.is_empty() {
+        lets_through(sc.default_action())
+    } else {
+        mentions
+            .iter()
+            .all(|r| lets_through(r.action()) && r.args().as_ref().is_none_or(|a| a.is_empty()))
+    };
+    if !lets {
+        return;
+    }
+    for r in theirs.iter_mut() {
+        let kept = r
+            .names()
+            .iter()
+            .filter(|n| **n != socket)
+            .cloned()
+            .collect();
+        r.set_names(kept);
+    }
+    theirs.retain(|r| !r.names().is_empty());
+    theirs.push(rule(json!({"names": ["socket"], "action": "SCMP_ACT_ERRNO",
+        "errnoRet": libc::EAFNOSUPPORT, "args": [{"index": 0, "value": AF_VSOCK, "op": "SCMP_CMP_EQ"}]})));
+    if !lets_through(sc.default_action()) {
+        theirs.push(rule(
+            json!({"names": ["socket"], "action": "SCMP_ACT_ALLOW",
+            "args": [{"index": 0, "value": AF_VSOCK, "op": "SCMP_CMP_NE"}]}),
+        ));
+    }
+    sc.set_syscalls(Some(theirs));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +403,19 @@ mod tests {
         assert_eq!(
             (a.value(), a.value_two()),
             (libc::CLONE_NEWUSER as u64, Some(0))
+        );
+        assert!(names(&all, Act::ScmpActAllow).contains(&"read".to_string()));
+
+        let mut strict: LinuxSeccomp =
+            serde_json::from_value(json!({"defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["socket", "read"], "action": "SCMP_ACT_ALLOW"}]}))
+            .unwrap();
+        deny_vsock(&mut strict);
+        let all = strict.syscalls().clone().unwrap();
+        assert!(names(&all, Act::ScmpActErrno).contains(&"socket".to_string()));
+        assert!(
+            names(&all, Act::ScmpActAllow).contains(&"socket".to_string()),
+            "other families"
         );
         assert!(names(&all, Act::ScmpActAllow).contains(&"read".to_string()));
 

@@ -265,6 +265,28 @@ pub enum AddfdTarget {
     At(u32),
 }
 
+/// SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (linux/seccomp.h): wake the supervisor on the waiting
+/// task's CPU and switch to it directly, and back on the answer (Linux 6.6).
+pub const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
+
+/// ioctl(SECCOMP_IOCTL_NOTIF_SET_FLAGS): set flags on a listener (EINVAL on a kernel before 6.6
+/// or for an unknown flag).
+pub fn seccomp_notif_set_flags(notify_fd: BorrowedFd<'_>, flags: u64) -> io::Result<()> {
+    // SAFETY: the command takes the flags by value in the argument (seccomp_notify_ioctl passes
+    // `arg` itself to seccomp_notify_set_flags); no memory is passed.
+    let ret = unsafe {
+        libc::ioctl(
+            notify_fd.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+            flags as libc::c_ulong,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// ioctl(SECCOMP_IOCTL_NOTIF_ADDFD): install a copy of `src` in the target's fd table and
 /// return its number there. With `send`, the same ioctl also answers the notification with that
 /// number as the syscall's result (SECCOMP_ADDFD_FLAG_SEND, atomically).

@@ -291,28 +291,58 @@ pub enum Verb {
     Guard(GuardVerb),
 }
 
-/// Where `guard serve` appends alerts and `guard events` reads them, unless told otherwise.
-pub const GUARD_ALERTS: &str = "/run/atoll/guard-alerts.jsonl";
-
 #[derive(Subcommand, Debug)]
 pub enum GuardVerb {
-    /// Run the supervisor: the OCI seccomp agent at --socket (a container's listenerPath).
+    /// Run the supervisor: the OCI seccomp agent at --socket (a container's listenerPath), with
+    /// a keeper process that holds every tenant's notify fd across a supervisor restart.
+    /// Defaults come from the node file (/etc/atoll/config.toml) and --root.
     Serve {
-        #[arg(long, default_value = "/run/atoll/guard.sock")]
-        socket: PathBuf,
-        #[arg(long, default_value = GUARD_ALERTS)]
-        alerts: PathBuf,
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        #[arg(long)]
+        alerts: Option<PathBuf>,
         /// Mode for tenants whose listenerMetadata sets none.
-        #[arg(long, default_value = "enforce", value_parser = ["enforce", "detect"])]
-        mode: String,
+        #[arg(long, value_parser = ["enforce", "detect"])]
+        mode: Option<String>,
+        /// Leave after this many milliseconds without a tenant (what `create` asks for).
+        #[arg(long = "idle-exit-ms")]
+        idle_exit_ms: Option<u64>,
+        /// Detach (own session, outside the caller's cgroups, stdio on --log-file) and return
+        /// once the supervisor listens: how `create` starts one.
+        #[arg(long)]
+        daemon: bool,
+        /// With --daemon: the supervisor's log.
+        #[arg(long = "log-file")]
+        log_file: Option<PathBuf>,
+        /// Write "ready" to stdout once listening (for --daemon's wait).
+        #[arg(long = "notify-ready", hide = true)]
+        notify_ready: bool,
     },
+    /// The supervisor proper, started by `serve`'s keeper: the listener on stdin, the keeper's
+    /// channel on stdout.
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        socket: PathBuf,
+        #[arg(long)]
+        alerts: PathBuf,
+        #[arg(long)]
+        mode: Option<String>,
+        #[arg(long = "idle-exit-ms")]
+        idle_exit_ms: Option<u64>,
+        #[arg(long = "keeper-pid")]
+        keeper_pid: i32,
+    },
+    /// The effective policy (node file, defaults) and the supervisor of --root: JSON.
+    Status,
     /// Print alert lines (JSON, one per event).
     Events {
         /// Keep printing new lines as they are appended.
         #[arg(short, long)]
         follow: bool,
-        #[arg(long, default_value = GUARD_ALERTS)]
-        alerts: PathBuf,
+        /// Default: the node file's alert_log, else <root>/.guard/alerts.jsonl.
+        #[arg(long)]
+        alerts: Option<PathBuf>,
     },
 }
 
@@ -399,7 +429,7 @@ pub struct EventsArgs {
     /// Follow the escape guard's alerts (JSON lines) about this container or island.
     #[arg(long, conflicts_with = "stats")]
     pub alerts: bool,
-    /// The guard's alert log (default: the island project's, or /run/atoll/guard-alerts.jsonl).
+    /// The guard's alert log (default: the island project's, or the node file's alert_log, else <root>/.guard/alerts.jsonl).
     #[arg(long = "alerts-file", requires = "alerts")]
     pub alerts_file: Option<PathBuf>,
     pub id: String,

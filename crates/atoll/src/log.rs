@@ -19,8 +19,17 @@ pub struct Sink {
 /// Install the tracing subscriber. A `--log` file that cannot be opened is an error, as in runc:
 /// a client that asked for one reads its errors from there and would otherwise see nothing.
 pub fn init(cli: &Cli) -> Result<Sink> {
+    // The guard's daemons log their life (tenants taken back, restarts) to their own log.
+    let daemon = matches!(
+        cli.verb,
+        crate::cli::Verb::Guard(
+            crate::cli::GuardVerb::Serve { .. } | crate::cli::GuardVerb::Worker { .. }
+        )
+    );
     let level = if cli.debug {
         tracing::Level::DEBUG
+    } else if daemon {
+        tracing::Level::INFO
     } else {
         tracing::Level::WARN
     };

@@ -192,10 +192,12 @@ fn setns_into_a_host_netns_fd_is_denied_and_alerted() {
     let host_net = || std::fs::File::open("/proc/self/ns/net").unwrap();
 
     let sock = serve_fd(&helper, "control", host_net());
+    b.config["annotations"] = json!({"org.atoll.guard": "off"});
+    b.save();
     assert_eq!(
         probe(&mut b, &["setns-recv", &sock, "net"]),
         "ok",
-        "control: no guard, it works"
+        "control: the guard switched off, it works"
     );
 
     let g = Guard::start(&helper, "enforce");
@@ -300,7 +302,13 @@ fn user_namespace_creation_is_denied_when_forbidden() {
         return;
     }
     let (mut b, helper) = probe_bundle("userns-create");
-    assert_eq!(probe(&mut b, &["unshare-user"]), "ok", "control: no guard");
+    b.config["annotations"] = json!({"org.atoll.guard": "off"});
+    b.save();
+    assert_eq!(
+        probe(&mut b, &["unshare-user"]),
+        "ok",
+        "control: the guard switched off"
+    );
     let g = Guard::start(&helper, "enforce");
     g.annotate(&mut b, "enforce", None);
     assert_eq!(probe(&mut b, &["unshare-user"]), EPERM);
@@ -398,14 +406,14 @@ fn probe_on_host(args: &[&str]) -> String {
 }
 
 /// (8) AF_VSOCK in a plain container. vsock is not namespaced: a socket made inside reaches
-/// the hypervisor (CID 2) and the VM's other vsock peers like one made on the host. socket(2)
-/// needs no capability, so a plain container gets what its config's seccomp profile says, and
-/// `atoll spec`'s config, like runc's, has none: the host kernel's answer, which is `ok` where
-/// the kernel has vsock (this VM: virtio-vsock) and EAFNOSUPPORT (97) where it has none. Islands
-/// refuse it (`vsock_is_refused_with_eperm_in_an_island`); a plain container that must not reach
-/// vsock needs a seccomp rule for it in its config.
+/// the hypervisor (CID 2) and the VM's other vsock peers like one made on the host, and
+/// socket(2) needs no capability. The guard's default filter (enforce mode, node file
+/// `vsock = "deny"` by default) refuses it with EAFNOSUPPORT, what a kernel without vsock says;
+/// with the guard off the container gets the host kernel's answer (`ok` where the kernel has
+/// vsock, as this VM's virtio-vsock). Islands refuse it too
+/// (`vsock_is_refused_with_eperm_in_an_island`).
 #[test]
-fn vsock_in_a_plain_container_is_what_the_host_kernel_answers() {
+fn vsock_in_a_plain_container_is_refused_by_default() {
     if !can_run() {
         return;
     }
@@ -418,8 +426,15 @@ fn vsock_in_a_plain_container_is_what_the_host_kernel_answers() {
     in_userns(&mut b);
     assert_eq!(
         probe(&mut b, &["socket", "vsock"]),
+        "errno=97",
+        "a plain container is refused vsock by the guard's default filter"
+    );
+    b.config["annotations"] = json!({"org.atoll.guard": "off"});
+    b.save();
+    assert_eq!(
+        probe(&mut b, &["socket", "vsock"]),
         host,
-        "a plain container (no seccomp profile) gets the host kernel's answer"
+        "with the guard off: the host kernel's answer"
     );
 }
 

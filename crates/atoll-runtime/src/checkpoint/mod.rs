@@ -320,7 +320,8 @@ fn restore_inner(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
     }
     let desc = read_descriptors(&c.image_path)?;
     let bundle = fs::canonicalize(&opts.bundle).map_err(io("bundle", &opts.bundle))?;
-    let spec = crate::spec::load(&bundle)?;
+    let node = crate::guard::GuardNode::load(store.root())?;
+    let spec = crate::spec::load(&bundle, &node)?;
     let rootfs = crate::spec::rootfs(&bundle, &spec)?;
     let ns = crate::spec::namespaces(&spec)?;
     crate::spec::validate(&spec, &ns)?;

@@ -191,7 +191,7 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
             .map_err(nix_errno("sigprocmask(SIG_BLOCK)"))?;
     }
     protocol::send(psock.as_fd(), &Msg::Go, None).map_err(kill)?;
-    let console = serve(psock.as_fd(), opts, &saved, pid).map_err(kill)?;
+    let console = serve(psock.as_fd(), opts, &saved, pid, store.root()).map_err(kill)?;
     if let Some(pf) = &opts.pid_file {
         std::fs::write(pf, pid.to_string())
             .map_err(crate::error::sys(format!("write {}", pf.display())))?;
@@ -243,6 +243,7 @@ fn serve(
     opts: &ExecOpts,
     saved: &crate::state::Saved,
     pid: i32,
+    root: &std::path::Path,
 ) -> Result<Option<OwnedFd>> {
     let mut console = None;
     loop {
@@ -268,7 +269,9 @@ fn serve(
                     .and_then(|s| s.listener_path().clone())
                     .ok_or_else(|| field("linux.seccomp.listenerPath", "missing"))?;
                 let meta = s.and_then(|s| s.listener_metadata().clone());
-                atoll_seccomp::send_to_listener(
+                let node = crate::guard::GuardNode::load(root)?;
+                crate::guard::register(
+                    &node,
                     &path,
                     fd.as_fd(),
                     pid,

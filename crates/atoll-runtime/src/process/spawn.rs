@@ -47,7 +47,8 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
         path: opts.bundle.clone(),
         msg: format!("bundle: {e}"),
     })?;
-    let spec = spec::load(&bundle)?;
+    let node = crate::guard::GuardNode::load(store.root())?;
+    let spec = spec::load(&bundle, &node)?;
     let rootfs = spec::rootfs(&bundle, &spec)?;
     let ns = spec::namespaces(&spec)?;
     spec::validate(&spec, &ns)?;
@@ -223,6 +224,7 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<Created> {
             cgroup: guard.cgroup.as_ref().expect("set above"),
             resources: &resources,
             cgroup_made: born_in_cgroup,
+            node: &node,
         },
         &mut saved,
     )
@@ -251,6 +253,7 @@ struct Serve<'a> {
     resources: &'a oci_spec::runtime::LinuxResources,
     /// Made before the clone (init born in it); otherwise made here, after Go.
     cgroup_made: bool,
+    node: &'a crate::guard::GuardNode,
 }
 
 /// The parent's side of create after the clone: save the state, Go, place init in its cgroup,
@@ -300,7 +303,7 @@ fn serve_init(
     }
     protocol::send(sock, &Msg::Placed, None)?;
     tracing::debug!("create: cgroup sent");
-    drive(proof, sock, saved, s.spec, s.opts)
+    drive(proof, sock, saved, s)
 }
 
 /// A step of create failed after the clone. If init left an error in the socket, that is the
@@ -508,9 +511,9 @@ fn drive(
     proof: &SingleThreaded,
     sock: BorrowedFd<'_>,
     saved: &Saved,
-    spec: &Spec,
-    opts: &CreateOpts,
+    s: &Serve<'_>,
 ) -> Result<Option<OwnedFd>> {
+    let (spec, opts) = (s.spec, s.opts);
     let mut console = None;
     loop {
         match protocol::recv(sock)? {
@@ -553,7 +556,8 @@ fn drive(
                     .ok_or_else(|| field("linux.seccomp.listenerPath", "missing"))?;
                 let meta = filter_spec.and_then(|s| s.listener_metadata().clone());
                 let state = saved.state_json(crate::state::Status::Creating);
-                atoll_seccomp::send_to_listener(
+                crate::guard::register(
+                    s.node,
                     &path,
                     fd.as_fd(),
                     saved.pid,

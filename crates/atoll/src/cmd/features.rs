@@ -3,7 +3,12 @@
 //! refused (docs/spec-fields.md). Checkpoint/restore is listed as runc lists it, enabled where a
 //! CRIU binary is found (docs/checkpoint.md).
 
-pub fn features(criu: Option<&std::path::Path>) -> serde_json::Value {
+pub fn features(
+    criu: Option<&std::path::Path>,
+    root: &std::path::Path,
+) -> anyhow::Result<serde_json::Value> {
+    // The escape guard each container gets on this node (the node file, or the defaults).
+    let guard = atoll_runtime::guard::GuardNode::load(root)?.to_json();
     let criu = atoll_runtime::checkpoint::criu_found(criu);
     let caps: Vec<String> = caps::all()
         .iter()
@@ -11,7 +16,7 @@ pub fn features(criu: Option<&std::path::Path>) -> serde_json::Value {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    serde_json::json!({
+    Ok(serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.2.0",
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
@@ -56,6 +61,7 @@ pub fn features(criu: Option<&std::path::Path>) -> serde_json::Value {
             } else {
                 "paths (CDI names need the cdi build feature: docs/devices.md)"
             },
+            "io.github.atoll.guard": guard.to_string(),
         }
-    })
+    }))
 }

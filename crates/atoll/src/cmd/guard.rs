@@ -1,45 +1,281 @@
-//! `atoll guard serve` (the seccomp agent) and `atoll guard events` (the alert log).
+//! `atoll guard serve` (the seccomp agent: a keeper process and the supervisor it starts),
+//! `guard status` (the effective policy and the supervisor of --root) and `guard events` (the
+//! alert log). `create` runs `guard serve --daemon` when no supervisor answers.
 
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use atoll_guard::{Policy, Supervisor, SupervisorOpts};
+use anyhow::{bail, Context, Result};
+use atoll_guard::{Mode, Policy, Sinks, Supervisor, SupervisorOpts};
+use atoll_runtime::guard::GuardNode;
 
-use crate::cli::GuardVerb;
+use crate::cli::{Cli, GuardVerb};
 
-pub fn guard(v: &GuardVerb) -> Result<i32> {
+pub fn guard(cli: &Cli, v: &GuardVerb) -> Result<i32> {
+    let node = || GuardNode::load(&cli.root);
     match v {
         GuardVerb::Serve {
             socket,
             alerts,
             mode,
+            idle_exit_ms,
+            daemon,
+            log_file,
+            notify_ready,
         } => {
-            let policy = Policy {
-                mode: mode.parse()?,
-                ..Policy::default()
-            };
-            if let Some(dir) = socket.parent() {
-                std::fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;
+            let node = node()?;
+            let socket = socket.clone().unwrap_or_else(|| node.socket.clone());
+            let alerts = alerts.clone().unwrap_or_else(|| node.alert_log.clone());
+            for p in [&socket, &alerts] {
+                if let Some(dir) = p.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("mkdir {}", dir.display()))?;
+                }
             }
-            if let Some(dir) = alerts.parent() {
-                std::fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;
+            let mut args: Vec<std::ffi::OsString> = vec![
+                "--socket".into(),
+                socket.clone().into(),
+                "--alerts".into(),
+                alerts.into(),
+            ];
+            if let Some(m) = mode {
+                args.extend(["--mode".into(), m.into()]);
             }
-            let mut sup = Supervisor::bind(&SupervisorOpts {
-                socket: socket.clone(),
-                alerts: alerts.clone(),
-                policy,
-            })?;
-            tracing::info!(socket = %socket.display(), alerts = %alerts.display(), "guard: serving");
-            sup.run()?;
+            if let Some(ms) = idle_exit_ms {
+                args.extend(["--idle-exit-ms".into(), ms.to_string().into()]);
+            }
+            if *daemon {
+                let log = log_file.clone().unwrap_or_else(|| log_beside(&socket));
+                return daemonize(cli, &args, &log);
+            }
+            keep(cli, &socket, &args, *notify_ready)
+        }
+        GuardVerb::Worker {
+            socket,
+            alerts,
+            mode,
+            idle_exit_ms,
+            keeper_pid,
+        } => worker(
+            cli,
+            socket,
+            alerts,
+            mode.as_deref(),
+            *idle_exit_ms,
+            *keeper_pid,
+        ),
+        GuardVerb::Status => {
+            let node = node()?;
+            println!("{}", serde_json::to_string_pretty(&status(&node))?);
             Ok(0)
         }
         GuardVerb::Events { follow, alerts } => {
-            events(alerts, *follow)?;
+            let path = match alerts {
+                Some(p) => p.clone(),
+                None => node()?.alert_log,
+            };
+            events(&path, *follow)?;
             Ok(0)
         }
     }
+}
+
+fn log_beside(socket: &Path) -> PathBuf {
+    let mut p = socket.as_os_str().to_owned();
+    p.push(".log");
+    PathBuf::from(p)
+}
+
+fn status_file(socket: &Path) -> PathBuf {
+    let mut p = socket.as_os_str().to_owned();
+    p.push(".status");
+    PathBuf::from(p)
+}
+
+/// `guard status`: the policy containers get, and who serves the socket.
+fn status(node: &GuardNode) -> serde_json::Value {
+    let answers = std::os::unix::net::UnixStream::connect(&node.socket).is_ok();
+    let sup: serde_json::Value = std::fs::read(status_file(&node.socket))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .filter(|_| answers)
+        .unwrap_or(serde_json::Value::Null);
+    serde_json::json!({
+        "policy": node.to_json(),
+        "supervisor": {"answers": answers, "running": sup},
+    })
+}
+
+/// `--daemon`: leave the caller's session and cgroups, start the keeper with its stdio on `log`,
+/// and return once it listens (it writes "ready"), so that `create` can send at once.
+fn daemonize(cli: &Cli, args: &[std::ffi::OsString], log: &Path) -> Result<i32> {
+    // Our own session: no terminal signal of the caller's reaches the supervisor.
+    rustix::process::setsid().context("setsid")?;
+    // Fds the caller left open without close-on-exec (a --preserve-fds range, a harness's
+    // pipe) must not be held open for the supervisor's whole life.
+    atoll_sys::process::close_range_cloexec(3).context("close_range(3, ~0, CLOEXEC)")?;
+    leave_cgroups();
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("open {}", log.display()))?;
+    let (mut ready_r, ready_w) = std::io::pipe().context("pipe")?;
+    let child = Command::new("/proc/self/exe")
+        .arg("--root")
+        .arg(&cli.root)
+        .args(["guard", "serve", "--notify-ready"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(ready_w)
+        .stderr(log_file)
+        .spawn()
+        .context("spawn /proc/self/exe guard serve")?;
+    // One line: the keeper keeps its stdout open, so no EOF comes while it serves.
+    let mut word = String::new();
+    let _ = std::io::BufReader::new(&mut ready_r).read_line(&mut word); // EOF: failed, below
+    if word.trim() != "ready" {
+        bail!(
+            "the guard supervisor (pid {}) did not start; see {}",
+            child.id(),
+            log.display()
+        );
+    }
+    Ok(0)
+}
+
+/// Move ourselves (and so the supervisor we start) to the root of every cgroup hierarchy: out
+/// of the cgroup of whoever ran `create`, which may be a container's or a shim's, whose end
+/// must not end the supervisor of every other container. Best effort: logged.
+fn leave_cgroups() {
+    let Ok(text) = std::fs::read_to_string("/proc/self/cgroup") else {
+        return;
+    };
+    let v2_root = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "/sys/fs/cgroup"
+    } else {
+        "/sys/fs/cgroup/unified"
+    };
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(a), Some(b), Some(c)) => (a, b, c),
+            _ => continue,
+        };
+        if path == "/" {
+            continue;
+        }
+        let dir = if ctrls.is_empty() {
+            PathBuf::from(v2_root)
+        } else {
+            Path::new("/sys/fs/cgroup").join(ctrls.trim_start_matches("name="))
+        };
+        let procs = dir.join("cgroup.procs");
+        if let Err(e) = std::fs::write(&procs, "0") {
+            tracing::warn!("guard: leave cgroup {path}: write {}: {e}", procs.display());
+        }
+    }
+}
+
+/// The keeper: bind the socket (or take systemd's), start the worker, keep its tenants.
+fn keep(cli: &Cli, socket: &Path, args: &[std::ffi::OsString], notify_ready: bool) -> Result<i32> {
+    let listener = match atoll_sys::process::take_listen_fds().into_iter().next() {
+        Some(fd) => UnixListener::from(fd),
+        None => atoll_guard::bind_socket(socket)?,
+    };
+    raise_nofile();
+    let me = std::process::id();
+    let root = cli.root.clone();
+    let worker = || {
+        let mut c = Command::new("/proc/self/exe");
+        c.arg("--root")
+            .arg(&root)
+            .args(["guard", "worker", "--keeper-pid", &me.to_string()])
+            .args(args);
+        c
+    };
+    if notify_ready {
+        let mut out = std::io::stdout();
+        out.write_all(b"ready\n")
+            .and_then(|_| out.flush())
+            .context("tell the caller we listen")?;
+    }
+    tracing::info!(socket = %socket.display(), "guard: keeper serving");
+    atoll_guard::keeper::run(listener, worker)?;
+    Ok(0)
+}
+
+/// The keeper holds one fd per tenant: as many as the hard limit allows.
+fn raise_nofile() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current != l.maximum {
+        l.current = l.maximum;
+        let _ = setrlimit(Resource::Nofile, l); // the soft limit stays: fewer tenants fit
+    }
+}
+
+fn worker(
+    cli: &Cli,
+    socket: &Path,
+    alerts: &Path,
+    mode: Option<&str>,
+    idle_exit_ms: Option<u64>,
+    keeper_pid: i32,
+) -> Result<i32> {
+    // Die with the keeper (it holds the listener): a keeper stopped by `down` or systemd must
+    // not leave us serving. Checked after: it may have died before the prctl.
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .context("prctl(PR_SET_PDEATHSIG)")?;
+    if rustix::process::getppid().map(|p| p.as_raw_nonzero().get()) != Some(keeper_pid) {
+        bail!("the keeper (pid {keeper_pid}) is gone");
+    }
+    let node = GuardNode::load(&cli.root)?;
+    let listener: OwnedFd = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("dup the listener (stdin)")?;
+    let chan: OwnedFd = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("dup the keeper channel (stdout)")?;
+    let policy = Policy {
+        mode: match mode {
+            Some(m) => m.parse()?,
+            None => Mode::Enforce,
+        },
+        allow_userns: node.allow_userns,
+        ..Policy::default()
+    };
+    let opts = SupervisorOpts {
+        socket: socket.to_path_buf(),
+        alerts: alerts.to_path_buf(),
+        policy,
+        idle_exit: idle_exit_ms.map(Duration::from_millis),
+        sinks: Sinks {
+            syslog: node.syslog.clone(),
+            collector: node.collector.clone(),
+        },
+    };
+    let mut sup = Supervisor::inherit(UnixListener::from(listener), chan, &opts)?;
+    let status = status_file(socket);
+    let write_status = |sup: &Supervisor| {
+        let s = serde_json::json!({"keeper": keeper_pid, "worker": std::process::id(),
+            "socket": socket, "tenants": sup.tenant_ids()});
+        let _ = std::fs::write(&status, s.to_string()); // for `guard status` only
+    };
+    write_status(&sup);
+    tracing::info!(socket = %socket.display(), alerts = %alerts.display(), "guard: serving");
+    sup.run_with(|s| write_status(s))?;
+    let _ = std::fs::remove_file(&status);
+    // Idle, socket removed: the seccomp cache kept for the next `run` goes now, as it would
+    // have with the last container (Store::drop_cache_if_unused).
+    atoll_runtime::Store::new(&cli.root).drop_cache_if_unused();
+    Ok(0)
 }
 
 /// `events --alerts ID`: follow the guard's alerts about one container (an alert's `tenant` is

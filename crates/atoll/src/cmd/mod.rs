@@ -15,9 +15,7 @@ mod update;
 use anyhow::{Context, Result};
 use atoll_runtime::{container, CreateOpts, Store};
 
-use std::path::Path;
-
-use crate::cli::{Cli, CreateArgs, EventsArgs, IslandVerb, Verb, GUARD_ALERTS};
+use crate::cli::{Cli, CreateArgs, EventsArgs, IslandVerb, Verb};
 
 pub fn dispatch(cli: &Cli) -> Result<i32> {
     let store = Store::new(&cli.root);
@@ -85,10 +83,10 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Verb::Restore(a) => return checkpoint::restore(&store, cli, a),
         Verb::Features => println!(
             "{}",
-            serde_json::to_string_pretty(&features::features(cli.criu.as_deref()))?
+            serde_json::to_string_pretty(&features::features(cli.criu.as_deref(), &cli.root)?)?
         ),
         Verb::Spec { bundle, rootless } => spec::write(bundle, *rootless).context("spec")?,
-        Verb::Guard(g) => return guard::guard(g),
+        Verb::Guard(g) => return guard::guard(cli, g),
     }
     Ok(0)
 }
@@ -98,7 +96,8 @@ fn events(store: &Store, id: &str, a: &EventsArgs) -> Result<i32> {
     if a.alerts {
         store.load(id)?;
         let file = a.alerts_file.as_deref();
-        return guard::follow_alerts(file.unwrap_or(Path::new(GUARD_ALERTS)), id);
+        let node = atoll_runtime::guard::GuardNode::load(store.root())?;
+        return guard::follow_alerts(file.unwrap_or(&node.alert_log), id);
     }
     inspect::events(store, id, a.stats, a.interval)?;
     Ok(0)

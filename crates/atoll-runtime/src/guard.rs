@@ -1,0 +1,425 @@
+//! The escape guard, on by default: the node file (/etc/atoll/config.toml) says which mode a
+//! container gets, [`apply`] puts the guard's trap rules into its seccomp profile at load, and
+//! [`register`] hands the notify fd to the supervisor, starting one when none answers.
+
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use atoll_seccomp::policy::{attach_listener, Mode, Policy, PolicyError};
+use oci_spec::runtime::{Capability, LinuxNamespaceType, Spec};
+use rustix::fs::{flock, FlockOperation};
+use serde::Deserialize;
+
+use crate::error::{field, Result, RuntimeError};
+
+/// The node file; `ATOLL_CONFIG` names another (tests, a host that keeps it elsewhere).
+pub const NODE_CONFIG: &str = "/etc/atoll/config.toml";
+pub const NODE_CONFIG_ENV: &str = "ATOLL_CONFIG";
+
+/// The guard's files under --root: a dot directory, which no container id can name
+/// (state::check_id), so `list` and the seccomp cache's cleanup see no container in it.
+pub const GUARD_DIR: &str = ".guard";
+
+/// Per-container overrides (annotations).
+pub const GUARD_ANNOTATION: &str = "org.atoll.guard";
+pub const GUARD_SOCKET_ANNOTATION: &str = "org.atoll.guard.socket";
+pub const GUARD_METADATA_ANNOTATION: &str = "org.atoll.guard.metadata";
+
+/// How long a started supervisor with no tenant stays before it exits, unless the node file
+/// says otherwise: long enough to serve a burst of `run`s without a restart each, short enough
+/// that nothing of atoll's lingers after its last container.
+pub const DEFAULT_IDLE_EXIT: Duration = Duration::from_secs(2);
+
+/// The `[guard]` table as written (every key optional; see docs/threat-model.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeFile {
+    #[serde(default)]
+    guard: GuardTable,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GuardTable {
+    mode: Option<String>,
+    privileged: Option<String>,
+    socket: Option<PathBuf>,
+    alert_log: Option<PathBuf>,
+    autostart: Option<bool>,
+    idle_exit_ms: Option<u64>,
+    userns: Option<String>,
+    vsock: Option<String>,
+    syslog: Option<PathBuf>,
+    collector: Option<PathBuf>,
+}
+
+/// The node's guard policy, resolved: every field has its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardNode {
+    /// The file read, if there was one.
+    pub source: Option<PathBuf>,
+    /// The --root these defaults were made for.
+    pub root: PathBuf,
+    /// Mode of a container without an `org.atoll.guard` annotation.
+    pub mode: Mode,
+    /// Mode of a container meant to reach the host (host pid namespace, or the full capability
+    /// set): detect by default, so node agents keep working and every setns still alerts.
+    pub privileged: Mode,
+    /// The supervisor's socket (a container's listenerPath): `<root>/.guard/guard.sock` by
+    /// default, one supervisor per --root.
+    pub socket: PathBuf,
+    pub alert_log: PathBuf,
+    /// Start a supervisor from `create` when none answers at `socket`.
+    pub autostart: bool,
+    pub idle_exit: Duration,
+    /// May containers create user namespaces?
+    pub allow_userns: bool,
+    /// May containers open AF_VSOCK sockets (a channel to the hypervisor host)?
+    pub allow_vsock: bool,
+    /// RFC 5424 alerts to this unix datagram socket (e.g. /dev/log).
+    pub syslog: Option<PathBuf>,
+    /// JSON alert lines to this unix socket (a collector's).
+    pub collector: Option<PathBuf>,
+}
+
+impl GuardNode {
+    /// The defaults for containers under `root`.
+    pub fn defaults(root: &Path) -> GuardNode {
+        let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+        GuardNode {
+            source: None,
+            root: root.clone(),
+            mode: Mode::Enforce,
+            privileged: Mode::Detect,
+            socket: root.join(GUARD_DIR).join("guard.sock"),
+            alert_log: root.join(GUARD_DIR).join("alerts.jsonl"),
+            autostart: true,
+            idle_exit: DEFAULT_IDLE_EXIT,
+            allow_userns: false,
+            allow_vsock: false,
+            syslog: None,
+            collector: None,
+        }
+    }
+
+    /// Read the node file (`$ATOLL_CONFIG`, else /etc/atoll/config.toml); no file: defaults.
+    /// One open(2) when there is none, which is all the hot path pays.
+    pub fn load(root: &Path) -> Result<GuardNode> {
+        let path = std::env::var_os(NODE_CONFIG_ENV)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(NODE_CONFIG));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match GuardNode::parse(&text, root) {
+                Ok(n) => Ok(GuardNode {
+                    source: Some(path),
+                    ..n
+                }),
+                Err(msg) => Err(RuntimeError::Config { path, msg }),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(GuardNode::defaults(root)),
+            Err(e) => Err(RuntimeError::Config {
+                path,
+                msg: format!("cannot read: {e}"),
+            }),
+        }
+    }
+
+    /// Parse the node file's text; the error names the field (`guard.mode: ...`).
+    pub fn parse(text: &str, root: &Path) -> std::result::Result<GuardNode, String> {
+        let file: NodeFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let g = file.guard;
+        let mut n = GuardNode::defaults(root);
+        let mode = |key: &str, v: &Option<String>, dflt: Mode| match v {
+            None => Ok(dflt),
+            Some(s) => s
+                .parse::<Mode>()
+                .map_err(|e: PolicyError| format!("guard.{key}: {}", e.msg)),
+        };
+        n.mode = mode("mode", &g.mode, n.mode)?;
+        n.privileged = mode("privileged", &g.privileged, n.privileged)?;
+        let choice = |key: &str, v: &Option<String>, dflt: bool| match v.as_deref() {
+            None => Ok(dflt),
+            Some("allow") => Ok(true),
+            Some("deny") => Ok(false),
+            Some(o) => Err(format!("guard.{key}: {o:?} is not one of allow, deny")),
+        };
+        n.allow_userns = choice("userns", &g.userns, n.allow_userns)?;
+        n.allow_vsock = choice("vsock", &g.vsock, n.allow_vsock)?;
+        let abs = |key: &str, p: Option<PathBuf>| match p {
+            Some(p) if !p.is_absolute() => Err(format!(
+                "guard.{key}: {:?} is not an absolute path",
+                p.display()
+            )),
+            p => Ok(p),
+        };
+        if let Some(s) = abs("socket", g.socket)? {
+            n.socket = s;
+        }
+        if let Some(s) = abs("alert_log", g.alert_log)? {
+            n.alert_log = s;
+        }
+        n.syslog = abs("syslog", g.syslog)?;
+        n.collector = abs("collector", g.collector)?;
+        if let Some(a) = g.autostart {
+            n.autostart = a;
+        }
+        if let Some(ms) = g.idle_exit_ms {
+            n.idle_exit = Duration::from_millis(ms);
+        }
+        Ok(n)
+    }
+
+    /// The mode a container gets, and why (for `atoll guard status` and logs).
+    pub fn mode_for(&self, spec: &Spec) -> Result<(Mode, &'static str)> {
+        let ann = spec.annotations().as_ref();
+        if let Some(m) = ann.and_then(|a| a.get(GUARD_ANNOTATION)) {
+            let m = m.parse().map_err(|e: PolicyError| {
+                field(format!("annotations.{GUARD_ANNOTATION:?}"), e.msg)
+            })?;
+            return Ok((m, "annotation"));
+        }
+        if reaches_host(spec) {
+            Ok((
+                self.privileged,
+                "privileged default (host pid namespace or every capability)",
+            ))
+        } else {
+            Ok((self.mode, "node default"))
+        }
+    }
+
+    /// What the node gives containers, as JSON (`atoll features`, `atoll guard status`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "config": self.source.as_ref().map(|p| p.display().to_string()),
+            "mode": self.mode.as_str(),
+            "privileged": self.privileged.as_str(),
+            "socket": self.socket.display().to_string(),
+            "alertLog": self.alert_log.display().to_string(),
+            "autostart": self.autostart,
+            "idleExitMs": self.idle_exit.as_millis() as u64,
+            "userns": if self.allow_userns { "allow" } else { "deny" },
+            "vsock": if self.allow_vsock { "allow" } else { "deny" },
+            "syslog": self.syslog.as_ref().map(|p| p.display().to_string()),
+            "collector": self.collector.as_ref().map(|p| p.display().to_string()),
+        })
+    }
+}
+
+/// Every capability of Linux 5.9 (CAP_CHECKPOINT_RESTORE, 40): a bounding set holding all of
+/// them is what `--privileged` gives (docker, podman, containerd all fill it from the kernel).
+const FULL_CAPS: usize = 41;
+
+/// Is the container meant to reach the host: it shares the host's pid namespace (no `pid`
+/// entry in linux.namespaces), or its bounding set is the full capability set?
+pub fn reaches_host(spec: &Spec) -> bool {
+    let linux = spec.linux().as_ref();
+    let own_pid = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Pid));
+    if !own_pid {
+        return true;
+    }
+    let bounding = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref())
+        .and_then(|c| c.bounding().as_ref());
+    bounding.is_some_and(|b| {
+        b.len() >= FULL_CAPS
+            && b.contains(&Capability::SysAdmin)
+            && b.contains(&Capability::SysModule)
+    })
+}
+
+/// Put the container under the guard (at load, so the saved config and `exec` carry the same
+/// filter): the annotation's mode, else the node's default, else the privileged default. A
+/// profile that already names a seccomp agent (an island's, someone else's) is left as it is
+/// unless the annotation asks for the guard.
+pub fn apply(mut spec: Spec, node: &GuardNode) -> Result<Spec> {
+    let ann = spec.annotations().clone().unwrap_or_default();
+    let annotated = ann.contains_key(GUARD_ANNOTATION);
+    let has_agent = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .is_some_and(|s| s.listener_path().is_some());
+    if !annotated && has_agent {
+        return Ok(spec);
+    }
+    let (mode, _) = node.mode_for(&spec)?;
+    let bad = |k: &str, e: PolicyError| field(format!("annotations.{k:?}"), e.to_string());
+    let base = Policy {
+        mode,
+        allow_userns: node.allow_userns,
+        ..Default::default()
+    };
+    let meta = ann
+        .get(GUARD_METADATA_ANNOTATION)
+        .map(String::as_str)
+        .unwrap_or("");
+    let policy =
+        Policy::from_metadata(meta, &base).map_err(|e| bad(GUARD_METADATA_ANNOTATION, e))?;
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    if policy.mode == Mode::Off {
+        return Ok(spec);
+    }
+    let socket = ann
+        .get(GUARD_SOCKET_ANNOTATION)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| node.socket.clone());
+    let mut sc = attach_listener(linux.seccomp().clone(), &socket, &policy)
+        .map_err(|e| bad(GUARD_ANNOTATION, e))?;
+    if !node.allow_vsock && policy.mode == Mode::Enforce {
+        atoll_seccomp::policy::deny_vsock(&mut sc);
+    }
+    linux.set_seccomp(Some(sc));
+    spec.set_linux(Some(linux));
+    Ok(spec)
+}
+
+/// The lock beside a supervisor socket: creators hold it shared while they connect and send, a
+/// supervisor leaving for idleness takes it exclusive, so no notify fd is ever sent to one that
+/// is about to exit; `create` takes it exclusive to start one, so two creates start one.
+pub fn lock_path(socket: &Path) -> PathBuf {
+    let mut p = socket.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+/// Hand `notify` to the seccomp agent at `socket` (runtime-spec listenerPath). For the node's
+/// own socket, start a supervisor when none answers (unless autostart is off).
+pub fn register(
+    node: &GuardNode,
+    socket: &Path,
+    notify: BorrowedFd<'_>,
+    pid: i32,
+    meta: Option<&str>,
+    state: &serde_json::Value,
+) -> Result<()> {
+    let send = || atoll_seccomp::send_to_listener(socket, notify, pid, meta, state);
+    if socket != node.socket || !node.autostart {
+        return Ok(send()?);
+    }
+    let lock = open_lock(socket)?;
+    let take = |op, what: &str| {
+        flock(&lock, op).map_err(|e| RuntimeError::Sys {
+            op: format!("flock({what}) {}", lock_path(socket).display()),
+            source: e.into(),
+        })
+    };
+    take(FlockOperation::LockShared, "LOCK_SH")?;
+    match send() {
+        Ok(()) => return Ok(()),
+        Err(e) if !matches!(e.errno(), Some(libc::ENOENT | libc::ECONNREFUSED)) => {
+            return Err(e.into())
+        }
+        Err(_) => {}
+    }
+    // Nobody answers: become the one who starts it (an exclusive lock converts ours).
+    take(FlockOperation::LockExclusive, "LOCK_EX")?;
+    match send() {
+        Ok(()) => return Ok(()),
+        Err(e) if !matches!(e.errno(), Some(libc::ENOENT | libc::ECONNREFUSED)) => {
+            return Err(e.into())
+        }
+        Err(_) => {}
+    }
+    start_supervisor(node, socket)?;
+    Ok(send()?)
+}
+
+fn open_lock(socket: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = lock_path(socket);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| RuntimeError::Sys {
+            op: format!("mkdir {}", dir.display()),
+            source: e,
+        })?;
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| RuntimeError::Sys {
+            op: format!("open {}", path.display()),
+            source: e,
+        })
+}
+
+/// Start `atoll guard serve --daemon` for `socket` and wait for it: it exits once the supervisor
+/// it started (own session, out of our cgroup, stdio on its log) listens. We hold the
+/// exclusive lock.
+fn start_supervisor(node: &GuardNode, socket: &Path) -> Result<()> {
+    let log = {
+        let mut p = socket.as_os_str().to_owned();
+        p.push(".log");
+        PathBuf::from(p)
+    };
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.arg("--root")
+        .arg(&node.root)
+        .arg("guard")
+        .arg("serve")
+        .arg("--daemon")
+        .arg("--socket")
+        .arg(socket)
+        .arg("--alerts")
+        .arg(&node.alert_log)
+        .arg("--idle-exit-ms")
+        .arg(node.idle_exit.as_millis().to_string())
+        .arg("--log-file")
+        .arg(&log)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let status = cmd.status().map_err(|e| RuntimeError::Sys {
+        op: "spawn /proc/self/exe guard serve --daemon".into(),
+        source: e,
+    })?;
+    if !status.success() {
+        return Err(RuntimeError::Sys {
+            op: format!(
+                "start the guard supervisor for {} (`atoll guard serve --daemon`, {status}; see {})",
+                socket.display(),
+                log.display()
+            ),
+            source: std::io::Error::from_raw_os_error(libc::ECHILD),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_file_defaults_and_errors_name_the_field() {
+        let root = Path::new("/run/x");
+        let n = GuardNode::parse("", root).unwrap();
+        assert_eq!(n.mode, Mode::Enforce);
+        assert_eq!(n.privileged, Mode::Detect);
+        assert_eq!(n.socket, Path::new("/run/x/.guard/guard.sock"));
+        let n = GuardNode::parse(
+            "[guard]\nmode = \"detect\"\nprivileged = \"off\"\nsocket = \"/s\"\nidle_exit_ms = 5\nsyslog = \"/dev/log\"\n",
+            root,
+        )
+        .unwrap();
+        assert_eq!((n.mode, n.privileged), (Mode::Detect, Mode::Off));
+        assert_eq!(n.socket, Path::new("/s"));
+        assert_eq!(n.idle_exit, Duration::from_millis(5));
+        let e = GuardNode::parse("[guard]\nmode = \"enforced\"\n", root).unwrap_err();
+        assert!(e.contains("guard.mode") && e.contains("enforced"), "{e}");
+        let e = GuardNode::parse("[guard]\nmodes = \"enforce\"\n", root).unwrap_err();
+        assert!(e.contains("modes"), "{e}");
+        let e = GuardNode::parse("[guard]\nsocket = \"rel.sock\"\n", root).unwrap_err();
+        assert!(e.contains("guard.socket"), "{e}");
+    }
+}

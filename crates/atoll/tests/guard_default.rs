@@ -1,0 +1,529 @@
+//! The escape guard on by default (issue 13): every plain `run`/`create` is trapped and judged
+//! without any annotation or separately started supervisor; privileged containers default to
+//! detect; annotations and the node file (ATOLL_CONFIG) override; the supervisor starts itself
+//! once per root, survives kill -9 through its keeper, and leaves when idle.
+
+mod common;
+use common::*;
+
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const EPERM: &str = "errno=1";
+
+/// A bundle with the probe binary (and its libraries), a /helper dir shared with the host, CAP_SYS_ADMIN
+/// (so setns is the kernel's to allow), and a node file of its own.
+struct Case {
+    b: Bundle,
+    helper: PathBuf,
+    node: PathBuf,
+}
+
+impl Case {
+    fn new(name: &str, node_toml: &str) -> Case {
+        let mut b = Bundle::new(&format!("grd-{name}"));
+        let probe = atoll_testkit::probe::probe();
+        let root = b.rootfs();
+        std::fs::copy(&probe, root.join("bin/atoll-probe")).unwrap();
+        let out = Command::new("ldd").arg(&probe).output().expect("ldd");
+        for lib in String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter(|w| w.starts_with('/'))
+        {
+            let dst = root.join(lib.trim_start_matches('/'));
+            std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+            std::fs::copy(lib, &dst).unwrap();
+        }
+        let helper = b.dir.parent().unwrap().join("helper");
+        std::fs::create_dir_all(&helper).unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::create_dir_all(b.rootfs().join("helper")).unwrap();
+        b.config["mounts"].as_array_mut().unwrap().push(
+            json!({"destination": "/helper", "type": "bind", "source": helper, "options": ["rbind"]}),
+        );
+        b.add_caps(&["CAP_SYS_ADMIN"]);
+        let node = b.dir.parent().unwrap().join("config.toml");
+        std::fs::write(&node, node_toml).unwrap();
+        b.save();
+        Case { b, helper, node }
+    }
+
+    fn atoll(&self) -> Command {
+        let mut c = self.b.atoll();
+        c.env("ATOLL_CONFIG", &self.node);
+        c
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.b.root.join(".guard/guard.sock")
+    }
+
+    fn alerts(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.b.root.join(".guard/alerts.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each alert line is JSON"))
+            .collect()
+    }
+
+    /// The alerts about `tenant`, waiting a little (the line follows the answer).
+    fn wait_alerts(&self, tenant: &str, n: usize) -> Vec<Value> {
+        let t = Instant::now();
+        loop {
+            let got: Vec<Value> = self
+                .alerts()
+                .into_iter()
+                .filter(|a| a["tenant"] == tenant)
+                .collect();
+            if got.len() >= n || t.elapsed() > Duration::from_secs(5) {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `atoll run` of the probe; (exit code, its answer, stderr, the container id).
+    fn probe(&mut self, args: &[&str]) -> (i32, String, String, String) {
+        let mut argv = vec!["/bin/atoll-probe"];
+        argv.extend_from_slice(args);
+        self.b.set_args(&argv);
+        let id = self.b.id("p");
+        let out = self
+            .atoll()
+            .args(["run", "--bundle"])
+            .arg(&self.b.dir)
+            .arg(&id)
+            .output()
+            .unwrap();
+        let (code, out, err) = decode(out);
+        (code, out.trim().to_string(), err, id)
+    }
+
+    /// setns into the host's netns, the fd passed over SCM_RIGHTS by a host helper.
+    fn host_setns(&mut self) -> (String, String) {
+        let sock = serve_fd(&self.helper, "hostnet");
+        let (code, out, err, id) = self.probe(&["setns-recv", &sock, "net"]);
+        assert_eq!(code, 0, "probe: {out}{err}");
+        (out, id)
+    }
+}
+
+/// Serve an fd of the host's net namespace to the first client of `dir/<name>.sock`.
+fn serve_fd(dir: &Path, name: &str) -> String {
+    let file = std::fs::File::open("/proc/self/ns/net").unwrap();
+    let path = dir.join(format!("{name}.sock"));
+    let _ = std::fs::remove_file(&path);
+    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::thread::spawn(move || {
+        if let Ok((c, _)) = l.accept() {
+            let _ = atoll_sys::socket::send_with_fd(c.as_fd(), b"x", Some(file.as_fd()));
+        }
+    });
+    format!("/helper/{name}.sock")
+}
+
+/// A short idle exit, so that each test can check that its supervisor is gone at the end.
+const QUICK: &str = "[guard]\nidle_exit_ms = 300\n";
+
+/// Supervisor processes serving `socket`: (pid, "serve" or "worker").
+fn supervisors(socket: &Path) -> Vec<(i32, String)> {
+    let want = socket.to_string_lossy().into_owned();
+    let mut found = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_guard = args.windows(2).find(|w| w[0] == "guard");
+        if let Some(w) = is_guard {
+            if args.contains(&want) && (w[1] == "serve" || w[1] == "worker") {
+                let kind = if args.iter().any(|a| a == "--daemon") {
+                    "daemon"
+                } else {
+                    &w[1]
+                };
+                found.push((pid, kind.to_string()));
+            }
+        }
+    }
+    found
+}
+
+/// Wait for the supervisor of `socket` to leave (idle exit); fail the test if it stays.
+fn assert_supervisor_leaves(socket: &Path) {
+    let t = Instant::now();
+    while !supervisors(socket).is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the supervisor of {} is still there: {:?}",
+            socket.display(),
+            supervisors(socket)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A plain `run` (no annotation, no supervisor started by anyone): with no seccomp profile and
+/// with one, a setns into the host's netns fails with EPERM and the alert names the host.
+#[test]
+fn grd_default_on_denies_host_setns_with_and_without_profile() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Case::new("default", QUICK);
+    let (out, id) = c.host_setns();
+    assert_eq!(out, EPERM, "no profile: the guard's own filter traps setns");
+    let a = c.wait_alerts(&id, 1);
+    assert_eq!(a.len(), 1, "{:?}", c.alerts());
+    assert_eq!(a[0]["rule"], "atoll.setns.foreign-namespace");
+    assert_eq!(a[0]["owner"], "host");
+    assert_eq!(a[0]["decision"], "deny");
+
+    c.b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["kexec_load"], "action": "SCMP_ACT_ERRNO"}]});
+    c.b.save();
+    let (out, id) = c.host_setns();
+    assert_eq!(out, EPERM, "with a profile: the trap is added to it");
+    assert_eq!(c.wait_alerts(&id, 1)[0]["decision"], "deny");
+    // Its own namespace stays allowed (judged, not refused).
+    let (code, out, err, _) = c.probe(&["setns-loop", "20"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.parse::<u64>().is_ok(), "own netns setns works: {out}");
+    assert_supervisor_leaves(&c.socket());
+}
+
+/// A container meant to reach the host (host pid namespace) keeps working: allowed, alerted.
+/// So does one with every capability. The annotation still wins over the privileged default.
+#[test]
+fn grd_privileged_defaults_to_detect() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Case::new("priv", QUICK);
+    c.b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "pid");
+    c.b.save();
+    let (out, id) = c.host_setns();
+    assert_eq!(out, "ok", "host pid namespace: detect, the call goes on");
+    let a = c.wait_alerts(&id, 1);
+    assert_eq!(a.len(), 1, "{:?}", c.alerts());
+    assert_eq!(a[0]["decision"], "allow-detect");
+    assert_eq!(a[0]["owner"], "host");
+
+    c.b.config["annotations"] = json!({"org.atoll.guard": "enforce"});
+    c.b.save();
+    let (out, _) = c.host_setns();
+    assert_eq!(
+        out, EPERM,
+        "the annotation wins over the privileged default"
+    );
+
+    // Every capability, own pid namespace: detect too.
+    let mut p = Case::new("allcaps", QUICK);
+    let all: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
+    for set in ["bounding", "effective", "permitted"] {
+        p.b.config["process"]["capabilities"][set] = json!(all);
+    }
+    p.b.save();
+    let (out, id) = p.host_setns();
+    assert_eq!(out, "ok", "the full capability set: detect");
+    assert_eq!(p.wait_alerts(&id, 1)[0]["decision"], "allow-detect");
+    assert_supervisor_leaves(&c.socket());
+    assert_supervisor_leaves(&p.socket());
+}
+
+/// `org.atoll.guard=off` and `=detect` on a plain container.
+#[test]
+fn grd_annotation_overrides_the_default() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Case::new("ann", QUICK);
+    c.b.config["annotations"] = json!({"org.atoll.guard": "off"});
+    c.b.save();
+    let (out, id) = c.host_setns();
+    assert_eq!(out, "ok", "off: no trap at all");
+    assert!(c.wait_alerts(&id, 1).is_empty() || c.alerts().is_empty());
+    assert!(c.alerts().iter().all(|a| a["tenant"] != id.as_str()));
+
+    c.b.config["annotations"] = json!({"org.atoll.guard": "detect"});
+    c.b.save();
+    let (out, id) = c.host_setns();
+    assert_eq!(out, "ok", "detect: allowed");
+    assert_eq!(c.wait_alerts(&id, 1)[0]["decision"], "allow-detect");
+
+    c.b.config["annotations"] = json!({"org.atoll.guard": "sometimes"});
+    c.b.save();
+    let (code, _, err, _) = c.probe(&["getpid-loop", "1"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("org.atoll.guard") && err.contains("sometimes"),
+        "{err}"
+    );
+    assert_supervisor_leaves(&c.socket());
+}
+
+/// The node file: its mode applies, `features` and `guard status` show it, and a bad file
+/// fails create naming the file and the field.
+#[test]
+fn grd_node_file_sets_the_policy_and_bad_files_are_named() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Case::new("node", "[guard]\nmode = \"detect\"\nidle_exit_ms = 300\n");
+    let (out, id) = c.host_setns();
+    assert_eq!(out, "ok", "node mode detect");
+    assert_eq!(c.wait_alerts(&id, 1)[0]["decision"], "allow-detect");
+
+    let st = c.atoll().args(["guard", "status"]).output().unwrap();
+    let st: Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(st["policy"]["mode"], "detect", "{st}");
+    assert_eq!(st["policy"]["privileged"], "detect");
+    assert_eq!(st["policy"]["config"], c.node.to_str().unwrap());
+    let f = c.atoll().arg("features").output().unwrap();
+    let f: Value = serde_json::from_slice(&f.stdout).unwrap();
+    let g: Value =
+        serde_json::from_str(f["annotations"]["io.github.atoll.guard"].as_str().unwrap()).unwrap();
+    assert_eq!(g["mode"], "detect");
+
+    std::fs::write(&c.node, "[guard]\nmode = \"enforced\"\n").unwrap();
+    let (code, _, err, _) = c.probe(&["getpid-loop", "1"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(c.node.to_str().unwrap()) && err.contains("guard.mode"),
+        "{err}"
+    );
+    std::fs::write(&c.node, "[guard]\nsocket = 3\n").unwrap();
+    let (code, _, err, _) = c.probe(&["getpid-loop", "1"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(c.node.to_str().unwrap()) && err.contains("socket"),
+        "{err}"
+    );
+    assert_supervisor_leaves(&c.socket());
+}
+
+/// Ten creates at once on a fresh root start exactly one supervisor; every container is its
+/// tenant; after they are deleted it leaves.
+#[test]
+fn grd_ten_parallel_creates_start_one_supervisor() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Case::new("race", QUICK);
+    c.b.set_args(&["sleep", "1000"]);
+    let ids: Vec<String> = (0..10).map(|_| c.b.id("r")).collect();
+    let kids: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            // The container's init keeps create's stdio: stderr to a file, never a pipe.
+            let errfile = c.b.dir.join(format!("{id}.err"));
+            let mut cmd = c.atoll();
+            cmd.args(["create", "--bundle"])
+                .arg(&c.b.dir)
+                .arg(id)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&errfile).unwrap());
+            (cmd.spawn().unwrap(), errfile)
+        })
+        .collect();
+    for (mut k, errfile) in kids {
+        let st = k.wait().unwrap();
+        assert!(
+            st.success(),
+            "{}",
+            std::fs::read_to_string(errfile).unwrap()
+        );
+    }
+    let sups = supervisors(&c.socket());
+    let keepers = sups.iter().filter(|(_, k)| k == "serve").count();
+    let workers = sups.iter().filter(|(_, k)| k == "worker").count();
+    assert_eq!((keepers, workers), (1, 1), "one supervisor: {sups:?}");
+    let t = Instant::now();
+    let st = loop {
+        let st = c.atoll().args(["guard", "status"]).output().unwrap();
+        let st: Value = serde_json::from_slice(&st.stdout).unwrap();
+        let n = st["supervisor"]["running"]["tenants"]
+            .as_array()
+            .map_or(0, |a| a.len());
+        if n == 10 {
+            break st;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "tenants: {st}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(st["supervisor"]["answers"], true);
+    for id in &ids {
+        let out = c.atoll().args(["delete", "--force", id]).output().unwrap();
+        assert!(out.status.success());
+    }
+    assert_supervisor_leaves(&c.socket());
+}
+
+/// kill -9 of the supervisor while a tenant hammers it with trapped setns calls: the keeper
+/// starts another, which takes every tenant back; the tenant's next setns into the host is
+/// judged (EPERM and an alert), not answered ENOSYS, and its load loop keeps going.
+#[test]
+fn grd_supervisor_kill9_under_load_loses_no_tenant() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Case::new("kill9", QUICK);
+    // The init: a load loop of own-netns setns calls, then, once /helper/go exists, one setns
+    // into the host's netns (a child of the init: the same filter, the same tenant).
+    c.b.set_args(&[
+        "sh",
+        "-c",
+        "while [ ! -e /helper/go ]; do /bin/atoll-probe setns-loop 200 >> /helper/load; done; \
+         /bin/atoll-probe setns-recv /helper/hostnet.sock net > /helper/result; sleep 1000",
+    ]);
+    let id = c.b.id("k");
+    let out = c
+        .atoll()
+        .args(["run", "-d", "--bundle"])
+        .arg(&c.b.dir)
+        .arg(&id)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let load = c.helper.join("load");
+    let lines = || {
+        std::fs::read_to_string(&load)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let t = Instant::now();
+    while lines() < 3 {
+        assert!(t.elapsed() < Duration::from_secs(10), "no load");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let worker = |sups: Vec<(i32, String)>| sups.into_iter().find(|(_, k)| k == "worker");
+    let (old, _) = worker(supervisors(&c.socket())).expect("a worker");
+    for _ in 0..3 {
+        let (w, _) = worker(supervisors(&c.socket())).expect("a worker");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(w), nix::sys::signal::SIGKILL).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let t = Instant::now();
+    let new = loop {
+        if let Some((w, _)) = worker(supervisors(&c.socket())) {
+            if w != old {
+                break w;
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "no new worker");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let before = lines();
+    let t = Instant::now();
+    while lines() < before + 3 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the load loop stopped after the kill; supervisor log:\n{}",
+            std::fs::read_to_string(c.b.root.join(".guard/guard.sock.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let st = c.atoll().args(["guard", "status"]).output().unwrap();
+    let st: Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(st["supervisor"]["running"]["worker"], new, "{st}");
+    assert_eq!(st["supervisor"]["running"]["tenants"], json!([id]), "{st}");
+    // Each line is a loop's median (all allowed) or, for a call a killed supervisor took
+    // between its receive and its note, EINTR (fail closed); never ENOSYS.
+    let text = std::fs::read_to_string(&load).unwrap();
+    assert!(
+        text.lines()
+            .all(|l| l.parse::<u64>().is_ok() || l == "errno=4"),
+        "own-netns setns: allowed or EINTR, never ENOSYS: {text}"
+    );
+
+    serve_fd(&c.helper, "hostnet");
+    std::fs::write(c.helper.join("go"), "").unwrap();
+    let result = c.helper.join("result");
+    let t = Instant::now();
+    while std::fs::read_to_string(&result)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(t.elapsed() < Duration::from_secs(10), "no result");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&result).unwrap().trim(),
+        EPERM,
+        "judged, not ENOSYS"
+    );
+    let a = c.wait_alerts(&id, 1);
+    assert_eq!(a[0]["rule"], "atoll.setns.foreign-namespace");
+    let out = c.atoll().args(["delete", "--force", &id]).output().unwrap();
+    assert!(out.status.success());
+    assert_supervisor_leaves(&c.socket());
+}
+
+/// The node file's sinks: the alert also reaches a syslog socket (RFC 5424) and a collector's
+/// stream socket (the JSON line).
+#[test]
+fn grd_alerts_reach_syslog_and_collector() {
+    if !can_run() {
+        return;
+    }
+    let dir = PathBuf::from(format!("/tmp/atoll-tests/grd-sinks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let syslog = dir.join("log.sock");
+    let collector = dir.join("collector.sock");
+    let _ = std::fs::remove_file(&syslog);
+    let _ = std::fs::remove_file(&collector);
+    let dgram = std::os::unix::net::UnixDatagram::bind(&syslog).unwrap();
+    dgram
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let stream = std::os::unix::net::UnixListener::bind(&collector).unwrap();
+    let mut c = Case::new(
+        "sinks",
+        &format!(
+            "[guard]\nidle_exit_ms = 300\nsyslog = {:?}\ncollector = {:?}\n",
+            syslog, collector
+        ),
+    );
+    let (out, id) = c.host_setns();
+    assert_eq!(out, EPERM);
+    let mut buf = vec![0u8; 8192];
+    let n = dgram.recv(&mut buf).expect("a syslog message");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.starts_with("<84>1 "), "{msg}");
+    assert!(
+        msg.contains(" atoll-guard ") && msg.contains(" atoll.setns.foreign-namespace "),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("tenant=\"{id}\"")) && msg.contains("decision=\"deny\""),
+        "{msg}"
+    );
+    let (conn, _) = stream.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(conn), &mut line).unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["tenant"], id.as_str());
+    assert_eq!(v["decision"], "deny");
+    assert_supervisor_leaves(&c.socket());
+    let _ = std::fs::remove_dir_all(&dir);
+}
