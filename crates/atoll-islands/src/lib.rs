@@ -13,6 +13,7 @@ pub mod file;
 pub mod fsclass;
 pub mod graph;
 pub mod guard;
+pub mod image;
 pub mod net;
 pub mod plan;
 pub mod seccomp;

@@ -3,6 +3,7 @@
 //! without reading atoll's source. The reference is docs/islands-file.md.
 
 mod devices;
+pub mod image;
 mod rules;
 mod share;
 mod syntax;
@@ -110,6 +111,9 @@ pub struct Island {
     pub devices: Vec<crate::devices::grant::Grant>,
     #[serde(default)]
     pub shared: bool,
+    /// `image`: the island's root comes from a container image (crate::image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<crate::image::ImageSpec>,
 }
 
 /// Whose host uid an island's user is (docs/identities.md).
