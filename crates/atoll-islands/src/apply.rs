@@ -350,6 +350,7 @@ pub fn down(state_root: &Path, runtime_root: &Path, name: &str) -> Result<bool> 
 
 /// Remove everything `plan` made. Keeps going past errors and reports them all.
 pub fn teardown(plan: &Plan) -> Result<()> {
+    crate::image::stop_gracefully(plan);
     let removed = remove_project(
         &plan.state_dir,
         &plan.runtime_root,

@@ -319,3 +319,53 @@ pub fn mount_point(root: &pathrs::Root, at: &str, file: bool) -> Result<()> {
     .map(|_| ())
     .map_err(fail)
 }
+
+/// How long `down` waits for an image island to exit on its StopSignal before it is killed
+/// (podman's and docker's default stop timeout).
+pub const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Send each image island whose config names a StopSignal that signal, and wait (at most
+/// [`STOP_TIMEOUT`]) until every one has exited: the service shuts down as its image says,
+/// before `down` kills what is left. Islands without one are killed as before.
+pub fn stop_gracefully(plan: &crate::plan::Plan) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let store = atoll_runtime::Store::new(&plan.runtime_root);
+    let mut waiting = Vec::new();
+    for i in &plan.islands {
+        let Some(sig) = i
+            .spec
+            .image
+            .as_ref()
+            .and_then(|m| m.pulled.as_ref())
+            .and_then(|p| p.stop_signal.as_deref())
+        else {
+            continue;
+        };
+        let sig = match sig.parse::<i32>() {
+            Ok(n) => Signal::try_from(n).ok(),
+            Err(_) => {
+                let up = sig.to_ascii_uppercase();
+                let full = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+                full.parse::<Signal>().ok()
+            }
+        };
+        let (Some(sig), Ok(saved)) = (sig, store.load(&i.container_id)) else {
+            continue;
+        };
+        if kill(Pid::from_raw(saved.pid), sig).is_ok() {
+            waiting.push(saved.pid);
+        }
+    }
+    let deadline = std::time::Instant::now() + STOP_TIMEOUT;
+    while !waiting.is_empty() && std::time::Instant::now() < deadline {
+        // A dead init stays a zombie until its parent reaps it: it has exited all the same.
+        waiting.retain(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
+                .unwrap_or(false)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

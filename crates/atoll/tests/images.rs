@@ -423,3 +423,36 @@ fn bad_references_name_the_island_and_the_reference() {
         assert!(!common::project::state_dir(&p.name).exists(), "{r}: nothing of the project left");
     }
 }
+
+#[test]
+fn the_config_user_is_resolved_in_the_image_and_down_stops_with_its_stop_signal() {
+    if !can_run() {
+        return;
+    }
+    let s = Scratch::new("stop");
+    let layer = Tar::default()
+        .busybox()
+        .file("etc/passwd", b"root:x:0:0::/root:/bin/sh\nsvc:x:4321:4322::/:/bin/sh\n")
+        .file("etc/group", b"root:x:0:\nsvcgrp:x:4322:\n")
+        .done();
+    let cmd = "trap '/bin/busybox echo stopped > /data/stop; exit 0' USR1; \
+               /bin/busybox id -u > /data/who.tmp; /bin/busybox id -g >> /data/who.tmp; \
+               /bin/busybox mv /data/who.tmp /data/who; \
+               while :; do /bin/busybox sleep 0.1; done";
+    let r = oci_layout(
+        &s.dir.join("layout"),
+        vec![layer],
+        json!({"Cmd": ["/bin/sh", "-c", cmd], "User": "svc", "StopSignal": "SIGUSR1"}),
+        "stop",
+    );
+    let p = Project::new("img", &format!("[[island]]\nname = \"s\"\nimage = \"{r}\"\n"));
+    s.started(&p);
+    assert_eq!(wait_for(&data(&p, "s").join("who")), "4321\n4322\n", "User svc from the image's /etc/passwd");
+    let (c, o, e) = s.atoll(&["down", &p.name]);
+    assert_eq!(c, 0, "{o}{e}");
+    assert_eq!(
+        std::fs::read_to_string(data(&p, "s").join("stop")).unwrap_or_default(),
+        "stopped\n",
+        "down sent the image's StopSignal before killing the island"
+    );
+}
