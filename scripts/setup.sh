@@ -10,9 +10,10 @@ demo_pkgs=(libseccomp-dev libc6-dev pkg-config busybox-static iproute2 nftables 
 # (crates/atoll/tests/clients.rs); man-db and binutils (readelf): the Debian package and its test
 # (scripts/deb.sh, crates/atoll/tests/package.rs); graphviz (`atoll graph` lays out with its `dot`)
 # and chromium (crates/atoll/tests/graph.rs draws the SVG headless and measures it); bindfs (a FUSE
-# filesystem that takes no idmapped mount: the share refusal in crates/atoll/tests/shares.rs).
+# filesystem that takes no idmapped mount: the share refusal in crates/atoll/tests/shares.rs);
+# skopeo (atoll-image pulls islands' `image`s through its proxy: crates/atoll/tests/images.rs).
 test_pkgs=(runc crun bubblewrap procps time podman conmon containerd python3-grpcio man-db binutils
-           chromium graphviz bindfs)
+           chromium graphviz bindfs skopeo)
 pkgs=("${demo_pkgs[@]}")
 [ "$mode" = demo ] || pkgs+=("${test_pkgs[@]}")
 for pkg in "${pkgs[@]}"; do

@@ -42,7 +42,9 @@ fn run(args: &[String]) -> Result<()> {
             let keep: BTreeSet<String> = keep.iter().cloned().collect();
             serde_json::to_string(&store::Store::open(Path::new(store))?.prune(&keep)?)?
         }
-        _ => bail!("usage: atoll-image pull STORE REFERENCE | list STORE | prune STORE [KEEP_ID...]"),
+        _ => {
+            bail!("usage: atoll-image pull STORE REFERENCE | list STORE | prune STORE [KEEP_ID...]")
+        }
     };
     println!("{out}");
     Ok(())

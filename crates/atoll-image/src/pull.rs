@@ -19,7 +19,10 @@ pub async fn pull(store: &Store, reference: &str) -> Result<Image> {
     let proxy = ImageProxy::new()
         .await
         .context("start skopeo's image proxy (is skopeo installed?)")?;
-    let img = proxy.open_image(reference).await.map_err(|e| anyhow!("{e}"))?;
+    let img = proxy
+        .open_image(reference)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
     let (_digest, manifest) = proxy
         .fetch_manifest(&img)
         .await
@@ -51,9 +54,7 @@ pub async fn pull(store: &Store, reference: &str) -> Result<Image> {
         if !dir.is_dir() {
             let gzip = match desc.media_type() {
                 MediaType::ImageLayer | MediaType::ImageLayerNonDistributable => Some(false),
-                MediaType::ImageLayerGzip | MediaType::ImageLayerNonDistributableGzip => {
-                    Some(true)
-                }
+                MediaType::ImageLayerGzip | MediaType::ImageLayerNonDistributableGzip => Some(true),
                 // Docker's schema 2 types come converted to OCI's by the proxy; anything
                 // else is sniffed from its first bytes.
                 _ => None,
@@ -151,7 +152,10 @@ async fn stream_into(
             if n == 0 {
                 break;
             }
-            if tx.as_ref().is_some_and(|t| t.send(buf[..n].to_vec()).is_err()) {
+            if tx
+                .as_ref()
+                .is_some_and(|t| t.send(buf[..n].to_vec()).is_err())
+            {
                 tx = None;
             }
         }

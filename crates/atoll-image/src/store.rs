@@ -7,6 +7,7 @@
 //!     <store>/layers/<hex>.size       its unpacked bytes
 //!     <store>/images/<hex>.json       an image (by its config digest): an [`Image`]
 //!     <store>/tmp/                    unpacks in progress; a layer appears by rename(2) only
+//!     <store>/refs/                   atoll's cache: an unchanged archive's image, unread
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
@@ -120,7 +121,8 @@ impl Store {
     pub fn load(&self, id: &str) -> Result<Image> {
         let p = self.root.join("images").join(format!("{id}.json"));
         let data = std::fs::read(&p).with_context(|| format!("read {}", p.display()))?;
-        serde_json::from_slice(&data).with_context(|| format!("{}: not an image record", p.display()))
+        serde_json::from_slice(&data)
+            .with_context(|| format!("{}: not an image record", p.display()))
     }
 
     pub fn images(&self) -> Result<Vec<Image>> {
@@ -153,6 +155,9 @@ impl Store {
             std::fs::remove_file(&p).with_context(|| format!("remove {}", p.display()))?;
             removed.push(img.id);
         }
+        // atoll's cache of which file-based reference is which image (crates/atoll-islands,
+        // image.rs): a cache, dropped whole.
+        remove_tree(&self.root.join("refs"))?;
         let layers = self.root.join("layers");
         for e in std::fs::read_dir(&layers)?.flatten() {
             let p = e.path();

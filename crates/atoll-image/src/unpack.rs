@@ -89,7 +89,13 @@ pub fn unpack(input: impl Read, dir: &Path) -> Result<Unpacked, UnpackError> {
             let dev = fs::makedev(0, 0);
             e.sys(
                 "mknodat a whiteout",
-                fs::mknodat(parent, hidden, FileType::CharacterDevice, Mode::empty(), dev),
+                fs::mknodat(
+                    parent,
+                    hidden,
+                    FileType::CharacterDevice,
+                    Mode::empty(),
+                    dev,
+                ),
             )?;
             continue;
         }
@@ -165,7 +171,13 @@ pub fn unpack(input: impl Read, dir: &Path) -> Result<Unpacked, UnpackError> {
             // No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself (link(2)).
             e.sys(
                 "linkat",
-                fs::linkat(&tdir, tname.as_str(), parent, name.as_str(), AtFlags::empty()),
+                fs::linkat(
+                    &tdir,
+                    tname.as_str(),
+                    parent,
+                    name.as_str(),
+                    AtFlags::empty(),
+                ),
             )?;
         } else if kind == tar::EntryType::Fifo {
             e.sys(
@@ -285,7 +297,8 @@ impl Entry<'_> {
                 let d = self.open_dir(dir, &[name.to_string()])?;
                 let d = fs::openat(&d, ".", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
                     .map_err(|e| self.err("open a directory to replace", e))?;
-                remove_children(d.as_fd()).map_err(|e| self.err("empty a replaced directory", e))?;
+                remove_children(d.as_fd())
+                    .map_err(|e| self.err("empty a replaced directory", e))?;
                 self.sys(
                     "unlinkat AT_REMOVEDIR",
                     fs::unlinkat(dir, name, AtFlags::REMOVEDIR),
@@ -303,7 +316,10 @@ fn remove_children(dir: BorrowedFd<'_>) -> rustix::io::Result<()> {
         let e = e?;
         let n = e.file_name().to_bytes();
         if n != b"." && n != b".." {
-            names.push((e.file_name().to_owned(), e.file_type() == FileType::Directory));
+            names.push((
+                e.file_name().to_owned(),
+                e.file_type() == FileType::Directory,
+            ));
         }
     }
     for (n, is_dir) in names {

@@ -73,7 +73,13 @@ fn read_etc(layers: &[PathBuf], name: &str) -> String {
             continue;
         };
         let rel = Path::new("etc").join(name);
-        if let Ok(fd) = rustix::fs::openat2(&root, &rel, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty(), how) {
+        if let Ok(fd) = rustix::fs::openat2(
+            &root,
+            &rel,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+            how,
+        ) {
             let st = rustix::fs::fstat(&fd).ok();
             if st.is_some_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::RegularFile) {
                 let mut s = String::new();
@@ -82,10 +88,23 @@ fn read_etc(layers: &[PathBuf], name: &str) -> String {
             }
             return String::new(); // a whiteout (a character device) or anything else hides it
         }
-        let etc_opaque = rustix::fs::openat2(&root, "etc", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty(), how)
+        let etc_opaque = rustix::fs::openat2(
+            &root,
+            "etc",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            how,
+        )
+        .ok()
+        .and_then(|fd| {
+            rustix::fs::getxattr(
+                format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)).as_str(),
+                "trusted.overlay.opaque",
+                &mut [0u8; 1],
+            )
             .ok()
-            .and_then(|fd| rustix::fs::getxattr(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)).as_str(), "trusted.overlay.opaque", &mut [0u8; 1]).ok())
-            .is_some();
+        })
+        .is_some();
         if etc_opaque {
             return String::new();
         }

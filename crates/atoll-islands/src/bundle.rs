@@ -47,7 +47,11 @@ pub fn prepare(plan: &Plan, island: &IslandPlan) -> Result<()> {
         Some((spec, pulled)) => {
             let at = crate::image::mount_root(island, spec, pulled)?;
             let root = pathrs::Root::open(&at).map_err(|e| {
-                IslandsError::Other(format!("island {}: open {}: {e}", island.spec.name, at.display()))
+                IslandsError::Other(format!(
+                    "island {}: open {}: {e}",
+                    island.spec.name,
+                    at.display()
+                ))
             })?;
             for d in ["tmp", "proc", "dev", "run"] {
                 crate::image::mount_point(&root, d, false)?;

@@ -114,7 +114,8 @@ pub fn run_helper(atoll: &Path, args: &[&str]) -> std::result::Result<Vec<u8>, S
 pub fn pull_all(file: &File, atoll: &Path) -> Result<File> {
     let mut file = file.clone();
     let store = store_root();
-    let store = store.to_string_lossy();
+    // One pull per reference, however many islands name it.
+    let mut pulled_by_ref: std::collections::BTreeMap<String, Pulled> = Default::default();
     for island in file.islands.iter_mut() {
         let Some(spec) = island.image.as_mut() else {
             continue;
@@ -123,9 +124,25 @@ pub fn pull_all(file: &File, atoll: &Path) -> Result<File> {
             island: island.name.clone(),
             msg: format!("image {:?}: {msg}", spec.reference),
         };
-        let out = run_helper(atoll, &["pull", &store, &spec.reference]).map_err(&fail)?;
-        let pulled: Pulled = serde_json::from_slice(&out)
-            .map_err(|e| fail(format!("the image helper's answer: {e}")))?;
+        let pulled = match pulled_by_ref.get(&spec.reference) {
+            Some(p) => p.clone(),
+            None => {
+                let p = match cached(&store, &spec.reference) {
+                    Some(p) => p,
+                    None => {
+                        let out =
+                            run_helper(atoll, &["pull", &store.to_string_lossy(), &spec.reference])
+                                .map_err(&fail)?;
+                        let p: Pulled = serde_json::from_slice(&out)
+                            .map_err(|e| fail(format!("the image helper's answer: {e}")))?;
+                        remember(&store, &spec.reference, &p);
+                        p
+                    }
+                };
+                pulled_by_ref.insert(spec.reference.clone(), p.clone());
+                p
+            }
+        };
         if !spec.command_set {
             if pulled.command.is_empty() {
                 return Err(fail(
@@ -143,6 +160,95 @@ pub fn pull_all(file: &File, atoll: &Path) -> Result<File> {
         spec.pulled = Some(pulled);
     }
     Ok(file)
+}
+
+/// A reference to a file or directory on this host (an archive, an OCI layout) pulled before
+/// and unchanged since (the same inode, size and mtime) is not read again: starting a second
+/// island from it then costs no skopeo run (docs/images.md, "Cost"). Other transports (podman's
+/// storage, registries: a tag can move) are asked every time.
+#[derive(Serialize, Deserialize)]
+struct Remembered {
+    reference: String,
+    key: String,
+    pulled: Pulled,
+}
+
+fn file_key(reference: &str) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let (transport, rest) = reference.split_once(':')?;
+    let (path, inside) = match transport {
+        "oci-archive" | "docker-archive" => (rest, None),
+        "oci" => (rest, Some("index.json")),
+        "dir" => (rest, Some("manifest.json")),
+        _ => return None,
+    };
+    // PATH[:TAG]: the longest prefix that exists is the path.
+    let mut candidates = vec![path];
+    if let Some((p, _)) = path.rsplit_once(':') {
+        candidates.push(p);
+    }
+    candidates.into_iter().find_map(|p| {
+        let p = Path::new(p);
+        let p = match inside {
+            Some(f) => p.join(f),
+            None => p.to_path_buf(),
+        };
+        let m = std::fs::metadata(&p).ok()?;
+        m.is_file().then(|| {
+            format!(
+                "{}:{}:{}:{}.{}",
+                m.dev(),
+                m.ino(),
+                m.size(),
+                m.mtime(),
+                m.mtime_nsec()
+            )
+        })
+    })
+}
+
+fn remembered_path(store: &Path, reference: &str) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    // Only a file name: the reference itself is kept inside and compared.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    reference.hash(&mut h);
+    store.join("refs").join(format!("{:016x}.json", h.finish()))
+}
+
+fn cached(store: &Path, reference: &str) -> Option<Pulled> {
+    let key = file_key(reference)?;
+    let r: Remembered =
+        serde_json::from_slice(&std::fs::read(remembered_path(store, reference)).ok()?).ok()?;
+    let whole = r.reference == reference
+        && r.key == key
+        && store
+            .join("images")
+            .join(format!("{}.json", r.pulled.id))
+            .is_file()
+        && r.pulled.layers.iter().all(|l| l.is_dir());
+    whole.then_some(r.pulled)
+}
+
+/// Best effort: without it the next `up` asks skopeo again.
+fn remember(store: &Path, reference: &str, pulled: &Pulled) {
+    let Some(key) = file_key(reference) else {
+        return;
+    };
+    let r = Remembered {
+        reference: reference.to_string(),
+        key,
+        pulled: pulled.clone(),
+    };
+    let p = remembered_path(store, reference);
+    let tmp = p.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::create_dir_all(store.join("refs"));
+    if serde_json::to_vec(&r)
+        .ok()
+        .and_then(|data| std::fs::write(&tmp, data).ok())
+        .is_some()
+    {
+        let _ = std::fs::rename(&tmp, &p);
+    }
 }
 
 /// Where an image island's root is mounted, in its bundle dir.
@@ -184,12 +290,13 @@ pub fn mount_root(island: &IslandPlan, spec: &ImageSpec, pulled: &Pulled) -> Res
     .map_err(|e| IslandsError::Other(format!("island {name}: id maps: {e}")))?;
     let proof = atoll_sys::process::SingleThreaded::check()
         .map_err(|e| io(format!("island {name}: count this process's threads"))(e))?;
-    let userns = atoll_runtime::process::init::make_idmap_userns(&proof, &mount).map_err(
-        |source| IslandsError::Runtime {
-            island: name.clone(),
-            source,
-        },
-    )?;
+    let userns =
+        atoll_runtime::process::init::make_idmap_userns(&proof, &mount).map_err(|source| {
+            IslandsError::Runtime {
+                island: name.clone(),
+                source,
+            }
+        })?;
     let layers_dir = island.dir.join("layers");
     let mut lower = Vec::new();
     for (n, layer) in pulled.layers.iter().enumerate() {
@@ -271,11 +378,12 @@ pub fn mount_root(island: &IslandPlan, spec: &ImageSpec, pulled: &Pulled) -> Res
 /// caller must then not remove `dir`, whose layers would be the shared store's.
 pub fn unmount_root(dir: &Path, errs: &mut Vec<String>) -> bool {
     let before = errs.len();
-    let detach = |p: &Path, errs: &mut Vec<String>| {
-        match rustix::mount::unmount(p, rustix::mount::UnmountFlags::DETACH) {
-            Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => {}
-            Err(e) => errs.push(format!("umount {}: {e}", p.display())),
-        }
+    let detach = |p: &Path, errs: &mut Vec<String>| match rustix::mount::unmount(
+        p,
+        rustix::mount::UnmountFlags::DETACH,
+    ) {
+        Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => errs.push(format!("umount {}: {e}", p.display())),
     };
     detach(&dir.join("image-root"), errs);
     if let Ok(rd) = std::fs::read_dir(dir.join("layers")) {
@@ -346,7 +454,11 @@ pub fn stop_gracefully(plan: &crate::plan::Plan) {
             Ok(n) => Signal::try_from(n).ok(),
             Err(_) => {
                 let up = sig.to_ascii_uppercase();
-                let full = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+                let full = if up.starts_with("SIG") {
+                    up
+                } else {
+                    format!("SIG{up}")
+                };
                 full.parse::<Signal>().ok()
             }
         };

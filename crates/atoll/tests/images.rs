@@ -26,7 +26,10 @@ struct Scratch {
 impl Scratch {
     fn new(tag: &str) -> Scratch {
         let n = N.fetch_add(1, Ordering::SeqCst);
-        let dir = PathBuf::from(format!("/tmp/atoll-tests/img-{tag}-{}-{n}", std::process::id()));
+        let dir = PathBuf::from(format!(
+            "/tmp/atoll-tests/img-{tag}-{}-{n}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Scratch {
@@ -60,19 +63,33 @@ impl Scratch {
     fn podman_image(&mut self, cmd: &str, extra: &[&str]) -> [String; 3] {
         let rootfs = self.dir.join("rootfs");
         let tar = self.dir.join("rootfs.tar");
-        common::busybox_image(&rootfs, &tar, &["sh", "echo", "cat", "id", "sleep", "test", "stat", "ls"], &[]);
+        common::busybox_image(
+            &rootfs,
+            &tar,
+            &["sh", "echo", "cat", "id", "sleep", "test", "stat", "ls"],
+            &[],
+        );
         let name = format!(
             "localhost/atoll-img-{}-{}:t",
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
         );
-        let mut args = vec!["import".to_string(), "-q".into(), "--change".into(), format!("CMD {cmd}")];
+        let mut args = vec![
+            "import".to_string(),
+            "-q".into(),
+            "--change".into(),
+            format!("CMD {cmd}"),
+        ];
         for e in extra {
             args.extend(["--change".to_string(), e.to_string()]);
         }
         args.extend([tar.to_string_lossy().into_owned(), name.clone()]);
         let out = Command::new("podman").args(&args).output().unwrap();
-        assert!(out.status.success(), "podman import: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "podman import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         self.podman_images.push(name.clone());
         let oci = self.dir.join("img.oci.tar");
         let docker = self.dir.join("img.docker.tar");
@@ -83,7 +100,11 @@ impl Scratch {
                 .arg(&name)
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "podman save {fmt}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "podman save {fmt}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         [
             format!("oci-archive:{}", oci.display()),
@@ -188,8 +209,10 @@ fn oci_layout(dir: &Path, layers: Vec<Vec<u8>>, config: Value, tag: &str) -> Str
         descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": size}));
         diff_ids.push(d);
     }
-    let cfg = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "config": config,
-        "rootfs": {"type": "layers", "diff_ids": diff_ids}}))
+    let cfg = serde_json::to_vec(
+        &json!({"architecture": "amd64", "os": "linux", "config": config,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}}),
+    )
     .unwrap();
     let (cd, cs) = put(&cfg);
     let manifest = serde_json::to_vec(&json!({"schemaVersion": 2,
@@ -233,7 +256,7 @@ fn an_image_island_runs_its_cmd_from_each_transport_and_keeps_what_it_wrote() {
     }
     let mut s = Scratch::new("cmd");
     let refs = s.podman_image(
-        r#"["/bin/sh", "-c", "id -u > /data/who; echo ran > /data/out; test -e /etc/kept && cat /etc/kept > /data/kept; echo kept > /etc/kept; exec sleep 1000"]"#,
+        r#"["/bin/sh", "-c", "id -u > /data/who; test -e /etc/kept && cat /etc/kept > /data/kept; echo kept > /etc/kept; echo ran > /data/out; exec sleep 1000"]"#,
         &["EXPOSE 8080", "ENV GREETING=from-image", "WORKDIR /bin"],
     );
     let body: String = ["oa", "da", "cs"]
@@ -244,11 +267,22 @@ fn an_image_island_runs_its_cmd_from_each_transport_and_keeps_what_it_wrote() {
     let p = Project::new("img", &body);
     s.started(&p);
     for n in ["oa", "da", "cs"] {
-        assert_eq!(wait_for(&data(&p, n).join("out")), "ran\n", "island {n} ran its image's Cmd");
+        assert_eq!(
+            wait_for(&data(&p, n).join("out")),
+            "ran\n",
+            "island {n} ran its image's Cmd"
+        );
         // No User in the config: the image's root, which is the island's own root.
         assert_eq!(wait_for(&data(&p, n).join("who")), "0\n", "island {n}");
     }
-    let (c, out) = p.exec("oa", &["/bin/sh", "-c", "echo $GREETING; pwd; stat -c %u /bin/busybox"]);
+    let (c, out) = p.exec(
+        "oa",
+        &[
+            "/bin/sh",
+            "-c",
+            "echo $GREETING; pwd; stat -c %u /bin/busybox",
+        ],
+    );
     assert_eq!(c, 0, "{out}");
     assert_eq!(
         out, "from-image\n/bin\n0\n",
@@ -256,17 +290,32 @@ fn an_image_island_runs_its_cmd_from_each_transport_and_keeps_what_it_wrote() {
     );
     let (_, st, _) = s.atoll(&["status", "--json", &p.name]);
     let st: Value = serde_json::from_str(&st).unwrap();
-    assert_eq!(st[0]["islands"][0]["image"]["exposed_ports"], json!(["8080/tcp"]), "{st}");
+    assert_eq!(
+        st[0]["islands"][0]["image"]["exposed_ports"],
+        json!(["8080/tcp"]),
+        "{st}"
+    );
     let (c, list, e) = s.atoll(&["images", "--json"]);
     assert_eq!(c, 0, "{e}");
     let list: Value = serde_json::from_str(&list).unwrap();
     let all: Vec<&Value> = list.as_array().unwrap().iter().collect();
     assert!(
-        all.iter().all(|i| !i["islands"].as_array().unwrap().is_empty()),
+        all.iter()
+            .all(|i| !i["islands"].as_array().unwrap().is_empty()),
         "every image is used by an island: {list}"
     );
-    // What the island wrote outside its data dir is kept across down and up (its upper dir).
+    // What the island wrote outside its data dir is kept across down and up (its upper dir),
+    // and `backup` copies it beside the data.
     assert!(!data(&p, "oa").join("kept").exists());
+    let dest = s.dir.join("backup-oa");
+    let (c, o, e) = s.atoll(&["backup", &format!("{}/oa", p.name), dest.to_str().unwrap()]);
+    assert_eq!(c, 0, "{o}{e}");
+    assert_eq!(std::fs::read_to_string(dest.join("out")).unwrap(), "ran\n");
+    assert_eq!(
+        std::fs::read_to_string(s.dir.join("backup-oa.root/etc/kept")).unwrap(),
+        "kept\n",
+        "{o}"
+    );
     let (c, o, e) = s.atoll(&["down", &p.name]);
     assert_eq!(c, 0, "{o}{e}");
     for n in ["oa", "da", "cs"] {
@@ -274,7 +323,11 @@ fn an_image_island_runs_its_cmd_from_each_transport_and_keeps_what_it_wrote() {
     }
     s.started(&p);
     assert_eq!(wait_for(&data(&p, "oa").join("out")), "ran\n");
-    assert_eq!(wait_for(&data(&p, "oa").join("kept")), "kept\n", "/etc/kept survived down/up");
+    assert_eq!(
+        wait_for(&data(&p, "oa").join("kept")),
+        "kept\n",
+        "/etc/kept survived down/up"
+    );
 }
 
 #[test]
@@ -300,14 +353,20 @@ fn a_whiteout_hides_a_file_and_an_opaque_dir_hides_a_lower_dir() {
         json!({"Cmd": ["/bin/sh", "-c", "exec /bin/busybox sleep 1000"]}),
         "wh",
     );
-    let p = Project::new("img", &format!("[[island]]\nname = \"w\"\nimage = \"{r}\"\n"));
+    let p = Project::new(
+        "img",
+        &format!("[[island]]\nname = \"w\"\nimage = \"{r}\"\n"),
+    );
     s.started(&p);
     let (c, out) = p.exec(
         "w",
         &["/bin/sh", "-c", "cd /etc; for f in gone kept; do /bin/busybox test -e $f && echo $f; done; /bin/busybox ls /opq"],
     );
     assert_eq!(c, 0, "{out}");
-    assert_eq!(out, "kept\nb\n", "etc/gone and opq/a are hidden by the upper layer");
+    assert_eq!(
+        out, "kept\nb\n",
+        "etc/gone and opq/a are hidden by the upper layer"
+    );
 }
 
 #[test]
@@ -351,7 +410,10 @@ fn two_islands_from_one_image_share_its_unpacked_layers() {
     assert_eq!((c, out.as_str()), (0, "removed 0 image(s)\n"), "{e}");
     let (c, o, e) = s.atoll(&["down", &p.name]);
     assert_eq!(c, 0, "{o}{e}");
-    assert!(layers[0].join("bin/busybox").exists(), "down leaves the store alone");
+    assert!(
+        layers[0].join("bin/busybox").exists(),
+        "down leaves the store alone"
+    );
     let (c, out, e) = s.atoll(&["images", "prune"]);
     assert_eq!(c, 0, "{e}");
     assert!(out.starts_with("removed 1 image(s)"), "{out}");
@@ -369,7 +431,13 @@ fn hostile_layers_are_refused_without_writing_outside_the_store() {
     let depth = s.store.join("layers/tmp").components().count();
     let up = "../".repeat(depth);
     let cases = [
-        ("dotdot", Tar::default().file(&format!("{up}{}/dotdot", &outside.to_str().unwrap()[1..]), b"x")),
+        (
+            "dotdot",
+            Tar::default().file(
+                &format!("{up}{}/dotdot", &outside.to_str().unwrap()[1..]),
+                b"x",
+            ),
+        ),
         ("dotdot2", Tar::default().file("a/../../escaped", b"x")),
         (
             "symlink",
@@ -385,16 +453,28 @@ fn hostile_layers_are_refused_without_writing_outside_the_store() {
             json!({"Cmd": ["/bin/sh"]}),
             name,
         );
-        let p = Project::new("img", &format!("[[island]]\nname = \"e\"\nimage = \"{r}\"\n"));
+        let p = Project::new(
+            "img",
+            &format!("[[island]]\nname = \"e\"\nimage = \"{r}\"\n"),
+        );
         let (c, o, e) = s.up(&p);
         assert_ne!(c, 0, "{name}: {o}");
-        assert!(e.contains("island e") && e.contains(&r), "{name}: names the island and reference: {e}");
+        assert!(
+            e.contains("island e") && e.contains(&r),
+            "{name}: names the island and reference: {e}"
+        );
         assert!(e.contains("refused"), "{name}: {e}");
-        assert!(!common::project::state_dir(&p.name).exists(), "{name}: nothing of the project left");
+        assert!(
+            !common::project::state_dir(&p.name).exists(),
+            "{name}: nothing of the project left"
+        );
         let left: Vec<_> = std::fs::read_dir(&outside).unwrap().flatten().collect();
         assert!(left.is_empty(), "{name}: wrote outside: {left:?}");
         assert!(!s.dir.join("escaped").exists() && !s.store.join("escaped").exists());
-        let layers: Vec<_> = std::fs::read_dir(s.store.join("layers")).unwrap().flatten().collect();
+        let layers: Vec<_> = std::fs::read_dir(s.store.join("layers"))
+            .unwrap()
+            .flatten()
+            .collect();
         assert!(layers.is_empty(), "{name}: no layer half-made: {layers:?}");
     }
 }
@@ -412,15 +492,30 @@ fn bad_references_name_the_island_and_the_reference() {
         (format!("oci-archive:{}", missing.display()), "no such file"),
         (format!("oci-archive:{}", corrupt.display()), ""),
         (format!("docker-archive:{}", corrupt.display()), ""),
-        ("containers-storage:localhost/atoll-img-none:nothere".to_string(), ""),
-        ("nosuchtransport:foo".to_string(), "unknown transport \"nosuchtransport\""),
+        (
+            "containers-storage:localhost/atoll-img-none:nothere".to_string(),
+            "",
+        ),
+        (
+            "nosuchtransport:foo".to_string(),
+            "unknown transport \"nosuchtransport\"",
+        ),
     ] {
-        let p = Project::new("img", &format!("[[island]]\nname = \"bad\"\nimage = \"{r}\"\n"));
+        let p = Project::new(
+            "img",
+            &format!("[[island]]\nname = \"bad\"\nimage = \"{r}\"\n"),
+        );
         let (c, o, e) = s.up(&p);
         assert_ne!(c, 0, "{r}: {o}");
-        assert!(e.contains("bad") && e.contains(&r), "{r}: names the island and the reference: {e}");
+        assert!(
+            e.contains("bad") && e.contains(&r),
+            "{r}: names the island and the reference: {e}"
+        );
         assert!(e.to_lowercase().contains(says), "{r}: {e}");
-        assert!(!common::project::state_dir(&p.name).exists(), "{r}: nothing of the project left");
+        assert!(
+            !common::project::state_dir(&p.name).exists(),
+            "{r}: nothing of the project left"
+        );
     }
 }
 
@@ -432,7 +527,10 @@ fn the_config_user_is_resolved_in_the_image_and_down_stops_with_its_stop_signal(
     let s = Scratch::new("stop");
     let layer = Tar::default()
         .busybox()
-        .file("etc/passwd", b"root:x:0:0::/root:/bin/sh\nsvc:x:4321:4322::/:/bin/sh\n")
+        .file(
+            "etc/passwd",
+            b"root:x:0:0::/root:/bin/sh\nsvc:x:4321:4322::/:/bin/sh\n",
+        )
         .file("etc/group", b"root:x:0:\nsvcgrp:x:4322:\n")
         .done();
     let cmd = "trap '/bin/busybox echo stopped > /data/stop; exit 0' USR1; \
@@ -445,9 +543,16 @@ fn the_config_user_is_resolved_in_the_image_and_down_stops_with_its_stop_signal(
         json!({"Cmd": ["/bin/sh", "-c", cmd], "User": "svc", "StopSignal": "SIGUSR1"}),
         "stop",
     );
-    let p = Project::new("img", &format!("[[island]]\nname = \"s\"\nimage = \"{r}\"\n"));
+    let p = Project::new(
+        "img",
+        &format!("[[island]]\nname = \"s\"\nimage = \"{r}\"\n"),
+    );
     s.started(&p);
-    assert_eq!(wait_for(&data(&p, "s").join("who")), "4321\n4322\n", "User svc from the image's /etc/passwd");
+    assert_eq!(
+        wait_for(&data(&p, "s").join("who")),
+        "4321\n4322\n",
+        "User svc from the image's /etc/passwd"
+    );
     let (c, o, e) = s.atoll(&["down", &p.name]);
     assert_eq!(c, 0, "{o}{e}");
     assert_eq!(

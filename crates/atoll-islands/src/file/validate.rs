@@ -156,7 +156,9 @@ fn island(
                 return Err(cx.err(
                     span,
                     f("command"),
-                    format!("{prog:?} must be an absolute path (islands have no shell to search PATH)"),
+                    format!(
+                        "{prog:?} must be an absolute path (islands have no shell to search PATH)"
+                    ),
                 ));
             }
             if !Path::new(prog).exists() {
