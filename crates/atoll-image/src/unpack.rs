@@ -394,6 +394,9 @@ mod tests {
             h.set_entry_type(*kind);
             h.set_mode(0o755);
             h.set_size(0);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
             // set_path refuses '..'; a hostile tar is written raw.
             let name = h.as_old_mut().name.as_mut();
             name[..path.len()].copy_from_slice(path.as_bytes());

@@ -70,3 +70,43 @@ pub(super) fn read(
         pulled: None,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn parse(island: &str) -> Result<crate::file::File, String> {
+        crate::file::parse(
+            Path::new("t.toml"),
+            &format!("name = \"p\"\n[[island]]\nname = \"a\"\n{island}"),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_image_makes_command_optional_and_its_transport_is_checked() {
+        let f = parse("image = \"oci-archive:/x.tar\"\n").unwrap();
+        let spec = f.islands[0].image.as_ref().unwrap();
+        assert_eq!(spec.root, crate::image::ImageRoot::Overlay);
+        assert!(!spec.command_set && !spec.user_set && !spec.cwd_set);
+        // A command in an image is a path in the image, not on this host.
+        let f = parse("image = \"oci:/l:t\"\ncommand = [\"/no/such/host/file\"]\nimage_root = \"read-only\"\n").unwrap();
+        assert_eq!(
+            f.islands[0].image.as_ref().unwrap().root,
+            crate::image::ImageRoot::ReadOnly
+        );
+        let e = parse("image = \"ftp:/x\"\n").unwrap_err();
+        assert!(
+            e.contains("t.toml:4:9: island[0] (a).image")
+                && e.contains("unknown transport \"ftp\""),
+            "{e}"
+        );
+        let e = parse("command = [\"/bin/sh\"]\nimage_root = \"overlay\"\n").unwrap_err();
+        assert!(
+            e.contains("image_root") && e.contains("set `image` too"),
+            "{e}"
+        );
+        let e = parse("image = \"oci:/l\"\nimage_root = \"rw\"\n").unwrap_err();
+        assert!(e.contains("not an image root"), "{e}");
+    }
+}
