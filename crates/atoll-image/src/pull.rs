@@ -65,9 +65,14 @@ pub async fn pull(store: &Store, reference: &str) -> Result<Image> {
                 .map_err(|e| anyhow!("layer {n} ({}): {e}", desc.digest()))?;
             let tmp = store.tmp_dir(&hex);
             std::fs::create_dir(&tmp).with_context(|| format!("mkdir {}", tmp.display()))?;
-            let unpacked = stream_into(reader, driver, gzip, &hex, tmp.clone())
-                .await
-                .with_context(|| format!("layer {n} ({})", desc.digest()))?;
+            let unpacked = match stream_into(reader, driver, gzip, &hex, tmp.clone()).await {
+                Ok(b) => b,
+                Err(e) => {
+                    // Nothing half-made stays (Store::open empties tmp/ too, after a crash).
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    return Err(e.context(format!("layer {n} ({})", desc.digest())));
+                }
+            };
             store.commit_layer(&tmp, &hex, unpacked)?;
         }
         size += store.layer_size(&hex);

@@ -127,8 +127,30 @@ fn can_run() -> bool {
     let missing = ["podman", "skopeo"]
         .iter()
         .find(|t| Command::new(t).arg("--version").output().is_err())
-        .map(|t| format!("{t} is not installed (scripts/setup.sh installs it)"));
+        .map(|t| format!("{t} is not installed (scripts/setup.sh installs it)"))
+        .or_else(helper_missing);
     common::can_run_also(missing)
+}
+
+/// atoll up runs atoll-image from atoll's own dir: a package of its own, which `cargo test -p
+/// atoll` does not build (`cargo test --workspace` does). Missing or older than its sources,
+/// it would test something else.
+fn helper_missing() -> Option<String> {
+    let helper = Path::new(ATOLL).with_file_name("atoll-image");
+    let built = std::fs::metadata(&helper).and_then(|m| m.modified()).ok();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../atoll-image/src");
+    let newest = std::fs::read_dir(&src)
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .max()?;
+    match built {
+        Some(b) if b >= newest => None,
+        _ => Some(format!(
+            "{} is missing or older than its sources: cargo build -p atoll-image",
+            helper.display()
+        )),
+    }
 }
 
 /// A tar built entry by entry (ustar headers written here: the hostile entries are ones no
