@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the atoll binary as shipped: release, statically linked (glibc and libseccomp), hot
-# functions first (crates/atoll/link/cc-ordered). Prints its path; target/atoll links to it.
+# functions first (crates/atoll/link/cc-ordered), and its image helper atoll-image beside it.
+# Prints atoll's path; target/atoll links to it (and target/atoll-image to the helper).
 #
 #   scripts/build.sh            # -> target/atoll
 #   scripts/build.sh -q         # quiet cargo
@@ -25,6 +26,11 @@ env "${target_var}_RUSTFLAGS=-C target-feature=+crt-static" \
     "${target_var}_LINKER=$PWD/crates/atoll/link/cc-ordered" \
     LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="$libdir" \
     cargo build --release -p atoll --bin atoll --target "$host" "$@" >&2
+# The image helper `atoll up` runs for islands with an `image` (docs/images.md), built next to
+# atoll by a cargo run of its own: its dependencies' features (tokio, oci-spec's image types)
+# never unify into the atoll binary's.
+env "${target_var}_RUSTFLAGS=-C target-feature=+crt-static" \
+    cargo build --release -p atoll-image --bin atoll-image --target "$host" "$@" >&2
 out=${CARGO_TARGET_DIR:-target}/$host/release/atoll
 # how much of crates/atoll/link/hot-functions.txt still names real functions (stale: run
 # scripts/order-functions.sh)
@@ -32,6 +38,7 @@ stats=$(ls -t "${CARGO_TARGET_DIR:-target}/$host/release/deps/"atoll-*.order.sta
 [ -n "$stats" ] && echo "build.sh: hot-function layout: $(cat "$stats")" >&2
 if [ -z "${CARGO_TARGET_DIR:-}" ]; then
     ln -sfn "$host/release/atoll" target/atoll
+    ln -sfn "$host/release/atoll-image" target/atoll-image
     out=target/atoll
 fi
 realpath -s "$out"

@@ -12,9 +12,10 @@ demo_pkgs=(libseccomp-dev libc6-dev pkg-config busybox-static iproute2 nftables 
 # and chromium (crates/atoll/tests/graph.rs draws the SVG headless and measures it); bindfs (a FUSE
 # filesystem that takes no idmapped mount: the share refusal in crates/atoll/tests/shares.rs);
 # nginx-light and postgresql (15 on Debian 12): services from the host's /usr as islands
-# (crates/atoll/tests/services.rs).
+# (crates/atoll/tests/services.rs); skopeo (atoll-image pulls islands' `image`s through its
+# proxy: crates/atoll/tests/images.rs).
 test_pkgs=(runc crun bubblewrap procps time podman conmon containerd python3-grpcio man-db binutils
-           chromium graphviz bindfs nginx-light postgresql)
+           chromium graphviz bindfs nginx-light postgresql skopeo)
 pkgs=("${demo_pkgs[@]}")
 [ "$mode" = demo ] || pkgs+=("${test_pkgs[@]}")
 for pkg in "${pkgs[@]}"; do

@@ -71,6 +71,15 @@ pub(crate) fn lock_state(root: &Path) -> Result<StateLock> {
 
 /// Create everything the file describes; on failure remove what was made and return the error.
 pub fn up(file: &File, opts: &UpOpts) -> Result<Plan> {
+    // Images first, outside the state lock (a pull may take a while): the plan records what
+    // each image gave (its layers, and the defaults it set in the island).
+    let pulled;
+    let file = if file.islands.iter().any(|i| i.image.is_some()) && !opts.net_only {
+        pulled = crate::image::pull_all(file, &opts.atoll)?;
+        &pulled
+    } else {
+        file
+    };
     let plan = {
         let _lock = lock_state(&opts.state_root)?;
         ensure_tmpfs(&opts.state_root)?;
@@ -353,6 +362,7 @@ pub fn down(state_root: &Path, runtime_root: &Path, name: &str) -> Result<bool> 
 
 /// Remove everything `plan` made. Keeps going past errors and reports them all.
 pub fn teardown(plan: &Plan) -> Result<()> {
+    crate::image::stop_gracefully(plan);
     let removed = remove_project(
         &plan.state_dir,
         &plan.runtime_root,
@@ -411,7 +421,15 @@ fn remove_project(dir: &Path, runtime_root: &Path, name: &str, group: Option<u32
     }
     kill_orphan_cgroups(name, &mut errs);
     remove_cgroup_parents(name, &mut errs);
-    if dir.exists() {
+    // Image roots and their layer mounts go first: removing the state dir with a layer still
+    // mounted under it would delete the shared store's files through it.
+    let mut mounted = false;
+    if let Ok(rd) = std::fs::read_dir(dir.join("islands")) {
+        for e in rd.flatten() {
+            mounted |= !crate::image::unmount_root(&e.path(), &mut errs);
+        }
+    }
+    if dir.exists() && !mounted {
         unmount_below(dir);
         if let Err(e) = std::fs::remove_dir_all(dir) {
             errs.push(format!("remove {}: {e}", dir.display()));

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::error::{io, Result};
+use crate::error::{io, IslandsError, Result};
 use crate::plan::{IslandPlan, Plan, UID_RANGE};
 
 /// Top-level host dirs an island sees. On merged-/usr hosts they are symlinks into /usr and are
@@ -29,14 +29,80 @@ const ETC_COPY: &[&str] = &[
 /// Directories of the host's /etc bound read-only (only symlinks and loader paths; copying
 /// /etc/alternatives per island cost ~800 file creations each).
 const ETC_BIND_DIRS: &[&str] = &["ld.so.conf.d", "alternatives"];
+/// What atoll writes of an image island's /etc, each bound read-only over the image's own
+/// (whose passwd, group and the rest are the image's).
+const IMAGE_ETC: &[&str] = &["hosts", "hostname", "resolv.conf"];
 
 /// Write the island's bundle dir (idempotent: `up` after a crash rewrites it).
 pub fn prepare(plan: &Plan, island: &IslandPlan) -> Result<()> {
-    let rootfs = island.dir.join("rootfs");
-    for d in ["usr", "etc", "tmp", "proc", "dev", "run", "var"] {
-        mkdir(&rootfs.join(d))?;
-    }
+    let image = island
+        .spec
+        .image
+        .as_ref()
+        .and_then(|s| s.pulled.as_ref().map(|p| (s, p)));
     let mut extra = Vec::new();
+    // Mount points are made here, as host root: the island's init, root only in its own user
+    // namespace, cannot create them in a rootfs the host owns.
+    let points = match image {
+        Some((spec, pulled)) => {
+            let at = crate::image::mount_root(island, spec, pulled)?;
+            let root = pathrs::Root::open(&at).map_err(|e| {
+                IslandsError::Other(format!(
+                    "island {}: open {}: {e}",
+                    island.spec.name,
+                    at.display()
+                ))
+            })?;
+            for d in ["tmp", "proc", "dev", "run"] {
+                crate::image::mount_point(&root, d, false)?;
+            }
+            for f in IMAGE_ETC {
+                crate::image::mount_point(&root, &format!("/etc/{f}"), true)?;
+            }
+            MountPoints::Image(root)
+        }
+        None => {
+            let rootfs = island.dir.join("rootfs");
+            for d in ["usr", "etc", "tmp", "proc", "dev", "run", "var"] {
+                mkdir(&rootfs.join(d))?;
+            }
+            host_top(&rootfs, &mut extra)?;
+            MountPoints::Host(island.dir.clone())
+        }
+    };
+    points.dir(&island.spec.data)?;
+    for (host, at) in &island.spec.binds {
+        points.point(at, host.is_dir())?;
+    }
+    for at in island.spec.tmpfs.iter().chain(&island.spec.writable) {
+        points.dir(at)?;
+    }
+    let n = plan
+        .islands
+        .iter()
+        .position(|i| i.spec.name == island.spec.name);
+    let shares = n.map(|n| crate::share::mounts(plan, n)).unwrap_or_default();
+    for m in &shares {
+        points.dir(m["destination"].as_str().unwrap_or_default())?;
+    }
+    write_etc(plan, island)?;
+    write_data_dir(island)?;
+    crate::state_dirs::make(island)?;
+    crate::devices::make_nodes(island)?;
+    let mut config = config(island, &extra);
+    crate::devices::apply_to_config(island, &mut config);
+    if let Some(list) = config["mounts"].as_array_mut() {
+        // Last: the runtime's parent makes an idmapped mount, after the init's own ones.
+        list.extend(shares);
+    }
+    config["linux"]["seccomp"] = crate::seccomp::profile(plan, island)?;
+    let path = island.dir.join("config.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("json"))
+        .map_err(io(format!("write {}", path.display())))
+}
+
+/// The host's top-level dirs: symlinks copied, directories bound read-only (in `extra`).
+fn host_top(rootfs: &Path, extra: &mut Vec<Value>) -> Result<()> {
     for top in HOST_TOP {
         let host = Path::new("/").join(top);
         match std::fs::symlink_metadata(&host) {
@@ -55,55 +121,49 @@ pub fn prepare(plan: &Plan, island: &IslandPlan) -> Result<()> {
             _ => {}
         }
     }
-    // Mount points are made here, as host root: the island's init, root only in its own user
-    // namespace, cannot create them in a rootfs the host owns.
-    mkdir(&rootfs.join(island.spec.data.trim_start_matches('/')))?;
-    for (host, at) in &island.spec.binds {
-        let target = mount_point(island, at);
-        if host.is_dir() {
-            mkdir(&target)?;
-        } else if std::fs::symlink_metadata(&target).is_err() {
-            if let Some(parent) = target.parent() {
-                mkdir(parent)?;
+    Ok(())
+}
+
+/// Where an island's mount points are made: the skeleton atoll wrote in the island's dir
+/// (plain paths, see `mount_point`), or a mounted image root whose upper dir the tenant wrote
+/// (through pathrs, crate::image).
+enum MountPoints {
+    Host(PathBuf),
+    Image(pathrs::Root),
+}
+
+impl MountPoints {
+    fn dir(&self, at: &str) -> Result<()> {
+        self.point(at, true)
+    }
+
+    fn point(&self, at: &str, dir: bool) -> Result<()> {
+        match self {
+            MountPoints::Image(root) => crate::image::mount_point(root, at, !dir),
+            MountPoints::Host(dir) => {
+                let target = mount_point(dir, at);
+                if dir {
+                    mkdir(&target)
+                } else if std::fs::symlink_metadata(&target).is_err() {
+                    if let Some(parent) = target.parent() {
+                        mkdir(parent)?;
+                    }
+                    std::fs::write(&target, b"").map_err(io(format!("create {}", target.display())))
+                } else {
+                    Ok(())
+                }
             }
-            std::fs::write(&target, b"").map_err(io(format!("create {}", target.display())))?;
         }
     }
-    for at in island.spec.tmpfs.iter().chain(&island.spec.writable) {
-        mkdir(&mount_point(island, at))?;
-    }
-    let n = plan
-        .islands
-        .iter()
-        .position(|i| i.spec.name == island.spec.name);
-    let shares = n.map(|n| crate::share::mounts(plan, n)).unwrap_or_default();
-    for m in &shares {
-        let at = m["destination"].as_str().unwrap_or_default();
-        mkdir(&rootfs.join(at.trim_start_matches('/')))?;
-    }
-    write_etc(plan, island)?;
-    write_data_dir(island)?;
-    crate::state_dirs::make(island)?;
-    crate::devices::make_nodes(island)?;
-    let mut config = config(island, &extra);
-    crate::devices::apply_to_config(island, &mut config);
-    if let Some(list) = config["mounts"].as_array_mut() {
-        // Last: the runtime's parent makes an idmapped mount, after the init's own ones.
-        list.extend(shares);
-    }
-    config["linux"]["seccomp"] = crate::seccomp::profile(plan, island)?;
-    let path = island.dir.join("config.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("json"))
-        .map_err(io(format!("write {}", path.display())))
 }
 
 /// Where the mount point for `at` is made on the host: in the island's generated /etc for a
 /// path below /etc (that dir is bound over the rootfs's /etc), else in the rootfs skeleton.
-fn mount_point(island: &IslandPlan, at: &str) -> PathBuf {
+fn mount_point(island_dir: &Path, at: &str) -> PathBuf {
     let rel = at.trim_start_matches('/');
     match rel.strip_prefix("etc/") {
-        Some(below) => island.dir.join("etc").join(below),
-        None => island.dir.join("rootfs").join(rel),
+        Some(below) => island_dir.join("etc").join(below),
+        None => island_dir.join("rootfs").join(rel),
     }
 }
 
@@ -238,11 +298,17 @@ fn capabilities(island: &IslandPlan) -> Value {
 }
 
 pub fn config(island: &IslandPlan, extra_mounts: &[Value]) -> Value {
-    let mut env = vec![
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
-        format!("HOME={}", island.spec.data),
-        format!("ATOLL_ISLAND={}", island.spec.name),
-    ];
+    let image = island.spec.image.as_ref();
+    let pulled = image.and_then(|i| i.pulled.as_ref());
+    let mut env: Vec<String> = pulled.map(|p| p.env.clone()).unwrap_or_default();
+    let has = |env: &[String], k: &str| env.iter().any(|e| e.starts_with(&format!("{k}=")));
+    if !has(&env, "PATH") {
+        env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    if !has(&env, "HOME") {
+        env.push(format!("HOME={}", island.spec.data));
+    }
+    env.push(format!("ATOLL_ISLAND={}", island.spec.name));
     for (k, v) in &island.spec.env {
         env.retain(|e| !e.starts_with(&format!("{k}=")));
         env.push(format!("{k}={v}"));
@@ -262,20 +328,36 @@ pub fn config(island: &IslandPlan, extra_mounts: &[Value]) -> Value {
                "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]}),
         json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs",
                "options": ["nosuid", "nodev", "mode=755", "size=8192k"]}),
-        json!({"destination": "/var", "type": "tmpfs", "source": "tmpfs",
-               "options": ["nosuid", "nodev", "mode=755", "size=65536k"]}),
-        ro_bind(Path::new("/usr"), "/usr"),
-        json!({"destination": "/etc", "type": "bind", "source": island.dir.join("etc"),
-               "options": ["bind", "ro", "nosuid", "nodev", "noexec"]}),
+    ];
+    let root = if image.is_some() {
+        // The image's own /usr, /etc and /var; atoll's names and hostname over its /etc.
+        for f in IMAGE_ETC {
+            mounts.push(json!({"destination": format!("/etc/{f}"), "type": "bind",
+                "source": island.dir.join("etc").join(f),
+                "options": ["bind", "ro", "nosuid", "nodev", "noexec"]}));
+        }
+        let ro = image.is_some_and(|i| i.root == crate::image::ImageRoot::ReadOnly);
+        json!({"path": "image-root", "readonly": ro})
+    } else {
+        mounts.extend([
+            json!({"destination": "/var", "type": "tmpfs", "source": "tmpfs",
+                   "options": ["nosuid", "nodev", "mode=755", "size=65536k"]}),
+            ro_bind(Path::new("/usr"), "/usr"),
+            json!({"destination": "/etc", "type": "bind", "source": island.dir.join("etc"),
+                   "options": ["bind", "ro", "nosuid", "nodev", "noexec"]}),
+        ]);
+        for d in ETC_BIND_DIRS {
+            let host = Path::new("/etc").join(d);
+            if host.is_dir() {
+                mounts.push(ro_bind(&host, &format!("/etc/{d}")));
+            }
+        }
+        json!({"path": "rootfs", "readonly": true})
+    };
+    mounts.push(
         json!({"destination": island.spec.data, "type": "bind", "source": island.data_dir,
                "options": ["bind", "rw", "nosuid", "nodev"]}),
-    ];
-    for d in ETC_BIND_DIRS {
-        let host = Path::new("/etc").join(d);
-        if host.is_dir() {
-            mounts.push(ro_bind(&host, &format!("/etc/{d}")));
-        }
-    }
+    );
     mounts.extend(extra_mounts.iter().cloned());
     for (host, at) in &island.spec.binds {
         mounts.push(ro_bind(host, at));
@@ -304,7 +386,7 @@ pub fn config(island: &IslandPlan, extra_mounts: &[Value]) -> Value {
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 4096, "soft": 1024}],
             "noNewPrivileges": true
         },
-        "root": {"path": "rootfs", "readonly": true},
+        "root": root,
         "hostname": island.spec.hostname,
         "mounts": mounts,
         "annotations": {"org.atoll.island": island.spec.name},
@@ -368,7 +450,7 @@ mod tests {
         );
         assert_eq!(at("/etc/nginx")["options"][1], "ro");
         assert_eq!(
-            mount_point(&plan.islands[0], "/etc/nginx"),
+            mount_point(&plan.islands[0].dir, "/etc/nginx"),
             plan.islands[0].dir.join("etc/nginx")
         );
     }

@@ -14,6 +14,7 @@ pub mod file;
 pub mod fsclass;
 pub mod graph;
 pub mod guard;
+pub mod image;
 pub mod migrate;
 pub mod net;
 pub mod plan;

@@ -46,6 +46,17 @@ pub struct IslandStatus {
     /// Device grants, and what cgroups cannot do for a GPU among them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub devices: Option<crate::devices::DeviceStatus>,
+    /// The island's image, and the ports its config exposes: shown, never allowed by
+    /// themselves (a flow still needs its `[[allow]]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImageStatus {
+    pub reference: String,
+    pub id: String,
+    pub exposed_ports: Vec<String>,
 }
 
 /// The limits an island runs under, as `up` wrote them to its cgroup; null (JSON) or "max"
@@ -147,6 +158,15 @@ fn status_of(plan: &Plan, counters: bool) -> Status {
                     Identity::Passthrough => "passthrough".into(),
                 },
                 devices: crate::devices::DeviceStatus::of(&i.spec),
+                image: i.spec.image.as_ref().map(|m| ImageStatus {
+                    reference: m.reference.clone(),
+                    id: m.pulled.as_ref().map(|p| p.id.clone()).unwrap_or_default(),
+                    exposed_ports: m
+                        .pulled
+                        .as_ref()
+                        .map(|p| p.exposed_ports.clone())
+                        .unwrap_or_default(),
+                }),
             }
         })
         .collect();
@@ -272,6 +292,19 @@ impl std::fmt::Display for Status {
                 s.owner,
                 s.mounts.join(", ")
             )?;
+        }
+        for i in &self.islands {
+            if let Some(m) = &i.image {
+                let ports = if m.exposed_ports.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", exposes {} (not allowed unless an [[allow]] says so)",
+                        m.exposed_ports.join(" ")
+                    )
+                };
+                writeln!(f, "  image of {}: {}{ports}", i.name, m.reference)?;
+            }
         }
         for i in &self.islands {
             if let Some(d) = &i.devices {

@@ -263,6 +263,14 @@ pub enum Verb {
         /// ISLAND or PROJECT/ISLAND.
         island: String,
     },
+    /// Islands: the container images in atoll's store (sizes, and which islands use each);
+    /// `images prune` removes those no island that is up uses.
+    Images {
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        verb: Option<ImagesVerb>,
+    },
     /// Islands: exec, ps, events and logs for one island, by its name in the islands file.
     #[command(subcommand)]
     Island(IslandVerb),
@@ -289,6 +297,12 @@ pub enum Verb {
     /// The seccomp-notify guard: serve as the seccomp agent, or read its alerts.
     #[command(subcommand)]
     Guard(GuardVerb),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImagesVerb {
+    /// Remove every image (and layer) that no island of a project that is up uses.
+    Prune,
 }
 
 #[derive(Subcommand, Debug)]

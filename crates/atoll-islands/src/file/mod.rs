@@ -3,6 +3,7 @@
 //! without reading atoll's source. The reference is docs/islands-file.md.
 
 mod devices;
+pub mod image;
 mod mounts;
 mod rules;
 mod share;
@@ -119,6 +120,9 @@ pub struct Island {
     pub devices: Vec<crate::devices::grant::Grant>,
     #[serde(default)]
     pub shared: bool,
+    /// `image`: the island's root comes from a container image (crate::image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<crate::image::ImageSpec>,
 }
 
 /// Whose host uid an island's user is (docs/identities.md).
@@ -300,7 +304,8 @@ ports = [5432, "6000-6010"]
             "name = \"web\"\n",
         ));
         assert!(e.contains("missing field `command`"), "{e}");
-        assert!(e.starts_with("t.toml:11:"), "{e}");
+        // The island is named by its `name` line (the table has no span of its own).
+        assert!(e.starts_with("t.toml:12:"), "{e}");
 
         let e = err(&GOOD.replace("net_bind_service", "net_admin"));
         assert!(e.contains("CAP_NET_ADMIN is never granted"), "{e}");

@@ -39,7 +39,10 @@ pub(super) struct RawFile {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawIsland {
     pub(super) name: Spanned<String>,
-    pub(super) command: Spanned<Vec<String>>,
+    /// Optional where `image` gives one (its Entrypoint and Cmd).
+    pub(super) command: Option<Spanned<Vec<String>>>,
+    pub(super) image: Option<Spanned<String>>,
+    pub(super) image_root: Option<Spanned<String>>,
     pub(super) user: Option<Spanned<u32>>,
     pub(super) group: Option<Spanned<u32>>,
     #[serde(default)]

@@ -129,27 +129,46 @@ fn island(
             format!("island {name:?} is named twice"),
         ));
     }
-    let command = ri.command.get_ref().clone();
-    let Some(prog) = command.first() else {
-        return Err(cx.err(
-            ri.command.span(),
-            f("command"),
-            "the command is empty: give the program and its arguments".into(),
-        ));
+    let image = super::image::read(cx, ri, &f)?;
+    let command = match (&ri.command, &image) {
+        (Some(c), _) => c.get_ref().clone(),
+        (None, Some(_)) => Vec::new(),
+        (None, None) => {
+            return Err(cx.err(
+                ri.name.span(),
+                f("command"),
+                "missing field `command` (or an `image` whose Entrypoint/Cmd runs)".into(),
+            ))
+        }
     };
-    if !prog.starts_with('/') {
-        return Err(cx.err(
-            ri.command.span(),
-            f("command"),
-            format!("{prog:?} must be an absolute path (islands have no shell to search PATH)"),
-        ));
-    }
-    if !Path::new(prog).exists() {
-        return Err(cx.err(
-            ri.command.span(),
-            f("command"),
-            format!("{prog} does not exist on this host (an island's root is the host's own /usr)"),
-        ));
+    let span = ri.command.as_ref().map(|c| c.span()).unwrap_or(0..0);
+    if let Some(c) = &ri.command {
+        let Some(prog) = command.first() else {
+            return Err(cx.err(
+                c.span(),
+                f("command"),
+                "the command is empty: give the program and its arguments".into(),
+            ));
+        };
+        // An image island's command is a path in the image, checked when it is pulled.
+        if image.is_none() {
+            if !prog.starts_with('/') {
+                return Err(cx.err(
+                    span,
+                    f("command"),
+                    format!(
+                        "{prog:?} must be an absolute path (islands have no shell to search PATH)"
+                    ),
+                ));
+            }
+            if !Path::new(prog).exists() {
+                return Err(cx.err(
+                    span,
+                    f("command"),
+                    format!("{prog} does not exist on this host (an island's root is the host's own /usr)"),
+                ));
+            }
+        }
     }
     let uid = ri
         .user
@@ -243,6 +262,7 @@ fn island(
         identity,
         devices: Vec::new(),
         shared: false,
+        image,
     })
 }
 

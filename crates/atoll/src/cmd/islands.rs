@@ -248,10 +248,40 @@ pub fn backup(island: &str, dest: &Path, freeze: bool, json: bool) -> Result<i32
         container::pause(&store, &i.container_id).context("freeze the island")?;
     }
     let r = bk::copy_tree(&i.data_dir, dest);
+    // An image island's writable root keeps what it wrote outside its data dir in its own
+    // upper dir (docs/images.md): copied beside, to DEST.root.
+    let upper = i
+        .spec
+        .image
+        .as_ref()
+        .filter(|m| m.root == atoll_islands::image::ImageRoot::Overlay)
+        .map(|m| atoll_islands::image::upper_dirs(i, m.root).0);
+    let root_dest = dest.with_file_name(format!(
+        "{}.root",
+        dest.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let root_copy = match (&r, &upper) {
+        (Ok(_), Some(u)) => Some(bk::copy_tree(u, &root_dest)),
+        _ => None,
+    };
     if freeze {
         container::resume(&store, &i.container_id).context("thaw the island")?;
     }
     let r = r?;
+    if let Some(rc) = root_copy {
+        let rc = rc?;
+        if !json {
+            println!(
+                "backup of {}/{}'s root (what it wrote outside its data dir): {} files, {} dirs, {} bytes to {}",
+                plan.name,
+                name,
+                rc.files,
+                rc.dirs,
+                rc.bytes,
+                root_dest.display()
+            );
+        }
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(0);

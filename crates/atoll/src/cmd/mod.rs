@@ -6,6 +6,7 @@ mod exec;
 mod features;
 mod graph;
 mod guard;
+mod images;
 mod inspect;
 mod islands;
 mod migrate;
@@ -51,6 +52,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Verb::Down { project } => return islands::down(cli, project.as_deref()),
         Verb::Status { json, project } => return islands::status(project.as_deref(), *json),
         Verb::Island(v) => return islands::island(v),
+        Verb::Images { json, verb } => return images::images(verb.is_some(), *json),
         Verb::Backup {
             freeze,
             json,

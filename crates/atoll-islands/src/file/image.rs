@@ -1,0 +1,112 @@
+//! An island's `image` and `image_root` keys: the reference's transport is one skopeo reads
+//! from this host (checked here, before anything is pulled), and how the root is writable.
+
+use toml::Spanned;
+
+use super::syntax::{Cx, RawIsland};
+use crate::error::FileError;
+use crate::image::{ImageRoot, ImageSpec};
+
+/// The transports an island may name (containers-transports(5)); `docker://` needs a registry
+/// this host reaches.
+pub const TRANSPORTS: &[&str] = &[
+    "oci",
+    "oci-archive",
+    "docker-archive",
+    "containers-storage",
+    "docker",
+    "dir",
+];
+
+pub(super) fn read(
+    cx: &Cx<'_>,
+    ri: &RawIsland,
+    f: &dyn Fn(&str) -> String,
+) -> Result<Option<ImageSpec>, FileError> {
+    let Some(r) = &ri.image else {
+        if let Some(root) = &ri.image_root {
+            return Err(cx.err(
+                root.span(),
+                f("image_root"),
+                "image_root says how an image's root is writable: set `image` too".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let reference = r.get_ref().clone();
+    let transport = reference.split_once(':').map(|(t, _)| t);
+    match transport {
+        Some(t) if TRANSPORTS.contains(&t) => {}
+        _ => {
+            return Err(cx.err(
+                r.span(),
+                f("image"),
+                format!(
+                    "{reference:?}: unknown transport {:?} (one of {}, as `TRANSPORT:REFERENCE`)",
+                    transport.unwrap_or(&reference),
+                    TRANSPORTS.join(", ")
+                ),
+            ))
+        }
+    }
+    let root = match ri.image_root.as_ref().map(Spanned::get_ref) {
+        None => ImageRoot::Overlay,
+        Some(s) if s == "overlay" => ImageRoot::Overlay,
+        Some(s) if s == "read-only" => ImageRoot::ReadOnly,
+        Some(s) => {
+            return Err(cx.err(
+                ri.image_root.as_ref().map(|x| x.span()).unwrap_or(0..0),
+                f("image_root"),
+                format!("{s:?} is not an image root (overlay or read-only)"),
+            ))
+        }
+    };
+    Ok(Some(ImageSpec {
+        reference,
+        root,
+        command_set: ri.command.is_some(),
+        user_set: ri.user.is_some(),
+        cwd_set: ri.cwd.is_some(),
+        pulled: None,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn parse(island: &str) -> Result<crate::file::File, String> {
+        crate::file::parse(
+            Path::new("t.toml"),
+            &format!("name = \"p\"\n[[island]]\nname = \"a\"\n{island}"),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_image_makes_command_optional_and_its_transport_is_checked() {
+        let f = parse("image = \"oci-archive:/x.tar\"\n").unwrap();
+        let spec = f.islands[0].image.as_ref().unwrap();
+        assert_eq!(spec.root, crate::image::ImageRoot::Overlay);
+        assert!(!spec.command_set && !spec.user_set && !spec.cwd_set);
+        // A command in an image is a path in the image, not on this host.
+        let f = parse("image = \"oci:/l:t\"\ncommand = [\"/no/such/host/file\"]\nimage_root = \"read-only\"\n").unwrap();
+        assert_eq!(
+            f.islands[0].image.as_ref().unwrap().root,
+            crate::image::ImageRoot::ReadOnly
+        );
+        let e = parse("image = \"ftp:/x\"\n").unwrap_err();
+        assert!(
+            e.contains("t.toml:4:9: island[0] (a).image")
+                && e.contains("unknown transport \"ftp\""),
+            "{e}"
+        );
+        let e = parse("command = [\"/bin/sh\"]\nimage_root = \"overlay\"\n").unwrap_err();
+        assert!(
+            e.contains("image_root") && e.contains("set `image` too"),
+            "{e}"
+        );
+        let e = parse("image = \"oci:/l\"\nimage_root = \"rw\"\n").unwrap_err();
+        assert!(e.contains("not an image root"), "{e}");
+    }
+}
