@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build the atoll binary as shipped: release, statically linked (glibc and libseccomp), hot
 # functions first (crates/atoll/link/cc-ordered). Prints its path; target/atoll links to it.
+# Beside it, the atoll-cdi helper that `atoll up` runs to resolve CDI device names (its own
+# binary so that the runtime never maps the CDI crate's HTTP and TLS stack: docs/devices.md).
 #
 #   scripts/build.sh            # -> target/atoll
 #   scripts/build.sh -q         # quiet cargo
@@ -24,7 +26,7 @@ target_var="CARGO_TARGET_$(echo "$host" | tr 'a-z-' 'A-Z_')"
 env "${target_var}_RUSTFLAGS=-C target-feature=+crt-static" \
     "${target_var}_LINKER=$PWD/crates/atoll/link/cc-ordered" \
     LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="$libdir" \
-    cargo build --release -p atoll --bin atoll --target "$host" "$@" >&2
+    cargo build --release -p atoll --bin atoll -p atoll-cdi --bin atoll-cdi --target "$host" "$@" >&2
 out=${CARGO_TARGET_DIR:-target}/$host/release/atoll
 # how much of crates/atoll/link/hot-functions.txt still names real functions (stale: run
 # scripts/order-functions.sh)

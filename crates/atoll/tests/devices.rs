@@ -24,6 +24,9 @@ struct Fixture {
 
 impl Fixture {
     fn new(tag: &str) -> Fixture {
+        // atoll resolves CDI names with the helper beside it: built and fresh, or a panic
+        // saying what to build.
+        atoll_testkit::probe::cdi_helper();
         let dir = PathBuf::from(format!(
             "/tmp/atoll-tests/devh-{tag}-{}",
             std::process::id()
@@ -478,18 +481,64 @@ fn cdi_annotations_are_refused_by_name() {
     );
 }
 
-/// `features` names CDI only where the build resolves it (this test binary does; the shipped
-/// one, without the `cdi` feature, says paths only).
+/// CDI names are resolved by the atoll-cdi helper beside atoll, and atoll itself does not link
+/// the CDI crate (its HTTP and TLS stack would be mapped by every `run`): `features` names CDI
+/// where the helper answers; an atoll without its helper says so, and its `up` of a file naming a
+/// CDI device fails naming the helper, creating nothing.
 #[test]
-fn features_name_cdi_only_where_it_is_built_in() {
-    let out = Command::new(ATOLL).arg("features").output().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let devices = v["annotations"]["io.github.atoll.islands.devices"]
-        .as_str()
-        .unwrap_or_default();
-    assert_eq!(
-        devices.contains("CDI names ("),
-        atoll_islands::devices::CDI_BUILT_IN,
-        "{devices}"
+fn cdi_names_are_resolved_by_the_helper_beside_atoll() {
+    if !can_run() {
+        return;
+    }
+    let helper = atoll_testkit::probe::cdi_helper();
+    let devices_line = |atoll: &Path| {
+        let out = Command::new(atoll).arg("features").output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["annotations"]["io.github.atoll.islands.devices"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let with = devices_line(Path::new(ATOLL));
+    assert!(
+        with.contains("CDI names (") && with.contains(&helper.display().to_string()),
+        "{with}"
     );
+    let bin = std::fs::read(ATOLL).unwrap();
+    assert!(
+        !bin.windows(26).any(|w| w == b"container_device_interface"),
+        "{ATOLL} links the CDI crate"
+    );
+
+    let fx = Fixture::new("helper");
+    let lone = fx.dir.join("bin/atoll");
+    std::fs::create_dir_all(lone.parent().unwrap()).unwrap();
+    std::fs::copy(ATOLL, &lone).unwrap();
+    let without = devices_line(&lone);
+    assert!(
+        without.starts_with("paths (CDI names need the helper")
+            && without.contains(&fx.dir.join("bin/atoll-cdi").display().to_string()),
+        "{without}"
+    );
+    let p = Project::new(
+        "devhl",
+        &format!("[[island]]\nname = \"a\"\n{SLEEP}\ndevices = [\"test.atoll.dev/gpu=0\"]\n"),
+    );
+    let (code, out, err) = decode(
+        Command::new(&lone)
+            .args(["up", p.file.to_str().unwrap()])
+            .env("ATOLL_CDI_SPEC_DIRS", &fx.specs)
+            .output()
+            .unwrap(),
+    );
+    let msg = format!("{out}{err}");
+    assert_ne!(code, 0, "{msg}");
+    assert!(
+        msg.contains("island[0] (a).devices[0]") && msg.contains("atoll-cdi"),
+        "{msg}"
+    );
+    assert!(!state_dir(&p.name).exists(), "nothing created: {msg}");
+    // The same file comes up with the helper there.
+    let (code, out, err) = fx.up(&p);
+    assert_eq!(code, 0, "{out}{err}");
 }

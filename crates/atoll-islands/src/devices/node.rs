@@ -34,7 +34,14 @@ impl DeviceStatus {
                 let nodes = g
                     .nodes
                     .iter()
-                    .map(|n| format!("{} {} {}:{} {}", n.path, n.kind, n.major, n.minor, n.access))
+                    .map(|n| {
+                        let access = if n.access.is_empty() {
+                            "none"
+                        } else {
+                            &n.access
+                        };
+                        format!("{} {} {}:{} {access}", n.path, n.kind, n.major, n.minor)
+                    })
                     .collect();
                 (g.asked.clone(), nodes)
             })
@@ -189,9 +196,13 @@ pub fn apply_to_config(island: &IslandPlan, config: &mut Value) {
                 "destination": node.path, "type": "bind",
                 "source": host_node(island, g, n),
                 "options": ["bind", "nosuid", "noexec"]}));
-            rules.push(serde_json::json!({
-                "allow": true, "type": node.kind.to_string(),
-                "major": node.major, "minor": node.minor, "access": node.access}));
+            // An empty access (CDI `permissions: "none"`) is no rule: in a rule it would
+            // read as all access (runtime-spec, runc).
+            if !node.access.is_empty() {
+                rules.push(serde_json::json!({
+                    "allow": true, "type": node.kind.to_string(),
+                    "major": node.major, "minor": node.minor, "access": node.access}));
+            }
         }
         mounts.extend(grant.mounts.iter().cloned());
         env.extend(grant.env.iter().cloned());
