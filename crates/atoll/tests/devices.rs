@@ -363,6 +363,48 @@ fn cdi_permissions_are_kept_in_islands() {
     assert!(text.contains("/dev/tnone c 195:0 none"), "{text}");
 }
 
+/// A whole GPU is one tenant's across projects as within one: with a project up whose island
+/// holds GPU 0 (a CDI name of the test vendor), another project naming the same GPU (here by
+/// the path of a major-195 node) is refused with what cgroups cannot do, and nothing of it is
+/// created; both saying `shared = true` allows it; another GPU needs nothing.
+#[test]
+fn a_gpu_is_shared_across_projects_only_when_both_say_so() {
+    if !can_run() {
+        return;
+    }
+    let fx = Fixture::new("gpux");
+    let island = |name: &str, device: &str, shared: bool| {
+        format!("[[island]]\nname = \"{name}\"\n{SLEEP}\ndevices = [\"{device}\"]\nshared = {shared}\n")
+    };
+    let first = Project::new("devg1", &island("a", "test.atoll.dev/gpu=0", false));
+    let (code, out, err) = fx.up(&first);
+    assert_eq!(code, 0, "up: {out}{err}");
+    let second = Project::new("devg2", &island("b", &fx.path("nv0"), true));
+    let (code, out, err) = fx.up(&second);
+    let msg = format!("{out}{err}");
+    assert_ne!(code, 0, "the same GPU in two projects: {msg}");
+    assert!(
+        msg.contains("island[0] (b).devices[0]")
+            && msg.contains(&format!("island \"a\" of project \"{}\"", first.name))
+            && msg.contains("shared = true")
+            && msg.contains(GPU_NOTE),
+        "{msg}"
+    );
+    assert!(!state_dir(&second.name).exists(), "nothing created: {msg}");
+    // Another GPU is no conflict.
+    let other = Project::new("devg3", &island("c", &fx.path("nv1"), false));
+    let (code, out, err) = fx.up(&other);
+    assert_eq!(code, 0, "another GPU: {out}{err}");
+    // Both shared: allowed.
+    let (code, _, err) = first.atoll(&["down", &first.name]);
+    assert_eq!(code, 0, "{err}");
+    let first = Project::new("devg4", &island("a", "test.atoll.dev/gpu=0", true));
+    let (code, out, err) = fx.up(&first);
+    assert_eq!(code, 0, "up: {out}{err}");
+    let (code, out, err) = fx.up(&second);
+    assert_eq!(code, 0, "both shared: {out}{err}");
+}
+
 /// Bad `devices` entries: each error names the file, line and field, and nothing is created.
 #[test]
 fn bad_device_entries_are_refused_by_line_and_field() {
