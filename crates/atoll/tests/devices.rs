@@ -374,7 +374,9 @@ fn a_gpu_is_shared_across_projects_only_when_both_say_so() {
     }
     let fx = Fixture::new("gpux");
     let island = |name: &str, device: &str, shared: bool| {
-        format!("[[island]]\nname = \"{name}\"\n{SLEEP}\ndevices = [\"{device}\"]\nshared = {shared}\n")
+        format!(
+            "[[island]]\nname = \"{name}\"\n{SLEEP}\ndevices = [\"{device}\"]\nshared = {shared}\n"
+        )
     };
     let first = Project::new("devg1", &island("a", "test.atoll.dev/gpu=0", false));
     let (code, out, err) = fx.up(&first);
