@@ -23,10 +23,15 @@ libdir=/usr/lib/$(gcc -print-multiarch 2>/dev/null || echo "${host%%-*}-linux-gn
 # set here, not in .cargo/config.toml, so that other builds (tests, cargo build) link as usual;
 # it links anything but the atoll binary exactly as cc would.
 target_var="CARGO_TARGET_$(echo "$host" | tr 'a-z-' 'A-Z_')"
-env "${target_var}_RUSTFLAGS=-C target-feature=+crt-static" \
-    "${target_var}_LINKER=$PWD/crates/atoll/link/cc-ordered" \
-    LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="$libdir" \
-    cargo build --release -p atoll --bin atoll -p atoll-cdi --bin atoll-cdi --target "$host" "$@" >&2
+# Two cargo runs, not one: cargo unifies the features of shared dependencies across the packages
+# of one build, and the CDI crate's (oci-spec, serde_json, clap...) would change atoll's own
+# code and so its memory at run time (docs/devices.md).
+for pkg in atoll atoll-cdi; do
+    env "${target_var}_RUSTFLAGS=-C target-feature=+crt-static" \
+        "${target_var}_LINKER=$PWD/crates/atoll/link/cc-ordered" \
+        LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="$libdir" \
+        cargo build --release -p "$pkg" --bin "$pkg" --target "$host" "$@" >&2
+done
 out=${CARGO_TARGET_DIR:-target}/$host/release/atoll
 # how much of crates/atoll/link/hot-functions.txt still names real functions (stale: run
 # scripts/order-functions.sh)
