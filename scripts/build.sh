@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build the atoll binary as shipped: release, statically linked (glibc and libseccomp), hot
-# functions first (crates/atoll/link/cc-ordered), and its image helper atoll-image beside it.
-# Prints atoll's path; target/atoll links to it (and target/atoll-image to the helper).
+# functions first (crates/atoll/link/cc-ordered), and beside it the two helpers `atoll up` runs:
+# atoll-image (islands' `image`s, docs/images.md) and atoll-cdi (CDI device names,
+# docs/devices.md). Prints atoll's path; target/atoll links to it (target/atoll-image and
+# target/atoll-cdi to the helpers).
 #
 #   scripts/build.sh            # -> target/atoll
 #   scripts/build.sh -q         # quiet cargo
@@ -26,11 +28,13 @@ env "${target_var}_RUSTFLAGS=-C target-feature=+crt-static" \
     "${target_var}_LINKER=$PWD/crates/atoll/link/cc-ordered" \
     LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="$libdir" \
     cargo build --release -p atoll --bin atoll --target "$host" "$@" >&2
-# The image helper `atoll up` runs for islands with an `image` (docs/images.md), built next to
-# atoll by a cargo run of its own: its dependencies' features (tokio, oci-spec's image types)
-# never unify into the atoll binary's.
-env "${target_var}_RUSTFLAGS=-C target-feature=+crt-static" \
-    cargo build --release -p atoll-image --bin atoll-image --target "$host" "$@" >&2
+# Each helper in a cargo run of its own: cargo unifies the features of shared dependencies
+# across the packages of one build, and the helpers' (tokio, oci-spec's image types, the CDI
+# crate's HTTP and TLS stack) would change atoll's own code and its memory at run time.
+for pkg in atoll-image atoll-cdi; do
+    env "${target_var}_RUSTFLAGS=-C target-feature=+crt-static" \
+        cargo build --release -p "$pkg" --bin "$pkg" --target "$host" "$@" >&2
+done
 out=${CARGO_TARGET_DIR:-target}/$host/release/atoll
 # how much of crates/atoll/link/hot-functions.txt still names real functions (stale: run
 # scripts/order-functions.sh)
@@ -39,6 +43,7 @@ stats=$(ls -t "${CARGO_TARGET_DIR:-target}/$host/release/deps/"atoll-*.order.sta
 if [ -z "${CARGO_TARGET_DIR:-}" ]; then
     ln -sfn "$host/release/atoll" target/atoll
     ln -sfn "$host/release/atoll-image" target/atoll-image
+    ln -sfn "$host/release/atoll-cdi" target/atoll-cdi
     out=target/atoll
 fi
 realpath -s "$out"

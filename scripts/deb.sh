@@ -4,7 +4,8 @@
 # the docs. Prints the .deb's path.
 #
 #   scripts/deb.sh                    # -> target/debian/atoll_<version>_<arch>.deb
-#   scripts/deb.sh --binary PATH      # package this binary instead of building one
+#   scripts/deb.sh --binary PATH      # package this binary (and the atoll-cdi beside it) instead
+#                                     # of building one
 #   scripts/deb.sh --out DIR          # write the .deb into DIR
 #   dpkg -i target/debian/atoll_*.deb # install; dpkg -r atoll removes it
 #
@@ -26,12 +27,17 @@ for tool in dpkg-deb dpkg gzip; do
 done
 [ -n "$binary" ] || binary=$(scripts/build.sh -q)
 [ -x "$binary" ] || { echo "deb.sh: $binary is not an executable" >&2; exit 1; }
+# `atoll up` runs the CDI helper from beside atoll (docs/devices.md): it ships in the same folder.
+helper=$(dirname "$binary")/atoll-cdi
+[ -x "$helper" ] || { echo "deb.sh: $helper missing (scripts/build.sh builds it beside atoll)" >&2; exit 1; }
 # A dynamically linked binary (one with an ELF interpreter) would need Depends: lines this script
 # does not compute.
-if readelf -l "$binary" | grep -q 'program interpreter'; then
-    echo "deb.sh: $binary is dynamically linked; package the static one scripts/build.sh makes" >&2
-    exit 1
-fi
+for b in "$binary" "$helper"; do
+    if readelf -l "$b" | grep -q 'program interpreter'; then
+        echo "deb.sh: $b is dynamically linked; package the static one scripts/build.sh makes" >&2
+        exit 1
+    fi
+done
 version=$("$binary" --version | awk '{ print $2 }')
 [ -n "$version" ] || { echo "deb.sh: '$binary --version' printed no version" >&2; exit 1; }
 arch=$(dpkg --print-architecture)
@@ -41,6 +47,7 @@ trap 'rm -rf "$stage"' EXIT
 cargo run -q -p atoll-docgen -- "$stage/gen" >&2
 root=$stage/root
 install -D -m 0755 "$binary" "$root/usr/bin/atoll"
+install -D -m 0755 "$helper" "$root/usr/bin/atoll-cdi"
 install -D -m 0644 "$stage/gen/completions/atoll.bash" "$root/usr/share/bash-completion/completions/atoll"
 install -D -m 0644 "$stage/gen/completions/_atoll" "$root/usr/share/zsh/vendor-completions/_atoll"
 install -D -m 0644 "$stage/gen/completions/atoll.fish" "$root/usr/share/fish/vendor_completions.d/atoll.fish"
@@ -76,7 +83,8 @@ Description: Linux islands for many tenants, on a runc-compatible OCI runtime
  atoll runs OCI containers with runc's command line (so containerd, podman and
  Kubernetes RuntimeClass can use it) and turns one host into private islands
  for many tenants, with a default-deny nftables border guard between them.
- The binary is statically linked.
+ The binaries (atoll, and atoll-cdi, its CDI device-name resolver) are
+ statically linked.
 EOF
 mkdir -p "$out"
 deb=$out/atoll_${version}_${arch}.deb

@@ -691,6 +691,14 @@ impl Cgroup {
 
     /// The kernel's counters of OOM kills and refused forks, and the limits in force (see
     /// [`crate::Events`]). Reads only; works on a cgroup whose tasks are gone.
+    /// Arm an OOM notification on the cgroup's memory controller (v1 eventfd, v2 inotify on
+    /// memory.events; a hybrid host's memory is whichever hierarchy holds it).
+    pub fn oom_watch(&self) -> Result<crate::OomWatch, CgroupError> {
+        let dir = self.dir_for("memory", "events")?;
+        let v2 = self.mode == Mode::V2 || self.unified().is_some_and(|u| u.dir == dir);
+        crate::OomWatch::new(dir, v2)
+    }
+
     pub fn events(&self) -> crate::Events {
         let v2 = self.mode == Mode::V2;
         let memory = self.dir_for("memory", "events").ok();

@@ -95,6 +95,7 @@ pub fn up(file: &File, opts: &UpOpts) -> Result<Plan> {
         // Shares and passthrough ids against the projects that are up (the plan itself is
         // built from the file alone and what `others` hold).
         crate::share::check_against(file, &others)?;
+        crate::devices::check_gpus_against(file, &others)?;
         let plan = plan::build(file, &opts.state_root, &opts.runtime_root, &others)?;
         // The plan is on disk before the first resource exists: `down` can always find it.
         plan.save()?;

@@ -463,6 +463,13 @@ pub fn stats(store: &Store, id: &str) -> Result<serde_json::Value> {
     Ok(serde_json::json!({"type": "stats", "id": id, "data": s}))
 }
 
+/// An OOM notification armed on the container's cgroup, for `events`.
+pub fn oom_watch(store: &Store, id: &str) -> Result<atoll_cgroups::OomWatch> {
+    let saved = store.load(id)?;
+    let cg = cgroup_of(&saved)?.ok_or_else(|| RuntimeError::NoCgroup(saved.id.clone()))?;
+    Ok(cg.oom_watch()?)
+}
+
 /// How `run` ends: return once started (`detach`), or wait and then delete the container unless
 /// `keep` (runc's --keep: it stays, stopped, for `state` and `delete`).
 #[derive(Debug, Clone, Copy, Default)]

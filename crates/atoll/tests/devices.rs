@@ -24,6 +24,9 @@ struct Fixture {
 
 impl Fixture {
     fn new(tag: &str) -> Fixture {
+        // atoll resolves CDI names with the helper beside it: built and fresh, or a panic
+        // saying what to build.
+        atoll_testkit::probe::cdi_helper();
         let dir = PathBuf::from(format!(
             "/tmp/atoll-tests/devh-{tag}-{}",
             std::process::id()
@@ -323,6 +326,87 @@ fn mig_instances_are_granted_apart() {
     assert!(open_from_cgroup(&p, "m2", &fx.path("cap21")).contains(ENXIO));
 }
 
+/// An island's CDI nodes keep their spec's `permissions`: "r" opens for reading only, and
+/// "none" puts the node there with no device-cgroup allow at all (an empty access in a rule
+/// would read as all access).
+#[test]
+fn cdi_permissions_are_kept_in_islands() {
+    if !can_run() {
+        return;
+    }
+    let fx = Fixture::new("perm");
+    let specs = fx.dir.join("perm");
+    std::fs::create_dir_all(&specs).unwrap();
+    let d = fx.dir.display();
+    std::fs::write(
+        specs.join("perm.json"),
+        format!(
+            r#"{{"cdiVersion": "0.6.0", "kind": "test.atoll.dev/perm", "devices": [
+  {{"name": "none", "containerEdits": {{"deviceNodes": [{{"path": "/dev/tnone", "hostPath": "{d}/nv0", "permissions": "none"}}]}}}},
+  {{"name": "r", "containerEdits": {{"deviceNodes": [{{"path": "/dev/tro", "hostPath": "{d}/nv1", "permissions": "r"}}]}}}}]}}"#
+        ),
+    )
+    .unwrap();
+    let p = Project::new(
+        "devpm",
+        &format!("[[island]]\nname = \"a\"\n{SLEEP}\ndevices = [\"test.atoll.dev/perm=none\", \"test.atoll.dev/perm=r\"]\n"),
+    );
+    let (code, out, err) = fx.up_with(&p, &specs);
+    assert_eq!(code, 0, "up: {out}{err}");
+    let none = open_in(&p, "a", "/dev/tnone");
+    assert!(none.contains(EPERM), "permissions none: {none}");
+    let read = open_in(&p, "a", "/dev/tro");
+    assert!(read.contains(ENXIO), "permissions r, read: {read}");
+    let (_, write) = p.exec("a", &[BB, "sh", "-c", "exec 3>/dev/tro && echo OPENED"]);
+    assert!(write.contains(EPERM), "permissions r, write: {write}");
+    let (_, text, _) = p.atoll(&["status", &p.name]);
+    assert!(text.contains("/dev/tnone c 195:0 none"), "{text}");
+}
+
+/// A whole GPU is one tenant's across projects as within one: with a project up whose island
+/// holds GPU 0 (a CDI name of the test vendor), another project naming the same GPU (here by
+/// the path of a major-195 node) is refused with what cgroups cannot do, and nothing of it is
+/// created; both saying `shared = true` allows it; another GPU needs nothing.
+#[test]
+fn a_gpu_is_shared_across_projects_only_when_both_say_so() {
+    if !can_run() {
+        return;
+    }
+    let fx = Fixture::new("gpux");
+    let island = |name: &str, device: &str, shared: bool| {
+        format!(
+            "[[island]]\nname = \"{name}\"\n{SLEEP}\ndevices = [\"{device}\"]\nshared = {shared}\n"
+        )
+    };
+    let first = Project::new("devg1", &island("a", "test.atoll.dev/gpu=0", false));
+    let (code, out, err) = fx.up(&first);
+    assert_eq!(code, 0, "up: {out}{err}");
+    let second = Project::new("devg2", &island("b", &fx.path("nv0"), true));
+    let (code, out, err) = fx.up(&second);
+    let msg = format!("{out}{err}");
+    assert_ne!(code, 0, "the same GPU in two projects: {msg}");
+    assert!(
+        msg.contains("island[0] (b).devices[0]")
+            && msg.contains(&format!("island \"a\" of project \"{}\"", first.name))
+            && msg.contains("shared = true")
+            && msg.contains(GPU_NOTE),
+        "{msg}"
+    );
+    assert!(!state_dir(&second.name).exists(), "nothing created: {msg}");
+    // Another GPU is no conflict.
+    let other = Project::new("devg3", &island("c", &fx.path("nv1"), false));
+    let (code, out, err) = fx.up(&other);
+    assert_eq!(code, 0, "another GPU: {out}{err}");
+    // Both shared: allowed.
+    let (code, _, err) = first.atoll(&["down", &first.name]);
+    assert_eq!(code, 0, "{err}");
+    let first = Project::new("devg4", &island("a", "test.atoll.dev/gpu=0", true));
+    let (code, out, err) = fx.up(&first);
+    assert_eq!(code, 0, "up: {out}{err}");
+    let (code, out, err) = fx.up(&second);
+    assert_eq!(code, 0, "both shared: {out}{err}");
+}
+
 /// Bad `devices` entries: each error names the file, line and field, and nothing is created.
 #[test]
 fn bad_device_entries_are_refused_by_line_and_field() {
@@ -456,6 +540,91 @@ fn engine_injected_cdi_edits_are_enforced_on_v1_and_v2() {
     check(&out, "v2");
 }
 
+/// A device node that CDI injected with `permissions: "rw"` keeps exactly that access in a
+/// container (the runtime's own allow for linux.devices, rwm, is not appended over the config's
+/// rule for the same number): it opens (ENXIO: the cgroup let it reach the missing driver), but
+/// the container, holding CAP_MKNOD without a user namespace, cannot make another node of it.
+/// Without mknod access the init cannot make the node either, so the host's node at that path
+/// is bound; a node listed without a rule of its own is made and gets rwm. On cgroup v1 and v2.
+#[test]
+fn cdi_node_permissions_are_kept_in_containers() {
+    if !can_run() {
+        return;
+    }
+    struct HostNode(PathBuf);
+    impl Drop for HostNode {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let host = HostNode(PathBuf::from(format!(
+        "/dev/atoll-test-dev{}-gpu0",
+        std::process::id()
+    )));
+    let _ = std::fs::remove_file(&host.0);
+    mknod(&host.0, 195, 0, 0o666, 0);
+    let node = host.0.display().to_string();
+    let mut b = Bundle::new("devperm");
+    b.add_caps(&["CAP_MKNOD"]);
+    b.config["linux"]["devices"] = serde_json::json!([
+        {"path": node, "type": "c", "major": 195, "minor": 0, "fileMode": 438},
+        {"path": "/dev/tgpu3", "type": "c", "major": 195, "minor": 3, "fileMode": 438}
+    ]);
+    // As the CDI crate (and Go CDI) writes them for deviceNodes with permissions "rw"; 195:3
+    // has no rule of its own.
+    b.config["linux"]["resources"]["devices"] = serde_json::json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 195, "minor": 0, "access": "rw"}
+    ]);
+    let script = format!(
+        "rm -f /tmp/again0 /tmp/again3; (exec 3<{node}); mknod /tmp/again0 c 195 0; mknod /tmp/again3 c 195 3 && echo made3; echo done"
+    );
+    b.set_args(&["sh", "-c", &script]);
+    let check = |out: &str, mode: &str| {
+        assert!(
+            out.contains(&format!("{node}: {ENXIO}")),
+            "{mode}: granted rw: {out}"
+        );
+        assert!(
+            out.contains(&format!("mknod: /tmp/again0: {EPERM}")),
+            "{mode}: rw must not allow mknod: {out}"
+        );
+        assert!(
+            out.contains("made3"),
+            "{mode}: no rule of its own: rwm: {out}"
+        );
+        assert!(out.contains("done"), "{mode}: {out}");
+    };
+    let (code, out, err) = b.run("v1");
+    assert_eq!(code, 0, "{out}{err}");
+    check(&format!("{out}{err}"), "v1");
+
+    let id = b.id("v2");
+    let v2 = format!(
+        "umount -R /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && {ATOLL} --root {} run --bundle {} {id} 2>&1",
+        b.root.display(),
+        b.dir.display()
+    );
+    let (code, out, err) = decode(
+        Command::new("unshare")
+            .args(["-m", "sh", "-c", &v2])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    check(&out, "v2");
+
+    // No host node to bind: a clear error naming the device, not a widened rule.
+    b.config["linux"]["devices"][0]["path"] = "/dev/atoll-test-no-such-node".into();
+    b.set_args(&["true"]);
+    let (code, out, err) = b.run("none");
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("/dev/atoll-test-no-such-node") && err.contains("mknod access"),
+        "{err}"
+    );
+}
+
 /// A CDI request left as an annotation is refused by name, never ignored.
 #[test]
 fn cdi_annotations_are_refused_by_name() {
@@ -478,18 +647,64 @@ fn cdi_annotations_are_refused_by_name() {
     );
 }
 
-/// `features` names CDI only where the build resolves it (this test binary does; the shipped
-/// one, without the `cdi` feature, says paths only).
+/// CDI names are resolved by the atoll-cdi helper beside atoll, and atoll itself does not link
+/// the CDI crate (its HTTP and TLS stack would be mapped by every `run`): `features` names CDI
+/// where the helper answers; an atoll without its helper says so, and its `up` of a file naming a
+/// CDI device fails naming the helper, creating nothing.
 #[test]
-fn features_name_cdi_only_where_it_is_built_in() {
-    let out = Command::new(ATOLL).arg("features").output().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let devices = v["annotations"]["io.github.atoll.islands.devices"]
-        .as_str()
-        .unwrap_or_default();
-    assert_eq!(
-        devices.contains("CDI names ("),
-        atoll_islands::devices::CDI_BUILT_IN,
-        "{devices}"
+fn cdi_names_are_resolved_by_the_helper_beside_atoll() {
+    if !can_run() {
+        return;
+    }
+    let helper = atoll_testkit::probe::cdi_helper();
+    let devices_line = |atoll: &Path| {
+        let out = Command::new(atoll).arg("features").output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["annotations"]["io.github.atoll.islands.devices"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let with = devices_line(Path::new(ATOLL));
+    assert!(
+        with.contains("CDI names (") && with.contains(&helper.display().to_string()),
+        "{with}"
     );
+    let bin = std::fs::read(ATOLL).unwrap();
+    assert!(
+        !bin.windows(26).any(|w| w == b"container_device_interface"),
+        "{ATOLL} links the CDI crate"
+    );
+
+    let fx = Fixture::new("helper");
+    let lone = fx.dir.join("bin/atoll");
+    std::fs::create_dir_all(lone.parent().unwrap()).unwrap();
+    std::fs::copy(ATOLL, &lone).unwrap();
+    let without = devices_line(&lone);
+    assert!(
+        without.starts_with("paths (CDI names need the helper")
+            && without.contains(&fx.dir.join("bin/atoll-cdi").display().to_string()),
+        "{without}"
+    );
+    let p = Project::new(
+        "devhl",
+        &format!("[[island]]\nname = \"a\"\n{SLEEP}\ndevices = [\"test.atoll.dev/gpu=0\"]\n"),
+    );
+    let (code, out, err) = decode(
+        Command::new(&lone)
+            .args(["up", p.file.to_str().unwrap()])
+            .env("ATOLL_CDI_SPEC_DIRS", &fx.specs)
+            .output()
+            .unwrap(),
+    );
+    let msg = format!("{out}{err}");
+    assert_ne!(code, 0, "{msg}");
+    assert!(
+        msg.contains("island[0] (a).devices[0]") && msg.contains("atoll-cdi"),
+        "{msg}"
+    );
+    assert!(!state_dir(&p.name).exists(), "nothing created: {msg}");
+    // The same file comes up with the helper there.
+    let (code, out, err) = fx.up(&p);
+    assert_eq!(code, 0, "{out}{err}");
 }

@@ -156,6 +156,14 @@ fn debian_package_installs_runs_and_purges() {
         "{err}"
     );
 
+    // The CDI helper is installed beside atoll, where `up` and `features` look for it.
+    let (code, features, err) = run(&["/usr/bin/atoll", "features"]);
+    assert_eq!(code, 0, "atoll features: {err}");
+    assert!(
+        features.contains("paths and CDI names (/usr/bin/atoll-cdi"),
+        "atoll features: {features}"
+    );
+
     // man-db finds the pages by the installed paths (no mandb run needed).
     let (code, page, err) = run(&["man", "atoll"]);
     assert_eq!(code, 0, "man atoll: {err}");

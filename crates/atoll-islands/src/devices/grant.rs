@@ -1,7 +1,7 @@
 //! Device grants resolved from an islands file's `devices` entries (a host device path, or a
 //! CDI name such as `nvidia.com/gpu=0`): the nodes, cgroup rules, mounts, env and hooks an
-//! island gets. CDI specs are read and their edits applied with the `container-device-interface`
-//! crate. Pure resolution: nothing here knows a plan.
+//! island gets. CDI specs are read and their edits applied by the atoll-cdi helper (cdi.rs).
+//! Pure resolution: nothing here knows a plan.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
@@ -33,7 +33,8 @@ pub struct Node {
     pub kind: char,
     pub major: u32,
     pub minor: u32,
-    /// Device-cgroup access: letters of "rwm".
+    /// Device-cgroup access: letters of "rwm"; empty for a CDI node whose spec says
+    /// `permissions: "none"` (the node is there, the cgroup allows nothing of it).
     pub access: String,
     /// Permission bits of the island's own node (its owner is the island's user).
     pub mode: u32,
@@ -167,31 +168,4 @@ pub(super) fn check_access(a: &str) -> Result<String, String> {
 /// Whether an entry is a CDI name (`vendor/class=name`) rather than a path.
 pub fn is_cdi_name(entry: &str) -> bool {
     !entry.starts_with('/') && entry.contains('/') && entry.contains('=')
-}
-
-#[cfg(feature = "cdi")]
-pub use super::cdi::Registry;
-
-/// Without the `cdi` feature no CDI spec is read: a CDI name is refused by name (fail closed),
-/// never taken for a path or skipped.
-#[cfg(not(feature = "cdi"))]
-pub struct Registry {
-    pub dirs: Vec<std::path::PathBuf>,
-}
-
-#[cfg(not(feature = "cdi"))]
-impl Registry {
-    pub fn dirs() -> Vec<std::path::PathBuf> {
-        Vec::new()
-    }
-
-    pub fn load(dirs: Vec<std::path::PathBuf>) -> Result<Registry, String> {
-        Ok(Registry { dirs })
-    }
-
-    pub fn resolve(&self, entry: &str) -> Result<Grant, String> {
-        Err(format!(
-            "{entry:?} is a CDI name, and this atoll was built without CDI support (cargo feature `cdi` of atoll: scripts/build.sh --features cdi)"
-        ))
-    }
 }

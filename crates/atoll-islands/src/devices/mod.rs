@@ -1,13 +1,9 @@
 //! Devices for islands: `grant` resolves the file's entries (paths, CDI names), `node` gives a
 //! planned island its own nodes, binds and cgroup rules.
 
-#[cfg(feature = "cdi")]
-mod cdi;
+pub mod cdi;
 pub mod grant;
 mod node;
-
-/// Whether this build resolves CDI names (the `cdi` feature; docs/devices.md).
-pub const CDI_BUILT_IN: bool = cfg!(feature = "cdi");
 
 pub use grant::*;
 pub use node::*;
@@ -15,66 +11,53 @@ pub use node::*;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
-    fn spec_dir(name: &str, files: &[(&str, &str)]) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("atoll-cdi-unit-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        for (f, text) in files {
-            std::fs::write(d.join(f), text).unwrap();
-        }
-        d
+    /// Edits as the atoll-cdi helper prints them for a MIG-shaped spec.
+    fn edits(nodes: &[(&str, u32, u32, &str)]) -> serde_json::Value {
+        let devices: Vec<_> = nodes
+            .iter()
+            .map(|(p, ma, mi, _)| serde_json::json!({"path": p, "type": "c", "major": ma, "minor": mi}))
+            .collect();
+        let rules: Vec<_> = nodes
+            .iter()
+            .map(|(_, ma, mi, acc)| serde_json::json!({"allow": true, "type": "c", "major": ma, "minor": mi, "access": acc}))
+            .collect();
+        serde_json::json!({"process": {"env": ["TEST_GPU_DRIVER=1"]},
+            "linux": {"devices": devices, "resources": {"devices": rules}}})
     }
 
-    const MIG: &str = r#"{"cdiVersion": "0.6.0", "kind": "test.atoll.dev/gpu",
-      "containerEdits": {"env": ["TEST_GPU_DRIVER=1"],
-                         "deviceNodes": [{"path": "/dev/tctl", "type": "c", "major": 195, "minor": 255}]},
-      "devices": [
-        {"name": "0", "containerEdits": {"deviceNodes": [{"path": "/dev/tgpu0", "type": "c", "major": 195, "minor": 0}]}},
-        {"name": "1", "containerEdits": {"deviceNodes": [{"path": "/dev/tgpu1", "type": "c", "major": 195, "minor": 1, "permissions": "rw"}]}},
-        {"name": "0:1", "containerEdits": {"deviceNodes": [
-          {"path": "/dev/tgpu0", "type": "c", "major": 195, "minor": 0},
-          {"path": "/dev/nvidia-caps/nvidia-cap11", "type": "c", "major": 238, "minor": 11},
-          {"path": "/dev/nvidia-caps/nvidia-cap12", "type": "c", "major": 238, "minor": 12}]}}
-      ]}"#;
-
     #[test]
-    fn cdi_names_resolve_to_nodes_rules_and_env() {
-        let d = spec_dir("ok", &[("t.json", MIG)]);
-        let r = Registry::load(vec![d.clone()]).unwrap();
-        let g = r.resolve("test.atoll.dev/gpu=1").unwrap();
+    fn cdi_edits_become_nodes_rules_and_env() {
+        let g = cdi::grant_from_edits(
+            "test.atoll.dev/gpu=1",
+            &edits(&[("/dev/tctl", 195, 255, "rwm"), ("/dev/tgpu1", 195, 1, "rw")]),
+        )
+        .unwrap();
         let paths: Vec<&str> = g.nodes.iter().map(|n| n.path.as_str()).collect();
         assert_eq!(paths, ["/dev/tctl", "/dev/tgpu1"]);
-        assert_eq!(g.nodes[1].access, "rw");
+        assert_eq!(g.nodes[1].access, "rw", "the spec's permissions, not rwm");
         assert_eq!(g.env, ["TEST_GPU_DRIVER=1"]);
         assert_eq!(g.gpu_uses(), [GpuUse::Whole(1)]);
-        let all = r.resolve("test.atoll.dev/gpu=all").unwrap();
-        assert_eq!(all.nodes.len(), 5, "{:?}", all.nodes);
-        let mig = r.resolve("test.atoll.dev/gpu=0:1").unwrap();
+        let none = cdi::grant_from_edits("t/x=0", &edits(&[("/dev/tgpu0", 195, 0, "")])).unwrap();
+        assert_eq!(
+            none.nodes[0].access, "",
+            "permissions \"none\" stays no access"
+        );
+        let mig = cdi::grant_from_edits(
+            "test.atoll.dev/gpu=0:1",
+            &edits(&[
+                ("/dev/tgpu0", 195, 0, "rwm"),
+                ("/dev/nvidia-caps/nvidia-cap11", 238, 11, "rwm"),
+                ("/dev/nvidia-caps/nvidia-cap12", 238, 12, "rwm"),
+            ]),
+        )
+        .unwrap();
         assert!(matches!(&mig.gpu_uses()[..], [GpuUse::Mig(0, caps)] if caps.len() == 2));
         assert!(overlap(&GpuUse::Whole(0), &mig.gpu_uses()[0]));
         assert!(!overlap(&GpuUse::Whole(1), &mig.gpu_uses()[0]));
-        let e = r.resolve("test.atoll.dev/gpu=7").unwrap_err();
-        assert!(
-            e.contains("known names: test.atoll.dev/gpu=0, test.atoll.dev/gpu=0:1"),
-            "{e}"
-        );
-        let e = r.resolve("other.dev/x=1").unwrap_err();
-        assert!(e.contains("known kinds: test.atoll.dev/gpu"), "{e}");
-        let _ = std::fs::remove_dir_all(d);
-    }
-
-    #[test]
-    fn a_broken_spec_names_its_file_and_field() {
-        let bad = MIG.replace(
-            "\"major\": 195, \"minor\": 1,",
-            "\"majr\": 195, \"minor\": 1,",
-        );
-        let d = spec_dir("bad", &[("t.json", &bad)]);
-        let e = Registry::load(vec![d.clone()]).err().unwrap();
-        assert!(e.contains("t.json") && e.contains("majr"), "{e}");
-        let _ = std::fs::remove_dir_all(d);
+        let e = cdi::grant_from_edits("t/x=0", &edits(&[("/etc/x", 1, 3, "rwm")])).unwrap_err();
+        assert!(e.contains("under /dev"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A planned island's grants on the host and in its config.json: its own device nodes (made by
-//! `up`, removed by `down`), the binds and device-cgroup rules, and what `status` shows.
+//! `up`, removed by `down`), the binds and device-cgroup rules, what `status` shows, and the
+//! one-tenant-per-GPU rule across the projects that are up.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -8,8 +9,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::grant::*;
-use crate::error::{io, IslandsError, Result};
-use crate::plan::IslandPlan;
+use crate::error::{io, FileError, IslandsError, Result};
+use crate::plan::{IslandPlan, Plan};
 
 /// An island's grants as `status` shows them.
 #[derive(Debug, Clone, Serialize)]
@@ -34,7 +35,14 @@ impl DeviceStatus {
                 let nodes = g
                     .nodes
                     .iter()
-                    .map(|n| format!("{} {} {}:{} {}", n.path, n.kind, n.major, n.minor, n.access))
+                    .map(|n| {
+                        let access = if n.access.is_empty() {
+                            "none"
+                        } else {
+                            &n.access
+                        };
+                        format!("{} {} {}:{} {access}", n.path, n.kind, n.major, n.minor)
+                    })
                     .collect();
                 (g.asked.clone(), nodes)
             })
@@ -189,9 +197,13 @@ pub fn apply_to_config(island: &IslandPlan, config: &mut Value) {
                 "destination": node.path, "type": "bind",
                 "source": host_node(island, g, n),
                 "options": ["bind", "nosuid", "noexec"]}));
-            rules.push(serde_json::json!({
-                "allow": true, "type": node.kind.to_string(),
-                "major": node.major, "minor": node.minor, "access": node.access}));
+            // An empty access (CDI `permissions: "none"`) is no rule: in a rule it would
+            // read as all access (runtime-spec, runc).
+            if !node.access.is_empty() {
+                rules.push(serde_json::json!({
+                    "allow": true, "type": node.kind.to_string(),
+                    "major": node.major, "minor": node.minor, "access": node.access}));
+            }
         }
         mounts.extend(grant.mounts.iter().cloned());
         env.extend(grant.env.iter().cloned());
@@ -221,4 +233,44 @@ pub fn apply_to_config(island: &IslandPlan, config: &mut Value) {
     let mut all = vec![serde_json::json!({"allow": false, "access": "rwm"})];
     all.extend(rules);
     config["linux"]["resources"]["devices"] = Value::Array(all);
+}
+
+/// A GPU is one tenant's across projects too: an island of `file` may use a GPU that an island
+/// of a project already up uses (the same whole GPU, a whole GPU and an instance of it, or the
+/// same MIG instance) only where both say `shared = true`. Called under the state lock, so two
+/// `up`s at once see each other.
+pub fn check_gpus_against(
+    file: &crate::file::File,
+    others: &[Plan],
+) -> std::result::Result<(), FileError> {
+    for (k, island) in file.islands.iter().enumerate() {
+        for (g, grant) in island.devices.iter().enumerate() {
+            let ours = grant.gpu_uses();
+            if ours.is_empty() {
+                continue;
+            }
+            let taken = others.iter().flat_map(|p| {
+                p.islands
+                    .iter()
+                    .filter(|o| !(o.spec.shared && island.shared))
+                    .map(move |o| (p, o))
+            });
+            for (p, o) in taken {
+                let theirs: Vec<GpuUse> = o.spec.devices.iter().flat_map(Grant::gpu_uses).collect();
+                if ours.iter().any(|u| theirs.iter().any(|t| overlap(t, u))) {
+                    return Err(FileError {
+                        path: file.path.clone(),
+                        line: 0,
+                        col: 0,
+                        field: format!("island[{k}] ({}).devices[{g}]", island.name),
+                        msg: format!(
+                            "{} uses the same GPU as island {:?} of project {:?}, which is up: {GPU_NOTE}; set `shared = true` on both islands to allow it",
+                            grant.asked, o.spec.name, p.name
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
 }

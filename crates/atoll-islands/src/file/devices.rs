@@ -6,7 +6,8 @@ use toml::Spanned;
 
 use super::syntax::{Cx, RawIsland};
 use super::Island;
-use crate::devices::grant::{self as devices, Grant, Registry};
+use crate::devices::cdi;
+use crate::devices::grant::{self as devices, Grant};
 use crate::error::FileError;
 
 /// Resolve every island's `devices` and check GPU sharing across the file's islands.
@@ -15,26 +16,44 @@ pub(super) fn grants(
     raw: &[RawIsland],
     islands: &mut [Island],
 ) -> Result<(), FileError> {
-    // The spec dirs are read only where a file names a CDI device: a file without any costs
-    // no syscall here.
-    let mut registry: Option<Registry> = None;
+    // The CDI helper runs once, and only where a file names a CDI device: a file without any
+    // costs no process and no syscall here.
+    let cdi_entries: Vec<(usize, usize)> = raw
+        .iter()
+        .enumerate()
+        .flat_map(|(i, ri)| {
+            ri.devices
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| devices::is_cdi_name(e.get_ref()))
+                .map(move |(k, _)| (i, k))
+        })
+        .collect();
+    let field =
+        |i: usize, k: usize| format!("island[{i}] ({}).devices[{k}]", raw[i].name.get_ref());
+    let mut resolved = match cdi_entries.first() {
+        None => Vec::new().into_iter(),
+        Some(&(i, k)) => {
+            let names: Vec<&str> = cdi_entries
+                .iter()
+                .map(|&(i, k)| raw[i].devices[k].get_ref().as_str())
+                .collect();
+            cdi::resolve(&names, &cdi::spec_dirs())
+                .map_err(|m| cx.err(raw[i].devices[k].span(), field(i, k), m))?
+                .into_iter()
+        }
+    };
     for (i, (ri, island)) in raw.iter().zip(islands.iter_mut()).enumerate() {
-        let field = |k: usize| format!("island[{i}] ({}).devices[{k}]", island.name);
         for (k, entry) in ri.devices.iter().enumerate() {
             let e = entry.get_ref();
             let grant = if devices::is_cdi_name(e) {
-                let reg = match &registry {
-                    Some(r) => r,
-                    None => registry.insert(
-                        Registry::load(Registry::dirs())
-                            .map_err(|m| cx.err(entry.span(), field(k), m))?,
-                    ),
-                };
-                reg.resolve(e)
+                resolved
+                    .next()
+                    .unwrap_or_else(|| Err("the CDI helper gave no result".to_string()))
             } else {
                 devices::from_path(e)
             }
-            .map_err(|m| cx.err(entry.span(), field(k), m))?;
+            .map_err(|m| cx.err(entry.span(), field(i, k), m))?;
             island.devices.push(grant);
         }
         island.shared = ri.shared.as_ref().is_some_and(|s| *s.get_ref());

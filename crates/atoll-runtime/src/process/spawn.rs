@@ -577,7 +577,10 @@ fn drive(
 
 /// The config's resources plus device-cgroup allows for the devices the container gets (the
 /// defaults, /dev/pts, /dev/ptmx, /dev/console and linux.devices), appended after the config's own
-/// rules the way runc does, so a "deny all" list still leaves the standard devices usable.
+/// rules, so a "deny all" list still leaves the standard devices usable. A linux.devices entry
+/// that the config's rules name by its own type and number keeps their access: an engine that
+/// injected a CDI node with `permissions: "rw"` wrote that rule, and a later rwm would widen it
+/// (last match wins, in v1's list as in the v2 program).
 pub fn effective_resources(spec: &Spec) -> oci_spec::runtime::LinuxResources {
     use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
     let mut res = spec
@@ -601,6 +604,11 @@ pub fn effective_resources(spec: &Spec) -> oci_spec::runtime::LinuxResources {
         } else {
             LinuxDeviceType::C
         };
+        if d.index.is_some()
+            && crate::rootfs::configured_access(spec, t, d.major(), d.minor()).is_some()
+        {
+            continue;
+        }
         rules.push(rule(t, Some(d.major()), Some(d.minor()), "rwm"));
     }
     rules.push(rule(LinuxDeviceType::C, Some(5), Some(1), "rwm")); // /dev/console

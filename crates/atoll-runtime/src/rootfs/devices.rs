@@ -14,11 +14,18 @@ use super::{MountError, Rootfs};
 use crate::error::{field, Result};
 
 impl Rootfs {
-    /// Make the planned device nodes: mknod, or in a user namespace a bind of the host's node.
+    /// Make the planned device nodes: mknod, or in a user namespace (or for a node the
+    /// device cgroup gives no mknod access) a bind of the host's node.
     pub fn devices(&self, plan: &DevicePlan<'_>) -> Result<()> {
         for d in &plan.nodes {
             if plan.bind_host_nodes {
-                self.bind_host_node(d.path)?;
+                self.bind_host_node(d.path, "open_tree the host's node", None)?;
+            } else if d.bind_from_host {
+                self.bind_host_node(
+                    d.path,
+                    "open_tree the host's node (its rule in linux.resources.devices gives no mknod access, so it is bound, not made)",
+                    Some(d),
+                )?;
             } else {
                 self.mknod(d)?;
             }
@@ -26,7 +33,13 @@ impl Rootfs {
         Ok(())
     }
 
-    fn bind_host_node(&self, path: &Path) -> Result<()> {
+    /// Bind the host's node at `path`; with `check`, only if it is that device.
+    fn bind_host_node(
+        &self,
+        path: &Path,
+        call: &'static str,
+        check: Option<&Device<'_>>,
+    ) -> Result<()> {
         let fail = |call| move |errno| device_err(path, call, errno);
         let target = self.target(path, true)?;
         let mnt = open_tree(
@@ -34,7 +47,10 @@ impl Rootfs {
             path,
             OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
         )
-        .map_err(fail("open_tree the host's node"))?;
+        .map_err(fail(call))?;
+        if let Some(d) = check {
+            is_the_device(mnt.as_fd(), d)?;
+        }
         self.attach(mnt.as_fd(), target.as_fd())
             .map_err(fail("move_mount"))?;
         Ok(())
@@ -158,6 +174,23 @@ impl Rootfs {
         self.attach(mnt.as_fd(), target.as_fd())
             .map_err(fail("move_mount"))
     }
+}
+
+/// The host node about to be bound must be the configured device: the config asked for a
+/// number, not for whatever the host keeps at that path.
+fn is_the_device(node: BorrowedFd<'_>, d: &Device<'_>) -> Result<()> {
+    let st = rustix::fs::fstat(node).map_err(|e| device_err(d.path, "fstat the host's node", e))?;
+    let want = if d.typ == LinuxDeviceType::B {
+        FileType::BlockDevice
+    } else {
+        FileType::CharacterDevice
+    };
+    let rdev = rustix::fs::makedev(d.major as u32, d.minor as u32);
+    if FileType::from_raw_mode(st.st_mode) != want || st.st_rdev != rdev {
+        let call = "the host's node there is another device";
+        return Err(device_err(d.path, call, Errno::NODEV).into());
+    }
+    Ok(())
 }
 
 fn device_err(path: &Path, call: &'static str, errno: Errno) -> MountError {

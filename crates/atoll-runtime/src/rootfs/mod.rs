@@ -29,7 +29,8 @@ pub use apply::MountCtx;
 pub use error::MountError;
 pub use options::{parse_options, Options};
 pub use plan::{
-    all_devices, Device, DevicePlan, Idmap, IdmapUserns, MountKind, MountOp, MountPlan,
+    all_devices, configured_access, Device, DevicePlan, Idmap, IdmapUserns, MountKind, MountOp,
+    MountPlan,
 };
 pub use prepared::{prepare_for_init, PreparedMounts, UsernsFor};
 

@@ -79,6 +79,10 @@ pub enum IdmapUserns {
 pub struct Device<'a> {
     /// Its index in linux.devices; None for a default device.
     pub index: Option<usize>,
+    /// The config's own device rules for exactly this node leave it without mknod access (an
+    /// engine's CDI node with `permissions: "rw"`): the init, already in the device cgroup,
+    /// could not mknod it, so the host's node at the same path is bound instead.
+    pub bind_from_host: bool,
     pub path: &'a Path,
     pub typ: LinuxDeviceType,
     pub major: i64,
@@ -120,6 +124,7 @@ pub fn all_devices(spec: &Spec) -> Vec<Device<'_>> {
     let mut devs = Vec::with_capacity(DEFAULT_DEVICES.len() + extra.len());
     devs.extend(DEFAULT_DEVICES.iter().map(|&(path, major, minor)| Device {
         index: None,
+        bind_from_host: false,
         path: Path::new(path),
         typ: LinuxDeviceType::C,
         major,
@@ -132,6 +137,9 @@ pub fn all_devices(spec: &Spec) -> Vec<Device<'_>> {
         devs.retain(|x| x.path != d.path());
         devs.push(Device {
             index: Some(i),
+            bind_from_host: configured_access(spec, d.typ(), d.major(), d.minor()).is_some_and(
+                |(allow, access)| !allow || (!access.is_empty() && !access.contains('m')),
+            ),
             path: d.path(),
             typ: d.typ(),
             major: d.major(),
@@ -142,6 +150,32 @@ pub fn all_devices(spec: &Spec) -> Vec<Device<'_>> {
         });
     }
     devs
+}
+
+/// The last of the config's linux.resources.devices rules that names exactly this type and
+/// number (the kernel's v1 list and the v2 program both let the last match decide): whether it
+/// allows, and its access ("" is all). None where no rule names it.
+pub fn configured_access(
+    spec: &Spec,
+    typ: LinuxDeviceType,
+    major: i64,
+    minor: i64,
+) -> Option<(bool, &str)> {
+    let typ = if typ == LinuxDeviceType::U {
+        LinuxDeviceType::C
+    } else {
+        typ
+    };
+    spec.linux()
+        .as_ref()?
+        .resources()
+        .as_ref()?
+        .devices()
+        .as_deref()?
+        .iter()
+        .rev()
+        .find(|r| r.typ() == Some(typ) && r.major() == Some(major) && r.minor() == Some(minor))
+        .map(|r| (r.allow(), r.access().as_deref().unwrap_or("")))
 }
 
 /// How the devices are made.

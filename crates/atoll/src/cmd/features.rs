@@ -55,13 +55,40 @@ pub fn features(
             // env, hooks) are applied like any config; requests left as annotations are refused.
             "io.github.atoll.cdi.edits": "applied",
             "io.github.atoll.cdi.annotations": "refused (cdi.k8s.io/*: the engine resolves them)",
-            // Only what this build resolves: without the `cdi` feature a CDI name is refused.
-            "io.github.atoll.islands.devices": if atoll_islands::devices::CDI_BUILT_IN {
-                "paths and CDI names (container-device-interface 1.1; specs in /etc/cdi, /var/run/cdi or $ATOLL_CDI_SPEC_DIRS)"
-            } else {
-                "paths (CDI names need the cdi build feature: docs/devices.md)"
-            },
+            // CDI names are resolved by the atoll-cdi helper beside this binary: named only
+            // where it is there and answers.
+            "io.github.atoll.islands.devices": islands_devices(),
             "io.github.atoll.guard": guard.to_string(),
         }
     }))
+}
+
+/// What an islands file's `devices` may name on this install: CDI names only where the
+/// atoll-cdi helper beside this executable runs (its `--version`).
+fn islands_devices() -> String {
+    let helper = match atoll_islands::devices::cdi::helper_path() {
+        Ok(p) => p,
+        Err(e) => return format!("paths (CDI names: {e})"),
+    };
+    let answer = std::process::Command::new(&helper)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output();
+    match answer {
+        Ok(out) if out.status.success() => format!(
+            "paths and CDI names ({}, {}; specs in /etc/cdi, /var/run/cdi or $ATOLL_CDI_SPEC_DIRS)",
+            helper.display(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        ),
+        Ok(out) => format!(
+            "paths (CDI names need the helper {}, which answered {}: docs/devices.md)",
+            helper.display(),
+            out.status
+        ),
+        Err(e) => format!(
+            "paths (CDI names need the helper {}: {e}: docs/devices.md)",
+            helper.display()
+        ),
+    }
 }

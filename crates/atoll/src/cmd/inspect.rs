@@ -93,15 +93,47 @@ pub fn ps(store: &Store, id: &str, format: Format, args: &[String]) -> Result<()
     Ok(())
 }
 
+/// runc's `events`: a stats line every `every`, and an `{"type":"oom"}` line as soon as the
+/// kernel reports an OOM in the container's cgroup (atoll_cgroups::oom).
 pub fn events(store: &Store, id: &str, stats_once: bool, every: Duration) -> Result<()> {
     if stats_once {
         println!("{}", container::stats(store, id)?);
         return Ok(());
     }
+    // Armed before the first line, so that an OOM after it is never missed. Without a memory
+    // controller there is nothing to watch; the stats still stream (as runc).
+    let mut oom = match container::oom_watch(store, id) {
+        Ok(w) => Some(w),
+        Err(atoll_runtime::RuntimeError::NotFound(n)) => {
+            return Err(atoll_runtime::RuntimeError::NotFound(n).into())
+        }
+        Err(e) => {
+            tracing::warn!("events {id}: no OOM notifications: {e}");
+            None
+        }
+    };
     // A container that does not exist is an error; one deleted while followed ends the stream.
     println!("{}", container::stats(store, id)?);
+    let mut next = std::time::Instant::now() + every;
     loop {
-        std::thread::sleep(every);
+        let left = next.saturating_duration_since(std::time::Instant::now());
+        match oom.as_mut().map(|w| w.wait(left)) {
+            Some(Ok(atoll_cgroups::Oom::Fired(_))) => {
+                println!("{}", serde_json::json!({"type": "oom", "id": id}));
+                continue;
+            }
+            Some(Ok(atoll_cgroups::Oom::Gone)) => oom = None,
+            Some(Ok(atoll_cgroups::Oom::Quiet)) => {}
+            Some(Err(e)) => {
+                tracing::warn!("events {id}: OOM notifications stop: {e}");
+                oom = None;
+            }
+            None => std::thread::sleep(left),
+        }
+        if std::time::Instant::now() < next {
+            continue;
+        }
+        next += every;
         match container::stats(store, id) {
             Ok(s) => println!("{s}"),
             Err(atoll_runtime::RuntimeError::NotFound(_)) => return Ok(()),
