@@ -220,6 +220,50 @@ fn a_tcp_peer_survives_ten_migrations() {
     assert!(p.counter("allow:cli->srv:tcp/7000") > before);
 }
 
+/// CRIU probes the kernel on every start unless /run/criu.kdat holds its cache, which CRIU
+/// itself keeps only on a tmpfs /run; atoll keeps it where /run is not one (docs/migrate.md,
+/// "Cost"). Both CRIU runs of a migration, dump and restore, start from the cache.
+#[test]
+fn both_criu_runs_of_a_migration_start_from_the_kernel_probe_cache() {
+    if !can_run() {
+        return;
+    }
+    // No cache of an earlier run (CRIU would only read it, never write it, on this /run).
+    for f in ["/run/criu.kdat", "/run/criu.kdat.atoll"] {
+        let _ = std::fs::remove_file(f);
+    }
+    let p = Project::started("mg2k", &echo_body(&nc_echo()));
+    let images = p.dir.join("images");
+    let what = format!("{}/srv", p.name);
+    let (code, out, err) = p.atoll(&[
+        "migrate",
+        "--keep-images",
+        "--images",
+        images.to_str().unwrap(),
+        &what,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    for log in ["dump.log", "restore.log"] {
+        let text = std::fs::read_to_string(images.join(log)).unwrap();
+        assert!(
+            text.contains("Loaded kdat cache from /run/criu.kdat"),
+            "{log} probed the kernel instead of loading the cache:\n{}",
+            text.lines().take(12).collect::<Vec<_>>().join("\n")
+        );
+    }
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    // f_type's width differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let on_tmpfs = rustix::fs::statfs("/run").unwrap().f_type as i64 == 0x0102_1994;
+    if !on_tmpfs {
+        let tag = std::fs::read_to_string("/run/criu.kdat.atoll").unwrap();
+        assert!(
+            tag.contains(boot.trim()),
+            "the cache names this boot: {tag}"
+        );
+    }
+}
+
 /// srv also listens on 10.99.0.1 (IP_FREEBIND: an address no netns of the project owns).
 fn freebind_body() -> String {
     let py = "import socket\\n\
