@@ -464,6 +464,8 @@ fn criu_opts(criu: &Path, images: &Path) -> CommonOpts {
         empty_ns: Some("network".into()),
         user_ns: true,
         preflight_done: true,
+        // Both netns are locked by atoll from before the freeze to after the verify.
+        network_lock_skip: true,
         ..CommonOpts::default()
     }
 }
