@@ -264,6 +264,78 @@ fn both_criu_runs_of_a_migration_start_from_the_kernel_probe_cache() {
     }
 }
 
+/// A PATH with every program of the usual one but iptables: a host with nftables alone.
+fn path_without_iptables(dir: &Path) -> String {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    for d in [
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ] {
+        let Ok(rd) = std::fs::read_dir(d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let n = name.to_string_lossy();
+            if n.starts_with("iptables") || n.starts_with("ip6tables") || dir.join(&name).exists() {
+                continue;
+            }
+            std::os::unix::fs::symlink(e.path(), dir.join(&name)).unwrap();
+        }
+    }
+    dir.display().to_string()
+}
+
+/// CRIU's own network lock (its default: iptables rules per connection, added and removed by
+/// iptables-restore runs inside the outage) is not used: atoll locks both namespaces itself
+/// with nftables. So a migration works on a host without iptables, with the connection.
+#[test]
+fn a_migration_with_its_connection_needs_no_iptables() {
+    if !can_run() {
+        return;
+    }
+    let p = Project::started("mg2n", &echo_body(&nc_echo()));
+    let to = format!("{}:7000", p.addr("srv", "cli"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let client = {
+        let (ns, to, stop, done) = (p.netns("cli"), to.clone(), stop.clone(), done.clone());
+        std::thread::spawn(move || peer(ns, to, stop, done))
+    };
+    let progress = |more: u64, when: &str| {
+        let want = done.load(Ordering::SeqCst) + more;
+        for _ in 0..300 {
+            if done.load(Ordering::SeqCst) >= want || client.is_finished() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(done.load(Ordering::SeqCst) >= want, "no progress {when}");
+    };
+    progress(3, "before the migration");
+    let path = path_without_iptables(&p.dir.join("bin"));
+    let out = Command::new(common::ATOLL)
+        .args(["migrate", "--json", &format!("{}/srv", p.name)])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "migrate without iptables: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rep["connections"].as_array().unwrap().len(), 1, "{rep}");
+    progress(3, "after the migration");
+    stop.store(true, Ordering::SeqCst);
+    client.join().unwrap().expect("no reset, no lost line");
+}
+
 /// srv also listens on 10.99.0.1 (IP_FREEBIND: an address no netns of the project owns).
 fn freebind_body() -> String {
     let py = "import socket\\n\
