@@ -529,6 +529,8 @@ fn restore_inner(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
 /// run on atoll's only thread).
 struct CriuConfig {
     file: PathBuf,
+    /// The caller's own $CRIU_CONFIG_FILE: its options come first in ours, and it is put back.
+    before: Option<std::ffi::OsString>,
 }
 
 const CRIU_CONFIG_ENV: &str = "CRIU_CONFIG_FILE";
@@ -547,16 +549,29 @@ impl CriuConfig {
         if lines.is_empty() {
             return Ok(None);
         }
+        let before = std::env::var_os(CRIU_CONFIG_ENV);
+        let mut text = match &before {
+            Some(f) => fs::read_to_string(f).map_err(io("read $CRIU_CONFIG_FILE", Path::new(f)))?,
+            None => String::new(),
+        };
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        // CRIU parses the file as a command line: a later option overrides an earlier one.
+        text.push_str(&(lines.join("\n") + "\n"));
         let file = work.join(format!("atoll-criu-{op}.conf"));
-        fs::write(&file, lines.join("\n") + "\n").map_err(io("write", &file))?;
+        fs::write(&file, text).map_err(io("write", &file))?;
         std::env::set_var(CRIU_CONFIG_ENV, &file);
-        Ok(Some(CriuConfig { file }))
+        Ok(Some(CriuConfig { file, before }))
     }
 }
 
 impl Drop for CriuConfig {
     fn drop(&mut self) {
-        std::env::remove_var(CRIU_CONFIG_ENV);
+        match &self.before {
+            Some(v) => std::env::set_var(CRIU_CONFIG_ENV, v),
+            None => std::env::remove_var(CRIU_CONFIG_ENV),
+        }
         if let Err(e) = fs::remove_file(&self.file) {
             tracing::debug!("remove {}: {e}", self.file.display());
         }
