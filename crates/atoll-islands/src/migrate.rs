@@ -565,9 +565,10 @@ pub(crate) fn thaw(
     // Switch: the island's routes name the new ends (the guard knows them already), the
     // target opens (end of the outage); then the source's ends and their rules go.
     route_to_target(plan, &target)?;
-    firewall::unlock(&tgt).map_err(net("unlock the target netns"))?;
+    firewall::open(&tgt).map_err(net("open the target netns"))?;
     let open = Instant::now();
     finish_switch(plan, idx, &target)?;
+    firewall::unlock(&tgt).map_err(net("unlock the target netns"))?;
     Ok((pid, open))
 }
 
@@ -784,10 +785,21 @@ fn restore_target(
     let pin = target.netns.clone();
     let steps = target_steps(plan, target);
     let setup: checkpoint::SetupNetns = Box::new(move |pid| {
+        let t0 = Instant::now();
         let ns = netns::Netns::pin(Path::new(&format!("/proc/{pid}/ns/net")), &pin)
             .map_err(|e| format!("pin /proc/{pid}/ns/net at {}: {e}", pin.display()))?;
-        firewall::lock(&ns).map_err(|e| format!("lock: {e}"))?;
-        steps.apply().map_err(|e| format!("links: {e}"))
+        let t1 = Instant::now();
+        // CRIU made this netns a moment ago: it holds no table.
+        firewall::lock_fresh(&ns).map_err(|e| format!("lock: {e}"))?;
+        let t2 = Instant::now();
+        steps.apply().map_err(|e| format!("links: {e}"))?;
+        tracing::debug!(
+            "target netns: pin {:?}, lock {:?}, links {:?} (inside the outage)",
+            t1 - t0,
+            t2 - t1,
+            t2.elapsed()
+        );
+        Ok(())
     });
     checkpoint::restore_with(store, id, opts, Some(setup))
         .map_err(|e| atoll_runtime::error::report(&e))
