@@ -6,7 +6,9 @@
 # spans of its dump.log and restore.log, i.e. CRIU driven by hand minus atoll's steps).
 # Not a test; prints one table.
 #
-#   bench/migrate.sh            # ATOLL=target/release/atoll for the release binary
+#   bench/migrate.sh            # ATOLL=target/atoll (scripts/build.sh) for the release binary
+#   SIZES="0 0 0" BENCH_JSON=/tmp/r.json BENCH_KEEP=/tmp/img bench/migrate.sh
+#                               # repeat a size; keep atoll's reports and CRIU's images/logs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench/migrate.sh must run as root" >&2; exit 1; }
@@ -46,7 +48,7 @@ EOF
 # CRIU's elapsed seconds in one of its logs (its last timestamp).
 span() { tail -1 "$1" | sed -E 's/^\(([0-9.]+)\).*/\1/'; }
 
-printf '%-8s %12s %12s %12s %12s %12s\n' resident peer-outage atoll-outage atoll-dump atoll-restore criu-own
+printf '%-8s %12s %12s %12s %12s %12s %12s\n' resident peer-outage atoll-outage atoll-dump atoll-restore criu-own atoll-own
 for mb in $SIZES; do
     "$ATOLL" down $P >/dev/null 2>&1 || true
     cat > "$work/islands.toml" <<EOF
@@ -97,6 +99,7 @@ EOF
     # Images in the project's state directory: a tmpfs, as /run is on most hosts.
     images=/run/atoll/islands/$P/images/srv
     out=$("$ATOLL" migrate --json --keep-images $P/srv)
+    [ -n "${BENCH_JSON:-}" ] && echo "$out" >> "$BENCH_JSON"
     sleep 4
     kill "$client"; wait "$client" || true; client=
     read -r gap lines < "$work/peer.out"
@@ -105,11 +108,12 @@ EOF
 import json, sys
 r = json.load(sys.stdin)
 ph = {p['name']: p['ms'] for p in r['phases']}
-print('%-8s %10s ms %9.0f ms %9.0f ms %9.0f ms %9s ms' % ('$mb MB', '$gap', r['outage_ms'], ph['freeze+dump'], ph['restore'], '$criu_own'))
+print('%-8s %10s ms %9.0f ms %9.0f ms %9.0f ms %9s ms %9.0f ms' % ('$mb MB', '$gap', r['outage_ms'], ph['freeze+dump'], ph['restore'], '$criu_own', r['outage_ms'] - $criu_own))
 "
+    [ -n "${BENCH_KEEP:-}" ] && cp -r "$images" "$BENCH_KEEP.$mb"
     rm -rf "$images"
 done
 echo "peer-outage: the longest wait for an echo (a line every 10 ms), TCP's retransmission"
 echo "backoff included; atoll-outage: lock of the source netns to unlock of the target;"
-echo "criu-own: CRIU's dump.log + restore.log spans on the same images."
+echo "criu-own: CRIU's dump.log + restore.log spans on the same images; atoll-own: the rest."
 echo "--lazy-pages: not implemented by migrate (see docs/migrate.md)."

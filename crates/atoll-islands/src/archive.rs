@@ -251,7 +251,8 @@ pub fn restore(
     let started = Instant::now();
     let old_netns = island.netns.clone();
     let images = archive.join("images");
-    let pid = migrate::thaw(
+    migrate::prepare_guard(&plan, idx)?;
+    let (pid, _open) = migrate::thaw(
         &mut plan,
         idx,
         &criu_path,

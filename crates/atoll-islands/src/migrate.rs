@@ -210,22 +210,48 @@ fn target_steps(plan: &Plan, t: &Target) -> p2p::Plan {
     p2p::Plan { steps }
 }
 
-fn route_steps(plan: &Plan, t: &Target) -> p2p::Plan {
-    let steps = t
-        .ends
+/// The host routes to the island's addresses, on the target's host ends.
+fn target_routes(plan: &Plan, t: &Target) -> Vec<(std::net::Ipv4Addr, String)> {
+    t.ends
         .iter()
         .map(|(n, is_a, host, _)| {
             let l = &plan.links[*n];
-            p2p::Step {
-                target: p2p::Target::Host,
-                op: p2p::Op::LinkRoute {
-                    ifname: host.clone(),
-                    dst: if *is_a { l.addr_a } else { l.addr_b },
-                },
-            }
+            (if *is_a { l.addr_a } else { l.addr_b }, host.clone())
         })
-        .collect();
-    p2p::Plan { steps }
+        .collect()
+}
+
+/// The border guard for both generations of the island's host ends: the allows and default
+/// drops of the source's ends and, the same again, of the target's. Applied before the
+/// freeze, so that the switch inside the outage is one route change and no nft transaction;
+/// the rules of the source's names go once the target is open. Names of links that do not
+/// exist yet match nothing.
+fn guard_for_both(plan: &Plan, t: &Target) -> firewall::Ruleset {
+    let mut both = crate::apply::ruleset(plan);
+    let mut next = plan.clone();
+    rename_ends(&mut next, t);
+    let new = crate::apply::ruleset(&next);
+    for i in new.host_ifaces {
+        if !both.host_ifaces.contains(&i) {
+            both.host_ifaces.push(i);
+        }
+    }
+    for a in new.allows {
+        if !both.allows.contains(&a) {
+            both.allows.push(a);
+        }
+    }
+    both
+}
+
+fn rename_ends(plan: &mut Plan, t: &Target) {
+    for (n, is_a, host, _) in &t.ends {
+        if *is_a {
+            plan.links[*n].host_a = host.clone();
+        } else {
+            plan.links[*n].host_b = host.clone();
+        }
+    }
 }
 
 /// Remove what a target left: its host ends (each takes its island end) and its netns pin.
@@ -438,6 +464,8 @@ fn criu_opts(criu: &Path, images: &Path) -> CommonOpts {
         empty_ns: Some("network".into()),
         user_ns: true,
         preflight_done: true,
+        // Both netns are locked by atoll from before the freeze to after the verify.
+        network_lock_skip: true,
         ..CommonOpts::default()
     }
 }
@@ -476,8 +504,9 @@ pub(crate) fn freeze_and_dump(
 }
 
 /// Restore from `images` into a locked target (once more after a failure: the same images,
-/// the same way), verify `conns`, then switch the island over; returns the new pid. The
-/// source netns stays as it was (locked) on failure.
+/// the same way), verify `conns`, then switch the island over; returns the new pid and when
+/// the target opened. The source netns stays as it was (locked) on failure. The caller has
+/// applied `prepare_guard`.
 pub(crate) fn thaw(
     plan: &mut Plan,
     idx: usize,
@@ -485,7 +514,7 @@ pub(crate) fn thaw(
     images: &Path,
     conns: &[(SocketAddr, SocketAddr)],
     clock: &mut Clock,
-) -> Result<i32> {
+) -> Result<(i32, Instant)> {
     let island = plan.islands[idx].clone();
     let name = island.spec.name.clone();
     let store = Store::new(&plan.runtime_root);
@@ -533,11 +562,14 @@ pub(crate) fn thaw(
     }
     clock.done("verify");
 
-    // Switch: the source's host ends go (with their routes and the island ends), the island's
-    // routes and guard rules name the new ends, the plan records them, then the target opens.
-    switch(plan, idx, &target)?;
+    // Switch: the island's routes name the new ends (the guard knows them already), the
+    // target opens (end of the outage); then the source's ends and their rules go.
+    route_to_target(plan, &target)?;
+    firewall::open(&tgt).map_err(net("open the target netns"))?;
+    let open = Instant::now();
+    finish_switch(plan, idx, &target)?;
     firewall::unlock(&tgt).map_err(net("unlock the target netns"))?;
-    Ok(pid)
+    Ok((pid, open))
 }
 
 /// Written before the freeze and removed when the migration has ended either way: what a
@@ -596,15 +628,20 @@ fn recover(plan: &mut Plan, idx: usize, clock: &mut Clock) -> Result<bool> {
         .ok()
         .filter(|s| s.status() == Status::Running)
         .and_then(|s| netns_ino(Path::new(&format!("/proc/{}/ns/net", s.pid))));
+    prepare_guard(plan, idx)?;
     if running.is_some() && running == netns_ino(&j.new_netns) {
-        switch(plan, idx, &target)?;
+        route_to_target(plan, &target)?;
         let tgt = netns::Netns::open(&j.new_netns).map_err(net("open the target netns"))?;
         firewall::unlock(&tgt).map_err(net("unlock the target netns"))?;
+        finish_switch(plan, idx, &target)?;
         netns::remove(&j.old_netns).map_err(net("remove the source netns"))?;
     } else if running.is_some() && running == netns_ino(&j.old_netns) {
         remove_target(&target);
         let src = netns::Netns::open(&j.old_netns).map_err(net("open the island's netns"))?;
         firewall::unlock(&src).map_err(net("unlock the island's netns"))?;
+        crate::apply::ruleset(plan)
+            .apply()
+            .map_err(net("border guard"))?;
     } else {
         // A CRIU still at work on the images, a copy restored behind atoll's back (no state
         // entry): gone first, so that the restore below is the only copy.
@@ -635,26 +672,28 @@ fn recover(plan: &mut Plan, idx: usize, clock: &mut Clock) -> Result<bool> {
     Ok(true)
 }
 
-/// Move the island's routes and guard rules to the target's host ends and record them: the
-/// source's host ends go first (their routes with them). Safe to run again after a kill.
-fn switch(plan: &mut Plan, idx: usize, target: &Target) -> Result<()> {
+/// Before the freeze (out of the outage): the guard admits the island's traffic on the
+/// target's host ends too (`guard_for_both`).
+pub(crate) fn prepare_guard(plan: &Plan, idx: usize) -> Result<()> {
+    guard_for_both(plan, &target_of(plan, idx))
+        .apply()
+        .map_err(net("border guard"))
+}
+
+/// Inside the outage: the island's host routes move to the target's ends (one netlink
+/// message each; the guard already knows their names, see `guard_for_both`). Safe to run
+/// again after a kill.
+fn route_to_target(plan: &Plan, target: &Target) -> Result<()> {
+    p2p::replace_host_routes(&target_routes(plan, target))
+        .map_err(net("route the island's addresses to the new ends"))
+}
+
+/// After the unlock: the source's host ends go (each takes its island end with it), the
+/// guard forgets their names, the plan records the target. Safe to run again after a kill.
+fn finish_switch(plan: &mut Plan, idx: usize, target: &Target) -> Result<()> {
     let old_names: Vec<String> = target.ends.iter().map(|e| e.3.clone()).collect();
     p2p::delete_host_links(&old_names).map_err(net("delete the source's host ends"))?;
-    for step in route_steps(plan, target).steps {
-        match (p2p::Plan { steps: vec![step] }).apply() {
-            Ok(()) => {}
-            // Already routed by a switch that was killed after this step.
-            Err(e) if e.to_string().contains("EEXIST") => {}
-            Err(e) => return Err(net("route the island's addresses to the new ends")(e)),
-        }
-    }
-    for (n, is_a, host, _) in &target.ends {
-        if *is_a {
-            plan.links[*n].host_a = host.clone();
-        } else {
-            plan.links[*n].host_b = host.clone();
-        }
-    }
+    rename_ends(plan, target);
     plan.islands[idx].netns = target.netns.clone();
     crate::apply::ruleset(plan)
         .apply()
@@ -690,10 +729,14 @@ fn migrate_locked(
         criu: c.criu.clone(),
         conns: c.conns.clone(),
     };
+    prepare_guard(&plan, idx)?;
     write_journal(&plan, &journal)?;
     let outage = match freeze_and_dump(&plan, idx, &c, &images) {
         Ok(t) => t,
         Err(e) => {
+            if let Err(g) = crate::apply::ruleset(&plan).apply() {
+                tracing::warn!("restoring the border guard of {name}: {g}");
+            }
             let _ = std::fs::remove_file(journal_path(&plan, &name));
             return Err(e);
         }
@@ -704,8 +747,8 @@ fn migrate_locked(
     // On failure the source stays locked: CRIU killed it after the dump, and an unlocked netns
     // without its sockets would reset the peers' connections that a later `atoll restore` of
     // the images could still carry on.
-    let pid = thaw(&mut plan, idx, &c.criu, &at_target, &c.conns, clock)?;
-    let outage_ms = outage.elapsed().as_secs_f64() * 1e3;
+    let (pid, open) = thaw(&mut plan, idx, &c.criu, &at_target, &c.conns, clock)?;
+    let outage_ms = open.duration_since(outage).as_secs_f64() * 1e3;
     netns::remove(&old_netns).map_err(net("remove the source netns"))?;
     let jp = journal_path(&plan, &name);
     std::fs::remove_file(&jp).map_err(io(format!("remove {}", jp.display())))?;
@@ -742,10 +785,21 @@ fn restore_target(
     let pin = target.netns.clone();
     let steps = target_steps(plan, target);
     let setup: checkpoint::SetupNetns = Box::new(move |pid| {
+        let t0 = Instant::now();
         let ns = netns::Netns::pin(Path::new(&format!("/proc/{pid}/ns/net")), &pin)
             .map_err(|e| format!("pin /proc/{pid}/ns/net at {}: {e}", pin.display()))?;
-        firewall::lock(&ns).map_err(|e| format!("lock: {e}"))?;
-        steps.apply().map_err(|e| format!("links: {e}"))
+        let t1 = Instant::now();
+        // CRIU made this netns a moment ago: it holds no table.
+        firewall::lock_fresh(&ns).map_err(|e| format!("lock: {e}"))?;
+        let t2 = Instant::now();
+        steps.apply().map_err(|e| format!("links: {e}"))?;
+        tracing::debug!(
+            "target netns: pin {:?}, lock {:?}, links {:?} (inside the outage)",
+            t1 - t0,
+            t2 - t1,
+            t2.elapsed()
+        );
+        Ok(())
     });
     checkpoint::restore_with(store, id, opts, Some(setup))
         .map_err(|e| atoll_runtime::error::report(&e))
@@ -779,6 +833,41 @@ fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_guard_of_both_generations_admits_the_island_on_old_and_new_ends() {
+        let f = crate::file::parse(
+            Path::new("p.toml"),
+            "name = \"p\"\n[[island]]\nname = \"db\"\ncommand = [\"/bin/sh\"]\n\
+             [[island]]\nname = \"app\"\ncommand = [\"/bin/sh\"]\n\
+             [[link]]\nbetween = [\"db\", \"app\"]\n\
+             [[allow]]\nfrom = \"app\"\nto = \"db\"\nproto = \"tcp\"\nports = [5432]\n",
+        )
+        .unwrap();
+        let plan = crate::plan::build(&f, Path::new("/s"), Path::new("/r"), &[]).unwrap();
+        let db = plan
+            .islands
+            .iter()
+            .position(|i| i.spec.name == "db")
+            .unwrap();
+        let t = target_of(&plan, db);
+        let both = guard_for_both(&plan, &t);
+        let (new, old) = (&t.ends[0].2, &t.ends[0].3);
+        assert!(both.host_ifaces.contains(new) && both.host_ifaces.contains(old));
+        let to: Vec<&str> = both.allows.iter().map(|a| a.to_if.as_str()).collect();
+        assert!(
+            to.contains(&new.as_str()) && to.contains(&old.as_str()),
+            "{to:?}"
+        );
+        // The other island's end keeps its one name; nothing else is doubled.
+        assert_eq!(both.allows.len(), 2);
+        assert_eq!(both.host_ifaces.len(), 3);
+        // Once switched, only the new names are left.
+        let mut after = plan.clone();
+        rename_ends(&mut after, &t);
+        let done = crate::apply::ruleset(&after);
+        assert!(!done.host_ifaces.contains(old) && done.host_ifaces.contains(new));
+    }
 
     #[test]
     fn host_names_alternate() {

@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, NLM_F_ACK, NLM_F_CREATE,
-    NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+    NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
@@ -473,6 +473,15 @@ impl Request {
             flags: NLM_F_CREATE | NLM_F_EXCL,
             msg: RouteNetlinkMessage::NewRoute(msg),
         }
+    }
+
+    /// `ip route replace <dst>/32 dev <ifname> scope link`: one message moves a host route to
+    /// another link (the kernel matches the old route by table, destination and metric).
+    pub fn replace_link_route(dst: Ipv4Addr, index: u32, name: &str) -> Request {
+        let mut r = Request::new_link_route(dst, index, name);
+        r.op = "RTM_NEWROUTE (replace)";
+        r.flags = NLM_F_CREATE | NLM_F_REPLACE;
+        r
     }
 
     /// RTM_NEWNEIGH permanent `addr lladdr mac dev X`: no ARP on a link whose ends we both know.

@@ -469,6 +469,27 @@ pub fn delete_host_links(names: &[String]) -> Result<(), NetError> {
     Ok(sock.execute(&reqs)?)
 }
 
+/// Point each host route `dst/32` at the host link named beside it, whatever link it used
+/// before (`ip route replace`): a migrated island's traffic moves to its new ends while the old
+/// ends still exist, so their deletion (one synchronize_net each) can wait.
+pub fn replace_host_routes(routes: &[(Ipv4Addr, String)]) -> Result<(), NetError> {
+    let mut sock = Socket::open("host")?;
+    let links = sock.dump_links()?;
+    let mut reqs = Vec::with_capacity(routes.len());
+    for (dst, name) in routes {
+        let index = links
+            .iter()
+            .find(|l| link_name(l) == Some(name.as_str()))
+            .map(|l| l.header.index)
+            .ok_or_else(|| NetError::NoSuchInterface {
+                ifname: name.clone(),
+                netns: "host".into(),
+            })?;
+        reqs.push(Request::replace_link_route(*dst, index, name));
+    }
+    Ok(sock.execute(&reqs)?)
+}
+
 /// Delete host links one by one (one RTM_DELLINK each, one synchronize_net each); only for
 /// measuring against `delete_group`.
 pub fn delete_group_one_by_one(group: u32) -> Result<(), NetError> {

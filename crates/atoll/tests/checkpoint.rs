@@ -167,6 +167,49 @@ fn counter_continues_after_restore() {
     assert!(!cgroup_exists(&id));
 }
 
+/// A checkpoint restored under another id, so into another cgroup path: CRIU's cgroup root
+/// puts the tasks in the new container's cgroup (where its limits apply), not back into the
+/// dumped one (what restoring an island on a second "host" of one machine needs).
+#[test]
+fn restore_under_another_id_goes_into_its_own_cgroup() {
+    if !can_run() {
+        return;
+    }
+    let mut b = counter();
+    let from = b.id("mg2cgfrom");
+    let to = b.id("mg2cgto");
+    let (code, err) = b.run_detached(&from);
+    assert_eq!(code, 0, "run -d: {err}");
+    wait_count_above(&b, 3);
+    let (code, err) = checkpoint(&b, &from, &[]);
+    assert_eq!(code, 0, "checkpoint: {err}");
+    let frozen = count(&b);
+    let (code, err) = restore(&b, &to, &[]);
+    assert_eq!(code, 0, "restore as {to}: {err}");
+    assert_eq!(status(&b, &to), "running");
+    let after = wait_count_above(&b, frozen);
+    assert!(after < frozen + 40, "counter {frozen} -> {after}");
+    let (_, out, _) = b.cmd(&["state", &to]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let pid = v["pid"].as_u64().unwrap();
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(
+        cg.lines().all(|l| !l.contains(&from)) && cg.contains(&format!("/atoll/{to}")),
+        "the restored init (pid {pid}) is in {cg}"
+    );
+    assert!(!cgroup_exists(&from), "the dumped cgroup was made again");
+    let (code, _, err) = b.cmd(&["kill", &to, "KILL"]);
+    assert_eq!(code, 0, "kill: {err}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status(&b, &to) != "stopped" {
+        assert!(Instant::now() < deadline, "still {}", status(&b, &to));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, _, err) = b.cmd(&["delete", &to]);
+    assert_eq!(code, 0, "delete: {err}");
+    assert!(!cgroup_exists(&to));
+}
+
 /// `features` says checkpoint works (runc's annotation) and names the CRIU it drives; with a
 /// --criu that does not exist, it says it does not.
 #[test]

@@ -220,6 +220,122 @@ fn a_tcp_peer_survives_ten_migrations() {
     assert!(p.counter("allow:cli->srv:tcp/7000") > before);
 }
 
+/// CRIU probes the kernel on every start unless /run/criu.kdat holds its cache, which CRIU
+/// itself keeps only on a tmpfs /run; atoll keeps it where /run is not one (docs/migrate.md,
+/// "Cost"). Both CRIU runs of a migration, dump and restore, start from the cache.
+#[test]
+fn both_criu_runs_of_a_migration_start_from_the_kernel_probe_cache() {
+    if !can_run() {
+        return;
+    }
+    // No cache of an earlier run (CRIU would only read it, never write it, on this /run).
+    for f in ["/run/criu.kdat", "/run/criu.kdat.atoll"] {
+        let _ = std::fs::remove_file(f);
+    }
+    let p = Project::started("mg2k", &echo_body(&nc_echo()));
+    let images = p.dir.join("images");
+    let what = format!("{}/srv", p.name);
+    let (code, out, err) = p.atoll(&[
+        "migrate",
+        "--keep-images",
+        "--images",
+        images.to_str().unwrap(),
+        &what,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    for log in ["dump.log", "restore.log"] {
+        let text = std::fs::read_to_string(images.join(log)).unwrap();
+        assert!(
+            text.contains("Loaded kdat cache from /run/criu.kdat"),
+            "{log} probed the kernel instead of loading the cache:\n{}",
+            text.lines().take(12).collect::<Vec<_>>().join("\n")
+        );
+    }
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    // f_type's width differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let on_tmpfs = rustix::fs::statfs("/run").unwrap().f_type as i64 == 0x0102_1994;
+    if !on_tmpfs {
+        let tag = std::fs::read_to_string("/run/criu.kdat.atoll").unwrap();
+        assert!(
+            tag.contains(boot.trim()),
+            "the cache names this boot: {tag}"
+        );
+    }
+}
+
+/// A PATH with every program of the usual one but iptables: a host with nftables alone.
+fn path_without_iptables(dir: &Path) -> String {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    for d in [
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ] {
+        let Ok(rd) = std::fs::read_dir(d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let n = name.to_string_lossy();
+            if n.starts_with("iptables") || n.starts_with("ip6tables") || dir.join(&name).exists() {
+                continue;
+            }
+            std::os::unix::fs::symlink(e.path(), dir.join(&name)).unwrap();
+        }
+    }
+    dir.display().to_string()
+}
+
+/// CRIU's own network lock (its default: iptables rules per connection, added and removed by
+/// iptables-restore runs inside the outage) is not used: atoll locks both namespaces itself
+/// with nftables. So a migration works on a host without iptables, with the connection.
+#[test]
+fn a_migration_with_its_connection_needs_no_iptables() {
+    if !can_run() {
+        return;
+    }
+    let p = Project::started("mg2n", &echo_body(&nc_echo()));
+    let to = format!("{}:7000", p.addr("srv", "cli"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let client = {
+        let (ns, to, stop, done) = (p.netns("cli"), to.clone(), stop.clone(), done.clone());
+        std::thread::spawn(move || peer(ns, to, stop, done))
+    };
+    let progress = |more: u64, when: &str| {
+        let want = done.load(Ordering::SeqCst) + more;
+        for _ in 0..300 {
+            if done.load(Ordering::SeqCst) >= want || client.is_finished() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(done.load(Ordering::SeqCst) >= want, "no progress {when}");
+    };
+    progress(3, "before the migration");
+    let path = path_without_iptables(&p.dir.join("bin"));
+    let out = Command::new(common::ATOLL)
+        .args(["migrate", "--json", &format!("{}/srv", p.name)])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "migrate without iptables: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rep["connections"].as_array().unwrap().len(), 1, "{rep}");
+    progress(3, "after the migration");
+    stop.store(true, Ordering::SeqCst);
+    client.join().unwrap().expect("no reset, no lost line");
+}
+
 /// srv also listens on 10.99.0.1 (IP_FREEBIND: an address no netns of the project owns).
 fn freebind_body() -> String {
     let py = "import socket\\n\

@@ -115,6 +115,10 @@ pub struct CommonOpts {
     /// Allow a container in its own user namespace (islands: CRIU recreates the namespace and
     /// its id maps from the images).
     pub user_ns: bool,
+    /// The caller keeps the network namespaces locked itself for the whole dump and restore
+    /// (islands: firewall::lock), so CRIU's own per-connection lock (iptables-restore runs at
+    /// dump, restore and unlock, inside the outage) is skipped: `--network-lock skip`.
+    pub network_lock_skip: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -249,6 +253,7 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
     )
     .map_err(io("write", &desc_path))?;
 
+    let _conf = CriuConfig::new(&work, "dump", criu_config_lines(c))?;
     if let Err(e) = rq.dump() {
         let _ = fs::remove_file(&desc_path);
         return Err(criu_err("dump", &work, "dump.log", e));
@@ -360,19 +365,24 @@ fn restore_inner(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
     };
     let cgroup = atoll_cgroups::Cgroup::open(cgroups_path.as_deref(), id)
         .map_err(crate::RuntimeError::from)?;
-    if let (Some(then), CgroupsMode::Soft | CgroupsMode::Full | CgroupsMode::Strict) =
-        (&desc.cgroup, c.manage_cgroups_mode)
-    {
-        if then != cgroup.path() {
-            // CRIU puts the tasks back into the cgroup paths it dumped; remapping them needs
-            // the RPC's cgroup_root, which rust-criu does not expose.
-            return Err(CheckpointError::Preflight(format!(
-                "the checkpoint's cgroup was {then}, this container's would be {}: restore \
-                 under the same id and linux.cgroupsPath, or with --manage-cgroups-mode ignore",
-                cgroup.path()
-            )));
+    let remap = match (&desc.cgroup, c.manage_cgroups_mode) {
+        (Some(then), CgroupsMode::Soft | CgroupsMode::Full | CgroupsMode::Strict)
+            if then != cgroup.path() =>
+        {
+            // One path for every hierarchy on both sides: CRIU's cgroup root replaces the
+            // root task's dumped cgroup with one new path (criu(8) --cgroup-root).
+            if then.contains(';') || cgroup.path().contains(';') {
+                return Err(CheckpointError::Preflight(format!(
+                    "the checkpoint's cgroup was {then}, this container's would be {}, and \
+                     one of them differs per hierarchy: restore under the same id and \
+                     linux.cgroupsPath",
+                    cgroup.path()
+                )));
+            }
+            Some((then.clone(), cgroup.path().to_string()))
         }
-    }
+        _ => None,
+    };
     let resources = spec
         .linux()
         .as_ref()
@@ -402,7 +412,15 @@ fn restore_inner(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
         rq.set_external_mount(m.clone(), "/dev/null".into());
     }
     for (m, host) in &desc.cgroup_mounts {
-        rq.set_external_mount(m.clone(), host.clone());
+        // The container's view of its own cgroup follows the tasks into the new one.
+        let host = match &remap {
+            Some((then, now)) => match host.strip_suffix(then.as_str()) {
+                Some(base) => format!("{base}{now}"),
+                None => host.clone(),
+            },
+            None => host.clone(),
+        };
+        rq.set_external_mount(m.clone(), host);
     }
     // Inherited fds: the child (criu swrk) must get them without CLOEXEC; they stay open here
     // until the request is done.
@@ -452,6 +470,11 @@ fn restore_inner(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
                 .map_err(|e| criu_err("restore", &work, "restore.log", e))?;
         }
     }
+    let mut conf = criu_config_lines(c);
+    if let Some((_, root)) = &remap {
+        conf.push(format!("cgroup-root {root}"));
+    }
+    let _conf = CriuConfig::new(&work, "restore", conf)?;
     RESTORED_PID.store(0, Ordering::SeqCst);
     rq.set_notify_scripts(true);
     rq.set_notify_cb(note_restored_pid);
@@ -498,6 +521,62 @@ fn restore_inner(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
     undo.armed = false;
     drop(lock);
     Ok(pid)
+}
+
+/// CRIU options rust-criu 0.6 has no setter for, though the RPC has fields for them
+/// (criu_opts.network_lock, criu_opts.cg_root): `criu swrk` also reads the config file named by
+/// $CRIU_CONFIG_FILE (criu(8), CONFIGURATION FILES), so they travel that way: a file in the
+/// work directory, named in this process's environment while the guard lives (dump and restore
+/// run on atoll's only thread).
+struct CriuConfig {
+    file: PathBuf,
+    /// The caller's own $CRIU_CONFIG_FILE: its options come first in ours, and it is put back.
+    before: Option<std::ffi::OsString>,
+}
+
+const CRIU_CONFIG_ENV: &str = "CRIU_CONFIG_FILE";
+
+fn criu_config_lines(c: &CommonOpts) -> Vec<String> {
+    let mut lines = Vec::new();
+    if c.network_lock_skip {
+        lines.push("network-lock skip".to_string());
+    }
+    lines
+}
+
+impl CriuConfig {
+    /// Nothing to say: no file, no variable.
+    fn new(work: &Path, op: &str, lines: Vec<String>) -> Result<Option<CriuConfig>> {
+        if lines.is_empty() {
+            return Ok(None);
+        }
+        let before = std::env::var_os(CRIU_CONFIG_ENV);
+        let mut text = match &before {
+            Some(f) => fs::read_to_string(f).map_err(io("read $CRIU_CONFIG_FILE", Path::new(f)))?,
+            None => String::new(),
+        };
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        // CRIU parses the file as a command line: a later option overrides an earlier one.
+        text.push_str(&(lines.join("\n") + "\n"));
+        let file = work.join(format!("atoll-criu-{op}.conf"));
+        fs::write(&file, text).map_err(io("write", &file))?;
+        std::env::set_var(CRIU_CONFIG_ENV, &file);
+        Ok(Some(CriuConfig { file, before }))
+    }
+}
+
+impl Drop for CriuConfig {
+    fn drop(&mut self) {
+        match &self.before {
+            Some(v) => std::env::set_var(CRIU_CONFIG_ENV, v),
+            None => std::env::remove_var(CRIU_CONFIG_ENV),
+        }
+        if let Err(e) = fs::remove_file(&self.file) {
+            tracing::debug!("remove {}: {e}", self.file.display());
+        }
+    }
 }
 
 /// The post-restore notification carries the restored root task's host pid. rust-criu takes a

@@ -56,6 +56,7 @@ impl Preflight {
             ))
         })?;
         if version >= INET_FIXED || smoke_tested(version) {
+            keep_kdat_cache(criu, version);
             return Ok(version);
         }
         Err(CheckpointError::Preflight(format!(
@@ -100,6 +101,82 @@ impl Preflight {
         }
         Ok(())
     }
+}
+
+/// CRIU's cache of its kernel probes, read by every CRIU that starts (criu/kerndat.c).
+const KDAT: &str = "/run/criu.kdat";
+/// Which boot and which CRIU made the KDAT that atoll wrote.
+const KDAT_TAG: &str = "/run/criu.kdat.atoll";
+/// statfs(2) f_type of a tmpfs (linux/magic.h).
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// Every CRIU run probes the kernel first (about 50-70 ms here, twice per migration, inside the
+/// outage) unless /run/criu.kdat holds the probes of an earlier run. CRIU writes that cache only
+/// when /run is a tmpfs, so that it dies with the boot (kerndat.c, kerndat_save_cache), but
+/// reads it from any filesystem. Where /run is no tmpfs, atoll makes the cache: `criu check` in
+/// a private mount namespace over a tmpfs /run, copied out, tagged with the boot id and the CRIU
+/// version; a cache of another boot or another CRIU is replaced, never used. Only a speed-up:
+/// a failure leaves CRIU probing as before.
+fn keep_kdat_cache(criu: &Path, version: u32) {
+    if rustix::fs::statfs("/run").is_ok_and(|st| is_tmpfs(&st)) {
+        return;
+    }
+    let Ok(boot) = fs::read_to_string("/proc/sys/kernel/random/boot_id") else {
+        return;
+    };
+    let tag = format!("boot={} criu={version}\n", boot.trim());
+    if Path::new(KDAT).is_file() && fs::read_to_string(KDAT_TAG).is_ok_and(|t| t == tag) {
+        return;
+    }
+    if let Err(e) = make_kdat_cache(criu, &tag) {
+        tracing::debug!("no CRIU kdat cache (CRIU probes the kernel on every run): {e}");
+    }
+}
+
+// f_type's width differs between architectures: the cast is a no-op only on some.
+#[allow(clippy::unnecessary_cast)]
+fn is_tmpfs(st: &rustix::fs::StatFs) -> bool {
+    st.f_type as i64 == TMPFS_MAGIC
+}
+
+fn make_kdat_cache(criu: &Path, tag: &str) -> std::io::Result<()> {
+    // Old probes go first: CRIU trusts any file with its magic numbers.
+    for stale in [KDAT, KDAT_TAG] {
+        match fs::remove_file(stale) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+        .arg(
+            r#"mount -t tmpfs atoll-kdat /run && "$0" check >/dev/null 2>&1 && cat /run/criu.kdat"#,
+        )
+        .arg(criu)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()?;
+    if !out.status.success() || out.stdout.is_empty() {
+        return Err(std::io::Error::other(format!(
+            "`criu check` over a private tmpfs /run: {}",
+            out.status
+        )));
+    }
+    let tmp = format!("{KDAT}.atoll-new");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // As CRIU makes it: root's alone.
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?
+            .write_all(&out.stdout)?;
+    }
+    fs::rename(&tmp, KDAT)?;
+    fs::write(KDAT_TAG, tag)
 }
 
 /// Room for the non-memory images (fds, mounts, tmpfs contents are bounded by their own sizes).

@@ -32,6 +32,7 @@ fn common(cli: &Cli, a: &CriuArgs) -> Result<CommonOpts> {
         page_server: a.page_server.clone(),
         user_ns: false,
         preflight_done: false,
+        network_lock_skip: false,
     })
 }
 
