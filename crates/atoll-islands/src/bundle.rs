@@ -140,8 +140,8 @@ impl MountPoints {
     fn point(&self, at: &str, dir: bool) -> Result<()> {
         match self {
             MountPoints::Image(root) => crate::image::mount_point(root, at, !dir),
-            MountPoints::Host(dir) => {
-                let target = mount_point(dir, at);
+            MountPoints::Host(island_dir) => {
+                let target = mount_point(island_dir, at);
                 if dir {
                     mkdir(&target)
                 } else if std::fs::symlink_metadata(&target).is_err() {
