@@ -11,8 +11,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # The fuzz tests (fuzz/) run 10 s per parser here, about 30 s in all.
+# The helpers `atoll up` runs from beside the atoll under test (CDI names, images): `cargo test`
+# builds a package's binaries only for that package's own tests.
+cargo build -p atoll-cdi -p atoll-image -p atoll-probe --bins
 ATOLL_FUZZ_SECS=${ATOLL_FUZZ_SECS:-10} \
-  cargo test --workspace --all-targets -- --test-threads=2 2>&1 | tee "$log"
+  cargo test --workspace --all-targets --no-fail-fast -- --test-threads=2 2>&1 | tee "$log"
 # Tests that need a host of a particular shape are #[ignore]d with that shape as the reason
 # (libtest counts them as ignored, never as passed). Run those whose shape this host has; run
 # on a host without it, they fail.
