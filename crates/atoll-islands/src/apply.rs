@@ -308,7 +308,7 @@ fn log_file(island: &crate::plan::IslandPlan) -> Result<std::fs::File> {
         .mode(0o600)
         .open(path)
         .map_err(io(format!("open {}", path.display())))?;
-    let (uid, gid) = crate::bundle::host_ids(island);
+    let (uid, gid) = crate::share::host_ids(island);
     std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
         .map_err(io(format!("chown {} to {uid}:{gid}", path.display())))?;
     f.set_permissions(std::fs::Permissions::from_mode(0o600))

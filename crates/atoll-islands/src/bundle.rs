@@ -263,20 +263,11 @@ fn write_data_dir(island: &IslandPlan) -> Result<()> {
             });
         }
     }
-    let (uid, gid) = host_ids(island);
+    let (uid, gid) = crate::share::host_ids(island);
     std::os::unix::fs::chown(d, Some(uid), Some(gid))
         .map_err(io(format!("chown {}", d.display())))?;
     std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
         .map_err(io(format!("chmod {}", d.display())))
-}
-
-/// The host uid and gid the island's user and group are.
-pub(crate) fn host_ids(island: &IslandPlan) -> (u32, u32) {
-    let gid = match island.spec.identity {
-        crate::file::Identity::Passthrough => island.spec.gid,
-        crate::file::Identity::Private => island.host_base + island.spec.gid,
-    };
-    (crate::share::host_uid(island), gid)
 }
 
 fn ro_bind(host: &Path, at: &str) -> Value {

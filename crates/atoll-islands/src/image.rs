@@ -27,53 +27,7 @@ pub fn store_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(IMAGE_STORE))
 }
 
-/// How an image island's root is writable (`image_root`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ImageRoot {
-    /// Writable: what the island writes outside its data dir lands in its own upper dir,
-    /// `<data_root>/<island>.root/upper`, and survives `down`/`up`.
-    Overlay,
-    /// The image as shipped; only the data dir (and tmpfs /tmp, /run) are writable.
-    ReadOnly,
-}
-
-/// What the file says of an island's image, and once pulled, what the image gave.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ImageSpec {
-    pub reference: String,
-    pub root: ImageRoot,
-    /// Whether the file set these itself (else the image's config does).
-    pub command_set: bool,
-    pub user_set: bool,
-    pub cwd_set: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pulled: Option<Pulled>,
-}
-
-/// The helper's answer to `pull` (crates/atoll-image/src/store.rs, `Image`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Pulled {
-    pub id: String,
-    pub layers: Vec<PathBuf>,
-    pub size: u64,
-    #[serde(default)]
-    pub command: Vec<String>,
-    #[serde(default)]
-    pub env: Vec<String>,
-    #[serde(default)]
-    pub uid: u32,
-    #[serde(default)]
-    pub gid: u32,
-    #[serde(default)]
-    pub cwd: Option<String>,
-    #[serde(default)]
-    pub stop_signal: Option<String>,
-    #[serde(default)]
-    pub exposed_ports: Vec<String>,
-    #[serde(default)]
-    pub references: Vec<String>,
-}
+pub use crate::file::image::{ImageRoot, ImageSpec, Pulled};
 
 /// The helper next to `atoll`.
 pub fn helper(atoll: &Path) -> Result<PathBuf> {

@@ -162,6 +162,15 @@ pub fn resolve(state_root: &Path, what: &str) -> crate::Result<(Plan, Share)> {
     }
 }
 
+/// The host uid and gid the island's user and group are.
+pub(crate) fn host_ids(island: &IslandPlan) -> (u32, u32) {
+    let gid = match island.spec.identity {
+        crate::file::Identity::Passthrough => island.spec.gid,
+        crate::file::Identity::Private => island.host_base + island.spec.gid,
+    };
+    (host_uid(island), gid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

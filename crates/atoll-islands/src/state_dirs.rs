@@ -47,7 +47,7 @@ pub fn make(island: &IslandPlan) -> Result<()> {
     let data_root = pathrs::Root::open(base)
         .map_err(|e| fail("", format!("open {}: {}", base.display(), why(&e))))?
         .with_resolver_flags(ResolverFlags::NO_SYMLINKS);
-    let (uid, gid) = crate::bundle::host_ids(island);
+    let (uid, gid) = crate::share::host_ids(island);
     for at in &island.spec.writable {
         let rel = Path::new(".writable")
             .join(&island.spec.name)

@@ -1,11 +1,61 @@
 //! An island's `image` and `image_root` keys: the reference's transport is one skopeo reads
 //! from this host (checked here, before anything is pulled), and how the root is writable.
 
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::syntax::{Cx, RawIsland};
 use crate::error::FileError;
-use crate::image::{ImageRoot, ImageSpec};
+
+/// How an image island's root is writable (`image_root`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageRoot {
+    /// Writable: what the island writes outside its data dir lands in its own upper dir,
+    /// `<data_root>/<island>.root/upper`, and survives `down`/`up`.
+    Overlay,
+    /// The image as shipped; only the data dir (and tmpfs /tmp, /run) are writable.
+    ReadOnly,
+}
+
+/// What the file says of an island's image, and once pulled, what the image gave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageSpec {
+    pub reference: String,
+    pub root: ImageRoot,
+    /// Whether the file set these itself (else the image's config does).
+    pub command_set: bool,
+    pub user_set: bool,
+    pub cwd_set: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulled: Option<Pulled>,
+}
+
+/// The helper's answer to `pull` (crates/atoll-image/src/store.rs, `Image`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pulled {
+    pub id: String,
+    pub layers: Vec<PathBuf>,
+    pub size: u64,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
+    #[serde(default)]
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    #[serde(default)]
+    pub exposed_ports: Vec<String>,
+    #[serde(default)]
+    pub references: Vec<String>,
+}
 
 /// The transports an island may name (containers-transports(5)); `docker://` needs a registry
 /// this host reaches.
@@ -73,6 +123,7 @@ pub(super) fn read(
 
 #[cfg(test)]
 mod tests {
+    use super::ImageRoot;
     use std::path::Path;
 
     fn parse(island: &str) -> Result<crate::file::File, String> {
@@ -87,13 +138,13 @@ mod tests {
     fn an_image_makes_command_optional_and_its_transport_is_checked() {
         let f = parse("image = \"oci-archive:/x.tar\"\n").unwrap();
         let spec = f.islands[0].image.as_ref().unwrap();
-        assert_eq!(spec.root, crate::image::ImageRoot::Overlay);
+        assert_eq!(spec.root, ImageRoot::Overlay);
         assert!(!spec.command_set && !spec.user_set && !spec.cwd_set);
         // A command in an image is a path in the image, not on this host.
         let f = parse("image = \"oci:/l:t\"\ncommand = [\"/no/such/host/file\"]\nimage_root = \"read-only\"\n").unwrap();
         assert_eq!(
             f.islands[0].image.as_ref().unwrap().root,
-            crate::image::ImageRoot::ReadOnly
+            ImageRoot::ReadOnly
         );
         let e = parse("image = \"ftp:/x\"\n").unwrap_err();
         assert!(

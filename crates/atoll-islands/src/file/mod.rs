@@ -122,7 +122,7 @@ pub struct Island {
     pub shared: bool,
     /// `image`: the island's root comes from a container image (crate::image).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<crate::image::ImageSpec>,
+    pub image: Option<image::ImageSpec>,
 }
 
 /// Whose host uid an island's user is (docs/identities.md).
