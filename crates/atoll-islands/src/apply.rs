@@ -43,9 +43,24 @@ pub(crate) struct StateLock(#[allow(dead_code)] std::fs::File);
 /// root's tmpfs can be mounted and unmounted under the lock. The last `down` unlinks it while
 /// holding it (`release_state_root`); whoever was waiting then holds a lock on a file that is
 /// no longer at the path, sees that the inodes differ, and opens the path anew.
+/// Each island's init resolves its rootfs (`/run/atoll/islands/…/rootfs`) as the island's own
+/// host uid, so every directory above the state root must let others search it. /run/atoll is
+/// also the runtime's --root, which the runtime makes 0711; one made 0700 (by an older atoll, or
+/// by hand) would make every island fail with EACCES on its rootfs bind, so it gets o+x back.
+fn searchable(dir: &Path) -> Result<()> {
+    let st = std::fs::metadata(dir).map_err(io(format!("stat {}", dir.display())))?;
+    let mode = st.permissions().mode() & 0o7777;
+    if mode & 0o001 == 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o011))
+            .map_err(io(format!("chmod o+x {}", dir.display())))?;
+    }
+    Ok(())
+}
+
 pub(crate) fn lock_state(root: &Path) -> Result<StateLock> {
     if let Some(parent) = root.parent() {
         std::fs::create_dir_all(parent).map_err(io(format!("mkdir {}", parent.display())))?;
+        searchable(parent)?;
     }
     let p = root.with_extension("lock");
     loop {
@@ -649,4 +664,24 @@ fn release_state_root(root: &Path) {
         Err(_) => return,
     }
     let _gone_is_fine = std::fs::remove_file(root.with_extension("lock"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_private_runtime_root_gets_search_back_and_keeps_the_rest() {
+        let tmp = std::env::temp_dir().join(format!("atoll-searchable-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700)).unwrap();
+        searchable(&tmp).unwrap();
+        let mode = std::fs::metadata(&tmp).unwrap().permissions().mode() & 0o7777;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o750)).unwrap();
+        searchable(&tmp).unwrap();
+        let kept = std::fs::metadata(&tmp).unwrap().permissions().mode() & 0o7777;
+        std::fs::remove_dir(&tmp).unwrap();
+        assert_eq!(mode, 0o711);
+        assert_eq!(kept, 0o751, "read bits are not added, only search");
+    }
 }

@@ -71,6 +71,15 @@ impl CacheEntry {
     /// a reader sees the old file, the new one, or none; never half of one.
     pub fn store(&self, prog: &[SockFilter]) -> std::io::Result<()> {
         let dir = self.path.parent().expect("cache path has a directory");
+        // Only the cache's own directory is private: the directories above it (the runtime's
+        // --root on a fresh boot) are made as the runtime makes its root, 0711, so that a
+        // process with another uid can still reach what lives beside the cache there.
+        if let Some(up) = dir.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o711)
+                .create(up)?;
+        }
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -174,6 +183,24 @@ mod tests {
         assert_eq!(a.program(), b.program());
         assert_eq!(a.program(), Filter::compile(&s).unwrap().program());
         assert_eq!(a.flags(), b.flags());
+    }
+
+    #[test]
+    fn only_the_cache_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = TempDir::new();
+        let root = tmp.path().join("root");
+        let dir = root.join(".cache/seccomp");
+        Filter::compile_cached(&spec(PROFILE), &dir).unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700 & !umask());
+        assert_eq!(mode(&root), 0o711 & !umask(), "the runtime root stays searchable");
+    }
+
+    fn umask() -> u32 {
+        let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+        rustix::process::umask(old);
+        old.bits()
     }
 
     #[test]
