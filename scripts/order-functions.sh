@@ -6,6 +6,9 @@
 #
 # How: a build with symbols, a uprobe (tracefs) on every one of its functions, then a workload of
 # run, create/start/state/exec/ps/list/kill/delete and run -d/delete --force on a busybox bundle.
+# The guard supervisor that `create` would start is this binary re-executed: its functions, laid
+# out among the runtime's, would spread `run`'s hot code over more 64 KiB windows (a larger RSS).
+# So a supervisor from a copy of the binary (another inode: no uprobes) is started first.
 # What it cannot see (a function whose first instruction has a VEX or LOCK prefix: its uprobe
 # never fires) goes by hand in crates/atoll/link/hot-functions-extra.txt, left alone here.
 set -euo pipefail
@@ -22,6 +25,7 @@ cleanup() {
     if [ -n "$bin" ]; then
         for n in 1 2 3 4; do "$bin" delete --force "$cid-$n" >/dev/null 2>&1 || true; done
     fi
+    [ -z "${sup_pid:-}" ] || kill -- -"$sup_pid" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -62,6 +66,12 @@ sleep 0.3
 \$A delete --force \$id-4
 WL
 set_args /bin/true
+cp "$bin" "$work/atoll-supervisor"
+setsid "$work/atoll-supervisor" guard serve >"$work/supervisor.log" 2>&1 &
+sup_pid=$!
+answers() { "$work/atoll-supervisor" guard status | python3 -c 'import json,sys; sys.exit(not json.load(sys.stdin)["supervisor"]["answers"])'; }
+for _ in $(seq 100); do answers && break; sleep 0.05; done
+answers || { cat "$work/supervisor.log" >&2; echo "order-functions: the supervisor does not answer" >&2; exit 1; }
 python3 - "$bin" "$map" "$work/workload.sh" "$repo/crates/atoll/link/hot-functions.txt" <<'PY'
 import os, re, subprocess, sys
 binary, mapfile, workload, out = sys.argv[1:]
