@@ -236,31 +236,44 @@ impl Cgroup {
             'walk: loop {
                 let mut cur = p.mount.mount_point.clone();
                 for comp in below.components() {
-                    if self.mode == Mode::V2 {
-                        enable_controllers(&cur, steps)?;
-                    } else if p.mount.v2 && !borrowed.is_empty() {
-                        enable_listed(&cur, &borrowed)?;
-                    }
                     let parent = cur.clone();
                     cur.push(comp);
-                    match std::fs::create_dir(&cur) {
-                        Ok(()) => made.push(cur.clone()),
-                        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-                        // A concurrent `destroy` removed an empty atoll parent between two of
-                        // our steps (see `remove_empty_atoll_parents`): walk again from the top.
-                        Err(e) if e.raw_os_error() == Some(libc::ENOENT) && retries > 0 => {
+                    let mut step = || -> Result<(), CgroupError> {
+                        if self.mode == Mode::V2 {
+                            enable_controllers(&parent, steps)?;
+                        } else if p.mount.v2 && !borrowed.is_empty() {
+                            enable_listed(&parent, &borrowed)?;
+                        }
+                        match std::fs::create_dir(&cur) {
+                            Ok(()) => made.push(cur.clone()),
+                            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                            Err(e) => {
+                                return Err(CgroupError::Mkdir {
+                                    path: cur.clone(),
+                                    errno: Errno::of(&e),
+                                })
+                            }
+                        }
+                        if p.mount.has("cpuset") {
+                            inherit_cpuset(&parent, &cur)?;
+                        }
+                        Ok(())
+                    };
+                    match step() {
+                        Ok(()) => {}
+                        // A concurrent `destroy` (or an islands `down`) removed an empty atoll
+                        // parent between two of our steps, before or just after we made a child
+                        // in it (see `remove_empty_atoll_parents`): any ENOENT on the way down,
+                        // a mkdir's or a read of a dir we just made, means walk again from the top
+                        // (ENODEV: the read came while the rmdir was deactivating the dir's files).
+                        Err(e)
+                            if matches!(e.errno(), Some(Errno(libc::ENOENT | libc::ENODEV)))
+                                && retries > 0 =>
+                        {
                             retries -= 1;
                             continue 'walk;
                         }
-                        Err(e) => {
-                            return Err(CgroupError::Mkdir {
-                                path: cur,
-                                errno: Errno::of(&e),
-                            })
-                        }
-                    }
-                    if p.mount.has("cpuset") {
-                        inherit_cpuset(&parent, &cur)?;
+                        Err(e) => return Err(e),
                     }
                 }
                 break;

@@ -729,3 +729,38 @@ fn kill_after_thaw_subtree() {
     }
     kill_reaches_a_self_frozen_sub_cgroup();
 }
+
+/// Two containers under one atoll parent, one made while the other is destroyed: the destroy
+/// removes the parent it finds empty (`/atoll/...` parents go with their last child), in
+/// between the other's mkdir of that parent and its first read there (a v1 cpuset's
+/// cpuset.cpus), or its mkdir of the child. The create walks again; it never fails with ENOENT.
+/// (Seen as `read ".../cpuset/atoll/islands/cpuset.cpus": ENOENT` from two projects' up and down.)
+#[test]
+fn a_create_racing_the_destroy_of_its_parents_last_child_walks_again() {
+    if !can_run("a_create_racing_the_destroy_of_its_parents_last_child_walks_again") {
+        return;
+    }
+    let parent = format!("/atoll/race-{}", std::process::id());
+    let workers: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let path = format!("{parent}/{name}");
+            std::thread::spawn(move || {
+                for i in 0..300 {
+                    let cg = Cgroup::open(Some(&path), name).unwrap();
+                    if let Err(e) = cg.create(None) {
+                        let _ = cg.destroy();
+                        return Err(format!("create {path}, round {i}: {e}"));
+                    }
+                    cg.destroy()
+                        .map_err(|e| format!("destroy {path}, round {i}: {e}"))?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let results: Vec<Result<(), String>> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    for r in results {
+        r.unwrap();
+    }
+}
