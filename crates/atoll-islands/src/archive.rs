@@ -136,7 +136,11 @@ pub fn checkpoint(
         clock.done("freeze+dump");
         let island = &plan.islands[idx];
         if with_data {
-            crate::backup::copy_tree(&island.data_dir, &archive.join("data"))?;
+            crate::backup::copy_tree(
+                &island.data_dir,
+                &archive.join("data"),
+                crate::backup::Owners::Keep,
+            )?;
         }
         std::fs::copy(plan.path(), archive.join("plan.json"))
             .map_err(io(format!("copy {}", plan.path().display())))?;
@@ -241,7 +245,11 @@ pub fn restore(
         ));
     }
     if m.data && !dir_has_entries(&island.data_dir) {
-        crate::backup::copy_tree(&archive.join("data"), &island.data_dir)?;
+        crate::backup::copy_tree(
+            &archive.join("data"),
+            &island.data_dir,
+            crate::backup::Owners::Keep,
+        )?;
     }
     let mut clock = Clock {
         phases: Vec::new(),

@@ -245,6 +245,11 @@ pub enum Verb {
         /// files as they are on disk, whatever idmapped mounts the islands see them through.
         #[arg(long)]
         share: bool,
+        /// Keep each file's owner and whole mode (as `cp -a` does), so that an island can run on
+        /// the copy (its uid range follows the data dir's owner). Without it the copy is root's,
+        /// modes kept without set-id bits: a backup no tenant can change.
+        #[arg(long = "keep-owners")]
+        keep_owners: bool,
         island: String,
         dest: PathBuf,
     },

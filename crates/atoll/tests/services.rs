@@ -416,22 +416,20 @@ fn svc_postgres_shop_dump_freeze_backup_and_restore() {
     let (code, out, err) = p.atoll(&[
         "backup",
         "--freeze",
+        "--keep-owners",
         &format!("{}/db", p.name),
         copy.to_str().unwrap(),
     ]);
-    assert_eq!(code, 0, "backup --freeze: {out}{err}");
+    assert_eq!(code, 0, "backup --freeze --keep-owners: {out}{err}");
     assert!(copy.join("pg/PG_VERSION").exists(), "{out}");
-    // The copy is the host's (root's); the restored island runs as the original's uid range
-    // once the original is down (the range follows the data dir's owner, plan.rs).
+    // The copy keeps the island's owners, so the restored island runs as the original's uid
+    // range once the original is down (the range follows the data dir's owner, plan.rs): no
+    // chown by hand.
     let (uid, gid) = host_ids(&p, "db", 1000);
+    let st = std::fs::metadata(copy.join("pg/PG_VERSION")).unwrap();
+    assert_eq!((st.uid(), st.gid()), (uid, gid), "the copy keeps the owner");
     let (code, out, err) = p.atoll(&["down", &p.name]);
     assert_eq!(code, 0, "{out}{err}");
-    let st = std::process::Command::new("chown")
-        .args(["-R", &format!("{uid}:{gid}")])
-        .arg(&copy)
-        .status()
-        .unwrap();
-    assert!(st.success());
     let mut restored = restored;
     let (code, out, err) = restored.up();
     assert_eq!(code, 0, "up on the copy: {out}{err}");

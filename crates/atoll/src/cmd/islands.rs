@@ -193,7 +193,13 @@ fn logs(island: &str, follow: bool) -> Result<i32> {
 
 /// `backup --share`: the share's host directory, read as root from the host side, so what the
 /// islands wrote through their idmapped mounts is copied as it is on disk (the owner's).
-pub fn backup_share(what: &str, dest: &Path, freeze: bool, json: bool) -> Result<i32> {
+pub fn backup_share(
+    what: &str,
+    dest: &Path,
+    freeze: bool,
+    owners: bk::Owners,
+    json: bool,
+) -> Result<i32> {
     let (plan, share) = atoll_islands::share::resolve(&state_root(), what)?;
     let store = Store::new(&plan.runtime_root);
     let ids: Vec<&str> = share
@@ -215,7 +221,7 @@ pub fn backup_share(what: &str, dest: &Path, freeze: bool, json: bool) -> Result
         }
     }
     if r.is_ok() {
-        r = bk::copy_tree(&share.host, dest).map_err(anyhow::Error::from);
+        r = bk::copy_tree(&share.host, dest, owners).map_err(anyhow::Error::from);
     }
     for id in frozen {
         container::resume(&store, id).with_context(|| format!("thaw {id}"))?;
@@ -238,7 +244,13 @@ pub fn backup_share(what: &str, dest: &Path, freeze: bool, json: bool) -> Result
     Ok(0)
 }
 
-pub fn backup(island: &str, dest: &Path, freeze: bool, json: bool) -> Result<i32> {
+pub fn backup(
+    island: &str,
+    dest: &Path,
+    freeze: bool,
+    owners: bk::Owners,
+    json: bool,
+) -> Result<i32> {
     let (plan, name) = atoll_islands::resolve(&state_root(), island)?;
     let i = plan
         .island(&name)
@@ -247,7 +259,7 @@ pub fn backup(island: &str, dest: &Path, freeze: bool, json: bool) -> Result<i32
     if freeze {
         container::pause(&store, &i.container_id).context("freeze the island")?;
     }
-    let r = bk::copy_tree(&i.data_dir, dest);
+    let r = bk::copy_tree(&i.data_dir, dest, owners);
     // An image island's writable root keeps what it wrote outside its data dir in its own
     // upper dir (docs/images.md): copied beside, to DEST.root.
     let upper = i
@@ -261,7 +273,7 @@ pub fn backup(island: &str, dest: &Path, freeze: bool, json: bool) -> Result<i32
         dest.file_name().unwrap_or_default().to_string_lossy()
     ));
     let root_copy = match (&r, &upper) {
-        (Ok(_), Some(u)) => Some(bk::copy_tree(u, &root_dest)),
+        (Ok(_), Some(u)) => Some(bk::copy_tree(u, &root_dest, owners)),
         _ => None,
     };
     if freeze {

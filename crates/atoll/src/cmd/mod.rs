@@ -56,17 +56,22 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Verb::Backup {
             freeze,
             json,
-            share: false,
+            share,
+            keep_owners,
             island,
             dest,
-        } => return islands::backup(island, dest, *freeze, *json),
-        Verb::Backup {
-            freeze,
-            json,
-            share: true,
-            island,
-            dest,
-        } => return islands::backup_share(island, dest, *freeze, *json),
+        } => {
+            let owners = if *keep_owners {
+                atoll_islands::backup::Owners::Keep
+            } else {
+                atoll_islands::backup::Owners::Root
+            };
+            return if *share {
+                islands::backup_share(island, dest, *freeze, owners, *json)
+            } else {
+                islands::backup(island, dest, *freeze, owners, *json)
+            };
+        }
         Verb::Migrate {
             json,
             images,

@@ -239,7 +239,7 @@ fn host_side_backup(d: &Demo, p: &mut Tally) -> Result<()> {
     let db = d.island("db")?;
     let dest = std::env::temp_dir().join(format!("atoll-demo-backup-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dest);
-    match bk::copy_tree(&db.data_dir, &dest) {
+    match bk::copy_tree(&db.data_dir, &dest, bk::Owners::Root) {
         Ok(r) => {
             let rows = std::fs::read_to_string(dest.join("rows")).unwrap_or_default();
             let link_kept = std::fs::symlink_metadata(dest.join("secret"))
