@@ -72,6 +72,8 @@ pub struct Supervisor {
     /// listener fd does not give (fstat on it is the sockfs inode). A later supervisor's
     /// socket at the same path is another inode, never ours to remove.
     path_id: Option<(u64, u64)>,
+    /// The alert log's path: removed with us when idle and empty (see `leave_if_idle`).
+    alerts: PathBuf,
 }
 
 fn path_id(p: &Path) -> Option<(u64, u64)> {
@@ -213,6 +215,7 @@ impl Supervisor {
             keeper,
             idle_exit: opts.idle_exit,
             idle_since: None,
+            alerts: opts.alerts.clone(),
             events: Vec::with_capacity(64),
             inflight: None,
             path_id: path_id(&opts.socket),
@@ -319,11 +322,43 @@ impl Supervisor {
         }
         if self.is_our_path() {
             let _ = std::fs::remove_file(&self.socket); // gone already: nothing to do
+            self.remove_what_holds_nothing(lock.is_some());
         }
         tracing::info!(socket = %self.socket.display(), "guard: no tenant left; leaving");
         // The lock is released at exit, after the path is gone.
         std::mem::forget(lock);
         Ok(true)
+    }
+
+    /// A supervisor `create` started leaves nothing of its own behind when it goes idle, so a
+    /// host whose last container is gone keeps no guard files: the alert log beside the socket
+    /// if no alert was written, the log `create` gave it (`<socket>.log`) if nothing at WARN or
+    /// above is in it, and the lock (the caller then removes its status file and atoll's
+    /// `.guard` directory if that leaves it empty). Anything with content stays for the
+    /// operator. Called holding the exclusive lock: no creator is between its connect and its
+    /// send, and creators check after each flock that the lock file they hold is still the one
+    /// at the path (atoll_runtime::guard::register).
+    fn remove_what_holds_nothing(&self, holding_lock: bool) {
+        let empty = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.len() == 0);
+        if self.alerts.parent() == self.socket.parent() && empty(&self.alerts) {
+            let _ = std::fs::remove_file(&self.alerts); // a racing remover is as good
+        }
+        let with = |ext: &str| {
+            let mut p = self.socket.as_os_str().to_owned();
+            p.push(ext);
+            PathBuf::from(p)
+        };
+        let log = with(".log");
+        let quiet = std::fs::read_to_string(&log).is_ok_and(|t| {
+            !t.lines()
+                .any(|l| l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("panicked"))
+        });
+        if quiet {
+            let _ = std::fs::remove_file(&log); // the keeper's last line goes to the unlinked file
+        }
+        if holding_lock {
+            let _ = std::fs::remove_file(with(".lock"));
+        }
     }
 
     /// Does the socket path still name our listener (not a newer supervisor's)?
@@ -370,7 +405,7 @@ impl Supervisor {
             epoll::EventFlags::IN,
         )
         .map_err(|e| GuardError::sys(format!("epoll_ctl(ADD, notify fd of {})", t.id))(e.into()))?;
-        tracing::info!(tenant = %t.id, pid = t.pid, mode = t.policy.mode.as_str(), "guard: registered");
+        tracing::debug!(tenant = %t.id, pid = t.pid, mode = t.policy.mode.as_str(), "guard: registered");
         self.reg.insert(token, t);
         Ok(())
     }
@@ -412,7 +447,7 @@ impl Supervisor {
                             tracing::warn!("guard: tell the keeper {} is gone: {e}", t.id);
                         }
                     }
-                    tracing::info!(tenant = %t.id, "guard: tenant gone");
+                    tracing::debug!(tenant = %t.id, "guard: tenant gone");
                 }
             }
         }

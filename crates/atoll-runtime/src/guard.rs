@@ -303,54 +303,85 @@ pub fn register(
     if socket != node.socket || !node.autostart {
         return Ok(send()?);
     }
-    let lock = open_lock(socket)?;
-    let take = |op, what: &str| {
-        flock(&lock, op).map_err(|e| RuntimeError::Sys {
-            op: format!("flock({what}) {}", lock_path(socket).display()),
-            source: e.into(),
-        })
-    };
-    take(FlockOperation::LockShared, "LOCK_SH")?;
-    match send() {
-        Ok(()) => return Ok(()),
-        Err(e) if !matches!(e.errno(), Some(libc::ENOENT | libc::ECONNREFUSED)) => {
-            return Err(e.into())
+    // A supervisor leaving for idleness unlinks the lock file while it holds it exclusively
+    // (atoll_guard::Supervisor::leave_if_idle): whoever then gets a lock on the old inode holds
+    // nothing the next creator can see, so after each flock the file must still be the one at
+    // the path, else open the path anew.
+    'lock: loop {
+        let lock = open_lock(socket)?;
+        let take = |op, what: &str| -> Result<bool> {
+            flock(&lock, op).map_err(|e| RuntimeError::Sys {
+                op: format!("flock({what}) {}", lock_path(socket).display()),
+                source: e.into(),
+            })?;
+            Ok(still_at_path(&lock, &lock_path(socket)))
+        };
+        if !take(FlockOperation::LockShared, "LOCK_SH")? {
+            continue 'lock;
         }
-        Err(_) => {}
-    }
-    // Nobody answers: become the one who starts it (an exclusive lock converts ours).
-    take(FlockOperation::LockExclusive, "LOCK_EX")?;
-    match send() {
-        Ok(()) => return Ok(()),
-        Err(e) if !matches!(e.errno(), Some(libc::ENOENT | libc::ECONNREFUSED)) => {
-            return Err(e.into())
+        match send() {
+            Ok(()) => return Ok(()),
+            Err(e) if !matches!(e.errno(), Some(libc::ENOENT | libc::ECONNREFUSED)) => {
+                return Err(e.into())
+            }
+            Err(_) => {}
         }
-        Err(_) => {}
+        // Nobody answers: become the one who starts it (an exclusive lock converts ours, not
+        // atomically: a leaving supervisor may have come in between).
+        if !take(FlockOperation::LockExclusive, "LOCK_EX")? {
+            continue 'lock;
+        }
+        match send() {
+            Ok(()) => return Ok(()),
+            Err(e) if !matches!(e.errno(), Some(libc::ENOENT | libc::ECONNREFUSED)) => {
+                return Err(e.into())
+            }
+            Err(_) => {}
+        }
+        start_supervisor(node, socket)?;
+        return Ok(send()?);
     }
-    start_supervisor(node, socket)?;
-    Ok(send()?)
+}
+
+/// Is the file we hold the one `path` names now (not unlinked or replaced since we opened it)?
+fn still_at_path(f: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (f.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 fn open_lock(socket: &Path) -> Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = lock_path(socket);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| RuntimeError::Sys {
-            op: format!("mkdir {}", dir.display()),
-            source: e,
-        })?;
+    // A supervisor leaving for idleness removes the guard directory once it is empty: one that
+    // goes between our mkdir and our open is made again.
+    let mut tries = 5;
+    loop {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| RuntimeError::Sys {
+                op: format!("mkdir {}", dir.display()),
+                source: e,
+            })?;
+        }
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries > 0 => tries -= 1,
+            r => {
+                return r.map_err(|e| RuntimeError::Sys {
+                    op: format!("open {}", path.display()),
+                    source: e,
+                })
+            }
+        }
     }
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(|e| RuntimeError::Sys {
-            op: format!("open {}", path.display()),
-            source: e,
-        })
 }
 
 /// Start `atoll guard serve --daemon` for `socket` and wait for it: it exits once the supervisor

@@ -202,6 +202,11 @@ fn grd_default_on_denies_host_setns_with_and_without_profile() {
     assert_eq!(code, 0, "{err}");
     assert!(out.parse::<u64>().is_ok(), "own netns setns works: {out}");
     assert_supervisor_leaves(&c.socket());
+    assert_eq!(
+        c.alerts().len(),
+        2,
+        "a leaving supervisor keeps an alert log with alerts"
+    );
 }
 
 /// A container meant to reach the host (host pid namespace) keeps working: allowed, alerted.
@@ -372,6 +377,17 @@ fn grd_ten_parallel_creates_start_one_supervisor() {
         assert!(out.status.success());
     }
     assert_supervisor_leaves(&c.socket());
+    // Nothing was alerted and nothing went wrong: a supervisor that leaves idle takes its
+    // files (socket, lock, empty alert log, quiet log) and the guard directory with it.
+    let guard_dir = c.b.root.join(".guard");
+    let left: Vec<_> = std::fs::read_dir(&guard_dir)
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !guard_dir.exists(),
+        "left in {}: {left:?}",
+        guard_dir.display()
+    );
 }
 
 /// kill -9 of the supervisor while a tenant hammers it with trapped setns calls: the keeper

@@ -275,19 +275,20 @@ fn worker(
     // Idle, socket removed: the seccomp cache kept for the next `run` goes now, as it would
     // have with the last container (Store::drop_cache_if_unused).
     atoll_runtime::Store::new(&cli.root).drop_cache_if_unused();
+    // And atoll's guard directory, if the supervisor's files were all it held (what has content,
+    // an alert log with alerts or a log with warnings, stays: Supervisor::leave_if_idle).
+    if let Some(dir) = socket
+        .parent()
+        .filter(|d| d.ends_with(atoll_runtime::guard::GUARD_DIR))
+    {
+        let _not_empty_is_fine = std::fs::remove_dir(dir);
+    }
     Ok(0)
 }
 
 /// `events --alerts ID`: follow the guard's alerts about one container (an alert's `tenant` is
-/// the container id) in `path`, which is created if the guard has written nothing yet.
+/// the container id) in `path`, which may not exist yet (or again) when there is no alert.
 pub fn follow_alerts(path: &Path, container_id: &str) -> Result<i32> {
-    if !path.exists() {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("create {}", path.display()))?;
-    }
     let needle = format!(
         "\"tenant\":{}",
         serde_json::Value::String(container_id.to_string())
@@ -303,13 +304,32 @@ fn events(path: &Path, follow: bool) -> Result<()> {
 }
 
 fn events_matching(path: &Path, follow: bool, needle: Option<&str>) -> Result<()> {
-    let open = || std::fs::File::open(path).with_context(|| format!("open {}", path.display()));
-    let mut reader = std::io::BufReader::new(open()?);
+    use std::os::unix::fs::MetadataExt;
+    // The log may not be there: a supervisor that leaves for idleness removes an empty one
+    // (atoll_guard::Supervisor::leave_if_idle) and the next one makes it again. So no file is
+    // no alert, and following is by path, as `tail -F` does: a new file is read from its start
+    // (nothing is lost: only an empty file is ever removed).
+    let open = || -> Result<Option<(std::io::BufReader<std::fs::File>, u64)>> {
+        match std::fs::File::open(path) {
+            Ok(f) => {
+                let ino = f.metadata()?.ino();
+                Ok(Some((std::io::BufReader::new(f), ino)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("open {}", path.display())),
+        }
+    };
+    let mut current = open()?;
     let out = std::io::stdout();
     let mut line = String::new();
     loop {
-        line.clear();
-        let n = reader.read_line(&mut line)?;
+        let n = match current.as_mut() {
+            Some((reader, _)) => {
+                line.clear();
+                reader.read_line(&mut line)?
+            }
+            None => 0,
+        };
         if n > 0 && line.ends_with('\n') {
             if needle.is_some_and(|w| !line.contains(w)) {
                 continue;
@@ -325,8 +345,20 @@ fn events_matching(path: &Path, follow: bool, needle: Option<&str>) -> Result<()
             }
             return Ok(());
         }
-        // A partial line: go back and wait for the rest of it.
-        reader.seek_relative(-(n as i64))?;
+        if let Some((reader, ino)) = current.as_mut() {
+            // A partial line: go back and wait for the rest of it.
+            reader.seek_relative(-(n as i64))?;
+            let replaced = std::fs::metadata(path).is_ok_and(|m| m.ino() != *ino);
+            if n == 0 && replaced {
+                current = open()?;
+                continue;
+            }
+        } else {
+            current = open()?;
+            if current.is_some() {
+                continue;
+            }
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
