@@ -244,12 +244,8 @@ pub fn restore(
             ),
         ));
     }
-    if m.data && !dir_has_entries(&island.data_dir) {
-        crate::backup::copy_tree(
-            &archive.join("data"),
-            &island.data_dir,
-            crate::backup::Owners::Keep,
-        )?;
+    if m.data {
+        bring_data(&archive.join("data"), &island.data_dir)?;
     }
     let mut clock = Clock {
         phases: Vec::new(),
@@ -288,9 +284,56 @@ fn dir_has_entries(p: &Path) -> bool {
     std::fs::read_dir(p).is_ok_and(|mut rd| rd.next().is_some())
 }
 
+/// The archive's copy of the data dir into `to`, unless `to` already holds data (the island
+/// restored on the host it left, where its data stayed in place). An empty `to` (made by an
+/// `up` of the project here before) is removed first: rmdir(2) takes only an empty dir, so
+/// nothing of a tenant's can go, and the copy never lands in a dir someone else prepared.
+fn bring_data(from: &Path, to: &Path) -> Result<()> {
+    if dir_has_entries(to) {
+        return Ok(());
+    }
+    match std::fs::remove_dir(to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(format!("remove the empty data dir {}", to.display()))(e)),
+    }
+    crate::backup::copy_tree(from, to, crate::backup::Owners::Keep).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn archived_data_fills_an_absent_or_empty_data_dir_and_never_a_full_one() {
+        let base = std::env::temp_dir().join(format!("atoll-archive-data-{}", std::process::id()));
+        let from = base.join("archive-data");
+        std::fs::create_dir_all(from.join("sub")).unwrap();
+        std::fs::write(from.join("sub/pg.conf"), b"port = 5432").unwrap();
+        let absent = base.join("absent");
+        bring_data(&from, &absent).unwrap();
+        assert_eq!(
+            std::fs::read(absent.join("sub/pg.conf")).unwrap(),
+            b"port = 5432"
+        );
+        let empty = base.join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        bring_data(&from, &empty).unwrap();
+        assert_eq!(
+            std::fs::read(empty.join("sub/pg.conf")).unwrap(),
+            b"port = 5432"
+        );
+        let full = base.join("full");
+        std::fs::create_dir(&full).unwrap();
+        std::fs::write(full.join("mine"), b"kept").unwrap();
+        bring_data(&from, &full).unwrap();
+        assert_eq!(std::fs::read(full.join("mine")).unwrap(), b"kept");
+        assert!(
+            !full.join("sub").exists(),
+            "a dir with data is left as it is"
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn criu_compatibility() {
