@@ -85,7 +85,17 @@ for _ in $(seq "$rounds"); do
   i10+=("$(up_ms "$fi10" bimgi10)"); h10+=("$(up_ms "$fh10" bimgh10)")
 done
 m() { printf '%s\n' "$@" | median; }
+# Rounds alternate image and host projects: the median of each round's difference drifts less
+# with this shared machine's load than the difference of the two medians.
+paired() { # N then the image figures then the host figures -> median of per-round differences
+  local n=$1; shift
+  local a=("${@:1:n}") b=("${@:n+1:n}") d=() k
+  for k in $(seq 0 $((n - 1))); do d+=("$(echo "${a[k]} - ${b[k]}" | bc -l)"); done
+  m "${d[@]}"
+}
 mi1=$(m "${i1[@]}"); mh1=$(m "${h1[@]}"); mi10=$(m "${i10[@]}"); mh10=$(m "${h10[@]}")
-printf 'start   up of 1 island: image %.1f ms, host /usr %.1f ms (+%.2f ms)\n' "$mi1" "$mh1" "$(echo "$mi1 - $mh1" | bc -l)"
-printf 'start   up of 10 islands: image %.1f ms, host /usr %.1f ms (+%.2f ms per island)\n' \
-  "$mi10" "$mh10" "$(echo "($mi10 - $mh10) / 10" | bc -l)"
+d1=$(paired "$rounds" "${i1[@]}" "${h1[@]}"); d10=$(paired "$rounds" "${i10[@]}" "${h10[@]}")
+printf 'start   up of 1 island: image %.1f ms, host /usr %.1f ms (+%.2f ms; paired median +%.2f ms)\n' \
+  "$mi1" "$mh1" "$(echo "$mi1 - $mh1" | bc -l)" "$d1"
+printf 'start   up of 10 islands: image %.1f ms, host /usr %.1f ms (+%.2f ms per island; paired +%.2f ms)\n' \
+  "$mi10" "$mh10" "$(echo "($mi10 - $mh10) / 10" | bc -l)" "$(echo "$d10 / 10" | bc -l)"

@@ -139,6 +139,7 @@ fn apply(plan: &Plan, opts: &UpOpts) -> Result<()> {
     if opts.net_only {
         create_netns_parallel(plan)?;
     } else {
+        tracing::debug!("planned");
         for i in &plan.islands {
             bundle::prepare(plan, i)?;
         }

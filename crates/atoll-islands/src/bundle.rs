@@ -171,6 +171,9 @@ fn mkdir(p: &Path) -> Result<()> {
     std::fs::create_dir_all(p).map_err(io(format!("mkdir {}", p.display())))
 }
 
+/// The island's generated /etc: for a host-/usr island the whole dir bound over its /etc; for
+/// an image island only [`IMAGE_ETC`], each bound over the image's own file (its passwd,
+/// group, nsswitch.conf and ld.so.cache are the image's).
 fn write_etc(plan: &Plan, island: &IslandPlan) -> Result<()> {
     let etc = island.dir.join("etc");
     mkdir(&etc)?;
@@ -178,6 +181,22 @@ fn write_etc(plan: &Plan, island: &IslandPlan) -> Result<()> {
         let p = etc.join(name);
         std::fs::write(&p, text).map_err(io(format!("write {}", p.display())))
     };
+    let mut hosts = format!(
+        "127.0.0.1\tlocalhost\n127.0.1.1\t{}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+        island.spec.hostname
+    );
+    for (ip, name) in &island.hosts {
+        hosts.push_str(&format!("{ip}\t{name} {name}.{}\n", plan.name));
+    }
+    put("hosts", hosts)?;
+    put("hostname", format!("{}\n", island.spec.hostname))?;
+    put(
+        "resolv.conf",
+        "# atoll: islands have no route off the machine and no DNS server;\n# names of linked islands are in /etc/hosts.\n".into(),
+    )?;
+    if island.spec.image.is_some() {
+        return Ok(());
+    }
     let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
     if island.spec.uid != 0 {
         passwd.push_str(&format!(
@@ -193,22 +212,9 @@ fn write_etc(plan: &Plan, island: &IslandPlan) -> Result<()> {
     }
     group.push_str("nogroup:x:65534:\n");
     put("group", group)?;
-    let mut hosts = format!(
-        "127.0.0.1\tlocalhost\n127.0.1.1\t{}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-        island.spec.hostname
-    );
-    for (ip, name) in &island.hosts {
-        hosts.push_str(&format!("{ip}\t{name} {name}.{}\n", plan.name));
-    }
-    put("hosts", hosts)?;
-    put("hostname", format!("{}\n", island.spec.hostname))?;
     put(
         "nsswitch.conf",
         "passwd: files\ngroup: files\nhosts: files\n".into(),
-    )?;
-    put(
-        "resolv.conf",
-        "# atoll: islands have no route off the machine and no DNS server;\n# names of linked islands are in /etc/hosts.\n".into(),
     )?;
     for f in ETC_COPY {
         copy_entry(&Path::new("/etc").join(f), &etc.join(f))?;

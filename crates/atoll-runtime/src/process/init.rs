@@ -680,6 +680,19 @@ pub fn make_idmap_userns(proof: &SingleThreaded, m: &oci_spec::runtime::Mount) -
             ))
         }
     };
+    // Where our /proc numbers our pid namespace (the host's `up`, the runtime's parent), a
+    // holder that shares our memory: no fork's copies. Else (the init before pivot_root, in
+    // the container's pid namespace) the fork-like helper below, which reports its /proc pid.
+    if let Ok(holder) = atoll_sys::process::UsernsHolder::start() {
+        identity::write_id_maps(holder.pid(), &uid, &gid)?;
+        let p = format!("/proc/{}/ns/user", holder.pid());
+        return rustix::fs::open(
+            p.as_str(),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(errno(format!("open {p}")));
+    }
     let (r, w) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(errno("pipe"))?;
     let (pid_r, pid_w) =
