@@ -71,14 +71,32 @@ project() { # NAME N IMAGE? -> file
   done
   echo "$f"
 }
-up_ms() { # FILE NAME -> ms of `atoll up`
-  local t0 t1; sync; t0=$(now); "$atoll" up "$1" >/dev/null; t1=$(now)
+up_ms() { # FILE NAME -> ms of `atoll up`; its debug log goes to $tmp/NAME.log
+  local t0 t1; sync; t0=$(now); "$atoll" --debug --log "$tmp/$2.log" up "$1" >/dev/null; t1=$(now)
   "$atoll" down "$2" >/dev/null
   echo "($t1 - $t0) * 1000" | bc
+}
+# The part of `up` an image changes, timed inside it: from the plan on disk ("planned") to every
+# island's bundle written ("bundles written": for an image island, its root mounted), medians
+# over the rounds of one project's debug log. Steadier on a loaded machine than the whole `up`.
+bundle_ms() { # NAME -> median ms
+  python3 - "$tmp/$1.log" <<'PY'
+import sys, datetime, statistics
+t = {}
+d = []
+for line in open(sys.argv[1]):
+    stamp = datetime.datetime.fromisoformat(line.split()[0].replace("Z", "+00:00")).timestamp()
+    if line.rstrip().endswith("planned"):
+        t = {"planned": stamp}
+    elif line.rstrip().endswith("bundles written") and "planned" in t:
+        d.append((stamp - t.pop("planned")) * 1000)
+print("%.2f" % statistics.median(d))
+PY
 }
 fi1=$(project bimgi 1 "$ref"); fh1=$(project bimgh 1)
 fi10=$(project bimgi10 10 "$ref"); fh10=$(project bimgh10 10)
 "$atoll" up "$fi1" >/dev/null; "$atoll" down bimgi >/dev/null   # the store holds the image now
+rm -f "$tmp"/*.log
 i1=(); h1=(); i10=(); h10=()
 for _ in $(seq "$rounds"); do
   i1+=("$(up_ms "$fi1" bimgi)"); h1+=("$(up_ms "$fh1" bimgh)")
@@ -99,3 +117,7 @@ printf 'start   up of 1 island: image %.1f ms, host /usr %.1f ms (+%.2f ms; pair
   "$mi1" "$mh1" "$(echo "$mi1 - $mh1" | bc -l)" "$d1"
 printf 'start   up of 10 islands: image %.1f ms, host /usr %.1f ms (+%.2f ms per island; paired +%.2f ms)\n' \
   "$mi10" "$mh10" "$(echo "($mi10 - $mh10) / 10" | bc -l)" "$(echo "$d10 / 10" | bc -l)"
+b1=$(bundle_ms bimgi); bh=$(bundle_ms bimgh); b10=$(bundle_ms bimgi10); bh10=$(bundle_ms bimgh10)
+printf 'inside  bundles of 1 island: image %.2f ms, host /usr %.2f ms (+%.2f ms)\n' "$b1" "$bh" "$(echo "$b1 - $bh" | bc -l)"
+printf 'inside  bundles of 10 islands: image %.2f ms, host /usr %.2f ms (+%.2f ms per island)\n' \
+  "$b10" "$bh10" "$(echo "($b10 - $bh10) / 10" | bc -l)"

@@ -13,9 +13,10 @@ demo_pkgs=(libseccomp-dev libc6-dev pkg-config busybox-static iproute2 nftables 
 # filesystem that takes no idmapped mount: the share refusal in crates/atoll/tests/shares.rs);
 # nginx-light and postgresql (15 on Debian 12): services from the host's /usr as islands
 # (crates/atoll/tests/services.rs); skopeo (atoll-image pulls islands' `image`s through its
-# proxy: crates/atoll/tests/images.rs).
+# proxy: crates/atoll/tests/images.rs); docker-registry (a registry of that test's own on
+# 127.0.0.1 for `docker://`; the system service its package enables is stopped and disabled).
 test_pkgs=(runc crun bubblewrap procps time podman conmon containerd python3-grpcio man-db binutils
-           chromium graphviz bindfs nginx-light postgresql skopeo)
+           chromium graphviz bindfs nginx-light postgresql skopeo docker-registry)
 pkgs=("${demo_pkgs[@]}")
 [ "$mode" = demo ] || pkgs+=("${test_pkgs[@]}")
 for pkg in "${pkgs[@]}"; do
@@ -25,6 +26,11 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${need[@]}"
+  # Debian enables a registry on :5000 for every interface; the tests start their own.
+  if [[ " ${need[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null \
+     && [ -d /run/systemd/system ]; then
+    systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+  fi
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo (Rust >= 1.85) is required: install it with rustup or Debian's cargo package" >&2

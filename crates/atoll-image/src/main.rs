@@ -26,12 +26,17 @@ fn main() {
 
 fn run(args: &[String]) -> Result<()> {
     let out = match args {
-        [verb, store, reference] if verb == "pull" => {
+        [verb, flags @ .., store, reference] if verb == "pull" => {
+            let tls_verify = match flags {
+                [] => true,
+                [f] if f == "--tls-verify=false" => false,
+                _ => bail!("pull takes one flag, --tls-verify=false; got {flags:?}"),
+            };
             let s = store::Store::open(Path::new(store))?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let img = rt.block_on(pull::pull(&s, reference))?;
+            let img = rt.block_on(pull::pull(&s, reference, tls_verify))?;
             s.save(&img)?;
             serde_json::to_string(&img)?
         }
@@ -43,7 +48,7 @@ fn run(args: &[String]) -> Result<()> {
             serde_json::to_string(&store::Store::open(Path::new(store))?.prune(&keep)?)?
         }
         _ => {
-            bail!("usage: atoll-image pull STORE REFERENCE | list STORE | prune STORE [KEEP_ID...]")
+            bail!("usage: atoll-image pull [--tls-verify=false] STORE REFERENCE | list STORE | prune STORE [KEEP_ID...]")
         }
     };
     println!("{out}");

@@ -15,8 +15,12 @@ use tokio::io::AsyncReadExt;
 use crate::store::{Image, Store};
 use crate::unpack;
 
-pub async fn pull(store: &Store, reference: &str) -> Result<Image> {
-    let proxy = ImageProxy::new()
+/// Pull `reference` into `store`. `tls_verify` false: skopeo's `--tls-verify=false`, for a
+/// `docker://` registry over plain HTTP or with a certificate this host does not trust.
+pub async fn pull(store: &Store, reference: &str, tls_verify: bool) -> Result<Image> {
+    let mut config = containers_image_proxy::ImageProxyConfig::default();
+    config.insecure_skip_tls_verification = (!tls_verify).then_some(true);
+    let proxy = ImageProxy::new_with_config(config)
         .await
         .context("start skopeo's image proxy (is skopeo installed?)")?;
     let img = proxy

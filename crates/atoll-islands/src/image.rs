@@ -84,9 +84,13 @@ pub fn pull_all(file: &File, atoll: &Path) -> Result<File> {
                 let p = match cached(&store, &spec.reference) {
                     Some(p) => p,
                     None => {
-                        let out =
-                            run_helper(atoll, &["pull", &store.to_string_lossy(), &spec.reference])
-                                .map_err(&fail)?;
+                        let store_arg = store.to_string_lossy();
+                        let mut args = vec!["pull"];
+                        if !spec.tls_verify {
+                            args.push("--tls-verify=false");
+                        }
+                        args.extend([&*store_arg, &spec.reference]);
+                        let out = run_helper(atoll, &args).map_err(&fail)?;
                         let p: Pulled = serde_json::from_slice(&out)
                             .map_err(|e| fail(format!("the image helper's answer: {e}")))?;
                         remember(&store, &spec.reference, &p);

@@ -124,8 +124,14 @@ impl Drop for Scratch {
 }
 
 fn can_run() -> bool {
+    can_run_with(&[])
+}
+
+/// As [`can_run`], with more tools the test needs.
+fn can_run_with(tools: &[&str]) -> bool {
     let missing = ["podman", "skopeo"]
         .iter()
+        .chain(tools)
         .find(|t| Command::new(t).arg("--version").output().is_err())
         .map(|t| format!("{t} is not installed (scripts/setup.sh installs it)"))
         .or_else(helper_missing);
@@ -582,4 +588,111 @@ fn the_config_user_is_resolved_in_the_image_and_down_stops_with_its_stop_signal(
         "stopped\n",
         "down sent the image's StopSignal before killing the island"
     );
+}
+
+/// A registry of the test's own on loopback, over plain HTTP: Debian's docker-registry (the
+/// CNCF distribution registry), its storage in the scratch dir. Killed on drop.
+struct Registry {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Registry {
+        // A port the kernel gave us a moment ago, on 127.0.0.1 only.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let cfg = dir.join("registry.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\nlog:\n  level: error\n",
+                dir.join("registry").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let r = Registry { child, addr };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&r.addr).is_ok() {
+                return r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("docker-registry did not listen on {} in 5 s", r.addr);
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_docker_reference_is_pulled_from_a_registry_and_tls_is_verified_unless_the_file_says_not() {
+    if !can_run_with(&["docker-registry"]) {
+        return;
+    }
+    let mut s = Scratch::new("reg");
+    let refs = s.podman_image(
+        r#"["/bin/sh", "-c", "echo ran > /data/out; exec sleep 1000"]"#,
+        &[],
+    );
+    let reg = Registry::start(&s.dir);
+    let reference = format!("docker://{}/atoll-test:t", reg.addr);
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            &refs[0],
+            &reference,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo copy to the test's registry: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Verified by default: this registry speaks plain HTTP, so the pull fails, saying why,
+    // naming the island and the reference, and leaves nothing of the project.
+    let strict = Project::new(
+        "img",
+        &format!("[[island]]\nname = \"strict\"\nimage = \"{reference}\"\n"),
+    );
+    let (c, o, e) = s.up(&strict);
+    assert_ne!(c, 0, "{o}");
+    assert!(
+        e.contains("strict") && e.contains(&reference) && e.contains("HTTPS"),
+        "{e}"
+    );
+    assert!(!common::project::state_dir(&strict.name).exists());
+    let p = Project::new(
+        "img",
+        &format!("[[island]]\nname = \"reg\"\nimage = \"{reference}\"\nimage_tls_verify = false\n"),
+    );
+    s.started(&p);
+    assert_eq!(
+        wait_for(&data(&p, "reg").join("out")),
+        "ran\n",
+        "the island runs the Cmd of the image it pulled from the registry"
+    );
+    let (c, list, e) = s.atoll(&["images", "--json"]);
+    assert_eq!(c, 0, "{e}");
+    assert!(list.contains(&reference), "{list}");
+    let (c, o, e) = s.atoll(&["down", &p.name]);
+    assert_eq!(c, 0, "{o}{e}");
 }

@@ -29,8 +29,21 @@ pub struct ImageSpec {
     pub command_set: bool,
     pub user_set: bool,
     pub cwd_set: bool,
+    /// `image_tls_verify = false`: a `docker://` registry reached over plain HTTP or a
+    /// certificate this host does not trust (skopeo's `--tls-verify=false`). Layers are still
+    /// checked against the manifest's digests; the manifest itself is then unauthenticated.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub tls_verify: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pulled: Option<Pulled>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// The helper's answer to `pull` (crates/atoll-image/src/store.rs, `Image`).
@@ -74,6 +87,13 @@ pub(super) fn read(
     f: &dyn Fn(&str) -> String,
 ) -> Result<Option<ImageSpec>, FileError> {
     let Some(r) = &ri.image else {
+        if let Some(v) = &ri.image_tls_verify {
+            return Err(cx.err(
+                v.span(),
+                f("image_tls_verify"),
+                "image_tls_verify is for an image's registry: set `image` too".into(),
+            ));
+        }
         if let Some(root) = &ri.image_root {
             return Err(cx.err(
                 root.span(),
@@ -99,6 +119,19 @@ pub(super) fn read(
             ))
         }
     }
+    let tls_verify = match &ri.image_tls_verify {
+        Some(v) if !*v.get_ref() && transport != Some("docker") => {
+            return Err(cx.err(
+                v.span(),
+                f("image_tls_verify"),
+                format!(
+                    "{reference:?} is read from this host, not from a registry: image_tls_verify applies to docker:// only"
+                ),
+            ))
+        }
+        Some(v) => *v.get_ref(),
+        None => true,
+    };
     let root = match ri.image_root.as_ref().map(Spanned::get_ref) {
         None => ImageRoot::Overlay,
         Some(s) if s == "overlay" => ImageRoot::Overlay,
@@ -117,6 +150,7 @@ pub(super) fn read(
         command_set: ri.command.is_some(),
         user_set: ri.user.is_some(),
         cwd_set: ri.cwd.is_some(),
+        tls_verify,
         pulled: None,
     }))
 }
@@ -157,6 +191,21 @@ mod tests {
             e.contains("image_root") && e.contains("set `image` too"),
             "{e}"
         );
+        let f =
+            parse("image = \"docker://127.0.0.1:5000/a:b\"\nimage_tls_verify = false\n").unwrap();
+        assert!(!f.islands[0].image.as_ref().unwrap().tls_verify);
+        let f = parse("image = \"docker://127.0.0.1:5000/a:b\"\n").unwrap();
+        assert!(
+            f.islands[0].image.as_ref().unwrap().tls_verify,
+            "verified unless said"
+        );
+        let e = parse("image = \"oci:/l\"\nimage_tls_verify = false\n").unwrap_err();
+        assert!(
+            e.contains("image_tls_verify") && e.contains("docker:// only"),
+            "{e}"
+        );
+        let e = parse("command = [\"/bin/sh\"]\nimage_tls_verify = false\n").unwrap_err();
+        assert!(e.contains("set `image` too"), "{e}");
         let e = parse("image = \"oci:/l\"\nimage_root = \"rw\"\n").unwrap_err();
         assert!(e.contains("not an image root"), "{e}");
     }

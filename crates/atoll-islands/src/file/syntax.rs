@@ -43,6 +43,7 @@ pub(super) struct RawIsland {
     pub(super) command: Option<Spanned<Vec<String>>>,
     pub(super) image: Option<Spanned<String>>,
     pub(super) image_root: Option<Spanned<String>>,
+    pub(super) image_tls_verify: Option<Spanned<bool>>,
     pub(super) user: Option<Spanned<u32>>,
     pub(super) group: Option<Spanned<u32>>,
     #[serde(default)]
