@@ -437,7 +437,8 @@ mod tests {
 /// copies and copy-on-write faults afterwards; this clone a tenth of that). Its code, on its
 /// own small stack, makes two raw system calls: read(2) on the holder's pipe, which returns
 /// when the pipe's write end is closed (by [`Drop`]), then exit(2). It touches no memory of
-/// ours but its stack and one byte on it, takes no lock and never returns into Rust frames.
+/// ours but its stack and one byte on it, takes no lock, runs no signal handler (every signal
+/// stays blocked in it) and never returns into Rust frames.
 #[derive(Debug)]
 pub struct UsernsHolder {
     pid: i32,
@@ -477,6 +478,18 @@ impl UsernsHolder {
         // The stack grows down from its 16-byte aligned top.
         let top = (stack.as_mut_ptr() as usize + stack.len()) & !0xf;
         let flags = libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_NEWUSER | libc::SIGCHLD;
+        // The child starts with every signal blocked (it inherits this thread's mask) and never
+        // unblocks one: a handler of ours must not run on its stack in our memory (as
+        // posix_spawn does). Our own mask is restored right after the clone.
+        // SAFETY: sigset_t is plain data, all zeroes a valid (empty) set.
+        let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: both sets live on our stack; pthread_sigmask changes this thread's mask only.
+        unsafe {
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        }
         // SAFETY: glibc's clone(3) runs `hold_userns` on `stack`, which outlives the child
         // (Drop reaps it before the Vec goes); the child shares our memory but writes only its
         // stack, and calls nothing that takes a lock.
@@ -488,8 +501,11 @@ impl UsernsHolder {
                 r.as_raw_fd() as usize as *mut libc::c_void,
             )
         };
+        let err = io::Error::last_os_error();
+        // SAFETY: restores the mask saved above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
         if pid == -1 {
-            return Err(io::Error::last_os_error());
+            return Err(err);
         }
         Ok(UsernsHolder {
             pid,
