@@ -310,19 +310,12 @@ mod tests {
         let from = base.join("archive-data");
         std::fs::create_dir_all(from.join("sub")).unwrap();
         std::fs::write(from.join("sub/pg.conf"), b"port = 5432").unwrap();
-        let absent = base.join("absent");
-        bring_data(&from, &absent).unwrap();
-        assert_eq!(
-            std::fs::read(absent.join("sub/pg.conf")).unwrap(),
-            b"port = 5432"
-        );
-        let empty = base.join("empty");
-        std::fs::create_dir(&empty).unwrap();
-        bring_data(&from, &empty).unwrap();
-        assert_eq!(
-            std::fs::read(empty.join("sub/pg.conf")).unwrap(),
-            b"port = 5432"
-        );
+        std::fs::create_dir(base.join("empty")).unwrap();
+        for to in ["absent", "empty"].map(|n| base.join(n)) {
+            bring_data(&from, &to).unwrap();
+            let got = std::fs::read(to.join("sub/pg.conf")).unwrap();
+            assert_eq!(got, b"port = 5432", "{}", to.display());
+        }
         let full = base.join("full");
         std::fs::create_dir(&full).unwrap();
         std::fs::write(full.join("mine"), b"kept").unwrap();

@@ -303,6 +303,14 @@ pub fn register(
     if socket != node.socket || !node.autostart {
         return Ok(send()?);
     }
+    // Whether a supervisor took the tenant; Ok(false) where none listens at the socket.
+    let answered = || -> Result<bool> {
+        match send() {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(e.errno(), Some(libc::ENOENT | libc::ECONNREFUSED)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    };
     // A supervisor leaving for idleness unlinks the lock file while it holds it exclusively
     // (atoll_guard::Supervisor::leave_if_idle): whoever then gets a lock on the old inode holds
     // nothing the next creator can see, so after each flock the file must still be the one at
@@ -319,24 +327,16 @@ pub fn register(
         if !take(FlockOperation::LockShared, "LOCK_SH")? {
             continue 'lock;
         }
-        match send() {
-            Ok(()) => return Ok(()),
-            Err(e) if !matches!(e.errno(), Some(libc::ENOENT | libc::ECONNREFUSED)) => {
-                return Err(e.into())
-            }
-            Err(_) => {}
+        if answered()? {
+            return Ok(());
         }
         // Nobody answers: become the one who starts it (an exclusive lock converts ours, not
         // atomically: a leaving supervisor may have come in between).
         if !take(FlockOperation::LockExclusive, "LOCK_EX")? {
             continue 'lock;
         }
-        match send() {
-            Ok(()) => return Ok(()),
-            Err(e) if !matches!(e.errno(), Some(libc::ENOENT | libc::ECONNREFUSED)) => {
-                return Err(e.into())
-            }
-            Err(_) => {}
+        if answered()? {
+            return Ok(());
         }
         start_supervisor(node, socket)?;
         return Ok(send()?);

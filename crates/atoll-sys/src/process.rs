@@ -443,8 +443,9 @@ mod tests {
 pub struct UsernsHolder {
     pid: i32,
     release: Option<OwnedFd>,
-    wait_end: Option<OwnedFd>,
-    stack: Vec<u8>,
+    // Dropped after Drop::drop has reaped the holder, as the stack is: fields go after it.
+    _wait_end: OwnedFd,
+    _stack: Vec<u8>,
 }
 
 /// The holder's code: wait for EOF on the fd in `arg`, then leave. Raw syscalls only: errno,
@@ -510,8 +511,8 @@ impl UsernsHolder {
         Ok(UsernsHolder {
             pid,
             release: Some(w),
-            wait_end: Some(r),
-            stack,
+            _wait_end: r,
+            _stack: stack,
         })
     }
 
@@ -530,8 +531,6 @@ impl Drop for UsernsHolder {
         while unsafe { libc::waitpid(self.pid, &mut status, libc::__WALL) } == -1
             && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
         {}
-        drop(self.wait_end.take());
-        let _ = &self.stack;
     }
 }
 
