@@ -9,6 +9,7 @@
 //! Beside them, two small safe helpers every crate shares: `time` and `pseudofs`.
 
 pub mod bpf;
+pub mod inject;
 pub mod mount;
 pub mod namespace;
 pub mod netlink;
