@@ -343,6 +343,86 @@ pub fn register(
     }
 }
 
+/// The guard's layer for a restored container: its profile's SCMP_ACT_NOTIFY rules only, over
+/// a default allow. None when the profile notifies nothing (the guard is off for it).
+///
+/// Stacked on the filter CRIU restored (which still holds every rule, the traps included), it
+/// changes nothing the profile decides: the kernel takes the strictest action over all layers,
+/// and among equal ones the newest layer's, so a trapped call is notified on this layer's
+/// listener, and a call the profile denies stays denied.
+pub fn notify_layer(spec: &Spec) -> Result<Option<atoll_seccomp::Filter>> {
+    use oci_spec::runtime::LinuxSeccompAction as Act;
+    let Some(sc) = spec.linux().as_ref().and_then(|l| l.seccomp().clone()) else {
+        return Ok(None);
+    };
+    let notify: Vec<_> = sc
+        .syscalls()
+        .iter()
+        .flatten()
+        .filter(|r| r.action() == Act::ScmpActNotify)
+        .cloned()
+        .collect();
+    if notify.is_empty() || sc.listener_path().is_none() {
+        return Ok(None);
+    }
+    let mut layer = sc;
+    layer.set_default_action(Act::ScmpActAllow);
+    layer.set_default_errno_ret(None);
+    layer.set_flags(None);
+    layer.set_syscalls(Some(notify));
+    Ok(Some(atoll_seccomp::Filter::compile(&layer)?))
+}
+
+/// Give the tasks of a restored container back to the guard. CRIU restores each thread's
+/// seccomp filter but not its listener, which lived in the supervisor: the traps would answer
+/// ENOSYS, and no alert would be raised. So each thread of each of `pids` (stopped by CRIU's
+/// leave-stopped) gets [`notify_layer`] with a new listener, put in from outside with ptrace
+/// (atoll_sys::inject), and each listener is registered like a created container's, under the
+/// container's init `init`. Returns how many threads were guarded again. The tasks stay stopped:
+/// the caller continues them.
+pub fn reattach(
+    node: &GuardNode,
+    layer: &atoll_seccomp::Filter,
+    init: i32,
+    pids: &[i32],
+    state: &serde_json::Value,
+) -> Result<usize> {
+    use crate::error::sys;
+    use std::os::fd::AsFd;
+    let socket = layer
+        .listener_path()
+        .ok_or_else(|| field("linux.seccomp.listenerPath", "missing"))?
+        .to_path_buf();
+    let mut n = 0;
+    for &pid in pids {
+        let ip = atoll_sys::inject::vdso_syscall_ip(pid)
+            .map_err(sys(format!("find a syscall instruction in the vDSO of pid {pid}")))?;
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map_err(sys(format!("list /proc/{pid}/task")))?;
+        for t in tasks {
+            let t = t.map_err(sys(format!("list /proc/{pid}/task")))?;
+            let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let listener = atoll_sys::inject::seccomp_listener(pid, tid, ip, layer.program())
+                .map_err(sys(format!(
+                    "put the guard's seccomp layer back on restored thread {tid} of pid {pid} \
+                     (ptrace; the thread needs no_new_privs or CAP_SYS_ADMIN)"
+                )))?;
+            register(
+                node,
+                &socket,
+                listener.as_fd(),
+                init,
+                layer.listener_metadata(),
+                state,
+            )?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Is the file we hold the one `path` names now (not unlinked or replaced since we opened it)?
 fn still_at_path(f: &std::fs::File, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;

@@ -474,6 +474,12 @@ fn restore_inner(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
     if let Some((_, root)) = &remap {
         conf.push(format!("cgroup-root {root}"));
     }
+    // A guarded container's listener did not travel: its tasks stay stopped until the guard's
+    // layer is back on every thread (guard::reattach), so no trapped call meets ENOSYS.
+    let guard_layer = crate::guard::notify_layer(&spec)?;
+    if guard_layer.is_some() {
+        conf.push("leave-stopped".into());
+    }
     let _conf = CriuConfig::new(&work, "restore", conf)?;
     RESTORED_PID.store(0, Ordering::SeqCst);
     rq.set_notify_scripts(true);
@@ -518,6 +524,19 @@ fn restore_inner(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
         config: spec,
     };
     store.save(&saved)?;
+    if let Some(layer) = &guard_layer {
+        let pids = cgroup.pids().map_err(crate::RuntimeError::from)?;
+        let state = saved.state_json(crate::state::Status::Running);
+        let n = crate::guard::reattach(&node, layer, pid, &pids, &state)?;
+        tracing::debug!("the guard's layer is back on {n} restored threads");
+        for p in pids {
+            // SIGCONT: CRIU left them stopped (leave-stopped).
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(p).expect("a cgroup lists positive pids"),
+                rustix::process::Signal::CONT,
+            );
+        }
+    }
     undo.armed = false;
     drop(lock);
     Ok(pid)
