@@ -29,7 +29,6 @@ use atoll_runtime::{container, Store};
 use serde::Serialize;
 
 use crate::error::{io, net, IslandsError, Result};
-use crate::file::Guard;
 use crate::plan::Plan;
 
 #[derive(Debug, Clone, Default)]
@@ -269,8 +268,7 @@ fn remove_target(t: &Target) -> Vec<String> {
 }
 
 /// Refusals before anything is frozen: a bound address the target will not own (the
-/// connections on it would die: the 4-tuple cannot change), an island whose escape guard holds
-/// a seccomp listener CRIU cannot hand over.
+/// connections on it would die: the 4-tuple cannot change).
 pub fn check_addresses(
     island: &str,
     owned: &[IpAddr],
@@ -381,18 +379,6 @@ pub(crate) fn preflight(
             format!(
                 "is {}, only a running island moves",
                 saved.status().as_str()
-            ),
-        ));
-    }
-    if island.spec.guard != Guard::Off {
-        return Err(refuse(
-            name,
-            format!(
-                "its escape guard is {:?}: the guard's seccomp listener \
-                 (SECCOMP_FILTER_FLAG_NEW_LISTENER) lives outside the island and CRIU cannot hand \
-                 it to the restored tasks, whose guarded syscalls would then fail; set guard = \
-                 \"off\" for islands that migrate",
-                island.spec.guard.as_str()
             ),
         ));
     }

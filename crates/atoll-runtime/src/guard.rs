@@ -378,49 +378,180 @@ pub fn notify_layer(spec: &Spec) -> Result<Option<atoll_seccomp::Filter>> {
 /// ENOSYS, and no alert would be raised. So each thread of each of `pids` (stopped by CRIU's
 /// leave-stopped) gets [`notify_layer`] with a new listener, put in from outside with ptrace
 /// (atoll_sys::inject), and each listener is registered like a created container's, under the
-/// container's init `init`. Returns how many threads were guarded again. The tasks stay stopped:
-/// the caller continues them.
+/// container's init `init`. The tasks stay stopped: the caller continues them.
+///
+/// The kernel lets a thread take a new filter only with no_new_privs or CAP_SYS_ADMIN in its
+/// user namespace. A thread with neither (a container with `noNewPrivileges: false` and without
+/// CAP_SYS_ADMIN, as podman makes by default) cannot be given one, by us or by itself: it keeps
+/// the restored filter, whose trapped calls fail closed with ENOSYS but raise no alert. Such
+/// threads are returned in `unguarded`, for the caller to say so.
 pub fn reattach(
     node: &GuardNode,
     layer: &atoll_seccomp::Filter,
     init: i32,
     pids: &[i32],
     state: &serde_json::Value,
-) -> Result<usize> {
-    use crate::error::sys;
-    use std::os::fd::AsFd;
+) -> Result<Reattached> {
     let socket = layer
         .listener_path()
         .ok_or_else(|| field("linux.seccomp.listenerPath", "missing"))?
         .to_path_buf();
-    let mut n = 0;
+    let meta = layer.listener_metadata();
+    let mut done = Reattached::default();
+    layer_threads(layer, pids, &mut done, &mut |fd| {
+        register(node, &socket, fd, init, meta, state)
+    })?;
+    Ok(done)
+}
+
+/// Put `layer` with a new listener on every thread of `pids` not yet in `done`, handing each
+/// listener to `send`. A thread whose filters still have a live listener (the kernel refuses a
+/// second one: EBUSY) is counted as `alive`; one that exits meanwhile is passed over.
+fn layer_threads(
+    layer: &atoll_seccomp::Filter,
+    pids: &[i32],
+    done: &mut Reattached,
+    send: &mut dyn FnMut(BorrowedFd<'_>) -> Result<()>,
+) -> Result<()> {
+    use crate::error::sys;
+    use std::io::ErrorKind;
+    use std::os::fd::AsFd;
+    let gone = |e: &std::io::Error| {
+        e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH)
+    };
     for &pid in pids {
-        let ip = atoll_sys::inject::vdso_syscall_ip(pid)
-            .map_err(sys(format!("find a syscall instruction in the vDSO of pid {pid}")))?;
-        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
-            .map_err(sys(format!("list /proc/{pid}/task")))?;
-        for t in tasks {
-            let t = t.map_err(sys(format!("list /proc/{pid}/task")))?;
-            let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let ip = match atoll_sys::inject::vdso_syscall_ip(pid) {
+            Ok(ip) => ip,
+            Err(e) if gone(&e) => continue,
+            Err(e) => {
+                return Err(sys(format!(
+                    "find a syscall instruction in the vDSO of pid {pid}"
+                ))(e))
+            }
+        };
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue; // exited
+        };
+        let tids: Vec<i32> = tasks
+            .flatten()
+            .filter_map(|t| t.file_name().to_str().and_then(|s| s.parse().ok()))
+            .collect();
+        for tid in tids {
+            if !done.seen.insert(tid) {
                 continue;
-            };
-            let listener = atoll_sys::inject::seccomp_listener(pid, tid, ip, layer.program())
-                .map_err(sys(format!(
-                    "put the guard's seccomp layer back on restored thread {tid} of pid {pid} \
-                     (ptrace; the thread needs no_new_privs or CAP_SYS_ADMIN)"
-                )))?;
-            register(
-                node,
-                &socket,
-                listener.as_fd(),
-                init,
-                layer.listener_metadata(),
-                state,
-            )?;
-            n += 1;
+            }
+            if !may_take_a_filter(pid, tid) {
+                done.unguarded.push(tid);
+                continue;
+            }
+            match atoll_sys::inject::seccomp_listener(pid, tid, ip, layer.program()) {
+                Ok(listener) => {
+                    send(listener.as_fd())?;
+                    done.guarded += 1;
+                }
+                Err(e) if e.kind() == ErrorKind::ResourceBusy => done.alive += 1,
+                Err(e) if gone(&e) => {}
+                Err(e) => {
+                    return Err(sys(format!(
+                        "put the guard's seccomp layer on thread {tid} of pid {pid} (ptrace)"
+                    ))(e))
+                }
+            }
         }
     }
-    Ok(n)
+    Ok(())
+}
+
+/// Give the guard back to the running containers under `node.root` whose listeners died with
+/// a supervisor (its keeper killed): run by a new supervisor as it starts, once it listens at
+/// `socket`. Without it their trapped calls would fail with ENOSYS, unreported, until they
+/// were restarted. A container whose threads still have a live listener is left as it is (the
+/// kernel answers EBUSY), so this is safe to run on every start; paused containers are passed
+/// over (a frozen task cannot be interrupted). Passes over each container until one finds no
+/// new thread, for the processes forked meanwhile. Returns (container id, what was done).
+pub fn adopt(node: &GuardNode, socket: &Path) -> Vec<(String, Result<Reattached>)> {
+    let store = crate::state::Store::new(&node.root);
+    let mut out = Vec::new();
+    for id in store.list().unwrap_or_default() {
+        let Ok(saved) = store.load(&id) else {
+            continue;
+        };
+        let status = saved.status();
+        if !matches!(
+            status,
+            crate::state::Status::Running | crate::state::Status::Created
+        ) {
+            continue;
+        }
+        let adopted = (|| -> Result<Option<Reattached>> {
+            let Some(layer) = notify_layer(&saved.config)? else {
+                return Ok(None);
+            };
+            if layer.listener_path() != Some(socket) {
+                return Ok(None); // another agent's tenant
+            }
+            let Some(cg) = &saved.cgroup else {
+                return Ok(None);
+            };
+            let cg = atoll_cgroups::Cgroup::from_saved(cg).map_err(RuntimeError::from)?;
+            let state = saved.state_json(status);
+            let meta = layer.listener_metadata();
+            let mut done = Reattached::default();
+            for _ in 0..5 {
+                let before = done.seen.len();
+                let pids = cg.pids().map_err(RuntimeError::from)?;
+                layer_threads(&layer, &pids, &mut done, &mut |fd| {
+                    Ok(atoll_seccomp::send_to_listener(
+                        socket, fd, saved.pid, meta, &state,
+                    )?)
+                })?;
+                if done.seen.len() == before {
+                    break;
+                }
+            }
+            Ok(Some(done))
+        })();
+        match adopted {
+            Ok(None) => {}
+            Ok(Some(d)) => out.push((id, Ok(d))),
+            Err(e) => out.push((id, Err(e))),
+        }
+    }
+    out
+}
+
+/// What [`reattach`] did.
+#[derive(Debug, Default)]
+pub struct Reattached {
+    /// Threads that have the guard's layer and a registered listener.
+    pub guarded: usize,
+    /// Threads whose filters still had a live listener: left as they were.
+    pub alive: usize,
+    /// Every thread looked at.
+    pub seen: std::collections::HashSet<i32>,
+    /// Threads with neither no_new_privs nor CAP_SYS_ADMIN: their trapped calls get ENOSYS.
+    pub unguarded: Vec<i32>,
+}
+
+/// capability(7) number of CAP_SYS_ADMIN (the bit in /proc status masks).
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Does the kernel let thread `tid` install a seccomp filter: no_new_privs, or CAP_SYS_ADMIN
+/// effective in its own user namespace (/proc/PID/task/TID/status)?
+fn may_take_a_filter(pid: i32, tid: i32) -> bool {
+    let Ok(st) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")) else {
+        return true; // gone, or unreadable: let the injection say which
+    };
+    let field = |name: &str| {
+        st.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
+    let nnp = field("NoNewPrivs:").is_some_and(|v| v == "1");
+    let sys_admin = field("CapEff:")
+        .and_then(|v| u64::from_str_radix(&v, 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0);
+    nnp || sys_admin
 }
 
 /// Is the file we hold the one `path` names now (not unlinked or replaced since we opened it)?

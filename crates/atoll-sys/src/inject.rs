@@ -128,8 +128,7 @@ impl Tracee {
         let mut r = t.regs()?;
         // Interrupted inside a syscall: roll it back the way the kernel would on return to user
         // space, so that it runs again after the detach (we clear orig_rax, which stops the
-        // kernel from doing it itself). A restart-block syscall (nanosleep) sees EINTR, as
-        // under CRIU's own dump.
+        // kernel from doing it itself).
         if (r.orig_rax as i64) >= 0 {
             const ERESTARTSYS: i64 = 512;
             const ERESTARTNOINTR: i64 = 513;
@@ -140,7 +139,12 @@ impl Tracee {
                     r.rax = r.orig_rax;
                     r.rip -= 2;
                 }
-                ERESTART_RESTARTBLOCK => r.rax = (-libc::EINTR) as u64,
+                // What the kernel does itself with no handler to run: restart_syscall(2)
+                // carries on from current->restart_block, which our calls leave alone.
+                ERESTART_RESTARTBLOCK => {
+                    r.rax = libc::SYS_restart_syscall as u64;
+                    r.rip -= 2;
+                }
                 _ => {}
             }
             r.orig_rax = u64::MAX;

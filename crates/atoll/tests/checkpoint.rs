@@ -167,6 +167,65 @@ fn counter_continues_after_restore() {
     assert!(!cgroup_exists(&id));
 }
 
+/// The guard is on by default, and its listener lives in the supervisor, which CRIU cannot
+/// dump: restored as CRIU leaves them, the tasks' trapped calls would fail with ENOSYS and raise
+/// no alert. atoll puts the guard's layer back on every restored thread, so a process the
+/// restored init forks after the restore is still judged: EPERM and an alert, as before.
+#[test]
+fn a_restored_container_is_still_judged_by_the_guard() {
+    if !can_run() {
+        return;
+    }
+    let mut b = Bundle::new("criu-guard");
+    b.set_args(&[
+        "sh",
+        "-c",
+        "while true; do if [ -f /data/go ]; then unshare -U true 2>/data/out; rm /data/go; fi; \
+         sleep 0.05; done",
+    ]);
+    let id = b.id("guarded");
+    let alerts = b.root.join(".guard/alerts.jsonl");
+    let go = b.rootfs().join("data/go");
+    let out = b.rootfs().join("data/out");
+    // Ask the container's own shell (not an exec, which gets a fresh filter) to unshare a user
+    // namespace; its error, and the number of alerts about it.
+    let trap = || {
+        let _ = std::fs::remove_file(&out);
+        std::fs::write(&go, "").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while go.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the container did not run unshare"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let n = std::fs::read_to_string(&alerts)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("atoll.userns.create") && l.contains(&id))
+            .count();
+        (std::fs::read_to_string(&out).unwrap_or_default(), n)
+    };
+    let (code, err) = b.run_detached(&id);
+    assert_eq!(code, 0, "run -d: {err}");
+    let (msg, n) = trap();
+    assert!(msg.contains("Operation not permitted"), "before: {msg}");
+    assert_eq!(n, 1, "one alert before the checkpoint");
+    let (code, err) = checkpoint(&b, &id, &[]);
+    assert_eq!(code, 0, "checkpoint: {err}");
+    let (code, err) = restore(&b, &id, &[]);
+    assert_eq!(code, 0, "restore: {err}");
+    assert_eq!(status(&b, &id), "running");
+    let (msg, n) = trap();
+    assert!(
+        msg.contains("Operation not permitted"),
+        "after the restore the guard judged nothing: {msg}"
+    );
+    assert_eq!(n, 2, "an alert after the restore");
+}
+
 /// A checkpoint restored under another id, so into another cgroup path: CRIU's cgroup root
 /// puts the tasks in the new container's cgroup (where its limits apply), not back into the
 /// dumped one (what restoring an island on a second "host" of one machine needs).

@@ -493,6 +493,101 @@ fn grd_supervisor_kill9_under_load_loses_no_tenant() {
     assert_supervisor_leaves(&c.socket());
 }
 
+/// The keeper itself killed: its notify fds die with it, and the tenant's trapped calls fail
+/// with ENOSYS, unreported. The next supervisor of the root (started here by `guard serve
+/// --daemon`, as by the next `create` or by systemd) gives the running tenant the guard back:
+/// a layer with a new listener on each of its threads, put in with ptrace. The same process
+/// (not an exec, which would get a filter of its own) is then judged again: EPERM and an alert.
+#[test]
+fn grd_keeper_kill9_then_a_new_supervisor_adopts_the_tenant() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Case::new("keeper", QUICK);
+    c.b.set_args(&[
+        "sh",
+        "-c",
+        "while :; do if [ -e /helper/go ]; then /bin/atoll-probe unshare-user > /helper/out; \
+         rm /helper/go; fi; sleep 0.05; done",
+    ]);
+    let id = c.b.id("adopt");
+    let out = c
+        .atoll()
+        .args(["run", "-d", "--bundle"])
+        .arg(&c.b.dir)
+        .arg(&id)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let ask = || {
+        let out = c.helper.join("out");
+        let _ = std::fs::remove_file(&out);
+        std::fs::write(c.helper.join("go"), "").unwrap();
+        let t = Instant::now();
+        loop {
+            let s = std::fs::read_to_string(&out).unwrap_or_default();
+            if !s.is_empty() && !c.helper.join("go").exists() {
+                return s.trim().to_string();
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the tenant did not answer"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert_eq!(ask(), EPERM, "judged while the first supervisor serves");
+    assert_eq!(c.wait_alerts(&id, 1).len(), 1);
+    for (pid, kind) in supervisors(&c.socket()) {
+        if kind != "worker" {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL)
+                .unwrap();
+        }
+    }
+    let t = Instant::now();
+    while !supervisors(&c.socket()).is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the worker outlived its keeper"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(ask(), "errno=38", "ENOSYS with no listener");
+    let out = c
+        .atoll()
+        .args(["guard", "serve", "--daemon", "--idle-exit-ms", "300"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The adoption runs beside the new supervisor's start: wait for it.
+    let t = Instant::now();
+    loop {
+        let got = ask();
+        if got == EPERM {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "not adopted ({got}); supervisor log:\n{}",
+            std::fs::read_to_string(c.b.root.join(".guard/guard.sock.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(c.wait_alerts(&id, 2).len(), 2, "an alert again");
+    let st = c.atoll().args(["guard", "status"]).output().unwrap();
+    let st: Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(st["supervisor"]["running"]["tenants"][0], json!(id), "{st}");
+    let out = c.atoll().args(["delete", "--force", &id]).output().unwrap();
+    assert!(out.status.success());
+    assert_supervisor_leaves(&c.socket());
+}
+
 /// The node file's sinks: the alert also reaches a syslog socket (RFC 5424) and a collector's
 /// stream socket (the JSON line).
 #[test]

@@ -39,11 +39,11 @@ fn can_run() -> bool {
 }
 
 /// srv echoes every line on port 7000 (busybox nc, one `cat` per connection); cli idles; cli may
-/// open TCP to srv:7000. No escape guard: its seccomp listener cannot move (docs/migrate.md).
+/// open TCP to srv:7000. The escape guard is on (the default): its layer is put back on the
+/// restored tasks (docs/migrate.md).
 fn echo_body(srv_command: &str) -> String {
     format!(
-        "guard = \"off\"\n\
-         [[island]]\nname = \"srv\"\ncommand = {srv_command}\n\
+        "[[island]]\nname = \"srv\"\ncommand = {srv_command}\n\
          [[island]]\nname = \"cli\"\ncommand = [\"{BB}\", \"sleep\", \"1000000\"]\n\
          [[link]]\nbetween = [\"srv\", \"cli\"]\n\
          [[allow]]\nfrom = \"cli\"\nto = \"srv\"\nproto = \"tcp\"\nports = [7000]\n"
@@ -218,6 +218,60 @@ fn a_tcp_peer_survives_ten_migrations() {
     let (code, out) = p.exec("cli", &[BB, "sh", "-c", &cmd]);
     assert_eq!((code, out.trim()), (0, "again"));
     assert!(p.counter("allow:cli->srv:tcp/7000") > before);
+}
+
+/// The guard's listener stays with the supervisor; CRIU restores the filter without it, which
+/// alone would leave the moved island's trapped calls failing with ENOSYS and unreported. After
+/// each migration the island's own shell (restored, not exec'd) asks for a user namespace: the
+/// supervisor still denies it with EPERM and raises an alert naming the island.
+#[test]
+fn a_migrated_island_is_still_judged_by_the_guard() {
+    if !can_run() {
+        return;
+    }
+    let loop_ = format!(
+        "[\"{BB}\", \"sh\", \"-c\", \"while :; do if [ -f /data/go ]; then {BB} unshare -U {BB} \
+         true 2>/data/out; {BB} rm /data/go; fi; {BB} sleep 0.05; done\"]"
+    );
+    let p = Project::started("migg", &echo_body(&loop_));
+    let data = p.dir.join("data/srv");
+    let alerts = common::project::state_dir(&p.name).join("alerts.jsonl");
+    let tenant = format!("\"tenant\":\"{}.srv\"", p.name);
+    let trap = || {
+        let _ = std::fs::remove_file(data.join("out"));
+        std::fs::write(data.join("go"), "").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while data.join("go").exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "srv did not run unshare"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let n = std::fs::read_to_string(&alerts)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("atoll.userns.create") && l.contains(&tenant))
+            .count();
+        (
+            std::fs::read_to_string(data.join("out")).unwrap_or_default(),
+            n,
+        )
+    };
+    let (msg, n) = trap();
+    assert!(msg.contains("Operation not permitted"), "before: {msg}");
+    assert_eq!(n, 1);
+    for round in 1..=2 {
+        let (code, out, err) = migrate(&p, "srv");
+        assert_eq!(code, 0, "migration {round}: {out}{err}");
+        let (msg, n) = trap();
+        assert!(
+            msg.contains("Operation not permitted"),
+            "after migration {round} the guard judged nothing: {msg}"
+        );
+        assert_eq!(n, 1 + round, "an alert after migration {round}");
+    }
 }
 
 /// CRIU probes the kernel on every start unless /run/criu.kdat holds its cache, which CRIU

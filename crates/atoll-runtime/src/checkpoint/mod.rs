@@ -523,12 +523,24 @@ fn restore_inner(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
         ns_flags: ns.all_flags(),
         config: spec,
     };
-    store.save(&saved)?;
     if let Some(layer) = &guard_layer {
         let pids = cgroup.pids().map_err(crate::RuntimeError::from)?;
         let state = saved.state_json(crate::state::Status::Running);
-        let n = crate::guard::reattach(&node, layer, pid, &pids, &state)?;
-        tracing::debug!("the guard's layer is back on {n} restored threads");
+        let done = crate::guard::reattach(&node, layer, pid, &pids, &state)?;
+        tracing::debug!(
+            "the guard's layer is back on {} restored threads",
+            done.guarded
+        );
+        if !done.unguarded.is_empty() {
+            tracing::warn!(
+                "restore {id}: restored threads {:?} have neither no_new_privs nor \
+                 CAP_SYS_ADMIN, so the kernel lets nobody give them the guard's seccomp layer \
+                 again: their trapped calls (setns, unshare of a user namespace, ...) are \
+                 denied with ENOSYS and raise no alert; set process.noNewPrivileges to keep \
+                 the guard across a restore",
+                done.unguarded
+            );
+        }
         for p in pids {
             // SIGCONT: CRIU left them stopped (leave-stopped).
             let _ = rustix::process::kill_process(
@@ -537,6 +549,9 @@ fn restore_inner(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
             );
         }
     }
+    // Saved last: a restore killed before this leaves tasks that no state names, which
+    // `delete --force` and a migration's recovery remove as leftovers.
+    store.save(&saved)?;
     undo.armed = false;
     drop(lock);
     Ok(pid)

@@ -205,8 +205,45 @@ fn keep(cli: &Cli, socket: &Path, args: &[std::ffi::OsString], notify_ready: boo
             .context("tell the caller we listen")?;
     }
     tracing::info!(socket = %socket.display(), "guard: keeper serving");
+    adopt_in_background(cli, socket);
     atoll_guard::keeper::run(listener, worker)?;
     Ok(0)
+}
+
+/// Tenants whose listeners died with an earlier supervisor (its keeper killed) get the guard
+/// back (atoll_runtime::guard::adopt), in a thread of the keeper, once the socket listens: the
+/// registrations wait in its backlog until the worker serves. Its ptrace waits are for the
+/// tenants' threads only; the keeper waits for its worker by pid.
+fn adopt_in_background(cli: &Cli, socket: &Path) {
+    let Ok(node) = GuardNode::load(&cli.root) else {
+        return;
+    };
+    let socket = socket.to_path_buf();
+    let spawned = std::thread::Builder::new()
+        .name("adopt".into())
+        .spawn(move || {
+            for (id, r) in atoll_runtime::guard::adopt(&node, &socket) {
+                match r {
+                    Ok(d) if d.guarded > 0 || !d.unguarded.is_empty() => tracing::warn!(
+                        "guard: container {id} had lost its listeners: {} threads guarded \
+                         again, {} still guarded, {} cannot take a filter (no no_new_privs, \
+                         no CAP_SYS_ADMIN): their trapped calls fail with ENOSYS {:?}",
+                        d.guarded,
+                        d.alive,
+                        d.unguarded.len(),
+                        d.unguarded
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(
+                        "guard: give container {id} its guard back: {}",
+                        atoll_runtime::error::report(&e)
+                    ),
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("guard: start the adoption thread: {e}");
+    }
 }
 
 /// The keeper holds one fd per tenant: as many as the hard limit allows.
