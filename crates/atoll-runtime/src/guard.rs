@@ -397,11 +397,42 @@ pub fn reattach(
         .ok_or_else(|| field("linux.seccomp.listenerPath", "missing"))?
         .to_path_buf();
     let meta = layer.listener_metadata();
+    // CRIU stops them by a SIGSTOP after its detach: a thread seized before that SIGSTOP is
+    // taken would take it after our SIGCONT, and stay stopped.
+    wait_stopped(pids)?;
     let mut done = Reattached::default();
     layer_threads(layer, pids, &mut done, &mut |fd| {
         register(node, &socket, fd, init, meta, state)
     })?;
     Ok(done)
+}
+
+/// Wait (up to 5 s) until every thread of `pids` is in group-stop (state T in
+/// /proc/PID/task/TID/stat).
+fn wait_stopped(pids: &[i32]) -> Result<()> {
+    let stopped = |pid: i32| -> bool {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return true; // exited
+        };
+        tasks.flatten().all(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            // "pid (comm) S ...": the state follows the last ')'.
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('T'))
+                .unwrap_or(true)
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !pids.iter().all(|&p| stopped(p)) {
+        if std::time::Instant::now() > deadline {
+            return Err(RuntimeError::Sys {
+                op: format!("wait for the restored tasks {pids:?} to stop (CRIU's leave-stopped)"),
+                source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
 }
 
 /// Put `layer` with a new listener on every thread of `pids` not yet in `done`, handing each

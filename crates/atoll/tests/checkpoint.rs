@@ -565,8 +565,9 @@ fn tcp_established_connection_survives() {
 
 /// podman `container checkpoint/restore --tcp-established --runtime atoll`: a container whose
 /// shell streams numbered lines through an ESTABLISHED loopback connection to an echo server
-/// in the same container (podman's `--network none` netns: no traffic leaves it). After the
-/// restore the echoed lines carry on, none lost or repeated.
+/// in the same container (podman's `--network none` netns: no traffic leaves it). Checkpointed
+/// and restored ten times in a row; after each restore the echoed lines carry on, and at the end
+/// none is lost or repeated.
 #[test]
 fn podman_checkpoint_restore_tcp_established() {
     if !common::can_run_also(missing_criu().or_else(|| {
@@ -615,33 +616,42 @@ fn podman_checkpoint_restore_tcp_established() {
         "checkpoint of an ESTABLISHED connection without the flag"
     );
     assert!(err.contains("tcp-established"), "{err}");
-    let (code, _, err) = p.podman(&["container", "checkpoint", "--tcp-established", &name]);
-    assert_eq!(
-        code, 0,
-        "podman container checkpoint --tcp-established: {err}"
-    );
-    let frozen = {
-        let (_, out, _) = p.podman(&[
-            "ps",
-            "-a",
-            "--format",
-            "{{.Status}}",
-            "--filter",
-            &format!("name={name}"),
-        ]);
-        out
-    };
-    assert!(frozen.starts_with("Exited"), "after checkpoint: {frozen}");
-    let (code, _, err) = p.podman(&["container", "restore", "--tcp-established", &name]);
-    assert_eq!(code, 0, "podman container restore --tcp-established: {err}");
-    let before = lines(&p);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while lines(&p) < before + 10 {
-        assert!(
-            Instant::now() < deadline,
-            "no echo after restore (stuck at {before})"
+    // Ten times in a row (issue 12): each time the stream carries on.
+    for round in 1..=10 {
+        let (code, _, err) = p.podman(&["container", "checkpoint", "--tcp-established", &name]);
+        assert_eq!(
+            code, 0,
+            "round {round}: podman container checkpoint --tcp-established: {err}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        let frozen = {
+            let (_, out, _) = p.podman(&[
+                "ps",
+                "-a",
+                "--format",
+                "{{.Status}}",
+                "--filter",
+                &format!("name={name}"),
+            ]);
+            out
+        };
+        assert!(
+            frozen.starts_with("Exited"),
+            "round {round}: after checkpoint: {frozen}"
+        );
+        let (code, _, err) = p.podman(&["container", "restore", "--tcp-established", &name]);
+        assert_eq!(
+            code, 0,
+            "round {round}: podman container restore --tcp-established: {err}"
+        );
+        let before = lines(&p);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lines(&p) < before + 5 {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no echo after restore (stuck at {before})"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     let (code, out, err) = p.podman(&[
         "exec",
