@@ -9,6 +9,8 @@
 #   bench/migrate.sh            # ATOLL=target/atoll (scripts/build.sh) for the release binary
 #   SIZES="0 0 0" BENCH_JSON=/tmp/r.json BENCH_KEEP=/tmp/img bench/migrate.sh
 #                               # repeat a size; keep atoll's reports and CRIU's images/logs
+#   GUARD=enforce SIZES="0 0 0" bench/migrate.sh   # the island under the escape guard (its
+#                               # layer is put back on the restored tasks: docs/migrate.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench/migrate.sh must run as root" >&2; exit 1; }
@@ -54,7 +56,7 @@ for mb in $SIZES; do
     cat > "$work/islands.toml" <<EOF
 name = "$P"
 data_root = "$work/data"
-guard = "off"
+guard = "${GUARD:-off}"
 [[island]]
 name = "srv"
 command = ["/usr/bin/python3", "-c", '''

@@ -526,10 +526,12 @@ fn restore_inner(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
     if let Some(layer) = &guard_layer {
         let pids = cgroup.pids().map_err(crate::RuntimeError::from)?;
         let state = saved.state_json(crate::state::Status::Running);
+        let t0 = std::time::Instant::now();
         let done = crate::guard::reattach(&node, layer, pid, &pids, &state)?;
         tracing::debug!(
-            "the guard's layer is back on {} restored threads",
-            done.guarded
+            "the guard's layer is back on {} restored threads in {:?}",
+            done.guarded,
+            t0.elapsed()
         );
         if !done.unguarded.is_empty() {
             tracing::warn!(
