@@ -471,6 +471,11 @@ fn layer_threads(
             if !done.seen.insert(tid) {
                 continue;
             }
+            if filters(pid, tid) == Some(0) {
+                // No filter yet: a process of `exec` still setting up, which installs and
+                // registers its own (a layer of ours would make its NEW_LISTENER fail).
+                continue;
+            }
             if !may_take_a_filter(pid, tid) {
                 done.unguarded.push(tid);
                 continue;
@@ -504,6 +509,11 @@ pub fn adopt(node: &GuardNode, socket: &Path) -> Vec<(String, Result<Reattached>
     let store = crate::state::Store::new(&node.root);
     let mut out = Vec::new();
     for id in store.list().unwrap_or_default() {
+        // Whoever holds the lock (a `create` not done yet, whose init may still be setting up
+        // its filter) registers its own tenant: wait for it, then read the state.
+        let Ok(_lock) = store.lock_within(&id, Duration::from_secs(5)) else {
+            continue;
+        };
         let Ok(saved) = store.load(&id) else {
             continue;
         };
@@ -562,6 +572,14 @@ pub struct Reattached {
     pub seen: std::collections::HashSet<i32>,
     /// Threads with neither no_new_privs nor CAP_SYS_ADMIN: their trapped calls get ENOSYS.
     pub unguarded: Vec<i32>,
+}
+
+/// How many seccomp filters thread `tid` has (/proc/PID/task/TID/status `Seccomp_filters`).
+fn filters(pid: i32, tid: i32) -> Option<u32> {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
+    st.lines()
+        .find_map(|l| l.strip_prefix("Seccomp_filters:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// capability(7) number of CAP_SYS_ADMIN (the bit in /proc status masks).
