@@ -1,6 +1,7 @@
 //! The OCI container lifecycle: the state store, process spawn and init, the root filesystem,
 //! identities and capabilities, hooks and the console socket.
 
+pub mod adopt;
 pub mod checkpoint;
 pub mod container;
 pub mod error;

@@ -211,7 +211,7 @@ fn keep(cli: &Cli, socket: &Path, args: &[std::ffi::OsString], notify_ready: boo
 }
 
 /// Tenants whose listeners died with an earlier supervisor (its keeper killed) get the guard
-/// back (atoll_runtime::guard::adopt), in a thread of the keeper, once the socket listens: the
+/// back (atoll_runtime::adopt::adopt), in a thread of the keeper, once the socket listens: the
 /// registrations wait in its backlog until the worker serves. Its ptrace waits are for the
 /// tenants' threads only; the keeper waits for its worker by pid.
 fn adopt_in_background(cli: &Cli, socket: &Path) {
@@ -222,7 +222,7 @@ fn adopt_in_background(cli: &Cli, socket: &Path) {
     let spawned = std::thread::Builder::new()
         .name("adopt".into())
         .spawn(move || {
-            for (id, r) in atoll_runtime::guard::adopt(&node, &socket) {
+            for (id, r) in atoll_runtime::adopt::adopt(&node, &socket) {
                 match r {
                     Ok(d) if d.guarded > 0 || !d.unguarded.is_empty() => tracing::warn!(
                         "guard: container {id} had lost its listeners: {} threads guarded \
