@@ -34,7 +34,7 @@ pub fn adopt(node: &GuardNode, socket: &Path) -> Vec<(String, Result<Reattached>
             continue;
         }
         let adopted = (|| -> Result<Option<Reattached>> {
-            let Some(layer) = notify_layer(&saved.config)? else {
+            let Some(layer) = notify_layer(&saved.config, &store.seccomp_cache())? else {
                 return Ok(None);
             };
             if layer.listener_path() != Some(socket) {

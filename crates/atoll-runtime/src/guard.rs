@@ -349,8 +349,10 @@ pub fn register(
 /// Stacked on the filter CRIU restored (which still holds every rule, the traps included), it
 /// changes nothing the profile decides: the kernel takes the strictest action over all layers,
 /// and among equal ones the newest layer's, so a trapped call is notified on this layer's
-/// listener, and a call the profile denies stays denied.
-pub fn notify_layer(spec: &Spec) -> Result<Option<atoll_seccomp::Filter>> {
+/// listener, and a call the profile denies stays denied. Compiled through the seccomp cache
+/// `cache` (the store's): a restore pays for libseccomp once per profile, not inside each
+/// outage.
+pub fn notify_layer(spec: &Spec, cache: &Path) -> Result<Option<atoll_seccomp::Filter>> {
     use oci_spec::runtime::LinuxSeccompAction as Act;
     let Some(sc) = spec.linux().as_ref().and_then(|l| l.seccomp().clone()) else {
         return Ok(None);
@@ -370,7 +372,7 @@ pub fn notify_layer(spec: &Spec) -> Result<Option<atoll_seccomp::Filter>> {
     layer.set_default_errno_ret(None);
     layer.set_flags(None);
     layer.set_syscalls(Some(notify));
-    Ok(Some(atoll_seccomp::Filter::compile(&layer)?))
+    Ok(Some(atoll_seccomp::Filter::compile_cached(&layer, cache)?))
 }
 
 /// Give the tasks of a restored container back to the guard. CRIU restores each thread's

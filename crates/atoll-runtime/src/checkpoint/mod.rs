@@ -476,7 +476,7 @@ fn restore_inner(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
     }
     // A guarded container's listener did not travel: its tasks stay stopped until the guard's
     // layer is back on every thread (guard::reattach), so no trapped call meets ENOSYS.
-    let guard_layer = crate::guard::notify_layer(&spec)?;
+    let guard_layer = crate::guard::notify_layer(&spec, &store.seccomp_cache())?;
     if guard_layer.is_some() {
         conf.push("leave-stopped".into());
     }

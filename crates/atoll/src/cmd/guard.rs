@@ -224,13 +224,16 @@ fn adopt_in_background(cli: &Cli, socket: &Path) {
         .spawn(move || {
             for (id, r) in atoll_runtime::adopt::adopt(&node, &socket) {
                 match r {
-                    Ok(d) if d.guarded > 0 || !d.unguarded.is_empty() => tracing::warn!(
-                        "guard: container {id} had lost its listeners: {} threads guarded \
-                         again, {} still guarded, {} cannot take a filter (no no_new_privs, \
-                         no CAP_SYS_ADMIN): their trapped calls fail with ENOSYS {:?}",
+                    Ok(d) if d.guarded > 0 => tracing::warn!(
+                        "guard: container {id} had lost its listeners (an earlier supervisor \
+                         was killed): {} threads guarded again, {} still guarded",
                         d.guarded,
-                        d.alive,
-                        d.unguarded.len(),
+                        d.alive
+                    ),
+                    Ok(d) if !d.unguarded.is_empty() => tracing::info!(
+                        "guard: container {id}: threads {:?} have neither no_new_privs nor \
+                         CAP_SYS_ADMIN, so whether their listener lives cannot be checked, and \
+                         a lost one cannot be given back (their trapped calls fail with ENOSYS)",
                         d.unguarded
                     ),
                     Ok(_) => {}
