@@ -527,13 +527,30 @@ fn kill_orphan_cgroups(name: &str, errs: &mut Vec<String>) {
         return;
     };
     for d in rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
-        if let Some(island) = d.file_name().and_then(|n| n.to_str()) {
-            kill_cgroup(name, island);
-        }
-        if let Err(e) = std::fs::remove_dir(&d) {
-            errs.push(format!("rmdir {}: {e}", d.display()));
+        let Some(island) = d.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        kill_cgroup(name, island);
+        // The same island's dir in every hierarchy (v1 ones on a hybrid host): no container
+        // state names it, so no `delete` will remove it.
+        for root in cgroup_roots() {
+            let dir = root.join("atoll/islands").join(name).join(island);
+            if dir.is_dir() {
+                if let Err(e) = std::fs::remove_dir(&dir) {
+                    errs.push(format!("rmdir {}: {e}", dir.display()));
+                }
+            }
         }
     }
+}
+
+/// /sys/fs/cgroup and each hierarchy mounted below it (v1 and hybrid hosts).
+fn cgroup_roots() -> Vec<PathBuf> {
+    let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+        roots.extend(rd.flatten().map(|e| e.path()));
+    }
+    roots
 }
 
 /// Where the unified (v2) hierarchy is mounted: /sys/fs/cgroup, or on a hybrid host its
@@ -609,11 +626,7 @@ pub(crate) fn kill_cgroup(project: &str, island: &str) {
 /// (`atoll/islands/<name>`) are removed here, in every hierarchy that has them, and
 /// `atoll/islands` and `atoll` with them when nothing else is left in them.
 fn remove_cgroup_parents(name: &str, errs: &mut Vec<String>) {
-    let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
-    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
-        roots.extend(rd.flatten().map(|e| e.path()));
-    }
-    for r in roots {
+    for r in cgroup_roots() {
         let d = r.join("atoll/islands").join(name);
         if d.is_dir() {
             if let Err(e) = std::fs::remove_dir(&d) {
