@@ -13,11 +13,20 @@ use crate::guard::{layer_threads, notify_layer, GuardNode, Reattached};
 /// were restarted. A container whose threads still have a live listener is left as it is (the
 /// kernel answers EBUSY), so this is safe to run on every start; paused containers are passed
 /// over (a frozen task cannot be interrupted). Passes over each container until one finds no
-/// new thread, for the processes forked meanwhile. Returns (container id, what was done).
-pub fn adopt(node: &GuardNode, socket: &Path) -> Vec<(String, Result<Reattached>)> {
+/// new thread, for the processes forked meanwhile. `registering`: the container whose `create`
+/// started this supervisor, which registers its only tenant itself (left alone: nothing of it
+/// can have been lost). Returns (container id, what was done).
+pub fn adopt(
+    node: &GuardNode,
+    socket: &Path,
+    registering: Option<&str>,
+) -> Vec<(String, Result<Reattached>)> {
     let store = crate::state::Store::new(&node.root);
     let mut out = Vec::new();
     for id in store.list().unwrap_or_default() {
+        if registering == Some(id.as_str()) {
+            continue;
+        }
         // Whoever holds the lock (a `create` not done yet, whose init may still be setting up
         // its filter) registers its own tenant: wait for it, then read the state.
         let Ok(_lock) = store.lock_within(&id, Duration::from_secs(5)) else {

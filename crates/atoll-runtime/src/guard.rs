@@ -338,7 +338,12 @@ pub fn register(
         if answered()? {
             return Ok(());
         }
-        start_supervisor(node, socket)?;
+        // A container being created has only the tenant we register: the new supervisor's
+        // adoption walk passes it over (an exec's container may hold threads to adopt).
+        let creating = (state["status"] == "creating")
+            .then(|| state["id"].as_str())
+            .flatten();
+        start_supervisor(node, socket, creating)?;
         return Ok(send()?);
     }
 }
@@ -453,15 +458,6 @@ pub(crate) fn layer_threads(
         e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH)
     };
     for &pid in pids {
-        let ip = match atoll_sys::inject::vdso_syscall_ip(pid) {
-            Ok(ip) => ip,
-            Err(e) if gone(&e) => continue,
-            Err(e) => {
-                return Err(sys(format!(
-                    "find a syscall instruction in the vDSO of pid {pid}"
-                ))(e))
-            }
-        };
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             continue; // exited
         };
@@ -482,7 +478,7 @@ pub(crate) fn layer_threads(
                 done.unguarded.push(tid);
                 continue;
             }
-            match atoll_sys::inject::seccomp_listener(pid, tid, ip, layer.program()) {
+            match atoll_sys::inject::seccomp_listener(pid, tid, layer.program()) {
                 Ok(listener) => {
                     send(listener.as_fd())?;
                     done.guarded += 1;
@@ -585,8 +581,8 @@ fn open_lock(socket: &Path) -> Result<std::fs::File> {
 
 /// Start `atoll guard serve --daemon` for `socket` and wait for it: it exits once the supervisor
 /// it started (own session, out of our cgroup, stdio on its log) listens. We hold the
-/// exclusive lock.
-fn start_supervisor(node: &GuardNode, socket: &Path) -> Result<()> {
+/// exclusive lock. `creating`: the container whose `create` we are, which registers itself.
+fn start_supervisor(node: &GuardNode, socket: &Path, creating: Option<&str>) -> Result<()> {
     let log = {
         let mut p = socket.as_os_str().to_owned();
         p.push(".log");
@@ -605,8 +601,11 @@ fn start_supervisor(node: &GuardNode, socket: &Path) -> Result<()> {
         .arg("--idle-exit-ms")
         .arg(node.idle_exit.as_millis().to_string())
         .arg("--log-file")
-        .arg(&log)
-        .stdin(std::process::Stdio::null())
+        .arg(&log);
+    if let Some(id) = creating {
+        cmd.arg("--registering").arg(id);
+    }
+    cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let status = cmd.status().map_err(|e| RuntimeError::Sys {

@@ -18,14 +18,20 @@ use crate::seccomp::SockFilter;
 /// A seized and stopped thread. Dropping it puts its registers back and detaches it; a thread
 /// that was in group-stop (SIGSTOP) returns to it.
 pub struct Tracee {
+    tgid: i32,
     tid: i32,
     /// The registers to put back (none until read).
     #[cfg(target_arch = "x86_64")]
     saved: Option<libc::user_regs_struct>,
     syscall_ip: u64,
-    /// A signal that arrived while we held the thread: handed back at detach.
-    pending: i32,
+    /// Signals that arrived while we held the thread (we stop their delivery, which would run
+    /// a handler in the middle of our calls): queued to it again at detach.
+    pending: Vec<i32>,
 }
+
+/// How many stops one injected syscall may take (its entry and exit, plus signals that arrive
+/// meanwhile) before we give up on it: a tracee that keeps stopping is not running our call.
+const MAX_STOPS: usize = 64;
 
 fn last() -> io::Error {
     io::Error::last_os_error()
@@ -70,8 +76,9 @@ fn wait_stop(tid: i32) -> io::Result<i32> {
     }
 }
 
-/// The address of a `syscall` instruction (0f 05) in `pid`'s vDSO, read through /proc.
-pub fn vdso_syscall_ip(pid: i32) -> io::Result<u64> {
+/// The address of a `syscall` instruction (0f 05) in `pid`'s vDSO, read through /proc (of a
+/// held task: one running may exec meanwhile).
+fn vdso_syscall_ip(pid: i32) -> io::Result<u64> {
     use std::os::unix::fs::FileExt;
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
     let line = maps
@@ -99,32 +106,36 @@ pub fn vdso_syscall_ip(pid: i32) -> io::Result<u64> {
 }
 
 impl Tracee {
-    /// Seize `tid` (a thread of a process whose vDSO has a `syscall` at `syscall_ip`) and stop
-    /// it, whether it was running, blocked in a syscall or stopped by SIGSTOP.
+    /// Seize thread `tid` of process `tgid` and stop it, whether it was running, blocked in a
+    /// syscall or stopped by SIGSTOP. Its vDSO is looked up once it is held: a task that execs
+    /// until then has a new one elsewhere, and an address read before would point into nothing.
     #[cfg(target_arch = "x86_64")]
-    pub fn seize(tid: i32, syscall_ip: u64) -> io::Result<Tracee> {
+    pub fn seize(tgid: i32, tid: i32) -> io::Result<Tracee> {
         ptrace(
             libc::PTRACE_SEIZE,
             tid,
             0,
             libc::PTRACE_O_TRACESYSGOOD as usize,
         )?;
+        // From here on Drop detaches (and hands back what signals we held).
         let mut t = Tracee {
+            tgid,
             tid,
             saved: None,
-            syscall_ip,
-            pending: 0,
+            syscall_ip: 0,
+            pending: Vec::new(),
         };
-        ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0).inspect_err(|_| t.detach_raw())?;
+        ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0)?;
         loop {
             let st = wait_stop(tid)?;
             if st >> 16 == libc::PTRACE_EVENT_STOP {
                 break;
             }
             // A signal-delivery stop came first: keep the signal for the detach, wait for ours.
-            t.pending = libc::WSTOPSIG(st);
+            t.pending.push(libc::WSTOPSIG(st));
             ptrace(libc::PTRACE_CONT, tid, 0, 0)?;
         }
+        t.syscall_ip = vdso_syscall_ip(tid)?;
         let mut r = t.regs()?;
         // Interrupted inside a syscall: roll it back the way the kernel would on return to user
         // space, so that it runs again after the detach (we clear orig_rax, which stops the
@@ -154,7 +165,7 @@ impl Tracee {
     }
 
     #[cfg(not(target_arch = "x86_64"))]
-    pub fn seize(_tid: i32, _syscall_ip: u64) -> io::Result<Tracee> {
+    pub fn seize(_tgid: i32, _tid: i32) -> io::Result<Tracee> {
         Err(io::Error::from_raw_os_error(libc::ENOSYS))
     }
 
@@ -193,17 +204,49 @@ impl Tracee {
             (args[0], args[1], args[2], args[3], args[4], args[5]);
         self.set_regs(&r)?;
         // Two stops: the syscall's entry, then its exit (SIGTRAP|0x80 with TRACESYSGOOD).
-        let mut stops = 0;
-        while stops < 2 {
+        let mut syscall_stops = 0;
+        for _ in 0..MAX_STOPS {
             ptrace(libc::PTRACE_SYSCALL, self.tid, 0, 0)?;
             let st = wait_stop(self.tid)?;
-            if libc::WSTOPSIG(st) == libc::SIGTRAP | 0x80 {
-                stops += 1;
+            let sig = libc::WSTOPSIG(st);
+            if sig == libc::SIGTRAP | 0x80 {
+                syscall_stops += 1;
+                if syscall_stops == 2 {
+                    return Ok(self.regs()?.rax as i64);
+                }
             } else if st >> 16 == 0 {
-                self.pending = libc::WSTOPSIG(st);
+                // A fault of our own making (no syscall instruction where we jumped): restarting
+                // would fault again, for ever. Anything else is the tenant's: held for later.
+                if self.faulted(sig)? {
+                    return Err(io::Error::other(format!(
+                        "the injected syscall {nr} faulted with signal {sig}"
+                    )));
+                }
+                self.pending.push(sig);
             }
         }
-        Ok(self.regs()?.rax as i64)
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the injected syscall {nr} did not complete in {MAX_STOPS} stops"),
+        ))
+    }
+
+    /// Is the signal of this signal-delivery stop a fault raised by the kernel at the
+    /// instruction the thread ran (SIGSEGV, SIGBUS, SIGILL, SIGFPE with a positive si_code),
+    /// rather than one sent to it?
+    fn faulted(&self, sig: i32) -> io::Result<bool> {
+        if ![libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE].contains(&sig) {
+            return Ok(false);
+        }
+        // SAFETY: siginfo_t is plain data; GETSIGINFO fills it.
+        let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        ptrace(
+            libc::PTRACE_GETSIGINFO,
+            self.tid,
+            0,
+            &mut si as *mut libc::siginfo_t as usize,
+        )?;
+        Ok(si.si_code > 0)
     }
 
     #[cfg(not(target_arch = "x86_64"))]
@@ -211,8 +254,14 @@ impl Tracee {
         Err(io::Error::from_raw_os_error(libc::ENOSYS))
     }
 
+    /// Queue the held signals to the thread again (each pending until it runs), then detach.
+    /// A restart with a signal is honoured only from some stops (ptrace(2)), so none is passed.
     fn detach_raw(&self) {
-        let _ = ptrace(libc::PTRACE_DETACH, self.tid, 0, self.pending as usize);
+        for &sig in &self.pending {
+            // SAFETY: integer arguments only.
+            unsafe { libc::syscall(libc::SYS_tgkill, self.tgid, self.tid, sig) };
+        }
+        let _ = ptrace(libc::PTRACE_DETACH, self.tid, 0, 0);
     }
 }
 
@@ -242,14 +291,9 @@ fn ok(r: i64, what: &str) -> io::Result<u64> {
 /// Put a seccomp filter layer `prog` with a new listener on thread `tid` of process `pid`, and
 /// return the listener (taken out of the tracee's fd table, which keeps nothing of it). The
 /// tracee needs no_new_privs, or CAP_SYS_ADMIN in its user namespace (EACCES otherwise).
-pub fn seccomp_listener(
-    pid: i32,
-    tid: i32,
-    syscall_ip: u64,
-    prog: &[SockFilter],
-) -> io::Result<OwnedFd> {
+pub fn seccomp_listener(pid: i32, tid: i32, prog: &[SockFilter]) -> io::Result<OwnedFd> {
     use std::os::unix::fs::FileExt;
-    let mut t = Tracee::seize(tid, syscall_ip)?;
+    let mut t = Tracee::seize(pid, tid)?;
     let filter_len = std::mem::size_of_val(prog);
     // struct sock_fprog { unsigned short len; struct sock_filter *filter; } then the filter.
     let len = 16 + filter_len;
@@ -385,9 +429,8 @@ mod tests {
     fn a_seized_child_runs_our_syscall_and_carries_on() {
         let child = Sh::new(&[], "trap 'exit 7' TERM; while :; do sleep 0.05; done");
         let pid = child.pid();
-        let ip = vdso_syscall_ip(pid).unwrap();
         {
-            let mut t = Tracee::seize(pid, ip).unwrap();
+            let mut t = Tracee::seize(pid, pid).unwrap();
             let got = t.syscall(libc::SYS_getppid, [0; 6]).unwrap();
             assert_eq!(got, std::process::id() as i64);
         }
@@ -397,6 +440,47 @@ mod tests {
             Some(7),
             "the child carried on and ran its trap"
         );
+    }
+
+    /// Signals that arrive while we hold the thread reach it after we let go, every one of
+    /// them: the shell's USR1 trap sets u=1 before its TERM trap exits with 7 + u.
+    #[test]
+    fn signals_that_arrive_while_seized_are_all_delivered_after() {
+        let child = Sh::new(
+            &["busybox"],
+            "u=0; trap 'u=1' USR1; trap 'exit $((7 + u))' TERM; while :; do sleep 0.05; done",
+        );
+        let pid = child.pid();
+        {
+            let mut t = Tracee::seize(pid, pid).unwrap();
+            // SAFETY: signals to our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGUSR1);
+                libc::kill(pid, libc::SIGTERM);
+            }
+            // Both arrive (signal-delivery stops) while our call runs.
+            assert_eq!(
+                t.syscall(libc::SYS_getppid, [0; 6]).unwrap(),
+                std::process::id() as i64
+            );
+        }
+        let mut child = child;
+        assert_eq!(child.0.wait().unwrap().code(), Some(8), "USR1 then TERM");
+    }
+
+    /// An injection that faults (no syscall instruction where it jumps) is an error, not a
+    /// loop that restarts the faulting instruction for ever; the tracee carries on unharmed.
+    #[test]
+    fn a_faulting_injection_is_an_error_and_the_tracee_carries_on() {
+        let child = Sh::new(&[], "trap 'exit 7' TERM; while :; do sleep 0.05; done");
+        {
+            let mut t = Tracee::seize(child.pid(), child.pid()).unwrap();
+            t.syscall_ip = 0x1000; // never mapped (vm.mmap_min_addr)
+            let e = t.syscall(libc::SYS_getppid, [0; 6]).unwrap_err();
+            assert!(e.to_string().contains("faulted with signal 11"), "{e}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        assert_eq!(child.term(), Some(7));
     }
 
     /// A child with no_new_privs calls uname(2) in a loop: after the injection its next uname
@@ -438,8 +522,7 @@ mod tests {
                 k: 0x7fff_0000,
             },
         ];
-        let ip = vdso_syscall_ip(pid).unwrap();
-        let listener = seccomp_listener(pid, pid, ip, &prog).unwrap();
+        let listener = seccomp_listener(pid, pid, &prog).unwrap();
         assert_eq!(child.fds(), fds, "the tracee keeps no fd of ours");
         for _ in 0..2 {
             let n = seccomp_notif_recv(listener.as_fd()).unwrap();

@@ -336,6 +336,10 @@ pub enum GuardVerb {
         /// Write "ready" to stdout once listening (for --daemon's wait).
         #[arg(long = "notify-ready", hide = true)]
         notify_ready: bool,
+        /// The container whose `create` starts this supervisor: it registers itself, so the
+        /// adoption of lost tenants passes it over.
+        #[arg(long, hide = true)]
+        registering: Option<String>,
     },
     /// The supervisor proper, started by `serve`'s keeper: the listener on stdin, the keeper's
     /// channel on stdout.

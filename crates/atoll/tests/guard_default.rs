@@ -540,31 +540,9 @@ fn grd_keeper_kill9_then_a_new_supervisor_adopts_the_tenant() {
     };
     assert_eq!(ask(), EPERM, "judged while the first supervisor serves");
     assert_eq!(c.wait_alerts(&id, 1).len(), 1);
-    for (pid, kind) in supervisors(&c.socket()) {
-        if kind != "worker" {
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL)
-                .unwrap();
-        }
-    }
-    let t = Instant::now();
-    while !supervisors(&c.socket()).is_empty() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the worker outlived its keeper"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    kill_keeper(&c);
     assert_eq!(ask(), "errno=38", "ENOSYS with no listener");
-    let out = c
-        .atoll()
-        .args(["guard", "serve", "--daemon", "--idle-exit-ms", "300"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    serve(&c);
     // The adoption runs beside the new supervisor's start: wait for it.
     let t = Instant::now();
     loop {
@@ -583,6 +561,115 @@ fn grd_keeper_kill9_then_a_new_supervisor_adopts_the_tenant() {
     let st = c.atoll().args(["guard", "status"]).output().unwrap();
     let st: Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(st["supervisor"]["running"]["tenants"][0], json!(id), "{st}");
+    let out = c.atoll().args(["delete", "--force", &id]).output().unwrap();
+    assert!(out.status.success());
+    assert_supervisor_leaves(&c.socket());
+}
+
+/// SIGKILL the keeper of `c`'s supervisor; its worker follows (it dies with the keeper).
+fn kill_keeper(c: &Case) {
+    for (pid, kind) in supervisors(&c.socket()) {
+        if kind != "worker" {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL)
+                .unwrap();
+        }
+    }
+    let t = Instant::now();
+    while !supervisors(&c.socket()).is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the worker outlived its keeper"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `atoll guard serve --daemon` for `c`'s root: a new supervisor, which adopts as it starts.
+fn serve(c: &Case) {
+    let out = c
+        .atoll()
+        .args(["guard", "serve", "--daemon", "--idle-exit-ms", "300"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Adoption seizes the threads of a tenant that forks and execs without pause: a child that
+/// execs between our look at it and our stop has its vDSO elsewhere, and the injection must
+/// neither wedge it (a fault restarted for ever) nor kill it. After three kill -9 and
+/// adoption rounds the tenant still counts, and is still judged.
+#[test]
+fn grd_adopting_a_tenant_that_forks_and_execs_leaves_it_running() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Case::new("forker", QUICK);
+    c.b.set_args(&[
+        "sh",
+        "-c",
+        "n=0; while :; do cat /dev/null; n=$((n + 1)); echo $n > /helper/n.tmp; \
+         mv /helper/n.tmp /helper/n; if [ -e /helper/go ]; then \
+         /bin/atoll-probe unshare-user > /helper/out; rm /helper/go; fi; done",
+    ]);
+    let id = c.b.id("forker");
+    let out = c
+        .atoll()
+        .args(["run", "-d", "--bundle"])
+        .arg(&c.b.dir)
+        .arg(&id)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let count = || -> u64 {
+        std::fs::read_to_string(c.helper.join("n"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let counting = |round: usize| {
+        let t = Instant::now();
+        let start = count();
+        while count() < start + 20 {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "round {round}: the tenant stopped at {} (wedged or killed by the adoption); \
+                 supervisor log:\n{}",
+                count(),
+                std::fs::read_to_string(c.b.root.join(".guard/guard.sock.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    counting(0);
+    for round in 1..=3 {
+        kill_keeper(&c);
+        serve(&c);
+        // The adoption runs beside the supervisor's start; it is over within a second.
+        std::thread::sleep(Duration::from_millis(1000));
+        counting(round);
+    }
+    // Still judged: the unshare the tenant asks for is denied, not ENOSYS.
+    let _ = std::fs::remove_file(c.helper.join("out"));
+    std::fs::write(c.helper.join("go"), "").unwrap();
+    let t = Instant::now();
+    let got = loop {
+        let s = std::fs::read_to_string(c.helper.join("out")).unwrap_or_default();
+        if !s.is_empty() && !c.helper.join("go").exists() {
+            break s.trim().to_string();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the tenant did not answer"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(got, EPERM);
     let out = c.atoll().args(["delete", "--force", &id]).output().unwrap();
     assert!(out.status.success());
     assert_supervisor_leaves(&c.socket());

@@ -26,6 +26,7 @@ pub fn guard(cli: &Cli, v: &GuardVerb) -> Result<i32> {
             daemon,
             log_file,
             notify_ready,
+            registering,
         } => {
             let node = node()?;
             let socket = socket.clone().unwrap_or_else(|| node.socket.clone());
@@ -50,9 +51,9 @@ pub fn guard(cli: &Cli, v: &GuardVerb) -> Result<i32> {
             }
             if *daemon {
                 let log = log_file.clone().unwrap_or_else(|| log_beside(&socket));
-                return daemonize(cli, &args, &log);
+                return daemonize(cli, &args, registering.as_deref(), &log);
             }
-            keep(cli, &socket, &args, *notify_ready)
+            keep(cli, &socket, &args, *notify_ready, registering.clone())
         }
         GuardVerb::Worker {
             socket,
@@ -112,7 +113,12 @@ fn status(node: &GuardNode) -> serde_json::Value {
 
 /// `--daemon`: leave the caller's session and cgroups, start the keeper with its stdio on `log`,
 /// and return once it listens (it writes "ready"), so that `create` can send at once.
-fn daemonize(cli: &Cli, args: &[std::ffi::OsString], log: &Path) -> Result<i32> {
+fn daemonize(
+    cli: &Cli,
+    args: &[std::ffi::OsString],
+    registering: Option<&str>,
+    log: &Path,
+) -> Result<i32> {
     // Our own session: no terminal signal of the caller's reaches the supervisor.
     rustix::process::setsid().context("setsid")?;
     // Fds the caller left open without close-on-exec (a --preserve-fds range, a harness's
@@ -130,6 +136,12 @@ fn daemonize(cli: &Cli, args: &[std::ffi::OsString], log: &Path) -> Result<i32> 
         .arg(&cli.root)
         .args(["guard", "serve", "--notify-ready"])
         .args(args)
+        .args(
+            registering
+                .map(|id| ["--registering", id])
+                .into_iter()
+                .flatten(),
+        )
         .stdin(Stdio::null())
         .stdout(ready_w)
         .stderr(log_file)
@@ -182,7 +194,13 @@ fn leave_cgroups() {
 }
 
 /// The keeper: bind the socket (or take systemd's), start the worker, keep its tenants.
-fn keep(cli: &Cli, socket: &Path, args: &[std::ffi::OsString], notify_ready: bool) -> Result<i32> {
+fn keep(
+    cli: &Cli,
+    socket: &Path,
+    args: &[std::ffi::OsString],
+    notify_ready: bool,
+    registering: Option<String>,
+) -> Result<i32> {
     let listener = match atoll_sys::process::take_listen_fds().into_iter().next() {
         Some(fd) => UnixListener::from(fd),
         None => atoll_guard::bind_socket(socket)?,
@@ -205,8 +223,12 @@ fn keep(cli: &Cli, socket: &Path, args: &[std::ffi::OsString], notify_ready: boo
             .context("tell the caller we listen")?;
     }
     tracing::info!(socket = %socket.display(), "guard: keeper serving");
-    adopt_in_background(cli, socket);
+    let adoption = adopt_in_background(cli, socket, registering);
     atoll_guard::keeper::run(listener, worker)?;
+    // Leaving while a tenant is held would detach it with our registers in place.
+    if let Some(t) = adoption {
+        let _ = t.join();
+    }
     Ok(0)
 }
 
@@ -214,15 +236,19 @@ fn keep(cli: &Cli, socket: &Path, args: &[std::ffi::OsString], notify_ready: boo
 /// back (atoll_runtime::adopt::adopt), in a thread of the keeper, once the socket listens: the
 /// registrations wait in its backlog until the worker serves. Its ptrace waits are for the
 /// tenants' threads only; the keeper waits for its worker by pid.
-fn adopt_in_background(cli: &Cli, socket: &Path) {
+fn adopt_in_background(
+    cli: &Cli,
+    socket: &Path,
+    registering: Option<String>,
+) -> Option<std::thread::JoinHandle<()>> {
     let Ok(node) = GuardNode::load(&cli.root) else {
-        return;
+        return None;
     };
     let socket = socket.to_path_buf();
     let spawned = std::thread::Builder::new()
         .name("adopt".into())
         .spawn(move || {
-            for (id, r) in atoll_runtime::adopt::adopt(&node, &socket) {
+            for (id, r) in atoll_runtime::adopt::adopt(&node, &socket, registering.as_deref()) {
                 match r {
                     Ok(d) if d.guarded > 0 => tracing::warn!(
                         "guard: container {id} had lost its listeners (an earlier supervisor \
@@ -244,9 +270,9 @@ fn adopt_in_background(cli: &Cli, socket: &Path) {
                 }
             }
         });
-    if let Err(e) = spawned {
-        tracing::warn!("guard: start the adoption thread: {e}");
-    }
+    spawned
+        .inspect_err(|e| tracing::warn!("guard: start the adoption thread: {e}"))
+        .ok()
 }
 
 /// The keeper holds one fd per tenant: as many as the hard limit allows.
