@@ -33,57 +33,24 @@ const ETC_BIND_DIRS: &[&str] = &["ld.so.conf.d", "alternatives"];
 /// (whose passwd, group and the rest are the image's).
 const IMAGE_ETC: &[&str] = &["hosts", "hostname", "resolv.conf"];
 
-/// Write the island's bundle dir (idempotent: `up` after a crash rewrites it).
+/// Write the island's bundle dir (idempotent: `up` after a crash rewrites it). An image
+/// island's root is not mounted yet: its layers are cloned here (which needs this process
+/// single-threaded), and [`mount_image_root`] mounts it and makes its mount points, beside the
+/// guard's start.
 pub fn prepare(plan: &Plan, island: &IslandPlan) -> Result<()> {
-    let image = island
-        .spec
-        .image
-        .as_ref()
-        .and_then(|s| s.pulled.as_ref().map(|p| (s, p)));
     let mut extra = Vec::new();
-    // Mount points are made here, as host root: the island's init, root only in its own user
-    // namespace, cannot create them in a rootfs the host owns.
-    let points = match image {
-        Some((spec, pulled)) => {
-            let at = crate::image::mount_root(island, spec, pulled)?;
-            let root = pathrs::Root::open(&at).map_err(|e| {
-                IslandsError::Other(format!(
-                    "island {}: open {}: {e}",
-                    island.spec.name,
-                    at.display()
-                ))
-            })?;
-            for d in ["tmp", "proc", "dev", "run"] {
-                crate::image::mount_point(&root, d, false)?;
-            }
-            for f in IMAGE_ETC {
-                crate::image::mount_point(&root, &format!("/etc/{f}"), true)?;
-            }
-            MountPoints::Image(root)
-        }
+    match image_of(island) {
+        Some((spec, pulled)) => crate::image::clone_layers(island, spec, pulled)?,
         None => {
+            // Mount points are made here, as host root: the island's init, root only in its own
+            // user namespace, cannot create them in a rootfs the host owns.
             let rootfs = island.dir.join("rootfs");
             for d in ["usr", "etc", "tmp", "proc", "dev", "run", "var"] {
                 mkdir(&rootfs.join(d))?;
             }
             host_top(&rootfs, &mut extra)?;
-            MountPoints::Host(island.dir.clone())
+            make_points(plan, island, &MountPoints::Host(island.dir.clone()))?;
         }
-    };
-    points.dir(&island.spec.data)?;
-    for (host, at) in &island.spec.binds {
-        points.point(at, host.is_dir())?;
-    }
-    for at in island.spec.tmpfs.iter().chain(&island.spec.writable) {
-        points.dir(at)?;
-    }
-    let n = plan
-        .islands
-        .iter()
-        .position(|i| i.spec.name == island.spec.name);
-    let shares = n.map(|n| crate::share::mounts(plan, n)).unwrap_or_default();
-    for m in &shares {
-        points.dir(m["destination"].as_str().unwrap_or_default())?;
     }
     write_etc(plan, island)?;
     write_data_dir(island)?;
@@ -93,12 +60,64 @@ pub fn prepare(plan: &Plan, island: &IslandPlan) -> Result<()> {
     crate::devices::apply_to_config(island, &mut config);
     if let Some(list) = config["mounts"].as_array_mut() {
         // Last: the runtime's parent makes an idmapped mount, after the init's own ones.
-        list.extend(shares);
+        list.extend(shares_of(plan, island));
     }
     config["linux"]["seccomp"] = crate::seccomp::profile(plan, island)?;
     let path = island.dir.join("config.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("json"))
         .map_err(io(format!("write {}", path.display())))
+}
+
+/// An image island's root, after [`prepare`]: the overlayfs mounted, and the mount points made
+/// in it through pathrs (its upper dir is the tenant's). Nothing for a host-/usr island.
+pub fn mount_image_root(plan: &Plan, island: &IslandPlan) -> Result<()> {
+    let Some((spec, pulled)) = image_of(island) else {
+        return Ok(());
+    };
+    let at = crate::image::mount_overlay(island, spec, pulled)?;
+    let root = pathrs::Root::open(&at).map_err(|e| {
+        IslandsError::Other(format!(
+            "island {}: open {}: {e}",
+            island.spec.name,
+            at.display()
+        ))
+    })?;
+    for d in ["tmp", "proc", "dev", "run"] {
+        crate::image::mount_point(&root, d, false)?;
+    }
+    for f in IMAGE_ETC {
+        crate::image::mount_point(&root, &format!("/etc/{f}"), true)?;
+    }
+    make_points(plan, island, &MountPoints::Image(root))
+}
+
+fn image_of(island: &IslandPlan) -> Option<(&crate::image::ImageSpec, &crate::image::Pulled)> {
+    let spec = island.spec.image.as_ref()?;
+    Some((spec, spec.pulled.as_ref()?))
+}
+
+/// The `[[share]]` mounts of `island`, as OCI mounts.
+fn shares_of(plan: &Plan, island: &IslandPlan) -> Vec<Value> {
+    plan.islands
+        .iter()
+        .position(|i| i.spec.name == island.spec.name)
+        .map(|n| crate::share::mounts(plan, n))
+        .unwrap_or_default()
+}
+
+/// The mount points of the data dir, binds, tmpfs and writable paths and shares.
+fn make_points(plan: &Plan, island: &IslandPlan, points: &MountPoints) -> Result<()> {
+    points.dir(&island.spec.data)?;
+    for (host, at) in &island.spec.binds {
+        points.point(at, host.is_dir())?;
+    }
+    for at in island.spec.tmpfs.iter().chain(&island.spec.writable) {
+        points.dir(at)?;
+    }
+    for m in &shares_of(plan, island) {
+        points.dir(m["destination"].as_str().unwrap_or_default())?;
+    }
+    Ok(())
 }
 
 /// The host's top-level dirs: symlinks copied, directories bound read-only (in `extra`).

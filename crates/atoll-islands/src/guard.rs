@@ -31,15 +31,17 @@ pub fn start(plan: &Plan, atoll: &Path) -> Result<()> {
     let sock = socket(plan);
     let log =
         std::fs::File::create(plan.state_dir.join("guard.log")).map_err(io("create guard.log"))?;
+    // It says "ready" on this pipe once it listens: no polling for the socket file.
+    let (ready_r, ready_w) = std::io::pipe().map_err(io("pipe"))?;
     let child = {
         use std::os::unix::process::CommandExt;
         Command::new(atoll)
-            .args(["guard", "serve", "--socket"])
+            .args(["guard", "serve", "--notify-ready", "--socket"])
             .arg(&sock)
             .arg("--alerts")
             .arg(alerts(plan))
             .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(io("dup guard.log"))?)
+            .stdout(ready_w)
             .stderr(log)
             // Its own process group: a ^C meant for `up` must not take the guard down.
             .process_group(0)
@@ -48,18 +50,43 @@ pub fn start(plan: &Plan, atoll: &Path) -> Result<()> {
     };
     std::fs::write(pid_file(&plan.state_dir), child.id().to_string())
         .map_err(io("write guard.pid"))?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !sock.exists() {
-        if Instant::now() > deadline {
-            return Err(IslandsError::Other(format!(
-                "the guard did not listen on {} within 5 s (see {})",
-                sock.display(),
-                plan.state_dir.join("guard.log").display()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    if !ready_within(ready_r, Duration::from_secs(5)) {
+        return Err(IslandsError::Other(format!(
+            "the guard did not listen on {} within 5 s (see {})",
+            sock.display(),
+            plan.state_dir.join("guard.log").display()
+        )));
     }
     Ok(())
+}
+
+/// Did "ready" come on `r` before `limit` (EOF or anything else: no)?
+fn ready_within(r: std::io::PipeReader, limit: Duration) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags};
+    use std::io::Read;
+    let deadline = Instant::now() + limit;
+    let mut got = Vec::new();
+    let mut r = r;
+    while !got.ends_with(b"\n") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut fds = [PollFd::new(&r, PollFlags::IN)];
+        let ts = rustix::event::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: left.subsec_nanos() as i64,
+        };
+        match poll(&mut fds, Some(&ts)) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return false,
+        }
+        let mut buf = [0u8; 16];
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got == b"ready\n"
 }
 
 /// Stop the supervisor recorded in `state_dir`, if it is still the one we started.
