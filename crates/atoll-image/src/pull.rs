@@ -56,9 +56,14 @@ pub async fn pull(store: &Store, reference: &str, tls_verify: bool) -> Result<Im
             .to_string();
         let dir = store.layer_dir(&hex);
         if !dir.is_dir() {
-            let gzip = match desc.media_type() {
-                MediaType::ImageLayer | MediaType::ImageLayerNonDistributable => Some(false),
-                MediaType::ImageLayerGzip | MediaType::ImageLayerNonDistributableGzip => Some(true),
+            let packed = match desc.media_type() {
+                MediaType::ImageLayer | MediaType::ImageLayerNonDistributable => Some(Packed::Tar),
+                MediaType::ImageLayerGzip | MediaType::ImageLayerNonDistributableGzip => {
+                    Some(Packed::Gzip)
+                }
+                MediaType::ImageLayerZstd | MediaType::ImageLayerNonDistributableZstd => {
+                    Some(Packed::Zstd)
+                }
                 // Docker's schema 2 types come converted to OCI's by the proxy; anything
                 // else is sniffed from its first bytes.
                 _ => None,
@@ -69,7 +74,7 @@ pub async fn pull(store: &Store, reference: &str, tls_verify: bool) -> Result<Im
                 .map_err(|e| anyhow!("layer {n} ({}): {e}", desc.digest()))?;
             let tmp = store.tmp_dir(&hex);
             std::fs::create_dir(&tmp).with_context(|| format!("mkdir {}", tmp.display()))?;
-            let unpacked = match stream_into(reader, driver, gzip, &hex, tmp.clone()).await {
+            let unpacked = match stream_into(reader, driver, packed, &hex, tmp.clone()).await {
                 Ok(b) => b,
                 Err(e) => {
                     // Nothing half-made stays (Store::open empties tmp/ too, after a crash).
@@ -114,7 +119,7 @@ pub async fn pull(store: &Store, reference: &str, tls_verify: bool) -> Result<Im
 async fn stream_into(
     mut reader: impl tokio::io::AsyncBufRead + Unpin,
     driver: impl std::future::Future<Output = Result<(), containers_image_proxy::Error>> + Unpin,
-    gzip: Option<bool>,
+    packed: Option<Packed>,
     hex: &str,
     dir: std::path::PathBuf,
 ) -> Result<u64> {
@@ -128,15 +133,18 @@ async fn stream_into(
         };
         let mut head = [0u8; 4];
         let n = read_full(&mut input, &mut head)?;
-        let gz = gzip.unwrap_or(n >= 2 && head[..2] == [0x1f, 0x8b]);
-        if n == 4 && head == [0x28, 0xb5, 0x2f, 0xfd] {
-            bail!("zstd-compressed layers are not supported (convert with skopeo copy --dest-compress-format gzip)");
-        }
-        let whole = Read::chain(std::io::Cursor::new(head[..n].to_vec()), input);
-        let plain: Box<dyn Read> = if gz {
-            Box::new(flate2::read::GzDecoder::new(whole))
+        let packed = packed.unwrap_or(if n >= 2 && head[..2] == [0x1f, 0x8b] {
+            Packed::Gzip
+        } else if n == 4 && head == ZSTD_MAGIC {
+            Packed::Zstd
         } else {
-            Box::new(whole)
+            Packed::Tar
+        });
+        let whole = Read::chain(std::io::Cursor::new(head[..n].to_vec()), input);
+        let plain: Box<dyn Read> = match packed {
+            Packed::Tar => Box::new(whole),
+            Packed::Gzip => Box::new(flate2::read::GzDecoder::new(whole)),
+            Packed::Zstd => Box::new(Zstd::new(whole)),
         };
         let mut hashed = Hashing {
             inner: plain,
@@ -181,6 +189,82 @@ async fn stream_into(
     copied.context("read the blob from skopeo")?;
     checked.map_err(|e| anyhow!("skopeo: {e}"))?;
     Ok(bytes)
+}
+
+/// How a layer blob is packed.
+#[derive(Clone, Copy, Debug)]
+enum Packed {
+    Tar,
+    Gzip,
+    Zstd,
+}
+
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// A zstd stream of one or more frames (zstd:chunked layers are many, with skippable frames
+/// between), decoded as it is read: ruzstd's FrameDecoder one frame at a time, its window of
+/// memory at most.
+struct Zstd<R: Read> {
+    src: std::io::BufReader<R>,
+    frame: ruzstd::decoding::FrameDecoder,
+    in_frame: bool,
+}
+
+impl<R: Read> Zstd<R> {
+    fn new(src: R) -> Zstd<R> {
+        Zstd {
+            src: std::io::BufReader::with_capacity(256 << 10, src),
+            frame: ruzstd::decoding::FrameDecoder::new(),
+            in_frame: false,
+        }
+    }
+}
+
+impl<R: Read> Read for Zstd<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
+        use ruzstd::decoding::BlockDecodingStrategy;
+        use std::io::BufRead;
+        let bad = |e: FrameDecoderError| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("zstd: {e}"))
+        };
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.in_frame {
+                if self.frame.can_collect() > 0 {
+                    return self.frame.read(buf);
+                }
+                if !self.frame.is_finished() {
+                    self.frame
+                        .decode_blocks(&mut self.src, BlockDecodingStrategy::UptoBytes(buf.len()))
+                        .map_err(bad)?;
+                    continue;
+                }
+                self.in_frame = false;
+            }
+            if self.src.fill_buf()?.is_empty() {
+                return Ok(0); // the end, between frames
+            }
+            match self.frame.reset(&mut self.src) {
+                Ok(()) => self.in_frame = true,
+                Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame {
+                    length,
+                    ..
+                })) => {
+                    let skipped = std::io::copy(
+                        &mut (&mut self.src).take(length.into()),
+                        &mut std::io::sink(),
+                    )?;
+                    if skipped != u64::from(length) {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                }
+                Err(e) => return Err(bad(e)),
+            }
+        }
+    }
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
@@ -228,5 +312,46 @@ impl<R: Read> Read for Hashing<R> {
         let n = self.inner.read(out)?;
         self.hash.update(&out[..n]);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames from ruzstd's encoder, one after another with a skippable frame between, read
+    /// back as one stream.
+    #[test]
+    fn zstd_streams_of_many_frames_decode_whole() {
+        let a: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let b = b"second frame".to_vec();
+        let mut blob =
+            ruzstd::encoding::compress_to_vec(&a[..], ruzstd::encoding::CompressionLevel::Fastest);
+        // A skippable frame: magic 0x184D2A50..5F, then its length, then that many bytes.
+        blob.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
+        blob.extend_from_slice(&3u32.to_le_bytes());
+        blob.extend_from_slice(b"xyz");
+        blob.extend(ruzstd::encoding::compress_to_vec(
+            &b[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        ));
+        let mut out = Vec::new();
+        Zstd::new(&blob[..]).read_to_end(&mut out).unwrap();
+        let mut want = a.clone();
+        want.extend_from_slice(&b);
+        assert_eq!(out.len(), want.len());
+        assert!(out == want);
+    }
+
+    /// A stream cut short is an error, not a short layer.
+    #[test]
+    fn a_truncated_zstd_stream_is_an_error() {
+        let a: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let blob =
+            ruzstd::encoding::compress_to_vec(&a[..], ruzstd::encoding::CompressionLevel::Fastest);
+        let mut out = Vec::new();
+        assert!(Zstd::new(&blob[..blob.len() / 2])
+            .read_to_end(&mut out)
+            .is_err());
     }
 }

@@ -358,6 +358,60 @@ fn an_image_island_runs_its_cmd_from_each_transport_and_keeps_what_it_wrote() {
     );
 }
 
+/// A zstd-compressed image (skopeo's --dest-compress-format zstd, as podman pushes with
+/// --compression-format zstd) is unpacked like a gzip one: the island runs from it.
+#[test]
+fn a_zstd_compressed_image_runs() {
+    if !can_run() {
+        return;
+    }
+    let s = Scratch::new("zstd");
+    let plain = oci_layout(
+        &s.dir.join("plain"),
+        vec![Tar::default()
+            .busybox()
+            .file("etc/marker", b"from-zstd")
+            .done()],
+        json!({"Cmd": ["/bin/sh", "-c", "cat /etc/marker > /data/seen; exec /bin/busybox sleep 1000"]}),
+        "z",
+    );
+    let zstd = format!("oci:{}:z", s.dir.join("zstd").display());
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            "-q",
+            "--dest-compress-format",
+            "zstd",
+            &plain,
+            &zstd,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo copy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The copy must really be zstd, or this test would prove nothing.
+    let blobs = s.dir.join("zstd/blobs/sha256");
+    let zstd_layers = std::fs::read_dir(&blobs)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path())
+                .unwrap()
+                .starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        })
+        .count();
+    assert_eq!(zstd_layers, 1, "one zstd layer blob in {}", blobs.display());
+    let p = Project::new(
+        "img",
+        &format!("[[island]]\nname = \"z\"\nimage = \"{zstd}\"\n"),
+    );
+    s.started(&p);
+    assert_eq!(wait_for(&data(&p, "z").join("seen")), "from-zstd");
+}
+
 #[test]
 fn a_whiteout_hides_a_file_and_an_opaque_dir_hides_a_lower_dir() {
     if !can_run() {
