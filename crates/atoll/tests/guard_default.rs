@@ -59,6 +59,39 @@ impl Case {
         c
     }
 
+    /// `atoll run -d` of the case's bundle as `id`.
+    fn run_detached(&self, id: &str) {
+        let ok = self
+            .atoll()
+            .args(["run", "-d", "--bundle"])
+            .arg(&self.b.dir)
+            .arg(id)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "atoll run -d {id}");
+    }
+
+    /// Ask a tenant that watches /helper/go to run its probe: what it wrote to /helper/out.
+    fn ask(&self) -> String {
+        let out = self.helper.join("out");
+        let _ = std::fs::remove_file(&out);
+        std::fs::write(self.helper.join("go"), "").unwrap();
+        let t = Instant::now();
+        loop {
+            let s = std::fs::read_to_string(&out).unwrap_or_default();
+            if !s.is_empty() && !self.helper.join("go").exists() {
+                return s.trim().to_string();
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the tenant did not answer"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn socket(&self) -> PathBuf {
         self.b.root.join(".guard/guard.sock")
     }
@@ -408,16 +441,7 @@ fn grd_supervisor_kill9_under_load_loses_no_tenant() {
          /bin/atoll-probe setns-recv /helper/hostnet.sock net > /helper/result; sleep 1000",
     ]);
     let id = c.b.id("k");
-    let out = c
-        .atoll()
-        .args(["run", "-d", "--bundle"])
-        .arg(&c.b.dir)
-        .arg(&id)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(out.success());
+    c.run_detached(&id);
     let load = c.helper.join("load");
     let lines = || {
         std::fs::read_to_string(&load)
@@ -511,33 +535,8 @@ fn grd_keeper_kill9_then_a_new_supervisor_adopts_the_tenant() {
          rm /helper/go; fi; sleep 0.05; done",
     ]);
     let id = c.b.id("adopt");
-    let out = c
-        .atoll()
-        .args(["run", "-d", "--bundle"])
-        .arg(&c.b.dir)
-        .arg(&id)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(out.success());
-    let ask = || {
-        let out = c.helper.join("out");
-        let _ = std::fs::remove_file(&out);
-        std::fs::write(c.helper.join("go"), "").unwrap();
-        let t = Instant::now();
-        loop {
-            let s = std::fs::read_to_string(&out).unwrap_or_default();
-            if !s.is_empty() && !c.helper.join("go").exists() {
-                return s.trim().to_string();
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "the tenant did not answer"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
+    c.run_detached(&id);
+    let ask = || c.ask();
     assert_eq!(ask(), EPERM, "judged while the first supervisor serves");
     assert_eq!(c.wait_alerts(&id, 1).len(), 1);
     kill_keeper(&c);
@@ -616,16 +615,7 @@ fn grd_adopting_a_tenant_that_forks_and_execs_leaves_it_running() {
          /bin/atoll-probe unshare-user > /helper/out; rm /helper/go; fi; done",
     ]);
     let id = c.b.id("forker");
-    let out = c
-        .atoll()
-        .args(["run", "-d", "--bundle"])
-        .arg(&c.b.dir)
-        .arg(&id)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(out.success());
+    c.run_detached(&id);
     let count = || -> u64 {
         std::fs::read_to_string(c.helper.join("n"))
             .ok()
@@ -655,21 +645,7 @@ fn grd_adopting_a_tenant_that_forks_and_execs_leaves_it_running() {
         counting(round);
     }
     // Still judged: the unshare the tenant asks for is denied, not ENOSYS.
-    let _ = std::fs::remove_file(c.helper.join("out"));
-    std::fs::write(c.helper.join("go"), "").unwrap();
-    let t = Instant::now();
-    let got = loop {
-        let s = std::fs::read_to_string(c.helper.join("out")).unwrap_or_default();
-        if !s.is_empty() && !c.helper.join("go").exists() {
-            break s.trim().to_string();
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the tenant did not answer"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(got, EPERM);
+    assert_eq!(c.ask(), EPERM);
     let out = c.atoll().args(["delete", "--force", &id]).output().unwrap();
     assert!(out.status.success());
     assert_supervisor_leaves(&c.socket());
