@@ -14,9 +14,11 @@ demo_pkgs=(libseccomp-dev libc6-dev pkg-config busybox-static iproute2 nftables 
 # nginx-light and postgresql (15 on Debian 12): services from the host's /usr as islands
 # (crates/atoll/tests/services.rs); skopeo (atoll-image pulls islands' `image`s through its
 # proxy: crates/atoll/tests/images.rs); docker-registry (a registry of that test's own on
-# 127.0.0.1 for `docker://`; the system service its package enables is stopped and disabled).
+# 127.0.0.1 for `docker://`; the system service its package enables is stopped and disabled);
+# systemd (the guard's units under a `systemd --user` manager of the test's own, for the fd store:
+# crates/atoll/tests/guard_default.rs).
 test_pkgs=(runc crun bubblewrap procps time podman conmon containerd python3-grpcio man-db binutils
-           chromium graphviz bindfs nginx-light postgresql skopeo docker-registry)
+           chromium graphviz bindfs nginx-light postgresql skopeo docker-registry systemd)
 pkgs=("${demo_pkgs[@]}")
 [ "$mode" = demo ] || pkgs+=("${test_pkgs[@]}")
 for pkg in "${pkgs[@]}"; do

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use atoll_sys::seccomp::{SeccompData, SeccompNotif};
 
+use crate::fdstore::{FdStore, Restored};
 use crate::GuardError;
 
 /// The largest channel message (a record is a container id, a policy string and 8 inode pairs).
@@ -140,11 +141,34 @@ pub fn recv(chan: BorrowedFd<'_>) -> std::io::Result<Option<(Message, Option<Own
 /// Run the keeper: spawn `worker()` (a command for `atoll guard worker`) with `listener` as its
 /// stdin and a channel as its stdout, keep what it sends, start another when it dies by a
 /// signal or an error, and return when it exits 0 (it left for idleness).
-pub fn run(listener: UnixListener, worker: impl Fn() -> Command) -> Result<(), GuardError> {
-    let mut tenants: HashMap<u64, (TenantRecord, OwnedFd)> = HashMap::new();
+/// `store`: systemd's fd store, with what it handed back at our start (see crate::fdstore).
+pub fn run(
+    listener: UnixListener,
+    worker: impl Fn() -> Command,
+    store: Option<(FdStore, Restored)>,
+) -> Result<(), GuardError> {
+    let (store, restored) = match store {
+        Some((s, r)) => (Some(s), r),
+        None => (None, Restored::default()),
+    };
+    let mut tenants = restored.tenants;
     let mut last_start = None::<Instant>;
-    let slot = rustix::fs::memfd_create("atoll-guard-inflight", rustix::fs::MemfdFlags::CLOEXEC)
-        .map_err(|e| GuardError::sys("memfd_create")(e.into()))?;
+    let slot = match restored.slot {
+        Some(slot) => slot,
+        None => {
+            let slot = crate::fdstore::memfd("atoll-guard-inflight")?;
+            if let Some(store) = &store {
+                store.keep_slot(&slot)?;
+            }
+            slot
+        }
+    };
+    if store.is_some() {
+        tracing::info!(
+            tenants = tenants.len(),
+            "keeper: systemd's fd store holds a copy of every tenant's notify fd"
+        );
+    }
     loop {
         if let Some(t) = last_start {
             let since = t.elapsed();
@@ -184,7 +208,7 @@ pub fn run(listener: UnixListener, worker: impl Fn() -> Command) -> Result<(), G
             }
         }
         let _ = send(ours.as_fd(), &Message::End, None); // a dead worker shows at wait below
-        serve(ours.as_fd(), &mut tenants);
+        serve(ours.as_fd(), &mut tenants, store.as_ref());
         let status = child
             .wait()
             .map_err(GuardError::sys("wait for the guard worker"))?;
@@ -197,7 +221,11 @@ pub fn run(listener: UnixListener, worker: impl Fn() -> Command) -> Result<(), G
 }
 
 /// Keep what the worker sends until the channel closes (the worker exited).
-fn serve(chan: BorrowedFd<'_>, tenants: &mut HashMap<u64, (TenantRecord, OwnedFd)>) {
+fn serve(
+    chan: BorrowedFd<'_>,
+    tenants: &mut HashMap<u64, (TenantRecord, OwnedFd)>,
+    store: Option<&FdStore>,
+) {
     loop {
         let mut fds = [PollFd::new(&chan, PollFlags::IN)];
         match poll(&mut fds, None) {
@@ -210,10 +238,18 @@ fn serve(chan: BorrowedFd<'_>, tenants: &mut HashMap<u64, (TenantRecord, OwnedFd
         }
         match recv(chan) {
             Ok(Some((Message::Keep(rec), Some(fd)))) => {
-                tenants.insert(rec.token, (rec, fd));
+                let token = rec.token;
+                tenants.insert(token, (rec, fd));
+                if let Some(Err(e)) = store.map(|s| s.keep(tenants, token)) {
+                    tracing::warn!("keeper: fd store: keep tenant {token}: {e}");
+                }
             }
             Ok(Some((Message::Drop(token), _))) => {
-                tenants.remove(&token);
+                if tenants.remove(&token).is_some() {
+                    if let Some(Err(e)) = store.map(|s| s.drop_tenant(tenants, token)) {
+                        tracing::warn!("keeper: fd store: drop tenant {token}: {e}");
+                    }
+                }
             }
             Ok(Some((other, _))) => tracing::warn!("keeper: unexpected {other:?}"),
             Ok(None) => return,

@@ -7,6 +7,7 @@
 mod alert;
 mod decide;
 mod error;
+pub mod fdstore;
 pub mod keeper;
 mod ns;
 mod registry;

@@ -18,4 +18,5 @@ pub mod process;
 pub mod pseudofs;
 pub mod seccomp;
 pub mod socket;
+pub mod systemd;
 pub mod time;

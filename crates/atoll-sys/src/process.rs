@@ -358,45 +358,6 @@ pub fn sched_setattr(attr: &SchedAttr) -> io::Result<()> {
     Ok(())
 }
 
-/// The first fd systemd passes (sd_listen_fds(3): SD_LISTEN_FDS_START).
-const LISTEN_FDS_START: i32 = 3;
-
-/// Take the fds systemd socket activation passed us (sd_listen_fds(3)): `LISTEN_FDS` fds from
-/// 3 up, if `LISTEN_PID` is our pid; the variables are removed so that the fds are claimed once
-/// and no child takes them for its own. Empty when not socket-activated.
-pub fn take_listen_fds() -> Vec<OwnedFd> {
-    use std::os::fd::FromRawFd;
-    static TAKEN: AtomicBool = AtomicBool::new(false);
-    let ours = std::env::var("LISTEN_PID")
-        .ok()
-        .and_then(|p| p.parse::<u32>().ok())
-        == Some(std::process::id());
-    let n: i32 = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    if !ours || n <= 0 || TAKEN.swap(true, Ordering::SeqCst) {
-        return Vec::new();
-    }
-    // Removing variables races with threads reading the environment: this runs at the start of
-    // `guard serve`, before it starts any.
-    std::env::remove_var("LISTEN_PID");
-    std::env::remove_var("LISTEN_FDS");
-    std::env::remove_var("LISTEN_FDNAMES");
-    (LISTEN_FDS_START..LISTEN_FDS_START + n)
-        .filter(|fd| {
-            rustix::io::fcntl_getfd(
-                // SAFETY: only probes whether the number is open; no ownership is claimed here.
-                unsafe { BorrowedFd::borrow_raw(*fd) },
-            )
-            .is_ok()
-        })
-        // SAFETY: systemd opened these fds for this process (LISTEN_PID is ours) and nothing in
-        // this process has claimed them: TAKEN makes this the only owner, once.
-        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

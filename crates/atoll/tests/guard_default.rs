@@ -729,3 +729,277 @@ fn grd_alerts_reach_syslog_and_collector() {
     assert_supervisor_leaves(&c.socket());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A systemd user manager of the test's own, as root: `systemd --user` in a private mount
+/// namespace (with a tmpfs /run/systemd holding `system/`, the sign it looks for) and in a cgroup
+/// of its own in the named and unified hierarchies (a manager at a hierarchy's root takes every
+/// process there into its init.scope), with its runtime and unit directories under `dir`.
+/// Dropped: the manager exits, its cgroups (in every hierarchy) are emptied and removed.
+struct UserManager {
+    child: std::process::Child,
+    run: PathBuf,
+    cgroup: String,
+}
+
+/// Where each cgroup hierarchy is mounted: (mount point, whether the manager lives there).
+fn cgroup_mounts() -> Vec<(PathBuf, bool)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let mp = pre.split(' ').nth(4)?;
+            let mut post = post.split(' ');
+            let fstype = post.next()?;
+            let opts = post.nth(1)?;
+            match fstype {
+                "cgroup2" => Some((PathBuf::from(mp), true)),
+                "cgroup" => Some((PathBuf::from(mp), opts.contains("name=systemd"))),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn missing_systemd() -> Option<String> {
+    [
+        "/lib/systemd/systemd",
+        "/usr/bin/systemctl",
+        "/usr/bin/unshare",
+    ]
+    .iter()
+    .find(|p| !Path::new(p).exists())
+    .map(|p| format!("{p} is missing (apt-get install systemd util-linux)"))
+}
+
+impl UserManager {
+    fn start(dir: &Path) -> UserManager {
+        let run = dir.join("xdg-run");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let cgroup = format!("atoll-test-sd-{}", std::process::id());
+        let mut script = String::new();
+        for (mp, ours) in cgroup_mounts() {
+            if ours {
+                let cg = mp.join(&cgroup);
+                std::fs::create_dir_all(&cg).unwrap();
+                script += &format!("echo $$ > {}/cgroup.procs && ", cg.display());
+            }
+        }
+        script += "mkdir -p /run/systemd && mount -t tmpfs atoll-test /run/systemd && \
+                   mkdir /run/systemd/system && exec /lib/systemd/systemd --user";
+        let child = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .env("XDG_RUNTIME_DIR", &run)
+            .env("XDG_CONFIG_HOME", dir.join("config"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("manager.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let m = UserManager { child, run, cgroup };
+        let t = Instant::now();
+        while !m.ctl(&["show-environment"]).status.success() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "systemd --user did not start: {}",
+                std::fs::read_to_string(dir.join("manager.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        m
+    }
+
+    fn ctl(&self, args: &[&str]) -> std::process::Output {
+        Command::new("systemctl")
+            .arg("--user")
+            .args(args)
+            .env("XDG_RUNTIME_DIR", &self.run)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// A unit property (`systemctl show -p NAME --value`).
+    fn show(&self, unit: &str, prop: &str) -> String {
+        let out = self.ctl(&["show", "-p", prop, "--value", unit]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for UserManager {
+    fn drop(&mut self) {
+        let _ = self.ctl(&["exit"]);
+        let t = Instant::now();
+        while matches!(self.child.try_wait(), Ok(None)) && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The manager made its cgroup in the controllers' hierarchies too.
+        for (mp, _) in cgroup_mounts() {
+            remove_cgroup_tree(&mp.join(&self.cgroup), &mp);
+        }
+    }
+}
+
+/// rmdir `cg` and everything under it, deepest first, moving any process left to `root`.
+fn remove_cgroup_tree(cg: &Path, root: &Path) {
+    let Ok(rd) = std::fs::read_dir(cg) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_cgroup_tree(&e.path(), root);
+        }
+    }
+    for pid in std::fs::read_to_string(cg.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+    {
+        let _ = std::fs::write(root.join("cgroup.procs"), pid);
+    }
+    if let Err(e) = std::fs::remove_dir(cg) {
+        panic!("rmdir {}: {e}", cg.display());
+    }
+}
+
+/// The shipped units (contrib/systemd), pointed at this case: the test's binary, root, node file
+/// and socket, the service's stderr to a file. Each line replaced must be there as shipped.
+fn install_units(c: &Case, config: &Path, log: &Path) {
+    let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/systemd");
+    let units = config.join("systemd/user");
+    std::fs::create_dir_all(&units).unwrap();
+    let edit = |name: &str, swaps: &[(&str, String)]| {
+        let mut text = std::fs::read_to_string(contrib.join(name)).unwrap();
+        for (from, to) in swaps {
+            assert!(text.contains(from), "{name} no longer has {from:?}");
+            text = text.replace(from, to);
+        }
+        std::fs::write(units.join(name), text).unwrap();
+    };
+    let sock = c.socket();
+    edit(
+        "atoll-guard.socket",
+        &[(
+            "ListenStream=/run/atoll/guard.sock",
+            format!("ListenStream={}", sock.display()),
+        )],
+    );
+    edit(
+        "atoll-guard.service",
+        &[
+            (
+                "ExecStart=/usr/local/bin/atoll guard serve --socket /run/atoll/guard.sock",
+                format!(
+                    "Environment=ATOLL_CONFIG={}\nExecStart={ATOLL} --root {} guard serve --socket {}",
+                    c.node.display(),
+                    c.b.root.display(),
+                    sock.display()
+                ),
+            ),
+            ("StandardOutput=journal", "StandardOutput=null".into()),
+            (
+                "StandardError=journal",
+                format!("StandardError=append:{}", log.display()),
+            ),
+        ],
+    );
+}
+
+/// Under systemd with the shipped units (a real manager: [`UserManager`]), the keeper keeps a
+/// copy of each tenant's notify fd in systemd's fd store. kill -9 of the keeper then leaves the
+/// fd with systemd: the tenant's next trapped call waits in the kernel for the restarted keeper
+/// and is judged (EPERM and an alert), never ENOSYS, and the new keeper says it had the tenant
+/// back from the store (no adoption walk had to put a new layer on it). So does `systemctl
+/// restart`.
+#[test]
+fn grd_systemd_fd_store_keeps_the_tenant_across_a_keeper_kill9() {
+    if !can_run_also(missing_systemd()) {
+        return;
+    }
+    let mut c = Case::new("sd", "[guard]\nautostart = false\n");
+    c.b.set_args(&[
+        "sh",
+        "-c",
+        "while :; do if [ -e /helper/go ]; then /bin/atoll-probe unshare-user > /helper/out; \
+         rm /helper/go; fi; sleep 0.05; done",
+    ]);
+    c.b.save();
+    let dir = c.b.dir.parent().unwrap().join("systemd");
+    let log = dir.join("atoll-guard.log");
+    install_units(&c, &dir.join("config"), &log);
+    let m = UserManager::start(&dir);
+    let out = m.ctl(&["start", "atoll-guard.socket"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = c.b.id("sd");
+    c.run_detached(&id);
+    assert_eq!(c.ask(), EPERM, "judged by the socket-activated unit");
+    assert_eq!(c.wait_alerts(&id, 1).len(), 1);
+    let unit = "atoll-guard.service";
+    // The records, the in-flight slot and the tenant's notify fd.
+    assert_eq!(m.show(unit, "NFileDescriptorStore"), "3");
+    let keeper: i32 = m.show(unit, "MainPID").parse().unwrap();
+    assert!(keeper > 0);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(keeper),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    // Asked at once: the call waits out RestartSec and the new keeper's start.
+    assert_eq!(
+        c.ask(),
+        EPERM,
+        "judged after the restart, never ENOSYS; log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(c.wait_alerts(&id, 2).len(), 2, "an alert again");
+    let again: i32 = m.show(unit, "MainPID").parse().unwrap();
+    assert!(again > 0 && again != keeper, "a new keeper: {again}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("1 tenants back from systemd's fd store"),
+        "{text}"
+    );
+    assert!(!text.contains("had lost its listeners"), "{text}");
+    // `systemctl restart` (an upgrade) keeps the store too.
+    let out = m.ctl(&["restart", unit]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(c.ask(), EPERM, "judged after systemctl restart");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches("1 tenants back from systemd's fd store")
+            .count(),
+        2,
+        "{text}"
+    );
+    assert!(!text.contains("had lost its listeners"), "{text}");
+    let out = c.atoll().args(["delete", "--force", &id]).output().unwrap();
+    assert!(out.status.success());
+    // The tenant's fd leaves the store with it (the worker drops it; systemd closes an fd that
+    // hangs up).
+    let t = Instant::now();
+    while m.show(unit, "NFileDescriptorStore") != "2" {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "stored fds: {}",
+            m.show(unit, "NFileDescriptorStore")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = m.ctl(&["stop", unit, "atoll-guard.socket"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(m);
+    let _ = std::fs::remove_dir_all(&dir);
+}

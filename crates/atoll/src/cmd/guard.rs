@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use atoll_guard::fdstore::FdStore;
 use atoll_guard::{Mode, Policy, Sinks, Supervisor, SupervisorOpts};
 use atoll_runtime::guard::GuardNode;
 
@@ -142,6 +143,8 @@ fn daemonize(
                 .into_iter()
                 .flatten(),
         )
+        // Never a service manager's: this keeper runs for `create`, outside any unit.
+        .env_remove("NOTIFY_SOCKET")
         .stdin(Stdio::null())
         .stdout(ready_w)
         .stderr(log_file)
@@ -201,9 +204,22 @@ fn keep(
     notify_ready: bool,
     registering: Option<String>,
 ) -> Result<i32> {
-    let listener = match atoll_sys::process::take_listen_fds().into_iter().next() {
-        Some(fd) => UnixListener::from(fd),
+    // systemd hands us the socket unit's listener and, after a restart, what we left in its
+    // fd store (named guard-…).
+    let (stored, activated): (Vec<_>, Vec<_>) = atoll_sys::systemd::take_listen_fds()
+        .into_iter()
+        .partition(|(name, _)| name.starts_with("guard-"));
+    let listener = match activated.into_iter().next() {
+        Some((_, fd)) => UnixListener::from(fd),
         None => atoll_guard::bind_socket(socket)?,
+    };
+    let store = match atoll_sys::systemd::Notifier::take_from_env() {
+        Some(Ok(n)) => Some(FdStore::open(n, stored)?),
+        Some(Err(e)) => {
+            tracing::warn!("guard: NOTIFY_SOCKET: {e}; systemd's fd store is not used");
+            None
+        }
+        None => None,
     };
     raise_nofile();
     let me = std::process::id();
@@ -222,9 +238,18 @@ fn keep(
             .and_then(|_| out.flush())
             .context("tell the caller we listen")?;
     }
+    if let Some((store, restored)) = &store {
+        store.ready()?;
+        if !restored.tenants.is_empty() {
+            tracing::warn!(
+                "guard: {} tenants back from systemd's fd store (the keeper was restarted)",
+                restored.tenants.len()
+            );
+        }
+    }
     tracing::info!(socket = %socket.display(), "guard: keeper serving");
     let adoption = adopt_in_background(cli, socket, registering);
-    atoll_guard::keeper::run(listener, worker)?;
+    atoll_guard::keeper::run(listener, worker, store)?;
     // Leaving while a tenant is held would detach it with our registers in place.
     if let Some(t) = adoption {
         let _ = t.join();
