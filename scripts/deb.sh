@@ -56,6 +56,14 @@ for page in "$stage"/gen/man/*.1; do
     # -n: no name or time stamp in the gzip header, so the same input gives the same package.
     gzip -9n < "$page" > "$root/usr/share/man/man1/$(basename "$page").gz"
 done
+# The guard's units (docs/threat-model.md), installed but not enabled, pointed at /usr/bin.
+for unit in contrib/systemd/atoll-guard.service contrib/systemd/atoll-guard.socket; do
+    install -d "$root/lib/systemd/system"
+    sed 's|/usr/local/bin/atoll|/usr/bin/atoll|g' "$unit" > "$root/lib/systemd/system/$(basename "$unit")"
+    chmod 0644 "$root/lib/systemd/system/$(basename "$unit")"
+done
+grep -q '^ExecStart=/usr/bin/atoll ' "$root/lib/systemd/system/atoll-guard.service" \
+    || { echo "deb.sh: atoll-guard.service has no ExecStart=/usr/local/bin/atoll to point at /usr/bin" >&2; exit 1; }
 doc=$root/usr/share/doc/atoll
 install -D -m 0644 README.md "$doc/README.md"
 install -m 0644 docs/*.md "$doc/"

@@ -47,6 +47,30 @@ pub struct Alert {
     /// A few words for humans (e.g. "clone flags 0x10000000").
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub detail: Option<String>,
+    /// How many other alerts of this tenant and rule this line stands for: those not written
+    /// since the last line that was (the rate limit: [`BURST`], then [`PER_SECOND`]); each of
+    /// those calls was decided all the same. Every line accounts for 1 + `suppressed` calls. On
+    /// the next line written for the pair, or, when the tenant goes or the supervisor leaves,
+    /// on a summary line: the last call held back, written late (its `suppressed` may be 0).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub suppressed: Option<u64>,
+}
+
+/// Lines per tenant and rule written at once before the rate limit starts...
+pub const BURST: f64 = 20.0;
+/// ...and the lines per second after that. A tenant looping on a denied call (one round trip
+/// is about 20 µs) would otherwise write some 15 MB of alert lines a second: a way to fill the
+/// disk, and to bury everyone else's alerts.
+pub const PER_SECOND: f64 = 10.0;
+
+/// A token bucket for one (tenant, rule).
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
+    suppressed: u64,
+    /// The last alert not written.
+    latest: Option<Alert>,
 }
 
 /// Where alerts go besides the log file.
@@ -66,6 +90,7 @@ pub struct AlertLog {
     sinks: Sinks,
     collector: Option<Collector>,
     host: String,
+    limits: std::collections::HashMap<(String, String), Bucket>,
 }
 
 /// The collector connection, made at the first alert and again after a failure.
@@ -104,6 +129,7 @@ impl AlertLog {
             sinks: Sinks::default(),
             collector: None,
             host,
+            limits: Default::default(),
         })
     }
 
@@ -115,7 +141,67 @@ impl AlertLog {
 
     /// Append one line (one write(2) call), then hand the alert to the sinks. A sink that fails
     /// is reported, never fatal: the file has the alert.
+    /// Rate-limited per tenant and rule (see [`Alert::suppressed`]): Ok without a line when the
+    /// pair is over its rate.
     pub fn write(&mut self, alert: &Alert) -> Result<(), GuardError> {
+        self.write_at(alert, std::time::Instant::now())
+    }
+
+    fn write_at(&mut self, alert: &Alert, now: std::time::Instant) -> Result<(), GuardError> {
+        let key = (alert.tenant.clone(), alert.rule.clone());
+        let b = self.limits.entry(key).or_insert(Bucket {
+            tokens: BURST,
+            at: now,
+            suppressed: 0,
+            latest: None,
+        });
+        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * PER_SECOND).min(BURST);
+        b.at = now;
+        if b.tokens < 1.0 {
+            b.suppressed += 1;
+            b.latest = Some(alert.clone());
+            return Ok(());
+        }
+        b.tokens -= 1.0;
+        let suppressed = std::mem::take(&mut b.suppressed);
+        b.latest = None;
+        if suppressed == 0 {
+            return self.append(alert);
+        }
+        self.append(&Alert {
+            suppressed: Some(suppressed),
+            ..alert.clone()
+        })
+    }
+
+    /// `tenant` is gone: a summary line for each of its rules with alerts not yet written, and
+    /// its buckets dropped.
+    pub fn forget(&mut self, tenant: &str) -> Result<(), GuardError> {
+        let keys: Vec<_> = self
+            .limits
+            .keys()
+            .filter(|(t, _)| t == tenant)
+            .cloned()
+            .collect();
+        let mut first_err = Ok(());
+        for k in keys {
+            let b = self.limits.remove(&k).expect("listed above");
+            if let Some(latest) = b.latest.filter(|_| b.suppressed > 0) {
+                // The last call held back, written late, for itself and the others.
+                let summary = Alert {
+                    suppressed: Some(b.suppressed - 1),
+                    ..latest
+                };
+                if let (Err(e), Ok(())) = (self.append(&summary), &first_err) {
+                    first_err = Err(e);
+                }
+            }
+        }
+        first_err
+    }
+
+    fn append(&mut self, alert: &Alert) -> Result<(), GuardError> {
         let mut line = serde_json::to_vec(alert).expect("an Alert serializes");
         line.push(b'\n');
         self.file
@@ -180,6 +266,17 @@ impl AlertLog {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// A supervisor that leaves writes what its rate limit still holds back.
+impl Drop for AlertLog {
+    fn drop(&mut self) {
+        let tenants: std::collections::BTreeSet<String> =
+            self.limits.keys().map(|(t, _)| t.clone()).collect();
+        for t in tenants {
+            let _ = self.forget(&t); // nowhere left to report a failure
+        }
     }
 }
 
@@ -257,6 +354,7 @@ mod tests {
             owner: Some("host".into()),
             decision: Decision::Deny,
             detail: None,
+            suppressed: None,
         };
         let v: serde_json::Value = serde_json::to_value(&a).unwrap();
         assert_eq!(
@@ -278,5 +376,63 @@ mod tests {
             "<84>1 2026-01-01T00:00:00.000000000Z node1 atoll-guard 7 atoll.setns.foreign-namespace \
              [atoll@32473 tenant=\"web\" pid=\"42\" syscall=\"setns\" decision=\"deny\" owner=\"host\"] {}"
         );
+    }
+
+    fn alert(tenant: &str, rule: &str, pid: u32) -> Alert {
+        Alert {
+            time: "t".into(),
+            rule: rule.into(),
+            tenant: tenant.into(),
+            pid,
+            uid: 0,
+            syscall: "setns".into(),
+            nstype: None,
+            ns_inode: None,
+            owner: None,
+            decision: Decision::Deny,
+            detail: None,
+            suppressed: None,
+        }
+    }
+
+    #[test]
+    fn a_flood_is_written_at_the_rate_and_the_rest_counted() {
+        let dir = std::env::temp_dir().join(format!("atoll-alert-rate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("alerts.jsonl");
+        let mut log = AlertLog::open(&path).unwrap();
+        let t0 = std::time::Instant::now();
+        for i in 0..100 {
+            log.write_at(&alert("flood", "r", i), t0).unwrap();
+        }
+        // Another tenant, and another rule of the same tenant, have buckets of their own.
+        log.write_at(&alert("quiet", "r", 1), t0).unwrap();
+        log.write_at(&alert("flood", "other", 1), t0).unwrap();
+        let lines = || parse_lines(&std::fs::read_to_string(&path).unwrap());
+        let got = lines();
+        assert_eq!(got.len(), BURST as usize + 2);
+        assert!(got.iter().all(|a| a.suppressed.is_none()));
+        // Half a second later: 5 tokens; the first line carries the count.
+        let t1 = t0 + std::time::Duration::from_millis(500);
+        for i in 100..110 {
+            log.write_at(&alert("flood", "r", i), t1).unwrap();
+        }
+        let got = lines();
+        let fresh: Vec<_> = got[BURST as usize + 2..].to_vec();
+        assert_eq!(fresh.len(), 5);
+        assert_eq!(fresh[0].suppressed, Some(80));
+        assert_eq!(fresh[0].pid, 100);
+        assert!(fresh[1..].iter().all(|a| a.suppressed.is_none()));
+        // The tenant goes: the last of the 5 not written, for itself and the 4 others.
+        log.forget("flood").unwrap();
+        let got = lines();
+        let last = got.last().unwrap();
+        assert_eq!((last.pid, last.suppressed), (109, Some(4)));
+        let calls: u64 = got.iter().map(|a| 1 + a.suppressed.unwrap_or(0)).sum();
+        assert_eq!(calls, 110 + 2, "every call accounted for, once");
+        assert_eq!(got.len(), BURST as usize + 2 + 5 + 1);
+        log.forget("quiet").unwrap();
+        assert_eq!(lines().len(), got.len(), "nothing was held back for quiet");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

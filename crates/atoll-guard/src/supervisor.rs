@@ -447,6 +447,9 @@ impl Supervisor {
                             tracing::warn!("guard: tell the keeper {} is gone: {e}", t.id);
                         }
                     }
+                    if let Err(e) = self.log.forget(&t.id) {
+                        tracing::error!("guard: {e}");
+                    }
                     tracing::debug!(tenant = %t.id, "guard: tenant gone");
                 }
             }
@@ -655,6 +658,7 @@ fn alert_line(t: &Tenant, n: &SeccompNotif, ev: Event, decision: Decision) -> Al
         owner: ev.owner.map(|o| o.to_string()),
         decision,
         detail: ev.detail,
+        suppressed: None,
     }
 }
 

@@ -1003,3 +1003,82 @@ fn grd_systemd_fd_store_keeps_the_tenant_across_a_keeper_kill9() {
     drop(m);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A tenant looping on a denied call does not flood the alert log: past the burst its lines
+/// come at the rate limit, each carrying how many were held back, and when it goes a summary
+/// line counts the rest, so that every call it made is accounted for.
+#[test]
+fn grd_a_denied_call_in_a_loop_is_alerted_at_the_rate_limit_and_counted() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Case::new("rate", QUICK);
+    c.b.set_args(&[
+        "sh",
+        "-c",
+        "while [ ! -e /helper/stop ]; do /bin/atoll-probe unshare-user >> /helper/out; done",
+    ]);
+    let id = c.b.id("rate");
+    let t = Instant::now();
+    c.run_detached(&id);
+    let calls = || {
+        std::fs::read_to_string(c.helper.join("out"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    while calls() < 200 {
+        assert!(t.elapsed() < Duration::from_secs(30), "{} calls", calls());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(c.helper.join("stop"), "").unwrap();
+    // The loop ends and the container stops: every call is in /helper/out.
+    let tw = Instant::now();
+    loop {
+        let st = c.atoll().args(["state", &id]).output().unwrap();
+        let st: Value = serde_json::from_slice(&st.stdout).unwrap_or_default();
+        if st["status"] == "stopped" {
+            break;
+        }
+        assert!(tw.elapsed() < Duration::from_secs(10), "{st}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let n = calls();
+    // The tenant's last task has exited: the summary line follows.
+    let counted = |a: &[Value]| -> usize {
+        a.iter()
+            .map(|l| 1 + l["suppressed"].as_u64().unwrap_or(0) as usize)
+            .sum()
+    };
+    let tw = Instant::now();
+    let alerts = loop {
+        let a = c.wait_alerts(&id, 1);
+        if counted(&a) >= n {
+            break a;
+        }
+        assert!(
+            tw.elapsed() < Duration::from_secs(10),
+            "{} of {n} calls in {} lines",
+            counted(&a),
+            a.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let elapsed = t.elapsed().as_secs_f64();
+    let out = std::fs::read_to_string(c.helper.join("out")).unwrap();
+    assert!(out.lines().all(|l| l == EPERM), "{out}");
+    assert_eq!(counted(&alerts), n, "every call accounted for, once");
+    let last = alerts.last().unwrap();
+    assert!(last["suppressed"].is_u64(), "the summary: {last}");
+    // 20 at once, 10 a second after, and the summary.
+    let bound = 20.0 + 10.0 * elapsed + 1.0;
+    assert!(
+        (alerts.len() as f64) <= bound,
+        "{} lines in {elapsed:.1} s (bound {bound:.0})",
+        alerts.len()
+    );
+    assert!(alerts.iter().all(|l| l["rule"] == "atoll.userns.create"));
+    let out = c.atoll().args(["delete", "--force", &id]).output().unwrap();
+    assert!(out.status.success());
+    assert_supervisor_leaves(&c.socket());
+}
