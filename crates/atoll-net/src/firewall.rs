@@ -324,29 +324,26 @@ fn lock_table() -> String {
     )
 }
 
-/// Drop all non-loopback traffic of `netns` (see `LOCK_TABLE`); nft runs inside it (a child
-/// inherits the namespaces of the thread that forks it).
+/// Drop all non-loopback traffic of `netns` (see `LOCK_TABLE`): `lock_script`'s ruleset, sent
+/// as one nf_tables netlink batch from a socket made inside the netns (crate::nft_batch: this
+/// runs inside a migration's outage, where an `nft` run costs milliseconds).
 pub fn lock(netns: &crate::netns::Netns) -> Result<(), NetError> {
-    netns.enter(|| run_nft(LOCK_TABLE, "lock", &["-f", "-"], Some(&lock_script())).map(drop))?
+    netns.enter(|| crate::nft_batch::lock(LOCK_TABLE, true))?
 }
 
 /// `lock` for a namespace made moments ago, which holds no table: without the replace
-/// preamble, whose extra add and delete cost about 10 ms of nft time (measured here), inside
-/// a migration's outage.
+/// preamble (`lock_table`'s ruleset).
 pub fn lock_fresh(netns: &crate::netns::Netns) -> Result<(), NetError> {
-    netns.enter(|| run_nft(LOCK_TABLE, "lock", &["-f", "-"], Some(&lock_table())).map(drop))?
+    netns.enter(|| crate::nft_batch::lock(LOCK_TABLE, false))?
 }
 
 /// Let everything through `lock`'s table again without removing it: an accept rule at the top
-/// of both chains. Deleting the table unregisters its hooks, and the kernel then waits for a
-/// synchronize_net (about 12 ms here, measured) before the commit returns; adding rules does
-/// not. `unlock` removes the opened table later, out of the outage.
+/// of both chains (`insert rule inet atoll_lock input accept`, and output), one batch.
+/// Deleting the table unregisters its hooks, and the kernel then waits for a synchronize_net
+/// (about 12 ms here, measured) before the commit returns; adding rules does not. `unlock`
+/// removes the opened table later, out of the outage.
 pub fn open(netns: &crate::netns::Netns) -> Result<(), NetError> {
-    let script = format!(
-        "insert rule inet {LOCK_TABLE} input accept\n\
-         insert rule inet {LOCK_TABLE} output accept\n"
-    );
-    netns.enter(|| run_nft(LOCK_TABLE, "open", &["-f", "-"], Some(&script)).map(drop))?
+    netns.enter(|| crate::nft_batch::open(LOCK_TABLE))?
 }
 
 /// Remove `lock`'s table from `netns`; Ok if it is not there.

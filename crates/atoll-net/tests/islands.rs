@@ -381,3 +381,75 @@ fn netns_create_open_enter_remove() {
     assert!(!path.exists());
     netns::remove(&path).unwrap();
 }
+
+/// `nft list table inet atoll_lock` in `ns`, without handles.
+fn list_lock(ns: &Netns) -> String {
+    ns.enter(|| {
+        let out = Command::new("/usr/sbin/nft")
+            .args(["list", "table", "inet", firewall::LOCK_TABLE])
+            .output()
+            .expect("nft");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    })
+    .unwrap()
+}
+
+/// The migration lock's netlink batches (lock, lock again over a held lock, open) build exactly
+/// the ruleset nft builds from `firewall::lock_script` (and the two inserted accepts), as `nft
+/// list` prints them.
+#[test]
+fn the_lock_sent_as_netlink_is_the_ruleset_nft_makes() {
+    if !require_root() {
+        return;
+    }
+    let mut g = Guard::new(9);
+    let by_nft = g.netns("by-nft");
+    let by_batch = g.netns("by-batch");
+    by_nft
+        .enter(|| {
+            let mut child = Command::new("/usr/sbin/nft")
+                .args(["-f", "-"])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            let script = format!(
+                "{}insert rule inet {t} input accept\ninsert rule inet {t} output accept\n",
+                firewall::lock_script(),
+                t = firewall::LOCK_TABLE
+            );
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(script.as_bytes())
+                .unwrap();
+            assert!(child.wait().unwrap().success());
+        })
+        .unwrap();
+    firewall::lock_fresh(&by_batch).unwrap();
+    let locked = list_lock(&by_batch);
+    // Locked twice: the replace preamble takes the held lock's place in one transaction.
+    firewall::lock(&by_batch).unwrap();
+    assert_eq!(list_lock(&by_batch), locked);
+    assert!(firewall::locked(&by_batch).unwrap());
+    firewall::open(&by_batch).unwrap();
+    assert_eq!(list_lock(&by_batch), list_lock(&by_nft));
+    assert!(
+        list_lock(&by_nft).contains("icmp type destination-unreachable accept"),
+        "{}",
+        list_lock(&by_nft)
+    );
+    firewall::unlock(&by_batch).unwrap();
+    assert!(!firewall::locked(&by_batch).unwrap());
+    // Opening a netns that holds no lock: the kernel refuses the batch (ENOENT); the error
+    // names the table and what was refused.
+    let e = firewall::open(&by_batch).unwrap_err().to_string();
+    assert!(e.contains("atoll_lock") && e.contains("rule"), "{e}");
+    eprintln!("{e}");
+}

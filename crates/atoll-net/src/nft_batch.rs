@@ -1,0 +1,475 @@
+//! The migration lock's nf_tables transactions, sent as netlink batches from this process
+//! instead of through an `nft` run: they fall inside a migration's outage, where starting `nft`
+//! (its libraries, its ruleset cache) costs some milliseconds a time and the messages
+//! themselves a few microseconds. Only the fixed lock table of `firewall` is built here (the
+//! border guard's rulesets stay nft scripts); a test holds the two to the same ruleset, as
+//! `nft list` prints it.
+//!
+//! Wire format (linux/netfilter/nfnetlink.h, nf_tables.h): a batch is BATCH_BEGIN, the
+//! messages, BATCH_END, in one sendmsg, applied as one transaction; each message is an
+//! nlmsghdr of type (NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_*), an nfgenmsg, then attributes;
+//! integer attributes are big-endian, register data is in host order.
+
+use std::os::fd::OwnedFd;
+
+use rustix::io::Errno;
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+
+use crate::error::NetError;
+
+const NETLINK_NETFILTER: i32 = 12;
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFNL_MSG_BATCH_BEGIN: u16 = 16;
+const NFNL_MSG_BATCH_END: u16 = 17;
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_DELTABLE: u16 = 2;
+const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_NEWRULE: u16 = 6;
+const NFPROTO_INET: u8 = 1;
+const NFPROTO_IPV4: u8 = 2;
+
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_APPEND: u16 = 0x800;
+const NLM_F_CREATE: u16 = 0x400;
+const NLMSG_ERROR: u16 = 2;
+const NLA_F_NESTED: u16 = 0x8000;
+
+const NFTA_TABLE_NAME: u16 = 1;
+const NFTA_CHAIN_TABLE: u16 = 1;
+const NFTA_CHAIN_NAME: u16 = 3;
+const NFTA_CHAIN_HOOK: u16 = 4;
+const NFTA_CHAIN_POLICY: u16 = 5;
+const NFTA_CHAIN_TYPE: u16 = 7;
+const NFTA_HOOK_HOOKNUM: u16 = 1;
+const NFTA_HOOK_PRIORITY: u16 = 2;
+const NFTA_RULE_TABLE: u16 = 1;
+const NFTA_RULE_CHAIN: u16 = 2;
+const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_EXPR_NAME: u16 = 1;
+const NFTA_EXPR_DATA: u16 = 2;
+const NFTA_META_DREG: u16 = 1;
+const NFTA_META_KEY: u16 = 2;
+const NFTA_CMP_SREG: u16 = 1;
+const NFTA_CMP_OP: u16 = 2;
+const NFTA_CMP_DATA: u16 = 3;
+const NFTA_DATA_VALUE: u16 = 1;
+const NFTA_DATA_VERDICT: u16 = 2;
+const NFTA_VERDICT_CODE: u16 = 1;
+const NFTA_IMMEDIATE_DREG: u16 = 1;
+const NFTA_IMMEDIATE_DATA: u16 = 2;
+const NFTA_REJECT_TYPE: u16 = 1;
+const NFTA_REJECT_ICMP_CODE: u16 = 2;
+const NFTA_PAYLOAD_DREG: u16 = 1;
+const NFTA_PAYLOAD_BASE: u16 = 2;
+const NFTA_PAYLOAD_OFFSET: u16 = 3;
+const NFTA_PAYLOAD_LEN: u16 = 4;
+
+const NFT_REG_VERDICT: u32 = 0;
+const NFT_REG_1: u32 = 1;
+const NFT_CMP_EQ: u32 = 0;
+const NFT_META_IIF: u32 = 4;
+const NFT_META_OIF: u32 = 5;
+const NFT_META_NFPROTO: u32 = 15;
+const NFT_META_L4PROTO: u32 = 16;
+const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+const NFT_REJECT_ICMPX_UNREACH: u32 = 2;
+const NFT_REJECT_ICMPX_HOST_UNREACH: u8 = 2;
+const NF_DROP: u32 = 0;
+const NF_ACCEPT: u32 = 1;
+const NF_INET_LOCAL_IN: u32 = 1;
+const NF_INET_LOCAL_OUT: u32 = 3;
+/// The loopback device's index in every network namespace (LOOPBACK_IFINDEX).
+const LOOPBACK_IFINDEX: u32 = 1;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
+const ICMP_DEST_UNREACH: u8 = 3;
+/// The lock chains' priority: before any other table's (firewall::LOCK_TABLE).
+const LOCK_PRIORITY: i32 = -300;
+
+/// Attributes being written into a message body.
+struct Attrs<'a>(&'a mut Vec<u8>);
+
+impl Attrs<'_> {
+    fn put(&mut self, kind: u16, value: &[u8]) -> &mut Self {
+        let len = 4 + value.len();
+        self.0.extend_from_slice(&(len as u16).to_ne_bytes());
+        self.0.extend_from_slice(&kind.to_ne_bytes());
+        self.0.extend_from_slice(value);
+        self.pad();
+        self
+    }
+
+    fn str(&mut self, kind: u16, s: &str) -> &mut Self {
+        let mut v = s.as_bytes().to_vec();
+        v.push(0);
+        self.put(kind, &v)
+    }
+
+    fn be32(&mut self, kind: u16, v: u32) -> &mut Self {
+        self.put(kind, &v.to_be_bytes())
+    }
+
+    fn nest(&mut self, kind: u16, inner: impl FnOnce(&mut Attrs<'_>)) -> &mut Self {
+        let at = self.0.len();
+        self.0.extend_from_slice(&[0; 4]);
+        inner(&mut Attrs(self.0));
+        let len = (self.0.len() - at) as u16;
+        self.0[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+        self.0[at + 2..at + 4].copy_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+        self
+    }
+
+    fn pad(&mut self) {
+        while self.0.len() % 4 != 0 {
+            self.0.push(0);
+        }
+    }
+}
+
+/// One expression of a rule.
+enum Expr {
+    Meta { key: u32 },
+    Cmp { data: Vec<u8> },
+    Payload { base: u32, offset: u32, len: u32 },
+    Verdict(u32),
+    RejectIcmpxHostUnreach,
+}
+
+impl Expr {
+    fn write(&self, a: &mut Attrs<'_>) {
+        let (name, data): (&str, Box<dyn Fn(&mut Attrs<'_>)>) = match self {
+            Expr::Meta { key } => (
+                "meta",
+                Box::new(move |a| {
+                    a.be32(NFTA_META_KEY, *key).be32(NFTA_META_DREG, NFT_REG_1);
+                }),
+            ),
+            Expr::Cmp { data } => (
+                "cmp",
+                Box::new(move |a| {
+                    a.be32(NFTA_CMP_SREG, NFT_REG_1)
+                        .be32(NFTA_CMP_OP, NFT_CMP_EQ)
+                        .nest(NFTA_CMP_DATA, |d| {
+                            d.put(NFTA_DATA_VALUE, data);
+                        });
+                }),
+            ),
+            Expr::Payload { base, offset, len } => (
+                "payload",
+                Box::new(move |a| {
+                    a.be32(NFTA_PAYLOAD_DREG, NFT_REG_1)
+                        .be32(NFTA_PAYLOAD_BASE, *base)
+                        .be32(NFTA_PAYLOAD_OFFSET, *offset)
+                        .be32(NFTA_PAYLOAD_LEN, *len);
+                }),
+            ),
+            Expr::Verdict(code) => (
+                "immediate",
+                Box::new(move |a| {
+                    a.be32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT)
+                        .nest(NFTA_IMMEDIATE_DATA, |d| {
+                            d.nest(NFTA_DATA_VERDICT, |v| {
+                                v.be32(NFTA_VERDICT_CODE, *code);
+                            });
+                        });
+                }),
+            ),
+            Expr::RejectIcmpxHostUnreach => (
+                "reject",
+                Box::new(|a| {
+                    a.be32(NFTA_REJECT_TYPE, NFT_REJECT_ICMPX_UNREACH)
+                        .put(NFTA_REJECT_ICMP_CODE, &[NFT_REJECT_ICMPX_HOST_UNREACH]);
+                }),
+            ),
+        };
+        a.nest(NFTA_LIST_ELEM, |e| {
+            e.str(NFTA_EXPR_NAME, name)
+                .nest(NFTA_EXPR_DATA, |d| data(d));
+        });
+    }
+}
+
+/// A batch under construction.
+struct Batch {
+    buf: Vec<u8>,
+    seq: u32,
+    /// The sequence numbers that expect an ACK, and what each did (for errors).
+    acks: Vec<(u32, &'static str)>,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        let mut b = Batch {
+            buf: Vec::with_capacity(2048),
+            seq: 0,
+            acks: Vec::new(),
+        };
+        b.message(NFNL_MSG_BATCH_BEGIN, 0, 0, NFNL_SUBSYS_NFTABLES, |_| {});
+        b
+    }
+
+    /// Append one message; `res_id` is the nfgenmsg's (the subsystem, for batch markers).
+    fn message(
+        &mut self,
+        kind: u16,
+        flags: u16,
+        family: u8,
+        res_id: u16,
+        attrs: impl FnOnce(&mut Attrs<'_>),
+    ) -> u32 {
+        self.seq += 1;
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&[0; 16]); // nlmsghdr, filled below
+        self.buf.push(family);
+        self.buf.push(0); // NFNETLINK_V0
+        self.buf.extend_from_slice(&res_id.to_be_bytes());
+        attrs(&mut Attrs(&mut self.buf));
+        let len = (self.buf.len() - at) as u32;
+        let h = &mut self.buf[at..at + 16];
+        h[0..4].copy_from_slice(&len.to_ne_bytes());
+        h[4..6].copy_from_slice(&kind.to_ne_bytes());
+        h[6..8].copy_from_slice(&(flags | NLM_F_REQUEST).to_ne_bytes());
+        h[8..12].copy_from_slice(&self.seq.to_ne_bytes());
+        self.seq
+    }
+
+    fn nft(
+        &mut self,
+        msg: u16,
+        flags: u16,
+        what: &'static str,
+        attrs: impl FnOnce(&mut Attrs<'_>),
+    ) {
+        let seq = self.message(
+            NFNL_SUBSYS_NFTABLES << 8 | msg,
+            flags | NLM_F_ACK,
+            NFPROTO_INET,
+            0,
+            attrs,
+        );
+        self.acks.push((seq, what));
+    }
+
+    fn table(&mut self, msg: u16, name: &str) {
+        self.nft(msg, NLM_F_CREATE, "table", |a| {
+            a.str(NFTA_TABLE_NAME, name);
+        });
+    }
+
+    fn base_chain(&mut self, table: &str, chain: &str, hook: u32) {
+        self.nft(NFT_MSG_NEWCHAIN, NLM_F_CREATE, "chain", |a| {
+            a.str(NFTA_CHAIN_TABLE, table)
+                .str(NFTA_CHAIN_NAME, chain)
+                .nest(NFTA_CHAIN_HOOK, |h| {
+                    h.be32(NFTA_HOOK_HOOKNUM, hook)
+                        .be32(NFTA_HOOK_PRIORITY, LOCK_PRIORITY as u32);
+                })
+                .be32(NFTA_CHAIN_POLICY, NF_DROP)
+                .str(NFTA_CHAIN_TYPE, "filter");
+        });
+    }
+
+    /// A rule at the end of `chain` (`append`) or at its start.
+    fn rule(&mut self, table: &str, chain: &str, append: bool, exprs: &[Expr]) {
+        let flags = NLM_F_CREATE | if append { NLM_F_APPEND } else { 0 };
+        self.nft(NFT_MSG_NEWRULE, flags, "rule", |a| {
+            a.str(NFTA_RULE_TABLE, table)
+                .str(NFTA_RULE_CHAIN, chain)
+                .nest(NFTA_RULE_EXPRESSIONS, |l| {
+                    for e in exprs {
+                        e.write(l);
+                    }
+                });
+        });
+    }
+
+    fn finish(mut self) -> Batch {
+        self.message(NFNL_MSG_BATCH_END, 0, 0, NFNL_SUBSYS_NFTABLES, |_| {});
+        self
+    }
+}
+
+/// The lock table's contents (firewall::lock_table, the same rules).
+fn lock_table(b: &mut Batch, table: &str) {
+    b.table(NFT_MSG_NEWTABLE, table);
+    b.base_chain(table, "input", NF_INET_LOCAL_IN);
+    b.base_chain(table, "output", NF_INET_LOCAL_OUT);
+    let lo = LOOPBACK_IFINDEX.to_ne_bytes().to_vec();
+    b.rule(
+        table,
+        "input",
+        true,
+        &[
+            Expr::Meta { key: NFT_META_IIF },
+            Expr::Cmp { data: lo.clone() },
+            Expr::Verdict(NF_ACCEPT),
+        ],
+    );
+    b.rule(
+        table,
+        "input",
+        true,
+        &[
+            Expr::Meta {
+                key: NFT_META_L4PROTO,
+            },
+            Expr::Cmp {
+                data: vec![IPPROTO_TCP],
+            },
+            Expr::RejectIcmpxHostUnreach,
+        ],
+    );
+    b.rule(
+        table,
+        "output",
+        true,
+        &[
+            Expr::Meta { key: NFT_META_OIF },
+            Expr::Cmp { data: lo },
+            Expr::Verdict(NF_ACCEPT),
+        ],
+    );
+    b.rule(
+        table,
+        "output",
+        true,
+        &[
+            Expr::Meta {
+                key: NFT_META_NFPROTO,
+            },
+            Expr::Cmp {
+                data: vec![NFPROTO_IPV4],
+            },
+            Expr::Meta {
+                key: NFT_META_L4PROTO,
+            },
+            Expr::Cmp {
+                data: vec![IPPROTO_ICMP],
+            },
+            Expr::Payload {
+                base: NFT_PAYLOAD_TRANSPORT_HEADER,
+                offset: 0,
+                len: 1,
+            },
+            Expr::Cmp {
+                data: vec![ICMP_DEST_UNREACH],
+            },
+            Expr::Verdict(NF_ACCEPT),
+        ],
+    );
+}
+
+/// The lock table in the calling thread's netns, as one transaction. `replace`: a table of
+/// that name (a killed migration's lock) is deleted first, in the same transaction.
+pub(crate) fn lock(table: &str, replace: bool) -> Result<(), NetError> {
+    let mut b = Batch::new();
+    if replace {
+        b.table(NFT_MSG_NEWTABLE, table); // so that the delete finds one
+        b.table(NFT_MSG_DELTABLE, table);
+    }
+    lock_table(&mut b, table);
+    send(b.finish(), table, "lock")
+}
+
+/// An accept rule at the top of both lock chains (firewall::open).
+pub(crate) fn open(table: &str) -> Result<(), NetError> {
+    let mut b = Batch::new();
+    for chain in ["input", "output"] {
+        b.rule(table, chain, false, &[Expr::Verdict(NF_ACCEPT)]);
+    }
+    send(b.finish(), table, "open")
+}
+
+/// Send `b` on a NETLINK_NETFILTER socket made in the calling thread's netns; wait for every
+/// ACK. The kernel applies all of it or nothing; the first error names the message.
+fn send(b: Batch, table: &str, what: &'static str) -> Result<(), NetError> {
+    let err = |detail: String| NetError::Nft {
+        what,
+        table: table.to_owned(),
+        detail,
+    };
+    let sock: OwnedFd = rustix::net::socket_with(
+        AddressFamily::NETLINK,
+        SocketType::RAW,
+        SocketFlags::CLOEXEC,
+        Some(rustix::net::Protocol::from_raw(
+            std::num::NonZeroU32::new(NETLINK_NETFILTER as u32).expect("nonzero"),
+        )),
+    )
+    .map_err(|e| err(format!("socket(AF_NETLINK, NETLINK_NETFILTER): {e}")))?;
+    let kernel = rustix::net::netlink::SocketAddrNetlink::new(0, 0);
+    let sent = rustix::net::sendto(&sock, &b.buf, SendFlags::empty(), &kernel)
+        .map_err(|e| err(format!("sendto (nf_tables batch): {e}")))?;
+    if sent != b.buf.len() {
+        return Err(err(format!("sendto sent {sent} of {} bytes", b.buf.len())));
+    }
+    let mut pending: Vec<(u32, &str)> = b.acks;
+    let mut buf = vec![0u8; 16 * 1024];
+    while !pending.is_empty() {
+        let n = match rustix::net::recv(&sock, &mut buf, RecvFlags::empty()) {
+            Ok((n, _)) => n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(err(format!("recv (nf_tables ACKs): {e}"))),
+        };
+        let mut off = 0;
+        while off + 16 <= n {
+            let len = u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4")) as usize;
+            let kind = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().expect("2"));
+            let seq = u32::from_ne_bytes(buf[off + 8..off + 12].try_into().expect("4"));
+            if len < 16 || off + len > n {
+                return Err(err(format!(
+                    "a truncated netlink reply ({len} bytes at {off})"
+                )));
+            }
+            if kind == NLMSG_ERROR && len >= 20 {
+                let code = i32::from_ne_bytes(buf[off + 16..off + 20].try_into().expect("4"));
+                let Some(i) = pending.iter().position(|(s, _)| *s == seq) else {
+                    return Err(err(format!("an ACK for unknown sequence number {seq}")));
+                };
+                let (_, item) = pending.remove(i);
+                if code != 0 {
+                    return Err(err(format!(
+                        "the kernel refused the {item} (message {seq}): {}",
+                        Errno::from_raw_os_error(-code)
+                    )));
+                }
+            }
+            off += (len + 3) & !3;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_are_padded_and_nests_sized() {
+        let mut v = Vec::new();
+        Attrs(&mut v).str(1, "abc").nest(2, |a| {
+            a.be32(3, 7);
+        });
+        // "abc\0": 4+4 bytes; the nest: 4 + (4+4).
+        assert_eq!(v.len(), 8 + 12);
+        assert_eq!(u16::from_ne_bytes([v[8], v[9]]), 12);
+        assert_eq!(u16::from_ne_bytes([v[10], v[11]]), 2 | NLA_F_NESTED);
+        assert_eq!(&v[16..20], &7u32.to_be_bytes());
+    }
+
+    #[test]
+    fn a_batch_is_framed_by_begin_and_end() {
+        let mut b = Batch::new();
+        b.rule("t", "input", false, &[Expr::Verdict(NF_ACCEPT)]);
+        let b = b.finish();
+        let kind = |at: usize| u16::from_ne_bytes([b.buf[at + 4], b.buf[at + 5]]);
+        assert_eq!(kind(0), NFNL_MSG_BATCH_BEGIN);
+        let first = u32::from_ne_bytes(b.buf[0..4].try_into().unwrap()) as usize;
+        assert_eq!(kind(first), NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWRULE);
+        assert_eq!(b.acks.len(), 1);
+        let last = b.buf.len() - 20;
+        assert_eq!(kind(last), NFNL_MSG_BATCH_END);
+    }
+}
