@@ -539,24 +539,56 @@ fn holds_file_in(proc_dir: &Path, dir: &Path) -> bool {
 /// `migrate` left half-done): cgroup.kill (cgroup-v2.rst) the island dirs, wait for them to
 /// empty, and remove them.
 fn kill_orphan_cgroups(name: &str, errs: &mut Vec<String>) {
-    let project = cgroup2_root().join("atoll/islands").join(name);
-    let Ok(rd) = std::fs::read_dir(&project) else {
-        return;
-    };
-    for d in rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
-        let Some(island) = d.file_name().and_then(|n| n.to_str()) else {
+    // Island dirs in any hierarchy: a restore killed midway may have made some hierarchies'
+    // dirs and not others (v1 ones on a hybrid host), or had the v2 one removed already.
+    let mut islands = std::collections::BTreeSet::new();
+    for root in cgroup_roots() {
+        let Ok(rd) = std::fs::read_dir(root.join("atoll/islands").join(name)) else {
             continue;
         };
-        kill_cgroup(name, island);
-        // The same island's dir in every hierarchy (v1 ones on a hybrid host): no container
-        // state names it, so no `delete` will remove it.
+        islands.extend(
+            rd.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| e.file_name().into_string().ok()),
+        );
+    }
+    for island in islands {
+        kill_cgroup(name, &island);
+        // The same island's dir in every hierarchy: no container state names it, so no
+        // `delete` will remove it.
         for root in cgroup_roots() {
-            let dir = root.join("atoll/islands").join(name).join(island);
+            let dir = root.join("atoll/islands").join(name).join(&island);
             if dir.is_dir() {
-                if let Err(e) = std::fs::remove_dir(&dir) {
-                    errs.push(format!("rmdir {}: {e}", dir.display()));
+                if let Err(e) = rmdir_tree(&dir) {
+                    errs.push(e);
                 }
             }
+        }
+    }
+}
+
+/// rmdir `dir` and any cgroup below it, deepest first. A v1 hierarchy may still count a task
+/// that cgroup.kill (v2) has just killed for a moment: EBUSY is retried for up to a second.
+fn rmdir_tree(dir: &Path) -> std::result::Result<(), String> {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                rmdir_tree(&e.path())?;
+            }
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e)
+                if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error())
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(format!("rmdir {}: {e}", dir.display())),
         }
     }
 }

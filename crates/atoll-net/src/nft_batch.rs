@@ -122,7 +122,7 @@ impl Attrs<'_> {
     }
 
     fn pad(&mut self) {
-        while self.0.len() % 4 != 0 {
+        while !self.0.len().is_multiple_of(4) {
             self.0.push(0);
         }
     }
@@ -138,55 +138,53 @@ enum Expr {
 }
 
 impl Expr {
+    fn name(&self) -> &'static str {
+        match self {
+            Expr::Meta { .. } => "meta",
+            Expr::Cmp { .. } => "cmp",
+            Expr::Payload { .. } => "payload",
+            Expr::Verdict(_) => "immediate",
+            Expr::RejectIcmpxHostUnreach => "reject",
+        }
+    }
+
+    fn data(&self, a: &mut Attrs<'_>) {
+        match self {
+            Expr::Meta { key } => {
+                a.be32(NFTA_META_KEY, *key).be32(NFTA_META_DREG, NFT_REG_1);
+            }
+            Expr::Cmp { data } => {
+                a.be32(NFTA_CMP_SREG, NFT_REG_1)
+                    .be32(NFTA_CMP_OP, NFT_CMP_EQ)
+                    .nest(NFTA_CMP_DATA, |d| {
+                        d.put(NFTA_DATA_VALUE, data);
+                    });
+            }
+            Expr::Payload { base, offset, len } => {
+                a.be32(NFTA_PAYLOAD_DREG, NFT_REG_1)
+                    .be32(NFTA_PAYLOAD_BASE, *base)
+                    .be32(NFTA_PAYLOAD_OFFSET, *offset)
+                    .be32(NFTA_PAYLOAD_LEN, *len);
+            }
+            Expr::Verdict(code) => {
+                a.be32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT)
+                    .nest(NFTA_IMMEDIATE_DATA, |d| {
+                        d.nest(NFTA_DATA_VERDICT, |v| {
+                            v.be32(NFTA_VERDICT_CODE, *code);
+                        });
+                    });
+            }
+            Expr::RejectIcmpxHostUnreach => {
+                a.be32(NFTA_REJECT_TYPE, NFT_REJECT_ICMPX_UNREACH)
+                    .put(NFTA_REJECT_ICMP_CODE, &[NFT_REJECT_ICMPX_HOST_UNREACH]);
+            }
+        }
+    }
+
     fn write(&self, a: &mut Attrs<'_>) {
-        let (name, data): (&str, Box<dyn Fn(&mut Attrs<'_>)>) = match self {
-            Expr::Meta { key } => (
-                "meta",
-                Box::new(move |a| {
-                    a.be32(NFTA_META_KEY, *key).be32(NFTA_META_DREG, NFT_REG_1);
-                }),
-            ),
-            Expr::Cmp { data } => (
-                "cmp",
-                Box::new(move |a| {
-                    a.be32(NFTA_CMP_SREG, NFT_REG_1)
-                        .be32(NFTA_CMP_OP, NFT_CMP_EQ)
-                        .nest(NFTA_CMP_DATA, |d| {
-                            d.put(NFTA_DATA_VALUE, data);
-                        });
-                }),
-            ),
-            Expr::Payload { base, offset, len } => (
-                "payload",
-                Box::new(move |a| {
-                    a.be32(NFTA_PAYLOAD_DREG, NFT_REG_1)
-                        .be32(NFTA_PAYLOAD_BASE, *base)
-                        .be32(NFTA_PAYLOAD_OFFSET, *offset)
-                        .be32(NFTA_PAYLOAD_LEN, *len);
-                }),
-            ),
-            Expr::Verdict(code) => (
-                "immediate",
-                Box::new(move |a| {
-                    a.be32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT)
-                        .nest(NFTA_IMMEDIATE_DATA, |d| {
-                            d.nest(NFTA_DATA_VERDICT, |v| {
-                                v.be32(NFTA_VERDICT_CODE, *code);
-                            });
-                        });
-                }),
-            ),
-            Expr::RejectIcmpxHostUnreach => (
-                "reject",
-                Box::new(|a| {
-                    a.be32(NFTA_REJECT_TYPE, NFT_REJECT_ICMPX_UNREACH)
-                        .put(NFTA_REJECT_ICMP_CODE, &[NFT_REJECT_ICMPX_HOST_UNREACH]);
-                }),
-            ),
-        };
         a.nest(NFTA_LIST_ELEM, |e| {
-            e.str(NFTA_EXPR_NAME, name)
-                .nest(NFTA_EXPR_DATA, |d| data(d));
+            e.str(NFTA_EXPR_NAME, self.name())
+                .nest(NFTA_EXPR_DATA, |d| self.data(d));
         });
     }
 }
