@@ -302,7 +302,9 @@ fn parse_counters(json: &str) -> Result<Vec<Counter>, String> {
 /// ESTABLISHED socket that does not set IP_RECVERR such an ICMP is only a soft error (tcp(7)).
 pub const LOCK_TABLE: &str = "atoll_lock";
 
-/// The nft script of `lock`: one transaction. Priority -300: before any other table.
+/// The lock as an nft script: one transaction. Priority -300: before any other table. `lock`
+/// sends this ruleset as a netlink batch (crate::nft_batch); this text is its definition for
+/// people and the oracle of the test that holds the two equal (tests/islands.rs).
 pub fn lock_script() -> String {
     // `add` makes the `delete` valid when the table is absent: a lock taken again (a killed
     // migration's) is replaced, not doubled.
