@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use atoll_sys::systemd::Notifier;
 
-use crate::keeper::TenantRecord;
+use crate::record::TenantRecord;
 use crate::GuardError;
 
 const RECORDS: &str = "guard-records";

@@ -10,6 +10,7 @@ mod error;
 pub mod fdstore;
 pub mod keeper;
 mod ns;
+mod record;
 mod registry;
 mod supervisor;
 
