@@ -397,6 +397,14 @@ fn send(b: Batch, table: &str, what: &'static str) -> Result<(), NetError> {
         )),
     )
     .map_err(|e| err(format!("socket(AF_NETLINK, NETLINK_NETFILTER): {e}")))?;
+    // A reply that never comes (a batch the kernel replays after loading a module, say) must
+    // not hold a migration's outage for ever.
+    rustix::net::sockopt::set_socket_timeout(
+        &sock,
+        rustix::net::sockopt::Timeout::Recv,
+        Some(std::time::Duration::from_secs(5)),
+    )
+    .map_err(|e| err(format!("setsockopt(SO_RCVTIMEO): {e}")))?;
     let kernel = rustix::net::netlink::SocketAddrNetlink::new(0, 0);
     let sent = rustix::net::sendto(&sock, &b.buf, SendFlags::empty(), &kernel)
         .map_err(|e| err(format!("sendto (nf_tables batch): {e}")))?;
@@ -409,7 +417,12 @@ fn send(b: Batch, table: &str, what: &'static str) -> Result<(), NetError> {
         let n = match rustix::net::recv(&sock, &mut buf, RecvFlags::empty()) {
             Ok((n, _)) => n,
             Err(Errno::INTR) => continue,
-            Err(e) => return Err(err(format!("recv (nf_tables ACKs): {e}"))),
+            Err(e) => {
+                return Err(err(format!(
+                    "recv (nf_tables ACKs, {} of them still due): {e}",
+                    pending.len()
+                )))
+            }
         };
         let mut off = 0;
         while off + 16 <= n {
