@@ -25,6 +25,79 @@ pub struct UpOpts {
     pub parallel: usize,
     /// Build the network and the firewall but start no island (benchmarks, `--net-only`).
     pub net_only: bool,
+    /// `--arriving ISLAND --via ADDR`: this host is the target of a migration between hosts.
+    pub arriving: Option<Arriving>,
+}
+
+/// The one island of the project that this host will run, once `atoll restore` brings it from
+/// another host; every other island of the file lives on the host at `via` (the other end of
+/// the wire). The island's netns is made, locked (nothing answers its peers before its
+/// sockets are back), and linked; no process runs in it until the restore.
+#[derive(Debug, Clone)]
+pub struct Arriving {
+    pub island: String,
+    pub via: std::net::Ipv4Addr,
+}
+
+/// The wire to the host at `via`: the interface the host's route to it leaves by. It must be a
+/// direct route (the other host is the next hop, no gateway in between) and the interface must
+/// forward IPv4 (packets to the islands come in by it).
+pub(crate) fn wire_to(via: std::net::Ipv4Addr) -> Result<crate::plan::Remote> {
+    let mut ins = atoll_net::inspect::Inspector::open(None).map_err(net("inspect the host"))?;
+    let route = ins
+        .route_to(via)
+        .map_err(net(format!("ip route get {via}")))?;
+    let Some(r) = route.route().filter(|r| r.kind == "unicast") else {
+        return Err(IslandsError::Other(format!(
+            "--via {via}: this host has no route to it ({route:?}); the other host must be \
+             reachable over a wire of this one"
+        )));
+    };
+    if let Some(g) = r.gateway {
+        return Err(IslandsError::Other(format!(
+            "--via {via}: it is reached through the gateway {g}, not directly; name the other \
+             host's address on a wire between the two hosts"
+        )));
+    }
+    let links = ins.links().map_err(net("list the host's links"))?;
+    let dev = r
+        .oif
+        .and_then(|i| links.iter().find(|l| l.index == i))
+        .map(|l| l.name.clone())
+        .ok_or_else(|| IslandsError::Other(format!("--via {via}: its route names no device")))?;
+    let fwd = ins
+        .ipv4_conf(&dev, "forwarding")
+        .map_err(net(format!("read net.ipv4.conf.{dev}.forwarding")))?;
+    if fwd.trim() != "1" {
+        return Err(IslandsError::Other(format!(
+            "--via {via}: the wire {dev} does not forward IPv4 (net.ipv4.conf.{dev}.forwarding = \
+             {}), so the islands' packets from the other host would stop at it: \
+             `sysctl -w net.ipv4.conf.{dev}.forwarding=1`",
+            fwd.trim()
+        )));
+    }
+    Ok(crate::plan::Remote { via, dev })
+}
+
+/// Place the project for `--arriving`: every island but the arriving one lives at `via`.
+fn place_arriving(plan: &mut Plan, a: &Arriving) -> Result<()> {
+    if plan.island(&a.island).is_none() {
+        return Err(IslandsError::Other(format!(
+            "--arriving {:?}: project {:?} has no such island (it has {})",
+            a.island,
+            plan.name,
+            plan.islands
+                .iter()
+                .map(|i| i.spec.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let remote = wire_to(a.via)?;
+    for i in plan.islands.iter_mut().filter(|i| i.spec.name != a.island) {
+        i.remote = Some(remote.clone());
+    }
+    Ok(())
 }
 
 /// statfs(2) f_type of a tmpfs (linux/magic.h).
@@ -111,7 +184,10 @@ pub fn up(file: &File, opts: &UpOpts) -> Result<Plan> {
         // built from the file alone and what `others` hold).
         crate::share::check_against(file, &others)?;
         crate::devices::check_gpus_against(file, &others)?;
-        let plan = plan::build(file, &opts.state_root, &opts.runtime_root, &others)?;
+        let mut plan = plan::build(file, &opts.state_root, &opts.runtime_root, &others)?;
+        if let Some(a) = &opts.arriving {
+            place_arriving(&mut plan, a)?;
+        }
         // The plan is on disk before the first resource exists: `down` can always find it.
         plan.save()?;
         plan
@@ -136,11 +212,19 @@ pub fn up(file: &File, opts: &UpOpts) -> Result<Plan> {
 /// bounding set, and the host, an ancestor user namespace, configures it from outside.
 fn apply(plan: &Plan, opts: &UpOpts) -> Result<()> {
     let store = Store::new(&plan.runtime_root);
+    let arriving = opts.arriving.as_ref().map(|a| a.island.as_str());
+    let here: Vec<&plan::IslandPlan> = plan.islands.iter().filter(|i| i.remote.is_none()).collect();
+    // The islands whose program `up` runs: all of this host's but an arriving one.
+    let run: Vec<&plan::IslandPlan> = here
+        .iter()
+        .copied()
+        .filter(|i| Some(i.spec.name.as_str()) != arriving)
+        .collect();
     if opts.net_only {
-        create_netns_parallel(plan)?;
+        create_netns_parallel(&here)?;
     } else {
         tracing::debug!("planned");
-        for i in &plan.islands {
+        for i in &here {
             bundle::prepare(plan, i)?;
         }
         tracing::debug!("bundles written");
@@ -148,7 +232,7 @@ fn apply(plan: &Plan, opts: &UpOpts) -> Result<()> {
         // is a process we wait for): on ext4 each overlayfs mount costs about 0.4 ms.
         let (guard, roots) = std::thread::scope(|s| {
             let roots = s.spawn(|| -> Result<()> {
-                for i in &plan.islands {
+                for i in &here {
                     bundle::mount_image_root(plan, i)?;
                 }
                 Ok(())
@@ -165,9 +249,19 @@ fn apply(plan: &Plan, opts: &UpOpts) -> Result<()> {
         roots.unwrap_or_else(|p| std::panic::resume_unwind(p))?;
         guard?;
         tracing::debug!("image roots mounted");
-        create_all(plan, opts)?;
+        create_all(plan, &run, opts)?;
         tracing::debug!("islands created");
-        for i in &plan.islands {
+        for i in &here {
+            if Some(i.spec.name.as_str()) == arriving {
+                // Its log, which the restored tasks' stdio reopen by path (CRIU), waits for it.
+                log_file(i)?;
+                // Locked before it has a link: its addresses answer nobody until the restore.
+                let ns = netns::Netns::create(&i.netns)
+                    .map_err(net(format!("island {}: netns", i.spec.name)))?;
+                firewall::lock_fresh(&ns)
+                    .map_err(net(format!("island {}: lock its netns", i.spec.name)))?;
+                continue;
+            }
             let saved = store
                 .load(&i.container_id)
                 .map_err(|source| IslandsError::Runtime {
@@ -180,11 +274,15 @@ fn apply(plan: &Plan, opts: &UpOpts) -> Result<()> {
         }
     }
     p2p::plan(&link_specs(plan)).apply().map_err(net("links"))?;
+    half_links(plan)
+        .apply()
+        .map_err(net("links to islands on other hosts"))?;
+    p2p::route_via(&remote_routes(plan)).map_err(net("routes to islands on other hosts"))?;
     ruleset(plan).apply().map_err(net("border guard"))?;
     if opts.net_only {
         return Ok(());
     }
-    for i in &plan.islands {
+    for i in &run {
         container::start(&store, &i.container_id).map_err(|source| IslandsError::Runtime {
             island: i.spec.name.clone(),
             source,
@@ -195,14 +293,13 @@ fn apply(plan: &Plan, opts: &UpOpts) -> Result<()> {
 
 /// Network namespaces for `--net-only`, made by a few threads at once: the kernel's per-netns
 /// setup runs in parallel (each thread unshares on its own).
-fn create_netns_parallel(plan: &Plan) -> Result<()> {
+fn create_netns_parallel(islands: &[&plan::IslandPlan]) -> Result<()> {
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 4);
-    let chunk = plan.islands.len().div_ceil(workers).max(1);
+    let chunk = islands.len().div_ceil(workers).max(1);
     std::thread::scope(|s| {
-        let handles: Vec<_> = plan
-            .islands
+        let handles: Vec<_> = islands
             .chunks(chunk)
             .map(|part| {
                 s.spawn(move || -> Result<()> {
@@ -222,10 +319,13 @@ fn create_netns_parallel(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
+/// The links whose two islands both live on this host (see `half_links` for the others).
 pub fn link_specs(plan: &Plan) -> Vec<p2p::LinkSpec> {
+    let here = |i: usize| plan.islands[i].remote.is_none();
     plan.links
         .iter()
         .enumerate()
+        .filter(|(_, l)| here(l.a) && here(l.b))
         .map(|(n, l)| {
             let end = |island: usize, ifname: &str, host_ifname: &str, addr, side: u8| p2p::End {
                 netns: plan.islands[island].netns.clone(),
@@ -244,6 +344,153 @@ pub fn link_specs(plan: &Plan) -> Vec<p2p::LinkSpec> {
         .collect()
 }
 
+/// One island's ends of the links named in `ends` (link index, whether the island is end a,
+/// the host end's name) as p2p steps: the veth pairs into `netns`, their addresses and static
+/// neighbours, both sides up. No host route: the caller adds those (at once for `up`, at the
+/// switch for a migration's target).
+pub(crate) fn end_steps<'a>(
+    plan: &Plan,
+    netns: &Path,
+    ends: impl Iterator<Item = (usize, bool, &'a str)>,
+) -> p2p::Plan {
+    use p2p::{Op, Step, Target as At};
+    let ns = At::Netns(netns.to_path_buf());
+    let step = |target: &At, op| Step {
+        target: target.clone(),
+        op,
+    };
+    let mut steps = vec![step(
+        &ns,
+        Op::DisableIpv6 {
+            ifname: "default".into(),
+        },
+    )];
+    let mut inside = vec![step(
+        &ns,
+        Op::LinkUp {
+            ifname: "lo".into(),
+            forwarding: false,
+        },
+    )];
+    for (n, is_a, host) in ends {
+        let l = &plan.links[n];
+        let side = u8::from(!is_a);
+        let (ifname, addr, peer) = if is_a {
+            (&l.if_a, l.addr_a, l.addr_b)
+        } else {
+            (&l.if_b, l.addr_b, l.addr_a)
+        };
+        let mac = p2p::mac_for(plan.group, n as u32, side);
+        let host_mac = p2p::mac_for(plan.group, n as u32, side + 2);
+        steps.push(step(
+            &At::Host,
+            Op::CreateVeth {
+                ifname: host.to_string(),
+                mac: host_mac,
+                group: plan.group,
+                peer_ifname: ifname.clone(),
+                peer_mac: mac,
+                peer_netns: netns.to_path_buf(),
+            },
+        ));
+        steps.push(step(
+            &At::Host,
+            Op::DisableIpv6 {
+                ifname: host.to_string(),
+            },
+        ));
+        steps.push(step(
+            &At::Host,
+            Op::LinkUp {
+                ifname: host.to_string(),
+                forwarding: true,
+            },
+        ));
+        steps.push(step(
+            &At::Host,
+            Op::Neighbour {
+                ifname: host.to_string(),
+                addr,
+                mac,
+            },
+        ));
+        inside.push(step(
+            &ns,
+            Op::PeerAddress {
+                ifname: ifname.clone(),
+                local: addr,
+                peer,
+            },
+        ));
+        inside.push(step(
+            &ns,
+            Op::LinkUp {
+                ifname: ifname.clone(),
+                forwarding: false,
+            },
+        ));
+        inside.push(step(
+            &ns,
+            Op::Neighbour {
+                ifname: ifname.clone(),
+                addr: peer,
+                mac: host_mac,
+            },
+        ));
+    }
+    steps.extend(inside);
+    p2p::Plan { steps }
+}
+
+/// The links with one island here and the other on another host: this island's end (as
+/// `end_steps` makes it) and the host route to its address on its host end. The far island's
+/// address goes over the wire (`remote_routes`).
+fn half_links(plan: &Plan) -> p2p::Plan {
+    let here = |i: usize| plan.islands[i].remote.is_none();
+    let mut steps = Vec::new();
+    for (idx, island) in plan.islands.iter().enumerate().filter(|(i, _)| here(*i)) {
+        let ends: Vec<(usize, bool, &str)> = plan
+            .links
+            .iter()
+            .enumerate()
+            .filter_map(|(n, l)| {
+                if l.a == idx && !here(l.b) {
+                    Some((n, true, l.host_a.as_str()))
+                } else if l.b == idx && !here(l.a) {
+                    Some((n, false, l.host_b.as_str()))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        if ends.is_empty() {
+            continue;
+        }
+        steps.extend(end_steps(plan, &island.netns, ends.iter().copied()).steps);
+        for (n, is_a, host) in ends {
+            let l = &plan.links[n];
+            steps.push(p2p::Step {
+                target: p2p::Target::Host,
+                op: p2p::Op::LinkRoute {
+                    ifname: host.to_string(),
+                    dst: if is_a { l.addr_a } else { l.addr_b },
+                },
+            });
+        }
+    }
+    p2p::Plan { steps }
+}
+
+/// The addresses of the project's islands that live on other hosts, each with its gateway.
+pub(crate) fn remote_routes(plan: &Plan) -> Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)> {
+    plan.islands
+        .iter()
+        .enumerate()
+        .filter_map(|(i, island)| Some((i, island.remote.as_ref()?.via)))
+        .flat_map(|(i, via)| plan.addresses(i).into_iter().map(move |(a, _)| (a, via)))
+        .collect()
+}
+
 pub fn ruleset(plan: &Plan) -> firewall::Ruleset {
     let allows = plan
         .allows
@@ -251,15 +498,15 @@ pub fn ruleset(plan: &Plan) -> firewall::Ruleset {
         .map(|a| {
             let l = &plan.links[a.link];
             // Which end of the link each island sits on.
-            let (from_if, saddr, to_if, daddr) = if l.a == a.from {
-                (&l.host_a, l.addr_a, &l.host_b, l.addr_b)
+            let (saddr, daddr) = if l.a == a.from {
+                (l.addr_a, l.addr_b)
             } else {
-                (&l.host_b, l.addr_b, &l.host_a, l.addr_a)
+                (l.addr_b, l.addr_a)
             };
             firewall::Allow {
                 id: a.id.clone(),
-                from_if: from_if.clone(),
-                to_if: to_if.clone(),
+                from_if: plan.judged_if(a.link, a.from).to_string(),
+                to_if: plan.judged_if(a.link, a.to).to_string(),
                 saddr,
                 daddr,
                 proto: match a.proto {
@@ -281,8 +528,8 @@ pub fn ruleset(plan: &Plan) -> firewall::Ruleset {
 
 /// `atoll create` for every island, `parallel` at a time. Each create's stdio is the island's
 /// log file (the init inherits it, as with runc); atoll's own errors go to runtime.log.
-fn create_all(plan: &Plan, opts: &UpOpts) -> Result<()> {
-    let mut pending = plan.islands.iter();
+fn create_all(plan: &Plan, islands: &[&plan::IslandPlan], opts: &UpOpts) -> Result<()> {
+    let mut pending = islands.iter().copied();
     let mut running: Vec<(&crate::plan::IslandPlan, std::process::Child)> = Vec::new();
     let mut failed = Vec::new();
     loop {
@@ -389,7 +636,11 @@ pub fn down(state_root: &Path, runtime_root: &Path, name: &str) -> Result<bool> 
         Ok(plan) => teardown(&plan).map(|_| true),
         Err(_) => {
             let was_up = dir.exists();
-            remove_project(&dir, runtime_root, name, None).map(|_| was_up)
+            // No plan to say where its cgroups went: where this host's node file puts them.
+            let cgroups = atoll_runtime::node::IslandsNode::load()
+                .map(|n| n.cgroup_parent)
+                .unwrap_or_else(|_| atoll_runtime::node::DEFAULT_ISLANDS_CGROUP.into());
+            remove_project(&dir, runtime_root, name, None, &cgroups).map(|_| was_up)
         }
     }
 }
@@ -397,12 +648,29 @@ pub fn down(state_root: &Path, runtime_root: &Path, name: &str) -> Result<bool> 
 /// Remove everything `plan` made. Keeps going past errors and reports them all.
 pub fn teardown(plan: &Plan) -> Result<()> {
     crate::image::stop_gracefully(plan);
-    let removed = remove_project(
+    let mut removed = remove_project(
         &plan.state_dir,
         &plan.runtime_root,
         &plan.name,
         Some(plan.group),
+        &plan.cgroup_parent,
     );
+    // Routes over the wire to islands on other hosts: no link of the project carries them.
+    let far: Vec<_> = remote_routes(plan).into_iter().map(|(a, _)| a).collect();
+    if let Err(e) = p2p::delete_routes(&far) {
+        let e = format!(
+            "delete the routes to islands on other hosts: {}",
+            report(&e)
+        );
+        removed = match removed {
+            Err(IslandsError::Teardown(mut errs)) => {
+                errs.push(e);
+                Err(IslandsError::Teardown(errs))
+            }
+            Ok(()) => Err(IslandsError::Teardown(vec![e])),
+            other => other,
+        };
+    }
     let nodes: Vec<String> = plan
         .islands
         .iter()
@@ -422,7 +690,13 @@ pub fn teardown(plan: &Plan) -> Result<()> {
 /// (containers `<name>.*`), the guard, the links (by group, when known: deleting the island
 /// netns removes their ends anyway), the pinned netns, the nft table, the project's cgroup
 /// parents, the state dir, and the state root's tmpfs once no project is left.
-fn remove_project(dir: &Path, runtime_root: &Path, name: &str, group: Option<u32>) -> Result<()> {
+fn remove_project(
+    dir: &Path,
+    runtime_root: &Path,
+    name: &str,
+    group: Option<u32>,
+    cgroups: &str,
+) -> Result<()> {
     let mut errs = Vec::new();
     kill_stragglers(dir);
     let store = Store::new(runtime_root);
@@ -453,8 +727,9 @@ fn remove_project(dir: &Path, runtime_root: &Path, name: &str, group: Option<u32
     if let Err(e) = firewall::delete(&table) {
         errs.push(format!("nft delete table inet {table}: {}", report(&e)));
     }
-    kill_orphan_cgroups(name, &mut errs);
-    remove_cgroup_parents(name, &mut errs);
+    let project_cgroup = Path::new(cgroups).join(name);
+    kill_orphan_cgroups(&project_cgroup, &mut errs);
+    remove_cgroup_parents(&project_cgroup, &mut errs);
     // Image roots and their layer mounts go first: removing the state dir with a layer still
     // mounted under it would delete the shared store's files through it.
     let mut mounted = false;
@@ -538,12 +813,12 @@ fn holds_file_in(proc_dir: &Path, dir: &Path) -> bool {
 /// Tasks left in the project's cgroups with no container to own them (a restore that a killed
 /// `migrate` left half-done): cgroup.kill (cgroup-v2.rst) the island dirs, wait for them to
 /// empty, and remove them.
-fn kill_orphan_cgroups(name: &str, errs: &mut Vec<String>) {
+fn kill_orphan_cgroups(project: &Path, errs: &mut Vec<String>) {
     // Island dirs in any hierarchy: a restore killed midway may have made some hierarchies'
     // dirs and not others (v1 ones on a hybrid host), or had the v2 one removed already.
     let mut islands = std::collections::BTreeSet::new();
     for root in cgroup_roots() {
-        let Ok(rd) = std::fs::read_dir(root.join("atoll/islands").join(name)) else {
+        let Ok(rd) = std::fs::read_dir(root.join(project)) else {
             continue;
         };
         islands.extend(
@@ -553,11 +828,11 @@ fn kill_orphan_cgroups(name: &str, errs: &mut Vec<String>) {
         );
     }
     for island in islands {
-        kill_cgroup(name, &island);
+        kill_cgroup(&project.join(&island));
         // The same island's dir in every hierarchy: no container state names it, so no
         // `delete` will remove it.
         for root in cgroup_roots() {
-            let dir = root.join("atoll/islands").join(name).join(&island);
+            let dir = root.join(project).join(&island);
             if dir.is_dir() {
                 if let Err(e) = rmdir_tree(&dir) {
                     errs.push(e);
@@ -653,12 +928,10 @@ pub(crate) fn kill_holders_of(dir: &Path) {
     }
 }
 
-/// Kill the tasks of island `island`'s cgroup (cgroup.kill) and wait until it is empty.
-pub(crate) fn kill_cgroup(project: &str, island: &str) {
-    let d = cgroup2_root()
-        .join("atoll/islands")
-        .join(project)
-        .join(island);
+/// Kill the tasks of an island's cgroup (`cgroup`, below the hierarchies' roots: see
+/// `Plan::cgroup_of`) with cgroup.kill, and wait until it is empty.
+pub(crate) fn kill_cgroup(cgroup: &Path) {
+    let d = cgroup2_root().join(cgroup);
     if std::fs::write(d.join("cgroup.kill"), "1").is_err() {
         return;
     }
@@ -671,18 +944,21 @@ pub(crate) fn kill_cgroup(project: &str, island: &str) {
     }
 }
 
-/// The runtime removes each island's own cgroup; the project's parent dirs
-/// (`atoll/islands/<name>`) are removed here, in every hierarchy that has them, and
-/// `atoll/islands` and `atoll` with them when nothing else is left in them.
-fn remove_cgroup_parents(name: &str, errs: &mut Vec<String>) {
+/// The runtime removes each island's own cgroup; the project's dir (`<cgroup_parent>/<name>`,
+/// by default `atoll/islands/<name>`) is removed here, in every hierarchy that has it, and
+/// the dirs above it (`atoll/islands`, `atoll`) with it when nothing else is left in them.
+fn remove_cgroup_parents(project: &Path, errs: &mut Vec<String>) {
     for r in cgroup_roots() {
-        let d = r.join("atoll/islands").join(name);
+        let d = r.join(project);
         if d.is_dir() {
             if let Err(e) = std::fs::remove_dir(&d) {
                 errs.push(format!("rmdir {}: {e}", d.display()));
             }
         }
-        for shared in ["atoll/islands", "atoll"] {
+        for shared in project.ancestors().skip(1) {
+            if shared.as_os_str().is_empty() {
+                break;
+            }
             // EBUSY/ENOTEMPTY: another project or container still uses it; that is its to remove.
             let _in_use_is_fine = std::fs::remove_dir(r.join(shared));
         }

@@ -10,14 +10,16 @@
 //! data/           the island's data directory (--with-data: when moving hosts)
 //! ```
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Instant;
 
+use atoll_net::{firewall, netns, p2p};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{io, IslandsError, Result};
+use crate::error::{io, net, IslandsError, Result};
 use crate::migrate::{self, Clock, Phase, Report};
+use crate::plan::{Plan, Remote};
 
 pub const FORMAT: &str = "atoll-island-archive";
 pub const VERSION: u32 = 1;
@@ -99,11 +101,16 @@ fn dotted(v: u32) -> String {
 
 /// Checkpoint the island into `archive` (which must not exist). The island stops; its netns
 /// stays locked, so its peers' connections wait (TCP retransmits) instead of being reset.
+///
+/// With `via` (the other host's address on the wire), the island leaves this host once its
+/// archive is written: its addresses are routed to `via`, its netns and host ends go, and the
+/// border guard names the wire for it (`leave`).
 pub fn checkpoint(
     state_root: &Path,
     what: &str,
     archive: &Path,
     with_data: bool,
+    via: Option<Ipv4Addr>,
     criu: Option<&Path>,
     progress: &mut dyn FnMut(&Phase),
 ) -> Result<Report> {
@@ -111,12 +118,20 @@ pub fn checkpoint(
         return Err(bad(archive, "exists already; give a new directory"));
     }
     let _lock = crate::apply::lock_state(state_root)?;
-    let (plan, name) = crate::resolve(state_root, what)?;
+    let (mut plan, name) = crate::resolve(state_root, what)?;
     let idx = plan
         .islands
         .iter()
         .position(|i| i.spec.name == name)
         .expect("resolve found it");
+    if plan.islands[idx].remote.is_some() {
+        return Err(IslandsError::Island {
+            island: name,
+            msg: "lives on another host (it left this one): checkpoint it there".into(),
+        });
+    }
+    // Before anything is frozen: a wire that cannot carry the island's traffic is refused now.
+    let remote = via.map(crate::apply::wire_to).transpose()?;
     let mut clock = Clock {
         phases: Vec::new(),
         at: Instant::now(),
@@ -175,6 +190,10 @@ pub fn checkpoint(
             return Err(e);
         }
     };
+    if let Some(r) = remote {
+        leave(&mut plan, idx, r)?;
+        clock.done("leave");
+    }
     Ok(Report {
         project: plan.name.clone(),
         island: name,
@@ -221,6 +240,14 @@ pub fn restore(
         .iter()
         .position(|i| i.spec.name == name)
         .expect("resolve found it");
+    if plan.islands.iter().any(|i| i.remote.is_some()) {
+        check_pickup(archive)?;
+    }
+    if plan.islands[idx].remote.is_some() {
+        // The island left this host and comes back (a restore on its old host, when the one it
+        // went to could not take it): it lives here again, in a locked netns, from now on.
+        arrive(&mut plan, idx)?;
+    }
     let island = plan.islands[idx].clone();
     let store = atoll_runtime::Store::new(&plan.runtime_root);
     if store.exists(&island.container_id) {
@@ -278,6 +305,94 @@ pub fn restore(
         outage_ms,
         images,
     })
+}
+
+/// The island's host ends on each of its links (link index, whether it is end a, name).
+fn ends_of(plan: &Plan, idx: usize) -> Vec<(usize, bool, String)> {
+    let mut v = Vec::new();
+    for (n, l) in plan.links.iter().enumerate() {
+        if l.a == idx {
+            v.push((n, true, l.host_a.clone()));
+        }
+        if l.b == idx {
+            v.push((n, false, l.host_b.clone()));
+        }
+    }
+    v
+}
+
+/// The island now lives at `remote`: its addresses are routed over the wire (a replace, so
+/// they are never without a route), then its host ends (and their island ends) and its netns
+/// go, and the guard names the wire wherever it named the island's host ends. The plan says so.
+fn leave(plan: &mut Plan, idx: usize, remote: Remote) -> Result<()> {
+    let via: Vec<_> = plan
+        .addresses(idx)
+        .into_iter()
+        .map(|(a, _)| (a, remote.via))
+        .collect();
+    p2p::route_via(&via).map_err(net("route the island's addresses to the other host"))?;
+    let names: Vec<String> = ends_of(plan, idx).into_iter().map(|e| e.2).collect();
+    p2p::delete_host_links(&names).map_err(net("delete the island's host ends"))?;
+    netns::remove(&plan.islands[idx].netns).map_err(net("remove the island's netns"))?;
+    plan.islands[idx].remote = Some(remote);
+    crate::apply::ruleset(plan)
+        .apply()
+        .map_err(net("border guard"))?;
+    plan.save()
+}
+
+/// The island comes to live here (again): a fresh netns, locked before it has a link, its ends
+/// of its links and the host routes on them in place of the routes over the wire; the guard
+/// names its host ends again. What `up --arriving` makes for it, for a project that is up.
+fn arrive(plan: &mut Plan, idx: usize) -> Result<()> {
+    let island = plan.islands[idx].clone();
+    let far: Vec<_> = plan.addresses(idx).into_iter().map(|(a, _)| a).collect();
+    let _none_is_fine = netns::remove(&island.netns);
+    let ns = netns::Netns::create(&island.netns).map_err(net("make the island's netns"))?;
+    firewall::lock_fresh(&ns).map_err(net("lock the island's netns"))?;
+    plan.islands[idx].remote = None;
+    p2p::delete_routes(&far).map_err(net("delete the routes over the wire"))?;
+    let ends = ends_of(plan, idx);
+    let mut steps = crate::apply::end_steps(
+        plan,
+        &island.netns,
+        ends.iter().map(|(n, a, h)| (*n, *a, h.as_str())),
+    );
+    for (n, is_a, host) in &ends {
+        let l = &plan.links[*n];
+        steps.steps.push(p2p::Step {
+            target: p2p::Target::Host,
+            op: p2p::Op::LinkRoute {
+                ifname: host.clone(),
+                dst: if *is_a { l.addr_a } else { l.addr_b },
+            },
+        });
+    }
+    steps.apply().map_err(net("the island's links"))?;
+    crate::apply::ruleset(plan)
+        .apply()
+        .map_err(net("border guard"))?;
+    plan.save()
+}
+
+/// A connection that arrives from another host is new to this host's conntrack: its first
+/// segment is picked up mid-stream (and judged `ct state new` by the guard's allows) only while
+/// `net.netfilter.nf_conntrack_tcp_loose` is 1, the kernel's default; with 0 it is `invalid`
+/// and the guard drops it. Refused before anything is restored.
+fn check_pickup(archive: &Path) -> Result<()> {
+    let p = "/proc/sys/net/netfilter/nf_conntrack_tcp_loose";
+    match std::fs::read_to_string(p) {
+        Ok(v) if v.trim() == "0" => Err(bad(
+            archive,
+            format!(
+                "{p} is 0 on this host: the island's connections come from another host, whose \
+                 conntrack entries did not move, and their next segments would be judged invalid \
+                 and dropped by the border guard (set it to 1, the kernel's default)"
+            ),
+        )),
+        // Absent: conntrack is not loaded yet; its default is 1.
+        _ => Ok(()),
+    }
 }
 
 fn dir_has_entries(p: &Path) -> bool {

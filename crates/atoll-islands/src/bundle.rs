@@ -56,7 +56,7 @@ pub fn prepare(plan: &Plan, island: &IslandPlan) -> Result<()> {
     write_data_dir(island)?;
     crate::state_dirs::make(island)?;
     crate::devices::make_nodes(island)?;
-    let mut config = config(island, &extra);
+    let mut config = config(plan, island, &extra);
     crate::devices::apply_to_config(island, &mut config);
     if let Some(list) = config["mounts"].as_array_mut() {
         // Last: the runtime's parent makes an idmapped mount, after the init's own ones.
@@ -313,7 +313,7 @@ fn capabilities(island: &IslandPlan) -> Value {
            "inheritable": inh, "ambient": amb})
 }
 
-pub fn config(island: &IslandPlan, extra_mounts: &[Value]) -> Value {
+pub fn config(plan: &Plan, island: &IslandPlan, extra_mounts: &[Value]) -> Value {
     let image = island.spec.image.as_ref();
     let pulled = image.and_then(|i| i.pulled.as_ref());
     let mut env: Vec<String> = pulled.map(|p| p.env.clone()).unwrap_or_default();
@@ -420,7 +420,7 @@ pub fn config(island: &IslandPlan, extra_mounts: &[Value]) -> Value {
             // the island, where 0..UID_RANGE is every gid the island has. Whether a ping gets
             // anywhere is still the border guard's decision (an `icmp` allow rule).
             "sysctl": {"net.ipv4.ping_group_range": format!("0 {}", UID_RANGE - 1)},
-            "cgroupsPath": format!("/atoll/islands/{}", island.container_id.replace('.', "/")),
+            "cgroupsPath": format!("/{}", plan.cgroup_of(&island.spec.name).display()),
             "resources": resources,
             "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
                 "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
@@ -451,7 +451,7 @@ mod tests {
         )
         .unwrap();
         let plan = crate::plan::build(&f, Path::new("/s"), Path::new("/r"), &[]).unwrap();
-        let c = config(&plan.islands[0], &[]);
+        let c = config(&plan, &plan.islands[0], &[]);
         let _: oci_spec::runtime::Spec = serde_json::from_value(c.clone()).unwrap();
         let m = c["mounts"].as_array().unwrap();
         let at = |d: &str| m.iter().find(|x| x["destination"] == d).cloned().unwrap();
@@ -479,7 +479,7 @@ mod tests {
         )
         .unwrap();
         let plan = crate::plan::build(&f, Path::new("/s"), Path::new("/r"), &[]).unwrap();
-        let c = config(&plan.islands[0], &[]);
+        let c = config(&plan, &plan.islands[0], &[]);
         // The runtime reads configs with oci-spec: a generated one must parse the same way.
         let _: oci_spec::runtime::Spec = serde_json::from_value(c.clone()).unwrap();
         assert_eq!(c["process"]["user"]["uid"], 1000);

@@ -120,93 +120,13 @@ fn target_of(plan: &Plan, idx: usize) -> Target {
 /// locked before this runs, so the addresses it adds answer nobody until the unlock. Host
 /// routes to the island come at the switch, once the source's ends (and routes) are gone.
 fn target_steps(plan: &Plan, t: &Target) -> p2p::Plan {
-    use p2p::{Op, Step, Target as At};
-    let ns = At::Netns(t.netns.clone());
-    let step = |target: &At, op| Step {
-        target: target.clone(),
-        op,
-    };
-    let mut steps = vec![step(
-        &ns,
-        Op::DisableIpv6 {
-            ifname: "default".into(),
-        },
-    )];
-    let mut inside = vec![step(
-        &ns,
-        Op::LinkUp {
-            ifname: "lo".into(),
-            forwarding: false,
-        },
-    )];
-    for (n, is_a, host, _) in &t.ends {
-        let l = &plan.links[*n];
-        let side = u8::from(!*is_a);
-        let (ifname, addr, peer) = if *is_a {
-            (&l.if_a, l.addr_a, l.addr_b)
-        } else {
-            (&l.if_b, l.addr_b, l.addr_a)
-        };
-        let mac = p2p::mac_for(plan.group, *n as u32, side);
-        let host_mac = p2p::mac_for(plan.group, *n as u32, side + 2);
-        steps.push(step(
-            &At::Host,
-            Op::CreateVeth {
-                ifname: host.clone(),
-                mac: host_mac,
-                group: plan.group,
-                peer_ifname: ifname.clone(),
-                peer_mac: mac,
-                peer_netns: t.netns.clone(),
-            },
-        ));
-        steps.push(step(
-            &At::Host,
-            Op::DisableIpv6 {
-                ifname: host.clone(),
-            },
-        ));
-        steps.push(step(
-            &At::Host,
-            Op::LinkUp {
-                ifname: host.clone(),
-                forwarding: true,
-            },
-        ));
-        steps.push(step(
-            &At::Host,
-            Op::Neighbour {
-                ifname: host.clone(),
-                addr,
-                mac,
-            },
-        ));
-        inside.push(step(
-            &ns,
-            Op::PeerAddress {
-                ifname: ifname.clone(),
-                local: addr,
-                peer,
-            },
-        ));
-        inside.push(step(
-            &ns,
-            Op::LinkUp {
-                ifname: ifname.clone(),
-                forwarding: false,
-            },
-        ));
-        inside.push(step(
-            &ns,
-            Op::Neighbour {
-                ifname: ifname.clone(),
-                addr: peer,
-                mac: host_mac,
-            },
-        ));
-    }
-    steps.extend(inside);
-    p2p::Plan { steps }
+    crate::apply::end_steps(
+        plan,
+        &t.netns,
+        t.ends
+            .iter()
+            .map(|(n, is_a, host, _)| (*n, *is_a, host.as_str())),
+    )
 }
 
 /// The host routes to the island's addresses, on the target's host ends.
@@ -636,7 +556,7 @@ fn recover(plan: &mut Plan, idx: usize, clock: &mut Clock) -> Result<bool> {
         if let Err(e) = container::delete(&store, &id, true) {
             tracing::debug!("recover {name}: no container to delete: {e}");
         }
-        crate::apply::kill_cgroup(&plan.name, &name);
+        crate::apply::kill_cgroup(&plan.cgroup_of(&name));
         remove_target(&target);
         if !j.images.join("stats-dump").is_file() {
             let _ = std::fs::remove_file(&jp);

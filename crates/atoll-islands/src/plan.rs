@@ -41,6 +41,25 @@ pub struct Plan {
     /// The file's `[[share]]`s (crate::share makes their mounts).
     #[serde(default)]
     pub shares: Vec<Share>,
+    /// Where the islands' cgroups go: `<cgroup_parent>/<project>/<island>` (the node file's
+    /// `islands.cgroup_parent`).
+    #[serde(default = "default_cgroup_parent")]
+    pub cgroup_parent: String,
+}
+
+fn default_cgroup_parent() -> String {
+    atoll_runtime::node::DEFAULT_ISLANDS_CGROUP.into()
+}
+
+/// An island of the project that lives on another host: its addresses are routed over the
+/// wire to that host, and the border guard names the wire where it would name the island's
+/// host end (docs/migrate.md, "Between hosts").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Remote {
+    /// The other host's address on the wire: the gateway of the island's addresses.
+    pub via: Ipv4Addr,
+    /// The wire: this host's interface towards `via`.
+    pub dev: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -59,6 +78,9 @@ pub struct IslandPlan {
     pub host_base: u32,
     /// Names this island resolves (its peers at their link addresses).
     pub hosts: Vec<(Ipv4Addr, String)>,
+    /// Set when the island lives on another host (it left, or has not arrived yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<Remote>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -96,12 +118,30 @@ impl Plan {
         self.state_dir.join("plan.json")
     }
 
-    /// Every host-side interface of the project.
+    /// Every host-side interface of the project (the ends of islands that live here).
     pub fn host_ifaces(&self) -> Vec<String> {
         self.links
             .iter()
-            .flat_map(|l| [l.host_a.clone(), l.host_b.clone()])
+            .flat_map(|l| [(l.a, &l.host_a), (l.b, &l.host_b)])
+            .filter(|(i, _)| self.islands[*i].remote.is_none())
+            .map(|(_, h)| h.clone())
             .collect()
+    }
+
+    /// The interface through which the host sees island `island`'s traffic on link `link`:
+    /// its host end, or the wire when the island lives on another host.
+    pub fn judged_if(&self, link: usize, island: usize) -> &str {
+        let l = &self.links[link];
+        match &self.islands[island].remote {
+            Some(r) => &r.dev,
+            None if l.a == island => &l.host_a,
+            None => &l.host_b,
+        }
+    }
+
+    /// The cgroup dir of island `name` below a hierarchy's root.
+    pub fn cgroup_of(&self, name: &str) -> PathBuf {
+        Path::new(&self.cgroup_parent).join(&self.name).join(name)
     }
 
     /// Addresses of an island, one per link.
@@ -256,6 +296,8 @@ fn host_bases(
 /// `others` uses, and a /30 of the pool for each link that names no subnet.
 pub fn build(file: &File, state_root: &Path, runtime_root: &Path, others: &[Plan]) -> Result<Plan> {
     let nets = link_nets(file, others)?;
+    let node = atoll_runtime::node::IslandsNode::load()
+        .map_err(|e| IslandsError::Other(atoll_runtime::error::report(&e)))?;
     let slot = (0u32..)
         .find(|s| others.iter().all(|p| p.slot != *s))
         .expect("a free slot");
@@ -303,6 +345,7 @@ pub fn build(file: &File, state_root: &Path, runtime_root: &Path, others: &[Plan
                 .join(format!("{}.log", i.name)),
             host_base,
             hosts,
+            remote: None,
         })
         .collect();
     let mut allows = Vec::new();
@@ -360,6 +403,7 @@ pub fn build(file: &File, state_root: &Path, runtime_root: &Path, others: &[Plan
         links,
         allows,
         shares: file.shares.clone(),
+        cgroup_parent: node.cgroup_parent,
     })
 }
 

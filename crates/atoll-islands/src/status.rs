@@ -135,9 +135,13 @@ fn status_of(plan: &Plan, counters: bool) -> Status {
             IslandStatus {
                 name: i.spec.name.clone(),
                 container: i.container_id.clone(),
-                status: field("status")
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_else(|| "absent".into()),
+                status: match &i.remote {
+                    // It runs on the other host; nothing of it is here but routes and rules.
+                    Some(r) => format!("elsewhere (via {} on {})", r.via, r.dev),
+                    None => field("status")
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_else(|| "absent".into()),
+                },
                 pid: field("pid").and_then(|v| v.as_i64()).unwrap_or(0),
                 uid: i.spec.uid,
                 host_uid: crate::share::host_uid(i),
@@ -176,15 +180,21 @@ fn status_of(plan: &Plan, counters: bool) -> Status {
     let links = plan
         .links
         .iter()
-        .map(|l| LinkStatus {
+        .enumerate()
+        .map(|(n, l)| LinkStatus {
             between: [
                 plan.islands[l.a].spec.name.clone(),
                 plan.islands[l.b].spec.name.clone(),
             ],
             subnet: l.subnet.to_string(),
             addresses: [l.addr_a.to_string(), l.addr_b.to_string()],
-            host_ifaces: [l.host_a.clone(), l.host_b.clone()],
-            present: present.contains(&l.host_a) && present.contains(&l.host_b),
+            host_ifaces: [
+                plan.judged_if(n, l.a).to_string(),
+                plan.judged_if(n, l.b).to_string(),
+            ],
+            present: [(l.a, &l.host_a), (l.b, &l.host_b)]
+                .iter()
+                .all(|(i, h)| plan.islands[*i].remote.is_some() || present.contains(h)),
         })
         .collect();
     let counted = if counters {

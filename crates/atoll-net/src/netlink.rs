@@ -484,6 +484,44 @@ impl Request {
         r
     }
 
+    /// `ip route replace <dst>/32 via <gateway>`: an island that lives on another host, reached
+    /// over the wire to that host (the kernel picks the device the gateway is on).
+    pub fn replace_gateway_route(dst: Ipv4Addr, gateway: Ipv4Addr) -> Request {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet;
+        msg.header.destination_prefix_length = 32;
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.protocol = RouteProtocol::Static;
+        msg.header.scope = RouteScope::Universe;
+        msg.header.kind = RouteType::Unicast;
+        msg.attributes = vec![
+            RouteAttribute::Destination(RouteAddress::Inet(dst)),
+            RouteAttribute::Gateway(RouteAddress::Inet(gateway)),
+        ];
+        Request {
+            op: "RTM_NEWROUTE (replace)",
+            operand: format!("{dst}/32 via {gateway}"),
+            flags: NLM_F_CREATE | NLM_F_REPLACE,
+            msg: RouteNetlinkMessage::NewRoute(msg),
+        }
+    }
+
+    /// `ip route del <dst>/32` (main table, whatever it goes through).
+    pub fn delete_route(dst: Ipv4Addr) -> Request {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet;
+        msg.header.destination_prefix_length = 32;
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.scope = RouteScope::NoWhere;
+        msg.attributes = vec![RouteAttribute::Destination(RouteAddress::Inet(dst))];
+        Request {
+            op: "RTM_DELROUTE",
+            operand: format!("{dst}/32"),
+            flags: 0,
+            msg: RouteNetlinkMessage::DelRoute(msg),
+        }
+    }
+
     /// RTM_NEWNEIGH permanent `addr lladdr mac dev X`: no ARP on a link whose ends we both know.
     pub fn new_permanent_neighbour(
         index: u32,

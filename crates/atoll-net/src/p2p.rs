@@ -490,6 +490,33 @@ pub fn replace_host_routes(routes: &[(Ipv4Addr, String)]) -> Result<(), NetError
     Ok(sock.execute(&reqs)?)
 }
 
+/// Route each `dst/32` through the gateway beside it (`ip route replace DST via GW`): the
+/// addresses of islands that live on another host, reached over the wire to it.
+pub fn route_via(routes: &[(Ipv4Addr, Ipv4Addr)]) -> Result<(), NetError> {
+    let mut sock = Socket::open("host")?;
+    let reqs: Vec<Request> = routes
+        .iter()
+        .map(|(dst, gw)| Request::replace_gateway_route(*dst, *gw))
+        .collect();
+    Ok(sock.execute(&reqs)?)
+}
+
+/// Delete the host routes `dst/32`, one request each; a route that is not there is skipped
+/// (ESRCH), so a teardown can run twice.
+pub fn delete_routes(dsts: &[Ipv4Addr]) -> Result<(), NetError> {
+    let mut sock = Socket::open("host")?;
+    for dst in dsts {
+        match sock.execute(&[Request::delete_route(*dst)]) {
+            Err(crate::NetlinkError::Nack {
+                errno: rustix::io::Errno::SRCH,
+                ..
+            }) => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
 /// Delete host links one by one (one RTM_DELLINK each, one synchronize_net each); only for
 /// measuring against `delete_group`.
 pub fn delete_group_one_by_one(group: u32) -> Result<(), NetError> {

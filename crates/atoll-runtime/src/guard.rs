@@ -37,6 +37,10 @@ pub const DEFAULT_IDLE_EXIT: Duration = Duration::from_secs(2);
 struct NodeFile {
     #[serde(default)]
     guard: GuardTable,
+    /// crate::node's (checked there).
+    #[serde(default)]
+    #[allow(dead_code)]
+    islands: toml::Table,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,10 +110,7 @@ impl GuardNode {
     /// Read the node file (`$ATOLL_CONFIG`, else /etc/atoll/config.toml); no file: defaults.
     /// One open(2) when there is none, which is all the hot path pays.
     pub fn load(root: &Path) -> Result<GuardNode> {
-        let path = std::env::var_os(NODE_CONFIG_ENV)
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(NODE_CONFIG));
+        let path = crate::node::path();
         match std::fs::read_to_string(&path) {
             Ok(text) => match GuardNode::parse(&text, root) {
                 Ok(n) => Ok(GuardNode {

@@ -9,6 +9,7 @@ pub mod guard;
 pub mod hooks;
 pub mod identity;
 pub mod lsm;
+pub mod node;
 pub mod process;
 pub mod rootfs;
 pub mod spec;

@@ -128,6 +128,10 @@ pub struct CheckpointArgs {
     /// With --to: put the island's data directory in the archive (moving hosts).
     #[arg(long = "with-data", requires = "to")]
     pub with_data: bool,
+    /// With --to: the island moves to the host at this address on the wire; once the archive
+    /// is written its addresses are routed there and it no longer lives here.
+    #[arg(long, requires = "to")]
+    pub via: Option<std::net::Ipv4Addr>,
     /// With --to: print the report as JSON.
     #[arg(long, requires = "to")]
     pub json: bool,
@@ -472,6 +476,14 @@ pub struct UpArgs {
     /// Islands created at once.
     #[arg(long, default_value_t = 8)]
     pub parallel: usize,
+    /// This host is a migration's target: make only this island, stopped, in a locked netns,
+    /// for `atoll restore ARCHIVE` (docs/migrate.md, "Between hosts").
+    #[arg(long, requires = "via", conflicts_with = "net_only")]
+    pub arriving: Option<String>,
+    /// With --arriving: the other host's address on the wire; the project's other islands live
+    /// there and their addresses are routed to it.
+    #[arg(long, requires = "arriving")]
+    pub via: Option<std::net::Ipv4Addr>,
     #[arg(long)]
     pub json: bool,
 }

@@ -69,7 +69,7 @@ mod tests {
         .unwrap();
         let plan = crate::plan::build(&f, Path::new("/s"), Path::new("/r"), &[]).unwrap();
         let island = &plan.islands[0];
-        let mut c = crate::bundle::config(island, &[]);
+        let mut c = crate::bundle::config(&plan, island, &[]);
         apply_to_config(island, &mut c);
         let _: oci_spec::runtime::Spec = serde_json::from_value(c.clone()).unwrap();
         assert_eq!(

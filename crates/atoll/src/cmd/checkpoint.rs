@@ -43,6 +43,7 @@ pub fn checkpoint(store: &Store, cli: &Cli, a: &CheckpointArgs) -> Result<()> {
             &a.id,
             to,
             a.with_data,
+            a.via,
             cli.criu.as_deref(),
             &mut super::migrate::phase_printer(a.json),
         )?;

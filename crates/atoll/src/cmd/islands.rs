@@ -66,12 +66,20 @@ fn up_opts(cli: &Cli, state: &Path, net_only: bool, parallel: usize) -> Result<U
         atoll: std::env::current_exe().context("find the atoll binary (/proc/self/exe)")?,
         parallel,
         net_only,
+        arriving: None,
     })
 }
 
 pub fn up(cli: &Cli, a: &UpArgs) -> Result<i32> {
     let f = file::load(&a.file)?;
-    let plan = apply::up(&f, &up_opts(cli, &a.state_dir, a.net_only, a.parallel)?)?;
+    let mut opts = up_opts(cli, &a.state_dir, a.net_only, a.parallel)?;
+    if let (Some(island), Some(via)) = (&a.arriving, a.via) {
+        opts.arriving = Some(apply::Arriving {
+            island: island.clone(),
+            via,
+        });
+    }
+    let plan = apply::up(&f, &opts)?;
     let s = st::status_after_up(&plan);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);

@@ -54,6 +54,7 @@ pub fn run(cli: &Cli, keep: bool) -> Result<i32> {
         atoll: exe.clone(),
         parallel: 8,
         net_only: false,
+        arriving: None,
     };
     let t0 = Instant::now();
     let plan = apply::up(&f, &opts)?;
