@@ -178,7 +178,8 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         unmount_under(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
-        remove_cgroup_tree(&self.cgroup);
+        // The clients remove their containers' cgroups; the parents they made are ours.
+        common::remove_cgroup_tree(&self.cgroup);
     }
 }
 
@@ -195,29 +196,6 @@ fn unmount_under(dir: &Path) {
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in points {
         let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-/// rmdir `name` and everything below it in every mounted cgroup hierarchy (the clients remove
-/// their containers' cgroups; the parents they made are ours to remove).
-fn remove_cgroup_tree(name: &str) {
-    fn rmdir_tree(dir: &Path) {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for e in entries.flatten() {
-                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    rmdir_tree(&e.path());
-                }
-            }
-        }
-        let _ = std::fs::remove_dir(dir);
-    }
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for l in info.lines() {
-        if l.contains(" - cgroup ") || l.contains(" - cgroup2 ") {
-            if let Some(mnt) = l.split(' ').nth(4) {
-                rmdir_tree(&Path::new(mnt).join(name));
-            }
-        }
     }
 }
 

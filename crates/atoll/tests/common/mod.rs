@@ -314,3 +314,32 @@ pub fn busybox_image(rootfs: &Path, tar: &Path, applets: &[&str], files: &[(&str
         .unwrap();
     assert!(ok.success(), "tar of the busybox rootfs failed");
 }
+
+/// rmdir the cgroup `name` (relative to each hierarchy's root) and everything below it, deepest
+/// first, in every mounted hierarchy. An engine's last process (conmon, a shim) leaves its
+/// cgroup a moment after the engine's `rm` returns (EBUSY until then), so the removal is retried
+/// for up to 5 s: without it every run left a tree behind.
+pub fn remove_cgroup_tree(name: &str) {
+    fn rmdir_tree(dir: &Path) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                rmdir_tree(&e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let trees: Vec<PathBuf> = info
+        .lines()
+        .filter(|l| l.contains(" - cgroup ") || l.contains(" - cgroup2 "))
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|mnt| Path::new(mnt).join(name))
+        .collect();
+    let t = std::time::Instant::now();
+    while trees.iter().any(|d| d.exists()) && t.elapsed() < std::time::Duration::from_secs(5) {
+        trees.iter().for_each(|d| rmdir_tree(d));
+        if trees.iter().any(|d| d.exists()) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}

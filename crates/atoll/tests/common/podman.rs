@@ -83,29 +83,7 @@ impl Drop for Podman {
             let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-        // What podman made below the parent (conmon's cgroup, the container's): deepest first.
-        // conmon leaves its cgroup a moment after `podman rm` returns (EBUSY until then), so
-        // the removal is retried for a while: otherwise every run left the tree behind.
-        fn rmdir_tree(dir: &Path) {
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    rmdir_tree(&e.path());
-                }
-            }
-            let _ = std::fs::remove_dir(dir);
-        }
-        let trees: Vec<PathBuf> = info
-            .lines()
-            .filter(|l| l.contains(" - cgroup ") || l.contains(" - cgroup2 "))
-            .filter_map(|l| l.split(' ').nth(4))
-            .map(|mnt| Path::new(mnt).join(&self.cgroup))
-            .collect();
-        let t = std::time::Instant::now();
-        while trees.iter().any(|d| d.exists()) && t.elapsed() < std::time::Duration::from_secs(5) {
-            trees.iter().for_each(|d| rmdir_tree(d));
-            if trees.iter().any(|d| d.exists()) {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-        }
+        // What podman made below the parent (conmon's cgroup, the container's).
+        super::remove_cgroup_tree(&self.cgroup);
     }
 }
