@@ -61,6 +61,22 @@ pub fn diagnose(
         dns: dns.map(str::to_string),
         layers: Vec::with_capacity(Layer::ALL.len()),
     };
+    // An island that lives on another host has nothing here to look at but routes and rules:
+    // its process, files and netns are that host's to diagnose.
+    if let Some(r) = subject
+        .island
+        .as_ref()
+        .and_then(|i| i.island().remote.as_ref())
+    {
+        let why = format!(
+            "{} lives on another host (via {} on {}): run `atoll doctor {}` there",
+            subject.name, r.via, r.dev, subject.name
+        );
+        for l in Layer::ALL {
+            report.layers.push(LayerReport::not_checked(l, why.clone()));
+        }
+        return Ok(report);
+    }
     // Alerts decide the verdict only when the question is the tenant itself.
     report
         .layers
@@ -113,7 +129,13 @@ pub fn diagnose(
 /// The peer layer starts with the peer's own process: a peer that is not running (OOM-killed,
 /// exited) answers nothing, whatever the path.
 fn peer_layer(c: &Ctx) -> LayerReport {
-    if let Some(p) = c.target.and_then(|t| t.peer.as_ref()) {
+    // A peer on another host has no process here; the probe still crosses the wire to it.
+    let here = |p: &Subject| {
+        p.island
+            .as_ref()
+            .is_none_or(|i| i.island().remote.is_none())
+    };
+    if let Some(p) = c.target.and_then(|t| t.peer.as_ref()).filter(|p| here(p)) {
         let proc = process::check(p, false);
         if proc.verdict == Verdict::Fault {
             return LayerReport {

@@ -302,6 +302,18 @@ fn island(c: &Ctx, me: &IslandRef, w: &mut Walk) -> Result<String, Fault> {
         },
     )?;
 
+    // A peer on another host: this host's part of the way is its own host end and the wire;
+    // the rest is the other host's to check (`atoll doctor` there).
+    if let Some(r) = peer.island.as_ref().and_then(|p| p.island().remote.clone()) {
+        check_host_end(&mut host, s.host, s.addr, my_mac, &name, w)?;
+        check_wire(&mut host, &r, s.peer_addr, &peer_name, w)?;
+        return Ok(format!(
+            "{name} -> {peer_name}: route by dev {}, host end {} forwarding; {peer_name} lives on \
+             another host, reached via {} on the wire {} (its side is that host's to check)",
+            s.ifname, s.host, r.via, r.dev
+        ));
+    }
+
     // The peer's side, read now: the host's neighbour towards it needs its interface's MAC.
     let peer_path = peer.netns.as_deref();
     let peer_view = match peer_path {
@@ -620,6 +632,75 @@ fn expect_neighbour(
         ),
         fix(&want_text),
     ))
+}
+
+/// The wire to the host where island `owner` lives: up, forwarding (its packets come in by
+/// it), and the host's route to `addr` goes through `r.via` on it.
+fn check_wire(
+    host: &mut Option<Host>,
+    r: &atoll_islands::plan::Remote,
+    addr: Ipv4Addr,
+    owner: &str,
+    w: &mut Walk,
+) -> Result<(), Fault> {
+    let (dev, via) = (r.dev.as_str(), r.via);
+    let route_fix = format!("ip route replace {addr}/32 via {via}");
+    let hs = host_snapshot(host, w)?;
+    let Some(link) = hs.snap.link(dev).cloned() else {
+        w.see("host", format!("wire {dev}: missing"));
+        return Err(w.fault(
+            format!("the wire {dev} to the host where {owner} lives is missing"),
+            format!("bring the wire to {via} back (the host's own network), then: {route_fix}"),
+        ));
+    };
+    let fwd = hs.ins.ipv4_conf(dev, "forwarding");
+    w.see(
+        "host",
+        format!(
+            "wire {dev}: {} forwarding={}",
+            link.state(),
+            fwd.as_deref().unwrap_or("?")
+        ),
+    );
+    if !link.up {
+        return Err(w.fault(
+            format!("the wire {dev} to the host where {owner} lives is down"),
+            format!("ip link set dev {dev} up && {route_fix}"),
+        ));
+    }
+    if fwd.as_deref().ok() != Some("1") {
+        return Err(w.fault(
+            format!("the wire {dev} does not forward IPv4: {owner}'s replies stop at it"),
+            format!("sysctl -w net.ipv4.conf.{dev}.forwarding=1"),
+        ));
+    }
+    match hs.ins.route_to(addr) {
+        Ok(RouteAnswer::Route(rt)) => {
+            let text = rt.describe(|i| hs.snap.name_of(i));
+            w.see("host", format!("route {text}"));
+            let out = rt.oif.and_then(|i| hs.snap.name_of(i));
+            if rt.gateway == Some(via) && out.as_deref() == Some(dev) {
+                return Ok(());
+            }
+            Err(w.fault(
+                format!(
+                    "the host's route to {owner}'s {addr} is \"{text}\", not via {via} on {dev}"
+                ),
+                route_fix,
+            ))
+        }
+        Ok(RouteAnswer::Unreachable(e)) => Err(w.fault(
+            format!(
+                "the host has no route to {owner}'s {addr} ({})",
+                errno_name(e)
+            ),
+            route_fix,
+        )),
+        Err(e) => Err(w.fault(
+            format!("cannot ask the host for its route to {addr}: {e}"),
+            "run doctor as root",
+        )),
+    }
 }
 
 /// A host end: present, up, forwarding, with its /32 route and permanent neighbour towards the

@@ -38,6 +38,24 @@ pub fn check(c: &Ctx) -> LayerReport {
                 return LayerReport::not_checked(Layer::Peer, "no island");
             };
             let island = i.island();
+            if let Some(rm) = &island.remote {
+                // Its sockets are the other host's to list; the guard layer's probe crossed the
+                // wire to it.
+                let probe = c.probe.get().map(|o| {
+                    format!(
+                        "the guard layer's probe to {}: {o}",
+                        dest(addr, r.target.proto, r.target.port)
+                    )
+                });
+                return LayerReport::not_checked(
+                    Layer::Peer,
+                    format!(
+                        "{} lives on another host (via {} on {}): run `atoll doctor {}/{}` there",
+                        island.spec.name, rm.via, rm.dev, i.plan.name, island.spec.name
+                    ),
+                )
+                .with_evidence(probe.into_iter().collect());
+            }
             let hint = format!(
                 "its command in {} ([[island]] name = \"{}\": {:?}) must listen there; \
                  see what it says: atoll island logs {}/{}",

@@ -1067,6 +1067,31 @@ fn an_island_moves_to_another_host_with_its_connection() {
             b.counter(&name, rule) > b0,
             "B's guard allowed the new connection"
         );
+        // doctor on each host: A asks about cli's way to srv (across the wire: its probe gets
+        // through both guards); each host sends a question about the island it does not have
+        // to the other host.
+        let (code, out, err) = a.atoll(&[
+            "doctor",
+            &format!("{name}/cli"),
+            "--to",
+            &format!("{srv_addr}:7000/tcp"),
+            "--json",
+        ]);
+        assert_eq!(code, 0, "doctor cli on A: {out}{err}");
+        let (code, out, err) = a.atoll(&["doctor", &format!("{name}/srv"), "--json"]);
+        assert!(
+            out.contains("lives on another host (via 10.254.250.2"),
+            "doctor srv on A ({code}): {out}{err}"
+        );
+        let (code, out, err) = b.atoll(&["doctor", &format!("{name}/srv"), "--json"]);
+        assert_eq!(code, 0, "doctor srv on B: {out}{err}");
+        // A migration on B, where its peer lives elsewhere: the same steps, the guard still
+        // naming the wire for cli.
+        let (code, out, err) = b.atoll(&["migrate", "--json", &format!("{name}/srv")]);
+        assert_eq!(code, 0, "migrate on B: {out}{err}");
+        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(r["connections"].as_array().unwrap().len(), 1, "{r}");
+        progress(5, "after a migration on B");
 
         // And back: B checkpoints it for A; A, where it lives elsewhere now, takes it in again
         // (a fresh locked netns and its host ends, as `up --arriving` makes them).
