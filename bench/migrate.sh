@@ -118,4 +118,5 @@ done
 echo "peer-outage: the longest wait for an echo (a line every 10 ms), TCP's retransmission"
 echo "backoff included; atoll-outage: lock of the source netns to unlock of the target;"
 echo "criu-own: CRIU's dump.log + restore.log spans on the same images; atoll-own: the rest."
-echo "--lazy-pages: not implemented by migrate (see docs/migrate.md)."
+echo "--lazy-pages: not implemented by migrate; islands cannot use it on hosts with"
+echo "vm.unprivileged_userfaultfd = 0 (docs/migrate.md)."

@@ -13,9 +13,7 @@ use serde::Deserialize;
 
 use crate::error::{field, Result, RuntimeError};
 
-/// The node file; `ATOLL_CONFIG` names another (tests, a host that keeps it elsewhere).
-pub const NODE_CONFIG: &str = "/etc/atoll/config.toml";
-pub const NODE_CONFIG_ENV: &str = "ATOLL_CONFIG";
+pub use crate::node::{NODE_CONFIG, NODE_CONFIG_ENV};
 
 /// The guard's files under --root: a dot directory, which no container id can name
 /// (state::check_id), so `list` and the seccomp cache's cleanup see no container in it.

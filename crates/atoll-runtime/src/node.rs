@@ -1,5 +1,6 @@
 //! The node file (/etc/atoll/config.toml, or `$ATOLL_CONFIG`): what one host says about all its
-//! containers and islands. `[guard]` is read by crate::guard; `[islands]` here.
+//! containers and islands. `[guard]` is read by crate::guard (which
+//! imports this module, not the other way round); `[islands]` here.
 
 use std::path::PathBuf;
 
@@ -7,16 +8,20 @@ use serde::Deserialize;
 
 use crate::error::{Result, RuntimeError};
 
+/// The node file; `ATOLL_CONFIG` names another (tests, a host that keeps it elsewhere).
+pub const NODE_CONFIG: &str = "/etc/atoll/config.toml";
+pub const NODE_CONFIG_ENV: &str = "ATOLL_CONFIG";
+
 /// Where the islands of this host live in the cgroup tree unless the node file says otherwise:
 /// `<parent>/<project>/<island>` in every hierarchy.
 pub const DEFAULT_ISLANDS_CGROUP: &str = "atoll/islands";
 
 /// The node file's path: `$ATOLL_CONFIG` when set, else /etc/atoll/config.toml.
 pub fn path() -> PathBuf {
-    std::env::var_os(crate::guard::NODE_CONFIG_ENV)
+    std::env::var_os(NODE_CONFIG_ENV)
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(crate::guard::NODE_CONFIG))
+        .unwrap_or_else(|| PathBuf::from(NODE_CONFIG))
 }
 
 #[derive(Debug, Default, Deserialize)]
