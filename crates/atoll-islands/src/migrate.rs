@@ -386,11 +386,15 @@ pub(crate) fn freeze_and_dump(
     images: &Path,
 ) -> Result<Instant> {
     let island = &plan.islands[idx];
+    let cp = |source| IslandsError::Checkpoint {
+        island: island.spec.name.clone(),
+        source,
+    };
     let src = netns::Netns::open(&island.netns).map_err(net("open the island's netns"))?;
-    firewall::lock(&src).map_err(net("lock the island's netns"))?;
-    let outage = Instant::now();
+    // CRIU's request is built while the island still serves (nothing in it depends on the
+    // freeze): only CRIU's own work is inside the outage.
     let store = Store::new(&plan.runtime_root);
-    let dumped = checkpoint::checkpoint(
+    let prepared = checkpoint::prepare_dump(
         &store,
         &island.container_id,
         &CheckpointOpts {
@@ -398,13 +402,14 @@ pub(crate) fn freeze_and_dump(
             ptrace_freeze: true,
             ..CheckpointOpts::default()
         },
-    );
-    if let Err(source) = dumped {
+    )
+    .map_err(cp)?;
+    firewall::lock(&src).map_err(net("lock the island's netns"))?;
+    let outage = Instant::now();
+    tracing::debug!("source locked (start of the outage)");
+    if let Err(source) = prepared.dump() {
         let _unlocked = firewall::unlock(&src);
-        return Err(IslandsError::Checkpoint {
-            island: island.spec.name.clone(),
-            source,
-        });
+        return Err(cp(source));
     }
     Ok(outage)
 }
@@ -458,6 +463,7 @@ pub(crate) fn thaw(
     };
     clock.done("restore");
 
+    tracing::debug!("restore returned");
     let tgt = netns::Netns::open(&target.netns).map_err(net("open the target netns"))?;
     if let Err(msg) = verify(&tgt, conns) {
         if let Err(e) = container::delete(&store, &island.container_id, true) {
@@ -470,8 +476,11 @@ pub(crate) fn thaw(
 
     // Switch: the island's routes name the new ends (the guard knows them already), the
     // target opens (end of the outage); then the source's ends and their rules go.
+    tracing::debug!("verified");
     route_to_target(plan, &target)?;
+    tracing::debug!("routed to the target");
     firewall::open(&tgt).map_err(net("open the target netns"))?;
+    tracing::debug!("target open (end of the outage)");
     let open = Instant::now();
     finish_switch(plan, idx, &target)?;
     firewall::unlock(&tgt).map_err(net("unlock the target netns"))?;

@@ -167,6 +167,50 @@ const EXT_NETNS: &str = "extRootNetNS";
 /// container (state and cgroup) as runc does; a failed dump leaves it running (CRIU thaws the
 /// tree when it gives up).
 pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> {
+    prepare_dump(store, id, opts)?.dump()
+}
+
+/// A dump with everything but CRIU's own work done: the container locked and its state read,
+/// the request built (external mounts, namespaces, stdio), the descriptors and CRIU's config
+/// written. `migrate` prepares before it locks the island's netns, so that none of this is in
+/// the outage; `dump` then only runs CRIU and removes the dumped container.
+pub struct PreparedDump<'s> {
+    store: &'s Store,
+    saved: crate::state::Saved,
+    rq: Criu,
+    leave_running: bool,
+    work: PathBuf,
+    desc_path: PathBuf,
+    _lock: crate::state::Lock,
+    _images: std::os::fd::OwnedFd,
+    _workd: std::os::fd::OwnedFd,
+    _conf: Option<CriuConfig>,
+}
+
+impl PreparedDump<'_> {
+    /// CRIU dumps (and, without leave-running, kills the tree); the container is then removed.
+    pub fn dump(mut self) -> Result<()> {
+        tracing::debug!("dump: CRIU starts");
+        if let Err(e) = self.rq.dump() {
+            let _ = fs::remove_file(&self.desc_path);
+            return Err(criu_err("dump", &self.work, "dump.log", e));
+        }
+        tracing::debug!("dump: CRIU answered");
+        if !self.leave_running {
+            // CRIU killed the tree after a complete dump: the container is gone, as with runc.
+            crate::container::remove_after_checkpoint(self.store, &self.saved)?;
+            tracing::debug!("dump: the dumped container removed");
+        }
+        Ok(())
+    }
+}
+
+/// Everything `checkpoint` does before CRIU runs (see `PreparedDump`).
+pub fn prepare_dump<'s>(
+    store: &'s Store,
+    id: &str,
+    opts: &CheckpointOpts,
+) -> Result<PreparedDump<'s>> {
     if opts.pre_dump {
         return Err(CheckpointError::Unsupported {
             flag: "--pre-dump",
@@ -176,7 +220,7 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
                 .into(),
         });
     }
-    let _lock = store.lock(id)?;
+    let lock = store.lock(id)?;
     let saved = store.load(id)?;
     let status = saved.status();
     if status != Status::Running {
@@ -253,16 +297,19 @@ pub fn checkpoint(store: &Store, id: &str, opts: &CheckpointOpts) -> Result<()> 
     )
     .map_err(io("write", &desc_path))?;
 
-    let _conf = CriuConfig::new(&work, "dump", criu_config_lines(c))?;
-    if let Err(e) = rq.dump() {
-        let _ = fs::remove_file(&desc_path);
-        return Err(criu_err("dump", &work, "dump.log", e));
-    }
-    if !opts.leave_running {
-        // CRIU killed the tree after a complete dump: the container is gone, as with runc.
-        crate::container::remove_after_checkpoint(store, &saved)?;
-    }
-    Ok(())
+    let conf = CriuConfig::new(&work, "dump", criu_config_lines(c))?;
+    Ok(PreparedDump {
+        store,
+        saved,
+        rq,
+        leave_running: opts.leave_running,
+        work,
+        desc_path,
+        _lock: lock,
+        _images: images,
+        _workd: workd,
+        _conf: conf,
+    })
 }
 
 /// `restore ID`: recreate the container from a checkpoint into the bundle's config (its
@@ -484,8 +531,10 @@ fn restore_inner(store: &Store, id: &str, opts: &RestoreOpts) -> Result<i32> {
     RESTORED_PID.store(0, Ordering::SeqCst);
     rq.set_notify_scripts(true);
     rq.set_notify_cb(note_restored_pid);
+    tracing::debug!("restore: request ready, CRIU starts");
     rq.restore()
         .map_err(|e| criu_err("restore", &work, "restore.log", e))?;
+    tracing::debug!("restore: CRIU answered");
     drop(keep);
     let pid = RESTORED_PID.load(Ordering::SeqCst);
     undo.pid = Some(pid);
