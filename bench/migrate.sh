@@ -3,7 +3,8 @@
 # 10 MB, 100 MB and 1 GB resident is migrated while a peer island sends a line every 10 ms;
 # the outage is the longest wait for an echo (freeze to the first echoed byte after thaw).
 # Side by side: atoll's own lock-to-unlock outage, and CRIU's own time on the same images (the
-# spans of its dump.log and restore.log, i.e. CRIU driven by hand minus atoll's steps).
+# spans of its dump.log and restore.log), and that plus CRIU's two process starts: CRIU driven
+# by hand (`criu dump`, `criu restore`) with the same images.
 # Not a test; prints one table.
 #
 #   bench/migrate.sh            # ATOLL=target/atoll (scripts/build.sh) for the release binary
@@ -50,7 +51,22 @@ EOF
 # CRIU's elapsed seconds in one of its logs (its last timestamp).
 span() { tail -1 "$1" | sed -E 's/^\(([0-9.]+)\).*/\1/'; }
 
-printf '%-8s %12s %12s %12s %12s %12s %12s\n' resident peer-outage atoll-outage atoll-dump atoll-restore criu-own atoll-own
+# CRIU's start: its exec and dynamic libraries, up to its first own step (`criu --version`,
+# median of 21 runs). A migration starts CRIU twice, and CRIU driven by hand pays the same two
+# starts; the spans of its logs leave them out (a log's clock starts when the log opens).
+criu_bin=/usr/local/sbin/criu
+[ -x "$criu_bin" ] || criu_bin=$(command -v criu)
+start_ms=$(python3 - "$criu_bin" <<'EOF'
+import statistics, subprocess, sys, time
+ts = []
+for _ in range(21):
+    t = time.monotonic()
+    subprocess.run([sys.argv[1], "--version"], stdout=subprocess.DEVNULL, check=True)
+    ts.append((time.monotonic() - t) * 1000)
+print(f"{statistics.median(ts):.1f}")
+EOF
+)
+printf '%-8s %12s %12s %12s %12s %12s %12s %12s %8s\n' resident peer-outage atoll-outage atoll-dump atoll-restore criu-own atoll-own criu-by-hand own/hand
 for mb in $SIZES; do
     "$ATOLL" down $P >/dev/null 2>&1 || true
     cat > "$work/islands.toml" <<EOF
@@ -110,7 +126,8 @@ EOF
 import json, sys
 r = json.load(sys.stdin)
 ph = {p['name']: p['ms'] for p in r['phases']}
-print('%-8s %10s ms %9.0f ms %9.0f ms %9.0f ms %9s ms %9.0f ms' % ('$mb MB', '$gap', r['outage_ms'], ph['freeze+dump'], ph['restore'], '$criu_own', r['outage_ms'] - $criu_own))
+hand = $criu_own + 2 * $start_ms
+print('%-8s %10s ms %9.0f ms %9.0f ms %9.0f ms %9s ms %9.0f ms %9.0f ms %7.1f%%' % ('$mb MB', '$gap', r['outage_ms'], ph['freeze+dump'], ph['restore'], '$criu_own', r['outage_ms'] - $criu_own, hand, (r['outage_ms'] - hand) / hand * 100))
 "
     [ -n "${BENCH_KEEP:-}" ] && cp -r "$images" "$BENCH_KEEP.$mb"
     rm -rf "$images"
@@ -118,5 +135,7 @@ done
 echo "peer-outage: the longest wait for an echo (a line every 10 ms), TCP's retransmission"
 echo "backoff included; atoll-outage: lock of the source netns to unlock of the target;"
 echo "criu-own: CRIU's dump.log + restore.log spans on the same images; atoll-own: the rest."
+echo "criu-by-hand: criu-own + two CRIU starts (criu --version: $start_ms ms each), what"
+echo "criu dump + criu restore cost by hand; own/hand: (atoll-outage - criu-by-hand) / criu-by-hand."
 echo "--lazy-pages: not implemented by migrate; islands cannot use it on hosts with"
 echo "vm.unprivileged_userfaultfd = 0 (docs/migrate.md)."
