@@ -721,6 +721,59 @@ fn an_island_archive_restores_with_its_connection_and_bad_archives_change_nothin
     assert!(err.contains("is running here"), "{err}");
 }
 
+/// `echo_body`, with the link's subnet pinned (both hosts plan the same addresses), and srv
+/// also dials cli: a numbered line every 50 ms to cli's port 7001, which cli appends to its
+/// /tmp/in. That connection is the moving island's own, so the first segment of it that the
+/// target's conntrack sees may be srv's (no allow names that direction for cli's replies).
+/// A reconnect would start again at 0.
+fn two_way_body() -> String {
+    let dial = "while true; do i=0; while true; do echo $i; i=$((i+1)); sleep 0.05; done \
+                | /bin/busybox nc 10.77.250.2 7001; sleep 0.2; done & \
+                exec /bin/busybox nc -ll -p 7000 -e /bin/busybox cat";
+    format!(
+        "[[island]]\nname = \"srv\"\ncommand = [\"{BB}\", \"sh\", \"-c\", \"{dial}\"]\n\
+         [[island]]\nname = \"cli\"\ncommand = [\"{BB}\", \"nc\", \"-ll\", \"-p\", \"7001\", \
+         \"-e\", \"{BB}\", \"sh\", \"-c\", \"cat >> /tmp/in\"]\n\
+         [[link]]\nbetween = [\"srv\", \"cli\"]\nsubnet = \"10.77.250.0/30\"\n\
+         [[allow]]\nfrom = \"cli\"\nto = \"srv\"\nproto = \"tcp\"\nports = [7000]\n\
+         [[allow]]\nfrom = \"srv\"\nto = \"cli\"\nproto = \"tcp\"\nports = [7001]\n"
+    )
+}
+
+/// The lines cli received from srv (`two_way_body`): they must be 0, 1, 2, ... with no gap,
+/// repeat or restart. Returns how many.
+fn srv_lines_at_cli(h: &Host, project: &str) -> usize {
+    let (code, out, err) = h.atoll(&[
+        "island",
+        "exec",
+        &format!("{project}/cli"),
+        BB,
+        "cat",
+        "/tmp/in",
+    ]);
+    assert_eq!(code, 0, "read cli's /tmp/in: {err}");
+    // Whole lines only: the last one may be on its way.
+    let whole = &out[..out.rfind('\n').map_or(0, |i| i + 1)];
+    let got: Vec<u64> = whole.lines().map(|l| l.trim().parse().unwrap()).collect();
+    let want: Vec<u64> = (0..got.len() as u64).collect();
+    assert_eq!(got, want, "srv's lines at cli: no gap, repeat or restart");
+    got.len()
+}
+
+/// Waits (30 s at most, TCP's backoff included) until cli has more than `n` of srv's lines;
+/// returns how many it has.
+fn srv_lines_beyond(h: &Host, project: &str, n: usize) -> usize {
+    let mut got = 0;
+    for _ in 0..300 {
+        got = srv_lines_at_cli(h, project);
+        if got > n {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    got
+}
+
 /// One "host" of the cross-host test: a network namespace (the host's own, where its border
 /// guard and its islands' host ends live) and a mount namespace with its own /run/atoll,
 /// /var/lib/atoll and /var/log/atoll (state root, runtime root, data, logs), held by a sleeping
@@ -889,11 +942,7 @@ fn an_island_moves_to_another_host_with_its_connection() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("islands.toml");
-    std::fs::write(
-        &file,
-        format!("name = \"{name}\"\n{}", echo_body(&nc_echo())),
-    )
-    .unwrap();
+    std::fs::write(&file, format!("name = \"{name}\"\n{}", two_way_body())).unwrap();
     let file = file.to_str().unwrap();
     let a = Host::new(&dir, "a");
     let b = Host::new(&dir, "b");
@@ -996,6 +1045,9 @@ fn an_island_moves_to_another_host_with_its_connection() {
             );
         };
         progress(5, "before the move");
+        // srv's own connection to cli carries lines too.
+        let srv_lines = srv_lines_beyond(&a, &name, 4);
+        assert!(srv_lines >= 5, "srv's connection to cli carries lines");
         let wire_before = a.tx_packets(&wa);
 
         let archive_a = dir.join("srv.arc");
@@ -1025,7 +1077,7 @@ fn an_island_moves_to_another_host_with_its_connection() {
         let (code, out, err) = b.atoll(&["restore", "--json", archive_b.to_str().unwrap()]);
         assert_eq!(code, 0, "restore on B: {out}{err}");
         let r: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(r["connections"].as_array().unwrap().len(), 1, "{r}");
+        assert_eq!(r["connections"].as_array().unwrap().len(), 2, "{r}");
         assert_eq!(b.island_status(&name, "srv"), "running");
         assert_eq!(
             std::fs::read_to_string(b.path(&format!("/var/lib/atoll/islands/{name}/srv/marker")))
@@ -1035,6 +1087,13 @@ fn an_island_moves_to_another_host_with_its_connection() {
         );
 
         progress(10, "after the move");
+        // The connection srv opened carries on from B: B's conntrack picked it up whichever
+        // side's segment came first.
+        let at_b = srv_lines_beyond(&a, &name, srv_lines + 10);
+        assert!(
+            at_b > srv_lines + 10,
+            "srv's lines from B: {srv_lines} -> {at_b}"
+        );
         assert!(
             a.tx_packets(&wa) > wire_before + 10,
             "the client's traffic crosses the wire"
@@ -1090,7 +1149,7 @@ fn an_island_moves_to_another_host_with_its_connection() {
         let (code, out, err) = b.atoll(&["migrate", "--json", &format!("{name}/srv")]);
         assert_eq!(code, 0, "migrate on B: {out}{err}");
         let r: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(r["connections"].as_array().unwrap().len(), 1, "{r}");
+        assert_eq!(r["connections"].as_array().unwrap().len(), 2, "{r}");
         progress(5, "after a migration on B");
 
         // And back: B checkpoints it for A; A, where it lives elsewhere now, takes it in again
@@ -1121,6 +1180,11 @@ fn an_island_moves_to_another_host_with_its_connection() {
             .island_status(&name, "srv")
             .starts_with("elsewhere (via 10.254.250.1"));
         progress(10, "after the move back");
+        let back = srv_lines_beyond(&a, &name, at_b + 10);
+        assert!(
+            back > at_b + 10,
+            "srv's lines after the move back: {at_b} -> {back}"
+        );
         let wire_now = a.tx_packets(&wa);
         progress(5, "with both islands on A");
         assert!(
