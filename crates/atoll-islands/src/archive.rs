@@ -243,11 +243,6 @@ pub fn restore(
     if plan.islands.iter().any(|i| i.remote.is_some()) {
         check_pickup(archive)?;
     }
-    if plan.islands[idx].remote.is_some() {
-        // The island left this host and comes back (a restore on its old host, when the one it
-        // went to could not take it): it lives here again, in a locked netns, from now on.
-        arrive(&mut plan, idx)?;
-    }
     let island = plan.islands[idx].clone();
     let store = atoll_runtime::Store::new(&plan.runtime_root);
     if store.exists(&island.container_id) {
@@ -270,6 +265,12 @@ pub fn restore(
                 m.project, m.island
             ),
         ));
+    }
+    // Every refusal above changed nothing; from here on the island is restored here.
+    if plan.islands[idx].remote.is_some() {
+        // The island left this host and comes back (a restore on its old host, when the one it
+        // went to could not take it): it lives here again, in a locked netns, from now on.
+        arrive(&mut plan, idx)?;
     }
     if m.data {
         bring_data(&archive.join("data"), &island.data_dir)?;

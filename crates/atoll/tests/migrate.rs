@@ -1085,6 +1085,23 @@ fn an_island_moves_to_another_host_with_its_connection() {
             "from A",
             "the data dir moved with the island"
         );
+        // On A, where srv now lives elsewhere, a bad archive is refused before srv is taken
+        // back in: A still routes srv's address over the wire.
+        let wrong = spoiled(&archive_a, &dir.join("srv.wrong"), |d| {
+            let p = d.join("manifest.json");
+            let mut m: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            m["addresses"] = serde_json::json!(["10.99.0.1"]);
+            std::fs::write(&p, m.to_string()).unwrap();
+        });
+        let (code, _, err) = a.atoll(&["restore", &wrong]);
+        assert_ne!(code, 0);
+        assert!(err.contains("does not own here"), "{err}");
+        assert!(a
+            .island_status(&name, "srv")
+            .starts_with("elsewhere (via 10.254.250.2"));
+        let (_, route, _) = a.cmd("ip", &["-4", "route", "show", &srv_addr]);
+        assert!(route.contains("via 10.254.250.2"), "{route}");
 
         progress(10, "after the move");
         // The connection srv opened carries on from B: B's conntrack picked it up whichever
