@@ -48,8 +48,12 @@ pub(crate) fn wire_to(via: std::net::Ipv4Addr) -> Result<crate::plan::Remote> {
         .route_to(via)
         .map_err(net(format!("ip route get {via}")))?;
     let Some(r) = route.route().filter(|r| r.kind == "unicast") else {
+        let why = match &route {
+            atoll_net::inspect::RouteAnswer::Unreachable(e) => atoll_net::inspect::errno_name(*e),
+            atoll_net::inspect::RouteAnswer::Route(r) => format!("a {} route", r.kind),
+        };
         return Err(IslandsError::Other(format!(
-            "--via {via}: this host has no route to it ({route:?}); the other host must be \
+            "--via {via}: this host has no route to it ({why}); the other host must be \
              reachable over a wire of this one"
         )));
     };
@@ -255,11 +259,7 @@ fn apply(plan: &Plan, opts: &UpOpts) -> Result<()> {
             if Some(i.spec.name.as_str()) == arriving {
                 // Its log, which the restored tasks' stdio reopen by path (CRIU), waits for it.
                 log_file(i)?;
-                // Locked before it has a link: its addresses answer nobody until the restore.
-                let ns = netns::Netns::create(&i.netns)
-                    .map_err(net(format!("island {}: netns", i.spec.name)))?;
-                firewall::lock_fresh(&ns)
-                    .map_err(net(format!("island {}: lock its netns", i.spec.name)))?;
+                arriving_netns(i)?;
                 continue;
             }
             let saved = store
@@ -442,43 +442,54 @@ pub(crate) fn end_steps<'a>(
     p2p::Plan { steps }
 }
 
-/// The links with one island here and the other on another host: this island's end (as
-/// `end_steps` makes it) and the host route to its address on its host end. The far island's
-/// address goes over the wire (`remote_routes`).
+/// `end_steps`, then the host route to the island's address on each of those host ends: the
+/// island's side of its links, complete, for an island that is not migrating.
+pub(crate) fn routed_end_steps(
+    plan: &Plan,
+    netns: &Path,
+    ends: &[(usize, bool, &str)],
+) -> p2p::Plan {
+    let mut p = end_steps(plan, netns, ends.iter().copied());
+    for &(n, is_a, host) in ends {
+        let l = &plan.links[n];
+        p.steps.push(p2p::Step {
+            target: p2p::Target::Host,
+            op: p2p::Op::LinkRoute {
+                ifname: host.to_string(),
+                dst: if is_a { l.addr_a } else { l.addr_b },
+            },
+        });
+    }
+    p
+}
+
+/// The links with one island here and the other on another host: this island's side of them
+/// (`routed_end_steps`). The far island's address goes over the wire (`remote_routes`).
 fn half_links(plan: &Plan) -> p2p::Plan {
     let here = |i: usize| plan.islands[i].remote.is_none();
     let mut steps = Vec::new();
     for (idx, island) in plan.islands.iter().enumerate().filter(|(i, _)| here(*i)) {
         let ends: Vec<(usize, bool, &str)> = plan
-            .links
-            .iter()
-            .enumerate()
-            .filter_map(|(n, l)| {
-                if l.a == idx && !here(l.b) {
-                    Some((n, true, l.host_a.as_str()))
-                } else if l.b == idx && !here(l.a) {
-                    Some((n, false, l.host_b.as_str()))
-                } else {
-                    None
-                }
+            .ends_of(idx)
+            .into_iter()
+            .filter(|&(n, is_a, _)| {
+                let l = &plan.links[n];
+                !here(if is_a { l.b } else { l.a })
             })
             .collect();
-        if ends.is_empty() {
-            continue;
-        }
-        steps.extend(end_steps(plan, &island.netns, ends.iter().copied()).steps);
-        for (n, is_a, host) in ends {
-            let l = &plan.links[n];
-            steps.push(p2p::Step {
-                target: p2p::Target::Host,
-                op: p2p::Op::LinkRoute {
-                    ifname: host.to_string(),
-                    dst: if is_a { l.addr_a } else { l.addr_b },
-                },
-            });
-        }
+        steps.extend(routed_end_steps(plan, &island.netns, &ends).steps);
     }
     p2p::Plan { steps }
+}
+
+/// The netns of an island that will be restored here, pinned at its plan path and locked
+/// before it has a link: its addresses answer no peer until the restore (no RST). A pin left
+/// at the path (a killed earlier try) is replaced.
+pub(crate) fn arriving_netns(island: &plan::IslandPlan) -> Result<()> {
+    let _none_is_fine = netns::remove(&island.netns);
+    let ns = netns::Netns::create(&island.netns)
+        .map_err(net(format!("island {}: netns", island.spec.name)))?;
+    firewall::lock_fresh(&ns).map_err(net(format!("island {}: lock its netns", island.spec.name)))
 }
 
 /// The addresses of the project's islands that live on other hosts, each with its gateway.
@@ -656,12 +667,9 @@ pub fn teardown(plan: &Plan) -> Result<()> {
         &plan.cgroup_parent,
     );
     // Routes over the wire to islands on other hosts: no link of the project carries them.
-    // Every island's addresses, not only those the plan calls remote: a `checkpoint --via`
-    // killed between its route change and its plan save leaves a route the plan does not
-    // know. (A local island's routes went with its host ends: ESRCH, skipped.)
-    let far: Vec<_> = (0..plan.islands.len())
-        .flat_map(|i| plan.addresses(i).into_iter().map(|(a, _)| a))
-        .collect();
+    // (`checkpoint --via` records the island as remote before it routes it away, so a killed
+    // one leaves no route the plan does not know; one not made yet is ESRCH, skipped.)
+    let far: Vec<_> = remote_routes(plan).into_iter().map(|(a, _)| a).collect();
     if let Err(e) = p2p::delete_routes(&far) {
         let e = format!(
             "delete the routes to islands on other hosts: {}",

@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Instant;
 
-use atoll_net::{firewall, netns, p2p};
+use atoll_net::{netns, p2p};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io, net, IslandsError, Result};
@@ -308,68 +308,42 @@ pub fn restore(
     })
 }
 
-/// The island's host ends on each of its links (link index, whether it is end a, name).
-fn ends_of(plan: &Plan, idx: usize) -> Vec<(usize, bool, String)> {
-    let mut v = Vec::new();
-    for (n, l) in plan.links.iter().enumerate() {
-        if l.a == idx {
-            v.push((n, true, l.host_a.clone()));
-        }
-        if l.b == idx {
-            v.push((n, false, l.host_b.clone()));
-        }
-    }
-    v
-}
-
-/// The island now lives at `remote`: its addresses are routed over the wire (a replace, so
-/// they are never without a route), then its host ends (and their island ends) and its netns
-/// go, and the guard names the wire wherever it named the island's host ends. The plan says so.
+/// The island now lives at `remote`. The plan says so first (plan, then apply: a `down` after
+/// a kill here finds the routes it must remove); then its addresses are routed over the wire
+/// (a replace, so they are never without a route), its host ends (and their island ends) and
+/// its netns go, and the guard names the wire wherever it named the island's host ends.
 fn leave(plan: &mut Plan, idx: usize, remote: Remote) -> Result<()> {
+    let names: Vec<String> = plan
+        .ends_of(idx)
+        .into_iter()
+        .map(|(_, _, h)| h.to_string())
+        .collect();
     let via: Vec<_> = plan
         .addresses(idx)
         .into_iter()
         .map(|(a, _)| (a, remote.via))
         .collect();
+    plan.islands[idx].remote = Some(remote);
+    plan.save()?;
     p2p::route_via(&via).map_err(net("route the island's addresses to the other host"))?;
-    let names: Vec<String> = ends_of(plan, idx).into_iter().map(|e| e.2).collect();
     p2p::delete_host_links(&names).map_err(net("delete the island's host ends"))?;
     netns::remove(&plan.islands[idx].netns).map_err(net("remove the island's netns"))?;
-    plan.islands[idx].remote = Some(remote);
     crate::apply::ruleset(plan)
         .apply()
-        .map_err(net("border guard"))?;
-    plan.save()
+        .map_err(net("border guard"))
 }
 
 /// The island comes to live here (again): a fresh netns, locked before it has a link, its ends
 /// of its links and the host routes on them in place of the routes over the wire; the guard
 /// names its host ends again. What `up --arriving` makes for it, for a project that is up.
 fn arrive(plan: &mut Plan, idx: usize) -> Result<()> {
-    let island = plan.islands[idx].clone();
     let far: Vec<_> = plan.addresses(idx).into_iter().map(|(a, _)| a).collect();
-    let _none_is_fine = netns::remove(&island.netns);
-    let ns = netns::Netns::create(&island.netns).map_err(net("make the island's netns"))?;
-    firewall::lock_fresh(&ns).map_err(net("lock the island's netns"))?;
-    plan.islands[idx].remote = None;
+    crate::apply::arriving_netns(&plan.islands[idx])?;
     p2p::delete_routes(&far).map_err(net("delete the routes over the wire"))?;
-    let ends = ends_of(plan, idx);
-    let mut steps = crate::apply::end_steps(
-        plan,
-        &island.netns,
-        ends.iter().map(|(n, a, h)| (*n, *a, h.as_str())),
-    );
-    for (n, is_a, host) in &ends {
-        let l = &plan.links[*n];
-        steps.steps.push(p2p::Step {
-            target: p2p::Target::Host,
-            op: p2p::Op::LinkRoute {
-                ifname: host.clone(),
-                dst: if *is_a { l.addr_a } else { l.addr_b },
-            },
-        });
-    }
-    steps.apply().map_err(net("the island's links"))?;
+    plan.islands[idx].remote = None;
+    crate::apply::routed_end_steps(plan, &plan.islands[idx].netns, &plan.ends_of(idx))
+        .apply()
+        .map_err(net("the island's links"))?;
     crate::apply::ruleset(plan)
         .apply()
         .map_err(net("border guard"))?;

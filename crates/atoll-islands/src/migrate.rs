@@ -104,15 +104,11 @@ fn target_of(plan: &Plan, idx: usize) -> Target {
         name.clone()
     };
     let netns = plan.state_dir.join("netns").join(pin_name);
-    let mut ends = Vec::new();
-    for (n, l) in plan.links.iter().enumerate() {
-        if l.a == idx {
-            ends.push((n, true, alternate_host_name(&l.host_a), l.host_a.clone()));
-        }
-        if l.b == idx {
-            ends.push((n, false, alternate_host_name(&l.host_b), l.host_b.clone()));
-        }
-    }
+    let ends = plan
+        .ends_of(idx)
+        .into_iter()
+        .map(|(n, is_a, host)| (n, is_a, alternate_host_name(host), host.to_string()))
+        .collect();
     Target { netns, ends }
 }
 

@@ -128,6 +128,20 @@ impl Plan {
             .collect()
     }
 
+    /// Island `idx`'s ends of its links: (link index, whether it is end a, its host end's name).
+    pub fn ends_of(&self, idx: usize) -> Vec<(usize, bool, &str)> {
+        let mut v = Vec::new();
+        for (n, l) in self.links.iter().enumerate() {
+            if l.a == idx {
+                v.push((n, true, l.host_a.as_str()));
+            }
+            if l.b == idx {
+                v.push((n, false, l.host_b.as_str()));
+            }
+        }
+        v
+    }
+
     /// The interface through which the host sees island `island`'s traffic on link `link`:
     /// its host end, or the wire when the island lives on another host.
     pub fn judged_if(&self, link: usize, island: usize) -> &str {

@@ -454,24 +454,30 @@ impl Request {
         }
     }
 
-    /// RTM_NEWROUTE `dst/32 dev X scope link` in the main table.
-    pub fn new_link_route(dst: Ipv4Addr, index: u32, name: &str) -> Request {
+    /// A static unicast `dst/32` route of the main table, with `scope` and its next hop.
+    fn host_route(dst: Ipv4Addr, scope: RouteScope, next: RouteAttribute) -> RouteMessage {
         let mut msg = RouteMessage::default();
         msg.header.address_family = AddressFamily::Inet;
         msg.header.destination_prefix_length = 32;
         msg.header.table = RouteHeader::RT_TABLE_MAIN;
         msg.header.protocol = RouteProtocol::Static;
-        msg.header.scope = RouteScope::Link;
+        msg.header.scope = scope;
         msg.header.kind = RouteType::Unicast;
-        msg.attributes = vec![
-            RouteAttribute::Destination(RouteAddress::Inet(dst)),
-            RouteAttribute::Oif(index),
-        ];
+        msg.attributes = vec![RouteAttribute::Destination(RouteAddress::Inet(dst)), next];
+        msg
+    }
+
+    /// RTM_NEWROUTE `dst/32 dev X scope link` in the main table.
+    pub fn new_link_route(dst: Ipv4Addr, index: u32, name: &str) -> Request {
         Request {
             op: "RTM_NEWROUTE",
             operand: format!("{dst}/32 dev {name:?}"),
             flags: NLM_F_CREATE | NLM_F_EXCL,
-            msg: RouteNetlinkMessage::NewRoute(msg),
+            msg: RouteNetlinkMessage::NewRoute(Request::host_route(
+                dst,
+                RouteScope::Link,
+                RouteAttribute::Oif(index),
+            )),
         }
     }
 
@@ -487,22 +493,15 @@ impl Request {
     /// `ip route replace <dst>/32 via <gateway>`: an island that lives on another host, reached
     /// over the wire to that host (the kernel picks the device the gateway is on).
     pub fn replace_gateway_route(dst: Ipv4Addr, gateway: Ipv4Addr) -> Request {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet;
-        msg.header.destination_prefix_length = 32;
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
-        msg.header.protocol = RouteProtocol::Static;
-        msg.header.scope = RouteScope::Universe;
-        msg.header.kind = RouteType::Unicast;
-        msg.attributes = vec![
-            RouteAttribute::Destination(RouteAddress::Inet(dst)),
-            RouteAttribute::Gateway(RouteAddress::Inet(gateway)),
-        ];
         Request {
             op: "RTM_NEWROUTE (replace)",
             operand: format!("{dst}/32 via {gateway}"),
             flags: NLM_F_CREATE | NLM_F_REPLACE,
-            msg: RouteNetlinkMessage::NewRoute(msg),
+            msg: RouteNetlinkMessage::NewRoute(Request::host_route(
+                dst,
+                RouteScope::Universe,
+                RouteAttribute::Gateway(RouteAddress::Inet(gateway)),
+            )),
         }
     }
 

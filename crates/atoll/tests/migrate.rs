@@ -99,6 +99,28 @@ fn peer(
     Ok(n)
 }
 
+/// Waits (30 s at most: TCP's retransmission backs off while an island is locked, so the first
+/// round trip after a move may wait a few seconds) until the peer has made `more` round trips
+/// beyond what it had; fails the test naming `when` otherwise.
+fn await_rounds(
+    done: &AtomicU64,
+    client: &std::thread::JoinHandle<Result<u64, String>>,
+    more: u64,
+    when: &str,
+) {
+    let want = done.load(Ordering::SeqCst) + more;
+    for _ in 0..300 {
+        if done.load(Ordering::SeqCst) >= want || client.is_finished() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        done.load(Ordering::SeqCst) >= want,
+        "the peer made no progress {when}"
+    );
+}
+
 fn migrate(p: &Project, island: &str) -> (i32, String, String) {
     p.atoll(&["migrate", "--json", &format!("{}/{island}", p.name)])
 }
@@ -155,22 +177,7 @@ fn a_tcp_peer_survives_ten_migrations() {
         let (ns, to, stop, done) = (p.netns("cli"), to.clone(), stop.clone(), done.clone());
         std::thread::spawn(move || peer(ns, to, stop, done))
     };
-    // The peer makes `more` round trips (within 30 s: TCP's retransmission backs off while
-    // the island is locked, so the first one after a move may wait a few seconds).
-    let progress = |more: u64, when: &str| {
-        let want = done.load(Ordering::SeqCst) + more;
-        for _ in 0..300 {
-            if done.load(Ordering::SeqCst) >= want || client.is_finished() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        assert!(
-            done.load(Ordering::SeqCst) >= want,
-            "the peer made no progress {when}"
-        );
-    };
-    progress(5, "before the first migration");
+    await_rounds(&done, &client, 5, "before the first migration");
     let mut pid = srv_pid(&p);
     for round in 0..10 {
         let (code, out, err) = migrate(&p, "srv");
@@ -204,7 +211,7 @@ fn a_tcp_peer_survives_ten_migrations() {
         // Exactly one generation of host ends and one netns pin per island are left.
         assert_eq!(host_links(&p).len(), 2, "{:?}", host_links(&p));
         assert_eq!(pins(&p).len(), 2, "{:?}", pins(&p));
-        progress(3, &format!("after migration {round}"));
+        await_rounds(&done, &client, 3, &format!("after migration {round}"));
     }
     stop.store(true, Ordering::SeqCst);
     let lines = client
@@ -361,17 +368,7 @@ fn a_migration_with_its_connection_needs_no_iptables() {
         let (ns, to, stop, done) = (p.netns("cli"), to.clone(), stop.clone(), done.clone());
         std::thread::spawn(move || peer(ns, to, stop, done))
     };
-    let progress = |more: u64, when: &str| {
-        let want = done.load(Ordering::SeqCst) + more;
-        for _ in 0..300 {
-            if done.load(Ordering::SeqCst) >= want || client.is_finished() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        assert!(done.load(Ordering::SeqCst) >= want, "no progress {when}");
-    };
-    progress(3, "before the migration");
+    await_rounds(&done, &client, 3, "before the migration");
     let path = path_without_iptables(&p.dir.join("bin"));
     let out = Command::new(common::ATOLL)
         .args(["migrate", "--json", &format!("{}/srv", p.name)])
@@ -385,7 +382,7 @@ fn a_migration_with_its_connection_needs_no_iptables() {
     );
     let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rep["connections"].as_array().unwrap().len(), 1, "{rep}");
-    progress(3, "after the migration");
+    await_rounds(&done, &client, 3, "after the migration");
     stop.store(true, Ordering::SeqCst);
     client.join().unwrap().expect("no reset, no lost line");
 }
@@ -875,13 +872,7 @@ impl Host {
     }
 
     fn counter(&self, project: &str, rule: &str) -> u64 {
-        self.status(project)[0]["rules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["rule"] == rule)
-            .map(|r| r["packets"].as_u64().unwrap())
-            .unwrap_or(0)
+        common::project::rule_packets(&self.status(project), rule)
     }
 
     /// Packets the interface sent.
@@ -1031,20 +1022,7 @@ fn an_island_moves_to_another_host_with_its_connection() {
             let (to, stop, done) = (to.clone(), stop.clone(), done.clone());
             std::thread::spawn(move || peer(cli_ns, to, stop, done))
         };
-        let progress = |more: u64, when: &str| {
-            let want = done.load(Ordering::SeqCst) + more;
-            for _ in 0..300 {
-                if done.load(Ordering::SeqCst) >= want || client.is_finished() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            assert!(
-                done.load(Ordering::SeqCst) >= want,
-                "the client made no progress {when}"
-            );
-        };
-        progress(5, "before the move");
+        await_rounds(&done, &client, 5, "before the move");
         // srv's own connection to cli carries lines too.
         let srv_lines = srv_lines_beyond(&a, &name, 4);
         assert!(srv_lines >= 5, "srv's connection to cli carries lines");
@@ -1103,7 +1081,7 @@ fn an_island_moves_to_another_host_with_its_connection() {
         let (_, route, _) = a.cmd("ip", &["-4", "route", "show", &srv_addr]);
         assert!(route.contains("via 10.254.250.2"), "{route}");
 
-        progress(10, "after the move");
+        await_rounds(&done, &client, 10, "after the move");
         // The connection srv opened carries on from B: B's conntrack picked it up whichever
         // side's segment came first.
         let at_b = srv_lines_beyond(&a, &name, srv_lines + 10);
@@ -1167,7 +1145,7 @@ fn an_island_moves_to_another_host_with_its_connection() {
         assert_eq!(code, 0, "migrate on B: {out}{err}");
         let r: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(r["connections"].as_array().unwrap().len(), 2, "{r}");
-        progress(5, "after a migration on B");
+        await_rounds(&done, &client, 5, "after a migration on B");
 
         // And back: B checkpoints it for A; A, where it lives elsewhere now, takes it in again
         // (a fresh locked netns and its host ends, as `up --arriving` makes them).
@@ -1196,14 +1174,14 @@ fn an_island_moves_to_another_host_with_its_connection() {
         assert!(b
             .island_status(&name, "srv")
             .starts_with("elsewhere (via 10.254.250.1"));
-        progress(10, "after the move back");
+        await_rounds(&done, &client, 10, "after the move back");
         let back = srv_lines_beyond(&a, &name, at_b + 10);
         assert!(
             back > at_b + 10,
             "srv's lines after the move back: {at_b} -> {back}"
         );
         let wire_now = a.tx_packets(&wa);
-        progress(5, "with both islands on A");
+        await_rounds(&done, &client, 5, "with both islands on A");
         assert!(
             a.tx_packets(&wa) < wire_now + 3,
             "the client's traffic stays on A"

@@ -111,15 +111,20 @@ impl Project {
 
     pub fn counter(&self, rule: &str) -> u64 {
         let (_, out, _) = self.atoll(&["status", "--json", &self.name]);
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        v[0]["rules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["rule"] == rule)
-            .map(|r| r["packets"].as_u64().unwrap())
-            .unwrap_or(0)
+        rule_packets(&serde_json::from_str(&out).unwrap(), rule)
     }
+}
+
+/// The packets the guard rule `rule` counted, from `atoll status --json PROJECT` (0 when the
+/// rule is not there).
+pub fn rule_packets(status: &serde_json::Value, rule: &str) -> u64 {
+    status[0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == rule)
+        .map(|r| r["packets"].as_u64().unwrap())
+        .unwrap_or(0)
 }
 
 impl Drop for Project {
