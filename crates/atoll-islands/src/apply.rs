@@ -740,6 +740,11 @@ fn remove_project(
     if let Err(e) = firewall::delete(&table) {
         errs.push(format!("nft delete table inet {table}: {}", report(&e)));
     }
+    // A killed migration's hold: it drops what is sent to the island's addresses.
+    let hold = plan::hold_table_name(name);
+    if let Err(e) = firewall::unhold(&hold) {
+        errs.push(format!("delete the hold tables {hold}: {}", report(&e)));
+    }
     let project_cgroup = Path::new(cgroups).join(name);
     kill_orphan_cgroups(&project_cgroup, &mut errs);
     remove_cgroup_parents(&project_cgroup, &mut errs);

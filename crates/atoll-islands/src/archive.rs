@@ -147,7 +147,7 @@ pub fn checkpoint(
             }
         })?;
         clock.done("preflight");
-        let outage = migrate::freeze_and_dump(&plan, idx, &c, &images)?;
+        let (outage, _no_hold) = migrate::freeze_and_dump(&plan, idx, &c, &images, None)?;
         clock.done("freeze+dump");
         let island = &plan.islands[idx];
         if with_data {
@@ -202,6 +202,7 @@ pub fn checkpoint(
         connections: migrate::fmt_conns(&c.conns),
         phases: clock.phases.clone(),
         outage_ms: outage.elapsed().as_secs_f64() * 1e3,
+        held_packets: 0,
         images: images.clone(),
     })
 }
@@ -284,13 +285,14 @@ pub fn restore(
     let old_netns = island.netns.clone();
     let images = archive.join("images");
     migrate::prepare_guard(&plan, idx)?;
-    let (pid, _open) = migrate::thaw(
+    let (pid, _open, _held) = migrate::thaw(
         &mut plan,
         idx,
         &criu_path,
         &images,
         &m.connections,
         &mut clock,
+        None,
     )?;
     let outage_ms = started.elapsed().as_secs_f64() * 1e3;
     atoll_net::netns::remove(&old_netns)
@@ -304,6 +306,7 @@ pub fn restore(
         connections: migrate::fmt_conns(&m.connections),
         phases: clock.phases.clone(),
         outage_ms,
+        held_packets: 0,
         images,
     })
 }

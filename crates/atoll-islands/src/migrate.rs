@@ -2,6 +2,9 @@
 //! namespace and cgroup that own the same link addresses, with the same links to its peers and
 //! the same border-guard rules, so that its peers' TCP connections carry on.
 //!
+//! What its peers send it in the outage waits on the host (firewall::hold) and is delivered at
+//! the unlock: a segment lost there would be resent only after the peer's RTO (200 ms or more).
+//!
 //! A TCP connection is its 4-tuple: the target must own the very addresses the island's sockets
 //! are bound to, and no namespace may answer the peer with an RST while the sockets are in
 //! flight. So both namespaces are locked (firewall::lock) from just before the freeze until the
@@ -9,13 +12,15 @@
 //!
 //! ```text
 //! preflight   CRIU, every bound address owned by the target, open files, disk   (nothing frozen)
-//! freeze+dump lock source netns; CRIU dumps (--tcp-established, --empty-ns network)
+//! freeze+dump hold the island's inbound packets on the host, lock source netns; CRIU dumps
+//!             (--tcp-established, --empty-ns network)
 //! transfer    images to the target (same host: in place)
 //! restore     CRIU restores; in its "setup-namespaces" step atoll pins the new netns, locks
 //!             it, then makes its links and addresses; CRIU then restores the sockets
 //! verify      every connection of the source is ESTABLISHED in the target
 //! cleanup     old host ends go (their routes with them), routes and guard rules move to the
-//!             new ends, plan saved, target unlocked (end of the outage), old netns removed
+//!             new ends, target opened (end of the outage), held packets delivered, plan saved,
+//!             target unlocked, hold removed, old netns removed
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
@@ -59,6 +64,9 @@ pub struct Report {
     /// From the lock of the source to the unlock of the target: no packet of the island
     /// passes in between.
     pub outage_ms: f64,
+    /// Packets of its peers that waited on the host during the outage (firewall::hold) and
+    /// were delivered at the unlock; 0 where nothing held them (checkpoint, restore).
+    pub held_packets: usize,
     pub images: PathBuf,
 }
 
@@ -375,12 +383,15 @@ fn criu_opts(criu: &Path, images: &Path) -> CommonOpts {
 /// Lock the source netns, then CRIU dumps the island (and kills it once the dump is complete).
 /// The source stays locked: once CRIU has closed its sockets (silently, in repair mode) nothing
 /// there may answer the peer. A failed dump thaws the island (CRIU) and unlocks it (here).
+/// With `hold` (a table name), the island's inbound packets wait on the host from just before
+/// the lock (firewall::hold; a failed dump lets them go to the thawed island).
 pub(crate) fn freeze_and_dump(
     plan: &Plan,
     idx: usize,
     c: &Checked,
     images: &Path,
-) -> Result<Instant> {
+    hold: Option<&str>,
+) -> Result<(Instant, Option<firewall::Hold>)> {
     let island = &plan.islands[idx];
     let cp = |source| IslandsError::Checkpoint {
         island: island.spec.name.clone(),
@@ -400,20 +411,30 @@ pub(crate) fn freeze_and_dump(
         },
     )
     .map_err(cp)?;
+    let held = match hold {
+        Some(table) => Some(
+            firewall::hold(table, &owned(plan, idx))
+                .map_err(net("hold the island's inbound packets on the host"))?,
+        ),
+        None => None,
+    };
     firewall::lock(&src).map_err(net("lock the island's netns"))?;
     let outage = Instant::now();
     tracing::debug!("source locked (start of the outage)");
     if let Err(source) = prepared.dump() {
         let _unlocked = firewall::unlock(&src);
+        if let Some(Err(e)) = held.map(firewall::Hold::end) {
+            tracing::warn!("ending the hold of {}: {e}", island.spec.name);
+        }
         return Err(cp(source));
     }
-    Ok(outage)
+    Ok((outage, held))
 }
 
 /// Restore from `images` into a locked target (once more after a failure: the same images,
-/// the same way), verify `conns`, then switch the island over; returns the new pid and when
-/// the target opened. The source netns stays as it was (locked) on failure. The caller has
-/// applied `prepare_guard`.
+/// the same way), verify `conns`, then switch the island over; returns the new pid, when the
+/// target opened and how many packets `hold` delivered then. The source netns stays as it was
+/// (locked) on failure. The caller has applied `prepare_guard`.
 pub(crate) fn thaw(
     plan: &mut Plan,
     idx: usize,
@@ -421,7 +442,8 @@ pub(crate) fn thaw(
     images: &Path,
     conns: &[(SocketAddr, SocketAddr)],
     clock: &mut Clock,
-) -> Result<(i32, Instant)> {
+    hold: Option<&mut firewall::Hold>,
+) -> Result<(i32, Instant, usize)> {
     let island = plan.islands[idx].clone();
     let name = island.spec.name.clone();
     let store = Store::new(&plan.runtime_root);
@@ -478,9 +500,14 @@ pub(crate) fn thaw(
     firewall::open(&tgt).map_err(net("open the target netns"))?;
     tracing::debug!("target open (end of the outage)");
     let open = Instant::now();
+    let held = match hold {
+        Some(h) => h.pass().map_err(net("deliver the held packets"))?,
+        None => 0,
+    };
+    tracing::debug!("{held} held packet(s) delivered");
     finish_switch(plan, idx, &target)?;
     firewall::unlock(&tgt).map_err(net("unlock the target netns"))?;
-    Ok((pid, open))
+    Ok((pid, open, held))
 }
 
 /// Written before the freeze and removed when the migration has ended either way: what a
@@ -532,6 +559,9 @@ fn recover(plan: &mut Plan, idx: usize, clock: &mut Clock) -> Result<bool> {
         netns: j.new_netns.clone(),
         ends: j.ends.clone(),
     };
+    // The killed run's hold has no listener left: it drops the island's inbound packets.
+    firewall::unhold(&crate::plan::hold_table_name(&plan.name))
+        .map_err(net("remove the hold of the killed migration"))?;
     let store = Store::new(&plan.runtime_root);
     let id = plan.islands[idx].container_id.clone();
     let running = store
@@ -575,7 +605,7 @@ fn recover(plan: &mut Plan, idx: usize, clock: &mut Clock) -> Result<bool> {
                 ),
             ));
         }
-        thaw(plan, idx, &j.criu, &j.images, &j.conns, clock)?;
+        thaw(plan, idx, &j.criu, &j.images, &j.conns, clock, None)?;
         netns::remove(&j.old_netns).map_err(net("remove the source netns"))?;
     }
     std::fs::remove_file(&jp).map_err(io(format!("remove {}", jp.display())))?;
@@ -642,7 +672,8 @@ fn migrate_locked(
     };
     prepare_guard(&plan, idx)?;
     write_journal(&plan, &journal)?;
-    let outage = match freeze_and_dump(&plan, idx, &c, &images) {
+    let hold_table = crate::plan::hold_table_name(&plan.name);
+    let (outage, mut hold) = match freeze_and_dump(&plan, idx, &c, &images, Some(&hold_table)) {
         Ok(t) => t,
         Err(e) => {
             if let Err(g) = crate::apply::ruleset(&plan).apply() {
@@ -658,8 +689,20 @@ fn migrate_locked(
     // On failure the source stays locked: CRIU killed it after the dump, and an unlocked netns
     // without its sockets would reset the peers' connections that a later `atoll restore` of
     // the images could still carry on.
-    let (pid, open) = thaw(&mut plan, idx, &c.criu, &at_target, &c.conns, clock)?;
+    let (pid, open, held) = thaw(
+        &mut plan,
+        idx,
+        &c.criu,
+        &at_target,
+        &c.conns,
+        clock,
+        hold.as_mut(),
+    )?;
     let outage_ms = open.duration_since(outage).as_secs_f64() * 1e3;
+    let held = match hold {
+        Some(h) => held + h.end().map_err(net("end the hold"))?,
+        None => held,
+    };
     netns::remove(&old_netns).map_err(net("remove the source netns"))?;
     let jp = journal_path(&plan, &name);
     std::fs::remove_file(&jp).map_err(io(format!("remove {}", jp.display())))?;
@@ -677,6 +720,7 @@ fn migrate_locked(
         connections: fmt_conns(&c.conns),
         phases: clock.phases.clone(),
         outage_ms,
+        held_packets: held,
         images: at_target,
     })
 }

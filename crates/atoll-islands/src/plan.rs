@@ -195,6 +195,12 @@ pub fn table_name(project: &str) -> String {
     format!("atoll_{}", project.replace('-', "_"))
 }
 
+/// The table of a migration's hold (firewall::hold): one per project, as migrations of a
+/// project take its state lock in turn. Not `atoll_...`: no project's guard table can be it.
+pub fn hold_table_name(project: &str) -> String {
+    format!("atollhold_{}", project.replace('-', "_"))
+}
+
 /// Plans of every project that is up under `state_root`.
 pub fn existing(state_root: &Path) -> Vec<Plan> {
     let Ok(rd) = std::fs::read_dir(state_root) else {

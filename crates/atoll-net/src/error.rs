@@ -93,6 +93,16 @@ pub enum NetError {
         table: String,
         detail: String,
     },
+    /// The netfilter queue of a hold (`firewall::hold`): `netfilter queue 41017: bind: the
+    /// kernel refused it: EBUSY`.
+    #[error("netfilter queue {queue}: {op}: {detail}")]
+    Nfqueue {
+        queue: u16,
+        op: &'static str,
+        /// The kernel's answer, where it refused the request.
+        errno: Option<Errno>,
+        detail: String,
+    },
     /// A socket call of a probe or a socket-diagnostics dump: `connect to 10.1.0.2:5432 in
     /// "/run/atoll/islands/p/netns/db": EPERM`.
     #[error("{op} {operand} in {netns}: {}", ErrnoName(*errno))]

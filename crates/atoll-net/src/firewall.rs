@@ -354,6 +354,163 @@ pub fn unlock(netns: &crate::netns::Netns) -> Result<(), NetError> {
     netns.enter(|| run_nft(LOCK_TABLE, "unlock", &["-f", "-"], Some(&script)).map(drop))?
 }
 
+/// While an island migrates, the packets its peers send it wait on the host instead of being
+/// dropped at the locked namespaces: a hold table (families ip and ip6, named by the caller)
+/// sends every packet to the island's addresses, in prerouting at priority -300, to a
+/// netfilter queue this process listens on (crate::nfqueue). `Hold::pass` (at the unlock)
+/// lets new packets through and accepts the held ones; they go on through routing, which by
+/// then names the new namespace. Without a hold, a peer's segment sent in the outage is lost
+/// and the peer retransmits after its RTO, at least TCP_RTO_MIN (200 ms) after the send: the
+/// outage a peer saw could not go under that.
+///
+/// Fails closed: if the holding process dies, the kernel drops what it held and every later
+/// packet to the addresses (a queue without listener), as the locked namespaces would; the
+/// table stays until `unhold` (a later migrate's recovery, `down`). Traffic that the host
+/// itself sends to the island (output, not prerouting) is not held.
+pub struct Hold {
+    table: String,
+    families: Vec<u8>,
+    queue: crate::nfqueue::Queue,
+    passed: bool,
+    ended: bool,
+}
+
+/// Start holding the packets to `addrs` (see `Hold`) in the calling thread's netns, with a
+/// table named `table` (an identifier) in each family that has an address. The queue number is
+/// the first free one from a number derived from the name.
+pub fn hold(table: &str, addrs: &[std::net::IpAddr]) -> Result<Hold, NetError> {
+    if !is_identifier(table) {
+        return Err(NetError::InvalidRuleset {
+            table: table.to_owned(),
+            what: "table name must be [A-Za-z_][A-Za-z0-9_]*".into(),
+        });
+    }
+    let base = table
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let mut queue = None;
+    for i in 0..64u32 {
+        let num = (0x8000 + (base.wrapping_add(i) % 0x7000)) as u16;
+        if let Some(q) = crate::nfqueue::Queue::bind(num)? {
+            queue = Some(q);
+            break;
+        }
+    }
+    let queue = queue.ok_or_else(|| NetError::Nfqueue {
+        queue: 0x8000 + (base % 0x7000) as u16,
+        op: "bind",
+        errno: Some(rustix::io::Errno::BUSY),
+        detail: "this and the next 63 queue numbers are taken".into(),
+    })?;
+    let mut h = Hold {
+        table: table.to_owned(),
+        families: Vec::new(),
+        queue,
+        passed: false,
+        ended: false,
+    };
+    use crate::nft_batch::{NFPROTO_IPV4, NFPROTO_IPV6};
+    for (family, bytes) in [
+        (NFPROTO_IPV4, v4_bytes(addrs)),
+        (NFPROTO_IPV6, v6_bytes(addrs)),
+    ] {
+        if bytes.is_empty() {
+            continue;
+        }
+        // Recorded first: a failed batch is then deleted by `end` (a no-op if it made nothing).
+        h.families.push(family);
+        crate::nft_batch::hold(table, family, h.queue.num(), &bytes)?;
+    }
+    Ok(h)
+}
+
+fn v4_bytes(addrs: &[std::net::IpAddr]) -> Vec<Vec<u8>> {
+    addrs
+        .iter()
+        .filter_map(|a| match a {
+            std::net::IpAddr::V4(v4) => Some(v4.octets().to_vec()),
+            std::net::IpAddr::V6(_) => None,
+        })
+        .collect()
+}
+
+fn v6_bytes(addrs: &[std::net::IpAddr]) -> Vec<Vec<u8>> {
+    addrs
+        .iter()
+        .filter_map(|a| match a {
+            std::net::IpAddr::V6(v6) => Some(v6.octets().to_vec()),
+            std::net::IpAddr::V4(_) => None,
+        })
+        .collect()
+}
+
+impl Hold {
+    /// Let what arrives now pass (an accept rule at the top of each hold chain: no hook is
+    /// unregistered, so no synchronize_net inside the outage), then accept every held packet;
+    /// returns how many were held.
+    pub fn pass(&mut self) -> Result<usize, NetError> {
+        if !self.passed {
+            for &family in &self.families {
+                crate::nft_batch::pass(&self.table, family)?;
+            }
+            self.passed = true;
+        }
+        self.queue.release()
+    }
+
+    /// `pass` if not done yet, remove the tables, then accept what came meanwhile and unbind;
+    /// returns how many packets were held since the last `pass`.
+    pub fn end(mut self) -> Result<usize, NetError> {
+        self.ended = true;
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<usize, NetError> {
+        let mut errors = Vec::new();
+        let mut held = 0;
+        match self.pass() {
+            Ok(n) => held += n,
+            Err(e) => errors.push(e),
+        }
+        for &family in &self.families {
+            if let Err(e) = crate::nft_batch::delete(&self.table, family) {
+                errors.push(e);
+            }
+        }
+        match self.queue.release() {
+            Ok(n) => held += n,
+            Err(e) => errors.push(e),
+        }
+        NetError::collect(errors).map(|()| held)
+    }
+}
+
+impl Drop for Hold {
+    /// A hold its owner did not end (an error path) ends here: its packets are let go and its
+    /// tables removed, best effort (`end` reports errors).
+    fn drop(&mut self) {
+        if !self.ended {
+            let _ = self.finish();
+        }
+    }
+}
+
+/// Remove a hold's tables (both families) that a killed process left; Ok if absent.
+pub fn unhold(table: &str) -> Result<(), NetError> {
+    if !is_identifier(table) {
+        return Err(NetError::InvalidRuleset {
+            table: table.to_owned(),
+            what: "table name must be [A-Za-z_][A-Za-z0-9_]*".into(),
+        });
+    }
+    use crate::nft_batch::{NFPROTO_IPV4, NFPROTO_IPV6};
+    let errors = [NFPROTO_IPV4, NFPROTO_IPV6]
+        .into_iter()
+        .filter_map(|family| crate::nft_batch::delete(table, family).err())
+        .collect();
+    NetError::collect(errors)
+}
+
 /// Whether `netns` holds `lock`'s table.
 pub fn locked(netns: &crate::netns::Netns) -> Result<bool, NetError> {
     netns.enter(|| {

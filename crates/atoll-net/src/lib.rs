@@ -10,6 +10,7 @@ pub mod firewall;
 pub mod inspect;
 mod netlink;
 pub mod netns;
+mod nfqueue;
 mod nft_batch;
 pub mod nft_netns;
 pub mod p2p;

@@ -1,9 +1,9 @@
 //! The migration lock's nf_tables transactions, sent as netlink batches from this process
 //! instead of through an `nft` run: they fall inside a migration's outage, where starting `nft`
 //! (its libraries, its ruleset cache) costs some milliseconds a time and the messages
-//! themselves a few microseconds. Only the fixed lock table of `firewall` is built here (the
-//! border guard's rulesets stay nft scripts); a test holds the two to the same ruleset, as
-//! `nft list` prints it.
+//! themselves a few microseconds. Only the fixed lock and hold tables of `firewall` are built
+//! here (the border guard's rulesets stay nft scripts); a test holds the lock to the same
+//! ruleset, as `nft list` prints it.
 //!
 //! Wire format (linux/netfilter/nfnetlink.h, nf_tables.h): a batch is BATCH_BEGIN, the
 //! messages, BATCH_END, in one sendmsg, applied as one transaction; each message is an
@@ -26,7 +26,8 @@ const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFPROTO_INET: u8 = 1;
-const NFPROTO_IPV4: u8 = 2;
+pub(crate) const NFPROTO_IPV4: u8 = 2;
+pub(crate) const NFPROTO_IPV6: u8 = 10;
 
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
@@ -65,6 +66,9 @@ const NFTA_PAYLOAD_DREG: u16 = 1;
 const NFTA_PAYLOAD_BASE: u16 = 2;
 const NFTA_PAYLOAD_OFFSET: u16 = 3;
 const NFTA_PAYLOAD_LEN: u16 = 4;
+const NFTA_TARGET_NAME: u16 = 1;
+const NFTA_TARGET_REV: u16 = 2;
+const NFTA_TARGET_INFO: u16 = 3;
 
 const NFT_REG_VERDICT: u32 = 0;
 const NFT_REG_1: u32 = 1;
@@ -73,11 +77,13 @@ const NFT_META_IIF: u32 = 4;
 const NFT_META_OIF: u32 = 5;
 const NFT_META_NFPROTO: u32 = 15;
 const NFT_META_L4PROTO: u32 = 16;
+const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 const NFT_REJECT_ICMPX_UNREACH: u32 = 2;
 const NFT_REJECT_ICMPX_HOST_UNREACH: u8 = 2;
 const NF_DROP: u32 = 0;
 const NF_ACCEPT: u32 = 1;
+const NF_INET_PRE_ROUTING: u32 = 0;
 const NF_INET_LOCAL_IN: u32 = 1;
 const NF_INET_LOCAL_OUT: u32 = 3;
 /// The loopback device's index in every network namespace (LOOPBACK_IFINDEX).
@@ -89,10 +95,10 @@ const ICMP_DEST_UNREACH: u8 = 3;
 const LOCK_PRIORITY: i32 = -300;
 
 /// Attributes being written into a message body.
-struct Attrs<'a>(&'a mut Vec<u8>);
+pub(crate) struct Attrs<'a>(pub(crate) &'a mut Vec<u8>);
 
 impl Attrs<'_> {
-    fn put(&mut self, kind: u16, value: &[u8]) -> &mut Self {
+    pub(crate) fn put(&mut self, kind: u16, value: &[u8]) -> &mut Self {
         let len = 4 + value.len();
         self.0.extend_from_slice(&(len as u16).to_ne_bytes());
         self.0.extend_from_slice(&kind.to_ne_bytes());
@@ -135,6 +141,13 @@ enum Expr {
     Payload { base: u32, offset: u32, len: u32 },
     Verdict(u32),
     RejectIcmpxHostUnreach,
+    /// An x_tables target through nft_compat (this kernel family has no nft `queue`
+    /// expression, CONFIG_NFT_QUEUE, while xt_NFQUEUE is common): what iptables-nft sends.
+    Target {
+        name: &'static str,
+        rev: u32,
+        info: Vec<u8>,
+    },
 }
 
 impl Expr {
@@ -145,6 +158,7 @@ impl Expr {
             Expr::Payload { .. } => "payload",
             Expr::Verdict(_) => "immediate",
             Expr::RejectIcmpxHostUnreach => "reject",
+            Expr::Target { .. } => "target",
         }
     }
 
@@ -178,6 +192,11 @@ impl Expr {
                 a.be32(NFTA_REJECT_TYPE, NFT_REJECT_ICMPX_UNREACH)
                     .put(NFTA_REJECT_ICMP_CODE, &[NFT_REJECT_ICMPX_HOST_UNREACH]);
             }
+            Expr::Target { name, rev, info } => {
+                a.str(NFTA_TARGET_NAME, name)
+                    .be32(NFTA_TARGET_REV, *rev)
+                    .put(NFTA_TARGET_INFO, info);
+            }
         }
     }
 
@@ -193,15 +212,23 @@ impl Expr {
 struct Batch {
     buf: Vec<u8>,
     seq: u32,
+    /// The nfgenmsg family of every nf_tables message (NFPROTO_*).
+    family: u8,
     /// The sequence numbers that expect an ACK, and what each did (for errors).
     acks: Vec<(u32, &'static str)>,
 }
 
 impl Batch {
     fn new() -> Batch {
+        Batch::of(NFPROTO_INET)
+    }
+
+    /// A batch on tables of `family` (NFPROTO_INET, _IPV4, _IPV6).
+    fn of(family: u8) -> Batch {
         let mut b = Batch {
             buf: Vec::with_capacity(2048),
             seq: 0,
+            family,
             acks: Vec::new(),
         };
         b.message(NFNL_MSG_BATCH_BEGIN, 0, 0, NFNL_SUBSYS_NFTABLES, |_| {});
@@ -218,18 +245,7 @@ impl Batch {
         attrs: impl FnOnce(&mut Attrs<'_>),
     ) -> u32 {
         self.seq += 1;
-        let at = self.buf.len();
-        self.buf.extend_from_slice(&[0; 16]); // nlmsghdr, filled below
-        self.buf.push(family);
-        self.buf.push(0); // NFNETLINK_V0
-        self.buf.extend_from_slice(&res_id.to_be_bytes());
-        attrs(&mut Attrs(&mut self.buf));
-        let len = (self.buf.len() - at) as u32;
-        let h = &mut self.buf[at..at + 16];
-        h[0..4].copy_from_slice(&len.to_ne_bytes());
-        h[4..6].copy_from_slice(&kind.to_ne_bytes());
-        h[6..8].copy_from_slice(&(flags | NLM_F_REQUEST).to_ne_bytes());
-        h[8..12].copy_from_slice(&self.seq.to_ne_bytes());
+        nfnl_message(&mut self.buf, kind, flags, self.seq, family, res_id, attrs);
         self.seq
     }
 
@@ -243,7 +259,7 @@ impl Batch {
         let seq = self.message(
             NFNL_SUBSYS_NFTABLES << 8 | msg,
             flags | NLM_F_ACK,
-            NFPROTO_INET,
+            self.family,
             0,
             attrs,
         );
@@ -256,7 +272,8 @@ impl Batch {
         });
     }
 
-    fn base_chain(&mut self, table: &str, chain: &str, hook: u32) {
+    /// A filter chain on `hook` at priority -300 (LOCK_PRIORITY) with `policy`.
+    fn base_chain(&mut self, table: &str, chain: &str, hook: u32, policy: u32) {
         self.nft(NFT_MSG_NEWCHAIN, NLM_F_CREATE, "chain", |a| {
             a.str(NFTA_CHAIN_TABLE, table)
                 .str(NFTA_CHAIN_NAME, chain)
@@ -264,7 +281,7 @@ impl Batch {
                     h.be32(NFTA_HOOK_HOOKNUM, hook)
                         .be32(NFTA_HOOK_PRIORITY, LOCK_PRIORITY as u32);
                 })
-                .be32(NFTA_CHAIN_POLICY, NF_DROP)
+                .be32(NFTA_CHAIN_POLICY, policy)
                 .str(NFTA_CHAIN_TYPE, "filter");
         });
     }
@@ -292,8 +309,8 @@ impl Batch {
 /// The lock table's contents (firewall::lock_table, the same rules).
 fn lock_table(b: &mut Batch, table: &str) {
     b.table(NFT_MSG_NEWTABLE, table);
-    b.base_chain(table, "input", NF_INET_LOCAL_IN);
-    b.base_chain(table, "output", NF_INET_LOCAL_OUT);
+    b.base_chain(table, "input", NF_INET_LOCAL_IN, NF_DROP);
+    b.base_chain(table, "output", NF_INET_LOCAL_OUT, NF_DROP);
     let lo = LOOPBACK_IFINDEX.to_ne_bytes().to_vec();
     b.rule(
         table,
@@ -380,14 +397,90 @@ pub(crate) fn open(table: &str) -> Result<(), NetError> {
     send(b.finish(), table, "open")
 }
 
-/// Send `b` on a NETLINK_NETFILTER socket made in the calling thread's netns; wait for every
-/// ACK. The kernel applies all of it or nothing; the first error names the message.
-fn send(b: Batch, table: &str, what: &'static str) -> Result<(), NetError> {
-    let err = |detail: String| NetError::Nft {
-        what,
-        table: table.to_owned(),
-        detail,
-    };
+/// The hold table (firewall::hold) for the addresses of one family (NFPROTO_IPV4 or _IPV6):
+/// a prerouting chain at priority -300 (before conntrack) whose rule per address hands the
+/// packet to netfilter queue `queue` (`ip daddr A queue num Q`, as iptables-nft writes
+/// `-j NFQUEUE`: xt target NFQUEUE revision 3, no bypass). With no listener on the queue the
+/// kernel drops the packet: a hold left by a killed process fails closed.
+pub(crate) fn hold(table: &str, family: u8, queue: u16, addrs: &[Vec<u8>]) -> Result<(), NetError> {
+    let (offset, len) = if family == NFPROTO_IPV6 { (24, 16) } else { (16, 4) };
+    // struct xt_NFQ_info_v3 { u16 queuenum, queues_total, flags }, host order, padded to
+    // XT_ALIGN (8) as x_tables checks the size.
+    let mut info = Vec::with_capacity(8);
+    info.extend_from_slice(&queue.to_ne_bytes());
+    info.extend_from_slice(&1u16.to_ne_bytes());
+    info.extend_from_slice(&0u16.to_ne_bytes());
+    info.extend_from_slice(&[0, 0]);
+    let mut b = Batch::of(family);
+    b.table(NFT_MSG_NEWTABLE, table); // so that the delete finds one
+    b.table(NFT_MSG_DELTABLE, table);
+    b.table(NFT_MSG_NEWTABLE, table);
+    b.base_chain(table, "prerouting", NF_INET_PRE_ROUTING, NF_ACCEPT);
+    for addr in addrs {
+        b.rule(
+            table,
+            "prerouting",
+            true,
+            &[
+                Expr::Payload {
+                    base: NFT_PAYLOAD_NETWORK_HEADER,
+                    offset,
+                    len,
+                },
+                Expr::Cmp { data: addr.clone() },
+                Expr::Target {
+                    name: "NFQUEUE",
+                    rev: 3,
+                    info: info.clone(),
+                },
+            ],
+        );
+    }
+    send(b.finish(), table, "hold")
+}
+
+/// An accept rule at the top of the hold chain: what arrives now passes (firewall::Hold::pass).
+pub(crate) fn pass(table: &str, family: u8) -> Result<(), NetError> {
+    let mut b = Batch::of(family);
+    b.rule(table, "prerouting", false, &[Expr::Verdict(NF_ACCEPT)]);
+    send(b.finish(), table, "pass")
+}
+
+/// Delete table `table` of `family`; Ok if it is not there.
+pub(crate) fn delete(table: &str, family: u8) -> Result<(), NetError> {
+    let mut b = Batch::of(family);
+    b.table(NFT_MSG_NEWTABLE, table);
+    b.table(NFT_MSG_DELTABLE, table);
+    send(b.finish(), table, "delete")
+}
+
+/// Append one netfilter netlink message to `buf`: nlmsghdr, nfgenmsg (`family`, NFNETLINK_V0,
+/// `res_id` big-endian), then the attributes.
+pub(crate) fn nfnl_message(
+    buf: &mut Vec<u8>,
+    kind: u16,
+    flags: u16,
+    seq: u32,
+    family: u8,
+    res_id: u16,
+    attrs: impl FnOnce(&mut Attrs<'_>),
+) {
+    let at = buf.len();
+    buf.extend_from_slice(&[0; 16]); // nlmsghdr, filled below
+    buf.push(family);
+    buf.push(0); // NFNETLINK_V0
+    buf.extend_from_slice(&res_id.to_be_bytes());
+    attrs(&mut Attrs(buf));
+    let len = (buf.len() - at) as u32;
+    let h = &mut buf[at..at + 16];
+    h[0..4].copy_from_slice(&len.to_ne_bytes());
+    h[4..6].copy_from_slice(&kind.to_ne_bytes());
+    h[6..8].copy_from_slice(&(flags | NLM_F_REQUEST).to_ne_bytes());
+    h[8..12].copy_from_slice(&seq.to_ne_bytes());
+}
+
+/// A NETLINK_NETFILTER socket in the calling thread's netns, CLOEXEC, with a receive timeout.
+pub(crate) fn socket() -> Result<OwnedFd, String> {
     let sock: OwnedFd = rustix::net::socket_with(
         AddressFamily::NETLINK,
         SocketType::RAW,
@@ -396,7 +489,7 @@ fn send(b: Batch, table: &str, what: &'static str) -> Result<(), NetError> {
             std::num::NonZeroU32::new(NETLINK_NETFILTER as u32).expect("nonzero"),
         )),
     )
-    .map_err(|e| err(format!("socket(AF_NETLINK, NETLINK_NETFILTER): {e}")))?;
+    .map_err(|e| format!("socket(AF_NETLINK, NETLINK_NETFILTER): {e}"))?;
     // A reply that never comes (a batch the kernel replays after loading a module, say) must
     // not hold a migration's outage for ever.
     rustix::net::sockopt::set_socket_timeout(
@@ -404,7 +497,19 @@ fn send(b: Batch, table: &str, what: &'static str) -> Result<(), NetError> {
         rustix::net::sockopt::Timeout::Recv,
         Some(std::time::Duration::from_secs(5)),
     )
-    .map_err(|e| err(format!("setsockopt(SO_RCVTIMEO): {e}")))?;
+    .map_err(|e| format!("setsockopt(SO_RCVTIMEO): {e}"))?;
+    Ok(sock)
+}
+
+/// Send `b` on a NETLINK_NETFILTER socket made in the calling thread's netns; wait for every
+/// ACK. The kernel applies all of it or nothing; the first error names the message.
+fn send(b: Batch, table: &str, what: &'static str) -> Result<(), NetError> {
+    let err = |detail: String| NetError::Nft {
+        what,
+        table: table.to_owned(),
+        detail,
+    };
+    let sock = socket().map_err(err)?;
     let kernel = rustix::net::netlink::SocketAddrNetlink::new(0, 0);
     let sent = rustix::net::sendto(&sock, &b.buf, SendFlags::empty(), &kernel)
         .map_err(|e| err(format!("sendto (nf_tables batch): {e}")))?;

@@ -55,6 +55,12 @@ pub fn print_report(r: &Report, json: bool) -> Result<()> {
         "  outage       {:>9.1} ms (lock of the island's netns to unlock of the new one)",
         r.outage_ms
     );
+    if r.held_packets > 0 {
+        println!(
+            "  held         {:>9} packet(s) its peers sent in the outage, delivered at the unlock",
+            r.held_packets
+        );
+    }
     println!(
         "  {}/{}: pid {} -> {}, {} connection(s): {}",
         r.project,
