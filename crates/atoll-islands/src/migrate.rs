@@ -411,6 +411,7 @@ pub(crate) fn freeze_and_dump(
         },
     )
     .map_err(cp)?;
+    tracing::debug!("dump prepared");
     let held = match hold {
         Some(table) => Some(
             firewall::hold(table, &owned(plan, idx))
@@ -418,6 +419,7 @@ pub(crate) fn freeze_and_dump(
         ),
         None => None,
     };
+    tracing::debug!("holding the island's inbound packets");
     firewall::lock(&src).map_err(net("lock the island's netns"))?;
     let outage = Instant::now();
     tracing::debug!("source locked (start of the outage)");
@@ -653,6 +655,7 @@ fn migrate_locked(
     if recover(&mut plan, idx, clock)? {
         tracing::info!("finished a migration of {name} that a killed `migrate` left");
     }
+    let hold_table = crate::plan::hold_table_name(&plan.name);
     let old_netns = plan.islands[idx].netns.clone();
     let images = opts
         .images
@@ -672,7 +675,6 @@ fn migrate_locked(
     };
     prepare_guard(&plan, idx)?;
     write_journal(&plan, &journal)?;
-    let hold_table = crate::plan::hold_table_name(&plan.name);
     let (outage, mut hold) = match freeze_and_dump(&plan, idx, &c, &images, Some(&hold_table)) {
         Ok(t) => t,
         Err(e) => {

@@ -376,8 +376,9 @@ pub struct Hold {
 }
 
 /// Start holding the packets to `addrs` (see `Hold`) in the calling thread's netns, with a
-/// table named `table` (an identifier) in each family that has an address. The queue number is
-/// the first free one from a number derived from the name.
+/// table named `table` (an identifier) in each family that has an address (a killed holder's
+/// table of that name is taken over). The queue number is the first free one from a number
+/// derived from the name.
 pub fn hold(table: &str, addrs: &[std::net::IpAddr]) -> Result<Hold, NetError> {
     if !is_identifier(table) {
         return Err(NetError::InvalidRuleset {
@@ -399,8 +400,10 @@ pub fn hold(table: &str, addrs: &[std::net::IpAddr]) -> Result<Hold, NetError> {
     let queue = queue.ok_or_else(|| NetError::Nfqueue {
         queue: 0x8000 + (base % 0x7000) as u16,
         op: "bind",
-        errno: Some(rustix::io::Errno::BUSY),
-        detail: "this and the next 63 queue numbers are taken".into(),
+        errno: Some(rustix::io::Errno::PERM),
+        detail: "this and the next 63 queue numbers are taken by other listeners (or this \
+                 process lacks CAP_NET_ADMIN)"
+            .into(),
     })?;
     let mut h = Hold {
         table: table.to_owned(),

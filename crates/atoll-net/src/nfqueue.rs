@@ -4,11 +4,14 @@
 //! goes on from the hook where it waited (so through routing as it is then).
 //!
 //! Wire format (linux/netfilter/nfnetlink_queue.h): NFQNL_MSG_CONFIG with NFQA_CFG_CMD (BIND)
-//! binds queue number N of the socket's netns to this socket (EBUSY if another socket has it)
+//! binds queue number N of the socket's netns to this socket (EPERM if another socket has it)
 //! and NFQA_CFG_PARAMS asks for metadata only; the kernel then sends one NFQNL_MSG_PACKET per
 //! queued packet, its id (big-endian) first in NFQA_PACKET_HDR; NFQNL_MSG_VERDICT_BATCH with
 //! NFQA_VERDICT_HDR {verdict, id} answers every queued packet whose id is not after `id`.
-//! Closing the socket unbinds the queue and the kernel drops whatever it still held.
+//! Closing the socket unbinds the queue and the kernel drops whatever it still held. So does
+//! any hook unregistered in the netns meanwhile (nf_queue_nf_hook_drop flushes every queue of
+//! the netns: an nft table with base chains deleted, as a border-guard rewrite does); the batch
+//! verdict then finds nothing to accept (ENOENT) and those packets count as not delivered.
 
 use std::os::fd::OwnedFd;
 
@@ -53,7 +56,8 @@ enum Read {
 }
 
 impl Queue {
-    /// Bind queue `num` of the calling thread's netns; None if another socket holds it.
+    /// Bind queue `num` of the calling thread's netns; None if another socket holds it (the
+    /// kernel answers EPERM: the queue belongs to another netlink port).
     pub(crate) fn bind(num: u16) -> Result<Option<Queue>, NetError> {
         let sock = socket().map_err(|detail| err(num, "socket", detail))?;
         let mut q = Queue {
@@ -72,7 +76,7 @@ impl Queue {
         match q.await_ack(seq, "bind") {
             Ok(()) => Ok(Some(q)),
             Err(NetError::Nfqueue {
-                errno: Some(Errno::BUSY),
+                errno: Some(Errno::PERM | Errno::BUSY),
                 ..
             }) => Ok(None),
             Err(e) => Err(e),
@@ -83,7 +87,8 @@ impl Queue {
         self.num
     }
 
-    /// Accept every packet held so far, and those that come while this runs; returns how many.
+    /// Accept every packet held so far, and those that come while this runs; returns how many
+    /// were delivered (not those the kernel flushed, see the module's comment).
     pub(crate) fn release(&mut self) -> Result<usize, NetError> {
         let mut total = 0;
         loop {
@@ -99,8 +104,15 @@ impl Queue {
                 v.extend_from_slice(&id.to_be_bytes());
                 a.put(NFQA_VERDICT_HDR, &v);
             })?;
-            self.await_ack(seq, "verdict")?;
-            total += n;
+            match self.await_ack(seq, "verdict") {
+                Ok(()) => total += n,
+                // Nothing up to `id` is queued any more: the kernel flushed it.
+                Err(NetError::Nfqueue {
+                    errno: Some(Errno::NOENT),
+                    ..
+                }) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -172,7 +184,11 @@ impl Queue {
                 got = Read::Ack { seq, errno };
             } else if kind == NFNL_SUBSYS_QUEUE << 8 | NFQNL_MSG_PACKET {
                 let id = packet_id(body).ok_or_else(|| {
-                    err(self.num, "recv", "a packet message without NFQA_PACKET_HDR".into())
+                    err(
+                        self.num,
+                        "recv",
+                        "a packet message without NFQA_PACKET_HDR".into(),
+                    )
                 })?;
                 self.last = id;
                 self.waiting += 1;

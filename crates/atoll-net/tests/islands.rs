@@ -454,8 +454,8 @@ fn the_lock_sent_as_netlink_is_the_ruleset_nft_makes() {
     eprintln!("{e}");
 }
 
-/// The table names of the host netns, `family name` per line.
-fn host_tables() -> String {
+/// The table names of the calling thread's netns, `table FAMILY NAME` per line.
+fn tables() -> String {
     let out = Command::new("/usr/sbin/nft")
         .args(["list", "tables"])
         .output()
@@ -465,7 +465,9 @@ fn host_tables() -> String {
 
 /// A hold keeps the packets sent to an island's address on the host (none reaches it), gives
 /// every one back, in order, at `pass`, and lets later ones through unheld; `end` removes its
-/// table, and `unhold` removes the table of a holder that never ended.
+/// table, and `unhold` removes the table of a holder that never ended. The "host" is a netns of
+/// its own: any hook unregistered in the host netns (another test deleting its table) makes the
+/// kernel flush every queue there (nfqueue.rs).
 #[test]
 fn a_hold_keeps_packets_on_the_host_and_delivers_them_at_pass() {
     if !require_root() {
@@ -473,16 +475,20 @@ fn a_hold_keeps_packets_on_the_host_and_delivers_them_at_pass() {
     }
     const TAG: u8 = 10;
     let mut g = Guard::new(TAG);
-    let (a, b) = (g.netns("a"), g.netns("b"));
+    let (mid, a, b) = (g.netns("mid"), g.netns("a"), g.netns("b"));
+    mid.enter(|| hold_in_this_netns(TAG, &g, &a, &b)).unwrap();
+}
+
+fn hold_in_this_netns(tag: u8, g: &Guard, a: &Netns, b: &Netns) {
     let ab = LinkSpec {
-        a: end(TAG, &a, "to-b", 1, 1),
-        b: end(TAG, &b, "to-a", 2, 2),
-        group: group(TAG),
+        a: end(tag, a, "to-b", 1, 1),
+        b: end(tag, b, "to-a", 2, 2),
+        group: group(tag),
     };
     p2p::plan(std::slice::from_ref(&ab)).apply().unwrap();
     Ruleset {
         table: g.table.clone(),
-        host_ifaces: (1..=2).map(|n| host_if(TAG, n)).collect(),
+        host_ifaces: (1..=2).map(|n| host_if(tag, n)).collect(),
         allows: vec![Allow {
             id: "a-to-b-9".into(),
             from_if: ab.a.host_ifname.clone(),
@@ -500,7 +506,8 @@ fn a_hold_keeps_packets_on_the_host_and_delivers_them_at_pass() {
         .enter(|| std::net::UdpSocket::bind((ab.b.addr, 9)))
         .unwrap()
         .unwrap();
-    rx.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let tx = a
         .enter(|| std::net::UdpSocket::bind((ab.a.addr, 0)))
         .unwrap()
@@ -516,30 +523,36 @@ fn a_hold_keeps_packets_on_the_host_and_delivers_them_at_pass() {
     send("0");
     assert_eq!(recv().unwrap(), "0", "before the hold");
 
-    let table = format!("atoll_hold_test_{}", std::process::id());
-    let mut hold = firewall::hold(&table, &[ab.b.addr.into()]).unwrap();
-    assert!(host_tables().contains(&format!("table ip {table}")));
+    let table = "atoll_hold_test";
+    let mut hold = firewall::hold(table, &[ab.b.addr.into()]).unwrap();
+    assert!(tables().contains(&format!("table ip {table}")));
     for m in ["1", "2", "3"] {
         send(m);
     }
     // Only a wait can show an absence; that the three were held is what `pass` counts.
     let early = recv();
     assert!(early.is_err(), "a held packet arrived: {early:?}");
-    assert_eq!(hold.pass().unwrap(), 3, "three packets held");
+    assert_eq!(hold.pass().unwrap(), 3, "three packets held and delivered");
     let got: Vec<String> = (0..3).map(|_| recv().unwrap()).collect();
     assert_eq!(got, ["1", "2", "3"]);
     send("4");
     assert_eq!(recv().unwrap(), "4", "after the pass");
     assert_eq!(hold.end().unwrap(), 0);
-    assert!(!host_tables().contains(&table), "{}", host_tables());
+    assert!(!tables().contains(table), "{}", tables());
 
-    // A holder that never ends (as if killed, its table is left): `unhold` removes the table,
-    // and packets pass again.
-    let stuck = firewall::hold(&table, &[ab.b.addr.into()]).unwrap();
+    // A holder that never ends (as if killed): its table stays, and a new hold takes it over.
+    let stuck = firewall::hold(table, &[ab.b.addr.into()]).unwrap();
     std::mem::forget(stuck);
-    firewall::unhold(&table).unwrap();
-    assert!(!host_tables().contains(&table), "{}", host_tables());
+    let mut again = firewall::hold(table, &[ab.b.addr.into()]).unwrap();
     send("5");
-    assert_eq!(recv().unwrap(), "5", "after unhold");
-    firewall::unhold(&table).unwrap();
+    assert!(recv().is_err(), "held again");
+    assert_eq!(again.pass().unwrap(), 1, "the new holder's queue has it");
+    assert_eq!(recv().unwrap(), "5");
+    std::mem::forget(again);
+    // `unhold` removes what they left, and packets pass again.
+    firewall::unhold(table).unwrap();
+    assert!(!tables().contains(table), "{}", tables());
+    send("6");
+    assert_eq!(recv().unwrap(), "6", "after unhold");
+    firewall::unhold(table).unwrap();
 }

@@ -224,7 +224,10 @@ fn a_tcp_peer_survives_ten_migrations() {
     // The peer's lines sent in the outages waited on the host and were delivered at the
     // unlocks (a line every 50 ms, outages of some 170 ms each); no hold is left.
     assert!(held > 0, "no packet was held in 10 outages");
-    let tables = Command::new("nft").args(["list", "tables"]).output().unwrap();
+    let tables = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
     assert!(!String::from_utf8_lossy(&tables.stdout).contains("atollhold_"));
     // A new connection crosses the guard's rule, which now names the new host ends.
     let before = p.counter("allow:cli->srv:tcp/7000");
