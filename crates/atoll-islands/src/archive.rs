@@ -114,9 +114,6 @@ pub fn checkpoint(
     criu: Option<&Path>,
     progress: &mut dyn FnMut(&Phase),
 ) -> Result<Report> {
-    if archive.exists() {
-        return Err(bad(archive, "exists already; give a new directory"));
-    }
     let _lock = crate::apply::lock_state(state_root)?;
     let (mut plan, name) = crate::resolve(state_root, what)?;
     let idx = plan
@@ -125,13 +122,38 @@ pub fn checkpoint(
         .position(|i| i.spec.name == name)
         .expect("resolve found it");
     if plan.islands[idx].remote.is_some() {
+        // A `checkpoint --via` killed in its leave left the plan saying so, and perhaps the
+        // old routes, host ends, netns or guard rules: the same command finishes the leave.
+        settle_leave(&plan, idx)?;
         return Err(IslandsError::Island {
             island: name,
-            msg: "lives on another host (it left this one): checkpoint it there".into(),
+            msg: "lives on another host (it left this one; its leave is complete): \
+                  checkpoint it there"
+                .into(),
         });
     }
     // Before anything is frozen: a wire that cannot carry the island's traffic is refused now.
     let remote = via.map(crate::apply::wire_to).transpose()?;
+    if archive.exists() {
+        // The same command after a kill between the archive and the leave: the island was
+        // checkpointed into this archive and no longer runs here; only its leave is left.
+        let store = atoll_runtime::Store::new(&plan.runtime_root);
+        let ours = read_manifest(archive).is_ok_and(|m| m.project == plan.name && m.island == name);
+        if let (Some(r), true, false) =
+            (remote, ours, store.exists(&plan.islands[idx].container_id))
+        {
+            leave(&mut plan, idx, r)?;
+            return Err(IslandsError::Island {
+                island: name,
+                msg: format!(
+                    "was checkpointed into {} already (the island stopped there; its leave is \
+                     complete now): restore that archive on the other host",
+                    archive.display()
+                ),
+            });
+        }
+        return Err(bad(archive, "exists already; give a new directory"));
+    }
     let mut clock = Clock {
         phases: Vec::new(),
         at: Instant::now(),
@@ -316,24 +338,35 @@ pub fn restore(
 /// (a replace, so they are never without a route), its host ends (and their island ends) and
 /// its netns go, and the guard names the wire wherever it named the island's host ends.
 fn leave(plan: &mut Plan, idx: usize, remote: Remote) -> Result<()> {
-    let names: Vec<String> = plan
-        .ends_of(idx)
-        .into_iter()
-        .map(|(_, _, h)| h.to_string())
-        .collect();
+    plan.islands[idx].remote = Some(remote);
+    plan.save()?;
+    settle_leave(plan, idx)
+}
+
+/// The steps of `leave` after the plan says the island is remote; each is safe to run again,
+/// so a leave cut short (a kill) is finished by running them all.
+fn settle_leave(plan: &Plan, idx: usize) -> Result<()> {
+    let Some(remote) = &plan.islands[idx].remote else {
+        return Ok(());
+    };
     let via: Vec<_> = plan
         .addresses(idx)
         .into_iter()
         .map(|(a, _)| (a, remote.via))
         .collect();
-    plan.islands[idx].remote = Some(remote);
-    plan.save()?;
     p2p::route_via(&via).map_err(net("route the island's addresses to the other host"))?;
-    p2p::delete_host_links(&names).map_err(net("delete the island's host ends"))?;
+    p2p::delete_host_links(&host_ends(plan, idx)).map_err(net("delete the island's host ends"))?;
     netns::remove(&plan.islands[idx].netns).map_err(net("remove the island's netns"))?;
     crate::apply::ruleset(plan)
         .apply()
         .map_err(net("border guard"))
+}
+
+fn host_ends(plan: &Plan, idx: usize) -> Vec<String> {
+    plan.ends_of(idx)
+        .into_iter()
+        .map(|(_, _, h)| h.to_string())
+        .collect()
 }
 
 /// The island comes to live here (again): a fresh netns, locked before it has a link, its ends
@@ -341,6 +374,8 @@ fn leave(plan: &mut Plan, idx: usize, remote: Remote) -> Result<()> {
 /// names its host ends again. What `up --arriving` makes for it, for a project that is up.
 fn arrive(plan: &mut Plan, idx: usize) -> Result<()> {
     let far: Vec<_> = plan.addresses(idx).into_iter().map(|(a, _)| a).collect();
+    // Host ends a leave cut short did not delete would collide with the new ones.
+    p2p::delete_host_links(&host_ends(plan, idx)).map_err(net("delete old host ends"))?;
     crate::apply::arriving_netns(&plan.islands[idx])?;
     p2p::delete_routes(&far).map_err(net("delete the routes over the wire"))?;
     plan.islands[idx].remote = None;

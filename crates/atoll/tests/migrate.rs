@@ -763,6 +763,9 @@ fn srv_lines_at_cli(h: &Host, project: &str) -> usize {
         "cat",
         "/tmp/in",
     ]);
+    if err.contains("can't open") {
+        return 0; // no line yet
+    }
     assert_eq!(code, 0, "read cli's /tmp/in: {err}");
     // Whole lines only: the last one may be on its way.
     let whole = &out[..out.rfind('\n').map_or(0, |i| i + 1)];
@@ -950,43 +953,7 @@ fn an_island_moves_to_another_host_with_its_connection() {
     let file = dir.join("islands.toml");
     std::fs::write(&file, format!("name = \"{name}\"\n{}", two_way_body())).unwrap();
     let file = file.to_str().unwrap();
-    let a = Host::new(&dir, "a");
-    let b = Host::new(&dir, "b");
-    // The wire: 10.254.250.1 (A) - 10.254.250.2 (B); the hosts forward on it.
-    let (wa, wb) = (
-        format!("xwa{}", std::process::id() % 100000),
-        format!("xwb{}", std::process::id() % 100000),
-    );
-    let (code, _, err) = common::decode(
-        Command::new("ip")
-            .args([
-                "link",
-                "add",
-                &wa,
-                "netns",
-                &a.pid(),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &wb,
-                "netns",
-                &b.pid(),
-            ])
-            .output()
-            .unwrap(),
-    );
-    assert_eq!(code, 0, "the wire: {err}");
-    for (h, dev, addr) in [(&a, &wa, "10.254.250.1/30"), (&b, &wb, "10.254.250.2/30")] {
-        h.sh(&format!(
-            "ip addr add {addr} dev {dev}; ip link set {dev} up; \
-             sysctl -qw net.ipv4.conf.{dev}.forwarding=1"
-        ));
-    }
-    let down = |h: &Host| {
-        let (code, out, err) = h.atoll(&["down", &name]);
-        (code, format!("{out}{err}"))
-    };
+    let (a, b, wa, wb) = two_hosts(&dir, "move");
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let (code, out, err) = a.atoll(&["up", file]);
         assert_eq!(code, 0, "up on A: {out}{err}");
@@ -1209,6 +1176,61 @@ fn an_island_moves_to_another_host_with_its_connection() {
             .expect("no reset, no lost or duplicated line");
         assert!(lines >= 30, "{lines} lines");
     }));
+    down_both_leaves_nothing(a, b, &name, &dir, result);
+}
+
+/// Hosts A and B (`Host`; `tag` keeps tests apart) joined by a veth wire, 10.254.250.1 (A) - 10.254.250.2 (B), on which
+/// both forward; returns them and the wire's two ends.
+fn two_hosts(dir: &Path, tag: &str) -> (Host, Host, String, String) {
+    let a = Host::new(dir, &format!("{tag}a"));
+    let b = Host::new(dir, &format!("{tag}b"));
+    // The wire: 10.254.250.1 (A) - 10.254.250.2 (B); the hosts forward on it.
+    let (wa, wb) = (
+        format!("xwa{}", std::process::id() % 100000),
+        format!("xwb{}", std::process::id() % 100000),
+    );
+    let (code, _, err) = common::decode(
+        Command::new("ip")
+            .args([
+                "link",
+                "add",
+                &wa,
+                "netns",
+                &a.pid(),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &wb,
+                "netns",
+                &b.pid(),
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(code, 0, "the wire: {err}");
+    for (h, dev, addr) in [(&a, &wa, "10.254.250.1/30"), (&b, &wb, "10.254.250.2/30")] {
+        h.sh(&format!(
+            "ip addr add {addr} dev {dev}; ip link set {dev} up; \
+             sysctl -qw net.ipv4.conf.{dev}.forwarding=1"
+        ));
+    }
+    (a, b, wa, wb)
+}
+
+/// `down` of `project` on both hosts, then the hosts go; re-raises `result`'s panic, else checks
+/// that the downs passed and left no static route, nft table or cgroup on either host.
+fn down_both_leaves_nothing(
+    a: Host,
+    b: Host,
+    project: &str,
+    dir: &Path,
+    result: std::thread::Result<()>,
+) {
+    let down = |h: &Host| {
+        let (code, out, err) = h.atoll(&["down", project]);
+        (code, format!("{out}{err}"))
+    };
     let (down_b, down_a) = (down(&b), down(&a));
     let left: Vec<String> = a.cgroup_dirs().into_iter().chain(b.cgroup_dirs()).collect();
     let routes: Vec<String> = [&a, &b]
@@ -1220,7 +1242,7 @@ fn an_island_moves_to_another_host_with_its_connection() {
         .map(|h| h.cmd("nft", &["list", "tables"]).1)
         .collect();
     drop((a, b));
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
     if let Err(p) = result {
         std::panic::resume_unwind(p);
     }
@@ -1237,4 +1259,126 @@ fn an_island_moves_to_another_host_with_its_connection() {
     // The runtime and `down` remove the islands' cgroups and the dirs above them that the
     // node file's `cgroup_parent` named (atoll-xhost-PID-X/islands), once empty.
     assert!(left.is_empty(), "cgroups left: {left:?}");
+}
+
+/// `checkpoint --via` killed (SIGKILL) once its archive is written, while the island leaves
+/// host A: whatever step the kill cut, the same command on A finishes the leave (srv's address
+/// routed over the wire, srv's host end and netns gone, the guard naming the wire) and says the
+/// island lives elsewhere; the archive restores on B with its connection; cli on A reaches srv
+/// on B; `down` on both leaves nothing.
+#[test]
+fn a_checkpoint_killed_while_the_island_leaves_is_finished_by_the_same_command() {
+    if !can_run() {
+        return;
+    }
+    let name = format!("xk{}", std::process::id() % 100000);
+    let dir = std::env::temp_dir().join(format!("atoll-test-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("islands.toml");
+    std::fs::write(&file, format!("name = \"{name}\"\n{}", two_way_body())).unwrap();
+    let file = file.to_str().unwrap();
+    let (a, b, _wa, _wb) = two_hosts(&dir, "kill");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let (code, out, err) = a.atoll(&["up", file]);
+        assert_eq!(code, 0, "up on A: {out}{err}");
+        let (code, out, err) = b.atoll(&["up", file, "--arriving", "srv", "--via", "10.254.250.1"]);
+        assert_eq!(code, 0, "up --arriving on B: {out}{err}");
+        let plan: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(a.path(&format!("/run/atoll/islands/{name}/plan.json"))).unwrap(),
+        )
+        .unwrap();
+        let srv_addr = plan["links"][0]["addr_a"].as_str().unwrap().to_string();
+        let srv_end = plan["links"][0]["host_a"].as_str().unwrap().to_string();
+        let srv_lines = srv_lines_beyond(&a, &name, 4);
+        assert!(srv_lines >= 5, "srv's connection to cli carries lines");
+
+        let archive = dir.join("srv.arc");
+        let archive_s = archive.to_str().unwrap();
+        let args = [
+            "--via",
+            "10.254.250.2",
+            "--to",
+            archive_s,
+            &format!("{name}/srv"),
+        ];
+        let mut child = Command::new("nsenter")
+            .args([
+                "-t",
+                &a.pid(),
+                "-n",
+                "-m",
+                "--",
+                common::ATOLL,
+                "checkpoint",
+            ])
+            .args(args)
+            .env("ATOLL_CONFIG", &a.node)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // The phase line that ends with the archive written: the leave comes next.
+        assert!(
+            lines
+                .by_ref()
+                .any(|l| l.unwrap().split_whitespace().next() == Some("transfer")),
+            "checkpoint never printed its transfer line"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        eprintln!(
+            "KILLSTATE route={:?} link={:?} pin={}",
+            a.cmd("ip", &["-4", "route", "show", &srv_addr]).1,
+            a.cmd("ip", &["-o", "link", "show", &srv_end]).1.len(),
+            Path::new(&a.path(&format!("/run/atoll/islands/{name}/netns/srv"))).exists()
+        );
+
+        let (code, _, err) = a.atoll(&["checkpoint"].into_iter().chain(args).collect::<Vec<_>>());
+        assert_ne!(code, 0);
+        assert!(err.contains("its leave is complete"), "{err}");
+        let (_, route, _) = a.cmd("ip", &["-4", "route", "show", &srv_addr]);
+        assert!(route.contains("via 10.254.250.2"), "{route}");
+        let (_, link, _) = a.cmd("ip", &["link", "show", &srv_end]);
+        assert!(link.trim().is_empty(), "srv's host end is left: {link}");
+        assert!(!Path::new(&a.path(&format!("/run/atoll/islands/{name}/netns/srv"))).exists());
+        assert!(a
+            .island_status(&name, "srv")
+            .starts_with("elsewhere (via 10.254.250.2"));
+
+        let at_b = dir.join("srv.arc.at-b");
+        assert!(Command::new("cp")
+            .arg("-a")
+            .arg(&archive)
+            .arg(&at_b)
+            .status()
+            .unwrap()
+            .success());
+        let (code, out, err) = b.atoll(&["restore", "--json", at_b.to_str().unwrap()]);
+        assert_eq!(code, 0, "restore on B: {out}{err}");
+        // srv's connection to cli carries on from B, through A's guard (which names the wire).
+        let after = srv_lines_beyond(&a, &name, srv_lines + 10);
+        assert!(
+            after > srv_lines + 10,
+            "srv's lines from B: {srv_lines} -> {after}"
+        );
+        let cmd = format!("echo again | {BB} nc -w 2 {srv_addr} 7000");
+        let (code, out, err) = a.atoll(&[
+            "island",
+            "exec",
+            &format!("{name}/cli"),
+            BB,
+            "sh",
+            "-c",
+            &cmd,
+        ]);
+        assert_eq!(
+            (code, out.trim()),
+            (0, "again"),
+            "cli on A to srv on B: {err}"
+        );
+    }));
+    down_both_leaves_nothing(a, b, &name, &dir, result);
 }
