@@ -465,9 +465,10 @@ fn tables() -> String {
 
 /// A hold keeps the packets sent to an island's address on the host (none reaches it), gives
 /// every one back, in order, at `pass`, and lets later ones through unheld; `end` removes its
-/// table, and `unhold` removes the table of a holder that never ended. The "host" is a netns of
-/// its own: any hook unregistered in the host netns (another test deleting its table) makes the
-/// kernel flush every queue there (nfqueue.rs).
+/// table, and `unhold` removes the table of a holder that never ended; a guard rewrite during
+/// the hold loses nothing. The "host" is a netns of its own: any hook unregistered in the host
+/// netns (another test deleting its table) makes the kernel flush every queue there
+/// (nfqueue.rs).
 #[test]
 fn a_hold_keeps_packets_on_the_host_and_delivers_them_at_pass() {
     if !require_root() {
@@ -486,7 +487,7 @@ fn hold_in_this_netns(tag: u8, g: &Guard, a: &Netns, b: &Netns) {
         group: group(tag),
     };
     p2p::plan(std::slice::from_ref(&ab)).apply().unwrap();
-    Ruleset {
+    let guard = Ruleset {
         table: g.table.clone(),
         host_ifaces: (1..=2).map(|n| host_if(tag, n)).collect(),
         allows: vec![Allow {
@@ -499,9 +500,8 @@ fn hold_in_this_netns(tag: u8, g: &Guard, a: &Netns, b: &Netns) {
             ports: vec![(9, 9)],
         }],
         log_drops: false,
-    }
-    .apply()
-    .unwrap();
+    };
+    guard.apply().unwrap();
     let rx = b
         .enter(|| std::net::UdpSocket::bind((ab.b.addr, 9)))
         .unwrap()
@@ -532,6 +532,9 @@ fn hold_in_this_netns(tag: u8, g: &Guard, a: &Netns, b: &Netns) {
     // Only a wait can show an absence; that the three were held is what `pass` counts.
     let early = recv();
     assert!(early.is_err(), "a held packet arrived: {early:?}");
+    // The guard rewritten meanwhile (as another project's `up` would): it keeps its hooks, so
+    // the kernel does not flush the queue.
+    guard.apply().unwrap();
     assert_eq!(hold.pass().unwrap(), 3, "three packets held and delivered");
     let got: Vec<String> = (0..3).map(|_| recv().unwrap()).collect();
     assert_eq!(got, ["1", "2", "3"]);
