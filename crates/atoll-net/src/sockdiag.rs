@@ -112,6 +112,62 @@ pub fn tcp_sockets(netns: &Netns) -> Result<Vec<TcpSocket>, NetError> {
     Ok(out)
 }
 
+/// The TCP state of each connection (local, remote) in `netns`, None where there is no such
+/// socket. One exact lookup per connection (a request without NLM_F_DUMP: the kernel looks the
+/// 4-tuple up in its hash, inet_diag_find_one_icsk) instead of a dump, which walks the whole
+/// established hash table, shared by every netns (262144 buckets here, about 1 ms per family).
+pub fn tcp_states(
+    netns: &Netns,
+    conns: &[(SocketAddr, SocketAddr)],
+) -> Result<Vec<Option<u8>>, NetError> {
+    let label = format!("{:?}", netns.path());
+    let err = |op, errno| NetError::Socket {
+        op,
+        operand: "NETLINK_SOCK_DIAG".into(),
+        netns: label.clone(),
+        errno,
+    };
+    let fd = netns
+        .enter(|| {
+            rustix::net::socket_with(
+                AddressFamily::NETLINK,
+                SocketType::RAW,
+                SocketFlags::CLOEXEC,
+                Some(netlink::SOCK_DIAG),
+            )
+        })?
+        .map_err(|e| err("socket(AF_NETLINK, NETLINK_SOCK_DIAG)", e))?;
+    let mut states = Vec::with_capacity(conns.len());
+    for (i, (local, remote)) in conns.iter().enumerate() {
+        let id = SocketId {
+            source_port: local.port(),
+            destination_port: remote.port(),
+            source_address: local.ip(),
+            destination_address: remote.ip(),
+            interface_id: 0,
+            // INET_DIAG_NOCOOKIE: any socket with this 4-tuple.
+            cookie: [0xff; 8],
+        };
+        let family = if local.is_ipv4() { AF_INET } else { AF_INET6 };
+        let mut found = Vec::new();
+        match query(
+            &fd,
+            i as u32 + 1,
+            NLM_F_REQUEST,
+            family,
+            IPPROTO_TCP,
+            0xfff,
+            id,
+            &mut found,
+        ) {
+            Ok(()) => states.push(found.first().map(|s| s.state)),
+            Err((_, Errno::NOENT)) => states.push(None),
+            Err((op, e)) => return Err(err(op, e)),
+        }
+    }
+    Ok(states)
+}
+
 fn dump(
     fd: &OwnedFd,
     seq: u32,
@@ -120,8 +176,38 @@ fn dump(
     states: u32,
     out: &mut Vec<TcpSocket>,
 ) -> Result<(), (&'static str, Errno)> {
+    let any = if family == AF_INET {
+        SocketId::new_v4()
+    } else {
+        SocketId::new_v6()
+    };
+    query(
+        fd,
+        seq,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        family,
+        protocol,
+        states,
+        any,
+        out,
+    )
+}
+
+/// One inet_diag request; its replies go to `out`. A dump ends with NLMSG_DONE; an exact
+/// lookup (no NLM_F_DUMP) with its one reply, or an error (ENOENT: no such socket).
+#[allow(clippy::too_many_arguments)]
+fn query(
+    fd: &OwnedFd,
+    seq: u32,
+    flags: u16,
+    family: u8,
+    protocol: u8,
+    states: u32,
+    socket_id: SocketId,
+    out: &mut Vec<TcpSocket>,
+) -> Result<(), (&'static str, Errno)> {
     let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.flags = flags;
     header.sequence_number = seq;
     let mut msg = NetlinkMessage::new(
         header,
@@ -130,11 +216,7 @@ fn dump(
             protocol,
             extensions: ExtensionFlags::empty(),
             states: StateFlags::from_bits_truncate(states),
-            socket_id: if family == AF_INET {
-                SocketId::new_v4()
-            } else {
-                SocketId::new_v6()
-            },
+            socket_id,
         })
         .into(),
     );
@@ -171,7 +253,10 @@ fn dump(
                         state: r.header.state,
                         uid: r.header.uid,
                         inode: r.header.inode,
-                    })
+                    });
+                    if flags & NLM_F_DUMP == 0 {
+                        return Ok(());
+                    }
                 }
                 NetlinkPayload::Done(_) => return Ok(()),
                 NetlinkPayload::Error(e) if e.code.is_some() => {

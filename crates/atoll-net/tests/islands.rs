@@ -559,3 +559,40 @@ fn hold_in_this_netns(tag: u8, g: &Guard, a: &Netns, b: &Netns) {
     assert_eq!(recv().unwrap(), "6", "after unhold");
     firewall::unhold(table).unwrap();
 }
+
+/// `sockdiag::tcp_states` looks each connection up by its 4-tuple in the namespace it is asked
+/// about: both ends of a connection there are ESTABLISHED; a 4-tuple of no socket, or one of
+/// another namespace, has none.
+#[test]
+fn tcp_states_are_looked_up_by_four_tuple_in_their_netns() {
+    if !require_root() {
+        return;
+    }
+    let mut g = Guard::new(11);
+    let (a, other) = (g.netns("a"), g.netns("other"));
+    let (server, client, accepted) = a
+        .enter(|| {
+            ip(&["link", "set", "lo", "up"]);
+            let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+            let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let (s, _) = l.accept().unwrap();
+            (l, c, s)
+        })
+        .unwrap();
+    let (c, s) = (client.local_addr().unwrap(), accepted.local_addr().unwrap());
+    let nowhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let conns = [(c, s), (s, c), (c, nowhere)];
+    assert_eq!(
+        atoll_net::sockdiag::tcp_states(&a, &conns).unwrap(),
+        [
+            Some(atoll_net::sockdiag::TCP_ESTABLISHED),
+            Some(atoll_net::sockdiag::TCP_ESTABLISHED),
+            None
+        ]
+    );
+    assert_eq!(
+        atoll_net::sockdiag::tcp_states(&other, &conns[..1]).unwrap(),
+        [None]
+    );
+    drop((server, client, accepted));
+}
