@@ -524,8 +524,12 @@ fn hold_in_this_netns(tag: u8, g: &Guard, a: &Netns, b: &Netns) {
     assert_eq!(recv().unwrap(), "0", "before the hold");
 
     let table = "atoll_hold_test";
-    let mut hold = firewall::hold(table, &[ab.b.addr.into()]).unwrap();
+    // An IPv6 address gets a table of its own family (the kernel takes the rule: the x_tables
+    // target exists for both).
+    let v6: std::net::IpAddr = "fd00:213::2".parse().unwrap();
+    let mut hold = firewall::hold(table, &[ab.b.addr.into(), v6]).unwrap();
     assert!(tables().contains(&format!("table ip {table}")));
+    assert!(tables().contains(&format!("table ip6 {table}")));
     for m in ["1", "2", "3"] {
         send(m);
     }
