@@ -512,9 +512,17 @@ pub fn unhold(table: &str) -> Result<(), NetError> {
         });
     }
     use crate::nft_batch::{NFPROTO_IPV4, NFPROTO_IPV6};
+    // Asked first: `down` and every migration's recovery call this, and there is seldom a hold
+    // to remove (a delete of nothing still costs a synchronize_net).
     let errors = [NFPROTO_IPV4, NFPROTO_IPV6]
         .into_iter()
-        .filter_map(|family| crate::nft_batch::delete(table, family).err())
+        .filter_map(
+            |family| match crate::nft_batch::table_exists(table, family) {
+                Ok(true) => crate::nft_batch::delete(table, family).err(),
+                Ok(false) => None,
+                Err(e) => Some(e),
+            },
+        )
         .collect();
     NetError::collect(errors)
 }
