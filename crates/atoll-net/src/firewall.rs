@@ -203,6 +203,17 @@ fn allow_rule(a: &Allow) -> String {
     )
 }
 
+/// A table name that goes into an nft script or a netlink message: an identifier.
+fn check_table_name(table: &str) -> Result<(), NetError> {
+    if is_identifier(table) {
+        return Ok(());
+    }
+    Err(NetError::InvalidRuleset {
+        table: table.to_owned(),
+        what: "table name must be [A-Za-z_][A-Za-z0-9_]*".into(),
+    })
+}
+
 fn is_identifier(s: &str) -> bool {
     let mut b = s.bytes();
     matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
@@ -226,12 +237,7 @@ pub fn port_ranges(ports: &[(u16, u16)]) -> Vec<String> {
 
 /// Delete table `inet <table>`; Ok if absent (the same add-then-delete transaction).
 pub fn delete(table: &str) -> Result<(), NetError> {
-    if !is_identifier(table) {
-        return Err(NetError::InvalidRuleset {
-            table: table.to_owned(),
-            what: "table name must be [A-Za-z_][A-Za-z0-9_]*".into(),
-        });
-    }
+    check_table_name(table)?;
     let script = format!("add table inet {table}\ndelete table inet {table}\n");
     run_nft(table, "delete", &["-f", "-"], Some(&script)).map(drop)
 }
@@ -385,12 +391,7 @@ pub struct Hold {
 /// table of that name is taken over). The queue number is the first free one from a number
 /// derived from the name.
 pub fn hold(table: &str, addrs: &[std::net::IpAddr]) -> Result<Hold, NetError> {
-    if !is_identifier(table) {
-        return Err(NetError::InvalidRuleset {
-            table: table.to_owned(),
-            what: "table name must be [A-Za-z_][A-Za-z0-9_]*".into(),
-        });
-    }
+    check_table_name(table)?;
     let base = table
         .bytes()
         .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
@@ -419,8 +420,8 @@ pub fn hold(table: &str, addrs: &[std::net::IpAddr]) -> Result<Hold, NetError> {
     };
     use crate::nft_batch::{NFPROTO_IPV4, NFPROTO_IPV6};
     for (family, bytes) in [
-        (NFPROTO_IPV4, v4_bytes(addrs)),
-        (NFPROTO_IPV6, v6_bytes(addrs)),
+        (NFPROTO_IPV4, addr_bytes(addrs, false)),
+        (NFPROTO_IPV6, addr_bytes(addrs, true)),
     ] {
         if bytes.is_empty() {
             continue;
@@ -432,22 +433,14 @@ pub fn hold(table: &str, addrs: &[std::net::IpAddr]) -> Result<Hold, NetError> {
     Ok(h)
 }
 
-fn v4_bytes(addrs: &[std::net::IpAddr]) -> Vec<Vec<u8>> {
+/// The addresses of one family (`v6` or not) as the bytes of their headers' field.
+fn addr_bytes(addrs: &[std::net::IpAddr], v6: bool) -> Vec<Vec<u8>> {
     addrs
         .iter()
         .filter_map(|a| match a {
-            std::net::IpAddr::V4(v4) => Some(v4.octets().to_vec()),
-            std::net::IpAddr::V6(_) => None,
-        })
-        .collect()
-}
-
-fn v6_bytes(addrs: &[std::net::IpAddr]) -> Vec<Vec<u8>> {
-    addrs
-        .iter()
-        .filter_map(|a| match a {
-            std::net::IpAddr::V6(v6) => Some(v6.octets().to_vec()),
-            std::net::IpAddr::V4(_) => None,
+            std::net::IpAddr::V4(v4) if !v6 => Some(v4.octets().to_vec()),
+            std::net::IpAddr::V6(a6) if v6 => Some(a6.octets().to_vec()),
+            _ => None,
         })
         .collect()
 }
@@ -466,8 +459,8 @@ impl Hold {
         self.queue.release()
     }
 
-    /// `pass` if not done yet, remove the tables, then accept what came meanwhile and unbind;
-    /// returns how many packets were held since the last `pass`.
+    /// `pass` (again: what came since the last one is accepted too), then remove the tables
+    /// and unbind; returns how many packets were delivered since the last `pass`.
     pub fn end(mut self) -> Result<usize, NetError> {
         self.ended = true;
         self.finish()
@@ -480,14 +473,12 @@ impl Hold {
             Ok(n) => held += n,
             Err(e) => errors.push(e),
         }
+        // Only after the last release: deleting the tables unregisters their hook, and the
+        // kernel then drops whatever is still queued (nfqueue.rs).
         for &family in &self.families {
             if let Err(e) = crate::nft_batch::delete(&self.table, family) {
                 errors.push(e);
             }
-        }
-        match self.queue.release() {
-            Ok(n) => held += n,
-            Err(e) => errors.push(e),
         }
         NetError::collect(errors).map(|()| held)
     }
@@ -505,12 +496,7 @@ impl Drop for Hold {
 
 /// Remove a hold's tables (both families) that a killed process left; Ok if absent.
 pub fn unhold(table: &str) -> Result<(), NetError> {
-    if !is_identifier(table) {
-        return Err(NetError::InvalidRuleset {
-            table: table.to_owned(),
-            what: "table name must be [A-Za-z_][A-Za-z0-9_]*".into(),
-        });
-    }
+    check_table_name(table)?;
     use crate::nft_batch::{NFPROTO_IPV4, NFPROTO_IPV6};
     // Asked first: `down` and every migration's recovery call this, and there is seldom a hold
     // to remove (a delete of nothing still costs a synchronize_net).

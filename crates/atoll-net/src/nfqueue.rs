@@ -19,7 +19,7 @@ use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags};
 
 use crate::error::NetError;
-use crate::nft_batch::{nfnl_message, socket};
+use crate::nft_batch::{nfnl_message, replies, socket};
 
 const NFNL_SUBSYS_QUEUE: u16 = 3;
 const NFQNL_MSG_PACKET: u16 = 0;
@@ -33,7 +33,6 @@ const NFQNL_CFG_CMD_BIND: u8 = 1;
 const NFQNL_COPY_META: u8 = 1;
 const NF_ACCEPT: u32 = 1;
 const NLM_F_ACK: u16 = 0x4;
-const NLMSG_ERROR: u16 = 2;
 /// nla_type's flag bits (NLA_F_NESTED, NLA_F_NET_BYTEORDER).
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
@@ -165,25 +164,12 @@ impl Queue {
             Err(e) => return Err(err(self.num, "recv", e.to_string())),
         };
         let mut got = Read::Messages;
-        let mut off = 0;
-        while off + 16 <= n {
-            let len = u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4")) as usize;
-            let kind = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().expect("2"));
-            let seq = u32::from_ne_bytes(buf[off + 8..off + 12].try_into().expect("4"));
-            if len < 16 || off + len > n {
-                return Err(err(
-                    self.num,
-                    "recv",
-                    format!("a truncated netlink message ({len} bytes at {off})"),
-                ));
-            }
-            let body = &buf[off + 16..off + len];
-            if kind == NLMSG_ERROR && body.len() >= 4 {
-                let code = i32::from_ne_bytes(body[0..4].try_into().expect("4"));
+        for r in replies(&buf[..n]).map_err(|detail| err(self.num, "recv", detail))? {
+            if let Some(code) = r.error() {
                 let errno = (code != 0).then(|| Errno::from_raw_os_error(-code));
-                got = Read::Ack { seq, errno };
-            } else if kind == NFNL_SUBSYS_QUEUE << 8 | NFQNL_MSG_PACKET {
-                let id = packet_id(body).ok_or_else(|| {
+                got = Read::Ack { seq: r.seq, errno };
+            } else if r.kind == NFNL_SUBSYS_QUEUE << 8 | NFQNL_MSG_PACKET {
+                let id = packet_id(r.body).ok_or_else(|| {
                     err(
                         self.num,
                         "recv",
@@ -193,7 +179,6 @@ impl Queue {
                 self.last = id;
                 self.waiting += 1;
             }
-            off += (len + 3) & !3;
         }
         Ok(got)
     }

@@ -513,29 +513,54 @@ pub(crate) fn table_exists(table: &str, family: u8) -> Result<bool, NetError> {
             Err(Errno::INTR) => continue,
             Err(e) => return Err(err(format!("recv (NFT_MSG_GETTABLE): {e}"))),
         };
-        let mut off = 0;
-        while off + 16 <= n {
-            let len = u32::from_ne_bytes(rbuf[off..off + 4].try_into().expect("4")) as usize;
-            let kind = u16::from_ne_bytes(rbuf[off + 4..off + 6].try_into().expect("2"));
-            if len < 16 || off + len > n {
-                return Err(err(format!(
-                    "a truncated netlink reply ({len} bytes at {off})"
-                )));
-            }
-            if kind == NLMSG_ERROR && len >= 20 {
-                let code = i32::from_ne_bytes(rbuf[off + 16..off + 20].try_into().expect("4"));
-                return match code {
-                    0 => Ok(true),
-                    c if c == -Errno::NOENT.raw_os_error() => Ok(false),
-                    c => Err(err(format!(
-                        "the kernel refused NFT_MSG_GETTABLE: {}",
-                        Errno::from_raw_os_error(-c)
-                    ))),
-                };
-            }
-            off += (len + 3) & !3;
+        for r in replies(&rbuf[..n]).map_err(err)? {
+            return match r.error() {
+                None => continue, // the table itself
+                Some(0) => Ok(true),
+                Some(c) if c == -Errno::NOENT.raw_os_error() => Ok(false),
+                Some(c) => Err(err(format!(
+                    "the kernel refused NFT_MSG_GETTABLE: {}",
+                    Errno::from_raw_os_error(-c)
+                ))),
+            };
         }
     }
+}
+
+/// One netlink message of a reply: its type, sequence number and body (after the nlmsghdr).
+pub(crate) struct Reply<'a> {
+    pub(crate) kind: u16,
+    pub(crate) seq: u32,
+    pub(crate) body: &'a [u8],
+}
+
+impl Reply<'_> {
+    /// An NLMSG_ERROR's code (0: an ACK; else minus the errno); None for any other message.
+    pub(crate) fn error(&self) -> Option<i32> {
+        (self.kind == NLMSG_ERROR && self.body.len() >= 4)
+            .then(|| i32::from_ne_bytes(self.body[..4].try_into().expect("4")))
+    }
+}
+
+/// The netlink messages in `buf` (what one recv returned), in order.
+pub(crate) fn replies(buf: &[u8]) -> Result<Vec<Reply<'_>>, String> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + 16 <= buf.len() {
+        let len = u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4")) as usize;
+        if len < 16 || off + len > buf.len() {
+            return Err(format!(
+                "a truncated netlink message ({len} bytes at {off})"
+            ));
+        }
+        out.push(Reply {
+            kind: u16::from_ne_bytes(buf[off + 4..off + 6].try_into().expect("2")),
+            seq: u32::from_ne_bytes(buf[off + 8..off + 12].try_into().expect("4")),
+            body: &buf[off + 16..off + len],
+        });
+        off += (len + 3) & !3;
+    }
+    Ok(out)
 }
 
 /// Append one netfilter netlink message to `buf`: nlmsghdr, nfgenmsg (`family`, NFNETLINK_V0,
@@ -613,30 +638,19 @@ fn send(b: Batch, table: &str, what: &'static str) -> Result<(), NetError> {
                 )))
             }
         };
-        let mut off = 0;
-        while off + 16 <= n {
-            let len = u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4")) as usize;
-            let kind = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().expect("2"));
-            let seq = u32::from_ne_bytes(buf[off + 8..off + 12].try_into().expect("4"));
-            if len < 16 || off + len > n {
+        for r in replies(&buf[..n]).map_err(err)? {
+            let Some(code) = r.error() else { continue };
+            let seq = r.seq;
+            let Some(i) = pending.iter().position(|(s, _)| *s == seq) else {
+                return Err(err(format!("an ACK for unknown sequence number {seq}")));
+            };
+            let (_, item) = pending.remove(i);
+            if code != 0 {
                 return Err(err(format!(
-                    "a truncated netlink reply ({len} bytes at {off})"
+                    "the kernel refused the {item} (message {seq}): {}",
+                    Errno::from_raw_os_error(-code)
                 )));
             }
-            if kind == NLMSG_ERROR && len >= 20 {
-                let code = i32::from_ne_bytes(buf[off + 16..off + 20].try_into().expect("4"));
-                let Some(i) = pending.iter().position(|(s, _)| *s == seq) else {
-                    return Err(err(format!("an ACK for unknown sequence number {seq}")));
-                };
-                let (_, item) = pending.remove(i);
-                if code != 0 {
-                    return Err(err(format!(
-                        "the kernel refused the {item} (message {seq}): {}",
-                        Errno::from_raw_os_error(-code)
-                    )));
-                }
-            }
-            off += (len + 3) & !3;
         }
     }
     Ok(())

@@ -39,24 +39,8 @@ pub fn listeners(netns: &Netns, proto: Proto) -> Result<Vec<Listener>, NetError>
         Proto::Udp => (IPPROTO_UDP, TCP_CLOSE),
         Proto::Icmp => return Ok(Vec::new()),
     };
-    let label = format!("{:?}", netns.path());
-    let err = |op, errno| NetError::Socket {
-        op,
-        operand: "NETLINK_SOCK_DIAG".into(),
-        netns: label.clone(),
-        errno,
-    };
-    // The namespace of a netlink socket is the one it was created in (netlink(7)).
-    let fd = netns
-        .enter(|| {
-            rustix::net::socket_with(
-                AddressFamily::NETLINK,
-                SocketType::RAW,
-                SocketFlags::CLOEXEC,
-                Some(netlink::SOCK_DIAG),
-            )
-        })?
-        .map_err(|e| err("socket(AF_NETLINK, NETLINK_SOCK_DIAG)", e))?;
+    let err = |op, errno| socket_error(netns, op, errno);
+    let fd = diag_socket(netns)?;
     let mut out = Vec::new();
     for (seq, family) in [(1, AF_INET), (2, AF_INET6)] {
         dump(&fd, seq, family, protocol, 1 << state, &mut out).map_err(|(op, e)| err(op, e))?;
@@ -88,23 +72,8 @@ pub const TCP_ESTABLISHED: u8 = 1;
 
 /// Every TCP socket of `netns`, in any state, IPv4 and IPv6.
 pub fn tcp_sockets(netns: &Netns) -> Result<Vec<TcpSocket>, NetError> {
-    let label = format!("{:?}", netns.path());
-    let err = |op, errno| NetError::Socket {
-        op,
-        operand: "NETLINK_SOCK_DIAG".into(),
-        netns: label.clone(),
-        errno,
-    };
-    let fd = netns
-        .enter(|| {
-            rustix::net::socket_with(
-                AddressFamily::NETLINK,
-                SocketType::RAW,
-                SocketFlags::CLOEXEC,
-                Some(netlink::SOCK_DIAG),
-            )
-        })?
-        .map_err(|e| err("socket(AF_NETLINK, NETLINK_SOCK_DIAG)", e))?;
+    let err = |op, errno| socket_error(netns, op, errno);
+    let fd = diag_socket(netns)?;
     let mut out = Vec::new();
     for (seq, family) in [(1, AF_INET), (2, AF_INET6)] {
         dump(&fd, seq, family, IPPROTO_TCP, 0xfff, &mut out).map_err(|(op, e)| err(op, e))?;
@@ -120,23 +89,8 @@ pub fn tcp_states(
     netns: &Netns,
     conns: &[(SocketAddr, SocketAddr)],
 ) -> Result<Vec<Option<u8>>, NetError> {
-    let label = format!("{:?}", netns.path());
-    let err = |op, errno| NetError::Socket {
-        op,
-        operand: "NETLINK_SOCK_DIAG".into(),
-        netns: label.clone(),
-        errno,
-    };
-    let fd = netns
-        .enter(|| {
-            rustix::net::socket_with(
-                AddressFamily::NETLINK,
-                SocketType::RAW,
-                SocketFlags::CLOEXEC,
-                Some(netlink::SOCK_DIAG),
-            )
-        })?
-        .map_err(|e| err("socket(AF_NETLINK, NETLINK_SOCK_DIAG)", e))?;
+    let err = |op, errno| socket_error(netns, op, errno);
+    let fd = diag_socket(netns)?;
     let mut states = Vec::with_capacity(conns.len());
     for (i, (local, remote)) in conns.iter().enumerate() {
         let id = SocketId {
@@ -267,6 +221,30 @@ fn query(
                 _ => {}
             }
         }
+    }
+}
+
+/// A NETLINK_SOCK_DIAG socket made inside `netns`: the namespace of a netlink socket is the
+/// one it was created in (netlink(7)), and inet_diag answers about that one.
+fn diag_socket(netns: &Netns) -> Result<OwnedFd, NetError> {
+    netns
+        .enter(|| {
+            rustix::net::socket_with(
+                AddressFamily::NETLINK,
+                SocketType::RAW,
+                SocketFlags::CLOEXEC,
+                Some(netlink::SOCK_DIAG),
+            )
+        })?
+        .map_err(|e| socket_error(netns, "socket(AF_NETLINK, NETLINK_SOCK_DIAG)", e))
+}
+
+fn socket_error(netns: &Netns, op: &'static str, errno: Errno) -> NetError {
+    NetError::Socket {
+        op,
+        operand: "NETLINK_SOCK_DIAG".into(),
+        netns: format!("{:?}", netns.path()),
+        errno,
     }
 }
 

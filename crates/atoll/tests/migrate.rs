@@ -946,13 +946,8 @@ fn an_island_moves_to_another_host_with_its_connection() {
     if !can_run() {
         return;
     }
-    let name = format!("xh{}", std::process::id() % 100000);
-    let dir = std::env::temp_dir().join(format!("atoll-test-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("islands.toml");
-    std::fs::write(&file, format!("name = \"{name}\"\n{}", two_way_body())).unwrap();
-    let file = file.to_str().unwrap();
+    let (name, dir, file) = two_way_project("xh");
+    let file = file.as_str();
     let (a, b, wa, wb) = two_hosts(&dir, "move");
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let (code, out, err) = a.atoll(&["up", file]);
@@ -1179,6 +1174,19 @@ fn an_island_moves_to_another_host_with_its_connection() {
     down_both_leaves_nothing(a, b, &name, &dir, result);
 }
 
+/// A project named `prefix` + this process's pid, of `two_way_body`, in a fresh temp dir:
+/// (name, dir, islands file).
+fn two_way_project(prefix: &str) -> (String, std::path::PathBuf, String) {
+    let name = format!("{prefix}{}", std::process::id() % 100000);
+    let dir = std::env::temp_dir().join(format!("atoll-test-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("islands.toml");
+    std::fs::write(&file, format!("name = \"{name}\"\n{}", two_way_body())).unwrap();
+    let file = file.to_str().unwrap().to_string();
+    (name, dir, file)
+}
+
 /// Hosts A and B (`Host`; `tag` keeps tests apart) joined by a veth wire, 10.254.250.1 (A) - 10.254.250.2 (B), on which
 /// both forward; returns them and the wire's two ends.
 fn two_hosts(dir: &Path, tag: &str) -> (Host, Host, String, String) {
@@ -1263,22 +1271,16 @@ fn down_both_leaves_nothing(
 
 /// `checkpoint --via` killed (SIGKILL) once its archive is written (after its "transfer" line):
 /// whether the kill came before the leave began or in it (both were seen), the same command on
-/// A finishes the leave (srv's address
-/// routed over the wire, srv's host end and netns gone, the guard naming the wire) and says the
-/// island lives elsewhere; the archive restores on B with its connection; cli on A reaches srv
+/// A finishes the leave (srv's address routed over the wire, srv's host end and netns gone, the
+/// guard naming the wire) and says the island lives elsewhere; the archive restores on B with its connection; cli on A reaches srv
 /// on B; `down` on both leaves nothing.
 #[test]
 fn a_checkpoint_killed_while_the_island_leaves_is_finished_by_the_same_command() {
     if !can_run() {
         return;
     }
-    let name = format!("xk{}", std::process::id() % 100000);
-    let dir = std::env::temp_dir().join(format!("atoll-test-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("islands.toml");
-    std::fs::write(&file, format!("name = \"{name}\"\n{}", two_way_body())).unwrap();
-    let file = file.to_str().unwrap();
+    let (name, dir, file) = two_way_project("xk");
+    let file = file.as_str();
     let (a, b, _wa, _wb) = two_hosts(&dir, "kill");
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let (code, out, err) = a.atoll(&["up", file]);
